@@ -1,0 +1,39 @@
+# Parley: the two front doors are `make dev` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+DATA   ?= ./.parley
+
+.PHONY: dev test bench install install-test browser clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+install: $(VENV)/bin/activate
+	$(PIP) install -q -e .
+
+install-test: $(VENV)/bin/activate
+	$(PIP) install -q -e '.[test]'
+
+# Debian's chromium for the end-to-end browser test (Playwright drives it via executable_path).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+dev: install
+	$(VENV)/bin/parley dev --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+test: install-test browser
+	$(PY) -m pytest
+
+bench: install-test
+	$(PY) -m loadtests.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .parley .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Calls: LiveKit call lifecycle and token minting (arrives with the calls issue)."""

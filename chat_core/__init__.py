@@ -1,0 +1,1 @@
+"""chat_core: the single writer of a conversation. validate -> authorize -> sequence -> persist + outbox."""

@@ -1,0 +1,95 @@
+"""chat_core's consumer loop: batch -> prefetch -> decide -> one durable write -> replies -> relay.
+
+Group commit: every command of a batch is decided in memory, then the whole batch is written in
+one store transaction, and only then is any command acknowledged. The log offset is committed
+after the write, so a crash replays the batch and the idempotency key makes the replay harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from chat_core.core import ChatCore, request_key
+from chat_core.relay import OutboxRelay
+from parley import frames as F
+from parley.auth import Passwords
+from parley.errors import ParleyError, Unavailable
+from parley.frames import error_frame
+from parley.ports import GatewayBus, LogConsumer, Reply, Store
+from parley.records import Command, Facts
+
+log = logging.getLogger(__name__)
+
+
+class CommandWorker:
+    def __init__(self, core: ChatCore, source: LogConsumer[Command], store: Store, bus: GatewayBus,
+                 relay: OutboxRelay, passwords: Passwords, batch_max: int = 512) -> None:
+        self._core = core
+        self._source = source
+        self._store = store
+        self._bus = bus
+        self._relay = relay
+        self._passwords = passwords
+        self._batch_max = batch_max
+
+    async def run(self) -> None:
+        while True:
+            cmds = await self._source.next_batch(self._batch_max)
+            await self.process(cmds)
+            await self._source.commit()
+
+    async def process(self, cmds: list[Command]) -> None:
+        core = self._core
+        try:
+            needs = core.needs(cmds)
+            facts = await self._store.prefetch(needs) if needs else Facts()
+            core.absorb(facts)
+            await self._room_passwords(cmds, facts)
+        except ParleyError as err:
+            await self._reply_all(cmds, err)
+            return
+        batch = core.begin()
+        now = int(time.time() * 1000)
+        replies = [core.handle(cmd, facts, now, batch) for cmd in cmds]
+        mutations = batch.finish(core.convs)
+        if mutations:
+            try:
+                outbox_ids = await self._store.apply(mutations)
+            except ParleyError as err:
+                # Nothing of the batch is stored: drop the cache (the store is the truth) and
+                # let every client retry; their cmids make the retries safe.
+                log.warning("batch of %d commands not stored: %s", len(cmds), err.message)
+                core.forget()
+                await self._reply_all(cmds, Unavailable("not stored; retry", retry_after_ms=500))
+                return
+            core.committed(batch)
+            self._relay.enqueue(list(zip(outbox_ids, batch.events)))
+        for cmd, frame in zip(cmds, replies):
+            await self._bus.to_gateway(cmd.gateway, Reply(cmd.session, cmd.body.rid, frame))
+
+    async def _reply_all(self, cmds: list[Command], err: ParleyError) -> None:
+        for cmd in cmds:
+            await self._bus.to_gateway(cmd.gateway, Reply(cmd.session, cmd.body.rid, error_frame(err, cmd.body.rid)))
+
+    async def _room_passwords(self, cmds: list[Command], facts: Facts) -> None:
+        """argon2 costs tens of ms: hash and verify room passwords in threads, before deciding."""
+        async def verify(cmd: Command, hashed: str, password: str) -> None:
+            if await asyncio.to_thread(self._passwords.verify, hashed, password):
+                facts.passwords_ok.add(request_key(cmd))
+
+        async def hash_(cmd: Command, password: str) -> None:
+            facts.password_hashes[request_key(cmd)] = await asyncio.to_thread(self._passwords.hash, password)
+
+        work = []
+        for cmd in cmds:
+            body = cmd.body
+            if isinstance(body, F.ConvCreate) and body.password is not None:
+                work.append(hash_(cmd, body.password))
+            elif isinstance(body, F.ConvJoin) and body.password is not None:
+                state = self._core.convs.get(cmd.conv)
+                if state is not None and state.row.password_hash is not None:
+                    work.append(verify(cmd, state.row.password_hash, body.password))
+        if work:
+            await asyncio.gather(*work)

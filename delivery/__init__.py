@@ -1,0 +1,1 @@
+"""Delivery: events -> recipients -> the gateways holding their sessions."""

@@ -1,0 +1,59 @@
+"""Fan-out: one event frame -> its recipients -> one message per gateway holding them.
+
+Used by the delivery worker for stored events and by the gateway for ephemeral signals
+(typing), so both reach people the same way. The frame is encoded once, upstream; nothing
+here builds anything per recipient.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from parley.ports import Deliver, GatewayBus, Presence, Store
+from parley.records import EventRecord
+
+
+class MemberCache:
+    """Member lists by conversation, dropped when an event says they changed."""
+
+    def __init__(self, store: Store, capacity: int = 20_000) -> None:
+        self._store = store
+        self._lists: OrderedDict[str, Sequence[str]] = OrderedDict()
+        self._capacity = capacity
+
+    async def get(self, conv: str) -> Sequence[str]:
+        members = self._lists.get(conv)
+        if members is None:
+            members = tuple(await self._store.member_ids(conv))
+            self._lists[conv] = members
+            if len(self._lists) > self._capacity:
+                self._lists.popitem(last=False)
+        else:
+            self._lists.move_to_end(conv)
+        return members
+
+    def invalidate(self, conv: str) -> None:
+        self._lists.pop(conv, None)
+
+
+class Fanout:
+    def __init__(self, members: MemberCache, presence: Presence, bus: GatewayBus) -> None:
+        self.members = members
+        self._presence = presence
+        self._bus = bus
+
+    async def recipients(self, record: EventRecord) -> Sequence[str]:
+        if record.to is not None:
+            return record.to
+        members = await self.members.get(record.conv)
+        if record.also:
+            return [*members, *(u for u in record.also if u not in members)]
+        return members
+
+    async def send(self, record: EventRecord, *, skip_user: str | None = None) -> None:
+        users = await self.recipients(record)
+        if skip_user is not None:
+            users = [u for u in users if u != skip_user]
+        for gateway, here in (await self._presence.locate(users)).items():
+            await self._bus.to_gateway(gateway, Deliver(here, record.frame))

@@ -1,0 +1,1 @@
+"""Gateway: the stateless edge. WebSocket sessions and REST; publishes commands, never decides."""

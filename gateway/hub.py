@@ -1,0 +1,79 @@
+"""The sessions one gateway holds, by id and by user, and what arrives for them on the bus."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from gateway.session import Session
+from parley.closecodes import CloseCode
+from parley.errors import Unavailable
+from parley.frames import error_frame
+from parley.limits import Limits
+from parley.ports import Deliver, GatewayMessage, Reply
+
+
+class Hub:
+    def __init__(self, gateway_id: str, limits: Limits) -> None:
+        self.gateway_id = gateway_id
+        self._limits = limits
+        self.sessions: dict[str, Session] = {}
+        self._by_user: dict[str, list[Session]] = {}
+
+    def add(self, session: Session) -> None:
+        self.sessions[session.id] = session
+        self._by_user.setdefault(session.user, []).append(session)
+
+    def remove(self, session: Session) -> None:
+        self.sessions.pop(session.id, None)
+        same_user = self._by_user.get(session.user)
+        if same_user is not None:
+            same_user.remove(session)
+            if not same_user:
+                del self._by_user[session.user]
+
+    # ---- bus ------------------------------------------------------------------------------
+
+    def on_message(self, msg: GatewayMessage) -> None:
+        if isinstance(msg, Deliver):
+            frame, by_user = msg.frame, self._by_user
+            for user in msg.users:
+                for session in by_user.get(user, ()):
+                    session.push(frame)
+        elif isinstance(msg, Reply):
+            session = self.sessions.get(msg.session)
+            if session is not None and msg.rid in session.inflight:
+                session.push(msg.frame)
+                session.answered(msg.rid)
+
+    # ---- presence (the embedded default: this process is the only gateway) ----------------
+
+    async def locate(self, users: Sequence[str]) -> dict[str, list[str]]:
+        by_user = self._by_user
+        here = [u for u in users if u in by_user]
+        return {self.gateway_id: here} if here else {}
+
+    # ---- housekeeping ---------------------------------------------------------------------
+
+    async def sweep_forever(self, every_s: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            self.sweep(time.monotonic())
+
+    def sweep(self, now: float) -> None:
+        """One pass instead of a timer per session: idle sessions close 4002, and requests that
+        chat_core did not answer in time are answered `unavailable` (the client may resend)."""
+        idle_after = 2 * self._limits.heartbeat_s
+        for session in list(self.sessions.values()):
+            if now - session.last_seen > idle_after:
+                session.close_after_flush(CloseCode.IDLE, b"idle: ping at least every heartbeat_s")
+            if session.inflight:
+                late = [rid for rid, deadline in session.inflight.items() if deadline < now]
+                for rid in late:
+                    session.push(error_frame(Unavailable("no answer in time; retry", retry_after_ms=1000), rid))
+                    session.answered(rid)
+
+    def going_away(self) -> None:
+        for session in list(self.sessions.values()):
+            session.close_after_flush(CloseCode.GOING_AWAY, b"server going away: reconnect")

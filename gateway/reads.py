@@ -1,0 +1,53 @@
+"""The read path, served by the gateway straight from the store: conv.list, history, sync."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moderation import policy
+from moderation.policy import Action
+from parley.errors import NotFound
+from parley.frames import ConvView, History, Message
+from parley.limits import SYNC_PAGE
+from parley.ports import Store
+from parley.records import ConvRow, MemberRow, conv_view
+
+_END = 2**62  # an exclusive upper bound above any seq
+
+
+class Reads:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def readable(self, conv: str, user: str) -> tuple[ConvRow, MemberRow]:
+        found = await self._store.membership(conv, user)
+        if found is None:
+            raise NotFound("no such conversation")
+        row, member = found
+        return row, policy.authorize(row, member, Action.READ)
+
+    async def conv_list(self, user: str) -> list[ConvView]:
+        return [conv_view(row, member) for row, member in await self._store.conv_list(user)]
+
+    async def history(self, user: str, req: History) -> list[Message]:
+        _, member = await self.readable(req.conv, user)
+        lo = member.visible_from
+        if req.after is not None:
+            page = (req.conv, max(lo, req.after + 1), _END, req.limit, False)
+        else:
+            page = (req.conv, lo, req.before if req.before is not None else _END, req.limit, True)
+        (messages,) = await self._store.message_pages([page])
+        return messages
+
+    async def sync(self, user: str, since: dict[str, int]) -> list[dict[str, Any]]:
+        behind = [(row, member) for row, member in await self._store.conv_list(user)
+                  if row.last_seq > since.get(row.id, 0)]
+        pages = [(row.id, max(since.get(row.id, 0) + 1, member.visible_from), _END, SYNC_PAGE + 1, False)
+                 for row, member in behind]
+        out = []
+        for (row, member), messages in zip(behind, await self._store.message_pages(pages)):
+            view = conv_view(row, member)
+            out.append({"conv": row.id, "last_seq": row.last_seq, "read_seq": view.read_seq,
+                        "unread": view.unread, "messages": messages[:SYNC_PAGE],
+                        "more": len(messages) > SYNC_PAGE})
+        return out

@@ -1,0 +1,150 @@
+"""REST routes of the gateway: accounts, client capabilities, health, and the web client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from parley import __version__
+from parley.auth import Passwords, Tokens, check_password_shape, normalize_username
+from parley.errors import BadRequest, Internal, NotFound, ParleyError, Unauthorized, error_body
+from parley.ids import new_user_id
+from parley.limits import Limits
+from parley.ports import Store
+from parley.ratelimit import Limiter
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(err: ParleyError) -> web.Response:
+    headers = {}
+    if err.retry_after_ms is not None:
+        headers["Retry-After"] = str(max(1, -(-err.retry_after_ms // 1000)))
+    return web.json_response(error_body(err), status=err.http_status, headers=headers)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every REST failure answers `{"error": {"code", "message"}}`, mapped once, here."""
+    try:
+        return await handler(request)
+    except ParleyError as err:
+        return error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "bad_request", 413: "too_large"}.get(exc.status, "bad_request")
+        return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status)
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(Internal("internal error"))
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json(loads=json.loads)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("body must be a JSON object")
+    return body
+
+
+class AuthRoutes:
+    """register/login per PROTOCOL.md. Failed logins are limited per username against guessing."""
+
+    def __init__(self, store: Store, tokens: Tokens, passwords: Passwords, login_failures: Limiter) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._passwords = passwords
+        self._login_failures = login_failures
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await json_object(request)
+        username = normalize_username(body.get("username"))
+        password = check_password_shape(body.get("password"))
+        hashed = await asyncio.to_thread(self._passwords.hash, password)
+        user_id = new_user_id()
+        await self._store.create_user(user_id, username, hashed, int(time.time() * 1000))
+        return web.json_response({"user_id": user_id, "token": self._tokens.issue(user_id)}, status=201)
+
+    async def login(self, request: web.Request) -> web.Response:
+        body = await json_object(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise BadRequest("username and password must be strings")
+        username = username.strip().lower()
+        found = await self._store.user_by_name(username)
+        # Verify even for an unknown name, so timing does not tell which names exist.
+        hashed = found[1] if found else _DUMMY_HASH.get(self._passwords)
+        if not await asyncio.to_thread(self._passwords.verify, hashed, password) or found is None:
+            await self._login_failures.hit(username)
+            raise Unauthorized("wrong username or password")
+        return web.json_response({"user_id": found[0], "token": self._tokens.issue(found[0])})
+
+
+class _DummyHash:
+    _value: str | None = None
+
+    def get(self, passwords: Passwords) -> str:
+        if self._value is None:
+            self._value = passwords.hash("not a password of anyone")
+        return self._value
+
+
+_DUMMY_HASH = _DummyHash()
+
+
+def capabilities(limits: Limits) -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "protocol": 1,
+        "subprotocols": ["parley.v1.json"],
+        "limits": {**limits.public(), "heartbeat_s": limits.heartbeat_s},
+        "rate_limits": {"send": {"burst": limits.send_burst, "window_s": limits.send_window_s}},
+        "features": {
+            "direct": True, "groups": True, "channels": True, "public_rooms": True,
+            "room_passwords": True, "edit": True, "delete": True, "reactions": True,
+            "read_receipts": True, "typing": True, "sync": True,
+            "attachments": False, "presence": False, "calls": False, "push": False,
+        },
+    }
+
+
+def add_routes(app: web.Application, auth: AuthRoutes, limits: Limits,
+               ready: Callable[[], Awaitable[dict[str, bool]]]) -> None:
+    caps = capabilities(limits)
+
+    async def get_capabilities(_: web.Request) -> web.Response:
+        return web.json_response(caps)
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        checks = await ready()
+        ok = all(checks.values())
+        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
+
+    async def index(_: web.Request) -> web.FileResponse:
+        if not (STATIC / "index.html").exists():
+            raise NotFound("the web client is not installed")
+        return web.FileResponse(STATIC / "index.html")
+
+    app.router.add_post("/v1/auth/register", auth.register)
+    app.router.add_post("/v1/auth/login", auth.login)
+    app.router.add_get("/v1/client/capabilities", get_capabilities)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/", index)
+    if STATIC.is_dir():
+        app.router.add_static("/static/", STATIC)

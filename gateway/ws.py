@@ -1,0 +1,164 @@
+"""The WebSocket endpoint `/v1/ws`: hello, then one frame at a time, in order.
+
+The gateway parses and checks frames, answers pings and reads, and turns writes into commands
+on the log; chat_core answers those. Every error a client can cause becomes an `error` frame
+here, in one place; nothing a client sends can end the reader except a protocol close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import WSMsgType, web
+
+from delivery.fanout import Fanout
+from gateway.hub import Hub
+from gateway.reads import Reads
+from gateway.session import Session
+from parley import frames as F
+from parley.auth import Tokens
+from parley.closecodes import CloseCode
+from parley.errors import BadRequest, Internal, ParleyError, RateLimited
+from parley.frames import FrameError, error_frame, event_frame, ok_frame
+from parley.ids import direct_conv_id, new_conv_id, new_session_id
+from parley.limits import Limits
+from parley.ports import LogProducer
+from parley.ratelimit import Limiter
+from parley.records import Command, EventRecord
+
+log = logging.getLogger(__name__)
+SUBPROTOCOLS = ("parley.v1.json",)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class WsEndpoint:
+    def __init__(self, hub: Hub, reads: Reads, tokens: Tokens, commands: LogProducer[Command],
+                 fanout: Fanout, limits: Limits, send_limiter: Limiter) -> None:
+        self._hub = hub
+        self._reads = reads
+        self._tokens = tokens
+        self._commands = commands
+        self._fanout = fanout
+        self._limits = limits
+        self._send_limiter = send_limiter
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
+                                   protocols=SUBPROTOCOLS)
+        await ws.prepare(request)
+        session = await self._hello(ws)
+        if session is None:
+            return ws
+        hub = self._hub
+        hub.add(session)
+        session.start()
+        try:
+            async for msg in ws:
+                session.last_seen = time.monotonic()
+                if msg.type is WSMsgType.TEXT:
+                    await self._on_frame(session, msg.data)
+                elif msg.type is WSMsgType.BINARY:
+                    session.push(error_frame(BadRequest("frames are JSON text; binary is not accepted")))
+                else:
+                    break
+        finally:
+            hub.remove(session)
+            await session.stop()
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    # ---- hello ----------------------------------------------------------------------------
+
+    async def _hello(self, ws: web.WebSocketResponse) -> Session | None:
+        try:
+            msg = await ws.receive(timeout=self._limits.hello_timeout_s)
+        except asyncio.TimeoutError:
+            await ws.close(code=CloseCode.NO_HELLO, message=b"no hello in time")
+            return None
+        if msg.type is not WSMsgType.TEXT:
+            if not ws.closed:
+                await ws.close(code=CloseCode.NO_HELLO, message=b"the first frame must be hello")
+            return None
+        try:
+            req = F.decode_request(msg.data, self._limits.max_text_chars)
+        except FrameError as exc:
+            await ws.send_frame(error_frame(exc.error, exc.rid), WSMsgType.TEXT)
+            await ws.close(code=CloseCode.NO_HELLO, message=b"the first frame must be hello")
+            return None
+        if not isinstance(req, F.Hello):
+            await ws.send_frame(error_frame(BadRequest("the first frame must be hello"), req.rid), WSMsgType.TEXT)
+            await ws.close(code=CloseCode.NO_HELLO, message=b"the first frame must be hello")
+            return None
+        try:
+            claims = self._tokens.verify(req.token)
+        except ParleyError as err:
+            await ws.send_frame(error_frame(err, req.rid), WSMsgType.TEXT)
+            await ws.close(code=CloseCode.BAD_TOKEN, message=b"bad token")
+            return None
+        session = Session(new_session_id(), claims.user_id, req.device_id, ws, self._limits.send_queue_max)
+        await ws.send_frame(ok_frame(
+            req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
+            heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
+        ), WSMsgType.TEXT)
+        return session
+
+    # ---- requests -------------------------------------------------------------------------
+
+    async def _on_frame(self, session: Session, data: str) -> None:
+        try:
+            req = F.decode_request(data, self._limits.max_text_chars)
+        except FrameError as exc:
+            session.push(error_frame(exc.error, exc.rid))
+            return
+        try:
+            if isinstance(req, F.WRITE_OPS):
+                await self._write(session, req)  # answered later, by chat_core
+                return
+            session.push(await self._answer(session, req))
+        except ParleyError as err:
+            session.push(error_frame(err, req.rid))
+        except Exception:
+            log.exception("request %s failed", type(req).__name__)
+            session.push(error_frame(Internal("internal error"), req.rid))
+
+    async def _answer(self, session: Session, req: F.AnyRequest) -> bytes:
+        if isinstance(req, F.Ping):
+            return ok_frame(req.rid, server_time=now_ms())
+        if isinstance(req, F.Typing):
+            await self._typing(session, req)
+            return ok_frame(req.rid)
+        if isinstance(req, F.Hello):
+            raise BadRequest("this session already said hello")
+        await session.settled()
+        if isinstance(req, F.History):
+            return ok_frame(req.rid, messages=await self._reads.history(session.user, req))
+        if isinstance(req, F.Sync):
+            return ok_frame(req.rid, convs=await self._reads.sync(session.user, req.since))
+        if isinstance(req, F.ConvList):
+            return ok_frame(req.rid, convs=await self._reads.conv_list(session.user))
+        raise BadRequest(f"unsupported op {type(req).__name__}")
+
+    async def _write(self, session: Session, req: F.WriteRequest) -> None:
+        if req.rid in session.inflight:
+            raise BadRequest("a request with this rid is still in flight")
+        if len(session.inflight) >= self._limits.inflight_max:
+            raise RateLimited("too many requests in flight; wait for replies", retry_after_ms=100)
+        if isinstance(req, F.Send):
+            await self._send_limiter.hit(session.user)
+        if isinstance(req, F.ConvCreate):
+            conv = direct_conv_id(session.user, req.members[0]) if req.kind == "direct" else new_conv_id()
+        else:
+            conv = req.conv
+        await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req))
+        session.inflight[req.rid] = time.monotonic() + self._limits.command_timeout_s
+
+    async def _typing(self, session: Session, req: F.Typing) -> None:
+        await self._reads.readable(req.conv, session.user)
+        record = EventRecord(req.conv, event_frame("typing", conv=req.conv, user=session.user))
+        await self._fanout.send(record, skip_user=session.user)

@@ -1,0 +1,1 @@
+"""Load generation: the protocol benchmark (make bench) and, later, Locust users."""

@@ -1,0 +1,1 @@
+"""Moderation: the policy engine every write is checked against."""

@@ -1,0 +1,1 @@
+"""Observability: OpenTelemetry setup, log format, dashboards (arrives with the observability issue)."""

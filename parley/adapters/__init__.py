@@ -1,0 +1,1 @@
+"""Adapters: the embedded (in-process, SQLite) and scale-out implementations of the ports."""

@@ -1,0 +1,63 @@
+"""The embedded default's transports: an in-process log and a direct gateway bus.
+
+The log holds only what is not yet stored: a command lost in a crash was never acknowledged,
+and an event lost in a crash is still in the outbox, so durability comes from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from parley.errors import Unavailable
+from parley.ports import GatewayMessage
+
+T = TypeVar("T")
+
+
+class InProcessLog(Generic[T]):
+    """A bounded FIFO with the producer and consumer shape of a log partition."""
+
+    def __init__(self, capacity: int) -> None:
+        self._items: deque[T] = deque()
+        self._capacity = capacity
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    async def publish(self, item: T) -> None:
+        if len(self._items) >= self._capacity:
+            raise Unavailable("the server is overloaded; retry", retry_after_ms=250)
+        self._items.append(item)
+        self._ready.set()
+
+    async def next_batch(self, max_n: int) -> list[T]:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        items = self._items
+        return [items.popleft() for _ in range(min(max_n, len(items)))]
+
+    async def commit(self) -> None:
+        """Nothing to do: the batch's effects are in the store before this is called."""
+
+
+class LocalBus:
+    """Gateway messages as direct calls into the gateways of this process."""
+
+    def __init__(self) -> None:
+        self._gateways: dict[str, Callable[[GatewayMessage], None]] = {}
+
+    def attach(self, gateway_id: str, handler: Callable[[GatewayMessage], None]) -> None:
+        self._gateways[gateway_id] = handler
+
+    def detach(self, gateway_id: str) -> None:
+        self._gateways.pop(gateway_id, None)
+
+    async def to_gateway(self, gateway_id: str, msg: GatewayMessage) -> None:
+        handler = self._gateways.get(gateway_id)
+        if handler is not None:  # a gateway that is gone has no sessions left to tell
+            handler(msg)

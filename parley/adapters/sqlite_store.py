@@ -1,0 +1,358 @@
+"""The embedded message store: one SQLite file in WAL mode.
+
+Writes go through one writer thread, one transaction per chat_core batch (group commit: one
+fsync acknowledges many commands). Reads run on a small pool of reader threads, each with its
+own connection; WAL lets them read while the writer commits. The primary key (conv, seq) and
+the unique (conv, sender, cmid) index make a reused seq or a duplicated send impossible to
+store, whatever the code above does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from itertools import groupby
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from parley.errors import Conflict, Unavailable
+from parley.frames import Message
+from parley.records import (
+    ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage, MemberRow, Mutation,
+    Needs, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateMessage,
+)
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+_CHUNK = 400  # bound on `?` parameters per statement
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS convs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT, visibility TEXT NOT NULL,
+    password_hash TEXT, history TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS members (
+    conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
+    PRIMARY KEY (conv, user)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
+CREATE TABLE IF NOT EXISTS messages (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
+    cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conv, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender, cmid);
+CREATE TABLE IF NOT EXISTS reactions (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, emoji TEXT NOT NULL, user TEXT NOT NULL,
+    PRIMARY KEY (conv, seq, emoji, user)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS relay (name TEXT PRIMARY KEY, checkpoint INTEGER NOT NULL);
+"""
+
+_MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
+_CONV_COLS = "id, kind, title, visibility, password_hash, history, owner, created_at, last_seq"
+_MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at"
+_ids = msgspec.json.Encoder()
+_ids_decode = msgspec.json.Decoder(list[str])
+_record_encode = msgspec.msgpack.Encoder().encode
+_record_decode = msgspec.msgpack.Decoder(EventRecord).decode
+
+
+def _message(row: Sequence[Any]) -> Message:
+    return Message(
+        conv=row[0], seq=row[1], sender=row[2], ts=row[3], cmid=row[4], text=row[5],
+        reply_to=row[6], attachments=_ids_decode.decode(row[7]) if row[7] else [],
+        mentions=_ids_decode.decode(row[8]) if row[8] else [], edited_at=row[9], deleted=bool(row[10]),
+    )
+
+
+def _conv(row: Sequence[Any]) -> ConvRow:
+    return ConvRow(id=row[0], kind=row[1], title=row[2], visibility=row[3], password_hash=row[4],
+                   history=row[5], owner=row[6], created_at=row[7], last_seq=row[8])
+
+
+def _member(row: Sequence[Any]) -> MemberRow:
+    return MemberRow(conv=row[0], user=row[1], role=row[2], visible_from=row[3], read_seq=row[4],
+                     joined_at=row[5])
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+class SqliteStore:
+    """Implements parley.ports.Store on one SQLite file."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL", readers: int = 2) -> None:
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"unsupported sqlite synchronous mode {synchronous!r}")
+        self._path = path
+        self._synchronous = synchronous
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
+        self._local = threading.local()
+        self._wconn: sqlite3.Connection | None = None
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        await self._write(self._migrate)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"store schema {version} is newer than this build ({SCHEMA_VERSION})")
+        conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._wconn is None:
+            self._wconn = self._connect()
+        return self._wconn
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, lambda: fn(self._writer_conn()))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, lambda: fn(self._reader_conn()))
+
+    async def close(self) -> None:
+        def _close_writer() -> None:
+            if self._wconn is not None:
+                self._wconn.close()
+                self._wconn = None
+        await asyncio.get_running_loop().run_in_executor(self._writer, _close_writer)
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    # ---- chat_core ------------------------------------------------------------------------
+
+    async def prefetch(self, needs: Needs) -> Facts:
+        return await self._write(lambda conn: self._prefetch(conn, needs))
+
+    def _prefetch(self, conn: sqlite3.Connection, needs: Needs) -> Facts:
+        facts = Facts()
+        for part in _chunks(sorted(needs.convs)):
+            for row in conn.execute(f"SELECT {_CONV_COLS} FROM convs WHERE id IN ({_marks(len(part))})", part):
+                facts.convs[row[0]] = ConvState(_conv(row), {})
+            for row in conn.execute(f"SELECT {_MEMBER_COLS} FROM members WHERE conv IN ({_marks(len(part))})", part):
+                facts.convs[row[0]].members[row[1]] = _member(row)
+        for upart in _chunks(sorted(needs.users)):
+            facts.users.update(r[0] for r in conn.execute(
+                f"SELECT id FROM users WHERE id IN ({_marks(len(upart))})", upart))
+        for ipart in _chunks(sorted(needs.idem), _CHUNK // 3):
+            values = ",".join("(?,?,?)" for _ in ipart)
+            params = [x for key in ipart for x in key]
+            for conv, sender, cmid, seq, ts in conn.execute(
+                    f"SELECT conv, sender, cmid, seq, ts FROM messages "
+                    f"WHERE (conv, sender, cmid) IN (VALUES {values})", params):
+                facts.idem[(conv, sender, cmid)] = (seq, ts)
+        for mpart in _chunks(sorted(needs.messages), _CHUNK // 2):
+            values = ",".join("(?,?)" for _ in mpart)
+            params2 = [x for key in mpart for x in key]
+            for row in conn.execute(
+                    f"SELECT {_MSG_COLS} FROM messages WHERE (conv, seq) IN (VALUES {values})", params2):
+                facts.messages[(row[0], row[1])] = _message(row)
+        self._attach_reactions(conn, list(facts.messages.values()))
+        return facts
+
+    async def apply(self, mutations: Sequence[Mutation]) -> list[int]:
+        return await self._write(lambda conn: self._apply(conn, mutations))
+
+    def _apply(self, conn: sqlite3.Connection, mutations: Sequence[Mutation]) -> list[int]:
+        outbox = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            # Consecutive mutations of one kind go in one executemany; order across kinds is kept
+            # (a send then an edit of it, a leave then a rejoin, in one batch).
+            for kind, run in groupby(mutations, key=type):
+                items = list(run)
+                for sql, rows in _WRITES[kind](items):
+                    conn.executemany(sql, rows)
+                if kind is PutOutbox:
+                    outbox += len(items)
+            last = 0
+            if outbox:
+                (last,) = conn.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError as exc:
+            conn.execute("ROLLBACK")
+            raise Conflict(f"store rejected the batch: {exc}") from exc
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise Unavailable(f"store write failed: {exc}", retry_after_ms=1000) from exc
+        # One writer, one transaction: the batch's outbox ids are contiguous and end at `last`.
+        return list(range(last - outbox + 1, last + 1))
+
+    # ---- outbox relay ---------------------------------------------------------------------
+
+    async def outbox_after(self, after_id: int, limit: int) -> list[tuple[int, EventRecord]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[int, EventRecord]]:
+            rows = conn.execute("SELECT id, record FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+                                (after_id, limit))
+            return [(i, _record_decode(rec)) for i, rec in rows]
+        return await self._read(run)
+
+    async def relay_checkpoint(self) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT checkpoint FROM relay WHERE name='outbox'").fetchone()
+            return int(row[0]) if row else 0
+        return await self._read(run)
+
+    async def set_relay_checkpoint(self, outbox_id: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            # Relayed rows are gone for good: SQLite has no tombstones to fear.
+            with conn:
+                conn.execute("INSERT INTO relay (name, checkpoint) VALUES ('outbox', ?) "
+                             "ON CONFLICT (name) DO UPDATE SET checkpoint = excluded.checkpoint", (outbox_id,))
+                conn.execute("DELETE FROM outbox WHERE id <= ?", (outbox_id,))
+        await self._write(run)
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    async def membership(self, conv: str, user: str) -> tuple[ConvRow, MemberRow | None] | None:
+        def run(conn: sqlite3.Connection) -> tuple[ConvRow, MemberRow | None] | None:
+            row = conn.execute(f"SELECT {_CONV_COLS} FROM convs WHERE id = ?", (conv,)).fetchone()
+            if row is None:
+                return None
+            mrow = conn.execute(f"SELECT {_MEMBER_COLS} FROM members WHERE conv = ? AND user = ?",
+                                (conv, user)).fetchone()
+            return _conv(row), _member(mrow) if mrow else None
+        return await self._read(run)
+
+    async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[ConvRow, MemberRow]]:
+            cols = ", ".join(f"c.{c.strip()}" for c in _CONV_COLS.split(","))
+            mcols = ", ".join(f"m.{c.strip()}" for c in _MEMBER_COLS.split(","))
+            rows = conn.execute(
+                f"SELECT {cols}, {mcols} FROM members m JOIN convs c ON c.id = m.conv "
+                f"WHERE m.user = ? ORDER BY c.created_at, c.id", (user,))
+            return [(_conv(r[:9]), _member(r[9:])) for r in rows]
+        return await self._read(run)
+
+    async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:
+        """Per (conv, lo, hi, limit, newest): messages with lo <= seq < hi, ascending; the
+        `limit` highest when `newest`, else the lowest. One thread hop for many conversations."""
+        def run(conn: sqlite3.Connection) -> list[list[Message]]:
+            out = []
+            for conv, lo, hi, limit, newest in pages:
+                order = "DESC" if newest else "ASC"
+                rows = conn.execute(
+                    f"SELECT {_MSG_COLS} FROM messages WHERE conv = ? AND seq >= ? AND seq < ? "
+                    f"ORDER BY seq {order} LIMIT ?", (conv, lo, hi, limit)).fetchall()
+                msgs = [_message(r) for r in (reversed(rows) if newest else rows)]
+                self._attach_reactions(conn, msgs)
+                out.append(msgs)
+            return out
+        return await self._read(run)
+
+    @staticmethod
+    def _attach_reactions(conn: sqlite3.Connection, msgs: Sequence[Message]) -> None:
+        by_conv: dict[str, dict[int, Message]] = {}
+        for m in msgs:
+            by_conv.setdefault(m.conv, {})[m.seq] = m
+        for conv, by_seq in by_conv.items():
+            rows = conn.execute(
+                "SELECT seq, emoji, user FROM reactions WHERE conv = ? AND seq BETWEEN ? AND ? "
+                "ORDER BY seq, emoji, user", (conv, min(by_seq), max(by_seq)))
+            for seq, emoji, user in rows:
+                msg = by_seq.get(seq)
+                if msg is not None:
+                    msg.reactions.setdefault(emoji, []).append(user)
+
+    async def member_ids(self, conv: str) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute("SELECT user FROM members WHERE conv = ?", (conv,))]
+        return await self._read(run)
+
+    # ---- accounts -------------------------------------------------------------------------
+
+    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                with conn:
+                    conn.execute("INSERT INTO users (id, username, password_hash, created_at) VALUES (?,?,?,?)",
+                                 (user_id, username, password_hash, created_at))
+            except sqlite3.IntegrityError:
+                raise Conflict("username is taken") from None
+        await self._write(run)
+
+    async def user_by_name(self, username: str) -> tuple[str, str] | None:
+        def run(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            row = conn.execute("SELECT id, password_hash FROM users WHERE username = ?", (username,)).fetchone()
+            return (row[0], row[1]) if row else None
+        return await self._read(run)
+
+
+def _reactions(items: list[SetReaction]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    final = {(m.conv, m.seq, m.emoji, m.user): m.on for m in items}  # the last toggle wins
+    return [
+        ("INSERT INTO reactions (conv, seq, emoji, user) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+         [k for k, on in final.items() if on]),
+        ("DELETE FROM reactions WHERE conv = ? AND seq = ? AND emoji = ? AND user = ?",
+         [k for k, on in final.items() if not on]),
+    ]
+
+
+Statements = list[tuple[str, list[tuple[Any, ...]]]]
+_WRITES: dict[type, Callable[[list[Any]], Statements]] = {
+    CreateConv: lambda items: [(
+        f"INSERT INTO convs ({_CONV_COLS}) VALUES ({_marks(9)})",
+        [(r.id, r.kind, r.title, r.visibility, r.password_hash, r.history, r.owner, r.created_at, r.last_seq)
+         for r in (m.row for m in items)])],
+    SetConvHead: lambda items: [(
+        "UPDATE convs SET last_seq = ? WHERE id = ?", [(m.last_seq, m.conv) for m in items])],
+    SetConvOwner: lambda items: [(
+        "UPDATE convs SET owner = ? WHERE id = ?", [(m.owner, m.conv) for m in items])],
+    PutMember: lambda items: [(
+        f"INSERT OR REPLACE INTO members ({_MEMBER_COLS}) VALUES ({_marks(6)})",
+        [(r.conv, r.user, r.role, r.visible_from, r.read_seq, r.joined_at) for r in (m.row for m in items)])],
+    DropMember: lambda items: [(
+        "DELETE FROM members WHERE conv = ? AND user = ?", [(m.conv, m.user) for m in items])],
+    SetReadSeq: lambda items: [(
+        "UPDATE members SET read_seq = ? WHERE conv = ? AND user = ?",
+        [(m.read_seq, m.conv, m.user) for m in items])],
+    InsertMessage: lambda items: [(
+        f"INSERT INTO messages ({_MSG_COLS}) VALUES ({_marks(11)})",
+        [(x.conv, x.seq, x.sender, x.ts, x.cmid, x.text, x.reply_to,
+          _ids.encode(x.attachments) if x.attachments else None,
+          _ids.encode(x.mentions) if x.mentions else None, x.edited_at, int(x.deleted))
+         for x in (m.message for m in items)])],
+    UpdateMessage: lambda items: [(
+        "UPDATE messages SET text = ?, edited_at = ?, deleted = ?, "
+        "attachments = CASE WHEN ? THEN NULL ELSE attachments END WHERE conv = ? AND seq = ?",
+        [(m.text, m.edited_at, int(m.deleted), int(m.deleted), m.conv, m.seq) for m in items])],
+    SetReaction: _reactions,
+    PutOutbox: lambda items: [(
+        "INSERT INTO outbox (record) VALUES (?)", [(_record_encode(m.record),) for m in items])],
+}

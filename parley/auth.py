@@ -1,0 +1,114 @@
+"""Accounts' secrets: argon2 password hashing and JWT issue/verify (HS256, exp/iss/aud checked)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from parley.errors import BadRequest, Unauthorized
+
+USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
+PASSWORD_MIN, PASSWORD_MAX = 8, 256
+ISSUER = "parley"
+AUDIENCE = "parley"
+SECRET_FILE = "jwt-secret"
+
+
+def normalize_username(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise BadRequest("username must be a string")
+    name = raw.strip().lower()
+    if not USERNAME_RE.match(name):
+        raise BadRequest("username must be 3-32 characters of a-z, 0-9, '_', '.', '-'")
+    return name
+
+
+def check_password_shape(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise BadRequest("password must be a string")
+    if not PASSWORD_MIN <= len(raw) <= PASSWORD_MAX:
+        raise BadRequest(f"password must be {PASSWORD_MIN}-{PASSWORD_MAX} characters")
+    return raw
+
+
+class Passwords:
+    """argon2id with argon2-cffi's defaults (RFC 9106 low-memory profile). CPU-heavy: call from a thread."""
+
+    def __init__(self) -> None:
+        self._hasher = PasswordHasher()
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, hashed: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(hashed, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: str
+    roles: tuple[str, ...]
+    expires_at: int
+
+
+class Tokens:
+    """Issues and verifies Parley's own HS256 tokens; survives restarts because the key does."""
+
+    def __init__(self, secret: bytes, ttl_s: int, issuer: str = ISSUER, audience: str = AUDIENCE) -> None:
+        if len(secret) < 32:
+            raise ValueError("the JWT secret must be at least 32 bytes")
+        self._secret = secret
+        self._ttl_s = ttl_s
+        self._issuer = issuer
+        self._audience = audience
+
+    def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> str:
+        now = int(time.time())
+        claims: dict[str, object] = {
+            "sub": user_id, "iat": now, "exp": now + self._ttl_s,
+            "iss": self._issuer, "aud": self._audience,
+        }
+        if roles:
+            claims["roles"] = list(roles)
+        return jwt.encode(claims, self._secret, algorithm="HS256")
+
+    def verify(self, token: str) -> Claims:
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], audience=self._audience,
+                issuer=self._issuer, options={"require": ["sub", "exp", "iat", "iss", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid token") from None
+        sub, roles = claims["sub"], claims.get("roles", [])
+        if not isinstance(sub, str) or not isinstance(roles, list):
+            raise Unauthorized("invalid token claims")
+        return Claims(user_id=sub, roles=tuple(str(r) for r in roles), expires_at=int(claims["exp"]))
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The signing key lives in the data dir, created (0600) on first start when none is configured."""
+    path = data_dir / SECRET_FILE
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32).encode()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(secret)
+    tmp.chmod(0o600)
+    tmp.rename(path)
+    return secret

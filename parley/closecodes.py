@@ -1,0 +1,13 @@
+"""WebSocket close codes of the protocol (PROTOCOL.md, session item 6)."""
+
+from enum import IntEnum
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000
+    TOO_BIG = 1009  # frame over max_frame_bytes (aiohttp closes with it for us)
+    NO_HELLO = 4001
+    IDLE = 4002
+    BAD_TOKEN = 4003
+    POLICY = 4008  # banned, or too slow to read after `resync`
+    GOING_AWAY = 4009

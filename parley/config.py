@@ -1,0 +1,50 @@
+"""Settings of one Parley process, read once from the environment and the command line."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from parley.limits import Limits
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".parley")
+    #: Configured signing key (PARLEY_JWT_SECRET); None = generated into the data dir.
+    jwt_secret: bytes | None = None
+    token_ttl_s: int = 30 * 24 * 3600
+    #: SQLite `synchronous`: FULL survives power loss, NORMAL (WAL) only process crashes.
+    sqlite_synchronous: str = "FULL"
+    limits: Limits = field(default_factory=Limits)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        secret = os.environ.get("PARLEY_JWT_SECRET")
+        d = Limits()
+        limits = Limits(
+            max_frame_bytes=_env_int("PARLEY_MAX_FRAME_BYTES", d.max_frame_bytes),
+            max_text_chars=_env_int("PARLEY_MAX_TEXT_CHARS", d.max_text_chars),
+            heartbeat_s=_env_int("PARLEY_HEARTBEAT_S", d.heartbeat_s),
+            send_queue_max=_env_int("PARLEY_SEND_QUEUE_MAX", d.send_queue_max),
+            send_burst=_env_int("PARLEY_SEND_BURST", d.send_burst),
+            send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),
+        )
+        base: dict[str, object] = {
+            "jwt_secret": secret.encode() if secret else None,
+            "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
+            "sqlite_synchronous": os.environ.get("PARLEY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
+            "limits": limits,
+        }
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        if "data_dir" in base:
+            base["data_dir"] = Path(str(base["data_dir"]))
+        return cls(**base)  # type: ignore[arg-type]

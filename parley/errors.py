@@ -1,0 +1,68 @@
+"""The error hierarchy: every failure a client can see, each with its one wire code.
+
+ParleyError
+ +-- BadRequest     bad_request   malformed or wrongly typed (checked before any lookup)
+ +-- Unauthorized   unauthorized  missing, bad or expired credentials
+ +-- Forbidden      forbidden     authenticated but not allowed; carries a readable reason
+ +-- NotFound       not_found     no such thing, or not visible to the caller
+ +-- Conflict       conflict      the state forbids it (name taken, already a member)
+ +-- RateLimited    rate_limited  slow down; carries retry_after_ms
+ +-- TooLarge       too_large     over a size limit
+ +-- Unavailable    unavailable   a dependency is down or overloaded; retry (retry_after_ms)
+ +-- Internal       internal      a bug; never carries details to the client
+
+Domain code raises these; the gateway maps them to `error` frames and HTTP statuses once.
+"""
+
+from __future__ import annotations
+
+
+class ParleyError(Exception):
+    code = "internal"
+    http_status = 500
+
+    def __init__(self, message: str, *, retry_after_ms: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after_ms = retry_after_ms
+
+
+class BadRequest(ParleyError):
+    code, http_status = "bad_request", 400
+
+
+class Unauthorized(ParleyError):
+    code, http_status = "unauthorized", 401
+
+
+class Forbidden(ParleyError):
+    code, http_status = "forbidden", 403
+
+
+class NotFound(ParleyError):
+    code, http_status = "not_found", 404
+
+
+class Conflict(ParleyError):
+    code, http_status = "conflict", 409
+
+
+class TooLarge(ParleyError):
+    code, http_status = "too_large", 413
+
+
+class RateLimited(ParleyError):
+    code, http_status = "rate_limited", 429
+
+
+class Unavailable(ParleyError):
+    code, http_status = "unavailable", 503
+
+
+class Internal(ParleyError):
+    code, http_status = "internal", 500
+
+
+def error_body(err: ParleyError) -> dict[str, object]:
+    """The REST error body of PROTOCOL.md."""
+    return {"error": {"code": err.code, "message": err.message}}

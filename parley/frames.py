@@ -1,0 +1,240 @@
+"""Client request frames (decoded once, strictly, at the edge) and the shared wire objects.
+
+Requests are one tagged union keyed by `op`; msgspec rejects wrong types and unknown ops, and
+the few rules msgspec cannot express (text length against the configured limit, exclusive
+cursors) live in `check_request`, a pure function.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+from msgspec import Meta
+
+from parley import limits as L
+from parley.errors import BadRequest, ParleyError, TooLarge
+
+Rid = Annotated[str, Meta(min_length=1, max_length=L.MAX_RID_CHARS)]
+Id = Annotated[str, Meta(min_length=1, max_length=64)]
+Cmid = Annotated[str, Meta(min_length=1, max_length=L.MAX_CMID_CHARS)]
+Seq = Annotated[int, Meta(ge=1, le=2**53)]
+Cursor = Annotated[int, Meta(ge=0, le=2**53)]
+Users = Annotated[list[Id], Meta(max_length=L.MAX_MEMBERS_PER_REQUEST)]
+Kind = Literal["direct", "group", "channel"]
+Visibility = Literal["private", "public"]
+HistoryMode = Literal["joined", "full"]
+Role = Literal["owner", "admin", "moderator", "member"]
+
+
+class Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):
+    rid: Rid
+
+
+class Hello(Request, tag="hello", frozen=True):
+    token: Annotated[str, Meta(min_length=1, max_length=8192)]
+    device_id: Annotated[str, Meta(max_length=L.MAX_DEVICE_ID_CHARS)] | None = None
+
+
+class Ping(Request, tag="ping", frozen=True):
+    pass
+
+
+class ConvCreate(Request, tag="conv.create", frozen=True):
+    kind: Kind
+    members: Users = []
+    title: Annotated[str, Meta(max_length=L.MAX_TITLE_CHARS)] | None = None
+    visibility: Visibility = "private"
+    password: Annotated[str, Meta(min_length=1, max_length=L.ROOM_PASSWORD_MAX_CHARS)] | None = None
+    history: HistoryMode = "joined"
+
+
+class ConvJoin(Request, tag="conv.join", frozen=True):
+    conv: Id
+    password: Annotated[str, Meta(max_length=L.ROOM_PASSWORD_MAX_CHARS)] | None = None
+
+
+class ConvLeave(Request, tag="conv.leave", frozen=True):
+    conv: Id
+
+
+class ConvInvite(Request, tag="conv.invite", frozen=True):
+    conv: Id
+    users: Annotated[list[Id], Meta(min_length=1, max_length=L.MAX_MEMBERS_PER_REQUEST)]
+
+
+class ConvList(Request, tag="conv.list", frozen=True):
+    pass
+
+
+class Send(Request, tag="send", frozen=True):
+    conv: Id
+    cmid: Cmid
+    text: str
+    reply_to: Seq | None = None
+    attachments: list[Id] = []
+    mentions: Users = []
+
+
+class Edit(Request, tag="edit", frozen=True):
+    conv: Id
+    seq: Seq
+    text: str
+
+
+class Delete(Request, tag="delete", frozen=True):
+    conv: Id
+    seq: Seq
+
+
+class React(Request, tag="react", frozen=True):
+    conv: Id
+    seq: Seq
+    emoji: Annotated[str, Meta(min_length=1, max_length=L.MAX_EMOJI_CHARS)]
+    on: bool
+
+
+class Read(Request, tag="read", frozen=True):
+    conv: Id
+    seq: Cursor
+
+
+class Typing(Request, tag="typing", frozen=True):
+    conv: Id
+
+
+class History(Request, tag="history", frozen=True):
+    conv: Id
+    before: Cursor | None = None
+    after: Cursor | None = None
+    limit: Annotated[int, Meta(ge=1, le=L.HISTORY_MAX)] = L.HISTORY_DEFAULT
+
+
+class Sync(Request, tag="sync", frozen=True):
+    since: Annotated[dict[Id, Cursor], Meta(max_length=100_000)] = {}
+
+
+AnyRequest = Union[
+    Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList,
+    Send, Edit, Delete, React, Read, Typing, History, Sync,
+]
+#: Requests chat_core decides (they go through the command log); the rest the gateway answers.
+WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, Send, Edit, Delete, React, Read]
+WRITE_OPS: tuple[type[Request], ...] = (ConvCreate, ConvJoin, ConvLeave, ConvInvite, Send, Edit, Delete, React, Read)
+
+_decoder = msgspec.json.Decoder(AnyRequest)
+_loose = msgspec.json.Decoder()
+
+
+class FrameError(Exception):
+    """A frame that cannot be answered normally; `rid` is echoed when the frame had a usable one."""
+
+    def __init__(self, error: ParleyError, rid: str | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.rid = rid
+
+
+def _salvage_rid(data: bytes | str) -> str | None:
+    try:
+        obj = _loose.decode(data)
+    except msgspec.DecodeError:
+        return None
+    rid = obj.get("rid") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, str) and 0 < len(rid) <= L.MAX_RID_CHARS else None
+
+
+def decode_request(data: bytes | str, max_text_chars: int) -> AnyRequest:
+    """Decode and check one client frame; raise FrameError on anything malformed."""
+    try:
+        req = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise FrameError(BadRequest(str(exc)), _salvage_rid(data)) from None
+    except msgspec.DecodeError:
+        raise FrameError(BadRequest("frame is not a JSON object"), None) from None
+    try:
+        check_request(req, max_text_chars)
+    except ParleyError as exc:
+        raise FrameError(exc, req.rid) from None
+    return req
+
+
+def check_request(req: AnyRequest, max_text_chars: int) -> None:
+    """The shape rules msgspec cannot express. Pure; raises BadRequest or TooLarge."""
+    if isinstance(req, (Send, Edit)):
+        if len(req.text) > max_text_chars:
+            raise TooLarge(f"text is longer than {max_text_chars} characters")
+        if not req.text.strip():
+            raise BadRequest("text must not be empty")
+    if isinstance(req, Send) and req.attachments:
+        raise BadRequest("attachments are not enabled on this server (see /v1/client/capabilities)")
+    if isinstance(req, History) and req.before is not None and req.after is not None:
+        raise BadRequest("give at most one of `before` and `after`")
+    if isinstance(req, ConvCreate):
+        if req.kind == "direct":
+            if len(req.members) != 1:
+                raise BadRequest("a direct conversation takes exactly one member")
+            if req.password is not None or req.visibility != "private":
+                raise BadRequest("a direct conversation is private and has no password")
+        if req.password is not None and req.visibility != "public":
+            raise BadRequest("only public conversations take a password")
+
+
+# ---- wire objects the server sends -------------------------------------------------------
+
+
+class Message(msgspec.Struct, kw_only=True):
+    """The message object of PROTOCOL.md; also the stored row (reactions assembled on read)."""
+
+    conv: str
+    seq: int
+    sender: str
+    ts: int
+    cmid: str
+    text: str | None
+    reply_to: int | None = None
+    attachments: list[str] = []
+    mentions: list[str] = []
+    reactions: dict[str, list[str]] = {}
+    edited_at: int | None = None
+    deleted: bool = False
+
+
+class ConvView(msgspec.Struct, kw_only=True):
+    """The `conv` object of PROTOCOL.md, as seen by one user."""
+
+    id: str
+    kind: str
+    title: str | None
+    visibility: str
+    has_password: bool
+    history: str
+    owner: str
+    created_at: int
+    last_seq: int
+    read_seq: int
+    unread: int
+    role: str | None
+
+
+_encoder = msgspec.json.Encoder()
+encode = _encoder.encode
+
+
+def ok_frame(rid: str, **result: Any) -> bytes:
+    return encode({"op": "ok", "rid": rid, **result})
+
+
+def error_frame(err: ParleyError, rid: str | None = None) -> bytes:
+    frame: dict[str, Any] = {"op": "error"}
+    if rid is not None:
+        frame["rid"] = rid
+    frame["code"] = err.code
+    frame["message"] = err.message
+    if err.retry_after_ms is not None:
+        frame["retry_after_ms"] = err.retry_after_ms
+    return encode(frame)
+
+
+def event_frame(type_: str, **fields: Any) -> bytes:
+    return encode({"op": "event", "type": type_, **fields})

@@ -1,0 +1,35 @@
+"""Opaque ids: random for users, sessions and groups; derived for direct chats."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+
+
+def _b32(raw: bytes) -> str:
+    return base64.b32encode(raw).decode().rstrip("=").lower()
+
+
+def new_id(prefix: str) -> str:
+    """`prefix` + 80 random bits (16 base32 chars)."""
+    return prefix + _b32(secrets.token_bytes(10))
+
+
+def new_user_id() -> str:
+    return new_id("u")
+
+
+def new_conv_id() -> str:
+    return new_id("c")
+
+
+def new_session_id() -> str:
+    return new_id("s")
+
+
+def direct_conv_id(a: str, b: str) -> str:
+    """The one direct conversation of a pair, whoever creates it: both sides derive the same id,
+    so concurrent creates land on the same partition and the single writer dedupes them."""
+    lo, hi = sorted((a, b))
+    return "d" + _b32(hashlib.sha256(f"{lo}\x00{hi}".encode()).digest()[:15])

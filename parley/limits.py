@@ -1,0 +1,46 @@
+"""Every protocol limit and its default, in one place (PROTOCOL.md "limits")."""
+
+from __future__ import annotations
+
+import msgspec
+
+#: Hard ceiling of `history`/`limit`; the protocol fixes it at 200.
+HISTORY_MAX = 200
+HISTORY_DEFAULT = 50
+#: Messages returned per conversation by `sync` before `more: true`.
+SYNC_PAGE = 50
+#: Longest client-chosen strings we store or echo (rid, cmid, device id, emoji, title).
+MAX_RID_CHARS = 64
+MAX_CMID_CHARS = 64
+MAX_DEVICE_ID_CHARS = 64
+MAX_EMOJI_CHARS = 32
+MAX_TITLE_CHARS = 256
+MAX_MEMBERS_PER_REQUEST = 1000
+ROOM_PASSWORD_MAX_CHARS = 256
+
+
+class Limits(msgspec.Struct, frozen=True):
+    """Operator-tunable limits; `hello` and /v1/client/capabilities publish them."""
+
+    max_frame_bytes: int = 65536
+    max_text_chars: int = 16384
+    history_max: int = HISTORY_MAX
+    heartbeat_s: int = 30
+    hello_timeout_s: float = 10.0
+    #: Events queued for one session before it gets `resync` and close 4008.
+    send_queue_max: int = 2048
+    #: Requests of one session awaiting their reply before `rate_limited`.
+    inflight_max: int = 512
+    #: Sends per user: `send_burst` within `send_window_s` (100 per 5 s = 20/s sustained, bursts of 100).
+    send_burst: int = 100
+    send_window_s: int = 5
+    #: A command not answered by chat_core within this many seconds is answered `unavailable`.
+    command_timeout_s: float = 10.0
+
+    def public(self) -> dict[str, int]:
+        """The subset clients see in `hello`."""
+        return {
+            "max_frame_bytes": self.max_frame_bytes,
+            "max_text_chars": self.max_text_chars,
+            "history_max": self.history_max,
+        }

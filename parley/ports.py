@@ -1,0 +1,85 @@
+"""The ports: each piece of infrastructure behind a small interface with two real adapters
+(embedded default in-process / SQLite; scale-out Kafka, NATS, Redis, Cassandra)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, TypeVar
+
+import msgspec
+
+from parley.frames import Message
+from parley.records import ConvRow, EventRecord, Facts, MemberRow, Mutation, Needs
+
+
+T = TypeVar("T")
+
+
+class LogProducer(Protocol[T]):
+    """Producer side of a keyed log (`parley.commands`, `parley.events`). Raises Unavailable
+    when it cannot take more, so the edge can answer `unavailable` instead of buffering."""
+
+    async def publish(self, item: T) -> None: ...
+
+
+class LogConsumer(Protocol[T]):
+    """Consumer side: batches in log order; `commit` once the batch's effects are durable."""
+
+    async def next_batch(self, max_n: int) -> list[T]: ...
+
+    async def commit(self) -> None: ...
+
+
+class Deliver(msgspec.Struct, tag=True, array_like=True):
+    """An event frame for the listed users' sessions on one gateway."""
+
+    users: list[str]
+    frame: bytes
+
+
+class Reply(msgspec.Struct, tag=True, array_like=True):
+    """The answer to one command, for the session that sent it."""
+
+    session: str
+    rid: str
+    frame: bytes
+
+
+GatewayMessage = Deliver | Reply
+
+
+class GatewayBus(Protocol):
+    """Messages to one gateway (NATS subject `parley.gw.<id>` when scaled out)."""
+
+    async def to_gateway(self, gateway_id: str, msg: GatewayMessage) -> None: ...
+
+
+class Presence(Protocol):
+    """Where users are connected: user -> gateway ids."""
+
+    async def locate(self, users: Sequence[str]) -> dict[str, list[str]]: ...
+
+
+class Store(Protocol):
+    """The message store: chat_core's batched writes, the gateway's reads, and accounts."""
+
+    # chat_core, the single writer of a conversation
+    async def prefetch(self, needs: Needs) -> Facts: ...
+    async def apply(self, mutations: Sequence[Mutation]) -> list[int]: ...  # outbox ids, in order
+
+    # outbox relay
+    async def outbox_after(self, after_id: int, limit: int) -> list[tuple[int, EventRecord]]: ...
+    async def relay_checkpoint(self) -> int: ...
+    async def set_relay_checkpoint(self, outbox_id: int) -> None: ...
+
+    # reads (gateway, delivery)
+    async def membership(self, conv: str, user: str) -> tuple[ConvRow, MemberRow | None] | None: ...
+    async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow]]: ...
+    async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]: ...
+    async def member_ids(self, conv: str) -> list[str]: ...
+
+    # accounts
+    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int) -> None: ...
+    async def user_by_name(self, username: str) -> tuple[str, str] | None: ...  # (user_id, password_hash)
+
+    async def close(self) -> None: ...

@@ -1,0 +1,172 @@
+"""What flows between the stages: commands (gateway -> chat_core), store mutations, and event
+records (chat_core -> outbox -> delivery -> gateway). Plain data; every stage and adapter shares it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+import msgspec
+
+from parley.frames import ConvView, Message, WriteRequest
+
+
+class Command(msgspec.Struct, array_like=True, frozen=True):
+    """One client write, keyed by conversation: the unit of the command log."""
+
+    conv: str
+    user: str
+    gateway: str
+    session: str
+    body: WriteRequest
+
+
+class EventRecord(msgspec.Struct, array_like=True, frozen=True):
+    """One event, encoded once: `frame` is written as-is to every recipient's socket."""
+
+    conv: str
+    frame: bytes
+    #: Explicit recipients; None means every member of `conv` at delivery time.
+    to: list[str] | None = None
+    #: Recipients besides the members (someone who just left must still hear it).
+    also: list[str] | None = None
+    #: The member list of `conv` changed: delivery drops its cached copy.
+    members_changed: bool = False
+
+
+# ---- stored state -------------------------------------------------------------------------
+
+
+class ConvRow(msgspec.Struct, kw_only=True):
+    id: str
+    kind: str
+    title: str | None
+    visibility: str
+    password_hash: str | None
+    history: str
+    owner: str
+    created_at: int
+    last_seq: int = 0
+
+
+class MemberRow(msgspec.Struct, kw_only=True):
+    conv: str
+    user: str
+    role: str
+    #: First seq this member may read (membership-bound history).
+    visible_from: int
+    read_seq: int
+    joined_at: int
+
+
+@dataclass(slots=True)
+class ConvState:
+    """A conversation as its single writer holds it: the row and its members by user id."""
+
+    row: ConvRow
+    members: dict[str, MemberRow]
+
+
+# ---- mutations: what chat_core asks the store to write, in one transaction ----------------
+
+
+class CreateConv(msgspec.Struct, tag=True):
+    row: ConvRow
+
+
+class SetConvHead(msgspec.Struct, tag=True):
+    conv: str
+    last_seq: int
+
+
+class SetConvOwner(msgspec.Struct, tag=True):
+    conv: str
+    owner: str
+
+
+class PutMember(msgspec.Struct, tag=True):
+    row: MemberRow
+
+
+class DropMember(msgspec.Struct, tag=True):
+    conv: str
+    user: str
+
+
+class SetReadSeq(msgspec.Struct, tag=True):
+    conv: str
+    user: str
+    read_seq: int
+
+
+class InsertMessage(msgspec.Struct, tag=True):
+    message: Message
+
+
+class UpdateMessage(msgspec.Struct, tag=True):
+    """An edit (text, edited_at) or a delete (tombstone: text None, attachments cleared)."""
+
+    conv: str
+    seq: int
+    text: str | None
+    edited_at: int | None
+    deleted: bool
+
+
+class SetReaction(msgspec.Struct, tag=True):
+    conv: str
+    seq: int
+    emoji: str
+    user: str
+    on: bool
+
+
+class PutOutbox(msgspec.Struct, tag=True):
+    record: EventRecord
+
+
+Mutation = Union[
+    CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
+    InsertMessage, UpdateMessage, SetReaction, PutOutbox,
+]
+
+# ---- what chat_core needs read before it can decide a batch -------------------------------
+
+IdemKey = tuple[str, str, str]  # (conv, sender, cmid)
+MsgKey = tuple[str, int]  # (conv, seq)
+
+
+@dataclass(slots=True)
+class Needs:
+    convs: set[str] = field(default_factory=set)
+    users: set[str] = field(default_factory=set)
+    idem: set[IdemKey] = field(default_factory=set)
+    messages: set[MsgKey] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.convs or self.users or self.idem or self.messages)
+
+
+@dataclass(slots=True)
+class Facts:
+    convs: dict[str, ConvState] = field(default_factory=dict)
+    users: set[str] = field(default_factory=set)
+    idem: dict[IdemKey, tuple[int, int]] = field(default_factory=dict)
+    messages: dict[MsgKey, Message] = field(default_factory=dict)
+    #: Room passwords are argon2 work, done off the writer's loop: the requests (session, rid)
+    #: of conv.join whose password matched, and the hashes of conv.create passwords.
+    passwords_ok: set[tuple[str, str]] = field(default_factory=set)
+    password_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def conv_view(row: ConvRow, member: MemberRow | None) -> ConvView:
+    """The `conv` object for one user. Sending moves the sender's cursor, so every message after
+    `read_seq` is someone else's and `unread` is a difference, not a count."""
+    read_seq = member.read_seq if member else 0
+    return ConvView(
+        id=row.id, kind=row.kind, title=row.title, visibility=row.visibility,
+        has_password=row.password_hash is not None, history=row.history, owner=row.owner,
+        created_at=row.created_at, last_seq=row.last_seq, read_seq=read_seq,
+        unread=max(0, row.last_seq - read_seq) if member else 0,
+        role=member.role if member else None,
+    )

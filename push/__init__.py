@@ -1,0 +1,1 @@
+"""Push: FCM and APNs worker and device registry (arrives with the push issue)."""
