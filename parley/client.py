@@ -38,7 +38,7 @@ _FINAL_HELLO_ERRORS = frozenset({"unauthorized", "forbidden"})
 _DISCONNECTS = (ConnectionError, aiohttp.ClientError)
 
 
-class ParleyError(Exception):
+class ErrorReply(Exception):
     """An `error` reply (or REST error body), or `unavailable` when the client has no session."""
 
     def __init__(
@@ -58,7 +58,7 @@ class ParleyError(Exception):
         self.status = status  # the HTTP status, for REST errors only
 
     @classmethod
-    def from_frame(cls, frame: Frame) -> ParleyError:
+    def from_frame(cls, frame: Frame) -> ErrorReply:
         retry = frame.get("retry_after_ms")
         rid = frame.get("rid")
         return cls(
@@ -79,14 +79,14 @@ class Account:
 async def register(
     base_url: str, username: str, password: str, *, http: aiohttp.ClientSession | None = None
 ) -> Account:
-    """POST /v1/auth/register; raises ParleyError (e.g. `conflict`, status 409) on failure."""
+    """POST /v1/auth/register; raises ErrorReply (e.g. `conflict`, status 409) on failure."""
     return await _auth(base_url, "/v1/auth/register", username, password, http)
 
 
 async def login(
     base_url: str, username: str, password: str, *, http: aiohttp.ClientSession | None = None
 ) -> Account:
-    """POST /v1/auth/login; raises ParleyError (e.g. `unauthorized`, status 401) on failure."""
+    """POST /v1/auth/login; raises ErrorReply (e.g. `unauthorized`, status 401) on failure."""
     return await _auth(base_url, "/v1/auth/login", username, password, http)
 
 
@@ -106,7 +106,7 @@ async def _auth(
     if status >= 300:
         raise _rest_error(status, body, raw, retry_after)
     if body is None:
-        raise ParleyError("internal", "auth reply is not a JSON object", status=status)
+        raise ErrorReply("internal", "auth reply is not a JSON object", status=status)
     # The server lowercases names; echo its spelling when it sends one.
     name = body.get("username")
     return Account(
@@ -118,7 +118,7 @@ async def _auth(
 
 def _rest_error(
     status: int, body: Frame | None, raw: bytes, retry_after: str | None
-) -> ParleyError:
+) -> ErrorReply:
     err = body.get("error") if body is not None else None
     if isinstance(err, dict):
         code, message = str(err.get("code", "internal")), str(err.get("message", ""))
@@ -128,7 +128,7 @@ def _rest_error(
     if retry_after is not None:
         with contextlib.suppress(ValueError):  # an HTTP-date: leave it to the caller
             retry_ms = int(float(retry_after) * 1000)
-    return ParleyError(code, message, retry_after_ms=retry_ms, status=status)
+    return ErrorReply(code, message, retry_after_ms=retry_ms, status=status)
 
 
 def _decode(data: bytes | str) -> Frame | None:
@@ -257,7 +257,7 @@ class Client:
         heartbeat: bool = True,
         max_reconnect_attempts: int = 10,
     ) -> Client:
-        """Open a session and say hello; raises ParleyError if the server refuses it."""
+        """Open a session and say hello; raises ErrorReply if the server refuses it."""
         opts = _Options(_ws_url(base_url), token, device_id, reconnect, max_reconnect_attempts)
         client = cls(http or aiohttp.ClientSession(), http is None, opts)
         try:
@@ -281,7 +281,7 @@ class Client:
     # ---- requests -------------------------------------------------------------------------
 
     async def request(self, op: str, timeout: float = 10.0, **fields: Any) -> Frame:
-        """Send one request and return its `ok` frame; raises ParleyError on `error`.
+        """Send one request and return its `ok` frame; raises ErrorReply on `error`.
 
         Waits (within `timeout`) for a reconnect in progress rather than failing at once.
         """
@@ -318,7 +318,7 @@ class Client:
                 await self._ready.wait()
             # A send while reconnecting is only queued: the reconnect writes it, in order.
             if self._terminal or self._closing:
-                raise ParleyError("unavailable", "the client is closed", rid=rid)
+                raise ErrorReply("unavailable", "the client is closed", rid=rid)
             future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
             pending = _Pending(frame, future, resend)
             self._pending[rid] = pending
@@ -332,7 +332,7 @@ class Client:
                         # A reconnecting client re-sends sends; and if the reader already
                         # failed the future, awaiting it below reports (and retrieves) that.
                         if not (resend and self._opts.reconnect) and not future.done():
-                            lost = ParleyError("unavailable", f"connection lost: {exc}", rid=rid)
+                            lost = ErrorReply("unavailable", f"connection lost: {exc}", rid=rid)
                             raise lost from exc
                 return await future
             finally:
@@ -379,7 +379,7 @@ class Client:
         """Write one text frame as given, valid or not (for bad-input tests)."""
         ws = self._ws
         if ws is None or self._terminal:
-            raise ParleyError("unavailable", "the client is not connected")
+            raise ErrorReply("unavailable", "the client is not connected")
         payload = data.encode() if isinstance(data, str) else data
         await ws.send_frame(payload, aiohttp.WSMsgType.TEXT)
 
@@ -442,7 +442,7 @@ class Client:
         self._ws = None
         for pending in self._pending.values():
             if pending.future is not None and not pending.future.done():
-                pending.future.set_exception(ParleyError("unavailable", "the client is closed"))
+                pending.future.set_exception(ErrorReply("unavailable", "the client is closed"))
         self._pending.clear()
         self._ready.set()
         self._closed.set()
@@ -457,13 +457,13 @@ class Client:
     # ---- connection -----------------------------------------------------------------------
 
     async def _open(self) -> _WebSocket:
-        """Connect and complete hello; sets `hello`/`user_id`. Raises ParleyError."""
+        """Connect and complete hello; sets `hello`/`user_id`. Raises ErrorReply."""
         try:
             ws = await self._http.ws_connect(
                 self._opts.ws_url, compress=0, max_msg_size=0, decode_text=False
             )
         except _DISCONNECTS as exc:
-            raise ParleyError("unavailable", f"cannot connect: {exc}") from exc
+            raise ErrorReply("unavailable", f"cannot connect: {exc}") from exc
         try:
             async with asyncio.timeout(_HELLO_TIMEOUT_S):
                 self.hello = await self._hello(ws)
@@ -481,14 +481,14 @@ class Client:
         try:
             await _write(ws, frame)
         except _DISCONNECTS as exc:
-            raise ParleyError("unavailable", f"connection lost: {exc}") from exc
+            raise ErrorReply("unavailable", f"connection lost: {exc}") from exc
         # Read inline, before the reader task exists, so nothing can interleave with hello.
         while True:
             msg = await ws.receive()
             if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 code = ws.close_code
                 reason = "unauthorized" if code == CloseCode.BAD_TOKEN else "unavailable"
-                raise ParleyError(reason, f"socket closed during hello (code {code})")
+                raise ErrorReply(reason, f"socket closed during hello (code {code})")
             reply = _decode(msg.data)
             if reply is None:
                 continue
@@ -496,7 +496,7 @@ class Client:
                 self._on_frame(reply)  # nothing should come first; keep it if it does
                 continue
             if reply.get("op") != "ok":
-                raise ParleyError.from_frame(reply)
+                raise ErrorReply.from_frame(reply)
             return reply
 
     async def _run(self, ws: _WebSocket) -> None:
@@ -560,7 +560,7 @@ class Client:
             del self._pending[rid]
             if pending.future is not None and not pending.future.done():
                 pending.future.set_exception(
-                    ParleyError("unavailable", f"connection lost (code {self.close_code})", rid=rid)
+                    ErrorReply("unavailable", f"connection lost (code {self.close_code})", rid=rid)
                 )
 
     async def _reconnect(self) -> _WebSocket | None:
@@ -570,7 +570,7 @@ class Client:
             await asyncio.sleep(random.uniform(delay / 2, delay))
             try:
                 return await self._open()
-            except ParleyError as exc:
+            except ErrorReply as exc:
                 log.debug("parley client: reconnect attempt %d failed: %s", attempt, exc)
                 if exc.code in _FINAL_HELLO_ERRORS:
                     return None
@@ -619,7 +619,7 @@ class Client:
         if ok:
             pending.future.set_result(reply)
         else:
-            pending.future.set_exception(ParleyError.from_frame(reply))
+            pending.future.set_exception(ErrorReply.from_frame(reply))
 
     def _deliver(self, frame: Frame) -> None:
         """Buffer a frame for the application, dropping message.new events already delivered."""
@@ -630,27 +630,26 @@ class Client:
                 if isinstance(conv, str) and isinstance(seq, int):
                     if not self._seen.add(conv, seq):
                         return
-                    self._bump(conv, seq)
+                    if seq == self.last_seq.get(conv, 0) + 1:  # contiguous: the watermark moves
+                        self.last_seq[conv] = seq
         self._inbox.append(frame)
         self._wake()
 
     def _note_reply(self, op: str, reply: Frame) -> None:
-        """Keep `last_seq` at the highest seq each reply shows the client holds."""
-        if op == "send":
-            conv, seq = reply.get("conv"), reply.get("seq")
-            if isinstance(conv, str) and isinstance(seq, int):
-                self._bump(conv, seq)
-        elif op == "history":
-            for message in _list(reply.get("messages")):
-                self._bump_message(message)
-        elif op == "sync":
-            for entry in _list(reply.get("convs")):
-                for message in _list(entry.get("messages")):
-                    self._bump_message(message)
+        """`last_seq` is a watermark: everything up to it is held. Only a sync proves that;
+        a send's ok or a history page says nothing about the messages below them."""
+        if op != "sync":
+            return
+        for entry in _list(reply.get("convs")):
+            conv, last = entry.get("conv"), entry.get("last_seq")
+            messages = _list(entry.get("messages"))
+            if not isinstance(conv, str):
+                continue
+            if not entry.get("more") and isinstance(last, int):
                 # Uncut, the reply covers all up to last_seq (even what joined-history hides).
-                conv, last = entry.get("conv"), entry.get("last_seq")
-                if not entry.get("more") and isinstance(conv, str) and isinstance(last, int):
-                    self._bump(conv, last)
+                self._bump(conv, last)
+            elif messages:
+                self._bump_message(messages[-1])
 
     def _bump_message(self, message: Any) -> None:
         if isinstance(message, dict):
@@ -695,7 +694,7 @@ class Client:
             await asyncio.sleep(interval)
             try:
                 await self.request("ping", timeout=interval)
-            except (ParleyError, TimeoutError) as exc:
+            except (ErrorReply, TimeoutError) as exc:
                 log.debug("parley client: heartbeat ping failed: %s", exc)
 
 

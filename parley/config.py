@@ -34,6 +34,7 @@ class Settings:
             max_frame_bytes=_env_int("PARLEY_MAX_FRAME_BYTES", d.max_frame_bytes),
             max_text_chars=_env_int("PARLEY_MAX_TEXT_CHARS", d.max_text_chars),
             heartbeat_s=_env_int("PARLEY_HEARTBEAT_S", d.heartbeat_s),
+            hello_timeout_s=float(os.environ.get("PARLEY_HELLO_TIMEOUT_S") or d.hello_timeout_s),
             send_queue_max=_env_int("PARLEY_SEND_QUEUE_MAX", d.send_queue_max),
             send_burst=_env_int("PARLEY_SEND_BURST", d.send_burst),
             send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),

@@ -1,0 +1,112 @@
+"""Fixtures: real `parley dev` processes on free loopback ports, and users registered on them."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from parley.client import Account, register
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ParleyProcess:
+    """One `parley dev` subprocess; restartable on the same port and data dir."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{self.port}.log"
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "parley", "dev", "--host", "127.0.0.1", "--port", str(self.port),
+                 "--data-dir", str(self.data_dir), "--log-level", "WARNING"],
+                cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"parley dev exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"parley dev did not become healthy:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout)
+        self.proc = None
+        return rc
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
+    """One server shared by the protocol tests (each test makes its own users and conversations)."""
+    proc = ParleyProcess(tmp_path_factory.mktemp("shared") / "data")
+    proc.start()
+    yield proc
+    proc.stop()
+    if "Traceback" in proc.log():
+        pytest.fail(f"the shared server logged a traceback:\n{proc.log()}")
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Callable[..., ParleyProcess]]:
+    """A server of the test's own, for restarts, kills and non-default settings."""
+    started: list[ParleyProcess] = []
+
+    def make(**env: str) -> ParleyProcess:
+        proc = ParleyProcess(tmp_path / f"data{len(started)}", env=env)
+        proc.start()
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        if proc.proc is not None:
+            proc.stop(signal.SIGKILL)
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def make_user(server: ParleyProcess) -> Callable[..., Awaitable[Account]]:
+    async def make(base_url: str | None = None) -> Account:
+        name = f"u{os.getpid()}_{next(_names)}_{time.monotonic_ns() % 10**6}"
+        return await register(base_url or server.base_url, name, "correct horse")
+    return make
