@@ -1,0 +1,206 @@
+"""End to end: two people chat through the web client, in headless Chromium, against a real server.
+
+Debian's chromium (/usr/bin/chromium, installed by `make browser`, which `make test` runs) is
+driven by Playwright's sync API; Playwright's own bundled browsers are not used. The test is a
+plain (non-async) function, so no asyncio loop is running when the sync API starts its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import ParleyProcess
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]
+WAIT_MS = 15_000          # bound on every single wait; the whole test takes a few seconds
+PASSWORD = "correct horse"
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(90)]
+
+
+class Person:
+    """One browser context (its own localStorage) with one page, and what that page did."""
+
+    def __init__(self, browser: Any, name: str) -> None:
+        self.name = name
+        self.context = browser.new_context(viewport={"width": 1000, "height": 650})
+        self.context.set_default_timeout(WAIT_MS)
+        self.page = self.context.new_page()
+        self.urls: list[str] = []            # every request and WebSocket the page opened
+        self.events: list[dict[str, Any]] = []   # WebSocket event frames received
+        self.errors: list[str] = []          # uncaught exceptions and console errors
+        self.page.on("request", lambda req: self.urls.append(req.url))
+        self.page.on("websocket", self._on_websocket)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
+        self.page.on("console", lambda msg: msg.type == "error" and self.errors.append(f"console: {msg.text}"))
+        self.user_id = ""
+
+    def _on_websocket(self, ws: Any) -> None:
+        self.urls.append(ws.url)
+        ws.on("framereceived", self._on_frame)
+
+    def _on_frame(self, payload: str | bytes) -> None:
+        try:
+            frame = json.loads(payload)
+        except ValueError:
+            return
+        if isinstance(frame, dict) and frame.get("op") == "event":
+            self.events.append(frame)
+
+    def register(self, base_url: str) -> None:
+        from playwright.sync_api import expect
+
+        page = self.page
+        page.goto(base_url + "/")
+        expect(page.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
+        page.fill("#username", self.name)
+        page.fill("#password", PASSWORD)
+        page.click("#register")
+        expect(page.locator("#chat-view")).to_be_visible(timeout=WAIT_MS)
+        expect(page.locator("#my-username")).to_have_text(self.name, timeout=WAIT_MS)
+        expect(page.locator("#my-user-id")).not_to_be_empty(timeout=WAIT_MS)
+        # "Connected" is shown once `hello` succeeded: from then on this session gets events.
+        expect(page.locator("#status")).to_have_text("Connected", timeout=WAIT_MS)
+        self.user_id = page.text_content("#my-user-id") or ""
+
+    def send(self, text: str, *, enter: bool = False) -> None:
+        self.page.fill("#composer", text)
+        if enter:
+            self.page.press("#composer", "Enter")
+        else:
+            self.page.click("#send")
+
+    def shown_messages(self) -> list[tuple[int, str, str]]:
+        """(seq, sender, text) of every rendered message, in DOM order."""
+        rows = self.page.eval_on_selector_all(
+            "#messages .msg",
+            "els => els.map(e => [Number(e.dataset.seq), e.dataset.sender,"
+            " e.querySelector('.msg-text').textContent])")
+        return [tuple(r) for r in rows]
+
+
+def require_chromium() -> Any:
+    """The sync_playwright factory; fails (never skips) when the browser stack is missing."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (`make browser`; `make test` "
+                    "does it) to run the browser test", pytrace=False)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        pytest.fail(f"playwright is not installed ({exc}): run `make install-test`", pytrace=False)
+    return sync_playwright
+
+
+@pytest.fixture
+def people(server: ParleyProcess, tmp_path: Path) -> Iterator[tuple[Person, Person]]:
+    sync_playwright = require_chromium()
+    suffix = f"{os.getpid()}_{time.time_ns() % 10**9}"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
+                                     timeout=WAIT_MS)
+        try:
+            alice, bob = Person(browser, f"web_a{suffix}"), Person(browser, f"web_b{suffix}")
+            try:
+                yield alice, bob
+            finally:
+                # Whatever the outcome, keep what both pages looked like, for a post-mortem.
+                for person in (alice, bob):
+                    try:
+                        person.page.screenshot(path=str(tmp_path / f"{person.name}.png"), timeout=5_000)
+                    except Exception:  # noqa: BLE001 - a screenshot must not hide the real failure
+                        pass
+        finally:
+            browser.close()
+
+
+def test_two_people_chat_in_the_web_client(server: ParleyProcess, people: tuple[Person, Person]) -> None:
+    from playwright.sync_api import expect
+
+    alice, bob = people
+    started = time.monotonic()
+
+    # Both register through the UI; each context keeps its own token in its own localStorage.
+    alice.register(server.base_url)
+    bob.register(server.base_url)
+    assert alice.user_id and bob.user_id and alice.user_id != bob.user_id
+    a, b = alice.page, bob.page
+    expect(b.locator("#conv-list .conv")).to_have_count(0, timeout=WAIT_MS)
+
+    # Alice opens a direct chat with Bob's id.
+    a.click("#new-direct")
+    a.fill("#direct-peer", bob.user_id)
+    a.click("#direct-create")
+    expect(a.locator("#direct-form")).to_be_hidden(timeout=WAIT_MS)
+    expect(a.locator("#composer")).to_be_enabled(timeout=WAIT_MS)
+    expect(a.locator("#conv-title")).to_have_text(f"Direct: {bob.user_id}", timeout=WAIT_MS)
+    a_conv = a.locator("#conv-list .conv.selected")
+    expect(a_conv).to_have_count(1, timeout=WAIT_MS)
+    conv_id = a_conv.get_attribute("data-conv-id")
+    assert conv_id
+
+    # Bob, without reloading, sees it appear: pushed to him as conv.updated, labelled with Alice's id.
+    b_conv = b.locator(f'#conv-list .conv[data-conv-id="{conv_id}"]')
+    expect(b_conv).to_have_count(1, timeout=WAIT_MS)
+    expect(b_conv.locator(".conv-title")).to_have_text(f"Direct: {alice.user_id}", timeout=WAIT_MS)
+    assert any(ev["type"] == "conv.updated" and ev["conv"]["id"] == conv_id for ev in bob.events), \
+        f"bob got no conv.updated for {conv_id}: {[ev['type'] for ev in bob.events]}"
+
+    # Alice writes (Send button); her own copy is confirmed by the server, nothing stays pending.
+    hello = f"hello bob, from alice {time.time_ns() % 10**6}"
+    alice.send(hello)
+    expect(a.locator(f'#messages .msg.mine[data-seq="1"][data-sender="{alice.user_id}"] .msg-text')) \
+        .to_have_text(hello, timeout=WAIT_MS)
+    expect(a.locator("#pending > *")).to_have_count(0, timeout=WAIT_MS)
+
+    # Bob has not opened the chat: it shows one unread; opening it shows Alice's text.
+    expect(b_conv.locator(".unread")).to_have_text("1", timeout=WAIT_MS)
+    b_conv.click()
+    expect(b.locator("#conv-title")).to_have_text(f"Direct: {alice.user_id}", timeout=WAIT_MS)
+    expect(b.locator(f'#messages .msg[data-seq="1"][data-sender="{alice.user_id}"] .msg-text')) \
+        .to_have_text(hello, timeout=WAIT_MS)
+    expect(b_conv.locator(".unread")).to_have_count(0, timeout=WAIT_MS)
+
+    # Bob replies (Enter key); it arrives live in Alice's open conversation.
+    reply = f"hi alice, bob here {time.time_ns() % 10**6}"
+    bob.send(reply, enter=True)
+    expect(a.locator(f'#messages .msg[data-seq="2"][data-sender="{bob.user_id}"] .msg-text')) \
+        .to_have_text(reply, timeout=WAIT_MS)
+
+    # And one more from Alice, live into Bob's open conversation.
+    again = "see you tomorrow"
+    alice.send(again, enter=True)
+    expect(b.locator(f'#messages .msg[data-seq="3"][data-sender="{alice.user_id}"] .msg-text')) \
+        .to_have_text(again, timeout=WAIT_MS)
+
+    # Both show the same conversation, in the same order, each message once.
+    want = [(1, alice.user_id, hello), (2, bob.user_id, reply), (3, alice.user_id, again)]
+    for person in (alice, bob):
+        expect(person.page.locator("#messages .msg")).to_have_count(3, timeout=WAIT_MS)
+        expect(person.page.locator("#pending > *")).to_have_count(0, timeout=WAIT_MS)
+        assert person.shown_messages() == want, person.name
+        expect(person.page.locator("#messages .msg.mine")).to_have_count(
+            sum(sender == person.user_id for _, sender, _ in want), timeout=WAIT_MS)
+        expect(person.page.locator("#status")).to_have_text("Connected", timeout=WAIT_MS)
+
+    # Nothing was loaded from anywhere but the server on loopback (page, assets, REST, WebSocket).
+    for person in (alice, bob):
+        assert any(urlsplit(u).scheme == "ws" for u in person.urls), person.urls
+        outside = [u for u in person.urls
+                   if urlsplit(u).hostname != "127.0.0.1" or urlsplit(u).port != server.port]
+        assert not outside, f"{person.name}'s page loaded from outside the loopback server: {outside}"
+        assert not person.errors, f"{person.name}'s page reported errors: {person.errors}"
+
+    assert time.monotonic() - started < 60
