@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -76,6 +77,14 @@ class Person:
         expect(page.locator("#status")).to_have_text("Connected", timeout=WAIT_MS)
         self.user_id = page.text_content("#my-user-id") or ""
 
+    def wait_for_event(self, match: Callable[[dict[str, Any]], bool], what: str) -> None:
+        """Frames are reported asynchronously: let the page run until one matches (bounded)."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not any(match(ev) for ev in self.events):
+            assert time.monotonic() < deadline, \
+                f"{self.name} got no {what}; events: {[ev.get('type') for ev in self.events]}"
+            self.page.wait_for_timeout(50)
+
     def send(self, text: str, *, enter: bool = False) -> None:
         self.page.fill("#composer", text)
         if enter:
@@ -104,8 +113,9 @@ def require_chromium() -> Any:
     return sync_playwright
 
 
-@pytest.fixture
-def people(server: ParleyProcess, tmp_path: Path) -> Iterator[tuple[Person, Person]]:
+@contextmanager
+def two_people(screenshots: Path) -> Iterator[tuple[Person, Person]]:
+    """Chromium with two separate contexts; screenshots of both pages are kept, pass or fail."""
     sync_playwright = require_chromium()
     suffix = f"{os.getpid()}_{time.time_ns() % 10**9}"
     with sync_playwright() as pw:
@@ -116,20 +126,27 @@ def people(server: ParleyProcess, tmp_path: Path) -> Iterator[tuple[Person, Pers
             try:
                 yield alice, bob
             finally:
-                # Whatever the outcome, keep what both pages looked like, for a post-mortem.
                 for person in (alice, bob):
                     try:
-                        person.page.screenshot(path=str(tmp_path / f"{person.name}.png"), timeout=5_000)
+                        person.page.screenshot(path=str(screenshots / f"{person.name}.png"), timeout=5_000)
                     except Exception:  # noqa: BLE001 - a screenshot must not hide the real failure
                         pass
         finally:
             browser.close()
 
 
-def test_two_people_chat_in_the_web_client(server: ParleyProcess, people: tuple[Person, Person]) -> None:
+def test_two_people_chat_in_the_web_client(server: ParleyProcess, tmp_path: Path) -> None:
+    with two_people(tmp_path) as (alice, bob):
+        try:
+            chat(server, alice, bob)
+        except BaseException as exc:
+            exc.add_note(f"screenshots of both pages: {tmp_path}")
+            raise
+
+
+def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
     from playwright.sync_api import expect
 
-    alice, bob = people
     started = time.monotonic()
 
     # Both register through the UI; each context keeps its own token in its own localStorage.
@@ -155,8 +172,8 @@ def test_two_people_chat_in_the_web_client(server: ParleyProcess, people: tuple[
     b_conv = b.locator(f'#conv-list .conv[data-conv-id="{conv_id}"]')
     expect(b_conv).to_have_count(1, timeout=WAIT_MS)
     expect(b_conv.locator(".conv-title")).to_have_text(f"Direct: {alice.user_id}", timeout=WAIT_MS)
-    assert any(ev["type"] == "conv.updated" and ev["conv"]["id"] == conv_id for ev in bob.events), \
-        f"bob got no conv.updated for {conv_id}: {[ev['type'] for ev in bob.events]}"
+    bob.wait_for_event(lambda ev: ev["type"] == "conv.updated" and ev["conv"]["id"] == conv_id,
+                       f"conv.updated for {conv_id}")
 
     # Alice writes (Send button); her own copy is confirmed by the server, nothing stays pending.
     hello = f"hello bob, from alice {time.time_ns() % 10**6}"

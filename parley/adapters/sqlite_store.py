@@ -105,6 +105,8 @@ class SqliteStore:
         self._readers = ThreadPoolExecutor(readers, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._wconn: sqlite3.Connection | None = None
+        self._rconns: list[sqlite3.Connection] = []
+        self._closed = False
 
     # ---- plumbing -------------------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class SqliteStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
+            self._rconns.append(conn)
         return conn
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -146,13 +149,17 @@ class SqliteStore:
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader_conn()))
 
     async def close(self) -> None:
-        def _close_writer() -> None:
-            if self._wconn is not None:
-                self._wconn.close()
-                self._wconn = None
-        await asyncio.get_running_loop().run_in_executor(self._writer, _close_writer)
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._writer.shutdown, True)
+        await loop.run_in_executor(None, self._readers.shutdown, True)
+        # The pools are idle now, so their connections can be closed from here.
+        for conn in [self._wconn, *self._rconns]:
+            if conn is not None:
+                conn.close()
+        self._wconn, self._rconns = None, []
 
     # ---- chat_core ------------------------------------------------------------------------
 

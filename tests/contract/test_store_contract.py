@@ -1,0 +1,153 @@
+"""The store contract: every Store adapter must pass these unchanged.
+
+Today it runs against SQLite; the scale-out issue adds a Cassandra factory to STORES (real
+cluster when PARLEY_TEST_CASSANDRA_HOSTS is set)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from parley.adapters.sqlite_store import SqliteStore
+from parley.errors import Conflict
+from parley.frames import Message
+from parley.records import (
+    ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
+    SetConvHead, SetReaction, SetReadSeq, UpdateMessage,
+)
+
+
+async def _sqlite(path: Path) -> SqliteStore:
+    store = SqliteStore(path / "parley.db", synchronous="NORMAL")
+    await store.open()
+    return store
+
+STORES: dict[str, Callable[[Path], Awaitable[SqliteStore]]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=sorted(STORES))
+async def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[SqliteStore]]]:
+    """Opens the store under test (again, for durability checks); closes every copy at the end."""
+    opened: list[SqliteStore] = []
+
+    async def open_() -> SqliteStore:
+        store = await STORES[request.param](tmp_path)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()
+
+
+def conv_row(conv: str = "c1", last_seq: int = 0) -> ConvRow:
+    return ConvRow(id=conv, kind="group", title="t", visibility="private", password_hash=None, history="joined",
+                   owner="a", created_at=1, last_seq=last_seq)
+
+
+def member(user: str, conv: str = "c1", role: str = "member") -> MemberRow:
+    return MemberRow(conv=conv, user=user, role=role, visible_from=1, read_seq=0, joined_at=1)
+
+
+def message(seq: int, sender: str = "a", cmid: str | None = None, conv: str = "c1") -> Message:
+    return Message(conv=conv, seq=seq, sender=sender, ts=seq * 10, cmid=cmid or f"m{seq}", text=f"text {seq}",
+                   mentions=["b"] if seq == 1 else [])
+
+
+def record(n: int) -> EventRecord:
+    return EventRecord("c1", b'{"n":%d}' % n)
+
+
+async def seeded(open_: Callable[[], Awaitable[SqliteStore]]) -> SqliteStore:
+    store = await open_()
+    await store.apply([CreateConv(conv_row()), PutMember(member("a", role="owner")), PutMember(member("b"))])
+    return store
+
+
+async def test_a_batch_is_read_back_whole(reopen):
+    store = await seeded(reopen)
+    ids = await store.apply([
+        InsertMessage(message(1)), InsertMessage(message(2)), SetConvHead("c1", 2), SetReadSeq("c1", "a", 2),
+        SetReaction("c1", 1, "👍", "b", True), UpdateMessage("c1", 2, "edited", 99, False),
+        PutOutbox(record(1)), PutOutbox(record(2)),
+    ])
+    assert len(ids) == 2 and ids[1] == ids[0] + 1
+    facts = await store.prefetch(Needs(convs={"c1"}, users={"a", "zz"}, idem={("c1", "a", "m1"), ("c1", "b", "m1")},
+                                       messages={("c1", 1), ("c1", 2), ("c1", 3)}))
+    state = facts.convs["c1"]
+    assert state.row.last_seq == 2 and set(state.members) == {"a", "b"}
+    assert state.members["a"].read_seq == 2 and state.members["a"].role == "owner"
+    assert facts.users == set()  # accounts are separate: no user "a" was created
+    assert facts.idem == {("c1", "a", "m1"): (1, 10)}
+    assert facts.messages[("c1", 1)].reactions == {"👍": ["b"]} and facts.messages[("c1", 1)].mentions == ["b"]
+    assert (facts.messages[("c1", 2)].text, facts.messages[("c1", 2)].edited_at) == ("edited", 99)
+    assert ("c1", 3) not in facts.messages
+
+
+async def test_a_seq_is_never_stored_twice_and_a_rejected_batch_leaves_nothing(reopen):
+    store = await seeded(reopen)
+    await store.apply([InsertMessage(message(1)), SetConvHead("c1", 1)])
+    with pytest.raises(Conflict):
+        await store.apply([InsertMessage(message(2)), InsertMessage(message(1, cmid="other")), PutOutbox(record(9))])
+    (page,) = await store.message_pages([("c1", 1, 100, 10, False)])
+    assert [m.seq for m in page] == [1]
+    assert await store.outbox_after(0, 10) == []
+
+
+async def test_an_idempotency_key_is_never_stored_twice(reopen):
+    store = await seeded(reopen)
+    await store.apply([InsertMessage(message(1, cmid="k"))])
+    with pytest.raises(Conflict):
+        await store.apply([InsertMessage(message(2, cmid="k"))])
+    await store.apply([InsertMessage(message(2, sender="b", cmid="k"))])  # per sender
+
+
+async def test_pages_are_ascending_and_cut_at_either_end(reopen):
+    store = await seeded(reopen)
+    await store.apply([InsertMessage(message(s)) for s in range(1, 11)])
+    newest, oldest, window = await store.message_pages([
+        ("c1", 1, 2**62, 3, True), ("c1", 1, 2**62, 3, False), ("c1", 4, 8, 10, True)])
+    assert [m.seq for m in newest] == [8, 9, 10]
+    assert [m.seq for m in oldest] == [1, 2, 3]
+    assert [m.seq for m in window] == [4, 5, 6, 7]
+
+
+async def test_the_outbox_replays_past_the_checkpoint_in_order(reopen):
+    store = await seeded(reopen)
+    ids = await store.apply([PutOutbox(record(n)) for n in range(5)])
+    assert await store.relay_checkpoint() == 0
+    await store.set_relay_checkpoint(ids[2])
+    assert await store.relay_checkpoint() == ids[2]
+    rest = await store.outbox_after(ids[2], 10)
+    assert [i for i, _ in rest] == ids[3:] and [r.frame for _, r in rest] == [b'{"n":3}', b'{"n":4}']
+
+
+async def test_membership_and_lists_follow_member_changes(reopen):
+    store = await seeded(reopen)
+    assert sorted(await store.member_ids("c1")) == ["a", "b"]
+    await store.apply([DropMember("c1", "b")])
+    assert await store.member_ids("c1") == ["a"]
+    found = await store.membership("c1", "b")
+    assert found is not None and found[1] is None
+    assert await store.membership("nope", "a") is None
+    assert [(c.id, m.role) for c, m in await store.conv_list("a")] == [("c1", "owner")]
+
+
+async def test_usernames_are_unique(reopen):
+    store = await reopen()
+    await store.create_user("u1", "alice", "hash", 1)
+    with pytest.raises(Conflict):
+        await store.create_user("u2", "alice", "hash", 1)
+    assert await store.user_by_name("alice") == ("u1", "hash")
+    assert await store.user_by_name("bob") is None
+
+
+async def test_what_was_applied_survives_reopening(reopen):
+    store = await seeded(reopen)
+    await store.apply([InsertMessage(message(1)), SetConvHead("c1", 1)])
+    await store.close()
+    again = await reopen()
+    facts = await again.prefetch(Needs(convs={"c1"}, idem={("c1", "a", "m1")}))
+    assert facts.convs["c1"].row.last_seq == 1 and facts.idem == {("c1", "a", "m1"): (1, 10)}

@@ -1,0 +1,57 @@
+"""Frame decoding and checks: pure, before any lookup."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley import frames as F
+from parley.frames import FrameError, decode_request
+
+
+def err(raw: str | bytes, max_text: int = 100) -> FrameError:
+    with pytest.raises(FrameError) as exc:
+        decode_request(raw, max_text)
+    return exc.value
+
+
+def test_each_op_decodes_to_its_type():
+    assert isinstance(decode_request('{"op":"ping","rid":"1"}', 10), F.Ping)
+    req = decode_request('{"op":"history","rid":"2","conv":"c","before":10}', 10)
+    assert isinstance(req, F.History) and (req.before, req.limit) == (10, 50)
+    req = decode_request('{"op":"send","rid":"3","conv":"c","cmid":"m","text":"hi","future_field":1}', 10)
+    assert isinstance(req, F.Send) and req.mentions == []  # unknown fields are ignored: forward compatible
+
+
+@pytest.mark.parametrize("raw, code, rid", [
+    ("{", "bad_request", None),
+    ("42", "bad_request", None),
+    ('{"op":"ping"}', "bad_request", None),
+    ('{"op":"ping","rid":7}', "bad_request", None),
+    ('{"op":"ping","rid":"' + "r" * 65 + '"}', "bad_request", None),
+    ('{"op":"nope","rid":"a"}', "bad_request", "a"),
+    ('{"op":"send","rid":"b","conv":"c","cmid":"m","text":"' + "x" * 101 + '"}', "too_large", "b"),
+    ('{"op":"send","rid":"c","conv":"c","cmid":"m","text":"   "}', "bad_request", "c"),
+    ('{"op":"send","rid":"d","conv":"c","cmid":"m","text":"t","attachments":["a1"]}', "bad_request", "d"),
+    ('{"op":"history","rid":"e","conv":"c","before":1,"after":2}', "bad_request", "e"),
+    ('{"op":"history","rid":"f","conv":"c","limit":201}', "bad_request", "f"),
+    ('{"op":"conv.create","rid":"g","kind":"direct","members":[]}', "bad_request", "g"),
+    ('{"op":"conv.create","rid":"h","kind":"direct","members":["b"],"visibility":"public"}', "bad_request", "h"),
+    ('{"op":"conv.create","rid":"i","kind":"group","password":"pw"}', "bad_request", "i"),
+    ('{"op":"conv.invite","rid":"j","conv":"c","users":[]}', "bad_request", "j"),
+    ('{"op":"react","rid":"k","conv":"c","seq":0,"emoji":"x","on":true}', "bad_request", "k"),
+])
+def test_malformed_frames_map_to_codes_and_keep_a_usable_rid(raw, code, rid):
+    e = err(raw)
+    assert (e.error.code, e.rid) == (code, rid)
+    assert e.error.message
+
+
+def test_text_length_counts_characters_not_bytes():
+    assert isinstance(decode_request('{"op":"send","rid":"1","conv":"c","cmid":"m","text":"' + "é" * 100 + '"}', 100), F.Send)
+
+
+def test_error_frames_carry_retry_after_only_when_set():
+    from parley.errors import RateLimited, NotFound
+    assert F.error_frame(RateLimited("slow", retry_after_ms=50), "r") == \
+        b'{"op":"error","rid":"r","code":"rate_limited","message":"slow","retry_after_ms":50}'
+    assert F.error_frame(NotFound("gone")) == b'{"op":"error","code":"not_found","message":"gone"}'
