@@ -67,6 +67,7 @@ class AuthRoutes:
         self._tokens = tokens
         self._passwords = passwords
         self._login_failures = login_failures
+        self._decoy: str | None = None
 
     async def register(self, request: web.Request) -> web.Response:
         body = await json_object(request)
@@ -85,23 +86,16 @@ class AuthRoutes:
         username = username.strip().lower()
         found = await self._store.user_by_name(username)
         # Verify even for an unknown name, so timing does not tell which names exist.
-        hashed = found[1] if found else _DUMMY_HASH.get(self._passwords)
+        hashed = found[1] if found else await self._decoy_hash()
         if not await asyncio.to_thread(self._passwords.verify, hashed, password) or found is None:
             await self._login_failures.hit(username)
             raise Unauthorized("wrong username or password")
         return web.json_response({"user_id": found[0], "token": self._tokens.issue(found[0])})
 
-
-class _DummyHash:
-    _value: str | None = None
-
-    def get(self, passwords: Passwords) -> str:
-        if self._value is None:
-            self._value = passwords.hash("not a password of anyone")
-        return self._value
-
-
-_DUMMY_HASH = _DummyHash()
+    async def _decoy_hash(self) -> str:
+        if self._decoy is None:
+            self._decoy = await asyncio.to_thread(self._passwords.hash, "no account has this password")
+        return self._decoy
 
 
 def capabilities(limits: Limits) -> dict[str, Any]:
