@@ -13,13 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-if TYPE_CHECKING:
-    from conftest import ParleyProcess
+from tests.conftest import ParleyProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
