@@ -30,6 +30,7 @@ dev: install
 	$(VENV)/bin/parley dev --host $(HOST) --port $(PORT) --data-dir $(DATA)
 
 test: install-test browser
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: install-test

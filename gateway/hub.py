@@ -42,10 +42,10 @@ class Hub:
                 for session in by_user.get(user, ()):
                     session.push(frame)
         elif isinstance(msg, Reply):
-            session = self.sessions.get(msg.session)
-            if session is not None and msg.rid in session.inflight:
-                session.push(msg.frame)
-                session.answered(msg.rid)
+            asker = self.sessions.get(msg.session)
+            if asker is not None and msg.rid in asker.inflight:
+                asker.push(msg.frame)
+                asker.answered(msg.rid)
 
     # ---- presence (the embedded default: this process is the only gateway) ----------------
 

@@ -117,7 +117,7 @@ class WsEndpoint:
             session.push(error_frame(exc.error, exc.rid))
             return
         try:
-            if isinstance(req, F.WRITE_OPS):
+            if F.is_write(req):
                 await self._write(session, req)  # answered later, by chat_core
                 return
             session.push(await self._answer(session, req))

@@ -7,7 +7,7 @@ cursors) live in `check_request`, a pure function.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, TypeGuard, Union, get_args
 
 import msgspec
 from msgspec import Meta
@@ -120,7 +120,12 @@ AnyRequest = Union[
 ]
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
 WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, Send, Edit, Delete, React, Read]
-WRITE_OPS: tuple[type[Request], ...] = (ConvCreate, ConvJoin, ConvLeave, ConvInvite, Send, Edit, Delete, React, Read)
+_WRITE_TYPES = get_args(WriteRequest)
+
+
+def is_write(req: AnyRequest) -> TypeGuard[WriteRequest]:
+    return isinstance(req, _WRITE_TYPES)
+
 
 _decoder = msgspec.json.Decoder(AnyRequest)
 _loose = msgspec.json.Decoder()

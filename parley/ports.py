@@ -12,14 +12,15 @@ from parley.frames import Message
 from parley.records import ConvRow, EventRecord, Facts, MemberRow, Mutation, Needs
 
 
+T_contra = TypeVar("T_contra", contravariant=True)
 T = TypeVar("T")
 
 
-class LogProducer(Protocol[T]):
+class LogProducer(Protocol[T_contra]):
     """Producer side of a keyed log (`parley.commands`, `parley.events`). Raises Unavailable
     when it cannot take more, so the edge can answer `unavailable` instead of buffering."""
 
-    async def publish(self, item: T) -> None: ...
+    async def publish(self, item: T_contra) -> None: ...
 
 
 class LogConsumer(Protocol[T]):
