@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from gateway.session import Session
+from gateway.session import Session, wire_frame
 from parley.closecodes import CloseCode
 from parley.errors import Unavailable
 from parley.frames import error_frame
@@ -38,9 +38,10 @@ class Hub:
     def on_message(self, msg: GatewayMessage) -> None:
         if isinstance(msg, Deliver):
             frame, by_user = msg.frame, self._by_user
+            wire = wire_frame(frame)  # built once, written as-is to every recipient
             for user in msg.users:
                 for session in by_user.get(user, ()):
-                    session.push(frame)
+                    session.push(frame, wire)
         elif isinstance(msg, Reply):
             asker = self.sessions.get(msg.session)
             if asker is not None and msg.rid in asker.inflight:

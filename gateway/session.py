@@ -1,13 +1,16 @@
-"""One client session: its bounded send queue, its writer, and its requests awaiting replies.
+"""One client session: its bounded send queue and its requests awaiting replies.
 
-Per-session state stays small (slots, one writer task besides aiohttp's reader) because a
-gateway holds tens of thousands of them. The queue is bounded: a reader too slow to keep up
-gets `resync` and close 4008 instead of growing the server without limit.
+Frames are written straight to the socket's transport while it keeps up: an event's WebSocket
+frame is built once (`wire_frame`) and the same bytes go to every recipient, with no task, no
+future and no copy per recipient. Only a session whose transport backs up gets a queue and a
+writer task that waits for the socket to drain; the queue is bounded, and a reader too slow to
+keep up gets `resync` and close 4008 instead of growing the server without limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from collections import deque
 
@@ -17,69 +20,86 @@ from parley.closecodes import CloseCode
 from parley.frames import event_frame
 
 RESYNC = event_frame("resync")
+#: Write directly while the transport holds less than this; above it, queue behind the writer
+#: (aiohttp pauses writing at 64 KiB, so the writer's drain and this bound agree).
+DIRECT_WRITE_MAX = 64 * 1024
+
+
+def wire_frame(payload: bytes) -> bytes:
+    """A complete server-to-client WebSocket text frame (FIN, unmasked) around `payload`."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x81, n) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
 class Session:
-    __slots__ = ("id", "user", "device", "ws", "_queue", "_max_queue", "inflight", "last_seen",
-                 "_wake", "_settled", "_close", "_writer")
+    __slots__ = ("id", "user", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
+                 "last_seen", "_settled", "_close", "_writer")
 
     def __init__(self, session_id: str, user: str, device: str | None, ws: web.WebSocketResponse,
-                 max_queue: int) -> None:
+                 transport: asyncio.Transport, max_queue: int) -> None:
         self.id = session_id
         self.user = user
         self.device = device
         self.ws = ws
+        self._transport = transport
+        #: Payloads waiting for the writer; empty while the socket keeps up.
         self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
         #: rid -> monotonic deadline of each request sent to chat_core and not yet answered.
         self.inflight: dict[str, float] = {}
         self.last_seen = time.monotonic()
-        self._wake: asyncio.Future[None] | None = None
         self._settled: asyncio.Future[None] | None = None
         self._close: tuple[int, bytes] | None = None
         self._writer: asyncio.Task[None] | None = None
 
     # ---- outgoing -------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
-
-    def push(self, frame: bytes) -> None:
-        """Queue a frame; never blocks. Overflow turns into `resync` + close 4008."""
+    def push(self, payload: bytes, wire: bytes | None = None) -> None:
+        """Send a frame (`wire` is `wire_frame(payload)` when the caller already built it);
+        never blocks. Overflow turns into `resync` + close 4008."""
         if self._close is not None:
             return
-        if len(self._queue) >= self._max_queue:
-            self._queue.clear()
-            self._queue.append(RESYNC)
+        queue = self._queue
+        if not queue:
+            transport = self._transport
+            if transport.get_write_buffer_size() < DIRECT_WRITE_MAX and not transport.is_closing():
+                transport.write(wire if wire is not None else wire_frame(payload))
+                return
+        if len(queue) >= self._max_queue:
+            queue.clear()
+            queue.append(RESYNC)
             self.close_after_flush(CloseCode.POLICY, b"too slow: call sync after reconnecting")
             return
-        self._queue.append(frame)
-        self._wake_writer()
+        queue.append(payload)
+        self._start_writer()
 
     def close_after_flush(self, code: int, reason: bytes) -> None:
         """Send what is queued, then close with `code`."""
         if self._close is None:
             self._close = (code, reason)
-            self._wake_writer()
+            self._start_writer()
 
-    def _wake_writer(self) -> None:
-        wake = self._wake
-        if wake is not None and not wake.done():
-            wake.set_result(None)
+    def _start_writer(self) -> None:
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
 
-    async def _write_loop(self) -> None:
-        queue, ws, loop = self._queue, self.ws, asyncio.get_running_loop()
+    async def _write_queued(self) -> None:
+        """Write the queue through aiohttp, which waits for the socket to drain; then close if
+        asked. Frames pushed meanwhile join the queue (the direct path waits for it to empty)."""
+        queue, ws = self._queue, self.ws
         try:
-            while True:
-                while queue:
-                    await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
-                if self._close is not None:
-                    await ws.close(code=self._close[0], message=self._close[1])
-                    return
-                self._wake = loop.create_future()
-                await self._wake
+            while queue:
+                # send_frame hands the bytes to the transport before it waits for the drain, so
+                # anything written after this (queued or direct) follows it on the wire.
+                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+            if self._close is not None:
+                await ws.close(code=self._close[0], message=self._close[1])
         except (ConnectionError, RuntimeError):
-            pass  # the peer went away; the reader notices and cleans up
+            queue.clear()  # the peer went away; the reader notices and cleans up
 
     async def stop(self) -> None:
         if self._writer is not None and not self._writer.done():

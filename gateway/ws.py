@@ -51,12 +51,11 @@ class WsEndpoint:
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
                                    protocols=SUBPROTOCOLS)
         await ws.prepare(request)
-        session = await self._hello(ws)
+        session = await self._hello(request, ws)
         if session is None:
             return ws
         hub = self._hub
         hub.add(session)
-        session.start()
         try:
             async for msg in ws:
                 session.last_seen = time.monotonic()
@@ -75,7 +74,7 @@ class WsEndpoint:
 
     # ---- hello ----------------------------------------------------------------------------
 
-    async def _hello(self, ws: web.WebSocketResponse) -> Session | None:
+    async def _hello(self, request: web.Request, ws: web.WebSocketResponse) -> Session | None:
         try:
             msg = await ws.receive(timeout=self._limits.hello_timeout_s)
         except asyncio.TimeoutError:
@@ -101,7 +100,11 @@ class WsEndpoint:
             await ws.send_frame(error_frame(err, req.rid), WSMsgType.TEXT)
             await ws.close(code=CloseCode.BAD_TOKEN, message=b"bad token")
             return None
-        session = Session(new_session_id(), claims.user_id, req.device_id, ws, self._limits.send_queue_max)
+        transport = request.transport
+        if transport is None:  # the peer left during the handshake
+            return None
+        session = Session(new_session_id(), claims.user_id, req.device_id, ws, transport,
+                          self._limits.send_queue_max)
         await ws.send_frame(ok_frame(
             req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
