@@ -93,6 +93,20 @@ def _marks(n: int) -> str:
     return ",".join("?" * n)
 
 
+# Keyed lookups join a VALUES list: SQLite plans `(a, b) IN (VALUES ...)` as a scan of the
+# whole table, but a join searches the index once per key.
+def idem_lookup_sql(n: int) -> str:
+    keys = ",".join("(?,?,?)" for _ in range(n))
+    return (f"WITH k(conv, sender, cmid) AS (VALUES {keys}) SELECT m.conv, m.sender, m.cmid, m.seq, m.ts "
+            "FROM k JOIN messages m ON m.conv = k.conv AND m.sender = k.sender AND m.cmid = k.cmid")
+
+
+def message_lookup_sql(n: int) -> str:
+    keys = ",".join("(?,?)" for _ in range(n))
+    cols = ", ".join(f"m.{c.strip()}" for c in _MSG_COLS.split(","))
+    return f"WITH k(conv, seq) AS (VALUES {keys}) SELECT {cols} FROM k JOIN messages m ON m.conv = k.conv AND m.seq = k.seq"
+
+
 class SqliteStore:
     """Implements parley.ports.Store on one SQLite file."""
 
@@ -177,17 +191,10 @@ class SqliteStore:
             facts.users.update(r[0] for r in conn.execute(
                 f"SELECT id FROM users WHERE id IN ({_marks(len(upart))})", upart))
         for ipart in _chunks(sorted(needs.idem), _CHUNK // 3):
-            values = ",".join("(?,?,?)" for _ in ipart)
-            params = [x for key in ipart for x in key]
-            for conv, sender, cmid, seq, ts in conn.execute(
-                    f"SELECT conv, sender, cmid, seq, ts FROM messages "
-                    f"WHERE (conv, sender, cmid) IN (VALUES {values})", params):
+            for conv, sender, cmid, seq, ts in conn.execute(idem_lookup_sql(len(ipart)), [x for k in ipart for x in k]):
                 facts.idem[(conv, sender, cmid)] = (seq, ts)
         for mpart in _chunks(sorted(needs.messages), _CHUNK // 2):
-            values = ",".join("(?,?)" for _ in mpart)
-            params2 = [x for key in mpart for x in key]
-            for row in conn.execute(
-                    f"SELECT {_MSG_COLS} FROM messages WHERE (conv, seq) IN (VALUES {values})", params2):
+            for row in conn.execute(message_lookup_sql(len(mpart)), [x for k in mpart for x in k]):
                 facts.messages[(row[0], row[1])] = _message(row)
         self._attach_reactions(conn, list(facts.messages.values()))
         return facts
