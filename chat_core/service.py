@@ -1,0 +1,35 @@
+"""chat_core as a runnable unit: the command worker and the outbox relay, started and stopped
+together (the relay replays what a previous run stored but did not relay before any new work)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from chat_core.core import ChatCore
+from chat_core.relay import OutboxRelay
+from chat_core.worker import CommandWorker
+from parley.auth import Passwords
+from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
+from parley.records import Command, EventRecord
+
+
+class ChatCoreService:
+    def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
+                 bus: GatewayBus, passwords: Passwords) -> None:
+        self.relay = OutboxRelay(store, events)
+        self.worker = CommandWorker(ChatCore(), commands, store, bus, self.relay, passwords)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.relay.start()
+        self._tasks = [asyncio.create_task(self.worker.run(), name="chat_core"),
+                       asyncio.create_task(self.relay.run(), name="relay")]
+
+    def running(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.relay.flush()
