@@ -8,8 +8,9 @@ import time
 from limits import RateLimitItemPerSecond
 from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 
-from parley.errors import RateLimited
+from parley.errors import RateLimited, Unavailable
 
 
 class Limiter:
@@ -22,8 +23,11 @@ class Limiter:
         self._limiter = MovingWindowRateLimiter(storage or MemoryStorage())
 
     async def hit(self, key: str) -> None:
-        if await self._limiter.hit(self._item, self._name, key):
-            return
-        stats = await self._limiter.get_window_stats(self._item, self._name, key)
+        try:
+            if await self._limiter.hit(self._item, self._name, key):
+                return
+            stats = await self._limiter.get_window_stats(self._item, self._name, key)
+        except StorageError as err:  # the shared (Redis) storage is down: retry, don't guess
+            raise Unavailable("rate limits cannot be checked; retry", retry_after_ms=1000) from err
         retry_ms = max(1, math.ceil((stats.reset_time - time.time()) * 1000))
         raise RateLimited(f"too many {self._name} requests; retry in {retry_ms} ms", retry_after_ms=retry_ms)

@@ -1,0 +1,194 @@
+"""The scale-out command/event log: `LogProducer` and `LogConsumer` on Kafka topics (aiokafka).
+
+Records are msgpack-encoded and keyed by conversation id, so one conversation lives on one
+partition and keeps its order. Delivery is at least once: a consumer commits only what its
+caller has made durable, and what was returned but not committed is delivered again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from parley.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+#: What a caller is told to wait before retrying when the broker does not answer.
+RETRY_AFTER_MS = 1000
+#: How long one `getmany` waits for records before `next_batch` polls again; each poll also
+#: surfaces errors of the background group coordinator.
+POLL_MS = 1000
+
+
+class Keyed(Protocol):
+    """An item of a conversation-keyed log (`Command`, `EventRecord`)."""
+
+    @property
+    def conv(self) -> str: ...
+
+
+K = TypeVar("K", bound=Keyed)
+T = TypeVar("T")
+
+PartitionsHook = Callable[[set[int]], None]
+
+
+class KafkaLogProducer(Generic[K]):
+    """Publishes items to one topic, keyed by `item.conv`; a publish returns once the broker
+    has acknowledged it (acks=all) or raises Unavailable within `timeout_ms`.
+
+    Create it inside the running event loop (as aiokafka's clients), then `start()`."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, *, client_id: str, enable_idempotence: bool,
+                 timeout_ms: int = 5000, max_batch_size: int = 256 * 1024) -> None:
+        self._topic = topic
+        self._timeout_s = timeout_ms / 1000
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            acks="all",
+            # Off against tansu (tests), which rejects aiokafka's InitProducerId v0. Without it a
+            # retried batch can be duplicated: replays are harmless by idempotency key and seq.
+            enable_idempotence=enable_idempotence,
+            # A batch the broker has not acknowledged expires on the same bound as the publish,
+            # instead of aiokafka's 40 s, so a frozen broker does not pile up stale batches.
+            request_timeout_ms=timeout_ms,
+            # Concurrent publishes share one in-flight batch per partition: the batch size, not
+            # linger, bounds throughput (small records on tansu: ~5k/s at aiokafka's 16 KiB
+            # default, 20-40k/s at 256 KiB).
+            max_batch_size=max_batch_size,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def publish(self, item: K) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                # `send` only queues the record into a batch; awaiting its future waits for the
+                # ack. Concurrent callers therefore share batches instead of taking turns.
+                ack = await self._producer.send(self._topic, self._encode(item), key=item.conv.encode())
+                await ack
+        except (KafkaError, TimeoutError) as err:
+            # The record may still reach the log after this: the caller's retry is a duplicate
+            # that the idempotency key makes harmless.
+            raise Unavailable("the log is unavailable; retry", retry_after_ms=RETRY_AFTER_MS) from err
+
+
+class KafkaLogConsumer(Generic[T]):
+    """Consumes one topic as a member of a consumer group; `commit` commits exactly what
+    `next_batch` returned since the last commit, on the partitions held all along since.
+
+    `on_revoked`/`on_assigned` get partition numbers around a rebalance. aiokafka's protocol
+    is eager: `on_revoked` gets the whole previous assignment and `on_assigned` the whole new
+    one, so state dropped on revoke is reloaded for partitions that came back.
+
+    Create it inside the running event loop (as aiokafka's clients), then `start()`."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, group_id: str, item_type: type[T], *,
+                 client_id: str,
+                 on_assigned: PartitionsHook | None = None, on_revoked: PartitionsHook | None = None,
+                 session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 3_000,
+                 rebalance_timeout_ms: int = 10_000, commit_timeout_ms: int = 5_000) -> None:
+        self._decode = msgspec.msgpack.Decoder(item_type).decode
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+        self._commit_timeout_s = commit_timeout_ms / 1000
+        #: Next offset per partition of what next_batch returned and commit has not committed.
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            group_id=group_id,
+            enable_auto_commit=False,  # the caller commits once a batch's effects are durable
+            auto_offset_reset="earliest",  # a new group starts at the beginning, losing nothing
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=heartbeat_interval_ms,
+            rebalance_timeout_ms=rebalance_timeout_ms,
+        )
+        self._consumer.subscribe([topic], listener=_Rebalance(self._revoked, self._assigned))
+
+    async def start(self) -> None:
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        """Leave the group without committing: the next owner gets the uncommitted batch."""
+        await self._consumer.stop()
+
+    def assignment(self) -> set[int]:
+        return {tp.partition for tp in self._consumer.assignment()}
+
+    async def next_batch(self, max_n: int) -> list[T]:
+        """Up to `max_n` items in log order per partition; waits until there is at least one."""
+        while True:
+            try:
+                fetched = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=max_n)
+            except KafkaError as err:
+                raise Unavailable("the log is unavailable; retry", retry_after_ms=RETRY_AFTER_MS) from err
+            items: list[T] = []
+            for tp, records in fetched.items():
+                for record in records:
+                    try:
+                        items.append(self._decode(record.value))
+                    except (msgspec.DecodeError, TypeError):  # TypeError: a record without a value
+                        # Nothing can ever decode it: skip it, and commit past it with the batch.
+                        log.warning("skipped an undecodable record at %s offset %d", tp, record.offset)
+                if records:
+                    self._uncommitted[tp] = records[-1].offset + 1
+            if items:
+                return items
+
+    async def commit(self) -> None:
+        offsets = dict(self._uncommitted)
+        if not offsets:
+            return
+        try:
+            # aiokafka retries a commit for as long as the coordinator is unreachable: bound it.
+            async with asyncio.timeout(self._commit_timeout_s):
+                await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as err:
+            # The group rebalanced since: these partitions may be another member's now, and
+            # their owner delivers the batch again from the last commit.
+            log.warning("offsets %s not committed, partitions reassigned: %s", offsets, err)
+        except (KafkaError, TimeoutError) as err:
+            # Keep the offsets: a later commit covers them.
+            raise Unavailable("offsets not committed; retry", retry_after_ms=RETRY_AFTER_MS) from err
+        for tp, offset in offsets.items():
+            if self._uncommitted.get(tp) == offset:
+                del self._uncommitted[tp]
+
+    def _revoked(self, partitions: set[int]) -> None:
+        # What was returned from a lost partition is delivered again to its next owner; committing
+        # it later could skip or undo that owner's progress, even if the partition came back.
+        self._uncommitted = {tp: o for tp, o in self._uncommitted.items() if tp.partition not in partitions}
+        if self._on_revoked is not None:
+            self._on_revoked(partitions)
+
+    def _assigned(self, partitions: set[int]) -> None:
+        if self._on_assigned is not None:
+            self._on_assigned(partitions)
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    """aiokafka's rebalance callbacks, as partition numbers of the one subscribed topic."""
+
+    def __init__(self, revoked: PartitionsHook, assigned: PartitionsHook) -> None:
+        self._revoked = revoked
+        self._assigned = assigned
+
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._revoked({tp.partition for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assigned({tp.partition for tp in assigned})
