@@ -24,6 +24,7 @@ from parley.closecodes import CloseCode
 log = logging.getLogger(__name__)
 
 Frame = dict[str, Any]
+EventHook = Callable[[Frame], None]
 _WebSocket = aiohttp.ClientWebSocketResponse[Literal[False]]
 
 _HELLO_TIMEOUT_S = 10.0
@@ -67,6 +68,10 @@ class ErrorReply(Exception):
             retry_after_ms=retry if isinstance(retry, int) else None,
             rid=rid if isinstance(rid, str) else None,
         )
+
+
+class _NotWritten(Exception):
+    """A request's write failed on a dropped socket: the server never saw it, so it may be retried."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +221,9 @@ class Client:
     last_seq: dict[str, int]
     close_code: int | None
     reconnects: int
+    #: When set, events go to this callback as they arrive instead of the buffer that
+    #: `next_event`/`events()`/`drain_events` read (a load generator has no use for the buffer).
+    on_event: EventHook | None
 
     def __init__(self, http: aiohttp.ClientSession, owns_http: bool, options: _Options) -> None:
         """Use `Client.connect`."""
@@ -227,6 +235,7 @@ class Client:
         self.last_seq = {}
         self.close_code = None
         self.reconnects = 0
+        self.on_event = None
         self._rids = itertools.count(1)
         self._ws: _WebSocket | None = None
         self._pending: dict[str, _Pending] = {}
@@ -256,10 +265,15 @@ class Client:
         http: aiohttp.ClientSession | None = None,
         heartbeat: bool = True,
         max_reconnect_attempts: int = 10,
+        on_event: EventHook | None = None,
     ) -> Client:
-        """Open a session and say hello; raises ErrorReply if the server refuses it."""
+        """Open a session and say hello; raises ErrorReply if the server refuses it.
+
+        `on_event`: see the attribute of that name; it must not block.
+        """
         opts = _Options(_ws_url(base_url), token, device_id, reconnect, max_reconnect_attempts)
         client = cls(http or aiohttp.ClientSession(), http is None, opts)
+        client.on_event = on_event
         try:
             ws = await client._open()
         except BaseException:
@@ -302,6 +316,17 @@ class Client:
         }
         return await self._call(frame, timeout, resend=True)
 
+    async def submit(self, op: str, **fields: Any) -> asyncio.Future[Frame]:
+        """Write one request and return the future of its reply without waiting for it
+        (pipelining, open-loop load). The future gets the `ok` frame or fails with ErrorReply,
+        as `request` would; it has no timeout of its own. A `send` (given a cmid, or one is
+        made) survives a reconnect like `send()`; other ops wait for a reconnect in progress.
+        """
+        if op == "send" and "cmid" not in fields:
+            fields["cmid"] = _new_cmid()
+        frame = {"op": op, "rid": self._next_rid(), **fields}
+        return await self._begin(frame, resend=op == "send")
+
     async def ping(self) -> Frame:
         return await self.request("ping")
 
@@ -314,29 +339,52 @@ class Client:
     async def _call(self, frame: Frame, timeout: float, *, resend: bool) -> Frame:
         rid: str = frame["rid"]
         async with asyncio.timeout(timeout):
-            if not resend:
-                await self._ready.wait()
-            # A send while reconnecting is only queued: the reconnect writes it, in order.
-            if self._terminal or self._closing:
-                raise ErrorReply("unavailable", "the client is closed", rid=rid)
-            future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-            pending = _Pending(frame, future, resend)
-            self._pending[rid] = pending
+            future = await self._begin(frame, resend=resend)
             try:
-                ws = self._ws
-                if self._ready.is_set() and ws is not None:
-                    pending.written = True
-                    try:
-                        await _write(ws, frame)
-                    except _DISCONNECTS as exc:
-                        # A reconnecting client re-sends sends; and if the reader already
-                        # failed the future, awaiting it below reports (and retrieves) that.
-                        if not (resend and self._opts.reconnect) and not future.done():
-                            lost = ErrorReply("unavailable", f"connection lost: {exc}", rid=rid)
-                            raise lost from exc
                 return await future
             finally:
                 self._pending.pop(rid, None)
+
+    async def _begin(self, frame: Frame, *, resend: bool) -> asyncio.Future[Frame]:
+        """Write `frame` once a connection is ready; a write that fails on a dropped socket
+        was never seen by the server, so it goes out on the next connection."""
+        while True:
+            if not resend:
+                await self._ready.wait()
+            try:
+                return await self._start(frame, resend=resend)
+            except _NotWritten:
+                continue
+
+    async def _start(self, frame: Frame, *, resend: bool) -> asyncio.Future[Frame]:
+        """Make `frame` pending and write it; the reader settles the returned future."""
+        rid: str = frame["rid"]
+        # A send while reconnecting is only queued: the reconnect writes it, in order.
+        if self._terminal or self._closing:
+            raise ErrorReply("unavailable", "the client is closed", rid=rid)
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        pending = _Pending(frame, future, resend)
+        self._pending[rid] = pending
+        try:
+            ws = self._ws
+            if self._ready.is_set() and ws is not None:
+                pending.written = True
+                try:
+                    await _write(ws, frame)
+                except _DISCONNECTS as exc:
+                    # A reconnecting client re-sends sends; and if the reader already
+                    # failed the future, awaiting it reports (and retrieves) that.
+                    if self._opts.reconnect and not resend:
+                        if self._ws is ws:  # the reader has not noticed the drop yet
+                            self._ready.clear()
+                        raise _NotWritten from exc
+                    if not (resend and self._opts.reconnect) and not future.done():
+                        lost = ErrorReply("unavailable", f"connection lost: {exc}", rid=rid)
+                        raise lost from exc
+        except BaseException:
+            self._pending.pop(rid, None)
+            raise
+        return future
 
     def _next_rid(self) -> str:
         return str(next(self._rids))
@@ -632,6 +680,13 @@ class Client:
                         return
                     if seq == self.last_seq.get(conv, 0) + 1:  # contiguous: the watermark moves
                         self.last_seq[conv] = seq
+        hook = self.on_event
+        if hook is not None and frame.get("op") == "event":
+            try:
+                hook(frame)
+            except Exception:  # the application's bug must not end the session's reader
+                log.exception("parley client: on_event hook failed")
+            return
         self._inbox.append(frame)
         self._wake()
 
