@@ -20,7 +20,7 @@ from parley.ids import direct_conv_id
 from parley.records import (
     Command, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, IdemKey, InsertMessage,
     MemberRow, Mutation, Needs, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
-    SetReadSeq, UpdateMessage, conv_view,
+    SetReadSeq, UpdateMessage,
 )
 
 
@@ -258,12 +258,11 @@ class ChatCore:
         existing = self.convs.get(cmd.conv)
         if existing is not None:
             if body.kind == "direct":
-                for user in (cmd.user, members[0]):
-                    if user not in existing.members:
-                        self._add_member(existing, user, "member", None, now, batch)
-                return {"conv": conv_view(existing.row, existing.members[cmd.user])}
+                missing = [(u, "member") for u in (cmd.user, members[0]) if u not in existing.members]
+                self._add_members(existing, missing, None, now, batch)
+                return {"conv": existing.view(cmd.user)}
             if existing.row.owner == cmd.user and cmd.user in existing.members:
-                return {"conv": conv_view(existing.row, existing.members[cmd.user])}  # a replayed create
+                return {"conv": existing.view(cmd.user)}  # a replayed create
             raise Conflict("conversation id already in use")
         row = ConvRow(
             id=cmd.conv, kind=body.kind, title=None if body.kind == "direct" else body.title,
@@ -276,26 +275,26 @@ class ChatCore:
         state = ConvState(row, {})
         self.convs[cmd.conv] = state
         batch.mutations.append(CreateConv(row))
-        self._add_member(state, cmd.user, "owner", None, now, batch)
-        for user in members:
-            self._add_member(state, user, "member", None, now, batch)
-        return {"conv": conv_view(row, state.members[cmd.user])}
+        self._add_members(state, [(cmd.user, "owner"), *((u, "member") for u in members)], None, now, batch)
+        return {"conv": state.view(cmd.user)}
 
-    def _add_member(self, state: ConvState, user: str, role: str, by: str | None, now: int,
-                    batch: Batch) -> MemberRow:
+    def _add_members(self, state: ConvState, joining: list[tuple[str, str]], by: str | None, now: int,
+                     batch: Batch) -> None:
+        """Add (user, role)s, then announce them: all are members before any view is built."""
         row = state.row
         visible_from = 1 if row.history == "full" else row.last_seq + 1
-        member = MemberRow(conv=row.id, user=user, role=role, visible_from=visible_from,
-                           read_seq=row.last_seq, joined_at=now)
-        state.members[user] = member
-        batch.mutations.append(PutMember(member))
-        fields: dict[str, object] = {"conv": row.id, "user": user, "role": role}
-        if by is not None:
-            fields["by"] = by
-        batch.emit(row.id, event_frame("member.joined", **fields), members_changed=True)
-        # The new member's own sessions learn of the conversation from its object.
-        batch.emit(row.id, event_frame("conv.updated", conv=conv_view(row, member)), to=[user])
-        return member
+        for user, role in joining:
+            member = MemberRow(conv=row.id, user=user, role=role, visible_from=visible_from,
+                               read_seq=row.last_seq, joined_at=now)
+            state.members[user] = member
+            batch.mutations.append(PutMember(member))
+        for user, role in joining:
+            fields: dict[str, object] = {"conv": row.id, "user": user, "role": role}
+            if by is not None:
+                fields["by"] = by
+            batch.emit(row.id, event_frame("member.joined", **fields), members_changed=True)
+            # The new member's own sessions learn of the conversation from its object.
+            batch.emit(row.id, event_frame("conv.updated", conv=state.view(user)), to=[user])
 
     def _join(self, cmd: Command, state: ConvState, password_ok: bool, now: int,
               batch: Batch) -> dict[str, object]:
@@ -306,8 +305,8 @@ class ChatCore:
                 raise NotFound("no such conversation")
             if row.password_hash is not None and not password_ok:
                 raise Forbidden("wrong password for this conversation")
-            member = self._add_member(state, cmd.user, "member", None, now, batch)
-        return {"conv": conv_view(row, member)}
+            self._add_members(state, [(cmd.user, "member")], None, now, batch)
+        return {"conv": state.view(cmd.user)}
 
     def _leave(self, cmd: Command, state: ConvState, batch: Batch) -> dict[str, object]:
         policy.member_or_hide(state.row, state.members.get(cmd.user))
@@ -337,8 +336,7 @@ class ChatCore:
         unknown = [u for u in body.users if u not in facts.users]
         if unknown:
             raise NotFound(f"no such user: {unknown[0]}")
-        for user in dict.fromkeys(body.users):
-            if user not in state.members:
-                self._add_member(state, user, "member", cmd.user, now, batch)
+        joining = [(u, "member") for u in dict.fromkeys(body.users) if u not in state.members]
+        self._add_members(state, joining, cmd.user, now, batch)
         return {}
 

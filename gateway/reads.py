@@ -27,7 +27,7 @@ class Reads:
         return row, policy.authorize(row, member, Action.READ)
 
     async def conv_list(self, user: str) -> list[ConvView]:
-        return [conv_view(row, member) for row, member in await self._store.conv_list(user)]
+        return [conv_view(row, member, peer) for row, member, peer in await self._store.conv_list(user)]
 
     async def history(self, user: str, req: History) -> list[Message]:
         _, member = await self.readable(req.conv, user)
@@ -40,7 +40,7 @@ class Reads:
         return messages
 
     async def sync(self, user: str, since: dict[str, int]) -> list[dict[str, Any]]:
-        behind = [(row, member) for row, member in await self._store.conv_list(user)
+        behind = [(row, member) for row, member, _ in await self._store.conv_list(user)
                   if row.last_seq > since.get(row.id, 0)]
         pages = [(row.id, max(since.get(row.id, 0) + 1, member.visible_from), _END, SYNC_PAGE + 1, False)
                  for row, member in behind]

@@ -220,6 +220,8 @@ class ConvView(msgspec.Struct, kw_only=True):
     read_seq: int
     unread: int
     role: str | None
+    #: `direct` only: the other participant (so a client can name the conversation).
+    peer: str | None = None
 
 
 _encoder = msgspec.json.Encoder()

@@ -66,6 +66,12 @@ class ConvState:
     row: ConvRow
     members: dict[str, MemberRow]
 
+    def view(self, user: str) -> ConvView:
+        peer = None
+        if self.row.kind == "direct":
+            peer = next((u for u in self.members if u != user), None)
+        return conv_view(self.row, self.members.get(user), peer)
+
 
 # ---- mutations: what chat_core asks the store to write, in one transaction ----------------
 
@@ -159,7 +165,7 @@ class Facts:
     password_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def conv_view(row: ConvRow, member: MemberRow | None) -> ConvView:
+def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -> ConvView:
     """The `conv` object for one user. Sending moves the sender's cursor, so every message after
     `read_seq` is someone else's and `unread` is a difference, not a count."""
     read_seq = member.read_seq if member else 0
@@ -168,5 +174,5 @@ def conv_view(row: ConvRow, member: MemberRow | None) -> ConvView:
         has_password=row.password_hash is not None, history=row.history, owner=row.owner,
         created_at=row.created_at, last_seq=row.last_seq, read_seq=read_seq,
         unread=max(0, row.last_seq - read_seq) if member else 0,
-        role=member.role if member else None,
+        role=member.role if member else None, peer=peer,
     )

@@ -14,7 +14,6 @@ const state = {
   limits: { max_text_chars: 16384, history_max: 200 },
   heartbeat: null, lastFrameAt: 0, backoff: 0, reconnectTimer: null, everConnected: false,
   convs: new Map(),      // conv id -> conv object (server fields + local: lastTs)
-  peers: new Map(),      // conv id -> the other member of a direct conversation (see notePeer)
   msgs: new Map(),       // conv id -> Map(seq -> message)
   loaded: new Set(),     // conv ids whose newest history page has been fetched
   loading: new Set(),    // conv ids with that first page in flight (avoids double requests)
@@ -92,7 +91,6 @@ function startSession() {
   if (!state.token) return showView('auth');
   $('my-username').textContent = localStorage.getItem(STORE.name) || '';
   $('my-user-id').textContent = state.me || '';
-  loadPeers();
   showView('chat');
   connect();
 }
@@ -106,7 +104,7 @@ function logout(message) {
   stopHeartbeat();
   state.pending.clear();
   Object.assign(state, { token: null, me: null, selected: null, everConnected: false, backoff: 0 });
-  for (const k of ['convs', 'peers', 'msgs', 'loaded', 'loading', 'noOlder', 'outbox', 'typers']) state[k].clear();
+  for (const k of ['convs', 'msgs', 'loaded', 'loading', 'noOlder', 'outbox', 'typers']) state[k].clear();
   $('conv-list').replaceChildren();
   selectConv(null);
   showView('auth');
@@ -232,32 +230,6 @@ async function refreshConvs() {
 function upsertConv(c) {
   const old = state.convs.get(c.id) || { lastTs: toMs(c.created_at) };
   state.convs.set(c.id, { ...old, ...c });
-  if (c.kind !== 'direct') state.peers.delete(c.id);      // a member.joined hint for a group
-  else if (state.peers.has(c.id)) savePeers();
-}
-
-// The conv object carries no member list, so the peer of a direct conversation is learned from
-// member.joined events (they arrive just before conv.updated), from its messages, and from the
-// conversation form; it is remembered per account so labels survive a reload.
-function notePeer(convId, user) {
-  if (!user || user === state.me || state.peers.get(convId) === user) return;
-  const c = state.convs.get(convId);
-  if (c && c.kind !== 'direct') return;
-  state.peers.set(convId, user);
-  if (c) savePeers();
-}
-
-function peersKey() { return `parley.peers.${state.me}`; }
-
-function loadPeers() {
-  state.peers.clear();
-  try {
-    for (const [conv, user] of Object.entries(JSON.parse(localStorage.getItem(peersKey())) || {})) state.peers.set(conv, user);
-  } catch { /* a damaged cache only costs labels */ }
-}
-
-function savePeers() {
-  try { localStorage.setItem(peersKey(), JSON.stringify(Object.fromEntries(state.peers))); } catch { /* quota */ }
 }
 
 // After a reconnect: ask for everything after the newest seq we hold in each conversation.
@@ -299,8 +271,7 @@ function resetConv(convId) {
 function convLabel(c) {
   if (c.title) return c.title;
   if (c.kind === 'direct') {
-    const peer = state.peers.get(c.id) || (c.members || []).find((u) => u !== state.me);
-    if (peer) return `Direct: ${peer}`;
+    if (c.peer) return `Direct: ${c.peer}`;  // the server names the other participant
   }
   return `${c.kind || 'conversation'} ${c.id}`;
 }
@@ -342,7 +313,6 @@ async function createConv(fields, form) {
   try {
     const res = await request('conv.create', fields);
     upsertConv(res.conv);
-    if (fields.kind === 'direct') notePeer(res.conv.id, fields.members[0]);
     form.reset();
     form.hidden = true;
     selectConv(res.conv.id);
@@ -372,7 +342,6 @@ function addMessage(m) {
   if (c) {
     c.last_seq = Math.max(c.last_seq || 0, m.seq);
     c.lastTs = Math.max(c.lastTs || 0, m.ts || 0);
-    if (c.kind === 'direct') notePeer(m.conv, m.sender);
     if (m.sender === state.me) c.read_seq = Math.max(c.read_seq || 0, m.seq);   // the server does the same
   }
   if (m.sender === state.me && m.cmid) dropPending(m.cmid);
@@ -522,7 +491,7 @@ function handleEvent(ev) {
     case 'conv.updated': upsertConv(ev.conv); return renderConvList();
     case 'read': return onRead(ev);
     case 'typing': return onTyping(ev);
-    case 'member.joined': notePeer(ev.conv, ev.user); return renderConvList();
+    case 'member.joined': return renderConvList();
     case 'member.left':
       if (ev.user === state.me) { state.convs.delete(ev.conv); if (state.selected === ev.conv) selectConv(null); renderConvList(); }
       return;

@@ -264,14 +264,16 @@ class SqliteStore:
             return _conv(row), _member(mrow) if mrow else None
         return await self._read(run)
 
-    async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow]]:
-        def run(conn: sqlite3.Connection) -> list[tuple[ConvRow, MemberRow]]:
+    async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow, str | None]]:
+        """The user's conversations with their membership and, for direct ones, the peer."""
+        def run(conn: sqlite3.Connection) -> list[tuple[ConvRow, MemberRow, str | None]]:
             cols = ", ".join(f"c.{c.strip()}" for c in _CONV_COLS.split(","))
             mcols = ", ".join(f"m.{c.strip()}" for c in _MEMBER_COLS.split(","))
             rows = conn.execute(
-                f"SELECT {cols}, {mcols} FROM members m JOIN convs c ON c.id = m.conv "
+                f"SELECT {cols}, {mcols}, p.user FROM members m JOIN convs c ON c.id = m.conv "
+                f"LEFT JOIN members p ON c.kind = 'direct' AND p.conv = c.id AND p.user != m.user "
                 f"WHERE m.user = ? ORDER BY c.created_at, c.id", (user,))
-            return [(_conv(r[:9]), _member(r[9:])) for r in rows]
+            return [(_conv(r[:9]), _member(r[9:15]), r[15]) for r in rows]
         return await self._read(run)
 
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:

@@ -132,7 +132,18 @@ async def test_membership_and_lists_follow_member_changes(reopen):
     found = await store.membership("c1", "b")
     assert found is not None and found[1] is None
     assert await store.membership("nope", "a") is None
-    assert [(c.id, m.role) for c, m in await store.conv_list("a")] == [("c1", "owner")]
+    assert [(c.id, m.role, peer) for c, m, peer in await store.conv_list("a")] == [("c1", "owner", None)]
+
+
+async def test_the_conv_list_names_the_peer_of_a_direct_conversation(reopen):
+    store = await reopen()
+    direct = ConvRow(id="d1", kind="direct", title=None, visibility="private", password_hash=None,
+                     history="full", owner="a", created_at=1)
+    await store.apply([CreateConv(direct), PutMember(member("a", conv="d1")), PutMember(member("b", conv="d1"))])
+    assert [(c.id, peer) for c, _, peer in await store.conv_list("a")] == [("d1", "b")]
+    assert [(c.id, peer) for c, _, peer in await store.conv_list("b")] == [("d1", "a")]
+    await store.apply([DropMember("d1", "b")])
+    assert [(c.id, peer) for c, _, peer in await store.conv_list("a")] == [("d1", None)]
 
 
 async def test_usernames_are_unique(reopen):

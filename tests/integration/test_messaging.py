@@ -135,6 +135,14 @@ async def test_direct_is_unique_per_pair_from_either_side(server, make_user):
     )
     assert one["conv"]["id"] == two["conv"]["id"]
     assert one["conv"]["kind"] == "direct" and one["conv"]["history"] == "full"
+    # Each side's object names the other, so a client can label the conversation.
+    assert (one["conv"]["peer"], two["conv"]["peer"]) == (bob.user_id, alice.user_id)
+    announced = await b.next_event("conv.updated")
+    assert announced["conv"]["peer"] == alice.user_id
+    (listed,) = (await b.request("conv.list"))["convs"]
+    assert listed["peer"] == alice.user_id
+    group = await a.request("conv.create", kind="group", members=[bob.user_id])
+    assert group["conv"]["peer"] is None
     with pytest.raises(ErrorReply) as err:
         await a.request("conv.create", kind="direct", members=[bob.user_id, alice.user_id])
     assert err.value.code == "bad_request"
