@@ -155,10 +155,10 @@ class ChatCore:
         key = (cmd.conv, cmd.user, body.cmid)
         earlier = self._idem.get(key) or self._pending_idem.get(key) or facts.idem.get(key)
         state = self._existing(cmd.conv)
-        member = policy.authorize(state.row, state.members.get(cmd.user), Action.SEND)
-        if earlier is not None:
+        if earlier is not None:  # stored before: the original answer, whatever changed since
             seq, ts = earlier
             return {"conv": cmd.conv, "seq": seq, "ts": ts}
+        member = policy.authorize(state.row, state.members.get(cmd.user), Action.SEND)
         row = state.row
         if body.reply_to is not None and not member.visible_from <= body.reply_to <= row.last_seq:
             raise BadRequest("reply_to names no message you can see")

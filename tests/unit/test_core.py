@@ -73,6 +73,17 @@ def test_a_repeated_cmid_returns_the_original_within_a_batch_across_batches_and_
     assert replies[0]["seq"] == 2
 
 
+def test_a_retried_send_gets_its_original_answer_even_after_the_sender_left():
+    core = ChatCore()
+    core.convs["c1"] = group("a", "b")
+    (first,), _ = decide(core, send("b", "k"))
+    decide(core, cmd("b", F.ConvLeave(rid="l", conv="c1")))
+    (again,), mutations = decide(core, send("b", "k"))
+    assert (again["op"], again["seq"]) == ("ok", first["seq"]) and mutations == []
+    (other,), _ = decide(core, send("b", "new"))
+    assert other["code"] == "not_found"
+
+
 def test_a_rejected_command_changes_nothing():
     core = ChatCore()
     core.convs["c1"] = group("owner", "sub", kind="channel")
