@@ -24,6 +24,14 @@ async def next_text(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -
     return json.loads(msg.data)
 
 
+async def raw_session(base_url: str, http: aiohttp.ClientSession, token: str) -> aiohttp.ClientWebSocketResponse:
+    """A raw WebSocket past its hello, for frames the SDK would never send."""
+    ws = await raw_ws(base_url, http)
+    await ws.send_str(json.dumps({"op": "hello", "rid": "h", "token": token}))
+    assert (await next_text(ws))["op"] == "ok"
+    return ws
+
+
 async def test_malformed_frames_get_errors_and_the_session_survives(server, make_user):
     alice = await make_user()
     a = await Client.connect(server.base_url, alice.token)
@@ -74,9 +82,7 @@ async def test_text_at_the_limit_is_accepted_and_one_over_is_too_large(server, m
 async def test_a_frame_over_max_frame_bytes_closes_1009_and_the_server_goes_on(server, make_user):
     alice = await make_user()
     async with aiohttp.ClientSession() as http:
-        ws = await raw_ws(server.base_url, http)
-        await ws.send_str(json.dumps({"op": "hello", "rid": "h", "token": alice.token}))
-        assert (await next_text(ws))["op"] == "ok"
+        ws = await raw_session(server.base_url, http, alice.token)
         await ws.send_str(json.dumps({"op": "ping", "rid": "p", "pad": "x" * 70_000}))
         msg = await ws.receive(timeout=5)
         assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
@@ -129,9 +135,7 @@ async def test_a_silent_session_is_closed_4002_and_a_pinging_one_is_not(fresh_se
 async def test_binary_frames_are_refused_with_an_error(server, make_user):
     alice = await make_user()
     async with aiohttp.ClientSession() as http:
-        ws = await raw_ws(server.base_url, http)
-        await ws.send_str(json.dumps({"op": "hello", "rid": "h", "token": alice.token}))
-        assert (await next_text(ws))["op"] == "ok"
+        ws = await raw_session(server.base_url, http, alice.token)
         await ws.send_bytes(b'{"op":"ping","rid":"p"}')
         reply = await next_text(ws)
         assert reply["op"] == "error" and reply["code"] == "bad_request"
