@@ -158,8 +158,13 @@ class WsEndpoint:
             conv = direct_conv_id(session.user, req.members[0]) if req.kind == "direct" else new_conv_id()
         else:
             conv = req.conv
-        await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req))
+        # In flight before it is published: with a broker, the reply can beat publish()'s return.
         session.inflight[req.rid] = time.monotonic() + self._limits.command_timeout_s
+        try:
+            await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req))
+        except BaseException:
+            session.answered(req.rid)  # the error frame is its answer
+            raise
 
     async def _typing(self, session: Session, req: F.Typing) -> None:
         await self._reads.readable(req.conv, session.user)

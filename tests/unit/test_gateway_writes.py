@@ -1,0 +1,75 @@
+"""The gateway's side of a write: its reply is matched however fast chat_core answers."""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.hub import Hub
+from gateway.session import Session
+from gateway.ws import WsEndpoint
+from parley.errors import Unavailable
+from parley.frames import ok_frame
+from parley.limits import Limits
+from parley.ports import Reply
+from parley.ratelimit import Limiter
+from parley.records import Command
+
+
+class RecordingTransport:
+    """Captures what a session writes (a test double of asyncio.Transport)."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes] = []
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_closing(self) -> bool:
+        return False
+
+    def write(self, data: bytes) -> None:
+        self.frames.append(data)
+
+
+class AnsweringLog:
+    """A command log whose consumer answers before publish() returns, like a fast broker round trip."""
+
+    def __init__(self, hub: Hub, fail: bool = False) -> None:
+        self._hub = hub
+        self._fail = fail
+
+    async def publish(self, cmd: Command) -> None:
+        if self._fail:
+            raise Unavailable("log down", retry_after_ms=100)
+        self._hub.on_message(Reply(cmd.session, cmd.body.rid, ok_frame(cmd.body.rid, seq=1)))
+
+
+def endpoint(fail: bool = False) -> tuple[WsEndpoint, Session, RecordingTransport]:
+    limits = Limits()
+    hub = Hub("gw", limits)
+    transport = RecordingTransport()
+    session = Session("s1", "alice", None, None, transport, limits.send_queue_max)  # type: ignore[arg-type]
+    hub.add(session)
+    ws = WsEndpoint(hub, None, None, AnsweringLog(hub, fail), None, limits,  # type: ignore[arg-type]
+                    Limiter("send", 100, 5))
+    return ws, session, transport
+
+
+def payloads(transport: RecordingTransport) -> list[dict]:
+    # Server frames under 126 bytes: a 2-byte header, then the JSON.
+    return [msgspec.json.decode(f[2:]) for f in transport.frames]
+
+
+async def test_a_reply_that_arrives_before_publish_returns_is_delivered():
+    ws, session, transport = endpoint()
+    await ws._on_frame(session, '{"op":"read","rid":"r1","conv":"c1","seq":1}')
+    assert payloads(transport) == [{"op": "ok", "rid": "r1", "seq": 1}]
+    assert session.inflight == {}
+
+
+async def test_a_write_the_log_refuses_is_answered_once_and_not_left_in_flight():
+    ws, session, transport = endpoint(fail=True)
+    await ws._on_frame(session, '{"op":"read","rid":"r2","conv":"c1","seq":1}')
+    (reply,) = payloads(transport)
+    assert (reply["op"], reply["rid"], reply["code"], reply["retry_after_ms"]) == ("error", "r2", "unavailable", 100)
+    assert session.inflight == {}
