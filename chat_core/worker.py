@@ -15,7 +15,7 @@ from chat_core.core import ChatCore, request_key
 from chat_core.relay import OutboxRelay
 from parley import frames as F
 from parley.auth import Passwords
-from parley.errors import ParleyError, Unavailable
+from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
 from parley.ports import GatewayBus, LogConsumer, Reply, Store
 from parley.records import Command, Facts
@@ -37,7 +37,14 @@ class CommandWorker:
     async def run(self) -> None:
         while True:
             cmds = await self._source.next_batch(self._batch_max)
-            await self.process(cmds)
+            try:
+                await self.process(cmds)
+            except Exception:
+                # A bug must cost one batch, not the writer: its clients hear `internal`, and
+                # the cache (which the failed batch may have touched) is rebuilt from the store.
+                log.exception("batch of %d commands failed", len(cmds))
+                self._core.forget()
+                await self._reply_all(cmds, Internal("internal error"))
             await self._source.commit()
 
     async def process(self, cmds: list[Command]) -> None:

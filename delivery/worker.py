@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from delivery.fanout import Fanout
 from parley.ports import LogConsumer
 from parley.records import EventRecord
+
+log = logging.getLogger(__name__)
 
 
 class DeliveryWorker:
@@ -19,5 +23,10 @@ class DeliveryWorker:
             for record in records:
                 if record.members_changed:
                     self._fanout.members.invalidate(record.conv)
-                await self._fanout.send(record)
+                try:
+                    await self._fanout.send(record)
+                except Exception:
+                    # One event that cannot be fanned out must not stop the others; its
+                    # recipients recover it with `sync` (it is stored).
+                    log.exception("event of %s not delivered", record.conv)
             await self._source.commit()
