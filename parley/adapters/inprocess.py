@@ -54,9 +54,6 @@ class LocalBus:
     def attach(self, gateway_id: str, handler: Callable[[GatewayMessage], None]) -> None:
         self._gateways[gateway_id] = handler
 
-    def detach(self, gateway_id: str) -> None:
-        self._gateways.pop(gateway_id, None)
-
     async def to_gateway(self, gateway_id: str, msg: GatewayMessage) -> None:
         handler = self._gateways.get(gateway_id)
         if handler is not None:  # a gateway that is gone has no sessions left to tell
