@@ -16,7 +16,7 @@ from moderation.policy import Action
 from parley import frames as F
 from parley.errors import BadRequest, Conflict, Forbidden, NotFound, ParleyError
 from parley.frames import Message, ok_frame, error_frame, event_frame
-from parley.ids import direct_conv_id
+from parley.ids import direct_conv_id, partition_of
 from parley.records import (
     Command, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, IdemKey, InsertMessage,
     MemberRow, Mutation, Needs, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
@@ -38,20 +38,24 @@ class Batch:
     heads: set[str] = field(default_factory=set)
     cursors: set[tuple[str, str]] = field(default_factory=set)
     assigned: list[IdemKey] = field(default_factory=list)
+    #: The outbox rows of `finish`, in event order.
+    outbox: list[PutOutbox] = field(default_factory=list)
 
     def emit(self, conv: str, frame: bytes, *, to: list[str] | None = None,
              also: list[str] | None = None, members_changed: bool = False) -> None:
         self.events.append(EventRecord(conv, frame, to, also, members_changed))
 
-    def finish(self, convs: dict[str, ConvState]) -> list[Mutation]:
-        """All mutations in write order; outbox rows last, in event order."""
+    def finish(self, convs: dict[str, ConvState], partitions: int = 1) -> list[Mutation]:
+        """All mutations in write order; outbox rows last, in event order, each in the shard of
+        its conversation's log partition."""
         out = list(self.mutations)
         out.extend(SetConvHead(c, convs[c].row.last_seq) for c in sorted(self.heads))
         for conv, user in sorted(self.cursors):
             member = convs[conv].members.get(user)
             if member is not None:
                 out.append(SetReadSeq(conv, user, member.read_seq))
-        out.extend(PutOutbox(e) for e in self.events)
+        self.outbox = [PutOutbox(e, partition_of(e.conv, partitions)) for e in self.events]
+        out.extend(self.outbox)
         return out
 
 

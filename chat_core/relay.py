@@ -1,9 +1,12 @@
-"""The outbox relay: stored events -> the event log, in outbox order, at least once.
+"""The outbox relay: stored events -> the event log, in outbox order per shard, at least once.
 
-Events of a committed batch arrive in memory (`enqueue`), so the normal path never reads the
-outbox back; on start the relay replays whatever is past its checkpoint (a crash between the
-store write and the publish). The checkpoint advances lazily: a replayed event is harmless,
-clients de-duplicate by (conv, seq).
+The outbox is sharded like the command log (shard = partition of the conversation), so the
+chat_core consuming a partition is the one relay of its shard and owns its checkpoint. Events
+of a committed batch arrive in memory (`enqueue`), so the normal path never reads the outbox
+back; when a shard is adopted (at start, or after a rebalance) the relay first replays whatever
+is past its checkpoint: a crash between the store write and the publish, or a previous owner
+that stopped early. The checkpoint advances lazily: a replayed event is harmless, clients
+de-duplicate by (conv, seq).
 """
 
 from __future__ import annotations
@@ -19,28 +22,45 @@ from parley.records import EventRecord
 
 log = logging.getLogger(__name__)
 
+Pending = tuple[int, int, EventRecord]  # (shard, outbox id, record)
+
 
 class OutboxRelay:
     def __init__(self, store: Store, events: LogProducer[EventRecord], checkpoint_every_s: float = 0.5,
                  replay_page: int = 1000) -> None:
         self._store = store
         self._events = events
-        self._pending: deque[tuple[int, EventRecord]] = deque()
+        self._pending: deque[Pending] = deque()
         self._ready = asyncio.Event()
-        self._relayed = 0
-        self._checkpointed = 0
+        #: Per owned shard: the last outbox id published, and the last one recorded.
+        self._relayed: dict[int, int] = {}
+        self._checkpointed: dict[int, int] = {}
         self._checkpoint_every_s = checkpoint_every_s
         self._replay_page = replay_page
 
-    async def start(self) -> None:
-        """Replay what a previous run stored but may not have relayed. Call before the worker runs."""
-        self._relayed = self._checkpointed = await self._store.relay_checkpoint()
-        while page := await self._store.outbox_after(self._relayed, self._replay_page):
-            for outbox_id, record in page:
-                await self._events.publish(record)
-                self._relayed = outbox_id
+    def shards(self) -> set[int]:
+        return set(self._relayed)
 
-    def enqueue(self, items: list[tuple[int, EventRecord]]) -> None:
+    async def adopt(self, shards: set[int]) -> None:
+        """Own these shards: replay what is stored past each one's checkpoint. Call before the
+        worker decides commands of their partitions, so their events keep store order."""
+        for shard in sorted(shards - self._relayed.keys()):
+            relayed = await self._store.relay_checkpoint(shard)
+            self._checkpointed[shard] = relayed
+            while page := await self._store.outbox_after(shard, relayed, self._replay_page):
+                for outbox_id, record in page:
+                    await self._events.publish(record)
+                    relayed = outbox_id
+            self._relayed[shard] = relayed
+
+    def release(self, shards: set[int]) -> None:
+        """Another relay owns these shards now. What is pending is still published (it is
+        stored, so at worst the new owner replays it too), but no longer checkpointed here."""
+        for shard in shards:
+            self._relayed.pop(shard, None)
+            self._checkpointed.pop(shard, None)
+
+    def enqueue(self, items: list[Pending]) -> None:
         self._pending.extend(items)
         self._ready.set()
 
@@ -66,20 +86,23 @@ class OutboxRelay:
                 last_checkpoint = time.monotonic()
 
     async def _drain(self) -> None:
-        pending = self._pending
+        pending, relayed = self._pending, self._relayed
         while pending:
-            outbox_id, record = pending[0]
-            if outbox_id > self._relayed:
+            shard, outbox_id, record = pending[0]
+            if outbox_id > relayed.get(shard, 0):
                 await self._events.publish(record)  # raises while the log is down: retried next round
-                self._relayed = outbox_id
+                if shard in relayed:
+                    relayed[shard] = outbox_id
             pending.popleft()
 
     async def checkpoint(self) -> None:
-        if self._relayed > self._checkpointed:
-            await self._store.set_relay_checkpoint(self._relayed)
-            self._checkpointed = self._relayed
+        for shard, relayed in list(self._relayed.items()):
+            if relayed > self._checkpointed.get(shard, 0):
+                await self._store.set_relay_checkpoint(shard, relayed)
+                if shard in self._checkpointed:
+                    self._checkpointed[shard] = relayed
 
     async def flush(self) -> None:
-        """Relay everything pending and record the checkpoint (graceful shutdown)."""
+        """Relay everything pending and record the checkpoints (graceful shutdown)."""
         await self._drain()
         await self.checkpoint()

@@ -15,13 +15,13 @@ from parley.records import Command, EventRecord
 
 class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
-                 bus: GatewayBus, passwords: Passwords) -> None:
+                 bus: GatewayBus, passwords: Passwords, partitions: int = 1) -> None:
         self.relay = OutboxRelay(store, events)
-        self.worker = CommandWorker(ChatCore(), commands, store, bus, self.relay, passwords)
+        self.worker = CommandWorker(ChatCore(), commands, store, bus, self.relay, passwords, partitions=partitions)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.relay.start()
+        await self.worker.settle()  # shards owned from the start are replayed before any new work
         self._tasks = [asyncio.create_task(self.worker.run(), name="chat_core"),
                        asyncio.create_task(self.relay.run(), name="relay")]
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class CommandWorker:
     def __init__(self, core: ChatCore, source: LogConsumer[Command], store: Store, bus: GatewayBus,
-                 relay: OutboxRelay, passwords: Passwords, batch_max: int = 512) -> None:
+                 relay: OutboxRelay, passwords: Passwords, batch_max: int = 512, partitions: int = 1) -> None:
         self._core = core
         self._source = source
         self._store = store
@@ -33,10 +33,43 @@ class CommandWorker:
         self._relay = relay
         self._passwords = passwords
         self._batch_max = batch_max
+        self._partitions = partitions
+        #: Partitions gained and lost since the worker last settled (the log's rebalance hooks).
+        self._gained: set[int] = set()
+        self._lost: set[int] = set()
+        source.watch(self._assigned, self._revoked)
+
+    def _assigned(self, partitions: set[int]) -> None:
+        self._gained |= partitions
+
+    def _revoked(self, partitions: set[int]) -> None:
+        self._lost |= partitions
+        self._gained -= partitions
+
+    async def settle(self) -> None:
+        """Act on rebalances: forget state another writer may change from now on (the store
+        stays the truth), and replay the outbox of gained shards before deciding their commands."""
+        if self._lost:
+            lost, self._lost = self._lost, set()
+            self._core.forget()
+            self._relay.release(lost)
+        while self._gained:
+            gained = set(self._gained)
+            try:
+                await self._relay.adopt(gained)
+            except ParleyError as err:  # the event log is down: their commands wait
+                log.warning("outbox shards %s not adopted yet: %s", sorted(gained), err.message)
+                await asyncio.sleep(0.5)
+                continue
+            self._gained -= gained
 
     async def run(self) -> None:
         while True:
+            await self.settle()
             cmds = await self._source.next_batch(self._batch_max)
+            if not cmds:  # a rebalance woke the loop up
+                continue
+            await self.settle()
             try:
                 await self.process(cmds)
             except Exception:
@@ -60,7 +93,7 @@ class CommandWorker:
         batch = core.begin()
         now = int(time.time() * 1000)
         replies = [core.handle(cmd, facts, now, batch) for cmd in cmds]
-        mutations = batch.finish(core.convs)
+        mutations = batch.finish(core.convs, self._partitions)
         if mutations:
             try:
                 outbox_ids = await self._store.apply(mutations)
@@ -72,7 +105,7 @@ class CommandWorker:
                 await self._reply_all(cmds, Unavailable("not stored; retry", retry_after_ms=500))
                 return
             core.committed(batch)
-            self._relay.enqueue(list(zip(outbox_ids, batch.events)))
+            self._relay.enqueue([(row.shard, outbox_id, row.record) for outbox_id, row in zip(outbox_ids, batch.outbox)])
         for cmd, frame in zip(cmds, replies):
             await self._bus.to_gateway(cmd.gateway, Reply(cmd.session, cmd.body.rid, frame))
 

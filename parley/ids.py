@@ -6,6 +6,8 @@ import base64
 import hashlib
 import secrets
 
+from aiokafka.partitioner import murmur2
+
 
 def _b32(raw: bytes) -> str:
     return base64.b32encode(raw).decode().rstrip("=").lower()
@@ -33,3 +35,11 @@ def direct_conv_id(a: str, b: str) -> str:
     so concurrent creates land on the same partition and the single writer dedupes them."""
     lo, hi = sorted((a, b))
     return "d" + _b32(hashlib.sha256(f"{lo}\x00{hi}".encode()).digest()[:15])
+
+
+def partition_of(conv: str, partitions: int) -> int:
+    """The log partition (and outbox shard) of a conversation: Kafka's default partitioner on
+    the conversation key, so the chat_core that consumes a partition owns its outbox shard."""
+    if partitions == 1:
+        return 0
+    return (murmur2(conv.encode()) & 0x7FFFFFFF) % partitions

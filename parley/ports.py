@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 import msgspec
 
 from parley.frames import Message
-from parley.records import ConvRow, EventRecord, Facts, MemberRow, Mutation, Needs
+from parley.records import AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, MemberRow, Mutation, Needs
 
 
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -23,8 +23,15 @@ class LogProducer(Protocol[T_contra]):
     async def publish(self, item: T_contra) -> None: ...
 
 
+PartitionsHook = Callable[[set[int]], None]
+
+
 class LogConsumer(Protocol[T]):
     """Consumer side: batches in log order; `commit` once the batch's effects are durable."""
+
+    def watch(self, on_assigned: PartitionsHook, on_revoked: PartitionsHook) -> None:
+        """Be told which partitions this consumer gains and loses (a single-partition log
+        reports partition 0 at once). `next_batch` may return [] after a change."""
 
     async def next_batch(self, max_n: int) -> list[T]: ...
 
@@ -68,10 +75,14 @@ class Store(Protocol):
     async def prefetch(self, needs: Needs) -> Facts: ...
     async def apply(self, mutations: Sequence[Mutation]) -> list[int]: ...  # outbox ids, in order
 
-    # outbox relay
-    async def outbox_after(self, after_id: int, limit: int) -> list[tuple[int, EventRecord]]: ...
-    async def relay_checkpoint(self) -> int: ...
-    async def set_relay_checkpoint(self, outbox_id: int) -> None: ...
+    # outbox relay, per shard (= log partition): ids increase within a shard in write order
+    async def outbox_after(self, shard: int, after_id: int, limit: int) -> list[tuple[int, EventRecord]]: ...
+    async def relay_checkpoint(self, shard: int) -> int: ...
+    async def set_relay_checkpoint(self, shard: int, outbox_id: int) -> None: ...  # never moves back
+
+    # audit log: append-only (chat_core appends inside `apply` with PutAudit)
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+    async def audit_entries(self, query: AuditQuery) -> list[AuditEntry]: ...  # newest first
 
     # reads (gateway, delivery)
     async def membership(self, conv: str, user: str) -> tuple[ConvRow, MemberRow | None] | None: ...

@@ -129,11 +129,41 @@ class SetReaction(msgspec.Struct, tag=True):
 
 class PutOutbox(msgspec.Struct, tag=True):
     record: EventRecord
+    #: The log partition of `record.conv`: each shard's relay checkpoint has one owner.
+    shard: int = 0
+
+
+class AuditEntry(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of the append-only audit log: who did what to whom, and why."""
+
+    at: int  # ms since the epoch
+    actor: str  # a user id, or "system" for automatic actions
+    action: str  # e.g. "member.mute", "user.suspend"
+    target: str  # a user id, conversation id or "<conv>/<seq>"
+    conv: str | None = None
+    reason: str | None = None
+    details: dict[str, str | int | bool | None] = {}
+    #: Assigned by the store on append; increases with append order.
+    id: int = 0
+
+
+class AuditQuery(msgspec.Struct, kw_only=True, frozen=True):
+    actor: str | None = None
+    target: str | None = None
+    action: str | None = None
+    since: int | None = None  # at >= since
+    until: int | None = None  # at < until
+    before_id: int | None = None  # paging: entries older than this id
+    limit: int = 100
+
+
+class PutAudit(msgspec.Struct, tag=True):
+    entry: AuditEntry
 
 
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
-    InsertMessage, UpdateMessage, SetReaction, PutOutbox,
+    InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
 ]
 
 # ---- what chat_core needs read before it can decide a batch -------------------------------

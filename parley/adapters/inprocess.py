@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from parley.errors import Unavailable
-from parley.ports import GatewayMessage
+from parley.ports import GatewayMessage, PartitionsHook
 
 T = TypeVar("T")
 
@@ -33,6 +33,9 @@ class InProcessLog(Generic[T]):
             raise Unavailable("the server is overloaded; retry", retry_after_ms=250)
         self._items.append(item)
         self._ready.set()
+
+    def watch(self, on_assigned: PartitionsHook, on_revoked: PartitionsHook) -> None:
+        on_assigned({0})  # one partition, one consumer, for good
 
     async def next_batch(self, max_n: int) -> list[T]:
         while not self._items:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
@@ -17,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from parley.errors import Unavailable
+from parley.ports import PartitionsHook
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,6 @@ class Keyed(Protocol):
 K = TypeVar("K", bound=Keyed)
 T = TypeVar("T")
 
-PartitionsHook = Callable[[set[int]], None]
 
 
 class KafkaLogProducer(Generic[K]):
@@ -90,7 +89,7 @@ class KafkaLogConsumer(Generic[T]):
     """Consumes one topic as a member of a consumer group; `commit` commits exactly what
     `next_batch` returned since the last commit, on the partitions held all along since.
 
-    `on_revoked`/`on_assigned` get partition numbers around a rebalance. aiokafka's protocol
+    `watch` hooks get partition numbers around a rebalance. aiokafka's protocol
     is eager: `on_revoked` gets the whole previous assignment and `on_assigned` the whole new
     one, so state dropped on revoke is reloaded for partitions that came back.
 
@@ -98,12 +97,13 @@ class KafkaLogConsumer(Generic[T]):
 
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str, item_type: type[T], *,
                  client_id: str,
-                 on_assigned: PartitionsHook | None = None, on_revoked: PartitionsHook | None = None,
                  session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 3_000,
                  rebalance_timeout_ms: int = 10_000, commit_timeout_ms: int = 5_000) -> None:
         self._decode = msgspec.msgpack.Decoder(item_type).decode
-        self._on_assigned = on_assigned
-        self._on_revoked = on_revoked
+        self._on_assigned: PartitionsHook | None = None
+        self._on_revoked: PartitionsHook | None = None
+        #: A rebalance happened since next_batch last returned: return early so the caller settles.
+        self._rebalanced = False
         self._commit_timeout_s = commit_timeout_ms / 1000
         #: Next offset per partition of what next_batch returned and commit has not committed.
         self._uncommitted: dict[TopicPartition, int] = {}
@@ -126,6 +126,9 @@ class KafkaLogConsumer(Generic[T]):
         """Leave the group without committing: the next owner gets the uncommitted batch."""
         await self._consumer.stop()
 
+    def watch(self, on_assigned: PartitionsHook, on_revoked: PartitionsHook) -> None:
+        self._on_assigned, self._on_revoked = on_assigned, on_revoked
+
     def assignment(self) -> set[int]:
         return {tp.partition for tp in self._consumer.assignment()}
 
@@ -146,7 +149,8 @@ class KafkaLogConsumer(Generic[T]):
                         log.warning("skipped an undecodable record at %s offset %d", tp, record.offset)
                 if records:
                     self._uncommitted[tp] = records[-1].offset + 1
-            if items:
+            if items or self._rebalanced:
+                self._rebalanced = False
                 return items
 
     async def commit(self) -> None:
@@ -177,6 +181,7 @@ class KafkaLogConsumer(Generic[T]):
 
     def _assigned(self, partitions: set[int]) -> None:
         if self._on_assigned is not None:
+            self._rebalanced = True  # a watcher wants to act on it before more records
             self._on_assigned(partitions)
 
 

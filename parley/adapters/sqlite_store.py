@@ -23,12 +23,13 @@ import msgspec
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
-    ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage, MemberRow, Mutation,
-    Needs, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateMessage,
+    AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage,
+    MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
+    SetReadSeq, UpdateMessage,
 )
 
 T = TypeVar("T")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _CHUNK = 400  # bound on `?` parameters per statement
 
 SCHEMA = """
@@ -53,9 +54,26 @@ CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender
 CREATE TABLE IF NOT EXISTS reactions (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, emoji TEXT NOT NULL, user TEXT NOT NULL,
     PRIMARY KEY (conv, seq, emoji, user)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL, shard INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_by_shard ON outbox (shard, id);
 CREATE TABLE IF NOT EXISTS relay (name TEXT PRIMARY KEY, checkpoint INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, conv TEXT, reason TEXT, details BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor, id);
+CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, id);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
+
+#: Steps from each older schema version; SCHEMA then creates whatever is new.
+MIGRATIONS: dict[int, list[str]] = {
+    1: ["ALTER TABLE outbox ADD COLUMN shard INTEGER NOT NULL DEFAULT 0",
+        "UPDATE relay SET name = 'outbox:0' WHERE name = 'outbox'"],
+}
 
 _MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
 _CONV_COLS = "id, kind, title, visibility, password_hash, history, owner, created_at, last_seq"
@@ -139,8 +157,14 @@ class SqliteStore:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"store schema {version} is newer than this build ({SCHEMA_VERSION})")
-        conn.executescript(SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        steps = [sql for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION) for sql in MIGRATIONS[step]]
+        try:  # one transaction: a failed upgrade leaves the old schema as it was
+            conn.executescript("BEGIN IMMEDIATE;" + "".join(f"{sql};" for sql in steps) + SCHEMA
+                               + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
+        except sqlite3.Error:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _writer_conn(self) -> sqlite3.Connection:
         if self._wconn is None:
@@ -230,27 +254,53 @@ class SqliteStore:
 
     # ---- outbox relay ---------------------------------------------------------------------
 
-    async def outbox_after(self, after_id: int, limit: int) -> list[tuple[int, EventRecord]]:
+    async def outbox_after(self, shard: int, after_id: int, limit: int) -> list[tuple[int, EventRecord]]:
         def run(conn: sqlite3.Connection) -> list[tuple[int, EventRecord]]:
-            rows = conn.execute("SELECT id, record FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
-                                (after_id, limit))
+            rows = conn.execute("SELECT id, record FROM outbox WHERE shard = ? AND id > ? ORDER BY id LIMIT ?",
+                                (shard, after_id, limit))
             return [(i, _record_decode(rec)) for i, rec in rows]
         return await self._read(run)
 
-    async def relay_checkpoint(self) -> int:
+    async def relay_checkpoint(self, shard: int) -> int:
         def run(conn: sqlite3.Connection) -> int:
-            row = conn.execute("SELECT checkpoint FROM relay WHERE name='outbox'").fetchone()
+            row = conn.execute("SELECT checkpoint FROM relay WHERE name = ?", (f"outbox:{shard}",)).fetchone()
             return int(row[0]) if row else 0
         return await self._read(run)
 
-    async def set_relay_checkpoint(self, outbox_id: int) -> None:
+    async def set_relay_checkpoint(self, shard: int, outbox_id: int) -> None:
         def run(conn: sqlite3.Connection) -> None:
-            # Relayed rows are gone for good: SQLite has no tombstones to fear.
+            # A relay that lost its shard may still record what it relayed: the checkpoint only
+            # moves forward, so it cannot undo the new owner's progress. Relayed rows are gone for
+            # good: SQLite has no tombstones to fear.
             with conn:
-                conn.execute("INSERT INTO relay (name, checkpoint) VALUES ('outbox', ?) "
-                             "ON CONFLICT (name) DO UPDATE SET checkpoint = excluded.checkpoint", (outbox_id,))
-                conn.execute("DELETE FROM outbox WHERE id <= ?", (outbox_id,))
+                conn.execute("INSERT INTO relay (name, checkpoint) VALUES (?, ?) ON CONFLICT (name) "
+                             "DO UPDATE SET checkpoint = max(checkpoint, excluded.checkpoint)",
+                             (f"outbox:{shard}", outbox_id))
+                conn.execute("DELETE FROM outbox WHERE shard = ? AND id <= ?", (shard, outbox_id))
         await self._write(run)
+
+    # ---- audit log ------------------------------------------------------------------------
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                sql, rows = _audit_rows(entries)
+                conn.executemany(sql, rows)
+        await self._write(run)
+
+    async def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:
+        def run(conn: sqlite3.Connection) -> list[AuditEntry]:
+            conds: list[tuple[str, str | int | None]] = [
+                ("actor = ?", query.actor), ("target = ?", query.target), ("action = ?", query.action),
+                ("at >= ?", query.since), ("at < ?", query.until), ("id < ?", query.before_id)]
+            where = [cond for cond, value in conds if value is not None]
+            args = [value for _, value in conds if value is not None]
+            sql = ("SELECT id, at, actor, action, target, conv, reason, details FROM audit"
+                   + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?")
+            return [AuditEntry(id=r[0], at=r[1], actor=r[2], action=r[3], target=r[4], conv=r[5], reason=r[6],
+                               details=_details_decode(r[7]))
+                    for r in conn.execute(sql, [*args, query.limit])]
+        return await self._read(run)
 
     # ---- reads ----------------------------------------------------------------------------
 
@@ -330,6 +380,15 @@ class SqliteStore:
         return await self._read(run)
 
 
+_details_encode = msgspec.json.Encoder().encode
+_details_decode = msgspec.json.Decoder(dict[str, str | int | bool | None]).decode
+
+
+def _audit_rows(entries: Sequence[AuditEntry]) -> tuple[str, list[tuple[Any, ...]]]:
+    return ("INSERT INTO audit (at, actor, action, target, conv, reason, details) VALUES (?,?,?,?,?,?,?)",
+            [(e.at, e.actor, e.action, e.target, e.conv, e.reason, _details_encode(e.details)) for e in entries])
+
+
 def _reactions(items: list[SetReaction]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     final = {(m.conv, m.seq, m.emoji, m.user): m.on for m in items}  # the last toggle wins
     return [
@@ -370,5 +429,6 @@ _WRITES: dict[type, Callable[[list[Any]], Statements]] = {
         [(m.text, m.edited_at, int(m.deleted), int(m.deleted), m.conv, m.seq) for m in items])],
     SetReaction: _reactions,
     PutOutbox: lambda items: [(
-        "INSERT INTO outbox (record) VALUES (?)", [(_record_encode(m.record),) for m in items])],
+        "INSERT INTO outbox (record, shard) VALUES (?, ?)", [(_record_encode(m.record), m.shard) for m in items])],
+    PutAudit: lambda items: [_audit_rows([m.entry for m in items])],
 }

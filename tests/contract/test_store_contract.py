@@ -14,7 +14,7 @@ from parley.adapters.sqlite_store import SqliteStore
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import (
-    ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
+    AuditEntry, AuditQuery, PutAudit, ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
     SetConvHead, SetReaction, SetReadSeq, UpdateMessage,
 )
 
@@ -93,7 +93,7 @@ async def test_a_seq_is_never_stored_twice_and_a_rejected_batch_leaves_nothing(r
         await store.apply([InsertMessage(message(2)), InsertMessage(message(1, cmid="other")), PutOutbox(record(9))])
     (page,) = await store.message_pages([("c1", 1, 100, 10, False)])
     assert [m.seq for m in page] == [1]
-    assert await store.outbox_after(0, 10) == []
+    assert await store.outbox_after(0, 0, 10) == []
 
 
 async def test_an_idempotency_key_is_never_stored_twice(reopen):
@@ -117,11 +117,55 @@ async def test_pages_are_ascending_and_cut_at_either_end(reopen):
 async def test_the_outbox_replays_past_the_checkpoint_in_order(reopen):
     store = await seeded(reopen)
     ids = await store.apply([PutOutbox(record(n)) for n in range(5)])
-    assert await store.relay_checkpoint() == 0
-    await store.set_relay_checkpoint(ids[2])
-    assert await store.relay_checkpoint() == ids[2]
-    rest = await store.outbox_after(ids[2], 10)
+    assert await store.relay_checkpoint(0) == 0
+    await store.set_relay_checkpoint(0, ids[2])
+    assert await store.relay_checkpoint(0) == ids[2]
+    rest = await store.outbox_after(0, ids[2], 10)
     assert [i for i, _ in rest] == ids[3:] and [r.frame for _, r in rest] == [b'{"n":3}', b'{"n":4}']
+
+
+async def test_outbox_shards_have_their_own_rows_and_checkpoints(reopen):
+    store = await seeded(reopen)
+    ids = await store.apply([PutOutbox(record(n), shard=n % 2) for n in range(6)])
+    even, odd = ids[0::2], ids[1::2]
+    assert [i for i, _ in await store.outbox_after(0, 0, 10)] == even
+    assert [i for i, _ in await store.outbox_after(1, 0, 10)] == odd
+    await store.set_relay_checkpoint(1, odd[-1])
+    assert await store.relay_checkpoint(0) == 0  # the other shard's relay did not move this one
+    assert [i for i, _ in await store.outbox_after(0, 0, 10)] == even
+    assert await store.outbox_after(1, odd[-1], 10) == []
+
+
+async def test_a_checkpoint_never_moves_back(reopen):
+    """A relay that lost its shard may record a checkpoint after the new owner did."""
+    store = await seeded(reopen)
+    ids = await store.apply([PutOutbox(record(n)) for n in range(4)])
+    await store.set_relay_checkpoint(0, ids[3])
+    await store.set_relay_checkpoint(0, ids[1])
+    assert await store.relay_checkpoint(0) == ids[3]
+    assert await store.outbox_after(0, ids[1], 10) == []
+
+
+def audit(at: int, actor: str = "mod", action: str = "member.mute", target: str = "b") -> AuditEntry:
+    return AuditEntry(at=at, actor=actor, action=action, target=target, conv="c1", reason=f"reason {at}",
+                      details={"until": at + 60_000, "auto": False})
+
+
+async def test_the_audit_log_is_read_newest_first_and_filtered(reopen):
+    store = await seeded(reopen)
+    await store.apply([PutAudit(audit(1)), PutAudit(audit(2, action="member.kick"))])
+    await store.append_audit([audit(3, actor="system", target="a"), audit(4, target="a")])
+    store = await reopen()  # durable
+    every = await store.audit_entries(AuditQuery())
+    assert [e.at for e in every] == [4, 3, 2, 1]
+    assert every[0].id > every[1].id > every[2].id > every[3].id > 0
+    assert every[0].details == {"until": 60_004, "auto": False} and every[0].reason == "reason 4"
+    assert [e.at for e in await store.audit_entries(AuditQuery(actor="system"))] == [3]
+    assert [e.at for e in await store.audit_entries(AuditQuery(target="a"))] == [4, 3]
+    assert [e.at for e in await store.audit_entries(AuditQuery(action="member.kick"))] == [2]
+    assert [e.at for e in await store.audit_entries(AuditQuery(since=2, until=4))] == [3, 2]
+    assert [e.at for e in await store.audit_entries(AuditQuery(limit=2))] == [4, 3]
+    assert [e.at for e in await store.audit_entries(AuditQuery(before_id=every[1].id))] == [2, 1]
 
 
 async def test_membership_and_lists_follow_member_changes(reopen):

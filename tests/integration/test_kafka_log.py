@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer
 from parley.errors import Unavailable
+from parley.ports import PartitionsHook
 from parley.frames import Send
 from parley.records import Command, EventRecord
 from tests.kafka_broker import KafkaBroker, create_topic, kafka_broker  # noqa: F401
@@ -68,9 +69,12 @@ async def open_producer(kafka_broker: KafkaBroker) -> AsyncIterator[OpenProducer
 async def open_consumer(kafka_broker: KafkaBroker) -> AsyncIterator[OpenConsumer]:  # noqa: F811
     started: list[KafkaLogConsumer[Any]] = []
 
-    async def make(topic: str, group: str, item_type: type[Any] = Command, **kw: Any) -> KafkaLogConsumer[Any]:
+    async def make(topic: str, group: str, item_type: type[Any] = Command,
+                   hooks: tuple[PartitionsHook, PartitionsHook] | None = None, **kw: Any) -> KafkaLogConsumer[Any]:
         consumer: KafkaLogConsumer[Any] = KafkaLogConsumer(
             kafka_broker.bootstrap, topic, group, item_type, client_id="test", **FAST_GROUP, **kw)
+        if hooks is not None:
+            consumer.watch(*hooks)
         await consumer.start()
         started.append(consumer)
         return consumer
@@ -238,17 +242,17 @@ async def test_partitions_move_between_consumers_and_nothing_is_lost(
     group = unique("group")
     events: dict[str, list[tuple[str, set[int]]]] = {"a": [], "b": []}
 
-    def hooks(name: str) -> dict[str, Callable[[set[int]], None]]:
-        return {"on_assigned": lambda parts: events[name].append(("assigned", parts)),
-                "on_revoked": lambda parts: events[name].append(("revoked", parts))}
+    def hooks(name: str) -> tuple[PartitionsHook, PartitionsHook]:
+        return (lambda parts: events[name].append(("assigned", parts)),
+                lambda parts: events[name].append(("revoked", parts)))
 
     everything = set(range(PARTITIONS))
-    a = await open_consumer(topic, group, **hooks("a"))
+    a = await open_consumer(topic, group, hooks=hooks("a"))
     await wait_for(lambda: a.assignment() == everything)
     stale = await a.next_batch(len(published))  # still in flight when the group rebalances
     assert stale
 
-    b = await open_consumer(topic, group, **hooks("b"))
+    b = await open_consumer(topic, group, hooks=hooks("b"))
     await wait_for(lambda: bool(b.assignment()) and a.assignment() | b.assignment() == everything)
     a_share, b_share = a.assignment(), b.assignment()
     assert not a_share & b_share

@@ -1,0 +1,51 @@
+"""The SQLite schema upgrades in place: a data dir of an older build keeps its data."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from parley.adapters.sqlite_store import SCHEMA_VERSION, SqliteStore
+from parley.records import AuditEntry, AuditQuery, EventRecord
+
+V1_OUTBOX = """
+CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
+CREATE TABLE relay (name TEXT PRIMARY KEY, checkpoint INTEGER NOT NULL);
+PRAGMA user_version=1;
+"""
+
+
+async def test_a_version_1_outbox_becomes_shard_0_with_its_checkpoint(tmp_path: Path):
+    path = tmp_path / "parley.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_OUTBOX)
+        for n in range(3):
+            conn.execute("INSERT INTO outbox (record) VALUES (?)",
+                         (msgspec.msgpack.encode(EventRecord("c1", b"%d" % n)),))
+        conn.execute("INSERT INTO relay VALUES ('outbox', 1)")
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    try:
+        assert await store.relay_checkpoint(0) == 1
+        assert [(i, r.frame) for i, r in await store.outbox_after(0, 1, 10)] == [(2, b"1"), (3, b"2")]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+async def test_the_audit_log_refuses_updates_and_deletes(tmp_path: Path):
+    store = SqliteStore(tmp_path / "parley.db", synchronous="NORMAL")
+    await store.open()
+    try:
+        await store.append_audit([AuditEntry(at=1, actor="mod", action="user.suspend", target="u1")])
+        assert len(await store.audit_entries(AuditQuery())) == 1
+    finally:
+        await store.close()
+    with sqlite3.connect(tmp_path / "parley.db") as conn:
+        for sql in ("UPDATE audit SET actor = 'someone else'", "DELETE FROM audit"):
+            with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+                conn.execute(sql)
