@@ -19,6 +19,8 @@ class Command(msgspec.Struct, array_like=True, frozen=True):
     gateway: str
     session: str
     body: WriteRequest
+    #: The actor's instance role from its token ("admin", "moderator"; None for everyone else).
+    instance_role: str | None = None
 
 
 class EventRecord(msgspec.Struct, array_like=True, frozen=True):
