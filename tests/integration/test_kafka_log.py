@@ -55,7 +55,7 @@ async def open_producer(kafka_broker: KafkaBroker) -> AsyncIterator[OpenProducer
 
     async def make(topic: str, **kw: Any) -> KafkaLogProducer[Any]:
         producer: KafkaLogProducer[Any] = KafkaLogProducer(
-            kafka_broker.bootstrap, topic, client_id="test", enable_idempotence=False, **kw)
+            kafka_broker.address, topic, client_id="test", enable_idempotence=False, **kw)
         await producer.start()
         started.append(producer)
         return producer
@@ -72,7 +72,7 @@ async def open_consumer(kafka_broker: KafkaBroker) -> AsyncIterator[OpenConsumer
     async def make(topic: str, group: str, item_type: type[Any] = Command,
                    hooks: tuple[PartitionsHook, PartitionsHook] | None = None, **kw: Any) -> KafkaLogConsumer[Any]:
         consumer: KafkaLogConsumer[Any] = KafkaLogConsumer(
-            kafka_broker.bootstrap, topic, group, item_type, client_id="test", **FAST_GROUP, **kw)
+            kafka_broker.address, topic, group, item_type, client_id="test", **FAST_GROUP, **kw)
         if hooks is not None:
             consumer.watch(*hooks)
         await consumer.start()
@@ -103,7 +103,7 @@ async def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None
 
 async def group_offsets(broker: KafkaBroker, topic: str, group: str) -> dict[int, int | None]:
     """Where each partition resumes for the next member of `group`: its committed offsets."""
-    probe = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False)
+    probe = AIOKafkaConsumer(bootstrap_servers=broker.address, group_id=group, enable_auto_commit=False)
     await probe.start()  # not subscribed: it reads the group's offsets without joining it
     try:
         return {p: await probe.committed(TopicPartition(topic, p)) for p in range(PARTITIONS)}
@@ -136,7 +136,7 @@ async def test_items_of_a_conversation_come_out_in_publish_order(
     await publish_conversations(producer, convs, per_conv=30)
 
     # The conversations really are spread over partitions, or order would be trivially kept.
-    probe = AIOKafkaConsumer(bootstrap_servers=kafka_broker.bootstrap)
+    probe = AIOKafkaConsumer(bootstrap_servers=kafka_broker.address)
     await probe.start()
     try:
         ends = await probe.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
@@ -207,7 +207,7 @@ async def test_an_undecodable_record_is_logged_skipped_and_committed_past(
         kafka_broker: KafkaBroker, topic: str,  # noqa: F811
         open_producer: OpenProducer, open_consumer: OpenConsumer, caplog: pytest.LogCaptureFixture) -> None:
     producer = await open_producer(topic)
-    raw = AIOKafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all")
+    raw = AIOKafkaProducer(bootstrap_servers=kafka_broker.address, acks="all")
     await raw.start()
     try:
         await producer.publish(command("c1", 0))

