@@ -36,6 +36,10 @@ class MemberCache:
     def invalidate(self, conv: str) -> None:
         self._lists.pop(conv, None)
 
+    def clear(self) -> None:
+        """Events of other conversations come here now: lists kept from before may be stale."""
+        self._lists.clear()
+
 
 class Fanout:
     def __init__(self, members: MemberCache, presence: Presence, bus: GatewayBus) -> None:

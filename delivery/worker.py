@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from delivery.fanout import Fanout
+from parley.errors import Unavailable
 from parley.ports import LogConsumer
 from parley.records import EventRecord
 
@@ -23,10 +25,21 @@ class DeliveryWorker:
             for record in records:
                 if record.members_changed:
                     self._fanout.members.invalidate(record.conv)
-                try:
-                    await self._fanout.send(record)
-                except Exception:
-                    # One event that cannot be fanned out must not stop the others; its
-                    # recipients recover it with `sync` (it is stored).
-                    log.exception("event of %s not delivered", record.conv)
+                await self._deliver(record)
             await self._source.commit()
+
+    async def _deliver(self, record: EventRecord) -> None:
+        while True:
+            try:
+                await self._fanout.send(record)
+                return
+            except Unavailable as err:
+                # Presence or the bus is away: wait for it rather than drop the event. The log
+                # holds what comes next, so nothing piles up here.
+                log.warning("delivery waits %d ms: %s", err.retry_after_ms or 1000, err.message)
+                await asyncio.sleep((err.retry_after_ms or 1000) / 1000)
+            except Exception:
+                # One event that cannot be fanned out must not stop the others; its recipients
+                # recover it with `sync` (it is stored).
+                log.exception("event of %s not delivered", record.conv)
+                return

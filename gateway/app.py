@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
+from limits.aio.storage import Storage
 
 from delivery.fanout import Fanout
 from gateway.hub import Hub
+from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.rest import AuthRoutes, add_routes, errors_as_json
 from gateway.ws import WsEndpoint
 from parley.auth import Passwords, Tokens
+from parley.health import Ready
 from parley.limits import Limits
 from parley.ports import LogProducer, Store
 from parley.ratelimit import Limiter
@@ -26,19 +29,27 @@ LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S = 10, 300
 
 def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                 commands: LogProducer[Command], fanout: Fanout, limits: Limits,
-                ready: Callable[[], Awaitable[dict[str, bool]]]) -> web.Application:
+                ready: Ready,
+                presence: GatewayPresence | None = None, limits_storage: Storage | None = None) -> web.Application:
+    """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
+    this gateway is the only one: it answers `locate` itself and counts rate limits in memory."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes)
     ws = WsEndpoint(hub, Reads(store), tokens, commands, fanout, limits,
-                    Limiter("send", limits.send_burst, limits.send_window_s))
+                    Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence)
     app.router.add_get("/v1/ws", ws.handle)
-    auth = AuthRoutes(store, tokens, passwords, Limiter("login failure", LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S))
-    add_routes(app, auth, limits, ready)
+    auth = AuthRoutes(store, tokens, passwords,
+                      Limiter("login failure", LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S, limits_storage))
+    add_routes(app, auth, limits, ready, hub.gateway_id)
 
-    async def sweeper(_: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(hub.sweep_forever(), name="sweeper")
+    async def housekeeping(_: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(hub.sweep_forever(), name="sweeper")]
+        if presence is not None:
+            await presence.beat(hub.users())  # alive before the first session registers
+            tasks.append(asyncio.create_task(presence.beat_forever(hub), name="presence"))
         yield
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def going_away(_: web.Application) -> None:
         """SIGTERM: every session is told 4009 and flushed before the server closes sockets."""
@@ -48,6 +59,6 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         while hub.sessions and loop.time() < deadline:
             await asyncio.sleep(0.02)
 
-    app.cleanup_ctx.append(sweeper)
+    app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(going_away)
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from gateway.session import Session, wire_frame
 from parley.closecodes import CloseCode
@@ -21,17 +21,27 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self._by_user: dict[str, list[Session]] = {}
 
-    def add(self, session: Session) -> None:
+    def add(self, session: Session) -> bool:
+        """True if this is the user's first session here."""
         self.sessions[session.id] = session
-        self._by_user.setdefault(session.user, []).append(session)
+        same_user = self._by_user.setdefault(session.user, [])
+        same_user.append(session)
+        return len(same_user) == 1
 
-    def remove(self, session: Session) -> None:
+    def remove(self, session: Session) -> bool:
+        """True if that was the user's last session here."""
         self.sessions.pop(session.id, None)
         same_user = self._by_user.get(session.user)
-        if same_user is not None:
-            same_user.remove(session)
-            if not same_user:
-                del self._by_user[session.user]
+        if same_user is None or session not in same_user:
+            return False
+        same_user.remove(session)
+        if not same_user:
+            del self._by_user[session.user]
+            return True
+        return False
+
+    def users(self) -> Iterable[str]:
+        return self._by_user.keys()
 
     # ---- bus ------------------------------------------------------------------------------
 

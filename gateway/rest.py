@@ -15,6 +15,7 @@ from aiohttp import web
 from parley import __version__
 from parley.auth import Passwords, Tokens, check_password_shape, normalize_username
 from parley.errors import BadRequest, Internal, NotFound, ParleyError, Unauthorized, error_body
+from parley.health import Ready, add_health_routes
 from parley.ids import new_user_id
 from parley.limits import Limits
 from parley.ports import Store
@@ -114,20 +115,11 @@ def capabilities(limits: Limits) -> dict[str, Any]:
     }
 
 
-def add_routes(app: web.Application, auth: AuthRoutes, limits: Limits,
-               ready: Callable[[], Awaitable[dict[str, bool]]]) -> None:
+def add_routes(app: web.Application, auth: AuthRoutes, limits: Limits, ready: Ready, gateway_id: str) -> None:
     caps = capabilities(limits)
 
     async def get_capabilities(_: web.Request) -> web.Response:
         return web.json_response(caps)
-
-    async def healthz(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
-
-    async def readyz(_: web.Request) -> web.Response:
-        checks = await ready()
-        ok = all(checks.values())
-        return web.json_response({"ready": ok, "checks": checks}, status=200 if ok else 503)
 
     async def index(_: web.Request) -> web.FileResponse:
         if not (STATIC / "index.html").exists():
@@ -137,8 +129,7 @@ def add_routes(app: web.Application, auth: AuthRoutes, limits: Limits,
     app.router.add_post("/v1/auth/register", auth.register)
     app.router.add_post("/v1/auth/login", auth.login)
     app.router.add_get("/v1/client/capabilities", get_capabilities)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    add_health_routes(app, ready, gateway_id)
     app.router.add_get("/", index)
     if STATIC.is_dir():
         app.router.add_static("/static/", STATIC)

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 
 from delivery.fanout import Fanout
 from gateway.hub import Hub
+from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.session import Session
 from parley import frames as F
@@ -38,8 +39,10 @@ def now_ms() -> int:
 
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, tokens: Tokens, commands: LogProducer[Command],
-                 fanout: Fanout, limits: Limits, send_limiter: Limiter) -> None:
+                 fanout: Fanout, limits: Limits, send_limiter: Limiter,
+                 presence: GatewayPresence | None = None) -> None:
         self._hub = hub
+        self._presence = presence
         self._reads = reads
         self._tokens = tokens
         self._commands = commands
@@ -51,12 +54,15 @@ class WsEndpoint:
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
                                    protocols=SUBPROTOCOLS)
         await ws.prepare(request)
-        session = await self._hello(request, ws)
-        if session is None:
+        hello = await self._hello(request, ws)
+        if hello is None:
             return ws
+        session, welcome = hello
         hub = self._hub
-        hub.add(session)
         try:
+            if hub.add(session) and self._presence is not None:
+                await self._presence.connected(session.user)  # findable before it hears `ok`
+            await ws.send_frame(welcome, WSMsgType.TEXT)
             async for msg in ws:
                 session.last_seen = time.monotonic()
                 if msg.type is WSMsgType.TEXT:
@@ -66,7 +72,8 @@ class WsEndpoint:
                 else:
                     break
         finally:
-            hub.remove(session)
+            if hub.remove(session) and self._presence is not None:
+                await self._presence.disconnected(session.user)
             await session.stop()
             if not ws.closed:
                 await ws.close()
@@ -74,7 +81,8 @@ class WsEndpoint:
 
     # ---- hello ----------------------------------------------------------------------------
 
-    async def _hello(self, request: web.Request, ws: web.WebSocketResponse) -> Session | None:
+    async def _hello(self, request: web.Request, ws: web.WebSocketResponse) -> tuple[Session, bytes] | None:
+        """The session and its `ok` frame, or None once the socket is closed with the reason."""
         try:
             msg = await ws.receive(timeout=self._limits.hello_timeout_s)
         except asyncio.TimeoutError:
@@ -105,11 +113,10 @@ class WsEndpoint:
             return None
         session = Session(new_session_id(), claims.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max)
-        await ws.send_frame(ok_frame(
+        return session, ok_frame(
             req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
-        ), WSMsgType.TEXT)
-        return session
+        )
 
     # ---- requests -------------------------------------------------------------------------
 

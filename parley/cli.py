@@ -1,4 +1,5 @@
-"""The `parley` command: `parley dev` runs the whole platform in one process."""
+"""The `parley` command: `parley dev` runs the whole platform in one process; `parley run ROLE`
+one role of the scale-out topology; `parley up` that topology on one machine."""
 
 from __future__ import annotations
 
@@ -26,18 +27,32 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--data-dir", type=Path, default=Path(".parley"))
     dev.add_argument("--log-level", default="INFO")
+    run = sub.add_parser("run", help="run one role of the scale-out topology (configured by PARLEY_* variables)")
+    run.add_argument("role", choices=["gateway", "chat-core", "delivery"])
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8080, help="clients (gateway) or /healthz and /readyz (workers)")
+    run.add_argument("--data-dir", type=Path, default=Path(".parley"))
+    run.add_argument("--log-level", default="INFO")
+    up = sub.add_parser("up", help="run the scale-out topology on this machine: brokers, 2 of every role")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8080)
+    up.add_argument("--data-dir", type=Path, default=Path(".parley-up"))
+    up.add_argument("--log-level", default="INFO")
     return parser
 
 
-async def _serve(settings: Settings) -> None:
-    from parley.embedded import build_app
-
-    app = await build_app(settings)
+async def _serve(settings: Settings, role: str | None) -> None:
+    if role is None:
+        from parley.embedded import build_app
+        app = await build_app(settings)
+    else:
+        from parley.roles import build_role
+        app = await build_role(role, settings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None)
     await site.start()
-    log.info("%s serving http://%s:%d (data in %s)", describe(), settings.host, settings.port,
+    log.info("%s %s serving http://%s:%d (data in %s)", describe(), role or "dev", settings.host, settings.port,
              settings.data_dir.resolve())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -62,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if args.command == "dev":
-        settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
-        _run(_serve(settings))
+    if args.command == "up":
+        from parley.up import up
+        up(args.host, args.port, args.data_dir)
+        return 0
+    settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
+    _run(_serve(settings, args.role if args.command == "run" else None))
     return 0

@@ -14,6 +14,17 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -25,6 +36,18 @@ class Settings:
     #: SQLite `synchronous`: FULL survives power loss, NORMAL (WAL) only process crashes.
     sqlite_synchronous: str = "FULL"
     limits: Limits = field(default_factory=Limits)
+    # ---- scale-out (`parley run ROLE`, `parley up`) ---------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: Partitions of the command and event topics; also the outbox shards. Fixed per deployment.
+    kafka_partitions: int = 8
+    #: The idempotent producer: on for real Kafka; tansu (tests, `parley up`) cannot do it.
+    kafka_idempotence: bool = True
+    nats_url: str = "nats://127.0.0.1:4222"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    #: This gateway's id on the bus (NATS subject, presence); default: random per process.
+    gateway_id: str | None = None
+    #: Share the port with other gateways on this host (SO_REUSEPORT), as `parley up` does.
+    reuse_port: bool = False
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -44,6 +67,13 @@ class Settings:
             "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
             "sqlite_synchronous": os.environ.get("PARLEY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
             "limits": limits,
+            "kafka_bootstrap": os.environ.get("PARLEY_KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
+            "kafka_partitions": _env_int("PARLEY_KAFKA_PARTITIONS", cls.kafka_partitions),
+            "kafka_idempotence": _env_bool("PARLEY_KAFKA_IDEMPOTENCE", cls.kafka_idempotence),
+            "nats_url": os.environ.get("PARLEY_NATS_URL", cls.nats_url),
+            "redis_url": os.environ.get("PARLEY_REDIS_URL", cls.redis_url),
+            "gateway_id": os.environ.get("PARLEY_GATEWAY_ID") or None,
+            "reuse_port": _env_bool("PARLEY_REUSE_PORT", cls.reuse_port),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in base:

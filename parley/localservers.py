@@ -9,6 +9,7 @@ offsets, so an outage of it is simulated by freezing it (SIGSTOP), never by a re
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
 import signal
 import socket
@@ -18,6 +19,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM it when the process that started it dies, even by
+    SIGKILL, so no broker or role outlives `parley up` (or a test run). Linux only."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -80,7 +91,7 @@ class ServerProcess:
         assert self.proc is None, "already running"
         with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(self.argv(self.port), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -13,7 +13,8 @@ from typing import Generic, Protocol, TypeVar
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from parley.errors import Unavailable
 from parley.ports import PartitionsHook
@@ -49,6 +50,7 @@ class KafkaLogProducer(Generic[K]):
                  timeout_ms: int = 5000, max_batch_size: int = 256 * 1024) -> None:
         self._topic = topic
         self._timeout_s = timeout_ms / 1000
+        self._healthy = True
         self._encode = msgspec.msgpack.Encoder().encode
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
@@ -72,6 +74,11 @@ class KafkaLogProducer(Generic[K]):
     async def stop(self) -> None:
         await self._producer.stop()
 
+    @property
+    def healthy(self) -> bool:
+        """False from a failed publish until the next one succeeds (readiness)."""
+        return self._healthy
+
     async def publish(self, item: K) -> None:
         try:
             async with asyncio.timeout(self._timeout_s):
@@ -79,7 +86,9 @@ class KafkaLogProducer(Generic[K]):
                 # ack. Concurrent callers therefore share batches instead of taking turns.
                 ack = await self._producer.send(self._topic, self._encode(item), key=item.conv.encode())
                 await ack
+            self._healthy = True
         except (KafkaError, TimeoutError) as err:
+            self._healthy = False
             # The record may still reach the log after this: the caller's retry is a duplicate
             # that the idempotency key makes harmless.
             raise Unavailable("the log is unavailable; retry", retry_after_ms=RETRY_AFTER_MS) from err
@@ -104,6 +113,7 @@ class KafkaLogConsumer(Generic[T]):
         self._on_revoked: PartitionsHook | None = None
         #: A rebalance happened since next_batch last returned: return early so the caller settles.
         self._rebalanced = False
+        self._healthy = True
         self._commit_timeout_s = commit_timeout_ms / 1000
         #: Next offset per partition of what next_batch returned and commit has not committed.
         self._uncommitted: dict[TopicPartition, int] = {}
@@ -129,6 +139,11 @@ class KafkaLogConsumer(Generic[T]):
     def watch(self, on_assigned: PartitionsHook, on_revoked: PartitionsHook) -> None:
         self._on_assigned, self._on_revoked = on_assigned, on_revoked
 
+    @property
+    def healthy(self) -> bool:
+        """False from a failed poll until the next one succeeds (readiness)."""
+        return self._healthy
+
     def assignment(self) -> set[int]:
         return {tp.partition for tp in self._consumer.assignment()}
 
@@ -137,7 +152,9 @@ class KafkaLogConsumer(Generic[T]):
         while True:
             try:
                 fetched = await self._consumer.getmany(timeout_ms=POLL_MS, max_records=max_n)
+                self._healthy = True
             except KafkaError as err:
+                self._healthy = False
                 raise Unavailable("the log is unavailable; retry", retry_after_ms=RETRY_AFTER_MS) from err
             items: list[T] = []
             for tp, records in fetched.items():
@@ -197,3 +214,24 @@ class _Rebalance(ConsumerRebalanceListener):
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned({tp.partition for tp in assigned})
+
+
+async def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: int, *,
+                        replication_factor: int = 1) -> None:
+    """Creates the topics that are missing with `partitions` partitions, and refuses to go on
+    if one exists with another count: conversation -> partition -> outbox shard would change."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="parley-setup")
+    await admin.start()
+    try:
+        created = await admin.create_topics([
+            NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in topics])
+        for topic, code, message in created.topic_errors:
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise RuntimeError(f"topic {topic} not created: error {code} {message}")
+        for desc in await admin.describe_topics(topics):
+            found = len(desc.get("partitions", []))
+            if found != partitions:
+                raise RuntimeError(f"topic {desc.get('topic')} has {found} partitions, "
+                                   f"PARLEY_KAFKA_PARTITIONS is {partitions}")
+    finally:
+        await admin.close()

@@ -1,0 +1,26 @@
+"""`/healthz` (the process is alive) and `/readyz` (its dependencies answer), for every role."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+#: Named checks, each True when that dependency is usable now.
+Ready = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def add_health_routes(app: web.Application, ready: Ready, identity: str | None = None) -> None:
+    """`identity` (e.g. the gateway id) is in every answer: several processes may share a port."""
+    who = {"id": identity} if identity else {}
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", **who})
+
+    async def readyz(_: web.Request) -> web.Response:
+        checks = await ready()
+        ok = all(checks.values())
+        return web.json_response({"ready": ok, "checks": checks, **who}, status=200 if ok else 503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)

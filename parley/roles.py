@@ -1,0 +1,175 @@
+"""`parley run ROLE`: one role of the scale-out topology per process, on Kafka (commands,
+events), NATS (gateway subjects) and Redis (presence, rate limits), with the store shared by
+all. Each role is an aiohttp application: the gateway serves clients, the workers serve only
+`/healthz` and `/readyz`. It composes; it decides nothing (the embedded default runs the same
+stages on in-process transports, see parley/embedded.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from chat_core.service import ChatCoreService
+from delivery.fanout import Fanout, MemberCache
+from delivery.worker import DeliveryWorker
+from gateway.app import gateway_app
+from gateway.hub import Hub
+from gateway.presence import GatewayPresence
+from parley import topics
+from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer, ensure_topics
+from parley.adapters.nats_bus import NatsBus
+from parley.adapters.redis_state import RedisPresence, connect_redis, rate_limit_storage
+from parley.adapters.sqlite_store import SqliteStore
+from parley.auth import Passwords, Tokens, load_or_create_secret
+from parley.config import Settings
+from parley.health import Ready, add_health_routes
+from parley.records import Command, EventRecord
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+DB_FILE = "parley.db"
+#: Group timings: a dead consumer's partitions move within about `SESSION_TIMEOUT_MS`.
+SESSION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, REBALANCE_TIMEOUT_MS = 6000, 500, 5000
+
+
+async def _store(settings: Settings, stack: AsyncExitStack) -> SqliteStore:
+    store = SqliteStore(settings.data_dir / DB_FILE, settings.sqlite_synchronous)
+    await store.open()
+    stack.push_async_callback(store.close)
+    return store
+
+
+async def _redis_up(redis: Redis) -> bool:
+    try:
+        async with asyncio.timeout(0.5):
+            return bool(await redis.ping())
+    except Exception:
+        return False
+
+
+def _producer(settings: Settings, topic: str, client_id: str) -> KafkaLogProducer[Any]:
+    return KafkaLogProducer(settings.kafka_bootstrap, topic, client_id=client_id,
+                            enable_idempotence=settings.kafka_idempotence)
+
+
+def _consumer(settings: Settings, topic: str, group: str, item_type: type[T], client_id: str) -> KafkaLogConsumer[T]:
+    return KafkaLogConsumer(settings.kafka_bootstrap, topic, group, item_type, client_id=client_id,
+                            session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+                            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS)
+
+
+# ---- gateway ------------------------------------------------------------------------------
+
+async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application:
+    gateway_id = settings.gateway_id or "gw-" + secrets.token_hex(4)
+    store = await _store(settings, stack)
+    bus = await NatsBus.connect(settings.nats_url, name=gateway_id)
+    stack.push_async_callback(bus.close)
+    redis = connect_redis(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    commands: KafkaLogProducer[Command] = _producer(settings, topics.COMMANDS, gateway_id)
+    await commands.start()
+    stack.push_async_callback(commands.stop)
+    shared = RedisPresence(redis)
+    presence = GatewayPresence(shared, gateway_id)
+    hub = Hub(gateway_id, settings.limits)
+    await bus.serve_gateway(gateway_id, hub.on_message)
+    tokens = Tokens(settings.jwt_secret or load_or_create_secret(settings.data_dir), settings.token_ttl_s)
+
+    async def ready() -> dict[str, bool]:
+        return {"kafka": commands.healthy, "nats": bus.connected, "redis": await _redis_up(redis),
+                "presence": presence.alive}
+
+    return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
+                       fanout=Fanout(MemberCache(store), shared, bus), limits=settings.limits, ready=ready,
+                       presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis))
+
+
+# ---- chat_core ----------------------------------------------------------------------------
+
+async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:
+    name = "chat-core-" + secrets.token_hex(3)
+    store = await _store(settings, stack)
+    bus = await NatsBus.connect(settings.nats_url, name=name)
+    stack.push_async_callback(bus.close)
+    events: KafkaLogProducer[EventRecord] = _producer(settings, topics.EVENTS, name)
+    await events.start()
+    stack.push_async_callback(events.stop)
+    commands = _consumer(settings, topics.COMMANDS, topics.CHAT_CORE_GROUP, Command, name)
+    service = ChatCoreService(store, commands, events, bus, Passwords(), partitions=settings.kafka_partitions)
+    await commands.start()
+    stack.push_async_callback(commands.stop)  # leaves the group after the service stopped
+    await service.start()
+    stack.push_async_callback(service.stop)
+
+    async def ready() -> dict[str, bool]:
+        return {"worker": service.running(), "kafka": commands.healthy and events.healthy, "nats": bus.connected}
+    return _health_app(ready)
+
+
+# ---- delivery -----------------------------------------------------------------------------
+
+async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Application:
+    name = "delivery-" + secrets.token_hex(3)
+    store = await _store(settings, stack)
+    bus = await NatsBus.connect(settings.nats_url, name=name)
+    stack.push_async_callback(bus.close)
+    redis = connect_redis(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    fanout = Fanout(MemberCache(store), RedisPresence(redis), bus)
+    events: KafkaLogConsumer[EventRecord] = _consumer(settings, topics.EVENTS, topics.DELIVERY_GROUP,
+                                                      EventRecord, name)
+    # Another worker may have changed a conversation's members while this one did not own it.
+    events.watch(lambda _: fanout.members.clear(), lambda _: fanout.members.clear())
+    await events.start()
+    stack.push_async_callback(events.stop)
+    task = asyncio.create_task(DeliveryWorker(events, fanout).run(), name="delivery")
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    stack.push_async_callback(stop)
+
+    async def ready() -> dict[str, bool]:
+        return {"worker": not task.done(), "kafka": events.healthy, "nats": bus.connected,
+                "redis": await _redis_up(redis)}
+    return _health_app(ready)
+
+
+def _health_app(ready: Ready) -> web.Application:
+    app = web.Application()
+    add_health_routes(app, ready)
+    return app
+
+
+ROLES: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[web.Application]]] = {
+    "gateway": _gateway, "chat-core": _chat_core, "delivery": _delivery,
+}
+
+
+async def build_role(role: str, settings: Settings) -> web.Application:
+    """The role's application, its dependencies connected; they close when the app is cleaned up
+    (for the gateway: after its sessions were told to go and drained)."""
+    stack = AsyncExitStack()
+    try:
+        await ensure_topics(settings.kafka_bootstrap, [topics.COMMANDS, topics.EVENTS, topics.PUSH],
+                            settings.kafka_partitions)
+        app = await ROLES[role](settings, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+    async def lifetime(_: web.Application) -> AsyncIterator[None]:
+        yield
+        await stack.aclose()
+    app.cleanup_ctx.insert(0, lifetime)  # torn down last
+    return app
