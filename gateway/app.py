@@ -1,4 +1,5 @@
-"""The gateway role as an aiohttp application: WebSocket sessions, REST, health, web client."""
+"""The gateway role as an aiohttp application: WebSocket sessions, REST (accounts, uploads),
+health, web client."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from delivery.fanout import Fanout
 from gateway.hub import Hub
 from gateway.reads import Reads
 from gateway.rest import AuthRoutes, add_routes, errors_as_json
+from gateway.uploads import UploadRoutes
 from gateway.ws import WsEndpoint
 from parley.auth import Passwords, Tokens
 from parley.limits import Limits
-from parley.ports import LogProducer, Store
+from parley.ports import Attachments, LogProducer, Store
 from parley.ratelimit import Limiter
 from parley.records import Command
 
@@ -25,7 +27,7 @@ LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S = 10, 300
 
 
 def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
-                commands: LogProducer[Command], fanout: Fanout, limits: Limits,
+                commands: LogProducer[Command], fanout: Fanout, attachments: Attachments, limits: Limits,
                 ready: Callable[[], Awaitable[dict[str, bool]]]) -> web.Application:
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes)
     ws = WsEndpoint(hub, Reads(store), tokens, commands, fanout, limits,
@@ -33,6 +35,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     app.router.add_get("/v1/ws", ws.handle)
     auth = AuthRoutes(store, tokens, passwords, Limiter("login failure", LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S))
     add_routes(app, auth, limits, ready)
+    UploadRoutes(store, attachments, tokens, limits).mount(app)
 
     async def sweeper(_: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(hub.sweep_forever(), name="sweeper")

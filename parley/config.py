@@ -6,12 +6,35 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parley.limits import Limits
+from parley.limits import UPLOAD_MIME_DEFAULT, Limits
 
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw else default
+
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    return tuple(x.strip().lower() for x in raw.split(",") if x.strip()) if raw else default
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where attachments go when scaled out; credentials come from boto3's usual chain
+    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, or the pod's role)."""
+
+    bucket: str
+    #: None = AWS itself; a URL for MinIO, SeaweedFS, Ceph and other S3-compatible servers.
+    endpoint: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "S3Settings | None":
+        bucket = os.environ.get("PARLEY_S3_BUCKET")
+        if not bucket:
+            return None
+        return cls(bucket, os.environ.get("PARLEY_S3_ENDPOINT") or None, os.environ.get("PARLEY_S3_REGION") or None)
 
 
 @dataclass(frozen=True)
@@ -25,6 +48,8 @@ class Settings:
     #: SQLite `synchronous`: FULL survives power loss, NORMAL (WAL) only process crashes.
     sqlite_synchronous: str = "FULL"
     limits: Limits = field(default_factory=Limits)
+    #: None = attachments in a directory of the data dir, served by the gateway itself.
+    s3: S3Settings | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -38,12 +63,15 @@ class Settings:
             send_queue_max=_env_int("PARLEY_SEND_QUEUE_MAX", d.send_queue_max),
             send_burst=_env_int("PARLEY_SEND_BURST", d.send_burst),
             send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),
+            max_upload_bytes=_env_int("PARLEY_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            upload_mime=_env_list("PARLEY_UPLOAD_MIME", UPLOAD_MIME_DEFAULT),
         )
         base: dict[str, object] = {
             "jwt_secret": secret.encode() if secret else None,
             "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
             "sqlite_synchronous": os.environ.get("PARLEY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
             "limits": limits,
+            "s3": S3Settings.from_env(),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in base:

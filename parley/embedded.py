@@ -13,14 +13,19 @@ from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
 from gateway.app import DRAIN_TIMEOUT_S, gateway_app
+from gateway.blobs import BlobRoutes
 from gateway.hub import Hub
 from parley.adapters.inprocess import InProcessLog, LocalBus
+from parley.adapters.local_attachments import LocalAttachments
+from parley.adapters.s3_attachments import S3Attachments
 from parley.adapters.sqlite_store import SqliteStore
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
+from parley.ports import Attachments
 from parley.records import Command, EventRecord
 
 DB_FILE = "parley.db"
+ATTACHMENTS_DIR = "attachments"
 #: Commands waiting for chat_core before the gateway answers `unavailable`.
 COMMAND_BACKLOG = 50_000
 #: Stored events waiting for delivery (they are durable; this only bounds memory).
@@ -30,7 +35,16 @@ EVENT_BACKLOG = 200_000
 async def build_app(settings: Settings) -> web.Application:
     store = SqliteStore(settings.data_dir / DB_FILE, settings.sqlite_synchronous)
     await store.open()
-    tokens = Tokens(settings.jwt_secret or load_or_create_secret(settings.data_dir), settings.token_ttl_s)
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    tokens = Tokens(secret, settings.token_ttl_s)
+    # Attachments: S3 when a bucket is configured; otherwise a local directory whose signed
+    # URLs this process serves itself.
+    attachments: Attachments
+    local: LocalAttachments | None = None
+    if settings.s3 is None:
+        attachments = local = LocalAttachments(settings.data_dir / ATTACHMENTS_DIR, secret)
+    else:
+        attachments = S3Attachments.from_settings(settings.s3)
     passwords = Passwords()
     commands: InProcessLog[Command] = InProcessLog(COMMAND_BACKLOG)
     events: InProcessLog[EventRecord] = InProcessLog(EVENT_BACKLOG)
@@ -46,7 +60,9 @@ async def build_app(settings: Settings) -> web.Application:
         return {"chat_core": chat_core.running(), "delivery": bool(delivery_task) and not delivery_task[0].done()}
 
     app = gateway_app(hub=hub, store=store, tokens=tokens, passwords=passwords, commands=commands,
-                      fanout=fanout, limits=settings.limits, ready=ready)
+                      fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready)
+    if local is not None:
+        BlobRoutes(local).mount(app)
 
     async def pipeline(_: web.Application) -> AsyncIterator[None]:
         await chat_core.start()
