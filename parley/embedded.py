@@ -1,5 +1,6 @@
 """The embedded default: every stage of the pipeline in one process, on SQLite and in-process
-transports. It composes; it decides nothing (the same stages run when scaled out)."""
+transports, attachments in the data dir (or S3 when configured). It composes; it decides nothing
+(the same stages run when scaled out)."""
 
 from __future__ import annotations
 
