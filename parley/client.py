@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import logging
 import random
@@ -123,7 +124,8 @@ async def upload(
         slot = await _rest(session, "POST", base + "/v1/uploads",
                            {"conv": conv, "name": name, "mime": mime, "size": len(data)}, token)
         url = yarl.URL(slot["upload_url"], encoded=True)  # presigned: not one character may change
-        async with session.request(slot["method"], url, data=data, headers=slot["headers"]) as resp:
+        # A file object, so aiohttp streams a large body instead of writing it in one go.
+        async with session.request(slot["method"], url, data=io.BytesIO(data), headers=slot["headers"]) as resp:
             status, raw = resp.status, await resp.read()
         if status >= 300:
             raise _rest_error(status, _decode(raw), raw, None)

@@ -136,3 +136,12 @@ async def test_every_attachment_endpoint_needs_a_valid_token(server, make_user):
             status, body = await rest(method, server.base_url + path, token,
                                       json={"conv": conv, "name": "a", "mime": "text/plain", "size": 1})
             assert (status, body["error"]["code"]) == (401, "unauthorized"), (method, path, token)
+
+
+async def test_an_upload_far_larger_than_a_frame_streams_through_the_embedded_gateway(server, make_user):
+    alice = await make_user()
+    conv = await group(server.base_url, alice)
+    data = bytes(range(256)) * (3 * 4096)  # 3 MiB; REST bodies are capped at max_frame_bytes
+    att = await upload(server.base_url, alice.token, conv, "dump.bin", "application/octet-stream", data)
+    fetched = await attachment(server.base_url, alice.token, att["id"])
+    assert await download(fetched["url"]) == (200, "application/octet-stream", data)
