@@ -12,7 +12,7 @@ import yarl
 
 from parley.client import Account, Client, ErrorReply, attachment, upload
 from tests.conftest import ParleyProcess
-from tests.s3_server import S3Server, s3_server  # noqa: F401
+from tests.s3_server import S3Process, s3_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ async def test_a_member_uploads_sends_and_another_member_fetches_it(server, make
 
 
 @pytest.mark.slow
-async def test_the_same_path_works_with_attachments_on_s3(fresh_server, make_user, s3_server: S3Server):
+async def test_the_same_path_works_with_attachments_on_s3(fresh_server, make_user, s3_server: S3Process):
     proc: ParleyProcess = fresh_server(**s3_server.env())
     await attachment_round_trip(proc.base_url, make_user)
     # The bytes went to the bucket, not to the data dir.
