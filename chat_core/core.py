@@ -83,6 +83,7 @@ class ChatCore:
                 key = (cmd.conv, cmd.user, body.cmid)
                 if key not in self._idem:
                     needs.idem.add(key)
+                needs.attachments.update(body.attachments)
             elif isinstance(body, (F.Edit, F.Delete, F.React)):
                 needs.messages.add((cmd.conv, body.seq))
             elif isinstance(body, F.ConvCreate):
@@ -166,11 +167,14 @@ class ChatCore:
         row = state.row
         if body.reply_to is not None and not member.visible_from <= body.reply_to <= row.last_seq:
             raise BadRequest("reply_to names no message you can see")
+        attachments = list(dict.fromkeys(body.attachments))
+        for attachment in attachments:
+            _check_attachment(cmd, attachment, facts)
         row.last_seq += 1
         seq = row.last_seq
         msg = Message(
             conv=cmd.conv, seq=seq, sender=cmd.user, ts=now, cmid=body.cmid, text=body.text,
-            reply_to=body.reply_to, attachments=list(body.attachments),
+            reply_to=body.reply_to, attachments=attachments,
             mentions=list(dict.fromkeys(body.mentions)),
         )
         member.read_seq = seq
@@ -344,3 +348,11 @@ class ChatCore:
         self._add_members(state, joining, cmd.user, now, batch)
         return {}
 
+
+def _check_attachment(cmd: Command, attachment: str, facts: Facts) -> None:
+    """A message carries only what its sender uploaded to its conversation, once uploaded."""
+    row = facts.attachments.get(attachment)
+    if row is None or row.conv != cmd.conv or row.uploader != cmd.user:
+        raise NotFound(f"no such attachment: {attachment}")
+    if not row.uploaded:
+        raise Conflict(f"attachment {attachment} is not uploaded yet: complete the upload first")

@@ -1,4 +1,5 @@
-"""The gateway role as an aiohttp application: WebSocket sessions, REST, health, web client."""
+"""The gateway role as an aiohttp application: WebSocket sessions, REST (accounts, uploads),
+health, web client."""
 
 from __future__ import annotations
 
@@ -9,15 +10,18 @@ from aiohttp import web
 from limits.aio.storage import Storage
 
 from delivery.fanout import Fanout
+from gateway.blobs import BlobRoutes
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.rest import AuthRoutes, add_routes, errors_as_json
+from gateway.uploads import UploadRoutes
 from gateway.ws import WsEndpoint
+from parley.adapters.local_attachments import LocalAttachments
 from parley.auth import Passwords, Tokens
 from parley.health import Ready
 from parley.limits import Limits
-from parley.ports import LogProducer, Store
+from parley.ports import Attachments, LogProducer, Store
 from parley.ratelimit import Limiter
 from parley.records import Command
 
@@ -28,7 +32,7 @@ LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S = 10, 300
 
 
 def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
-                commands: LogProducer[Command], fanout: Fanout, limits: Limits,
+                commands: LogProducer[Command], fanout: Fanout, attachments: Attachments, limits: Limits,
                 ready: Ready,
                 presence: GatewayPresence | None = None, limits_storage: Storage | None = None) -> web.Application:
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
@@ -40,6 +44,9 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     auth = AuthRoutes(store, tokens, passwords,
                       Limiter("login failure", LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S, limits_storage))
     add_routes(app, auth, limits, ready, hub.gateway_id)
+    UploadRoutes(store, attachments, tokens, limits).mount(app)
+    if isinstance(attachments, LocalAttachments):  # its signed URLs point at this gateway
+        BlobRoutes(attachments).mount(app)
 
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(hub.sweep_forever(), name="sweeper")]

@@ -1,4 +1,5 @@
-"""REST routes of the gateway: accounts, client capabilities, health, and the web client."""
+"""REST routes of the gateway: accounts, client capabilities, health, and the web client;
+the shared REST plumbing (error mapping, JSON bodies, bearer tokens)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from parley import __version__
-from parley.auth import Passwords, Tokens, check_password_shape, normalize_username
+from parley import limits as L
+from parley.auth import Claims, Passwords, Tokens, check_password_shape, normalize_username
 from parley.errors import BadRequest, Internal, NotFound, ParleyError, Unauthorized, error_body
 from parley.health import Ready, add_health_routes
 from parley.ids import new_user_id
@@ -58,6 +60,14 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     return body
+
+
+def bearer(request: web.Request, tokens: Tokens) -> Claims:
+    """The caller of a REST request that needs an account: `Authorization: Bearer <token>`."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("this request needs `Authorization: Bearer <token>`")
+    return tokens.verify(token.strip())
 
 
 class AuthRoutes:
@@ -106,11 +116,14 @@ def capabilities(limits: Limits) -> dict[str, Any]:
         "subprotocols": ["parley.v1.json"],
         "limits": {**limits.public(), "heartbeat_s": limits.heartbeat_s},
         "rate_limits": {"send": {"burst": limits.send_burst, "window_s": limits.send_window_s}},
+        "uploads": {"max_bytes": limits.max_upload_bytes, "mime": list(limits.upload_mime),
+                    "max_per_message": L.MAX_ATTACHMENTS_PER_MESSAGE,
+                    "max_name_chars": L.MAX_ATTACHMENT_NAME_CHARS},
         "features": {
             "direct": True, "groups": True, "channels": True, "public_rooms": True,
             "room_passwords": True, "edit": True, "delete": True, "reactions": True,
             "read_receipts": True, "typing": True, "sync": True,
-            "attachments": False, "presence": False, "calls": False, "push": False,
+            "attachments": True, "presence": False, "calls": False, "push": False,
         },
     }
 

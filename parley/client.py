@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import logging
 import random
@@ -18,6 +19,7 @@ from typing import Any, Literal
 
 import aiohttp
 import msgspec
+import yarl
 
 from parley.closecodes import CloseCode
 
@@ -98,20 +100,9 @@ async def login(
 async def _auth(
     base_url: str, path: str, username: str, password: str, http: aiohttp.ClientSession | None
 ) -> Account:
-    session = http or aiohttp.ClientSession()
-    try:
-        url = base_url.rstrip("/") + path
-        async with session.post(url, json={"username": username, "password": password}) as resp:
-            status, raw = resp.status, await resp.read()
-            retry_after = resp.headers.get("Retry-After")
-    finally:
-        if http is None:
-            await session.close()
-    body = _decode(raw)
-    if status >= 300:
-        raise _rest_error(status, body, raw, retry_after)
-    if body is None:
-        raise ErrorReply("internal", "auth reply is not a JSON object", status=status)
+    async with _http(http) as session:
+        body = await _rest(session, "POST", base_url.rstrip("/") + path,
+                           {"username": username, "password": password})
     # The server lowercases names; echo its spelling when it sends one.
     name = body.get("username")
     return Account(
@@ -119,6 +110,60 @@ async def _auth(
         token=str(body["token"]),
         username=name if isinstance(name, str) else username.lower(),
     )
+
+
+async def upload(
+    base_url: str, token: str, conv: str, name: str, mime: str, data: bytes,
+    *, http: aiohttp.ClientSession | None = None,
+) -> Frame:
+    """Attach a file: POST /v1/uploads, PUT the bytes to the URL it returns (with exactly the
+    headers it returns), then complete the upload. Returns the attachment object, whose `id`
+    goes into `send(..., attachments=[id])`. Raises ErrorReply (with `status`) on a refusal."""
+    base = base_url.rstrip("/")
+    async with _http(http) as session:
+        slot = await _rest(session, "POST", base + "/v1/uploads",
+                           {"conv": conv, "name": name, "mime": mime, "size": len(data)}, token)
+        url = yarl.URL(slot["upload_url"], encoded=True)  # presigned: not one character may change
+        # A file object, so aiohttp streams a large body instead of writing it in one go.
+        async with session.request(slot["method"], url, data=io.BytesIO(data), headers=slot["headers"]) as resp:
+            status, raw = resp.status, await resp.read()
+        if status >= 300:
+            raise _rest_error(status, _decode(raw), raw, None)
+        return await _rest(session, "POST", f"{base}/v1/uploads/{slot['id']}/complete", None, token)
+
+
+async def attachment(
+    base_url: str, token: str, attachment_id: str, *, http: aiohttp.ClientSession | None = None
+) -> Frame:
+    """GET /v1/attachments/{id}: the attachment object with a short-lived download `url`."""
+    async with _http(http) as session:
+        return await _rest(session, "GET", f"{base_url.rstrip('/')}/v1/attachments/{attachment_id}", None, token)
+
+
+@contextlib.asynccontextmanager
+async def _http(http: aiohttp.ClientSession | None) -> AsyncIterator[aiohttp.ClientSession]:
+    """The caller's HTTP session, or one of our own for this call only."""
+    if http is not None:
+        yield http
+        return
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def _rest(
+    session: aiohttp.ClientSession, method: str, url: str, body: Frame | None, token: str | None = None
+) -> Frame:
+    """One JSON REST call; a non-2xx answer raises ErrorReply from the error body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.request(method, url, json=body, headers=headers) as resp:
+        status, raw = resp.status, await resp.read()
+        retry_after = resp.headers.get("Retry-After")
+    decoded = _decode(raw)
+    if status >= 300:
+        raise _rest_error(status, decoded, raw, retry_after)
+    if decoded is None:
+        raise ErrorReply("internal", f"{method} {url} answered no JSON object", status=status)
+    return decoded
 
 
 def _rest_error(

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parley.limits import Limits
+from parley.limits import UPLOAD_MIME_DEFAULT, Limits
 
 
 def _env_int(name: str, default: int) -> int:
@@ -23,6 +23,28 @@ def _env_bool(name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, not {raw!r}")
+
+def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = os.environ.get(name)
+    return tuple(x.strip().lower() for x in raw.split(",") if x.strip()) if raw else default
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """Where attachments go when scaled out; credentials come from boto3's usual chain
+    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile, or the pod's role)."""
+
+    bucket: str
+    #: None = AWS itself; a URL for MinIO, SeaweedFS, Ceph and other S3-compatible servers.
+    endpoint: str | None = None
+    region: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "S3Settings | None":
+        bucket = os.environ.get("PARLEY_S3_BUCKET")
+        if not bucket:
+            return None
+        return cls(bucket, os.environ.get("PARLEY_S3_ENDPOINT") or None, os.environ.get("PARLEY_S3_REGION") or None)
 
 
 @dataclass(frozen=True)
@@ -48,6 +70,8 @@ class Settings:
     gateway_id: str | None = None
     #: Share the port with other gateways on this host (SO_REUSEPORT), as `parley up` does.
     reuse_port: bool = False
+    #: None = attachments in a directory of the data dir, served by the gateway itself.
+    s3: S3Settings | None = None
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -61,6 +85,8 @@ class Settings:
             send_queue_max=_env_int("PARLEY_SEND_QUEUE_MAX", d.send_queue_max),
             send_burst=_env_int("PARLEY_SEND_BURST", d.send_burst),
             send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),
+            max_upload_bytes=_env_int("PARLEY_MAX_UPLOAD_BYTES", d.max_upload_bytes),
+            upload_mime=_env_list("PARLEY_UPLOAD_MIME", UPLOAD_MIME_DEFAULT),
         )
         base: dict[str, object] = {
             "jwt_secret": secret.encode() if secret else None,
@@ -74,6 +100,7 @@ class Settings:
             "redis_url": os.environ.get("PARLEY_REDIS_URL", cls.redis_url),
             "gateway_id": os.environ.get("PARLEY_GATEWAY_ID") or None,
             "reuse_port": _env_bool("PARLEY_REUSE_PORT", cls.reuse_port),
+            "s3": S3Settings.from_env(),
         }
         base.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in base:

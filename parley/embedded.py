@@ -1,5 +1,6 @@
 """The embedded default: every stage of the pipeline in one process, on SQLite and in-process
-transports. It composes; it decides nothing (the same stages run when scaled out)."""
+transports, attachments in the data dir (or S3 when configured). It composes; it decides nothing
+(the same stages run when scaled out)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,11 @@ from delivery.worker import DeliveryWorker
 from gateway.app import DRAIN_TIMEOUT_S, gateway_app
 from gateway.hub import Hub
 from parley.adapters.inprocess import InProcessLog, LocalBus
-from parley.adapters.sqlite_store import SqliteStore
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
 from parley.records import Command, EventRecord
+from parley.stores import attachments_for, open_store
 
-DB_FILE = "parley.db"
 #: Commands waiting for chat_core before the gateway answers `unavailable`.
 COMMAND_BACKLOG = 50_000
 #: Stored events waiting for delivery (they are durable; this only bounds memory).
@@ -28,9 +28,9 @@ EVENT_BACKLOG = 200_000
 
 
 async def build_app(settings: Settings) -> web.Application:
-    store = SqliteStore(settings.data_dir / DB_FILE, settings.sqlite_synchronous)
-    await store.open()
-    tokens = Tokens(settings.jwt_secret or load_or_create_secret(settings.data_dir), settings.token_ttl_s)
+    store = await open_store(settings)
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    tokens = Tokens(secret, settings.token_ttl_s)
     passwords = Passwords()
     commands: InProcessLog[Command] = InProcessLog(COMMAND_BACKLOG)
     events: InProcessLog[EventRecord] = InProcessLog(EVENT_BACKLOG)
@@ -46,7 +46,8 @@ async def build_app(settings: Settings) -> web.Application:
         return {"chat_core": chat_core.running(), "delivery": bool(delivery_task) and not delivery_task[0].done()}
 
     app = gateway_app(hub=hub, store=store, tokens=tokens, passwords=passwords, commands=commands,
-                      fanout=fanout, limits=settings.limits, ready=ready)
+                      fanout=fanout, attachments=attachments_for(settings, secret), limits=settings.limits,
+                      ready=ready)
 
     async def pipeline(_: web.Application) -> AsyncIterator[None]:
         await chat_core.start()

@@ -2,6 +2,7 @@
 
 ParleyError
  +-- BadRequest     bad_request   malformed or wrongly typed (checked before any lookup)
+ |    +-- UnsupportedMediaType  bad_request (HTTP 415)  a MIME type the server does not take
  +-- Unauthorized   unauthorized  missing, bad or expired credentials
  +-- Forbidden      forbidden     authenticated but not allowed; carries a readable reason
  +-- NotFound       not_found     no such thing, or not visible to the caller
@@ -29,6 +30,12 @@ class ParleyError(Exception):
 
 class BadRequest(ParleyError):
     code, http_status = "bad_request", 400
+
+
+class UnsupportedMediaType(BadRequest):
+    """The wire code stays `bad_request` (the contract's list of codes is closed); REST says 415."""
+
+    http_status = 415
 
 
 class Unauthorized(ParleyError):

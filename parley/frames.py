@@ -72,7 +72,8 @@ class Send(Request, tag="send", frozen=True):
     cmid: Cmid
     text: str
     reply_to: Seq | None = None
-    attachments: list[Id] = []
+    #: Ids from POST /v1/uploads, uploaded by the sender to this conversation (chat_core checks).
+    attachments: Annotated[list[Id], Meta(max_length=L.MAX_ATTACHMENTS_PER_MESSAGE)] = []
     mentions: Users = []
 
 
@@ -169,10 +170,9 @@ def check_request(req: AnyRequest, max_text_chars: int) -> None:
     if isinstance(req, (Send, Edit)):
         if len(req.text) > max_text_chars:
             raise TooLarge(f"text is longer than {max_text_chars} characters")
-        if not req.text.strip():
+        # A message may be attachments alone (a photo without a caption); an edit may not empty one.
+        if not req.text.strip() and not (isinstance(req, Send) and req.attachments):
             raise BadRequest("text must not be empty")
-    if isinstance(req, Send) and req.attachments:
-        raise BadRequest("attachments are not enabled on this server (see /v1/client/capabilities)")
     if isinstance(req, History) and req.before is not None and req.after is not None:
         raise BadRequest("give at most one of `before` and `after`")
     if isinstance(req, ConvCreate):

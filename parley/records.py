@@ -61,6 +61,20 @@ class MemberRow(msgspec.Struct, kw_only=True):
     joined_at: int
 
 
+class AttachmentRow(msgspec.Struct, kw_only=True):
+    """A file a member declared for a conversation; its bytes live behind the Attachments port
+    under the key `id`. `uploaded` turns true once the server has seen the bytes."""
+
+    id: str
+    conv: str
+    uploader: str
+    name: str
+    mime: str
+    size: int
+    created_at: int
+    uploaded: bool = False
+
+
 @dataclass(slots=True)
 class ConvState:
     """A conversation as its single writer holds it: the row and its members by user id."""
@@ -180,9 +194,10 @@ class Needs:
     users: set[str] = field(default_factory=set)
     idem: set[IdemKey] = field(default_factory=set)
     messages: set[MsgKey] = field(default_factory=set)
+    attachments: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.convs or self.users or self.idem or self.messages)
+        return bool(self.convs or self.users or self.idem or self.messages or self.attachments)
 
 
 @dataclass(slots=True)
@@ -191,6 +206,7 @@ class Facts:
     users: set[str] = field(default_factory=set)
     idem: dict[IdemKey, tuple[int, int]] = field(default_factory=dict)
     messages: dict[MsgKey, Message] = field(default_factory=dict)
+    attachments: dict[str, AttachmentRow] = field(default_factory=dict)
     #: Room passwords are argon2 work, done off the writer's loop: the requests (session, rid)
     #: of conv.join whose password matched, and the hashes of conv.create passwords.
     passwords_ok: set[tuple[str, str]] = field(default_factory=set)

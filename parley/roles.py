@@ -27,23 +27,22 @@ from parley import topics
 from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer, ensure_topics
 from parley.adapters.nats_bus import NatsBus
 from parley.adapters.redis_state import RedisPresence, connect_redis, rate_limit_storage
-from parley.adapters.sqlite_store import SqliteStore
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
 from parley.health import Ready, add_health_routes
+from parley.ports import Store
 from parley.records import Command, EventRecord
+from parley.stores import attachments_for, open_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DB_FILE = "parley.db"
 #: Group timings: a dead consumer's partitions move within about `SESSION_TIMEOUT_MS`.
 SESSION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, REBALANCE_TIMEOUT_MS = 6000, 500, 5000
 
 
-async def _store(settings: Settings, stack: AsyncExitStack) -> SqliteStore:
-    store = SqliteStore(settings.data_dir / DB_FILE, settings.sqlite_synchronous)
-    await store.open()
+async def _store(settings: Settings, stack: AsyncExitStack) -> Store:
+    store = await open_store(settings)
     stack.push_async_callback(store.close)
     return store
 
@@ -83,14 +82,16 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
     presence = GatewayPresence(shared, gateway_id)
     hub = Hub(gateway_id, settings.limits)
     await bus.serve_gateway(gateway_id, hub.on_message)
-    tokens = Tokens(settings.jwt_secret or load_or_create_secret(settings.data_dir), settings.token_ttl_s)
+    secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
+    tokens = Tokens(secret, settings.token_ttl_s)
 
     async def ready() -> dict[str, bool]:
         return {"kafka": commands.healthy, "nats": bus.connected, "redis": await _redis_up(redis),
                 "presence": presence.alive}
 
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
-                       fanout=Fanout(MemberCache(store), shared, bus), limits=settings.limits, ready=ready,
+                       fanout=Fanout(MemberCache(store), shared, bus), attachments=attachments_for(settings, secret),
+                       limits=settings.limits, ready=ready,
                        presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis))
 
 

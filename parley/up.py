@@ -28,10 +28,10 @@ from pathlib import Path
 
 from parley import topics
 from parley.adapters.kafka_log import ensure_topics
-from parley.adapters.sqlite_store import SqliteStore
 from parley.auth import load_or_create_secret
 from parley.localservers import ServerProcess, die_with_parent, free_port, kafka_server, nats_server, redis_server
-from parley.roles import DB_FILE
+from parley.config import Settings
+from parley.stores import open_store
 
 log = logging.getLogger("parley.up")
 
@@ -137,8 +137,7 @@ class Topology:
         async def setup() -> None:
             await ensure_topics(self.brokers["kafka"].address, [topics.COMMANDS, topics.EVENTS, topics.PUSH],
                                 int(os.environ.get("PARLEY_KAFKA_PARTITIONS") or 8))
-            store = SqliteStore(self.data_dir / DB_FILE)
-            await store.open()
+            store = await open_store(Settings.from_env(data_dir=self.data_dir))
             await store.close()
         asyncio.run(setup())
 

@@ -23,13 +23,13 @@ import msgspec
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
-    AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage,
-    MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
+    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts,
+    InsertMessage, MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
     SetReadSeq, UpdateMessage,
 )
 
 T = TypeVar("T")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: attachments
 _CHUNK = 400  # bound on `?` parameters per statement
 
 SCHEMA = """
@@ -67,17 +67,23 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS attachments (
+    id TEXT PRIMARY KEY, conv TEXT NOT NULL, uploader TEXT NOT NULL, name TEXT NOT NULL,
+    mime TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+    uploaded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
 """
 
 #: Steps from each older schema version; SCHEMA then creates whatever is new.
 MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE outbox ADD COLUMN shard INTEGER NOT NULL DEFAULT 0",
         "UPDATE relay SET name = 'outbox:0' WHERE name = 'outbox'"],
+    2: [],  # 3 only adds the attachments table
 }
 
 _MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
 _CONV_COLS = "id, kind, title, visibility, password_hash, history, owner, created_at, last_seq"
 _MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at"
+_ATTACHMENT_COLS = "id, conv, uploader, name, mime, size, created_at, uploaded"
 _ids = msgspec.json.Encoder()
 _ids_decode = msgspec.json.Decoder(list[str])
 _record_encode = msgspec.msgpack.Encoder().encode
@@ -100,6 +106,11 @@ def _conv(row: Sequence[Any]) -> ConvRow:
 def _member(row: Sequence[Any]) -> MemberRow:
     return MemberRow(conv=row[0], user=row[1], role=row[2], visible_from=row[3], read_seq=row[4],
                      joined_at=row[5])
+
+
+def _attachment(row: Sequence[Any]) -> AttachmentRow:
+    return AttachmentRow(id=row[0], conv=row[1], uploader=row[2], name=row[3], mime=row[4], size=row[5],
+                         created_at=row[6], uploaded=bool(row[7]))
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
@@ -221,6 +232,10 @@ class SqliteStore:
             for row in conn.execute(message_lookup_sql(len(mpart)), [x for k in mpart for x in k]):
                 facts.messages[(row[0], row[1])] = _message(row)
         self._attach_reactions(conn, list(facts.messages.values()))
+        for apart in _chunks(sorted(needs.attachments)):
+            for row in conn.execute(
+                    f"SELECT {_ATTACHMENT_COLS} FROM attachments WHERE id IN ({_marks(len(apart))})", apart):
+                facts.attachments[row[0]] = _attachment(row)
         return facts
 
     async def apply(self, mutations: Sequence[Mutation]) -> list[int]:
@@ -359,6 +374,23 @@ class SqliteStore:
     async def member_ids(self, conv: str) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             return [r[0] for r in conn.execute("SELECT user FROM members WHERE conv = ?", (conv,))]
+        return await self._read(run)
+
+    # ---- attachments ----------------------------------------------------------------------
+
+    async def put_attachment(self, row: AttachmentRow) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute(f"INSERT OR REPLACE INTO attachments ({_ATTACHMENT_COLS}) VALUES ({_marks(8)})",
+                             (row.id, row.conv, row.uploader, row.name, row.mime, row.size, row.created_at,
+                              int(row.uploaded)))
+        await self._write(run)
+
+    async def attachment(self, attachment_id: str) -> AttachmentRow | None:
+        def run(conn: sqlite3.Connection) -> AttachmentRow | None:
+            row = conn.execute(f"SELECT {_ATTACHMENT_COLS} FROM attachments WHERE id = ?",
+                               (attachment_id,)).fetchone()
+            return _attachment(row) if row else None
         return await self._read(run)
 
     # ---- accounts -------------------------------------------------------------------------

@@ -8,13 +8,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from parley.adapters.sqlite_store import SqliteStore
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import (
-    AuditEntry, AuditQuery, PutAudit, ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
+    AttachmentRow, AuditEntry, AuditQuery, PutAudit, ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
     SetConvHead, SetReaction, SetReadSeq, UpdateMessage,
 )
 
@@ -197,6 +198,22 @@ async def test_usernames_are_unique(reopen):
         await store.create_user("u2", "alice", "hash", 1)
     assert await store.user_by_name("alice") == ("u1", "hash")
     assert await store.user_by_name("bob") is None
+
+
+async def test_an_attachment_is_read_back_by_id_replaced_whole_and_prefetched(reopen):
+    store = await reopen()
+    row = AttachmentRow(id="a1", conv="c1", uploader="u1", name="café menu.pdf", mime="application/pdf",
+                        size=25 * 1024 * 1024, created_at=7)
+    await store.put_attachment(row)
+    assert await store.attachment("a1") == row and row.uploaded is False
+    await store.put_attachment(AttachmentRow(**{**msgspec.structs.asdict(row), "uploaded": True}))
+    assert (await store.attachment("a1")).uploaded is True
+    assert await store.attachment("a2") is None
+    facts = await store.prefetch(Needs(attachments={"a1", "a2"}))
+    assert list(facts.attachments) == ["a1"] and facts.attachments["a1"].uploaded is True
+    await store.close()
+    again = await reopen()
+    assert (await again.attachment("a1")).name == "café menu.pdf"
 
 
 async def test_what_was_applied_survives_reopening(reopen):

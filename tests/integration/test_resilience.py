@@ -214,7 +214,7 @@ def test_version_and_capabilities_tell_what_runs(server):
     with urllib.request.urlopen(server.base_url + "/v1/client/capabilities") as resp:
         caps = json.load(resp)
     assert caps["limits"]["max_frame_bytes"] == 65536 and caps["limits"]["history_max"] == 200
-    assert caps["features"]["typing"] is True and caps["features"]["attachments"] is False
+    assert caps["features"]["typing"] is True and caps["features"]["attachments"] is True
     for path in ("/healthz", "/readyz"):
         with urllib.request.urlopen(server.base_url + path) as resp:
             assert resp.status == 200

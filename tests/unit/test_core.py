@@ -9,7 +9,7 @@ from chat_core.core import ChatCore, request_key
 from parley import frames as F
 from parley.ids import direct_conv_id
 from parley.records import (
-    Command, ConvRow, ConvState, CreateConv, EventRecord, Facts, InsertMessage, MemberRow, PutMember,
+    AttachmentRow, Command, ConvRow, ConvState, CreateConv, EventRecord, Facts, InsertMessage, MemberRow, PutMember,
     PutOutbox, SetConvHead, SetReadSeq,
 )
 
@@ -117,6 +117,30 @@ def test_needs_asks_only_for_what_is_not_cached():
     assert needs.idem == {("c1", "a", "k")}
     assert needs.messages == {("c1", 3)}
     assert needs.users == {"b", "c"}
+
+
+def attachment(id_: str, conv: str = "c1", uploader: str = "a", uploaded: bool = True) -> AttachmentRow:
+    return AttachmentRow(id=id_, conv=conv, uploader=uploader, name="f.png", mime="image/png", size=3,
+                         created_at=NOW, uploaded=uploaded)
+
+
+def test_a_send_carries_only_uploaded_attachments_of_its_sender_in_its_conversation():
+    core = ChatCore()
+    core.convs["c1"] = group("a", "b")
+    assert core.needs([send("a", "1", attachments=["x", "y"])]).attachments == {"x", "y"}
+    facts = Facts(attachments={r.id: r for r in [
+        attachment("mine"), attachment("elsewhere", conv="c2"), attachment("bobs", uploader="b"),
+        attachment("pending", uploaded=False)]})
+    replies, mutations = decide(
+        core, send("a", "1", attachments=["elsewhere"]), send("a", "2", attachments=["bobs"]),
+        send("a", "3", attachments=["unknown"]), send("a", "4", attachments=["mine", "pending"]),
+        send("a", "5", text="", attachments=["mine", "mine"]), facts=facts)
+    assert [r.get("code") for r in replies] == ["not_found", "not_found", "not_found", "conflict", None]
+    # Only the last was stored, as seq 1, with its attachment once.
+    (stored,) = [m.message for m in mutations if isinstance(m, InsertMessage)]
+    assert (stored.seq, stored.text, stored.attachments) == (1, "", ["mine"])
+    event = _json.decode(next(m.record for m in mutations if isinstance(m, PutOutbox)).frame)
+    assert event["message"]["attachments"] == ["mine"]
 
 
 def test_create_adds_members_and_tells_each_of_them_personally():

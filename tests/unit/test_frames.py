@@ -31,7 +31,10 @@ def test_each_op_decodes_to_its_type():
     ('{"op":"nope","rid":"a"}', "bad_request", "a"),
     ('{"op":"send","rid":"b","conv":"c","cmid":"m","text":"' + "x" * 101 + '"}', "too_large", "b"),
     ('{"op":"send","rid":"c","conv":"c","cmid":"m","text":"   "}', "bad_request", "c"),
-    ('{"op":"send","rid":"d","conv":"c","cmid":"m","text":"t","attachments":["a1"]}', "bad_request", "d"),
+    ('{"op":"send","rid":"d","conv":"c","cmid":"m","text":"t","attachments":' + str([f"a{i}" for i in range(11)]).replace("'", '"') + '}',
+     "bad_request", "d"),
+    ('{"op":"send","rid":"d2","conv":"c","cmid":"m","text":" ","attachments":[]}', "bad_request", "d2"),
+    ('{"op":"edit","rid":"d3","conv":"c","seq":1,"text":" "}', "bad_request", "d3"),
     ('{"op":"history","rid":"e","conv":"c","before":1,"after":2}', "bad_request", "e"),
     ('{"op":"history","rid":"f","conv":"c","limit":201}', "bad_request", "f"),
     ('{"op":"conv.create","rid":"g","kind":"direct","members":[]}', "bad_request", "g"),
@@ -44,6 +47,13 @@ def test_malformed_frames_map_to_codes_and_keep_a_usable_rid(raw, code, rid):
     e = err(raw)
     assert (e.error.code, e.rid) == (code, rid)
     assert e.error.message
+
+
+def test_a_send_may_be_attachments_alone_up_to_the_per_message_limit():
+    ids = [f"a{i}" for i in range(10)]
+    raw = '{"op":"send","rid":"1","conv":"c","cmid":"m","text":"","attachments":' + str(ids).replace("'", '"') + '}'
+    req = decode_request(raw, 10)
+    assert isinstance(req, F.Send) and req.attachments == ids
 
 
 def test_text_length_counts_characters_not_bytes():

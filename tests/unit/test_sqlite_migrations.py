@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from parley.adapters.sqlite_store import SCHEMA_VERSION, SqliteStore
-from parley.records import AuditEntry, AuditQuery, EventRecord
+from parley.records import AttachmentRow, AuditEntry, AuditQuery, EventRecord
 
 V1_OUTBOX = """
 CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
@@ -49,3 +49,20 @@ async def test_the_audit_log_refuses_updates_and_deletes(tmp_path: Path):
         for sql in ("UPDATE audit SET actor = 'someone else'", "DELETE FROM audit"):
             with pytest.raises(sqlite3.IntegrityError, match="append-only"):
                 conn.execute(sql)
+
+
+async def test_a_version_2_store_gains_the_attachments_table(tmp_path: Path):
+    path = tmp_path / "parley.db"
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:  # what a version 2 build left behind
+        conn.executescript("DROP TABLE attachments; PRAGMA user_version=2;")
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    try:
+        row = AttachmentRow(id="a1", conv="c1", uploader="u1", name="n", mime="text/plain", size=1, created_at=1)
+        await store.put_attachment(row)
+        assert await store.attachment("a1") == row
+    finally:
+        await store.close()

@@ -1,0 +1,121 @@
+"""REST for attachments: declare an upload, confirm it, fetch one.
+
+The bytes never pass through here: clients PUT and GET them at presigned URLs (S3, or the
+embedded gateway's own /v1/blobs). Only a member who may send in a conversation uploads to it;
+only its members fetch, and anyone else gets 404, whatever the id.
+
+    POST /v1/uploads {conv, name, mime, size}  -> 201 {id, upload_url, method, headers, expires_at}
+    (client PUTs the bytes to upload_url with exactly `headers`)
+    POST /v1/uploads/{id}/complete             -> 200 attachment (now usable in `send`)
+    GET  /v1/attachments/{id}                  -> 200 attachment + {url, expires_at}
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+from msgspec import Meta
+from yarl import URL
+
+from gateway.rest import bearer
+from moderation import policy
+from moderation.policy import Action
+from parley import limits as L
+from parley.auth import Tokens
+from parley.errors import BadRequest, Conflict, NotFound, TooLarge, UnsupportedMediaType
+from parley.frames import Id
+from parley.ids import new_attachment_id
+from parley.limits import Limits
+from parley.mime import check_file_name, normalize_mime
+from parley.ports import Attachments, Presigned, Store
+from parley.records import AttachmentRow
+
+
+class UploadBody(msgspec.Struct, frozen=True):
+    conv: Id
+    name: Annotated[str, Meta(min_length=1, max_length=L.MAX_ATTACHMENT_NAME_CHARS)]
+    mime: Annotated[str, Meta(min_length=1, max_length=255)]
+    size: Annotated[int, Meta(ge=1)]
+
+
+_decode_upload = msgspec.json.Decoder(UploadBody).decode
+
+
+def decode_upload(raw: bytes, limits: Limits) -> UploadBody:
+    """The declared upload, checked against the limits before anything is looked up. Pure."""
+    try:
+        body = _decode_upload(raw)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(str(exc)) from None
+    except msgspec.DecodeError:
+        raise BadRequest("body must be a JSON object") from None
+    mime = normalize_mime(body.mime)
+    check_file_name(body.name)
+    if body.size > limits.max_upload_bytes:
+        raise TooLarge(f"an attachment may have at most {limits.max_upload_bytes} bytes")
+    if not limits.mime_allowed(mime):
+        raise UnsupportedMediaType(f"{mime} is not accepted; see uploads.mime in /v1/client/capabilities")
+    return msgspec.structs.replace(body, mime=mime)
+
+
+def _view(row: AttachmentRow) -> dict[str, Any]:
+    return msgspec.structs.asdict(row)
+
+
+class UploadRoutes:
+    def __init__(self, store: Store, attachments: Attachments, tokens: Tokens, limits: Limits) -> None:
+        self._store = store
+        self._attachments = attachments
+        self._tokens = tokens
+        self._limits = limits
+
+    async def create(self, request: web.Request) -> web.Response:
+        user = bearer(request, self._tokens).user_id
+        body = decode_upload(await request.read(), self._limits)
+        found = await self._store.membership(body.conv, user)
+        if found is None:
+            raise NotFound("no such conversation")
+        policy.authorize(*found, Action.SEND)  # uploading is the first half of sending
+        row = AttachmentRow(id=new_attachment_id(), conv=body.conv, uploader=user, name=body.name,
+                            mime=body.mime, size=body.size, created_at=int(time.time() * 1000))
+        await self._store.put_attachment(row)
+        put = await self._attachments.presign_put(row.id, row.mime, row.size, L.UPLOAD_URL_TTL_S)
+        return web.json_response({"id": row.id, "upload_url": _absolute(request, put), "method": put.method,
+                                  "headers": put.headers, "expires_at": put.expires_at}, status=201)
+
+    async def complete(self, request: web.Request) -> web.Response:
+        user = bearer(request, self._tokens).user_id
+        row = await self._store.attachment(request.match_info["id"])
+        if row is None or row.uploader != user:
+            raise NotFound("no such upload")
+        if not row.uploaded:
+            stored = await self._attachments.size(row.id)
+            if stored != row.size:
+                raise Conflict(f"the upload is not complete: {stored or 0} of {row.size} bytes stored")
+            row.uploaded = True
+            await self._store.put_attachment(row)
+        return web.json_response(_view(row))
+
+    async def fetch(self, request: web.Request) -> web.Response:
+        user = bearer(request, self._tokens).user_id
+        row = await self._store.attachment(request.match_info["id"])
+        found = await self._store.membership(row.conv, user) if row is not None else None
+        # Unknown, not yours to see, or not uploaded yet: one answer, so ids reveal nothing.
+        if row is None or found is None or found[1] is None or not row.uploaded:
+            raise NotFound("no such attachment")
+        policy.authorize(*found, Action.READ)
+        get = await self._attachments.presign_get(row.id, row.name, row.mime, L.DOWNLOAD_URL_TTL_S)
+        return web.json_response({**_view(row), "url": _absolute(request, get), "expires_at": get.expires_at})
+
+    def mount(self, app: web.Application) -> None:
+        app.router.add_post("/v1/uploads", self.create)
+        app.router.add_post("/v1/uploads/{id}/complete", self.complete)
+        app.router.add_get("/v1/attachments/{id}", self.fetch)
+
+
+def _absolute(request: web.Request, signed: Presigned) -> str:
+    """S3 URLs are absolute already; the embedded gateway's are paths on this server."""
+    return str(request.url.join(URL(signed.url, encoded=True)))

@@ -1,0 +1,75 @@
+"""Attachments on S3 or an S3-compatible server (MinIO, SeaweedFS, Ceph), through boto3
+presigned URLs: clients PUT and GET the bytes there, never through Parley.
+
+The upload URL signs the Content-Type and Content-Length (SigV4 signed headers), so the
+object stored is the one declared. Presigning is local CPU work, but boto3 may refresh
+credentials over the network first (a pod's web-identity role): every call runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from parley.config import S3Settings
+from parley.errors import Unavailable
+from parley.mime import content_disposition
+from parley.ports import Presigned
+
+_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+class S3Attachments:
+    """Implements parley.ports.Attachments on one bucket; object keys are attachment ids."""
+
+    def __init__(self, client: Any, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    @classmethod
+    def from_settings(cls, s3: S3Settings) -> S3Attachments:
+        # S3-compatible servers on a plain host:port have no per-bucket host names.
+        addressing = {"addressing_style": "path"} if s3.endpoint else {}
+        client = boto3.client("s3", endpoint_url=s3.endpoint, region_name=s3.region,
+                              config=Config(signature_version="s3v4", s3=addressing))
+        return cls(client, s3.bucket)
+
+    async def presign_put(self, key: str, mime: str, size: int, expires_s: int) -> Presigned:
+        params = {"Bucket": self._bucket, "Key": key, "ContentType": mime, "ContentLength": size}
+        return Presigned(url=await self._presign("put_object", params, expires_s), method="PUT",
+                         headers={"Content-Type": mime, "Content-Length": str(size)},
+                         expires_at=int(time.time()) + expires_s)
+
+    async def presign_get(self, key: str, name: str, mime: str, expires_s: int) -> Presigned:
+        # The response headers are part of the signed URL: the bucket serves the declared type,
+        # as a download, whatever the object's metadata says.
+        params = {"Bucket": self._bucket, "Key": key, "ResponseContentType": mime,
+                  "ResponseContentDisposition": content_disposition(name)}
+        return Presigned(url=await self._presign("get_object", params, expires_s), method="GET",
+                         headers={}, expires_at=int(time.time()) + expires_s)
+
+    async def size(self, key: str) -> int | None:
+        try:
+            head = await asyncio.to_thread(self._client.head_object, Bucket=self._bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                return None
+            raise Unavailable(f"attachment storage failed: {exc}", retry_after_ms=1000) from exc
+        except BotoCoreError as exc:
+            raise Unavailable(f"attachment storage unreachable: {exc}", retry_after_ms=1000) from exc
+        return int(head["ContentLength"])
+
+    async def _presign(self, method: str, params: Mapping[str, object], expires_s: int) -> str:
+        try:
+            url = await asyncio.to_thread(self._client.generate_presigned_url, method, Params=params,
+                                          ExpiresIn=expires_s)
+        except BotoCoreError as exc:  # no credentials, or a failed refresh
+            raise Unavailable(f"cannot sign attachment URLs: {exc}", retry_after_ms=1000) from exc
+        return str(url)
+
