@@ -7,8 +7,8 @@ once every role is ready. A child that dies is started again (as Kubernetes woul
 Ctrl-C stops the gateways first (clients are told 4009), then the workers, then the brokers.
 Children are also told to stop if this process is killed outright.
 
-The store is the shared SQLite file in the data dir. `topology.json` there names every process
-(pid, port, log), for operators and for the fault tests.
+The store is the shared SQLite file in the data dir. `topology.json` there appears once every
+process is ready and names each (pid, port, log), for operators and for the fault tests.
 """
 
 from __future__ import annotations
@@ -100,6 +100,7 @@ class Topology:
 
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "topology.json").unlink(missing_ok=True)  # written again once all are ready
         (self.logs / "redis").mkdir(exist_ok=True)
         self.brokers = {"kafka": kafka_server(self.logs), "nats": nats_server(self.logs),
                         "redis": redis_server(self.logs / "redis")}

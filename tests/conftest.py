@@ -57,10 +57,12 @@ class ParleyProcess:
                 raise RuntimeError(f"parley {self.mode} exited with {self.proc.returncode}:\n{self.log()}")
             try:
                 with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as resp:
-                    if resp.status == 200:
+                    # `parley up` writes its topology once the last process is ready too.
+                    if resp.status == 200 and (self.mode != "up" or (self.data_dir / "topology.json").exists()):
                         return
             except OSError:
-                time.sleep(0.05)
+                pass
+            time.sleep(0.05)
         raise RuntimeError(f"parley {self.mode} did not become healthy:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
