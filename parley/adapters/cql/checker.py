@@ -8,6 +8,7 @@ primary key, ...). The syntax is checked separately by cqlsh's own grammar (`cql
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -214,7 +215,9 @@ def cqlsh_syntax(text: str) -> str | None:
     """None if cqlsh's grammar (cqlshlib, the Cassandra project's shell) parses the whole
     statement, else a reason. Its lexer has no bind markers, so `?` becomes a literal first
     (`IN ?` becomes `IN (0)`); that is sound, a marker stands wherever a literal may."""
-    from cqlshlib.cql3handling import CqlRuleSet  # test dependency (PyPI `cqlsh`)
+    with warnings.catch_warnings():  # cqlshlib imports sre_constants, deprecated since 3.11
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from cqlshlib.cql3handling import CqlRuleSet  # test dependency (PyPI `cqlsh`)
 
     literal = re.sub(r"\bIN \?", "IN (0)", text, flags=re.IGNORECASE).replace("?", "0").rstrip().rstrip(";") + ";"
     try:

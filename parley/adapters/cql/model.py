@@ -11,9 +11,10 @@ replication, consistency levels, Paxos contention, timeouts or batch size limits
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from parley.adapters.cql.grammar import (
 )
 from parley.adapters.cql.session import Page, Row
 from parley.adapters.cql.statements import MIGRATIONS_TABLE, STATEMENTS
+from parley.errors import Unavailable
 
 
 class InvalidRequest(Exception):
@@ -73,9 +75,13 @@ _CMP = {"=": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a
 
 
 class ModelSession:
-    """CqlSession over in-memory tables. `fail_next` injects one Unavailable-like failure."""
+    """CqlSession over in-memory tables. Tests may set `fail` (a predicate on the statement
+    names of a request: True makes it raise Unavailable without writing) and `interleave`
+    (yield to the loop before each request, so two stores on one model really race)."""
 
-    def __init__(self) -> None:
+    def __init__(self, interleave: bool = False) -> None:
+        self.interleave = interleave
+        self.fail: Callable[[list[str]], bool] | None = None
         self.tables: dict[str, _Table] = {}
         self._parsed: dict[str, Statement] = {name: parse(s.cql) for name, s in STATEMENTS.items()}
         self._clock = itertools.count(int(time.time() * 1_000_000))
@@ -90,7 +96,7 @@ class ModelSession:
 
     async def execute(self, name: str, params: Sequence[Any], *, fetch_size: int | None = None,
                       paging_state: bytes | None = None) -> Page:
-        self.calls.append(name)
+        await self._enter([name])
         stmt = self._parsed[name]
         if isinstance(stmt, Select):
             rows = self._select(stmt, list(params))
@@ -102,12 +108,19 @@ class ModelSession:
         return Page(self._write([(stmt, list(params))], conditional=_is_conditional(stmt)), None)
 
     async def batch(self, items: Sequence[tuple[str, Sequence[Any]]], *, conditional: bool = False) -> list[Row]:
-        self.calls.append("batch:" + ",".join(name for name, _ in items))
+        await self._enter([name for name, _ in items], batch=True)
         stmts = [(self._parsed[name], list(params)) for name, params in items]
         has_conditions = any(_is_conditional(s) for s, _ in stmts)
         if has_conditions != conditional:
             raise InvalidRequest("conditional flag does not match the statements")
         return self._write(stmts, conditional=has_conditions)
+
+    async def _enter(self, names: list[str], batch: bool = False) -> None:
+        if self.interleave:
+            await asyncio.sleep(0)
+        self.calls.append("batch:" + ",".join(names) if batch else names[0])
+        if self.fail is not None and self.fail(names):
+            raise Unavailable(f"injected failure of {names}", retry_after_ms=10)
 
     async def ddl(self, cql: str) -> None:
         ddl = parse(cql)
