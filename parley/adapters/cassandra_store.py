@@ -26,7 +26,7 @@ from parley.adapters.cql.session import ClusterSettings, CqlSession, DriverSessi
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
-    AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage,
+    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage,
     MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
     SetReadSeq, UpdateMessage,
 )
@@ -347,8 +347,14 @@ class CassandraStore:
                 await self._attach_reactions([msg])
                 facts.messages[key] = msg
 
+        async def attachment(attachment_id: str) -> None:
+            found = await self.attachment(attachment_id)
+            if found is not None:
+                facts.attachments[attachment_id] = found
+
         await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users)),
-                            *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages))])
+                            *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages)),
+                            *map(attachment, sorted(needs.attachments))])
         return facts
 
     async def apply(self, mutations: Sequence[Mutation]) -> list[int]:
@@ -527,6 +533,20 @@ class CassandraStore:
 
     async def member_ids(self, conv: str) -> list[str]:
         return [r[0] for r in await self._all("members_of", [conv])]
+
+    # ---- attachments ----------------------------------------------------------------------
+
+    async def put_attachment(self, row: AttachmentRow) -> None:
+        async with self._limit:
+            await self._s.execute("attachment_put", [row.id, row.conv, row.uploader, row.name, row.mime, row.size,
+                                                     row.created_at, row.uploaded])
+
+    async def attachment(self, attachment_id: str) -> AttachmentRow | None:
+        r = await self._one("attachment_get", [attachment_id])
+        if r is None:
+            return None
+        return AttachmentRow(id=r[0], conv=r[1], uploader=r[2], name=r[3], mime=r[4], size=r[5], created_at=r[6],
+                             uploaded=bool(r[7]))
 
     # ---- accounts -------------------------------------------------------------------------
 

@@ -82,6 +82,11 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("audit_day_put", "INSERT INTO audit_days (scope, day) VALUES (?, ?)"),
     ("audit_days", "SELECT day FROM audit_days WHERE scope = ?"),
     ("audit_page", f"SELECT {_AUDIT_COLS} FROM audit WHERE scope = ? AND day = ? AND id < ? LIMIT ?"),
+    # attachments: one row per id; an insert sets every column, so it replaces the row whole
+    ("attachment_put", "INSERT INTO attachments (id, conv_id, uploader, name, mime, size, created_at, uploaded) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
+                       "WHERE id = ?"),
     # the migration runner's own table (created by the runner, not by a migration)
     ("migration_applied", "SELECT name, checksum FROM schema_migrations WHERE version = ?"),
     ("migration_record", "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"),
