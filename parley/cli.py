@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from parley.config import Settings
+from parley.errors import ParleyError
 from parley.version import describe
 
 log = logging.getLogger("parley")
@@ -38,7 +39,41 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--data-dir", type=Path, default=Path(".parley-up"))
     up.add_argument("--log-level", default="INFO")
+    _add_migrate(sub)
     return parser
+
+
+def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    mig = sub.add_parser("migrate", help="create the Cassandra keyspace if needed and apply the packaged CQL "
+                                         "migrations (PARLEY_CASSANDRA_*); SQLite migrates itself on start")
+    mig.add_argument("--log-level", default="INFO")
+
+
+def _migrate(settings: Settings) -> int:
+    """`parley migrate`: the schema step of a Cassandra deployment (run once, e.g. as a Job)."""
+    from parley.adapters.cql.migrate import migrate
+    from parley.adapters.cql.session import connect_for_migrations
+    from parley.stores import cluster_settings
+
+    if settings.store != "cassandra":
+        log.info("PARLEY_STORE=%s: nothing to migrate (SQLite migrates itself when it opens)", settings.store)
+        return 0
+    cfg = cluster_settings(settings)
+
+    async def run() -> None:
+        session = await connect_for_migrations(cfg)
+        try:
+            done = await migrate(session, say=log.info)
+            log.info("keyspace %s is at the latest schema (%d applied now)", cfg.keyspace, len(done))
+        finally:
+            await session.close()
+
+    try:
+        asyncio.run(run())
+    except ParleyError as err:
+        log.error("migration failed: %s", err.message)
+        return 1
+    return 0
 
 
 async def _serve(settings: Settings, role: str | None) -> None:
@@ -77,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "migrate":
+        return _migrate(Settings.from_env())
     if args.command == "up":
         from parley.up import up
         up(args.host, args.port, args.data_dir)

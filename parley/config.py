@@ -47,6 +47,23 @@ class S3Settings:
         return cls(bucket, os.environ.get("PARLEY_S3_ENDPOINT") or None, os.environ.get("PARLEY_S3_REGION") or None)
 
 
+def parse_hosts(raw: str, default_port: int = 9042) -> tuple[tuple[str, ...], int]:
+    """`h1,h2:9043` -> ((h1, h2), 9043): the driver takes one port for the whole cluster."""
+    hosts, ports = [], set()
+    for item in (x.strip() for x in raw.split(",")):
+        if not item:
+            continue
+        host, sep, port = item.rpartition(":")
+        if sep and port.isdigit() and host:
+            hosts.append(host)
+            ports.add(int(port))
+        else:
+            hosts.append(item)
+    if len(ports) > 1:
+        raise ValueError(f"every Cassandra host must use one port, got {sorted(ports)}")
+    return tuple(hosts), ports.pop() if ports else default_port
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -72,6 +89,18 @@ class Settings:
     reuse_port: bool = False
     #: None = attachments in a directory of the data dir, served by the gateway itself.
     s3: S3Settings | None = None
+    #: The message store: "sqlite" (embedded, under data_dir) or "cassandra".
+    store: str = "sqlite"
+    cassandra_hosts: tuple[str, ...] = ()
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "parley"
+    cassandra_dc: str = "datacenter1"
+    #: Replicas per datacenter when `parley migrate` creates the keyspace.
+    cassandra_rf: int = 3
+    cassandra_username: str | None = None
+    cassandra_password: str | None = None
+    cassandra_idempotency_ttl_s: int = 7 * 86400
+    cassandra_outbox_ttl_s: int = 7 * 86400
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -101,7 +130,20 @@ class Settings:
             "gateway_id": os.environ.get("PARLEY_GATEWAY_ID") or None,
             "reuse_port": _env_bool("PARLEY_REUSE_PORT", cls.reuse_port),
             "s3": S3Settings.from_env(),
+            "store": os.environ.get("PARLEY_STORE", cls.store).lower(),
+            "cassandra_keyspace": os.environ.get("PARLEY_CASSANDRA_KEYSPACE", cls.cassandra_keyspace),
+            "cassandra_dc": os.environ.get("PARLEY_CASSANDRA_DC", cls.cassandra_dc),
+            "cassandra_rf": _env_int("PARLEY_CASSANDRA_RF", cls.cassandra_rf),
+            "cassandra_username": os.environ.get("PARLEY_CASSANDRA_USERNAME") or None,
+            "cassandra_password": os.environ.get("PARLEY_CASSANDRA_PASSWORD") or None,
+            "cassandra_idempotency_ttl_s": _env_int("PARLEY_CASSANDRA_IDEMPOTENCY_TTL_S",
+                                                    cls.cassandra_idempotency_ttl_s),
+            "cassandra_outbox_ttl_s": _env_int("PARLEY_CASSANDRA_OUTBOX_TTL_S", cls.cassandra_outbox_ttl_s),
         }
+        hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
+        base.update(cassandra_hosts=hosts, cassandra_port=port)
+        if base["store"] not in ("sqlite", "cassandra"):
+            raise ValueError(f"PARLEY_STORE must be sqlite or cassandra, not {base['store']!r}")
         base.update({k: v for k, v in overrides.items() if v is not None})
         if "data_dir" in base:
             base["data_dir"] = Path(str(base["data_dir"]))

@@ -3,6 +3,9 @@ attachments live. Every role and the embedded default build them here, the same 
 
 from __future__ import annotations
 
+import re
+
+from parley.adapters.cql.session import ClusterSettings
 from parley.adapters.local_attachments import LocalAttachments
 from parley.adapters.s3_attachments import S3Attachments
 from parley.adapters.sqlite_store import SqliteStore
@@ -13,7 +16,27 @@ DB_FILE = "parley.db"
 ATTACHMENTS_DIR = "attachments"
 
 
+def cluster_settings(settings: Settings) -> ClusterSettings:
+    if not settings.cassandra_hosts:
+        raise ValueError("PARLEY_STORE=cassandra needs PARLEY_CASSANDRA_HOSTS")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", settings.cassandra_keyspace):
+        raise ValueError(f"not a keyspace name: {settings.cassandra_keyspace!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", settings.cassandra_dc):
+        raise ValueError(f"not a datacenter name: {settings.cassandra_dc!r}")
+    return ClusterSettings(
+        hosts=settings.cassandra_hosts, port=settings.cassandra_port, keyspace=settings.cassandra_keyspace,
+        local_dc=settings.cassandra_dc, username=settings.cassandra_username, password=settings.cassandra_password,
+        replication=f"{{'class': 'NetworkTopologyStrategy', '{settings.cassandra_dc}': {settings.cassandra_rf}}}",
+    )
+
+
 async def open_store(settings: Settings) -> Store:
+    """The configured store, open and ready (Cassandra: migrated with `parley migrate` first)."""
+    if settings.store == "cassandra":
+        from parley.adapters.cassandra_store import CassandraStore
+
+        return await CassandraStore.connect(cluster_settings(settings), idem_ttl_s=settings.cassandra_idempotency_ttl_s,
+                                            outbox_ttl_s=settings.cassandra_outbox_ttl_s)
     store = SqliteStore(settings.data_dir / DB_FILE, settings.sqlite_synchronous)
     await store.open()
     return store

@@ -1,7 +1,13 @@
 """The store contract: every Store adapter must pass these unchanged.
 
-Today it runs against SQLite; the scale-out issue adds a Cassandra factory to STORES (real
-cluster when PARLEY_TEST_CASSANDRA_HOSTS is set)."""
+Stores under test:
+- "sqlite": the embedded store, on a temporary file.
+- "cassandra": CassandraStore on a real Cassandra or ScyllaDB cluster, only when
+  PARLEY_TEST_CASSANDRA_HOSTS is set (a fresh keyspace per run, migrated with the runner and
+  dropped at the end: tests/cassandra_cluster.py); otherwise these runs are reported as skipped.
+- "cassandra-model": CassandraStore's own code (planning, claims, paging, id clocks) on the
+  in-memory model of Cassandra semantics (parley/adapters/cql/model.py). It proves the
+  adapter logic against the model, not against Cassandra."""
 
 from __future__ import annotations
 
@@ -11,9 +17,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from parley.adapters.cassandra_store import CassandraStore
+from parley.adapters.cql.model import ModelSession
 from parley.adapters.sqlite_store import SqliteStore
 from parley.errors import Conflict
 from parley.frames import Message
+from parley.ports import Store
 from parley.records import (
     AttachmentRow, AuditEntry, AuditQuery, PutAudit, ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
     SetConvHead, SetReaction, SetReadSeq, UpdateMessage,
@@ -25,16 +34,30 @@ async def _sqlite(path: Path) -> SqliteStore:
     await store.open()
     return store
 
-STORES: dict[str, Callable[[Path], Awaitable[SqliteStore]]] = {"sqlite": _sqlite}
+_models: dict[Path, ModelSession] = {}
 
 
-@pytest.fixture(params=sorted(STORES))
-async def reopen(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[SqliteStore]]]:
+async def _cassandra_model(path: Path) -> Store:
+    # Reopening shares the model's tables, as a second connection to one cluster would.
+    return CassandraStore(_models.setdefault(path, ModelSession()))
+
+
+STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite": _sqlite, "cassandra-model": _cassandra_model}
+
+
+@pytest.fixture(params=[*sorted(STORES), "cassandra"])
+async def reopen(request: pytest.FixtureRequest,
+                 tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
     """Opens the store under test (again, for durability checks); closes every copy at the end."""
-    opened: list[SqliteStore] = []
+    opened: list[Store] = []
+    factory: Callable[[Path], Awaitable[Store]]
+    if request.param == "cassandra":
+        factory = request.getfixturevalue("cassandra_store_factory")
+    else:
+        factory = STORES[request.param]
 
-    async def open_() -> SqliteStore:
-        store = await STORES[request.param](tmp_path)
+    async def open_() -> Store:
+        store = await factory(tmp_path)
         opened.append(store)
         return store
 
@@ -61,7 +84,7 @@ def record(n: int) -> EventRecord:
     return EventRecord("c1", b'{"n":%d}' % n)
 
 
-async def seeded(open_: Callable[[], Awaitable[SqliteStore]]) -> SqliteStore:
+async def seeded(open_: Callable[[], Awaitable[Store]]) -> Store:
     store = await open_()
     await store.apply([CreateConv(conv_row()), PutMember(member("a", role="owner")), PutMember(member("b"))])
     return store

@@ -1,0 +1,564 @@
+"""The scale-out message store: Cassandra or ScyllaDB (data model in ARCHITECTURE.md, schema in
+parley/migrations/cassandra, every statement in parley/adapters/cql/statements.py).
+
+One writer per conversation (ADR 0001): new messages are claimed with a conditional batch
+(`INSERT ... IF NOT EXISTS`) per (conv, bucket) partition, so a seq is stored once whatever a
+stale writer believes; only then do the logged batches with idempotency keys, outbox rows,
+members and cursors follow, and the heads last of all: a head in `conv_heads` means everything
+of its conversation up to it is written. A writer loading a conversation derives the head
+from the newest stored message, and seeds the idempotency keys of messages past the stored
+head (claimed by a writer that died before its logged batch), so a retry finds its message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+
+from parley.adapters.cql.session import ClusterSettings, CqlSession, DriverSession, Row
+from parley.errors import Conflict, Unavailable
+from parley.frames import Message
+from parley.records import (
+    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage,
+    MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
+    SetReadSeq, UpdateMessage,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Messages per partition: bucket = seq // MESSAGE_BUCKET (ARCHITECTURE.md).
+MESSAGE_BUCKET = 16384
+#: Outbox partitions are (shard, time bucket of the id), ten minutes each.
+OUTBOX_BUCKET_MS = 600_000
+#: Ids are (ms since ID_EPOCH_MS) << ID_SHIFT | a counter: time-ordered, ~2^22 ids per ms.
+ID_EPOCH_MS = 1_577_836_800_000  # 2020-01-01
+ID_SHIFT = 22
+DAY_MS = 86_400_000
+#: Logged batches spanning partitions are refused past 50 KiB by default
+#: (batch_size_fail_threshold); stay well below it.
+BATCH_BYTES = 32_000
+BATCH_STATEMENTS = 200
+_IN_FLIGHT = 64  # concurrent requests of one store call
+
+_record_encode = msgspec.msgpack.Encoder().encode
+_record_decode = msgspec.msgpack.Decoder(EventRecord).decode
+_details_encode = msgspec.json.Encoder().encode
+_details_decode = msgspec.json.Decoder(dict[str, str | int | bool | None]).decode
+
+
+def bucket_of(seq: int) -> int:
+    return seq // MESSAGE_BUCKET
+
+
+def id_ms(id_: int) -> int:
+    """The wall-clock ms an id was made at."""
+    return (id_ >> ID_SHIFT) + ID_EPOCH_MS
+
+
+def outbox_tb(id_: int) -> int:
+    return id_ms(id_) // OUTBOX_BUCKET_MS
+
+
+class IdClock:
+    """Time-ordered int ids: (ms since 2020) << 22 | counter, strictly increasing per clock.
+
+    Outbox ids must increase within a shard in write order. A shard has one writer, the
+    chat_core owning its log partition, and that writer's clock makes every id larger than the
+    last it made. A new owner could run on a host whose clock is behind the old owner's, so a
+    clock also never goes below a floor: the largest id the store has seen in the shard (its
+    checkpoint and the rows replayed when the relay adopts the shard, which it does before the
+    writer decides any command of the partition). So a replay past the checkpoint finds every
+    row written after it.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+
+    def next(self, floor: int = 0) -> int:
+        now = (int(time.time() * 1000) - ID_EPOCH_MS) << ID_SHIFT
+        self._last = max(now, self._last + 1, floor + 1)
+        return self._last
+
+    def now(self) -> int:
+        return (int(time.time() * 1000) - ID_EPOCH_MS) << ID_SHIFT
+
+
+# ---- what one `apply` writes, planned without I/O ------------------------------------------------
+
+
+Statement = tuple[str, list[Any]]
+
+
+@dataclass
+class WritePlan:
+    """The statements of one batch of mutations, in the order they must be written."""
+
+    #: (conv, bucket) -> message_claim statements: one conditional batch each.
+    claims: dict[tuple[str, int], list[Statement]] = field(default_factory=dict)
+    #: Idempotency keys of the new messages, checked before the claims.
+    idem_keys: list[tuple[str, str, str]] = field(default_factory=list)
+    #: Everything else but the heads, in logged batches.
+    logged: list[Statement] = field(default_factory=list)
+    #: The heads: written last, once everything they cover is.
+    heads: list[Statement] = field(default_factory=list)
+    outbox_ids: list[int] = field(default_factory=list)
+
+
+def _message_params(m: Message) -> list[Any]:
+    return [m.conv, bucket_of(m.seq), m.seq, m.sender, m.ts, m.cmid, m.text, m.reply_to, list(m.attachments) or None,
+            list(m.mentions) or None, m.edited_at, m.deleted]
+
+
+def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: Any, idem_ttl_s: int,
+                outbox_ttl_s: int) -> WritePlan:
+    """Collapse a batch into its final writes. Cassandra gives every statement of a batch one
+    timestamp, and on a tie a deletion wins: a leave then a rejoin must become one insert, an
+    edit of a message sent in the same batch part of its insert. Raises Conflict for a seq or
+    idempotency key used twice in the batch."""
+    plan = WritePlan()
+    convs: dict[str, ConvRow] = {}
+    owners: dict[str, str] = {}
+    heads: dict[str, int] = {}
+    members: dict[tuple[str, str], MemberRow | None] = {}
+    cursors: dict[tuple[str, str], int] = {}
+    inserts: dict[tuple[str, int], Message] = {}
+    updates: dict[tuple[str, int], UpdateMessage] = {}
+    reactions: dict[tuple[str, int, str, str], bool] = {}
+    idem: set[tuple[str, str, str]] = set()
+    for m in mutations:
+        if isinstance(m, CreateConv):
+            convs[m.row.id] = msgspec.structs.replace(m.row)
+            heads[m.row.id] = max(heads.get(m.row.id, 0), m.row.last_seq)
+        elif isinstance(m, SetConvOwner):
+            if m.conv in convs:
+                convs[m.conv].owner = m.owner
+            else:
+                owners[m.conv] = m.owner
+        elif isinstance(m, SetConvHead):
+            heads[m.conv] = max(heads.get(m.conv, 0), m.last_seq)
+        elif isinstance(m, PutMember):
+            members[(m.row.conv, m.row.user)] = m.row
+            key = (m.row.conv, m.row.user)
+            cursors[key] = max(cursors.get(key, 0), m.row.read_seq)
+        elif isinstance(m, DropMember):
+            members[(m.conv, m.user)] = None
+        elif isinstance(m, SetReadSeq):
+            cursors[(m.conv, m.user)] = max(cursors.get((m.conv, m.user), 0), m.read_seq)
+        elif isinstance(m, InsertMessage):
+            msg = m.message
+            key3 = (msg.conv, msg.sender, msg.cmid)
+            if (msg.conv, msg.seq) in inserts or key3 in idem:
+                raise Conflict(f"seq {msg.seq} or cmid {msg.cmid!r} used twice in one batch")
+            inserts[(msg.conv, msg.seq)] = msgspec.structs.replace(msg)
+            idem.add(key3)
+        elif isinstance(m, UpdateMessage):
+            new = inserts.get((m.conv, m.seq))
+            if new is not None:
+                new.text, new.edited_at, new.deleted = m.text, m.edited_at, m.deleted
+                if m.deleted:
+                    new.attachments = []
+            else:
+                prior = updates.get((m.conv, m.seq))
+                deleted = m.deleted or (prior is not None and prior.deleted)
+                updates[(m.conv, m.seq)] = UpdateMessage(m.conv, m.seq, m.text, m.edited_at, deleted)
+        elif isinstance(m, SetReaction):
+            reactions[(m.conv, m.seq, m.emoji, m.user)] = m.on
+        elif isinstance(m, PutOutbox):
+            id_ = next_outbox_id(m.shard)
+            plan.outbox_ids.append(id_)
+            plan.logged.append(("outbox_put", [m.shard, outbox_tb(id_), id_, _record_encode(m.record), outbox_ttl_s]))
+        elif isinstance(m, PutAudit):
+            plan.logged.extend(audit_rows([m.entry]))
+        else:  # pragma: no cover - the Mutation union is closed
+            raise TypeError(f"unknown mutation {type(m).__name__}")
+
+    for (conv, seq), msg in sorted(inserts.items()):
+        plan.claims.setdefault((conv, bucket_of(seq)), []).append(("message_claim", _message_params(msg)))
+        plan.idem_keys.append((conv, msg.sender, msg.cmid))
+        plan.logged.append(("idem_put", [conv, msg.sender, msg.cmid, seq, msg.ts, idem_ttl_s]))
+    for row in convs.values():
+        plan.logged.append(("conv_insert", [row.id, row.kind, row.title, row.visibility, row.password_hash,
+                                            row.history, row.owner, row.created_at]))
+    plan.logged.extend(("conv_set_owner", [owner, conv]) for conv, owner in owners.items())
+    for (conv, user), mrow in members.items():
+        if mrow is None:
+            plan.logged += [("member_drop", [conv, user]), ("user_conv_drop", [user, conv])]
+        else:
+            plan.logged += [("member_put", [conv, user, mrow.role, mrow.visible_from, mrow.joined_at]),
+                            ("user_conv_put", [user, conv])]
+    # Cursors and heads only move forward: their write timestamp is the value itself.
+    plan.logged.extend(("cursor_set", [seq, seq, conv, user]) for (conv, user), seq in cursors.items())
+    for (conv, seq), u in updates.items():
+        if u.deleted:
+            plan.logged.append(("message_delete", [None, u.edited_at, True, None, conv, bucket_of(seq), seq]))
+        else:
+            plan.logged.append(("message_edit", [u.text, u.edited_at, False, conv, bucket_of(seq), seq]))
+    for (conv, seq, emoji, user), on in reactions.items():
+        plan.logged.append(("reaction_put" if on else "reaction_drop", [conv, bucket_of(seq), seq, emoji, user]))
+    plan.heads = [("head_set", [seq, seq, conv]) for conv, seq in sorted(heads.items())]
+    return plan
+
+
+def _size(params: Sequence[Any]) -> int:
+    return 16 + sum(len(p) if isinstance(p, (str, bytes)) else 8 for p in params if p is not None)
+
+
+def pack(statements: Sequence[Statement], max_bytes: int = BATCH_BYTES,
+         max_statements: int = BATCH_STATEMENTS) -> list[list[Statement]]:
+    """Split statements into logged batches under Cassandra's batch size limit, in order."""
+    out: list[list[Statement]] = []
+    size = 0
+    for stmt in statements:
+        n = _size(stmt[1])
+        if not out or size + n > max_bytes or len(out[-1]) >= max_statements:
+            out.append([])
+            size = 0
+        out[-1].append(stmt)
+        size += n
+    return out
+
+
+# ---- the store ----------------------------------------------------------------------------------
+
+
+def _message(r: Row, conv: str) -> Message:
+    return Message(conv=conv, seq=r[2], sender=r[3], ts=r[4], cmid=r[5], text=r[6], reply_to=r[7],
+                   attachments=list(r[8] or []), mentions=list(r[9] or []), edited_at=r[10], deleted=bool(r[11]))
+
+
+def _conv(r: Row, last_seq: int) -> ConvRow:
+    return ConvRow(id=r[0], kind=r[1], title=r[2], visibility=r[3], password_hash=r[4], history=r[5], owner=r[6],
+                   created_at=r[7], last_seq=last_seq)
+
+
+class CassandraStore:
+    """Implements parley.ports.Store on Cassandra / ScyllaDB through a CqlSession."""
+
+    def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
+        self._s = session
+        self._idem_ttl_s = idem_ttl_s
+        self._outbox_ttl_s = outbox_ttl_s
+        self._outbox_ids = IdClock()
+        self._audit_ids = IdClock()
+        self._writer = uuid.uuid4().hex
+        #: Per shard: the largest outbox id seen in the store (see IdClock).
+        self._floor: dict[int, int] = {}
+        self._limit = asyncio.Semaphore(_IN_FLIGHT)
+
+    @classmethod
+    async def connect(cls, cfg: ClusterSettings, **kw: int) -> "CassandraStore":
+        return cls(await DriverSession.connect(cfg), **kw)
+
+    async def close(self) -> None:
+        await self._s.close()
+
+    # ---- plumbing -------------------------------------------------------------------------
+
+    async def _one(self, name: str, params: Sequence[Any]) -> Row | None:
+        async with self._limit:
+            page = await self._s.execute(name, params)
+        return page.rows[0] if page.rows else None
+
+    async def _rows(self, name: str, params: Sequence[Any], fetch_size: int = 1000) -> AsyncIterator[Row]:
+        state: bytes | None = None
+        while True:
+            async with self._limit:
+                page = await self._s.execute(name, params, fetch_size=fetch_size, paging_state=state)
+            for row in page.rows:
+                yield row
+            if page.paging_state is None:
+                return
+            state = page.paging_state
+
+    async def _all(self, name: str, params: Sequence[Any]) -> list[Row]:
+        return [row async for row in self._rows(name, params)]
+
+    async def _lwt(self, name: str, params: Sequence[Any]) -> bool:
+        """One conditional statement: whether it applied (row[0] is `[applied]`)."""
+        async with self._limit:
+            page = await self._s.execute(name, params)
+        return bool(page.rows[0][0])
+
+    async def _batch(self, items: Sequence[Statement], conditional: bool = False) -> list[Row]:
+        async with self._limit:
+            return await self._s.batch(items, conditional=conditional)
+
+    @staticmethod
+    async def _gather(aws: Iterable[Awaitable[T]]) -> list[T]:
+        return list(await asyncio.gather(*aws))
+
+    async def _head(self, conv: str) -> tuple[int, int]:
+        """(stored head, newest stored seq). They differ when a writer claimed messages and
+        died (or failed) before its logged batch; seqs are claimed densely from the head, so
+        the newest is found by walking buckets forward until one is empty."""
+        row = await self._one("head_get", [conv])
+        stored = int(row[0]) if row and row[0] is not None else 0
+        newest, b = stored, bucket_of(stored)
+        while True:
+            hit = await self._one("message_newest", [conv, b])
+            if hit is None and b > bucket_of(stored):
+                return stored, newest
+            if hit is not None:
+                newest = max(newest, int(hit[0]))
+            b += 1
+
+    # ---- chat_core ------------------------------------------------------------------------
+
+    async def prefetch(self, needs: Needs) -> Facts:
+        facts = Facts()
+
+        async def conv(conv_id: str) -> None:
+            row = await self._one("conv_get", [conv_id])
+            if row is None:
+                return
+            (stored, newest), members, cursors = await asyncio.gather(
+                self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]))
+            read = {r[0]: int(r[1] or 0) for r in cursors}
+            facts.convs[conv_id] = ConvState(_conv(row, newest), {
+                r[0]: MemberRow(conv=conv_id, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
+                                joined_at=r[3]) for r in members})
+            # Claimed past the stored head: their idempotency keys may not be written.
+            for b in range(bucket_of(stored + 1), bucket_of(newest) + 1) if newest > stored else ():
+                for seq, sender, ts, cmid in await self._all("message_tail", [conv_id, b, stored]):
+                    facts.idem.setdefault((conv_id, sender, cmid), (int(seq), int(ts)))
+
+        async def user(user_id: str) -> None:
+            if await self._one("user_by_id", [user_id]) is not None:
+                facts.users.add(user_id)
+
+        async def idem(key: tuple[str, str, str]) -> None:
+            row = await self._one("idem_get", list(key))
+            if row is not None:
+                facts.idem[key] = (int(row[0]), int(row[1]))
+
+        async def message(key: tuple[str, int]) -> None:
+            conv_id, seq = key
+            row = await self._one("message_get", [conv_id, bucket_of(seq), seq])
+            if row is not None:
+                msg = _message(row, conv_id)
+                await self._attach_reactions([msg])
+                facts.messages[key] = msg
+
+        async def attachment(attachment_id: str) -> None:
+            found = await self.attachment(attachment_id)
+            if found is not None:
+                facts.attachments[attachment_id] = found
+
+        await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users)),
+                            *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages)),
+                            *map(attachment, sorted(needs.attachments))])
+        return facts
+
+    async def apply(self, mutations: Sequence[Mutation]) -> list[int]:
+        plan = plan_writes(mutations, self._next_outbox_id, self._audit_statements, self._idem_ttl_s,
+                           self._outbox_ttl_s)
+        # 1. An idempotency key is stored once (the SQLite store's unique index).
+        taken = await self._gather(self._one("idem_get", list(k)) for k in plan.idem_keys)
+        if any(row is not None for row in taken):
+            raise Conflict("an idempotency key of this batch is already stored")
+        # 2. Claim the seqs: one conditional batch per (conv, bucket), all or nothing each.
+        groups = list(plan.claims.items())
+        results = await asyncio.gather(*(self._batch(items, conditional=True) for _, items in groups),
+                                       return_exceptions=True)
+        applied = [g for g, r in zip(groups, results) if isinstance(r, list) and r and r[0][0]]
+        if len(applied) != len(groups):
+            await self._unclaim([items for _, items in applied])
+            err = next((r for r in results if isinstance(r, BaseException)), None)
+            if err is not None:
+                raise err if isinstance(err, Exception) else Unavailable("claim interrupted")
+            raise Conflict("a seq of this batch is already stored")
+        # 3. Everything else; 4. the heads, once all they cover is written.
+        for phase in (plan.logged, plan.heads):
+            await self._gather(self._batch(chunk) for chunk in pack(phase))
+        return plan.outbox_ids
+
+    async def _unclaim(self, groups: list[list[Statement]]) -> None:
+        """Take back our claims of a batch that failed elsewhere: they are ours (the claim
+        applied), and only rows still holding our cmid are deleted. If this fails too, the
+        messages stay as claimed-but-unconfirmed, which a loading writer handles (`_head`)."""
+        for items in groups:
+            undo = [("message_unclaim", [p[0], p[1], p[2], p[5]]) for _, p in items]
+            try:
+                await self._batch(undo, conditional=True)
+            except Exception:
+                log.warning("could not take back claimed seqs %s", [p[2] for _, p in items], exc_info=True)
+
+    def _next_outbox_id(self, shard: int) -> int:
+        id_ = self._outbox_ids.next(self._floor.get(shard, 0))
+        self._floor[shard] = id_
+        return id_
+
+    def _audit_statements(self, entries: Sequence[AuditEntry]) -> list[Statement]:
+        out: list[Statement] = []
+        for e in entries:
+            id_ = self._audit_ids.next()
+            day = id_ms(id_) // DAY_MS
+            details = _details_encode(e.details)
+            for scope in ("all", f"actor:{e.actor}", f"target:{e.target}"):
+                out.append(("audit_put", [scope, day, id_, self._writer, e.at, e.actor, e.action, e.target, e.conv,
+                                          e.reason, details]))
+                out.append(("audit_day_put", [scope, day]))
+        return out
+
+    # ---- outbox relay ---------------------------------------------------------------------
+
+    async def outbox_after(self, shard: int, after_id: int, limit: int) -> list[tuple[int, EventRecord]]:
+        # Rows up to the checkpoint are relayed: gone, as far as anyone reading is concerned
+        # (SQLite deletes them; here they wait for their TTL).
+        after_id = max(after_id, await self.relay_checkpoint(shard))
+        oldest = outbox_tb(self._outbox_ids.now() - ((self._outbox_ttl_s * 1000) << ID_SHIFT))
+        first = max(outbox_tb(after_id), oldest) if after_id else oldest
+        last = outbox_tb(max(self._outbox_ids.now(), self._floor.get(shard, 0))) + 1
+        out: list[tuple[int, EventRecord]] = []
+        tb = first
+        while tb <= last and len(out) < limit:  # a window of buckets at a time, in order
+            window = range(tb, min(tb + 16, last + 1))
+            pages = await self._gather(self._all("outbox_after", [shard, b, after_id, limit]) for b in window)
+            for rows in pages:
+                out.extend((int(i), _record_decode(rec)) for i, rec in rows)
+            tb = window.stop
+        out = out[:limit]
+        if out:
+            self._floor[shard] = max(self._floor.get(shard, 0), out[-1][0])
+        return out
+
+    async def relay_checkpoint(self, shard: int) -> int:
+        row = await self._one("checkpoint_get", [shard])
+        checkpoint = int(row[0]) if row and row[0] is not None else 0
+        self._floor[shard] = max(self._floor.get(shard, 0), checkpoint)
+        return checkpoint
+
+    async def set_relay_checkpoint(self, shard: int, outbox_id: int) -> None:
+        # Forward only, whoever writes last: a relay that lost its shard cannot undo the new
+        # owner's progress. Nothing is deleted: relayed rows expire by TTL.
+        if not await self._lwt("checkpoint_init", [shard, outbox_id]):
+            await self._lwt("checkpoint_advance", [outbox_id, shard, outbox_id])
+
+    # ---- audit log ------------------------------------------------------------------------
+
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        await self._gather(self._batch(chunk) for chunk in pack(self._audit_statements(entries)))
+
+    async def audit_entries(self, query: AuditQuery) -> list[AuditEntry]:
+        scope = (f"actor:{query.actor}" if query.actor is not None
+                 else f"target:{query.target}" if query.target is not None else "all")
+        bound = query.before_id if query.before_id is not None else 2**63 - 1
+        out: list[AuditEntry] = []
+        for (day,) in await self._all("audit_days", [scope]):
+            if day > id_ms(bound) // DAY_MS:
+                continue
+            async for r in self._rows("audit_page", [scope, day, bound, 2**31 - 1], fetch_size=500):
+                e = AuditEntry(id=r[0], at=r[2], actor=r[3], action=r[4], target=r[5], conv=r[6], reason=r[7],
+                               details=_details_decode(r[8]))
+                if ((query.actor is None or e.actor == query.actor) and (query.target is None or e.target == query.target)
+                        and (query.action is None or e.action == query.action)
+                        and (query.since is None or e.at >= query.since) and (query.until is None or e.at < query.until)):
+                    out.append(e)
+                    if len(out) >= query.limit:
+                        return out
+        return out
+
+    # ---- reads ----------------------------------------------------------------------------
+
+    async def _stored_head(self, conv: str) -> int:
+        row = await self._one("head_get", [conv])
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def _member(self, conv: str, user: str) -> MemberRow | None:
+        mrow, cur = await asyncio.gather(self._one("member_get", [conv, user]), self._one("cursor_get", [conv, user]))
+        if mrow is None:
+            return None
+        return MemberRow(conv=conv, user=user, role=mrow[1], visible_from=mrow[2],
+                         read_seq=int(cur[0]) if cur and cur[0] is not None else 0, joined_at=mrow[3])
+
+    async def membership(self, conv: str, user: str) -> tuple[ConvRow, MemberRow | None] | None:
+        row, head, member = await asyncio.gather(self._one("conv_get", [conv]), self._stored_head(conv),
+                                                 self._member(conv, user))
+        return None if row is None else (_conv(row, head), member)
+
+    async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow, str | None]]:
+        async def one(conv: str) -> tuple[ConvRow, MemberRow, str | None] | None:
+            row, head, member = await asyncio.gather(self._one("conv_get", [conv]), self._stored_head(conv),
+                                                     self._member(conv, user))
+            if row is None or member is None:
+                return None
+            peer = None
+            if row[1] == "direct":
+                peer = next((u for u in await self.member_ids(conv) if u != user), None)
+            return _conv(row, head), member, peer
+
+        found = await self._gather(one(r[0]) for r in await self._all("user_convs", [user]))
+        return sorted((f for f in found if f is not None), key=lambda f: (f[0].created_at, f[0].id))
+
+    async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:
+        return await self._gather(self._page(*p) for p in pages)
+
+    async def _page(self, conv: str, lo: int, hi: int, limit: int, newest: bool) -> list[Message]:
+        _, top = await self._head(conv)
+        lo, hi = max(lo, 0), min(hi, top + 1)
+        out: list[Message] = []
+        if lo >= hi or limit <= 0:
+            return out
+        buckets = range(bucket_of(hi - 1), bucket_of(lo) - 1, -1) if newest else range(bucket_of(lo), bucket_of(hi - 1) + 1)
+        for b in buckets:
+            rows = await self._all("messages_desc" if newest else "messages_asc", [conv, b, lo, hi, limit - len(out)])
+            out.extend(_message(r, conv) for r in rows)
+            if len(out) >= limit:
+                break
+        if newest:
+            out.reverse()
+        await self._attach_reactions(out)
+        return out
+
+    async def _attach_reactions(self, msgs: Sequence[Message]) -> None:
+        by_part: dict[tuple[str, int], dict[int, Message]] = {}
+        for m in msgs:
+            by_part.setdefault((m.conv, bucket_of(m.seq)), {})[m.seq] = m
+        parts = list(by_part.items())
+        found = await self._gather(self._all("reactions_in", [conv, b, min(by_seq), max(by_seq)])
+                                   for (conv, b), by_seq in parts)
+        for ((_, _), by_seq), rows in zip(parts, found):
+            for seq, emoji, user in rows:
+                msg = by_seq.get(seq)
+                if msg is not None:
+                    msg.reactions.setdefault(emoji, []).append(user)
+
+    async def member_ids(self, conv: str) -> list[str]:
+        return [r[0] for r in await self._all("members_of", [conv])]
+
+    # ---- attachments ----------------------------------------------------------------------
+
+    async def put_attachment(self, row: AttachmentRow) -> None:
+        async with self._limit:
+            await self._s.execute("attachment_put", [row.id, row.conv, row.uploader, row.name, row.mime, row.size,
+                                                     row.created_at, row.uploaded])
+
+    async def attachment(self, attachment_id: str) -> AttachmentRow | None:
+        r = await self._one("attachment_get", [attachment_id])
+        if r is None:
+            return None
+        return AttachmentRow(id=r[0], conv=r[1], uploader=r[2], name=r[3], mime=r[4], size=r[5], created_at=r[6],
+                             uploaded=bool(r[7]))
+
+    # ---- accounts -------------------------------------------------------------------------
+
+    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int) -> None:
+        # The name is claimed first (LWT); a retry of our own claim (same id) goes on.
+        if not await self._lwt("user_claim_name", [username, user_id, password_hash]):
+            owner = await self._one("user_by_name", [username])
+            if owner is None or owner[0] != user_id:
+                raise Conflict("username is taken")
+        async with self._limit:
+            await self._s.execute("user_insert", [user_id, username, password_hash, created_at])
+
+    async def user_by_name(self, username: str) -> tuple[str, str] | None:
+        row = await self._one("user_by_name", [username])
+        return (row[0], row[1]) if row else None

@@ -1,0 +1,103 @@
+"""Every DML statement the Cassandra store prepares, by name: the store executes names from
+this table only, so the checker (tests/unit/test_cql_checker.py) sees exactly what runs.
+
+Conditional statements (LWT) run at LOCAL_SERIAL; everything else at LOCAL_QUORUM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_MSG_COLS = "conv_id, bucket, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
+_AUDIT_COLS = "id, writer, at, actor, action, target, conv_id, reason, details"
+
+
+@dataclass(frozen=True)
+class Stmt:
+    name: str
+    cql: str
+
+    @property
+    def conditional(self) -> bool:
+        return " IF " in f" {self.cql} "
+
+
+def _stmts(*items: tuple[str, str]) -> dict[str, Stmt]:
+    return {name: Stmt(name, cql) for name, cql in items}
+
+
+STATEMENTS: dict[str, Stmt] = _stmts(
+    # accounts
+    ("user_claim_name", "INSERT INTO users_by_name (username, id, password_hash) VALUES (?, ?, ?) IF NOT EXISTS"),
+    ("user_insert", "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"),
+    ("user_by_id", "SELECT id FROM users WHERE id = ?"),
+    ("user_by_name", "SELECT id, password_hash FROM users_by_name WHERE username = ?"),
+    # conversations
+    ("conv_insert", "INSERT INTO convs (id, kind, title, visibility, password_hash, history, owner, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    ("conv_set_owner", "UPDATE convs SET owner = ? WHERE id = ?"),
+    ("conv_get", "SELECT id, kind, title, visibility, password_hash, history, owner, created_at FROM convs WHERE id = ?"),
+    # the head only moves forward: its write timestamp is the seq itself
+    ("head_set", "UPDATE conv_heads USING TIMESTAMP ? SET last_seq = ? WHERE conv_id = ?"),
+    ("head_get", "SELECT last_seq FROM conv_heads WHERE conv_id = ?"),
+    # members, their conversations, their cursors
+    ("member_put", "INSERT INTO members (conv_id, user_id, role, visible_from, joined_at) VALUES (?, ?, ?, ?, ?)"),
+    ("member_drop", "DELETE FROM members WHERE conv_id = ? AND user_id = ?"),
+    ("members_of", "SELECT user_id, role, visible_from, joined_at FROM members WHERE conv_id = ?"),
+    ("member_get", "SELECT user_id, role, visible_from, joined_at FROM members WHERE conv_id = ? AND user_id = ?"),
+    ("user_conv_put", "INSERT INTO convs_by_user (user_id, conv_id) VALUES (?, ?)"),
+    ("user_conv_drop", "DELETE FROM convs_by_user WHERE user_id = ? AND conv_id = ?"),
+    ("user_convs", "SELECT conv_id FROM convs_by_user WHERE user_id = ?"),
+    ("cursor_set", "UPDATE read_cursors USING TIMESTAMP ? SET read_seq = ? WHERE conv_id = ? AND user_id = ?"),
+    ("cursors_of", "SELECT user_id, read_seq FROM read_cursors WHERE conv_id = ?"),
+    ("cursor_get", "SELECT read_seq FROM read_cursors WHERE conv_id = ? AND user_id = ?"),
+    # messages: claimed with IF NOT EXISTS (one conditional batch per (conv, bucket))
+    ("message_claim", f"INSERT INTO messages ({_MSG_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
+    ("message_unclaim", "DELETE FROM messages WHERE conv_id = ? AND bucket = ? AND seq = ? IF cmid = ?"),
+    ("message_edit", "UPDATE messages SET text = ?, edited_at = ?, deleted = ? WHERE conv_id = ? AND bucket = ? AND seq = ?"),
+    ("message_delete", "UPDATE messages SET text = ?, edited_at = ?, deleted = ?, attachments = ? "
+                       "WHERE conv_id = ? AND bucket = ? AND seq = ?"),
+    ("message_get", f"SELECT {_MSG_COLS} FROM messages WHERE conv_id = ? AND bucket = ? AND seq = ?"),
+    ("message_newest", "SELECT seq FROM messages WHERE conv_id = ? AND bucket = ? LIMIT 1"),
+    ("message_tail", "SELECT seq, sender, ts, cmid FROM messages WHERE conv_id = ? AND bucket = ? AND seq > ?"),
+    ("messages_desc", f"SELECT {_MSG_COLS} FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq < ? "
+                      "LIMIT ?"),
+    ("messages_asc", f"SELECT {_MSG_COLS} FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq < ? "
+                     "ORDER BY seq ASC LIMIT ?"),
+    ("reaction_put", "INSERT INTO reactions (conv_id, bucket, seq, emoji, user_id) VALUES (?, ?, ?, ?, ?)"),
+    ("reaction_drop", "DELETE FROM reactions WHERE conv_id = ? AND bucket = ? AND seq = ? AND emoji = ? AND user_id = ?"),
+    ("reactions_in", "SELECT seq, emoji, user_id FROM reactions WHERE conv_id = ? AND bucket = ? AND seq >= ? "
+                     "AND seq <= ?"),
+    # idempotency keys expire
+    ("idem_put", "INSERT INTO idempotency (conv_id, sender, cmid, seq, ts) VALUES (?, ?, ?, ?, ?) USING TTL ?"),
+    ("idem_get", "SELECT seq, ts FROM idempotency WHERE conv_id = ? AND sender = ? AND cmid = ?"),
+    # outbox: appended, read past a checkpoint, never deleted (rows expire)
+    ("outbox_put", "INSERT INTO outbox (shard, tb, id, record) VALUES (?, ?, ?, ?) USING TTL ?"),
+    ("outbox_after", "SELECT id, record FROM outbox WHERE shard = ? AND tb = ? AND id > ? LIMIT ?"),
+    ("checkpoint_get", "SELECT checkpoint FROM relay_checkpoints WHERE shard = ?"),
+    ("checkpoint_init", "INSERT INTO relay_checkpoints (shard, checkpoint) VALUES (?, ?) IF NOT EXISTS"),
+    ("checkpoint_advance", "UPDATE relay_checkpoints SET checkpoint = ? WHERE shard = ? IF checkpoint < ?"),
+    # audit log: INSERT and SELECT only
+    ("audit_put", f"INSERT INTO audit (scope, day, {_AUDIT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+    ("audit_day_put", "INSERT INTO audit_days (scope, day) VALUES (?, ?)"),
+    ("audit_days", "SELECT day FROM audit_days WHERE scope = ?"),
+    ("audit_page", f"SELECT {_AUDIT_COLS} FROM audit WHERE scope = ? AND day = ? AND id < ? LIMIT ?"),
+    # attachments: one row per id; an insert sets every column, so it replaces the row whole
+    ("attachment_put", "INSERT INTO attachments (id, conv_id, uploader, name, mime, size, created_at, uploaded) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
+                       "WHERE id = ?"),
+    # the migration runner's own table (created by the runner, not by a migration)
+    ("migration_applied", "SELECT name, checksum FROM schema_migrations WHERE version = ?"),
+    ("migration_record", "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"),
+)
+
+#: Batches that may carry conditions: each must stay in one partition of one table.
+CONDITIONAL_BATCHES: dict[str, tuple[str, ...]] = {
+    "claim": ("message_claim",),
+    "unclaim": ("message_unclaim",),
+}
+
+#: The runner creates this table before the first migration (DDL is not prepared).
+MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    "version int PRIMARY KEY, name text, checksum text, applied_at bigint)")

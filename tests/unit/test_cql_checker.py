@@ -1,0 +1,107 @@
+"""Every CQL statement Parley runs, checked without a server: the migrations build the schema,
+cqlsh's own grammar checks the syntax, and the checker applies Cassandra's key rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from parley.adapters.cql import checker
+from parley.adapters.cql.grammar import CqlSyntaxError, parse
+from parley.adapters.cql.statements import CONDITIONAL_BATCHES, MIGRATIONS_TABLE, STATEMENTS
+
+SCRIPTS = [MIGRATIONS_TABLE] + [text for _, _, text in checker.migration_files()]
+SCHEMA, SCHEMA_PROBLEMS = checker.schema_from(SCRIPTS)
+
+
+def problems(cql: str) -> list[str]:
+    return checker.check_statement(SCHEMA, parse(cql))
+
+
+def test_every_migration_and_prepared_statement_passes():
+    assert checker.check_all({n: s.cql for n, s in STATEMENTS.items()}, SCRIPTS, CONDITIONAL_BATCHES) == []
+
+
+def test_the_schema_has_the_data_model_of_the_architecture():
+    messages = SCHEMA.tables["messages"]
+    assert (messages.partition_key, messages.clustering) == (["conv_id", "bucket"], ["seq"])
+    assert messages.clustering_order == {"seq": "DESC"}
+    outbox = SCHEMA.tables["outbox"]
+    assert (outbox.partition_key, outbox.clustering) == (["shard", "tb"], ["id"])
+    assert int(outbox.options["default_time_to_live"]) > 0 and "TimeWindow" in outbox.options["compaction"]
+    assert int(SCHEMA.tables["idempotency"].options["default_time_to_live"]) > 0
+    assert SCHEMA.tables["audit"].partition_key == ["scope", "day"]
+
+
+def test_the_audit_log_and_the_outbox_are_never_updated_or_deleted_from():
+    for name, stmt in STATEMENTS.items():
+        tree = parse(stmt.cql)
+        if tree.table in ("audit", "audit_days", "outbox"):
+            assert type(tree).__name__ in ("Insert", "Select"), name
+
+
+def test_statements_that_need_lwt_are_the_claims_the_name_and_the_checkpoint():
+    assert {n for n, s in STATEMENTS.items() if s.conditional} == {
+        "user_claim_name", "message_claim", "message_unclaim", "checkpoint_init", "checkpoint_advance"}
+
+
+@pytest.mark.parametrize("cql, expected", [
+    ("SELECT seq, colour FROM messages WHERE conv_id = ? AND bucket = ?", "no column colour"),
+    ("SELECT seq FROM messages WHERE conv_id = ?", "partition key column bucket"),
+    ("SELECT seq FROM messages WHERE conv_id = ? AND bucket > ?", "must be restricted by = or IN"),
+    ("SELECT seq FROM reactions WHERE conv_id = ? AND bucket = ? AND emoji = ?", "restrictions must be a prefix"),
+    ("SELECT seq FROM reactions WHERE conv_id = ? AND bucket = ? AND seq > ? AND emoji = ?",
+     "range but is not the last"),
+    ("SELECT seq FROM messages WHERE conv_id = ? AND bucket = ? AND sender = ?", "ALLOW FILTERING"),
+    ("SELECT seq FROM messages WHERE conv_id = ? AND bucket = ? ORDER BY ts DESC", "ORDER BY must follow"),
+    ("SELECT seq FROM nosuch WHERE id = ?", "no table nosuch"),
+    ("INSERT INTO messages (conv_id, seq, text) VALUES (?, ?, ?)", "must set primary key column bucket"),
+    ("INSERT INTO messages (conv_id, bucket, seq) VALUES (?, ?)", "3 columns but 2 values"),
+    ("INSERT INTO messages (conv_id, bucket, seq) VALUES (?, ?, ?) IF NOT EXISTS USING TIMESTAMP ?",
+     "cannot set its own timestamp"),
+    ("UPDATE messages SET text = ? WHERE conv_id = ? AND bucket = ?", "clustering column seq"),
+    ("UPDATE messages SET seq = ? WHERE conv_id = ? AND bucket = ? AND seq = ?", "cannot be updated"),
+    ("UPDATE relay_checkpoints SET checkpoint = ? WHERE shard = ? IF shard = ?", "IF cannot test primary key"),
+    ("UPDATE conv_heads USING TIMESTAMP ? SET last_seq = ? WHERE conv_id = ? IF last_seq < ?",
+     "cannot set its own timestamp"),
+    ("DELETE FROM messages WHERE conv_id = ? AND bucket = ? IF cmid = ?", "clustering column seq"),
+    ("DELETE FROM outbox USING TTL ? WHERE shard = ? AND tb = ?", "DELETE cannot set a TTL"),
+])
+def test_the_checker_catches(cql: str, expected: str):
+    found = problems(cql)
+    assert any(expected in p for p in found), found
+
+
+def test_range_on_the_last_clustering_column_and_reversed_order_are_legal():
+    assert problems("SELECT seq FROM reactions WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq <= ?") == []
+    assert problems("SELECT seq FROM messages WHERE conv_id = ? AND bucket = ? ORDER BY seq ASC LIMIT ?") == []
+
+
+def test_a_conditional_batch_must_stay_in_one_table():
+    stmts = [parse(STATEMENTS["message_claim"].cql), parse(STATEMENTS["user_claim_name"].cql)]
+    assert checker.check_conditional_batch(SCHEMA, stmts, "b")
+
+
+@pytest.mark.parametrize("cql", [
+    "SELEC seq FROM messages",
+    "SELECT seq FROM messages WHERE conv_id = ? ALLOW FILTERING",
+    "INSERT INTO messages (conv_id bucket) VALUES (?)",
+])
+def test_the_parser_refuses_what_it_does_not_know(cql: str):
+    with pytest.raises(CqlSyntaxError):
+        parse(cql)
+
+
+def test_cqlsh_grammar_is_a_real_syntax_gate():
+    assert checker.cqlsh_syntax(STATEMENTS["message_claim"].cql) is None
+    assert checker.cqlsh_syntax("SELECT seq FROM messages WHERE conv_id = ? AND bucket IN ?") is None
+    assert checker.cqlsh_syntax("SELECT FROM messages WHERE conv_id = ?") is not None
+    assert checker.cqlsh_syntax("UPDATE messages SET text = ? WHERE") is not None
+    assert checker.cqlsh_syntax("CREATE TABLE t (a int PRIMARY KEY) WITH CLUSTERING ORDER BY (a DESCC)") is not None
+
+
+def test_a_broken_migration_is_reported():
+    bad = "CREATE TABLE x (a int, b list<text>, PRIMARY KEY (a, b)) WITH CLUSTERING ORDER BY (a DESC);"
+    found = checker.check_all({}, [bad], {})
+    assert any("non-frozen collection" in p for p in found) and any("clustering columns in key order" in p
+                                                                    for p in found)
+    assert SCHEMA_PROBLEMS == []
