@@ -6,7 +6,7 @@ Stores under test:
   PARLEY_TEST_CASSANDRA_HOSTS is set (a fresh keyspace per run, migrated with the runner and
   dropped at the end: tests/cassandra_cluster.py); otherwise these runs are reported as skipped.
 - "cassandra-model": CassandraStore's own code (planning, claims, paging, id clocks) on the
-  in-memory model of Cassandra semantics (parley/adapters/cql/model.py). It proves the
+  in-memory model of Cassandra semantics (tests/cassandra_model.py). It proves the
   adapter logic against the model, not against Cassandra."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from parley.adapters.cassandra_store import CassandraStore
-from parley.adapters.cql.model import ModelSession
+from tests.cassandra_model import ModelSession
 from parley.adapters.sqlite_store import SqliteStore
 from parley.errors import Conflict
 from parley.frames import Message

@@ -1,6 +1,6 @@
 """CassandraStore's own logic without a server: write planning, batch packing, ids, and the
 single-writer guarantee of ADR 0001, on the in-memory model of Cassandra semantics
-(parley/adapters/cql/model.py). What only a real cluster can show (Paxos under contention,
+(tests/cassandra_model.py). What only a real cluster can show (Paxos under contention,
 timeouts, TTL expiry, batch limits) is in the contract suite's "cassandra" runs."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from parley import frames as F
 from parley.adapters.cassandra_store import (
     BATCH_BYTES, ID_SHIFT, MESSAGE_BUCKET, CassandraStore, IdClock, outbox_tb, pack, plan_writes,
 )
-from parley.adapters.cql.model import InvalidRequest, ModelSession
+from tests.cassandra_model import InvalidRequest, ModelSession
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.auth import Passwords
 from parley.errors import Conflict, Unavailable

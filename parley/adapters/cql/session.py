@@ -2,7 +2,7 @@
 
 `DriverSession` is the real one (cassandra-driver): statements prepared once at open, token-
 and DC-aware routing, LOCAL_QUORUM (LOCAL_SERIAL for conditions), and the driver's
-ResponseFuture callbacks bridged onto the asyncio loop. `parley.adapters.cql.model` is the
+ResponseFuture callbacks bridged onto the asyncio loop. `tests/cassandra_model.py` is the
 in-memory stand-in the tests use when no cluster is reachable.
 """
 
