@@ -9,32 +9,55 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Protocol
 
 from parley.ports import Deliver, GatewayBus, Presence, Store
 from parley.records import EventRecord
 
 
-class MemberCache:
-    """Member lists by conversation, dropped when an event says they changed."""
+class SharedMemberLists(Protocol):
+    """Member lists shared by processes (scale-out: `RedisMemberCache`)."""
 
-    def __init__(self, store: Store, capacity: int = 20_000) -> None:
+    async def get(self, conv: str) -> list[str] | None: ...
+    async def put(self, conv: str, members: Sequence[str]) -> None: ...
+    async def invalidate(self, conv: str) -> None: ...
+
+
+class MemberCache:
+    """Member lists by conversation, dropped when an event says they changed.
+
+    Only the process that sees a conversation's events in order (delivery, which owns its
+    partition) may keep lists in memory (`hold=True`). When scaled out, `shared` lists serve
+    the other readers (a gateway fanning out typing): delivery drops them on the same events."""
+
+    def __init__(self, store: Store, capacity: int = 20_000, *, shared: SharedMemberLists | None = None,
+                 hold: bool = True) -> None:
         self._store = store
         self._lists: OrderedDict[str, Sequence[str]] = OrderedDict()
-        self._capacity = capacity
+        self._capacity = capacity if hold else 0
+        self._shared = shared
 
     async def get(self, conv: str) -> Sequence[str]:
         members = self._lists.get(conv)
-        if members is None:
-            members = tuple(await self._store.member_ids(conv))
+        if members is not None:
+            self._lists.move_to_end(conv)
+            return members
+        found = await self._shared.get(conv) if self._shared is not None else None
+        if found is None:
+            found = await self._store.member_ids(conv)
+            if self._shared is not None:
+                await self._shared.put(conv, found)
+        members = tuple(found)
+        if self._capacity:
             self._lists[conv] = members
             if len(self._lists) > self._capacity:
                 self._lists.popitem(last=False)
-        else:
-            self._lists.move_to_end(conv)
         return members
 
-    def invalidate(self, conv: str) -> None:
+    async def invalidate(self, conv: str) -> None:
         self._lists.pop(conv, None)
+        if self._shared is not None:
+            await self._shared.invalidate(conv)
 
     def clear(self) -> None:
         """Events of other conversations come here now: lists kept from before may be stale."""

@@ -23,14 +23,14 @@ class DeliveryWorker:
         while True:
             records = await self._source.next_batch(self._batch_max)
             for record in records:
-                if record.members_changed:
-                    self._fanout.members.invalidate(record.conv)
                 await self._deliver(record)
             await self._source.commit()
 
     async def _deliver(self, record: EventRecord) -> None:
         while True:
             try:
+                if record.members_changed:
+                    await self._fanout.members.invalidate(record.conv)
                 await self._fanout.send(record)
                 return
             except Unavailable as err:

@@ -26,7 +26,7 @@ from gateway.presence import GatewayPresence
 from parley import topics
 from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer, ensure_topics
 from parley.adapters.nats_bus import NatsBus
-from parley.adapters.redis_state import RedisPresence, connect_redis, rate_limit_storage
+from parley.adapters.redis_state import RedisMemberCache, RedisPresence, connect_redis, rate_limit_storage
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
 from parley.health import Ready, add_health_routes
@@ -90,7 +90,9 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
                 "presence": presence.alive}
 
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
-                       fanout=Fanout(MemberCache(store), shared, bus), attachments=attachments_for(settings, secret),
+                       # Typing: member lists from Redis, which delivery keeps current.
+                       fanout=Fanout(MemberCache(store, shared=RedisMemberCache(redis), hold=False), shared, bus),
+                       attachments=attachments_for(settings, secret),
                        limits=settings.limits, ready=ready,
                        presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis))
 
@@ -126,7 +128,7 @@ async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Applicatio
     stack.push_async_callback(bus.close)
     redis = connect_redis(settings.redis_url)
     stack.push_async_callback(redis.aclose)
-    fanout = Fanout(MemberCache(store), RedisPresence(redis), bus)
+    fanout = Fanout(MemberCache(store, shared=RedisMemberCache(redis)), RedisPresence(redis), bus)
     events: KafkaLogConsumer[EventRecord] = _consumer(settings, topics.EVENTS, topics.DELIVERY_GROUP,
                                                       EventRecord, name)
     # Another worker may have changed a conversation's members while this one did not own it.
