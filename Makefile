@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./.parley
 
-.PHONY: dev test bench install install-test browser clean
+.PHONY: dev up test bench install install-test browser clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ browser:
 
 dev: install
 	$(VENV)/bin/parley dev --host $(HOST) --port $(PORT) --data-dir $(DATA)
+
+up: $(VENV)/bin/activate
+	$(PIP) install -q -e '.[up]'
+	$(VENV)/bin/parley up --host $(HOST) --port $(PORT) --data-dir $(DATA)-up
 
 test: install-test browser
 	$(PY) -m mypy
