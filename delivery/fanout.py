@@ -67,7 +67,7 @@ class MemberCache:
 class Fanout:
     def __init__(self, members: MemberCache, presence: Presence, bus: GatewayBus) -> None:
         self.members = members
-        self._presence = presence
+        self.presence = presence
         self._bus = bus
 
     async def recipients(self, record: EventRecord) -> Sequence[str]:
@@ -82,5 +82,5 @@ class Fanout:
         users = await self.recipients(record)
         if skip_user is not None:
             users = [u for u in users if u != skip_user]
-        for gateway, here in (await self._presence.locate(users)).items():
+        for gateway, here in (await self.presence.locate(users)).items():
             await self._bus.to_gateway(gateway, Deliver(here, record.frame))

@@ -25,8 +25,8 @@ PRESENCE_TTL_S = 15.0
 class SharedPresence(Protocol):
     """The write side of `parley.adapters.redis_state.RedisPresence`."""
 
-    async def connected(self, user: str, gateway_id: str) -> None: ...
-    async def disconnected(self, user: str, gateway_id: str) -> None: ...
+    async def connected(self, user: str, gateway_id: str) -> bool: ...
+    async def disconnected(self, user: str, gateway_id: str) -> bool: ...
     async def heartbeat(self, gateway_id: str, ttl_s: float) -> bool: ...
     async def rebuild(self, gateway_id: str, users: Iterable[str]) -> None: ...
 
@@ -40,17 +40,20 @@ class GatewayPresence:
         self._stale = False
         self.alive = False
 
-    async def connected(self, user: str) -> None:
+    async def connected(self, user: str) -> bool:
+        """Registers the user's first session here; True if they have none anywhere else."""
         try:
-            await self._shared.connected(user, self._gateway_id)
+            return await self._shared.connected(user, self._gateway_id)
         except Unavailable:
             self._stale = True
+            return True
 
-    async def disconnected(self, user: str) -> None:
+    async def disconnected(self, user: str) -> bool:
+        """After the user's last session here; True if they have none anywhere else."""
         try:
-            await self._shared.disconnected(user, self._gateway_id)
+            return await self._shared.disconnected(user, self._gateway_id)
         except Unavailable:
-            pass  # a stale entry only sends this gateway events for nobody; the TTL ends it
+            return True  # a stale entry only sends this gateway events for nobody; the TTL ends it
 
     async def beat(self, users: Iterable[str]) -> None:
         try:

@@ -14,6 +14,7 @@ import time
 from aiohttp import WSMsgType, web
 
 from delivery.fanout import Fanout
+from gateway.contacts import Contacts
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
@@ -39,10 +40,11 @@ def now_ms() -> int:
 
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, tokens: Tokens, commands: LogProducer[Command],
-                 fanout: Fanout, limits: Limits, send_limiter: Limiter,
+                 fanout: Fanout, contacts: Contacts, limits: Limits, send_limiter: Limiter,
                  presence: GatewayPresence | None = None) -> None:
         self._hub = hub
         self._presence = presence
+        self._contacts = contacts
         self._reads = reads
         self._tokens = tokens
         self._commands = commands
@@ -60,9 +62,13 @@ class WsEndpoint:
         session, welcome = hello
         hub = self._hub
         try:
-            if hub.add(session) and self._presence is not None:
-                await self._presence.connected(session.user)  # findable before it hears `ok`
+            # Findable before it hears `ok`; online news only for a first session anywhere.
+            online = hub.add(session)
+            if online and self._presence is not None:
+                online = await self._presence.connected(session.user)
             await ws.send_frame(welcome, WSMsgType.TEXT)
+            if online:
+                await self._contacts.announce(session.user, online=True)
             async for msg in ws:
                 session.last_seen = time.monotonic()
                 if msg.type is WSMsgType.TEXT:
@@ -72,8 +78,11 @@ class WsEndpoint:
                 else:
                     break
         finally:
-            if hub.remove(session) and self._presence is not None:
-                await self._presence.disconnected(session.user)
+            offline = hub.remove(session)
+            if offline and self._presence is not None:
+                offline = await self._presence.disconnected(session.user)
+            if offline:
+                await self._contacts.announce(session.user, online=False)
             await session.stop()
             if not ws.closed:
                 await ws.close()
@@ -143,6 +152,8 @@ class WsEndpoint:
         if isinstance(req, F.Typing):
             await self._typing(session, req)
             return ok_frame(req.rid)
+        if isinstance(req, F.PresenceGet):
+            return ok_frame(req.rid, presence=await self._contacts.status(session.user, req.users))
         if isinstance(req, F.Hello):
             raise BadRequest("this session already said hello")
         await session.settled()

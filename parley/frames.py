@@ -104,6 +104,12 @@ class Typing(Request, tag="typing", frozen=True):
     conv: Id
 
 
+class PresenceGet(Request, tag="presence", frozen=True):
+    """Who of these is online now; users who share no conversation with the caller are left out."""
+
+    users: Annotated[list[Id], Meta(min_length=1, max_length=L.PRESENCE_QUERY_MAX)]
+
+
 class History(Request, tag="history", frozen=True):
     conv: Id
     before: Cursor | None = None
@@ -117,7 +123,7 @@ class Sync(Request, tag="sync", frozen=True):
 
 AnyRequest = Union[
     Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList,
-    Send, Edit, Delete, React, Read, Typing, History, Sync,
+    Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
 ]
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
 WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, Send, Edit, Delete, React, Read]

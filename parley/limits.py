@@ -16,6 +16,10 @@ MAX_DEVICE_ID_CHARS = 64
 MAX_EMOJI_CHARS = 32
 MAX_TITLE_CHARS = 256
 MAX_MEMBERS_PER_REQUEST = 1000
+#: Users one `presence` request may ask about.
+PRESENCE_QUERY_MAX = 200
+#: Presence is shared in direct chats and groups up to this size (not channels, not crowds).
+PRESENCE_MAX_MEMBERS = 256
 ROOM_PASSWORD_MAX_CHARS = 256
 #: Attachments one `send` may carry, and the longest file name an upload may declare.
 MAX_ATTACHMENTS_PER_MESSAGE = 10

@@ -82,13 +82,18 @@ class RedisPresence:
         # as the users' sets, so a steady-state `locate` costs one round trip.
         self._alive: set[str] = set()
 
-    async def connected(self, user: str, gateway_id: str) -> None:
-        with _unavailable():
-            await self._redis.sadd(_presence_key(user), gateway_id)
+    async def connected(self, user: str, gateway_id: str) -> bool:
+        """True if no other gateway holds a session of the user: they just came online."""
+        return await self._change(self._redis.pipeline(transaction=True).sadd(_presence_key(user), gateway_id), user) == 1
 
-    async def disconnected(self, user: str, gateway_id: str) -> None:
+    async def disconnected(self, user: str, gateway_id: str) -> bool:
+        """True if no other gateway holds a session of the user: they just went offline."""
+        return await self._change(self._redis.pipeline(transaction=True).srem(_presence_key(user), gateway_id), user) == 0
+
+    async def _change(self, pipe: Any, user: str) -> int:
         with _unavailable():
-            await self._redis.srem(_presence_key(user), gateway_id)
+            _, count = await pipe.scard(_presence_key(user)).execute()  # MULTI: no change in between
+        return int(count)
 
     async def heartbeat(self, gateway_id: str, ttl_s: float) -> bool:
         """Keeps the gateway alive for `ttl_s`. False if it was not alive until now (its first

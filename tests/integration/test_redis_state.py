@@ -44,14 +44,14 @@ async def test_a_user_on_two_gateways_is_located_on_both_until_one_disconnects(c
     gw_a, gw_b, alice, bob, carol = unique("gw-a"), unique("gw-b"), unique("alice"), unique("bob"), unique("carol")
     for gw in (gw_a, gw_b):
         await gateways.heartbeat(gw, ttl_s=30)
-    await gateways.connected(alice, gw_a)
-    await gateways.connected(alice, gw_b)
-    await gateways.connected(bob, gw_b)
+    assert await gateways.connected(alice, gw_a)  # her first session anywhere: she came online
+    assert not await gateways.connected(alice, gw_b)
+    assert await gateways.connected(bob, gw_b)
 
     assert await delivery.locate([alice, bob, carol]) == {gw_a: [alice], gw_b: [alice, bob]}
-    await gateways.disconnected(alice, gw_a)
+    assert not await gateways.disconnected(alice, gw_a)  # still on gw_b
     assert await delivery.locate([alice, bob, carol]) == {gw_b: [alice, bob]}
-    await gateways.disconnected(alice, gw_b)
+    assert await gateways.disconnected(alice, gw_b)  # her last: she went offline
     assert await delivery.locate([alice, carol]) == {}
 
 

@@ -50,7 +50,7 @@ def endpoint(fail: bool = False) -> tuple[WsEndpoint, Session, RecordingTranspor
     transport = RecordingTransport()
     session = Session("s1", "alice", None, None, transport, limits.send_queue_max)  # type: ignore[arg-type]
     hub.add(session)
-    ws = WsEndpoint(hub, None, None, AnsweringLog(hub, fail), None, limits,  # type: ignore[arg-type]
+    ws = WsEndpoint(hub, None, None, AnsweringLog(hub, fail), None, None, limits,  # type: ignore[arg-type]
                     Limiter("send", 100, 5))
     return ws, session, transport
 

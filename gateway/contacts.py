@@ -1,0 +1,58 @@
+"""Presence between people who share a conversation: `presence` events when a user's first
+session here opens and after their last one closes, and the `presence` request.
+
+Shared only in direct chats and groups of at most PRESENCE_MAX_MEMBERS members: in a channel or
+a crowd, thousands of online/offline events per login would cost more than they tell. Presence
+rides the bus only (no log, no store), like typing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from delivery.fanout import Fanout
+from parley.frames import event_frame
+from parley.limits import PRESENCE_MAX_MEMBERS
+from parley.ports import Store
+from parley.records import EventRecord
+
+log = logging.getLogger(__name__)
+
+
+class Contacts:
+    def __init__(self, store: Store, fanout: Fanout) -> None:
+        self._store = store
+        self._fanout = fanout
+
+    async def of(self, user: str) -> set[str]:
+        """Everyone presence is shared with: direct peers and members of small groups."""
+        found: set[str] = set()
+        for row, _, peer in await self._store.conv_list(user):
+            if row.kind == "direct" and peer is not None:
+                found.add(peer)
+            elif row.kind == "group":
+                members = await self._fanout.members.get(row.id)
+                if len(members) <= PRESENCE_MAX_MEMBERS:
+                    found.update(members)
+        found.discard(user)
+        return found
+
+    async def announce(self, user: str, online: bool) -> None:
+        """Best effort, like typing: a client that missed it asks with `presence`."""
+        try:
+            to = sorted(await self.of(user))
+            if not to:
+                return
+            fields: dict[str, object] = {"user": user, "status": "online" if online else "offline"}
+            if not online:
+                fields["last_seen"] = int(time.time() * 1000)
+            await self._fanout.send(EventRecord("", event_frame("presence", **fields), to=to))
+        except Exception:
+            log.warning("presence of %s not announced", user, exc_info=True)
+
+    async def status(self, asker: str, users: list[str]) -> list[dict[str, str]]:
+        shared = await self.of(asker)
+        asked = [u for u in dict.fromkeys(users) if u in shared]
+        online = {u for here in (await self._fanout.presence.locate(asked)).values() for u in here}
+        return [{"user": u, "status": "online" if u in online else "offline"} for u in asked]
