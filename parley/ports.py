@@ -111,6 +111,7 @@ class Store(Protocol):
     async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow, str | None]]: ...  # + direct peer
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]: ...
     async def member_ids(self, conv: str) -> list[str]: ...
+    async def block_peers(self, user: str) -> set[str]: ...  # users `user` blocks or is blocked by
 
     # attachments (gateway); chat_core reads them through prefetch (Needs.attachments)
     async def put_attachment(self, row: AttachmentRow) -> None: ...  # insert, or replace the row with this id

@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from parley.adapters.cql.session import ClusterSettings, CqlSession, DriverSession, Row
-from parley.errors import Conflict, Unavailable
+from parley.errors import Conflict, Internal, Unavailable
 from parley.frames import Message
 from parley.records import (
-    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage,
-    MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
-    SetReadSeq, UpdateMessage,
+    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropBlock, DropMember, DropSanction,
+    EventRecord, Facts, InsertMessage, MemberRow, Mutation, Needs, PutAudit, PutBlock, PutMember, PutOutbox,
+    PutSanction, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,10 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: 
             plan.logged.append(("outbox_put", [m.shard, outbox_tb(id_), id_, _record_encode(m.record), outbox_ttl_s]))
         elif isinstance(m, PutAudit):
             plan.logged.extend(audit_rows([m.entry]))
+        elif isinstance(m, (UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock)):
+            # Moderation state (schema: tables sanctions and blocks, settings columns on convs)
+            # is not in the Cassandra schema yet: refuse the batch rather than drop a ban.
+            raise Internal(f"{type(m).__name__} is not stored on Cassandra yet")
         else:  # pragma: no cover - the Mutation union is closed
             raise TypeError(f"unknown mutation {type(m).__name__}")
 
@@ -533,6 +537,11 @@ class CassandraStore:
 
     async def member_ids(self, conv: str) -> list[str]:
         return [r[0] for r in await self._all("members_of", [conv])]
+
+    async def block_peers(self, user: str) -> set[str]:
+        # Blocks are not stored on Cassandra yet: `apply` refuses the moderation mutations
+        # (PutBlock among them), so there is none to find. See docs/protocol.md, Moderation.
+        return set()
 
     # ---- attachments ----------------------------------------------------------------------
 
