@@ -335,8 +335,11 @@ class CassandraStore:
                     facts.idem.setdefault((conv_id, sender, cmid), (int(seq), int(ts)))
 
         async def user(user_id: str) -> None:
-            if await self._one("user_by_id", [user_id]) is not None:
+            row = await self._one("user_by_id", [user_id])
+            if row is not None:
                 facts.users.add(user_id)
+                if row[1] is not None:
+                    facts.created_at[user_id] = int(row[1])
 
         async def idem(key: tuple[str, str, str]) -> None:
             row = await self._one("idem_get", list(key))
@@ -356,7 +359,7 @@ class CassandraStore:
             if found is not None:
                 facts.attachments[attachment_id] = found
 
-        await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users)),
+        await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users | needs.accounts)),
                             *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages)),
                             *map(attachment, sorted(needs.attachments))])
         return facts
