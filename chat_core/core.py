@@ -82,7 +82,9 @@ class ChatCore:
         self._max_convs = max_convs
         self._max_idem = max_idem
         self.instance = instance
-        self._filter: ContentFilter = content_filter or AllowAll()
+        #: None for AllowAll: the send path skips the call altogether.
+        self._filter: ContentFilter | None = None if content_filter is None or isinstance(content_filter, AllowAll) \
+            else content_filter
         #: False only to measure the policy's cost (loadtests.policy_bench): sends skip every rule.
         self._enforce = enforce
 
@@ -220,6 +222,8 @@ class ChatCore:
 
     def _screen(self, cmd: Command, text: str, now: int, batch: Batch) -> str | None:
         """The content filter's verdict: raises on a rejection (audited), returns a flag's reason."""
+        if self._filter is None:
+            return None
         verdict = self._filter.check(text, conv=cmd.conv, sender=cmd.user)
         if verdict is None:
             return None
@@ -254,7 +258,8 @@ class ChatCore:
                 s.blocked = (peer, user) in state.blocks
                 s.blocking = (user, peer) in state.blocks
             s.links = policy.count_links(body.text)
-            s.mentions = len(set(body.mentions))
+            if body.mentions:
+                s.mentions = len(set(body.mentions))
             if s.links or s.mentions:
                 s.account_age_ms = self._account_age(user, facts, now)
             denial = policy.decide(s, Action.SEND, self.instance)
@@ -280,7 +285,12 @@ class ChatCore:
         )
         member.read_seq = seq
         state.last_sent[user] = now
-        state.floods[user] = Flood(text_hash, repeats, flood.since if repeats > 1 and flood else now)
+        if flood is None:
+            state.floods[user] = Flood(text_hash, repeats, now)
+        else:  # updated in place: no allocation per send
+            if repeats == 1:
+                flood.text_hash, flood.since = text_hash, now
+            flood.count = repeats
         self._pending_idem[key] = (seq, now)
         batch.assigned.append(key)
         batch.heads.add(cmd.conv)
