@@ -632,6 +632,8 @@ class ChatCore:
             raise NotFound("that user is not a member of this conversation")
         if member.role == body.role:
             return {}
+        if member.role == "owner":  # only a handover moves the owner (instance staff included)
+            raise Forbidden("the owner's role changes only when they hand ownership to someone else", rule="owner")
         old = member.role
         changed = [member]
         if body.role == "owner":  # a handover: the old owner stays on as admin

@@ -1,5 +1,5 @@
 """What the policy costs on the send path, in-process (no sockets, no store): run
-`python -m loadtests.policy_bench` (or `make bench BENCH_ARGS=policy`).
+`python -m loadtests.policy_bench` (or `make bench-policy`).
 
 1. `decide`: one policy decision for a member sending in a group (every rule evaluated, none
    firing), and for the same member while muted (a denial with its reason rendered).

@@ -173,6 +173,10 @@ def test_roles_are_given_below_ones_own_and_the_owner_hands_over():
     r = run(core, cmd("o", F.MemberRole(rid="3", conv="c1", user="adm", role="owner")))
     assert (state.row.owner, state.members["adm"].role, state.members["o"].role) == ("adm", "owner", "admin")
     assert sorted(m.row.user for m in r.of(PutMember)) == ["adm", "o"]
+    staff = cmd("root", F.MemberRole(rid="4", conv="c1", user="adm", role="member"), instance_role="admin")
+    denied(run(core, staff), "owner")
+    assert run(core, cmd("root", F.MemberRole(rid="5", conv="c1", user="o", role="member"),
+                         instance_role="admin")).reply["op"] == "ok"
 
 
 def test_conv_update_changes_settings_tells_every_member_and_is_audited():
