@@ -246,6 +246,10 @@ def _conv(r: Row, last_seq: int) -> ConvRow:
 class CassandraStore:
     """Implements parley.ports.Store on Cassandra / ScyllaDB through a CqlSession."""
 
+    #: Not yet: no tables for conv settings, sanctions or blocks (chat_core refuses those
+    #: requests one by one; `apply` refuses their mutations as a backstop).
+    stores_moderation = False
+
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
         self._s = session
         self._idem_ttl_s = idem_ttl_s
