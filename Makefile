@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./.parley
 
-.PHONY: dev up test bench install install-test browser clean
+.PHONY: dev up test bench bench-policy install install-test browser clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: install-test browser
 
 bench: install-test
 	$(PY) -m loadtests.bench $(BENCH_ARGS)
+
+# In-process: the policy decision's cost and the send decision loop, full policy vs allow-all.
+bench-policy: install
+	$(PY) -m loadtests.policy_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .parley .pytest_cache build *.egg-info

@@ -4,10 +4,15 @@ together (the relay replays what a previous run stored but did not relay before 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 
 from chat_core.core import ChatCore
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
+from moderation import filters
+from moderation.filters import ContentFilter
+from moderation.policy import InstancePolicy
 from parley.auth import Passwords
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
@@ -15,9 +20,22 @@ from parley.records import Command, EventRecord
 
 class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
-                 bus: GatewayBus, passwords: Passwords, partitions: int = 1) -> None:
+                 bus: GatewayBus, passwords: Passwords, partitions: int = 1, *,
+                 instance: InstancePolicy | None = None, content_filter: ContentFilter | None = None) -> None:
+        """`instance` and `content_filter` default to PARLEY_POLICY and PARLEY_CONTENT_FILTER."""
+        instance = instance or InstancePolicy.from_env()
+        content_filter = content_filter or filters.load(os.environ.get("PARLEY_CONTENT_FILTER"))
+        # Benchmarks only (loadtests.policy_bench, bench --allow-all): every send skips the policy.
+        enforce = os.environ.get("PARLEY_BENCH_ALLOW_ALL") != "1"
+        if not enforce:
+            logging.getLogger(__name__).warning("PARLEY_BENCH_ALLOW_ALL=1: sends skip the policy (benchmarks only)")
+        if not store.stores_moderation:
+            logging.getLogger(__name__).warning("this store keeps no moderation state yet: conv.update, pins, "
+                                                "mutes, bans and blocks answer unavailable")
+        core = ChatCore(instance=instance, content_filter=content_filter, enforce=enforce,
+                        moderation_stored=store.stores_moderation)
         self.relay = OutboxRelay(store, events)
-        self.worker = CommandWorker(ChatCore(), commands, store, bus, self.relay, passwords, partitions=partitions)
+        self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:

@@ -125,7 +125,7 @@ class CommandWorker:
         work = []
         for cmd in cmds:
             body = cmd.body
-            if isinstance(body, F.ConvCreate) and body.password is not None:
+            if isinstance(body, (F.ConvCreate, F.ConvUpdate)) and isinstance(body.password, str):
                 work.append(hash_(cmd, body.password))
             elif isinstance(body, F.ConvJoin) and body.password is not None:
                 state = self._core.convs.get(cmd.conv)

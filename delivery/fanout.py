@@ -78,9 +78,10 @@ class Fanout:
             return [*members, *(u for u in record.also if u not in members)]
         return members
 
-    async def send(self, record: EventRecord, *, skip_user: str | None = None) -> None:
+    async def send(self, record: EventRecord, *, skip_user: str | None = None,
+                   skip: frozenset[str] = frozenset()) -> None:
         users = await self.recipients(record)
-        if skip_user is not None:
-            users = [u for u in users if u != skip_user]
+        if skip_user is not None or skip:
+            users = [u for u in users if u != skip_user and u not in skip]
         for gateway, here in (await self.presence.locate(users)).items():
             await self._bus.to_gateway(gateway, Deliver(here, record.frame))

@@ -39,7 +39,8 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
     this gateway is the only one: it answers `locate` itself and counts rate limits in memory."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes)
-    ws = WsEndpoint(hub, Reads(store), tokens, commands, fanout, Contacts(store, fanout), limits,
+    reads = Reads(store)
+    ws = WsEndpoint(hub, reads, tokens, commands, fanout, Contacts(store, fanout, reads.blocks), limits,
                     Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence)
     app.router.add_get("/v1/ws", ws.handle)
     auth = AuthRoutes(store, tokens, passwords,

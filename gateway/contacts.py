@@ -12,6 +12,7 @@ import logging
 import time
 
 from delivery.fanout import Fanout
+from gateway.reads import BlockCache
 from parley.frames import event_frame
 from parley.limits import PRESENCE_MAX_MEMBERS
 from parley.ports import Store
@@ -21,12 +22,14 @@ log = logging.getLogger(__name__)
 
 
 class Contacts:
-    def __init__(self, store: Store, fanout: Fanout) -> None:
+    def __init__(self, store: Store, fanout: Fanout, blocks: BlockCache) -> None:
         self._store = store
         self._fanout = fanout
+        self._blocks = blocks
 
     async def of(self, user: str) -> set[str]:
-        """Everyone presence is shared with: direct peers and members of small groups."""
+        """Everyone presence is shared with: direct peers and members of small groups, except
+        whoever the user blocks or is blocked by."""
         found: set[str] = set()
         for row, _, peer in await self._store.conv_list(user):
             if row.kind == "direct" and peer is not None:
@@ -36,7 +39,7 @@ class Contacts:
                 if len(members) <= PRESENCE_MAX_MEMBERS:
                     found.update(members)
         found.discard(user)
-        return found
+        return found - await self._blocks.peers(user)
 
     async def announce(self, user: str, online: bool) -> None:
         """Best effort, like typing: a client that missed it asks with `presence`."""

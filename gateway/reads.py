@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from typing import Any
 
 from moderation import policy
@@ -18,6 +20,7 @@ _END = 2**62  # an exclusive upper bound above any seq
 class Reads:
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.blocks = BlockCache(store)
 
     async def readable(self, conv: str, user: str) -> tuple[ConvRow, MemberRow]:
         found = await self._store.membership(conv, user)
@@ -51,3 +54,30 @@ class Reads:
                         "unread": view.unread, "messages": messages[:SYNC_PAGE],
                         "more": len(messages) > SYNC_PAGE})
         return out
+
+
+class BlockCache:
+    """Who each user blocks or is blocked by, for hiding typing (and, later, presence) between
+    them. Cached for `ttl_s`: a block reaches the other side's typing within that time; the
+    blocker's own entry is dropped at once when they send user.block/unblock through here."""
+
+    def __init__(self, store: Store, ttl_s: float = 10.0, capacity: int = 50_000) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._capacity = capacity
+        self._peers: OrderedDict[str, tuple[float, frozenset[str]]] = OrderedDict()
+
+    async def peers(self, user: str) -> frozenset[str]:
+        now = time.monotonic()
+        cached = self._peers.get(user)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        peers = frozenset(await self._store.block_peers(user))
+        self._peers[user] = (now + self._ttl_s, peers)
+        self._peers.move_to_end(user)
+        if len(self._peers) > self._capacity:
+            self._peers.popitem(last=False)
+        return peers
+
+    def forget(self, user: str) -> None:
+        self._peers.pop(user, None)

@@ -174,6 +174,11 @@ class WsEndpoint:
             await self._send_limiter.hit(session.user)
         if isinstance(req, F.ConvCreate):
             conv = direct_conv_id(session.user, req.members[0]) if req.kind == "direct" else new_conv_id()
+        elif isinstance(req, (F.UserBlock, F.UserUnblock)):
+            # A block is about a pair: the pair's direct conversation's single writer decides it.
+            conv = direct_conv_id(session.user, req.user)
+            self._reads.blocks.forget(session.user)
+            self._reads.blocks.forget(req.user)  # if they are on this gateway; elsewhere within the TTL
         else:
             conv = req.conv
         # In flight before it is published: with a broker, the reply can beat publish()'s return.
@@ -187,4 +192,5 @@ class WsEndpoint:
     async def _typing(self, session: Session, req: F.Typing) -> None:
         await self._reads.readable(req.conv, session.user)
         record = EventRecord(req.conv, event_frame("typing", conv=req.conv, user=session.user))
-        await self._fanout.send(record, skip_user=session.user)
+        # Typing is hidden between users who block each other, either way.
+        await self._fanout.send(record, skip_user=session.user, skip=await self._reads.blocks.peers(session.user))

@@ -52,6 +52,7 @@ class ErrorReply(Exception):
         retry_after_ms: int | None = None,
         rid: str | None = None,
         status: int | None = None,
+        rule: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
@@ -59,16 +60,19 @@ class ErrorReply(Exception):
         self.retry_after_ms = retry_after_ms
         self.rid = rid
         self.status = status  # the HTTP status, for REST errors only
+        self.rule = rule  # the policy rule behind a `forbidden` ("muted", "banned", ...)
 
     @classmethod
     def from_frame(cls, frame: Frame) -> ErrorReply:
         retry = frame.get("retry_after_ms")
         rid = frame.get("rid")
+        rule = frame.get("rule")
         return cls(
             str(frame.get("code", "internal")),
             str(frame.get("message", "")),
             retry_after_ms=retry if isinstance(retry, int) else None,
             rid=rid if isinstance(rid, str) else None,
+            rule=rule if isinstance(rule, str) else None,
         )
 
 

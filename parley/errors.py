@@ -4,7 +4,8 @@ ParleyError
  +-- BadRequest     bad_request   malformed or wrongly typed (checked before any lookup)
  |    +-- UnsupportedMediaType  bad_request (HTTP 415)  a MIME type the server does not take
  +-- Unauthorized   unauthorized  missing, bad or expired credentials
- +-- Forbidden      forbidden     authenticated but not allowed; carries a readable reason
+ +-- Forbidden      forbidden     authenticated but not allowed; carries a readable reason and,
+                                  from the policy core, the id of the rule that denied (`rule`)
  +-- NotFound       not_found     no such thing, or not visible to the caller
  +-- Conflict       conflict      the state forbids it (name taken, already a member)
  +-- RateLimited    rate_limited  slow down; carries retry_after_ms
@@ -22,10 +23,12 @@ class ParleyError(Exception):
     code = "internal"
     http_status = 500
 
-    def __init__(self, message: str, *, retry_after_ms: int | None = None) -> None:
+    def __init__(self, message: str, *, retry_after_ms: int | None = None, rule: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after_ms = retry_after_ms
+        #: The policy rule that denied (e.g. "muted", "banned"): stable, unlike the wording.
+        self.rule = rule
 
 
 class BadRequest(ParleyError):
@@ -72,4 +75,7 @@ class Internal(ParleyError):
 
 def error_body(err: ParleyError) -> dict[str, object]:
     """The REST error body of PROTOCOL.md."""
-    return {"error": {"code": err.code, "message": err.message}}
+    body: dict[str, object] = {"code": err.code, "message": err.message}
+    if err.rule is not None:
+        body["rule"] = err.rule
+    return {"error": body}

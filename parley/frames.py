@@ -25,6 +25,13 @@ Kind = Literal["direct", "group", "channel"]
 Visibility = Literal["private", "public"]
 HistoryMode = Literal["joined", "full"]
 Role = Literal["owner", "admin", "moderator", "member"]
+#: The permissions a conversation may override (moderation/policy.py OVERRIDABLE).
+Permission = Literal["send", "edit_own", "delete_any", "invite", "kick", "ban", "mute", "pin", "set_info",
+                     "start_call"]
+Reason = Annotated[str, Meta(min_length=1, max_length=L.MAX_REASON_CHARS)]
+Duration = Annotated[int, Meta(ge=1, le=L.MAX_SANCTION_S)]
+UNSET = msgspec.UNSET
+Unset = msgspec.UnsetType
 
 
 class Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):
@@ -65,6 +72,72 @@ class ConvInvite(Request, tag="conv.invite", frozen=True):
 
 class ConvList(Request, tag="conv.list", frozen=True):
     pass
+
+
+class ConvUpdate(Request, tag="conv.update", frozen=True):
+    """Change settings; an absent field stays as it is (`title`/`password` null clears them)."""
+
+    conv: Id
+    title: Annotated[str, Meta(max_length=L.MAX_TITLE_CHARS)] | None | Unset = UNSET
+    visibility: Visibility | Unset = UNSET
+    history: HistoryMode | Unset = UNSET
+    password: Annotated[str, Meta(min_length=1, max_length=L.ROOM_PASSWORD_MAX_CHARS)] | None | Unset = UNSET
+    slow_mode_s: Annotated[int, Meta(ge=0, le=L.MAX_SLOW_MODE_S)] | Unset = UNSET
+    read_only: bool | Unset = UNSET
+    #: Per-conversation role overrides: permission -> lowest role (replaces the whole map).
+    permissions: dict[Permission, Role] | Unset = UNSET
+
+
+class MemberRole(Request, tag="member.role", frozen=True):
+    conv: Id
+    user: Id
+    role: Role
+
+
+class MemberMute(Request, tag="member.mute", frozen=True):
+    conv: Id
+    user: Id
+    #: Absent: until unmuted.
+    duration_s: Duration | None = None
+    reason: Reason | None = None
+
+
+class MemberUnmute(Request, tag="member.unmute", frozen=True):
+    conv: Id
+    user: Id
+
+
+class MemberKick(Request, tag="member.kick", frozen=True):
+    conv: Id
+    user: Id
+    reason: Reason | None = None
+
+
+class MemberBan(Request, tag="member.ban", frozen=True):
+    conv: Id
+    user: Id
+    #: Absent: until unbanned.
+    duration_s: Duration | None = None
+    reason: Reason | None = None
+
+
+class MemberUnban(Request, tag="member.unban", frozen=True):
+    conv: Id
+    user: Id
+
+
+class Pin(Request, tag="pin", frozen=True):
+    conv: Id
+    seq: Seq
+    on: bool = True
+
+
+class UserBlock(Request, tag="user.block", frozen=True):
+    user: Id
+
+
+class UserUnblock(Request, tag="user.unblock", frozen=True):
+    user: Id
 
 
 class Send(Request, tag="send", frozen=True):
@@ -122,11 +195,16 @@ class Sync(Request, tag="sync", frozen=True):
 
 
 AnyRequest = Union[
-    Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList,
+    Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
+    MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
 ]
+#: Moderation requests that act on one member of a conversation.
+MemberAction = Union[MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban]
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
-WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, Send, Edit, Delete, React, Read]
+WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Send, Edit, Delete, React, Read,
+                     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
+                     UserBlock, UserUnblock]
 _WRITE_TYPES = get_args(WriteRequest)
 
 
@@ -189,6 +267,9 @@ def check_request(req: AnyRequest, max_text_chars: int) -> None:
                 raise BadRequest("a direct conversation is private and has no password")
         if req.password is not None and req.visibility != "public":
             raise BadRequest("only public conversations take a password")
+    if isinstance(req, ConvUpdate) and all(
+            getattr(req, f) is UNSET for f in req.__struct_fields__ if f not in ("rid", "conv")):
+        raise BadRequest("conv.update changes nothing: give at least one setting")
 
 
 # ---- wire objects the server sends -------------------------------------------------------
@@ -228,6 +309,12 @@ class ConvView(msgspec.Struct, kw_only=True):
     role: str | None
     #: `direct` only: the other participant (so a client can name the conversation).
     peer: str | None = None
+    slow_mode_s: int = 0
+    read_only: bool = False
+    #: The conversation's permission overrides (permission -> lowest role); {} = the defaults.
+    permissions: dict[str, str] = {}
+    #: Pinned message seqs, oldest pin first.
+    pinned: list[int] = []
 
 
 _encoder = msgspec.json.Encoder()
@@ -244,6 +331,8 @@ def error_frame(err: ParleyError, rid: str | None = None) -> bytes:
         frame["rid"] = rid
     frame["code"] = err.code
     frame["message"] = err.message
+    if err.rule is not None:
+        frame["rule"] = err.rule
     if err.retry_after_ms is not None:
         frame["retry_after_ms"] = err.retry_after_ms
     return encode(frame)

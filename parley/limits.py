@@ -33,6 +33,11 @@ UPLOAD_MIME_DEFAULT = (
     "image/png", "image/jpeg", "image/gif", "image/webp", "image/heic", "audio/", "video/",
     "application/pdf", "application/zip", "application/octet-stream", "text/plain",
 )
+#: Moderation: a reason's length, the longest timed mute or ban (a year), slow mode, pins.
+MAX_REASON_CHARS = 512
+MAX_SANCTION_S = 366 * 24 * 3600
+MAX_SLOW_MODE_S = 24 * 3600
+MAX_PINS = 50
 
 
 class Limits(msgspec.Struct, frozen=True):

@@ -93,6 +93,10 @@ class Attachments(Protocol):
 class Store(Protocol):
     """The message store: chat_core's batched writes, the gateway's reads, and accounts."""
 
+    #: Whether UpdateConv, PutSanction/DropSanction and PutBlock/DropBlock are stored (and
+    #: prefetched back). False only for an adapter that has not caught up with moderation yet.
+    stores_moderation: bool
+
     # chat_core, the single writer of a conversation
     async def prefetch(self, needs: Needs) -> Facts: ...
     async def apply(self, mutations: Sequence[Mutation]) -> list[int]: ...  # outbox ids, in order
@@ -111,6 +115,7 @@ class Store(Protocol):
     async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow, str | None]]: ...  # + direct peer
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]: ...
     async def member_ids(self, conv: str) -> list[str]: ...
+    async def block_peers(self, user: str) -> set[str]: ...  # users `user` blocks or is blocked by
 
     # attachments (gateway); chat_core reads them through prefetch (Needs.attachments)
     async def put_attachment(self, row: AttachmentRow) -> None: ...  # insert, or replace the row with this id

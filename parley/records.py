@@ -49,6 +49,12 @@ class ConvRow(msgspec.Struct, kw_only=True):
     owner: str
     created_at: int
     last_seq: int = 0
+    #: Moderation settings (conv.update) and pins.
+    slow_mode_s: int = 0
+    read_only: bool = False
+    #: Permission overrides: permission name -> lowest role (moderation/policy.py).
+    permissions: dict[str, str] = {}
+    pinned: list[int] = []
 
 
 class MemberRow(msgspec.Struct, kw_only=True):
@@ -75,12 +81,44 @@ class AttachmentRow(msgspec.Struct, kw_only=True):
     uploaded: bool = False
 
 
+class SanctionRow(msgspec.Struct, kw_only=True):
+    """A mute or a ban of one user in one conversation. Bans outlive membership (they are what
+    keeps a user out); so do mutes, so leaving and rejoining does not lift one."""
+
+    conv: str
+    user: str
+    kind: str  # "mute" | "ban"
+    until: int  # ms since the epoch; moderation.policy.FOREVER when it has no end
+    by: str  # a user id, or "system"
+    at: int
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Flood:
+    """The last text a member sent (by hash) and how often in a row, for duplicate-flood checks."""
+
+    text_hash: int
+    count: int
+    since: int
+
+
 @dataclass(slots=True)
 class ConvState:
-    """A conversation as its single writer holds it: the row and its members by user id."""
+    """A conversation as its single writer holds it: the row, its members by user id, and the
+    moderation state its decisions need."""
 
     row: ConvRow
     members: dict[str, MemberRow]
+    mutes: dict[str, SanctionRow] = field(default_factory=dict)
+    bans: dict[str, SanctionRow] = field(default_factory=dict)
+    #: Direct conversations: (blocker, blocked) pairs between the two members. This writer is
+    #: the only one that changes them (user.block goes to the pair's direct conversation).
+    blocks: set[tuple[str, str]] = field(default_factory=set)
+    #: Not stored: the last send time per member (slow mode) and repeated texts (flood). A
+    #: restart forgets them, which costs at most one extra message per member.
+    last_sent: dict[str, int] = field(default_factory=dict)
+    floods: dict[str, Flood] = field(default_factory=dict)
 
     def view(self, user: str) -> ConvView:
         peer = None
@@ -143,6 +181,34 @@ class SetReaction(msgspec.Struct, tag=True):
     on: bool
 
 
+class UpdateConv(msgspec.Struct, tag=True):
+    """The settings of `row` (title, visibility, password, history, slow mode, read-only,
+    permissions, pins); not its head or owner, which have their own mutations."""
+
+    row: ConvRow
+
+
+class PutSanction(msgspec.Struct, tag=True):
+    row: SanctionRow
+
+
+class DropSanction(msgspec.Struct, tag=True):
+    conv: str
+    user: str
+    kind: str
+
+
+class PutBlock(msgspec.Struct, tag=True):
+    blocker: str
+    blocked: str
+    at: int
+
+
+class DropBlock(msgspec.Struct, tag=True):
+    blocker: str
+    blocked: str
+
+
 class PutOutbox(msgspec.Struct, tag=True):
     record: EventRecord
     #: The log partition of `record.conv`: each shard's relay checkpoint has one owner.
@@ -180,6 +246,7 @@ class PutAudit(msgspec.Struct, tag=True):
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
     InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
+    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock,
 ]
 
 # ---- what chat_core needs read before it can decide a batch -------------------------------
@@ -195,9 +262,14 @@ class Needs:
     idem: set[IdemKey] = field(default_factory=set)
     messages: set[MsgKey] = field(default_factory=set)
     attachments: set[str] = field(default_factory=set)
+    #: Account creation times (account age rules); a subset of users needs only this.
+    accounts: set[str] = field(default_factory=set)
+    #: Pairs (a, b) whose blocks, either way, a decision needs.
+    blocks: set[tuple[str, str]] = field(default_factory=set)
 
     def __bool__(self) -> bool:
-        return bool(self.convs or self.users or self.idem or self.messages or self.attachments)
+        return bool(self.convs or self.users or self.idem or self.messages or self.attachments or self.accounts
+                    or self.blocks)
 
 
 @dataclass(slots=True)
@@ -211,6 +283,10 @@ class Facts:
     #: of conv.join whose password matched, and the hashes of conv.create passwords.
     passwords_ok: set[tuple[str, str]] = field(default_factory=set)
     password_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: users.created_at of `Needs.accounts` (and of `Needs.users` that exist).
+    created_at: dict[str, int] = field(default_factory=dict)
+    #: (blocker, blocked) among `Needs.blocks` pairs, either way.
+    blocks: set[tuple[str, str]] = field(default_factory=set)
 
 
 def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -> ConvView:
@@ -222,5 +298,6 @@ def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -
         has_password=row.password_hash is not None, history=row.history, owner=row.owner,
         created_at=row.created_at, last_seq=row.last_seq, read_seq=read_seq,
         unread=max(0, row.last_seq - read_seq) if member else 0,
-        role=member.role if member else None, peer=peer,
+        role=member.role if member else None, peer=peer, slow_mode_s=row.slow_mode_s, read_only=row.read_only,
+        permissions=dict(row.permissions), pinned=list(row.pinned),
     )

@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from parley.adapters.cql.session import ClusterSettings, CqlSession, DriverSession, Row
-from parley.errors import Conflict, Unavailable
+from parley.errors import Conflict, Internal, Unavailable
 from parley.frames import Message
 from parley.records import (
-    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts, InsertMessage,
-    MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
-    SetReadSeq, UpdateMessage,
+    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropBlock, DropMember, DropSanction,
+    EventRecord, Facts, InsertMessage, MemberRow, Mutation, Needs, PutAudit, PutBlock, PutMember, PutOutbox,
+    PutSanction, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,10 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: 
             plan.logged.append(("outbox_put", [m.shard, outbox_tb(id_), id_, _record_encode(m.record), outbox_ttl_s]))
         elif isinstance(m, PutAudit):
             plan.logged.extend(audit_rows([m.entry]))
+        elif isinstance(m, (UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock)):
+            # Moderation state (schema: tables sanctions and blocks, settings columns on convs)
+            # is not in the Cassandra schema yet: refuse the batch rather than drop a ban.
+            raise Internal(f"{type(m).__name__} is not stored on Cassandra yet")
         else:  # pragma: no cover - the Mutation union is closed
             raise TypeError(f"unknown mutation {type(m).__name__}")
 
@@ -241,6 +245,10 @@ def _conv(r: Row, last_seq: int) -> ConvRow:
 
 class CassandraStore:
     """Implements parley.ports.Store on Cassandra / ScyllaDB through a CqlSession."""
+
+    #: Not yet: no tables for conv settings, sanctions or blocks (chat_core refuses those
+    #: requests one by one; `apply` refuses their mutations as a backstop).
+    stores_moderation = False
 
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
         self._s = session
@@ -331,8 +339,11 @@ class CassandraStore:
                     facts.idem.setdefault((conv_id, sender, cmid), (int(seq), int(ts)))
 
         async def user(user_id: str) -> None:
-            if await self._one("user_by_id", [user_id]) is not None:
+            row = await self._one("user_by_id", [user_id])
+            if row is not None:
                 facts.users.add(user_id)
+                if row[1] is not None:
+                    facts.created_at[user_id] = int(row[1])
 
         async def idem(key: tuple[str, str, str]) -> None:
             row = await self._one("idem_get", list(key))
@@ -352,7 +363,7 @@ class CassandraStore:
             if found is not None:
                 facts.attachments[attachment_id] = found
 
-        await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users)),
+        await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users | needs.accounts)),
                             *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages)),
                             *map(attachment, sorted(needs.attachments))])
         return facts
@@ -533,6 +544,11 @@ class CassandraStore:
 
     async def member_ids(self, conv: str) -> list[str]:
         return [r[0] for r in await self._all("members_of", [conv])]
+
+    async def block_peers(self, user: str) -> set[str]:
+        # Blocks are not stored on Cassandra yet: `apply` refuses the moderation mutations
+        # (PutBlock among them), so there is none to find. See docs/protocol.md, Moderation.
+        return set()
 
     # ---- attachments ----------------------------------------------------------------------
 

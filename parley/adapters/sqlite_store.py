@@ -23,13 +23,13 @@ import msgspec
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
-    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropMember, EventRecord, Facts,
-    InsertMessage, MemberRow, Mutation, Needs, PutAudit, PutMember, PutOutbox, SetConvHead, SetConvOwner, SetReaction,
-    SetReadSeq, UpdateMessage,
+    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropBlock, DropMember, DropSanction,
+    EventRecord, Facts, InsertMessage, MemberRow, Mutation, Needs, PutAudit, PutBlock, PutMember, PutOutbox,
+    PutSanction, SanctionRow, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 T = TypeVar("T")
-SCHEMA_VERSION = 3  # 3: attachments
+SCHEMA_VERSION = 4  # 3: attachments; 4: moderation (conv settings, sanctions, blocks)
 _CHUNK = 400  # bound on `?` parameters per statement
 
 SCHEMA = """
@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS convs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT, visibility TEXT NOT NULL,
     password_hash TEXT, history TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL DEFAULT 0);
+    last_seq INTEGER NOT NULL DEFAULT 0, slow_mode_s INTEGER NOT NULL DEFAULT 0,
+    read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB);
 CREATE TABLE IF NOT EXISTS members (
     conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
     read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
@@ -63,6 +64,14 @@ CREATE TABLE IF NOT EXISTS audit (
     target TEXT NOT NULL, conv TEXT, reason TEXT, details BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor, id);
 CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, id);
+CREATE TABLE IF NOT EXISTS sanctions (
+    conv TEXT NOT NULL, user TEXT NOT NULL, kind TEXT NOT NULL, until INTEGER NOT NULL, by TEXT NOT NULL,
+    at INTEGER NOT NULL, reason TEXT,
+    PRIMARY KEY (conv, user, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    blocker TEXT NOT NULL, blocked TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (blocker, blocked)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_by_blocked ON blocks (blocked, blocker);
 CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
@@ -78,14 +87,23 @@ MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE outbox ADD COLUMN shard INTEGER NOT NULL DEFAULT 0",
         "UPDATE relay SET name = 'outbox:0' WHERE name = 'outbox'"],
     2: [],  # 3 only adds the attachments table
+    3: ["ALTER TABLE convs ADD COLUMN slow_mode_s INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE convs ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE convs ADD COLUMN permissions BLOB",
+        "ALTER TABLE convs ADD COLUMN pinned BLOB"],  # and the sanctions and blocks tables
 }
 
 _MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
-_CONV_COLS = "id, kind, title, visibility, password_hash, history, owner, created_at, last_seq"
+_CONV_COLS = ("id, kind, title, visibility, password_hash, history, owner, created_at, last_seq, slow_mode_s, "
+              "read_only, permissions, pinned")
+_N_CONV = 13
+_SANCTION_COLS = "conv, user, kind, until, by, at, reason"
 _MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at"
 _ATTACHMENT_COLS = "id, conv, uploader, name, mime, size, created_at, uploaded"
 _ids = msgspec.json.Encoder()
 _ids_decode = msgspec.json.Decoder(list[str])
+_seqs_decode = msgspec.json.Decoder(list[int])
+_perms_decode = msgspec.json.Decoder(dict[str, str])
 _record_encode = msgspec.msgpack.Encoder().encode
 _record_decode = msgspec.msgpack.Decoder(EventRecord).decode
 
@@ -100,7 +118,25 @@ def _message(row: Sequence[Any]) -> Message:
 
 def _conv(row: Sequence[Any]) -> ConvRow:
     return ConvRow(id=row[0], kind=row[1], title=row[2], visibility=row[3], password_hash=row[4],
-                   history=row[5], owner=row[6], created_at=row[7], last_seq=row[8])
+                   history=row[5], owner=row[6], created_at=row[7], last_seq=row[8], slow_mode_s=row[9],
+                   read_only=bool(row[10]), permissions=_perms_decode.decode(row[11]) if row[11] else {},
+                   pinned=_seqs_decode.decode(row[12]) if row[12] else [])
+
+
+def _conv_settings(r: ConvRow) -> tuple[Any, ...]:
+    return (r.title, r.visibility, r.password_hash, r.history, r.slow_mode_s, int(r.read_only),
+            _ids.encode(r.permissions) if r.permissions else None, _ids.encode(r.pinned) if r.pinned else None)
+
+
+def _sanction(row: Sequence[Any]) -> SanctionRow:
+    return SanctionRow(conv=row[0], user=row[1], kind=row[2], until=row[3], by=row[4], at=row[5], reason=row[6])
+
+
+def blocks_lookup_sql(n: int) -> str:
+    """Blocks either way within n pairs (a, b): 2n keys searched in the primary key."""
+    keys = ",".join("(?,?),(?,?)" for _ in range(n))
+    return (f"WITH k(blocker, blocked) AS (VALUES {keys}) SELECT b.blocker, b.blocked "
+            "FROM k JOIN blocks b ON b.blocker = k.blocker AND b.blocked = k.blocked")
 
 
 def _member(row: Sequence[Any]) -> MemberRow:
@@ -138,6 +174,8 @@ def message_lookup_sql(n: int) -> str:
 
 class SqliteStore:
     """Implements parley.ports.Store on one SQLite file."""
+
+    stores_moderation = True
 
     def __init__(self, path: Path, synchronous: str = "FULL", readers: int = 2) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
@@ -222,9 +260,23 @@ class SqliteStore:
                 facts.convs[row[0]] = ConvState(_conv(row), {})
             for row in conn.execute(f"SELECT {_MEMBER_COLS} FROM members WHERE conv IN ({_marks(len(part))})", part):
                 facts.convs[row[0]].members[row[1]] = _member(row)
-        for upart in _chunks(sorted(needs.users)):
-            facts.users.update(r[0] for r in conn.execute(
-                f"SELECT id FROM users WHERE id IN ({_marks(len(upart))})", upart))
+            for row in conn.execute(f"SELECT {_SANCTION_COLS} FROM sanctions WHERE conv IN ({_marks(len(part))})", part):
+                sanction = _sanction(row)
+                state = facts.convs[sanction.conv]
+                (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
+        # A direct conversation carries the blocks between its two members.
+        pairs = {tuple(sorted(s.members)): s for s in facts.convs.values() if s.row.kind == "direct" and len(s.members) == 2}
+        for ppart in _chunks(sorted(pairs), _CHUNK // 4):
+            for blocker, blocked in conn.execute(blocks_lookup_sql(len(ppart)), [x for a, b in ppart for x in (a, b, b, a)]):
+                pairs[tuple(sorted((blocker, blocked)))].blocks.add((blocker, blocked))
+        wanted = sorted({tuple(sorted(p)) for p in needs.blocks})
+        for bpart in _chunks(wanted, _CHUNK // 4):
+            facts.blocks.update(conn.execute(blocks_lookup_sql(len(bpart)), [x for a, b in bpart for x in (a, b, b, a)]))
+        for upart in _chunks(sorted(needs.users | needs.accounts)):
+            for user, created_at in conn.execute(
+                    f"SELECT id, created_at FROM users WHERE id IN ({_marks(len(upart))})", upart):
+                facts.users.add(user)
+                facts.created_at[user] = created_at
         for ipart in _chunks(sorted(needs.idem), _CHUNK // 3):
             for conv, sender, cmid, seq, ts in conn.execute(idem_lookup_sql(len(ipart)), [x for k in ipart for x in k]):
                 facts.idem[(conv, sender, cmid)] = (seq, ts)
@@ -338,7 +390,8 @@ class SqliteStore:
                 f"SELECT {cols}, {mcols}, p.user FROM members m JOIN convs c ON c.id = m.conv "
                 f"LEFT JOIN members p ON c.kind = 'direct' AND p.conv = c.id AND p.user != m.user "
                 f"WHERE m.user = ? ORDER BY c.created_at, c.id", (user,))
-            return [(_conv(r[:9]), _member(r[9:15]), r[15]) for r in rows]
+            n = _N_CONV
+            return [(_conv(r[:n]), _member(r[n:n + 6]), r[n + 6]) for r in rows]
         return await self._read(run)
 
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:
@@ -370,6 +423,13 @@ class SqliteStore:
                 msg = by_seq.get(seq)
                 if msg is not None:
                     msg.reactions.setdefault(emoji, []).append(user)
+
+    async def block_peers(self, user: str) -> set[str]:
+        def run(conn: sqlite3.Connection) -> set[str]:
+            return {r[0] for r in conn.execute(
+                "SELECT blocked FROM blocks WHERE blocker = ? UNION SELECT blocker FROM blocks WHERE blocked = ?",
+                (user, user))}
+        return await self._read(run)
 
     async def member_ids(self, conv: str) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
@@ -434,9 +494,22 @@ def _reactions(items: list[SetReaction]) -> list[tuple[str, list[tuple[Any, ...]
 Statements = list[tuple[str, list[tuple[Any, ...]]]]
 _WRITES: dict[type, Callable[[list[Any]], Statements]] = {
     CreateConv: lambda items: [(
-        f"INSERT INTO convs ({_CONV_COLS}) VALUES ({_marks(9)})",
-        [(r.id, r.kind, r.title, r.visibility, r.password_hash, r.history, r.owner, r.created_at, r.last_seq)
-         for r in (m.row for m in items)])],
+        f"INSERT INTO convs ({_CONV_COLS}) VALUES ({_marks(_N_CONV)})",
+        [(r.id, r.kind, r.title, r.visibility, r.password_hash, r.history, r.owner, r.created_at, r.last_seq,
+          *_conv_settings(r)[4:]) for r in (m.row for m in items)])],
+    UpdateConv: lambda items: [(
+        "UPDATE convs SET title = ?, visibility = ?, password_hash = ?, history = ?, slow_mode_s = ?, read_only = ?, "
+        "permissions = ?, pinned = ? WHERE id = ?", [(*_conv_settings(m.row), m.row.id) for m in items])],
+    PutSanction: lambda items: [(
+        f"INSERT OR REPLACE INTO sanctions ({_SANCTION_COLS}) VALUES ({_marks(7)})",
+        [(r.conv, r.user, r.kind, r.until, r.by, r.at, r.reason) for r in (m.row for m in items)])],
+    DropSanction: lambda items: [(
+        "DELETE FROM sanctions WHERE conv = ? AND user = ? AND kind = ?", [(m.conv, m.user, m.kind) for m in items])],
+    PutBlock: lambda items: [(
+        "INSERT INTO blocks (blocker, blocked, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+        [(m.blocker, m.blocked, m.at) for m in items])],
+    DropBlock: lambda items: [(
+        "DELETE FROM blocks WHERE blocker = ? AND blocked = ?", [(m.blocker, m.blocked) for m in items])],
     SetConvHead: lambda items: [(
         "UPDATE convs SET last_seq = ? WHERE id = ?", [(m.last_seq, m.conv) for m in items])],
     SetConvOwner: lambda items: [(

@@ -3,6 +3,7 @@ connect and last disconnect, and the `presence` request. Runs on `parley dev` an
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -66,3 +67,23 @@ async def test_members_who_share_only_a_channel_hear_nothing(server, make_user):
 async def close_all(*clients: Client) -> None:
     for c in clients:
         await c.close()
+
+
+async def test_presence_is_hidden_between_blocked_users_either_way(server, make_user):
+    alice, bob = await make_user(), await make_user()
+    a = await Client.connect(server.base_url, alice.token)
+    await a.request("conv.create", kind="direct", members=[bob.user_id])
+    b = await Client.connect(server.base_url, bob.token)
+    assert (await b.request("presence", users=[alice.user_id]))["presence"][0]["status"] == "online"
+    await b.request("user.block", user=alice.user_id)
+    await b.next_event("user.blocked")
+    # Either side stops seeing the other; a gateway's cached view of blocks lasts at most 10 s.
+    for asker, about in ((b, alice), (a, bob)):
+        deadline = time.monotonic() + 12
+        while (await asker.request("presence", users=[about.user_id]))["presence"]:
+            assert time.monotonic() < deadline, "presence still shared after a block"
+            await asyncio.sleep(0.25)
+    await a.close()
+    with pytest.raises(TimeoutError):
+        await b.next_event("presence", timeout=0.7)
+    await b.close()

@@ -42,6 +42,13 @@ def test_each_op_decodes_to_its_type():
     ('{"op":"conv.create","rid":"i","kind":"group","password":"pw"}', "bad_request", "i"),
     ('{"op":"conv.invite","rid":"j","conv":"c","users":[]}', "bad_request", "j"),
     ('{"op":"react","rid":"k","conv":"c","seq":0,"emoji":"x","on":true}', "bad_request", "k"),
+    ('{"op":"conv.update","rid":"l","conv":"c"}', "bad_request", "l"),
+    ('{"op":"conv.update","rid":"m","conv":"c","slow_mode_s":86401}', "bad_request", "m"),
+    ('{"op":"conv.update","rid":"n","conv":"c","permissions":{"manage_roles":"member"}}', "bad_request", "n"),
+    ('{"op":"member.mute","rid":"o","conv":"c","user":"u","duration_s":0}', "bad_request", "o"),
+    ('{"op":"member.role","rid":"p","conv":"c","user":"u","role":"god"}', "bad_request", "p"),
+    ('{"op":"member.ban","rid":"q","conv":"c","user":"u","reason":""}', "bad_request", "q"),
+    ('{"op":"user.block","rid":"r"}', "bad_request", "r"),
 ])
 def test_malformed_frames_map_to_codes_and_keep_a_usable_rid(raw, code, rid):
     e = err(raw)
@@ -56,6 +63,22 @@ def test_a_send_may_be_attachments_alone_up_to_the_per_message_limit():
     assert isinstance(req, F.Send) and req.attachments == ids
 
 
+def test_moderation_ops_decode_and_an_absent_setting_stays_unset():
+    req = decode_request('{"op":"conv.update","rid":"1","conv":"c","title":null,"read_only":true}', 10)
+    assert isinstance(req, F.ConvUpdate) and req.title is None and req.read_only is True
+    assert req.slow_mode_s is F.UNSET and req.password is F.UNSET
+    req = decode_request('{"op":"member.mute","rid":"2","conv":"c","user":"u","duration_s":60}', 10)
+    assert isinstance(req, F.MemberMute) and (req.duration_s, req.reason) == (60, None)
+    assert F.is_write(decode_request('{"op":"user.block","rid":"3","user":"u"}', 10))
+    assert F.is_write(decode_request('{"op":"pin","rid":"4","conv":"c","seq":3}', 10))
+
+
+def test_a_policy_denial_names_its_rule():
+    from parley.errors import Forbidden
+    assert F.error_frame(Forbidden("you are muted", rule="muted"), "r") == \
+        b'{"op":"error","rid":"r","code":"forbidden","message":"you are muted","rule":"muted"}'
+
+
 def test_text_length_counts_characters_not_bytes():
     assert isinstance(decode_request('{"op":"send","rid":"1","conv":"c","cmid":"m","text":"' + "é" * 100 + '"}', 100), F.Send)
 
@@ -65,3 +88,12 @@ def test_error_frames_carry_retry_after_only_when_set():
     assert F.error_frame(RateLimited("slow", retry_after_ms=50), "r") == \
         b'{"op":"error","rid":"r","code":"rate_limited","message":"slow","retry_after_ms":50}'
     assert F.error_frame(NotFound("gone")) == b'{"op":"error","code":"not_found","message":"gone"}'
+
+
+def test_moderation_commands_cross_the_command_log_unchanged():
+    import msgspec
+    from parley.records import Command
+    for body in (F.ConvUpdate(rid="1", conv="c", title=None, permissions={"pin": "member"}),
+                 F.UserBlock(rid="2", user="u"), F.MemberMute(rid="3", conv="c", user="u", duration_s=5)):
+        command = Command("c", "u", "gw", "s", body, "admin")
+        assert msgspec.msgpack.decode(msgspec.msgpack.encode(command), type=Command) == command

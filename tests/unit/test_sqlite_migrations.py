@@ -9,9 +9,20 @@ import msgspec
 import pytest
 
 from parley.adapters.sqlite_store import SCHEMA_VERSION, SqliteStore
-from parley.records import AttachmentRow, AuditEntry, AuditQuery, EventRecord
+from parley.records import AttachmentRow, AuditEntry, AuditQuery, EventRecord, Needs
 
-V1_OUTBOX = """
+#: The conversation tables as builds with schema 1 and 2 created them.
+V2_CONVS = """
+CREATE TABLE convs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT, visibility TEXT NOT NULL,
+    password_hash TEXT, history TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE members (
+    conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
+    PRIMARY KEY (conv, user)) WITHOUT ROWID;
+"""
+V1_OUTBOX = V2_CONVS + """
 CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
 CREATE TABLE relay (name TEXT PRIMARY KEY, checkpoint INTEGER NOT NULL);
 PRAGMA user_version=1;
@@ -53,11 +64,8 @@ async def test_the_audit_log_refuses_updates_and_deletes(tmp_path: Path):
 
 async def test_a_version_2_store_gains_the_attachments_table(tmp_path: Path):
     path = tmp_path / "parley.db"
-    store = SqliteStore(path, synchronous="NORMAL")
-    await store.open()
-    await store.close()
-    with sqlite3.connect(path) as conn:  # what a version 2 build left behind
-        conn.executescript("DROP TABLE attachments; PRAGMA user_version=2;")
+    with sqlite3.connect(path) as conn:  # what a version 2 build left behind (the parts that matter)
+        conn.executescript(V2_CONVS + "PRAGMA user_version=2;")
     store = SqliteStore(path, synchronous="NORMAL")
     await store.open()
     try:
@@ -66,3 +74,22 @@ async def test_a_version_2_store_gains_the_attachments_table(tmp_path: Path):
         assert await store.attachment("a1") == row
     finally:
         await store.close()
+
+
+async def test_a_version_2_or_3_conversation_gains_default_moderation_settings(tmp_path: Path):
+    path = tmp_path / "parley.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V2_CONVS + "PRAGMA user_version=2;")
+        conn.execute("INSERT INTO convs VALUES ('c1', 'group', 't', 'public', NULL, 'joined', 'a', 1, 7)")
+        conn.execute("INSERT INTO members VALUES ('c1', 'a', 'owner', 1, 7, 1)")
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    try:
+        state = (await store.prefetch(Needs(convs={"c1"}))).convs["c1"]
+        assert (state.row.last_seq, state.row.slow_mode_s, state.row.read_only) == (7, 0, False)
+        assert (state.row.permissions, state.row.pinned, state.mutes, state.bans) == ({}, [], {}, {})
+        assert await store.block_peers("a") == set()
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

@@ -30,7 +30,7 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     # accounts
     ("user_claim_name", "INSERT INTO users_by_name (username, id, password_hash) VALUES (?, ?, ?) IF NOT EXISTS"),
     ("user_insert", "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"),
-    ("user_by_id", "SELECT id FROM users WHERE id = ?"),
+    ("user_by_id", "SELECT id, created_at FROM users WHERE id = ?"),
     ("user_by_name", "SELECT id, password_hash FROM users_by_name WHERE username = ?"),
     # conversations
     ("conv_insert", "INSERT INTO convs (id, kind, title, visibility, password_hash, history, owner, created_at) "
