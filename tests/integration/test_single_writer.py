@@ -2,9 +2,10 @@
 a rebalance hands a partition over while the old owner still holds stale state.
 
 Each consumer is the real CommandWorker with its own store connection on one SQLite file (as two
-processes sharing the store would be). The guarantee comes from the store: (conv, seq) is the
-primary key, checked inside the batch's transaction, so a stale writer's batch is rejected
-whole, its clients are told to retry, and its cache is dropped.
+processes sharing the store would be), and again on the Cassandra store over the in-memory model
+of Cassandra. The guarantee comes from the store: SQLite checks the primary key (conv, seq) inside
+the batch's transaction; Cassandra claims the seqs with a conditional batch first (ADR 0001). A
+stale writer's batch is rejected whole, its clients are told to retry, and its cache is dropped.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
 from parley import frames as F
 from parley.adapters.inprocess import InProcessLog, LocalBus
+from parley.adapters.cassandra_store import CassandraStore
 from parley.adapters.sqlite_store import SqliteStore
 from parley.auth import Passwords
-from parley.ports import GatewayMessage, Reply
+from parley.ports import GatewayMessage, Reply, Store
 from parley.records import Command, EventRecord
+from tests.cassandra_model import ModelSession
 
 pytestmark = pytest.mark.integration
 _json = msgspec.json.Decoder()
@@ -33,9 +36,8 @@ _json = msgspec.json.Decoder()
 class Consumer:
     """One chat_core consumer: its own cache, store connection and relay; replies collected."""
 
-    def __init__(self, path: Path, name: str) -> None:
-        self.name = name
-        self.store = SqliteStore(path, synchronous="NORMAL")
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self.replies: dict[str, dict] = {}
         bus = LocalBus()
         bus.attach("gw", self._on_message)
@@ -56,17 +58,23 @@ def send(user: str, n: int, conv: str = "c1") -> Command:
     return Command(conv, user, "gw", "s-" + user, F.Send(rid=f"{user}-{n}", conv=conv, cmid=f"{user}-{n}", text=str(n)))
 
 
-async def stored_seqs(store: SqliteStore, conv: str = "c1") -> list[tuple[int, str]]:
+async def stored_seqs(store: Store, conv: str = "c1") -> list[tuple[int, str]]:
     (page,) = await store.message_pages([(conv, 1, 2**62, 10_000, False)])
     return [(m.seq, m.cmid) for m in page]
 
 
-@pytest.fixture
-async def pair(tmp_path: Path):
-    path = tmp_path / "parley.db"
-    a, b = Consumer(path, "a"), Consumer(path, "b")
-    await a.store.open()
-    await b.store.open()
+@pytest.fixture(params=["sqlite", "cassandra-model"])
+async def pair(request: pytest.FixtureRequest, tmp_path: Path):
+    """Two consumers on one store: a SQLite file, or the in-memory Cassandra model with the two
+    sessions' requests interleaved (tests/cassandra_model.py)."""
+    if request.param == "sqlite":
+        stores: list[Store] = [SqliteStore(tmp_path / "parley.db", synchronous="NORMAL") for _ in range(2)]
+        for store in stores:
+            await store.open()  # type: ignore[attr-defined]
+    else:
+        session = ModelSession(interleave=True)
+        stores = [CassandraStore(session), CassandraStore(session)]
+    a, b = Consumer(stores[0]), Consumer(stores[1])
     create = Command("c1", "alice", "gw", "s-alice", F.ConvCreate(rid="create", kind="group", members=["bob"]))
     await a.store.create_user("bob", "bob", "-", 0)
     assert (await a.run(create))[0]["op"] == "ok"

@@ -1,35 +1,23 @@
-"""CassandraStore's own logic without a server: write planning, batch packing, ids, and the
-single-writer guarantee of ADR 0001, on the in-memory model of Cassandra semantics
-(tests/cassandra_model.py). What only a real cluster can show (Paxos under contention,
-timeouts, TTL expiry, batch limits) is in the contract suite's "cassandra" runs."""
+"""CassandraStore's own logic without a server: write planning, batch packing, ids, claims and
+heads, on the in-memory model of Cassandra semantics (tests/cassandra_model.py). The single-writer
+race of ADR 0001 runs on it in tests/integration/test_single_writer.py. What only a real cluster
+can show (Paxos under contention, timeouts, TTL expiry, batch limits) is in the contract suite's
+"cassandra" runs."""
 
 from __future__ import annotations
 
-import asyncio
-import random
-
-import msgspec
 import pytest
 
-from chat_core.core import ChatCore
-from chat_core.relay import OutboxRelay
-from chat_core.worker import CommandWorker
-from parley import frames as F
 from parley.adapters.cassandra_store import (
     BATCH_BYTES, ID_SHIFT, MESSAGE_BUCKET, CassandraStore, IdClock, outbox_tb, pack, plan_writes,
 )
-from tests.cassandra_model import InvalidRequest, ModelSession
-from parley.adapters.inprocess import InProcessLog, LocalBus
-from parley.auth import Passwords
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
-from parley.ports import GatewayMessage, Reply
 from parley.records import (
-    Command, ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
+    ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
     SetConvHead, SetConvOwner, UpdateMessage,
 )
-
-_json = msgspec.json.Decoder()
+from tests.cassandra_model import InvalidRequest, ModelSession
 
 
 def row(conv: str = "c1") -> ConvRow:
@@ -162,79 +150,3 @@ async def test_pages_cross_bucket_boundaries_both_ways():
     newest, oldest = await store.message_pages([("c1", 1, 2**62, 4, True), ("c1", MESSAGE_BUCKET - 3, 2**62, 4, False)])
     assert [m.seq for m in newest] == list(seqs)[-4:]
     assert [m.seq for m in oldest] == list(seqs)[:4]
-
-
-class Consumer:
-    """One chat_core consumer on its own CassandraStore; both stores share one model cluster."""
-
-    def __init__(self, session: ModelSession) -> None:
-        self.store = CassandraStore(session)
-        self.replies: dict[str, dict] = {}
-        bus = LocalBus()
-        bus.attach("gw", self._on_message)
-        self.worker = CommandWorker(ChatCore(), InProcessLog[Command](10_000), self.store, bus,
-                                    OutboxRelay(self.store, InProcessLog[EventRecord](10_000)), Passwords())
-
-    def _on_message(self, m: GatewayMessage) -> None:
-        assert isinstance(m, Reply)
-        self.replies[m.rid] = _json.decode(m.frame)
-
-    async def run(self, *cmds: Command) -> list[dict]:
-        await self.worker.process(list(cmds))
-        return [self.replies[c.body.rid] for c in cmds]
-
-
-def send(user: str, n: int) -> Command:
-    return Command("c1", user, "gw", "s-" + user, F.Send(rid=f"{user}-{n}", conv="c1", cmid=f"{user}-{n}", text=str(n)))
-
-
-@pytest.fixture
-async def pair():
-    session = ModelSession(interleave=True)
-    a, b = Consumer(session), Consumer(session)
-    await a.store.create_user("bob", "bob", "-", 0)
-    create = Command("c1", "alice", "gw", "s-alice", F.ConvCreate(rid="create", kind="group", members=["bob"]))
-    assert (await a.run(create))[0]["op"] == "ok"
-    return a, b
-
-
-async def stored(store: CassandraStore) -> list[tuple[int, str]]:
-    (page,) = await store.message_pages([("c1", 1, 2**62, 10_000, False)])
-    return [(m.seq, m.cmid) for m in page]
-
-
-async def test_a_stale_consumer_cannot_reuse_a_seq(pair):
-    old, new = pair
-    assert [r["seq"] for r in await old.run(send("alice", 1))] == [1]
-    assert [r["seq"] for r in await new.run(send("alice", 2), send("bob", 3))] == [2, 3]
-    (reply,) = await old.run(send("bob", 4))  # decided from a stale head: the claim is refused
-    assert (reply["op"], reply["code"]) == ("error", "unavailable")
-    assert await stored(old.store) == [(1, "alice-1"), (2, "alice-2"), (3, "bob-3")]
-    assert [r["seq"] for r in await old.run(send("bob", 4))] == [4]
-    assert [r["seq"] for r in await new.run(send("alice", 2))] == [2]  # a redelivered command: same seq
-
-
-async def test_racing_consumers_never_assign_a_seq_twice_and_keep_seqs_dense(pair):
-    a, b = pair
-    rng = random.Random(7)
-    acked: dict[str, int] = {}
-    refused = 0
-    pending = [send(rng.choice(["alice", "bob"]), n) for n in range(200)]
-
-    async def consume(consumer: Consumer, mine: list[Command]) -> None:
-        nonlocal refused
-        while mine:
-            batch = [mine.pop(0) for _ in range(min(len(mine), rng.randint(1, 8)))]
-            for cmd, reply in zip(batch, await consumer.run(*batch)):
-                if reply["op"] == "ok":
-                    acked[cmd.body.rid] = reply["seq"]
-                else:
-                    assert reply["code"] == "unavailable"
-                    refused += 1
-                    mine.append(cmd)
-
-    await asyncio.gather(consume(a, pending[::2]), consume(b, pending[1::2]))
-    assert refused > 0, "the consumers never collided: the race was not exercised"
-    seqs = await stored(a.store)
-    assert [seq for seq, _ in seqs] == list(range(1, 201))
-    assert {cmid: seq for seq, cmid in seqs} == acked
