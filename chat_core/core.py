@@ -663,17 +663,9 @@ class ChatCore:
 
     def _mute(self, cmd: Command, state: ConvState, body: F.MemberMute | F.MemberUnmute, now: int,
               batch: Batch) -> dict[str, object]:
-        row = state.row
         member = self._on_member(cmd, state, body.user, Action.MUTE, now)
         if isinstance(body, F.MemberUnmute):
-            if body.user not in state.mutes:
-                return {}
-            del state.mutes[body.user]
-            batch.mutations.append(DropSanction(row.id, body.user, "mute"))
-            batch.emit(row.id, event_frame("member.unmuted", conv=row.id, user=body.user, by=cmd.user),
-                       also=[body.user])
-            self._audit_moderator(cmd, batch, now, "member.unmute", body.user, None)
-            return {}
+            return self._lift(cmd, state, state.mutes, "mute", "member.unmuted", body.user, now, batch)
         if member is None:
             raise NotFound("that user is not a member of this conversation")
         until = FOREVER if body.duration_s is None else now + body.duration_s * 1000
@@ -681,6 +673,17 @@ class ChatCore:
         self._audit_moderator(cmd, batch, now, "member.mute", body.user, body.reason,
                               until=None if until == FOREVER else until)
         return {"until": None if until == FOREVER else until}
+
+    def _lift(self, cmd: Command, state: ConvState, sanctions: dict[str, SanctionRow], kind: str, event: str,
+              user: str, now: int, batch: Batch) -> dict[str, object]:
+        """Unmute or unban: gone from state and store, announced (to the user too) and audited."""
+        if sanctions.pop(user, None) is None:
+            return {}
+        conv = state.row.id
+        batch.mutations.append(DropSanction(conv, user, kind))
+        batch.emit(conv, event_frame(event, conv=conv, user=user, by=cmd.user), also=[user])
+        self._audit_moderator(cmd, batch, now, f"member.un{kind}", user, None)
+        return {}
 
     def _put_mute(self, state: ConvState, user: str, until: int, by: str, reason: str | None, now: int,
                   batch: Batch) -> None:
@@ -707,14 +710,7 @@ class ChatCore:
         row = state.row
         member = self._on_member(cmd, state, body.user, Action.BAN, now)
         if isinstance(body, F.MemberUnban):
-            if body.user not in state.bans:
-                return {}
-            del state.bans[body.user]
-            batch.mutations.append(DropSanction(row.id, body.user, "ban"))
-            batch.emit(row.id, event_frame("member.unbanned", conv=row.id, user=body.user, by=cmd.user),
-                       also=[body.user])
-            self._audit_moderator(cmd, batch, now, "member.unban", body.user, None)
-            return {}
+            return self._lift(cmd, state, state.bans, "ban", "member.unbanned", body.user, now, batch)
         if member is None and body.user not in facts.users:
             raise NotFound(f"no such user: {body.user}")
         until = FOREVER if body.duration_s is None else now + body.duration_s * 1000
