@@ -13,7 +13,8 @@ import asyncio
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
@@ -102,6 +103,19 @@ MIGRATIONS: dict[int, list[str]] = {
 }
 
 _ADD_COLUMN = re.compile(r"^ALTER TABLE (\w+) ADD COLUMN (\w+) ")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """An explicit transaction: the connections autocommit (isolation_level=None), so `with conn`
+    alone would commit each statement on its own."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _needed(conn: sqlite3.Connection, sql: str) -> bool:
@@ -476,7 +490,7 @@ class SqliteStore:
                           status: str = "active", guest: bool = False, invite: str | None = None) -> None:
         def run(conn: sqlite3.Connection) -> None:
             try:
-                with conn:
+                with _transaction(conn):  # the code is spent only if the account is stored
                     if invite is not None:
                         used = conn.execute(
                             "UPDATE invites SET used_by = ?, used_at = ? WHERE code = ? AND used_by IS NULL "
