@@ -142,13 +142,17 @@ def require_role(who: Principal, min_role: str) -> None:
 
 
 _FIELD_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$", re.S)
+_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 def invalid(exc: msgspec.ValidationError, where: str) -> Invalid:
-    """422 with the failing field: msgspec says `... - at `$.field``."""
+    """422 naming the failing field: msgspec says `... - at `$.field`` (or names a missing one)."""
     message, path = _FIELD_AT.match(str(exc)).groups()  # type: ignore[union-attr]
-    name = (path or "").lstrip(".") or "(" + where + ")"
-    return Invalid(f"invalid {where}: {exc}", [{"field": name, "message": message}])
+    name = (path or "").lstrip(".")
+    missing = _MISSING.search(message)
+    if missing:
+        name = f"{name}.{missing.group(1)}" if name else missing.group(1)
+    return Invalid(f"invalid {where}: {exc}", [{"field": name or f"({where})", "message": message}])
 
 
 async def decode_body(request: web.Request, type_: type) -> Any:
