@@ -11,7 +11,7 @@ import msgspec
 
 from gateway.hub import REST_SESSION, Hub
 from parley import frames as F
-from parley.errors import error_for_code
+from parley.errors import BadRequest, error_for_code
 from parley.ports import LogProducer
 from parley.records import Command
 
@@ -57,7 +57,10 @@ class CommandRunner:
     async def run_op(self, user: str, op: str, fields: dict[str, Any], *, instance_role: str | None = None
                      ) -> dict[str, Any]:
         """Publish write `op` built from `fields` (validated by the protocol's own frame types)."""
-        body = msgspec.convert({"op": op, "rid": "pending", **fields}, F.WriteRequest)
+        try:
+            body = msgspec.convert({"op": op, "rid": "pending", **fields}, F.WriteRequest)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"not a valid {op}: {exc}") from None
         return await self.run(user, body, instance_role=instance_role)
 
 

@@ -21,7 +21,7 @@ from moderation.admin.service import AdminService
 from moderation.instance_policy import InstancePolicy, PolicyPatch
 from parley.accounts import Authenticator, Principal
 from parley.auth import INSTANCE_RANK
-from parley.errors import BadRequest, Forbidden, Invalid, Unauthorized
+from parley.errors import BadRequest, Forbidden, Invalid, NotFound, Unauthorized
 from parley.records import Account, Report
 
 PREFIX = "/v1/admin"
@@ -192,6 +192,8 @@ def _handler(route: Route, service: AdminService) -> Callable[[web.Request, Prin
         path: dict[str, Any] = dict(request.match_info)
         for name in route.int_params:
             path[name] = int(path[name])
+            if path[name] < 1:
+                raise NotFound("ids and seqs start at 1")
         body = await decode_body(request, route.body) if route.body is not None else None
         query = decode_query(request, route.query) if route.query is not None else None
         return json_response(await route.call(service, Call(who, path, body, query)), route.status)
