@@ -93,7 +93,8 @@ async def set_policy(srv: ParleyProcess, admin: Account, **changes: Any) -> dict
 def served_admin_routes() -> list[tuple[str, str]]:
     """Every (method, path) the gateway serves under /v1/admin, read from its real router."""
     app = gateway_app(hub=Hub("gw", Limits()), store=None, tokens=Tokens(b"k" * 32, 60),  # type: ignore[arg-type]
-                      passwords=None, commands=None, fanout=None, limits=Limits(), ready=None)  # type: ignore[arg-type]
+                      passwords=None, commands=None, fanout=None, attachments=None,  # type: ignore[arg-type]
+                      limits=Limits(), ready=None)  # type: ignore[arg-type]
     out = []
     for route in app.router.routes():
         path = route.resource.canonical if route.resource else ""
