@@ -366,7 +366,7 @@ class ChatCore:
             msg.text, msg.attachments, msg.deleted = None, [], True
             batch.mutations.append(UpdateMessage(msg.conv, msg.seq, None, msg.edited_at, True))
             if not own:
-                self._audit_moderator(cmd, batch, now, "message.delete", f"{cmd.conv}/{body.seq}", None,
+                self._audit_moderator(cmd, batch, now, "message.delete", f"{cmd.conv}/{body.seq}", body.reason,
                                       sender=msg.sender)
             batch.emit(cmd.conv, event_frame("message.deleted", message=msg))
         return {"conv": cmd.conv, "seq": body.seq}

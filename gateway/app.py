@@ -12,12 +12,17 @@ from limits.aio.storage import Storage
 from delivery.fanout import Fanout
 from gateway.blobs import BlobRoutes
 from gateway.contacts import Contacts
+from gateway.commands import CommandRunner
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
-from gateway.rest import AuthRoutes, add_routes, errors_as_json
+from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
 from gateway.uploads import UploadRoutes
 from gateway.ws import WsEndpoint
+from moderation.admin import openapi
+from moderation.admin.routes import register as register_admin
+from moderation.admin.service import AdminService
+from parley.accounts import Authenticator
 from parley.adapters.local_attachments import LocalAttachments
 from parley.auth import Passwords, Tokens
 from parley.health import Ready
@@ -39,13 +44,22 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
     this gateway is the only one: it answers `locate` itself and counts rate limits in memory."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes)
+    authenticator = Authenticator(tokens, store)
     reads = Reads(store)
-    ws = WsEndpoint(hub, reads, tokens, commands, fanout, Contacts(store, fanout, reads.blocks), limits,
-                    Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence)
+    ws = WsEndpoint(hub, reads, authenticator, commands, fanout, Contacts(store, fanout, reads.blocks), limits,
+                    Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence,
+                    guest_send_limiter=Limiter("guest send", limits.guest_send_burst, limits.guest_send_window_s,
+                                               limits_storage))
     app.router.add_get("/v1/ws", ws.handle)
+    per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
+              if limits.ip_auth_burst > 0 else None)
     auth = AuthRoutes(store, tokens, passwords,
-                      Limiter("login failure", LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S, limits_storage))
-    add_routes(app, auth, limits, ready, hub.gateway_id)
+                      Limiter("login failure", LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S, limits_storage), per_ip)
+    runner = CommandRunner(hub, commands)
+    members = MemberRoutes(store, authenticator, runner, hub, passwords,
+                           Limiter("report", limits.report_burst, limits.report_window_s, limits_storage))
+    add_routes(app, auth, members, limits, ready, hub.gateway_id)
+    register_admin(app, AdminService(store, runner, hub), authenticator, openapi.document)
     UploadRoutes(store, attachments, tokens, limits).mount(app)
     if isinstance(attachments, LocalAttachments):  # its signed URLs point at this gateway
         BlobRoutes(attachments).mount(app)

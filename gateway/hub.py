@@ -14,12 +14,19 @@ from parley.limits import Limits
 from parley.ports import Deliver, GatewayMessage, Reply
 
 
+#: The session id of commands the gateway's REST API publishes (admin actions, account deletion);
+#: their replies come back through the bus like any session's and are handed to a waiting future.
+REST_SESSION = "rest"
+
+
 class Hub:
     def __init__(self, gateway_id: str, limits: Limits) -> None:
         self.gateway_id = gateway_id
         self._limits = limits
         self.sessions: dict[str, Session] = {}
         self._by_user: dict[str, list[Session]] = {}
+        #: rid -> (monotonic deadline, future) of each REST-published command awaiting its reply.
+        self._rest_inflight: dict[str, tuple[float, asyncio.Future[bytes]]] = {}
 
     def add(self, session: Session) -> bool:
         """True if this is the user's first session here."""
@@ -53,10 +60,34 @@ class Hub:
                 for session in by_user.get(user, ()):
                     session.push(frame, wire)
         elif isinstance(msg, Reply):
+            if msg.session == REST_SESSION:
+                waiting = self._rest_inflight.pop(msg.rid, None)
+                if waiting is not None and not waiting[1].done():
+                    waiting[1].set_result(msg.frame)
+                return
             asker = self.sessions.get(msg.session)
             if asker is not None and msg.rid in asker.inflight:
                 asker.push(msg.frame)
                 asker.answered(msg.rid)
+
+    def expect_reply(self, rid: str) -> asyncio.Future[bytes]:
+        """Register a REST-published command as in flight (before publishing it, as sessions do:
+        the reply may beat publish()'s return); the sweep answers it `unavailable` when late."""
+        if rid in self._rest_inflight:
+            raise ValueError(f"rid {rid} is already in flight")
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._rest_inflight[rid] = (time.monotonic() + self._limits.command_timeout_s, future)
+        return future
+
+    def forget_reply(self, rid: str) -> None:
+        self._rest_inflight.pop(rid, None)
+
+    def disconnect_user(self, user: str, code: int, reason: bytes) -> int:
+        """Close every session of `user` on this gateway (suspended, deleted, role revoked)."""
+        sessions = list(self._by_user.get(user, ()))
+        for session in sessions:
+            session.close_after_flush(code, reason)
+        return len(sessions)
 
     # ---- presence (the embedded default: this process is the only gateway) ----------------
 
@@ -84,6 +115,11 @@ class Hub:
                 for rid in late:
                     session.push(error_frame(Unavailable("no answer in time; retry", retry_after_ms=1000), rid))
                     session.answered(rid)
+        late_rest = [rid for rid, (deadline, _) in self._rest_inflight.items() if deadline < now]
+        for rid in late_rest:
+            _, future = self._rest_inflight.pop(rid)
+            if not future.done():
+                future.set_result(error_frame(Unavailable("no answer in time; retry", retry_after_ms=1000), rid))
 
     def going_away(self) -> None:
         for session in list(self.sessions.values()):

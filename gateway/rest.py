@@ -1,11 +1,14 @@
-"""REST routes of the gateway: accounts, client capabilities, health, and the web client;
-the shared REST plumbing (error mapping, JSON bodies, bearer tokens)."""
+"""REST routes of the gateway: accounts (register, login, guest), reports, privacy (export,
+delete), client capabilities, health, and the web client; the shared REST plumbing (error
+mapping, JSON bodies, bearer tokens). The admin API's routes live in moderation.admin.routes and
+are mounted next to these (same error middleware)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,10 +16,15 @@ from typing import Any
 
 from aiohttp import web
 
+from moderation import instance_policy, privacy, reports
+from moderation.admin import bodies as B
+from moderation.admin.routes import bearer_token, decode_body, json_response
+from moderation.admin.service import Commands, Sessions
 from parley import __version__
 from parley import limits as L
+from parley.accounts import Authenticator, now_ms, refuse_login
 from parley.auth import Claims, Passwords, Tokens, check_password_shape, normalize_username
-from parley.errors import BadRequest, Internal, NotFound, ParleyError, Unauthorized, error_body
+from parley.errors import BadRequest, Forbidden, Internal, NotFound, ParleyError, Unauthorized, error_body
 from parley.health import Ready, add_health_routes
 from parley.ids import new_user_id
 from parley.limits import Limits
@@ -46,7 +54,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         if exc.status < 400:
             raise
         code = {404: "not_found", 405: "bad_request", 413: "too_large"}.get(exc.status, "bad_request")
-        return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status)
+        return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status,
+                                 headers={"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None)
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(Internal("internal error"))
@@ -64,32 +73,55 @@ async def json_object(request: web.Request) -> dict[str, Any]:
 
 def bearer(request: web.Request, tokens: Tokens) -> Claims:
     """The caller of a REST request that needs an account: `Authorization: Bearer <token>`."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("this request needs `Authorization: Bearer <token>`")
-    return tokens.verify(token.strip())
+    return tokens.verify(bearer_token(request))
+
+
+def client_ip(request: web.Request) -> str:
+    """The peer address (a proxy in front must be trusted to set it; none is, today)."""
+    return request.remote or "unknown"
 
 
 class AuthRoutes:
-    """register/login per PROTOCOL.md. Failed logins are limited per username against guessing."""
+    """register/login per PROTOCOL.md, under the instance's registration policy, and guest tokens.
+    Failed logins are limited per username against guessing; all three per client IP."""
 
-    def __init__(self, store: Store, tokens: Tokens, passwords: Passwords, login_failures: Limiter) -> None:
+    def __init__(self, store: Store, tokens: Tokens, passwords: Passwords, login_failures: Limiter,
+                 per_ip: Limiter | None = None) -> None:
         self._store = store
         self._tokens = tokens
         self._passwords = passwords
         self._login_failures = login_failures
+        self._per_ip = per_ip
         self._decoy: str | None = None
 
+    async def _ip_limit(self, request: web.Request) -> None:
+        if self._per_ip is not None:
+            await self._per_ip.hit(client_ip(request))
+
     async def register(self, request: web.Request) -> web.Response:
+        await self._ip_limit(request)
         body = await json_object(request)
         username = normalize_username(body.get("username"))
         password = check_password_shape(body.get("password"))
+        policy = await instance_policy.load(self._store)
+        invite = body.get("invite")
+        if policy.registration == "closed":
+            raise Forbidden("registration is closed on this server")
+        if policy.registration == "invite":
+            if not isinstance(invite, str) or not invite:
+                raise Forbidden("registration on this server needs an invite code (`invite`)")
+        else:
+            invite = None
+        status = "pending" if policy.registration == "approval" else "active"
         hashed = await asyncio.to_thread(self._passwords.hash, password)
         user_id = new_user_id()
-        await self._store.create_user(user_id, username, hashed, int(time.time() * 1000))
+        await self._store.create_user(user_id, username, hashed, now_ms(), status=status, invite=invite)
+        if status == "pending":  # no token until a moderator approves
+            return web.json_response({"user_id": user_id, "status": "pending"}, status=202)
         return web.json_response({"user_id": user_id, "token": self._tokens.issue(user_id)}, status=201)
 
     async def login(self, request: web.Request) -> web.Response:
+        await self._ip_limit(request)
         body = await json_object(request)
         username, password = body.get("username"), body.get("password")
         if not isinstance(username, str) or not isinstance(password, str):
@@ -101,12 +133,59 @@ class AuthRoutes:
         if not await asyncio.to_thread(self._passwords.verify, hashed, password) or found is None:
             await self._login_failures.hit(username)
             raise Unauthorized("wrong username or password")
-        return web.json_response({"user_id": found[0], "token": self._tokens.issue(found[0])})
+        account = await self._store.account(found[0])
+        if account is None:
+            raise Unauthorized("wrong username or password")
+        refuse_login(account, now_ms())  # pending, declined, suspended: 403 with the reason
+        roles = (account.role,) if account.role else ()
+        return web.json_response({"user_id": account.id,
+                                  "token": self._tokens.issue(account.id, roles, gen=account.token_gen)})
+
+    async def guest(self, request: web.Request) -> web.Response:
+        """A short-lived token for a new guest account: random handle, no password."""
+        await self._ip_limit(request)
+        policy = await instance_policy.load(self._store)
+        if not policy.guests:
+            raise Forbidden("guest access is disabled on this server")
+        user_id, username = new_user_id(), "guest-" + secrets.token_hex(5)
+        await self._store.create_user(user_id, username, "", now_ms(), guest=True)
+        token = self._tokens.issue(user_id, guest=True, ttl_s=policy.guest_ttl_s)
+        return web.json_response({"user_id": user_id, "username": username, "token": token,
+                                  "expires_at": int(time.time()) + policy.guest_ttl_s}, status=201)
 
     async def _decoy_hash(self) -> str:
         if self._decoy is None:
             self._decoy = await asyncio.to_thread(self._passwords.hash, "no account has this password")
         return self._decoy
+
+
+class MemberRoutes:
+    """What any signed-in user may do over REST: report, export their data, delete the account."""
+
+    def __init__(self, store: Store, auth: Authenticator, commands: Commands, sessions: Sessions,
+                 passwords: Passwords, report_limiter: Limiter) -> None:
+        self._store = store
+        self._auth = auth
+        self._commands = commands
+        self._sessions = sessions
+        self._passwords = passwords
+        self._report_limiter = report_limiter
+
+    async def report(self, request: web.Request) -> web.Response:
+        who = await self._auth.principal(bearer_token(request))
+        body = await decode_body(request, B.ReportBody)  # type: ignore[arg-type]
+        await self._report_limiter.hit(who.user_id)
+        return json_response(await reports.submit(self._store, who, body), 201)
+
+    async def export(self, request: web.Request) -> web.Response:
+        who = await self._auth.principal(bearer_token(request))
+        return json_response(await privacy.export(self._store, who))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        who = await self._auth.principal(bearer_token(request))
+        body = await decode_body(request, B.DeleteAccountBody)
+        return json_response(await privacy.delete_account(self._store, self._commands, self._sessions,
+                                                          self._passwords, who, body.password))
 
 
 def capabilities(limits: Limits) -> dict[str, Any]:
@@ -124,11 +203,13 @@ def capabilities(limits: Limits) -> dict[str, Any]:
             "room_passwords": True, "edit": True, "delete": True, "reactions": True,
             "read_receipts": True, "typing": True, "sync": True,
             "attachments": True, "presence": False, "calls": False, "push": False,
+            "reports": True, "data_export": True, "account_deletion": True,
         },
     }
 
 
-def add_routes(app: web.Application, auth: AuthRoutes, limits: Limits, ready: Ready, gateway_id: str) -> None:
+def add_routes(app: web.Application, auth: AuthRoutes, members: MemberRoutes, limits: Limits, ready: Ready,
+               gateway_id: str) -> None:
     caps = capabilities(limits)
 
     async def get_capabilities(_: web.Request) -> web.Response:
@@ -141,6 +222,10 @@ def add_routes(app: web.Application, auth: AuthRoutes, limits: Limits, ready: Re
 
     app.router.add_post("/v1/auth/register", auth.register)
     app.router.add_post("/v1/auth/login", auth.login)
+    app.router.add_post("/v1/auth/guest", auth.guest)
+    app.router.add_post("/v1/reports", members.report)
+    app.router.add_get("/v1/me/export", members.export)
+    app.router.add_delete("/v1/me", members.delete)
     app.router.add_get("/v1/client/capabilities", get_capabilities)
     add_health_routes(app, ready, gateway_id)
     app.router.add_get("/", index)

@@ -37,13 +37,17 @@ def wire_frame(payload: bytes) -> bytes:
 
 class Session:
     __slots__ = ("id", "user", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
-                 "last_seen", "_settled", "_close", "_writer")
+                 "last_seen", "_settled", "_close", "_writer", "role", "guest")
 
     def __init__(self, session_id: str, user: str, device: str | None, ws: web.WebSocketResponse,
-                 transport: asyncio.Transport, max_queue: int) -> None:
+                 transport: asyncio.Transport, max_queue: int, *, role: str | None = None,
+                 guest: bool = False) -> None:
         self.id = session_id
         self.user = user
         self.device = device
+        #: From the token: the instance role ("admin", "moderator" or None) and the guest flag.
+        self.role = role
+        self.guest = guest
         self.ws = ws
         self._transport = transport
         #: Payloads waiting for the writer; empty while the socket keeps up.

@@ -14,17 +14,18 @@ import time
 from aiohttp import WSMsgType, web
 
 from delivery.fanout import Fanout
+from gateway.commands import route
 from gateway.contacts import Contacts
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.session import Session
 from parley import frames as F
-from parley.auth import Tokens
+from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
-from parley.errors import BadRequest, Internal, ParleyError, RateLimited
+from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited
 from parley.frames import FrameError, error_frame, event_frame, ok_frame
-from parley.ids import direct_conv_id, new_conv_id, new_session_id
+from parley.ids import new_session_id
 from parley.limits import Limits
 from parley.ports import LogProducer
 from parley.ratelimit import Limiter
@@ -39,14 +40,15 @@ def now_ms() -> int:
 
 
 class WsEndpoint:
-    def __init__(self, hub: Hub, reads: Reads, tokens: Tokens, commands: LogProducer[Command],
+    def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
                  fanout: Fanout, contacts: Contacts, limits: Limits, send_limiter: Limiter,
-                 presence: GatewayPresence | None = None) -> None:
+                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None) -> None:
         self._hub = hub
         self._presence = presence
         self._contacts = contacts
         self._reads = reads
-        self._tokens = tokens
+        self._auth = auth
+        self._guest_send_limiter = guest_send_limiter or send_limiter
         self._commands = commands
         self._fanout = fanout
         self._limits = limits
@@ -111,17 +113,20 @@ class WsEndpoint:
             await ws.send_frame(error_frame(BadRequest("the first frame must be hello"), req.rid), WSMsgType.TEXT)
             await ws.close(code=CloseCode.NO_HELLO, message=b"the first frame must be hello")
             return None
-        try:
-            claims = self._tokens.verify(req.token)
+        try:  # the token, and the account it names (suspended, deleted, revoked: refused here)
+            who = await self._auth.principal(req.token)
         except ParleyError as err:
             await ws.send_frame(error_frame(err, req.rid), WSMsgType.TEXT)
-            await ws.close(code=CloseCode.BAD_TOKEN, message=b"bad token")
+            if isinstance(err, Forbidden):
+                await ws.close(code=CloseCode.POLICY, message=err.message.encode()[:120])
+            else:
+                await ws.close(code=CloseCode.BAD_TOKEN, message=b"bad token")
             return None
         transport = request.transport
         if transport is None:  # the peer left during the handshake
             return None
-        session = Session(new_session_id(), claims.user_id, req.device_id, ws, transport,
-                          self._limits.send_queue_max)
+        session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
+                          self._limits.send_queue_max, role=who.role, guest=who.guest)
         return session, ok_frame(
             req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
@@ -170,21 +175,22 @@ class WsEndpoint:
             raise BadRequest("a request with this rid is still in flight")
         if len(session.inflight) >= self._limits.inflight_max:
             raise RateLimited("too many requests in flight; wait for replies", retry_after_ms=100)
-        if isinstance(req, F.Send):
+        if session.guest:
+            if isinstance(req, (F.ConvCreate, F.ConvInvite)):
+                raise Forbidden("guests cannot create conversations, open direct chats or invite")
+            if isinstance(req, F.Send):
+                await self._guest_send_limiter.hit(session.user)
+        elif isinstance(req, F.Send):
             await self._send_limiter.hit(session.user)
-        if isinstance(req, F.ConvCreate):
-            conv = direct_conv_id(session.user, req.members[0]) if req.kind == "direct" else new_conv_id()
-        elif isinstance(req, (F.UserBlock, F.UserUnblock)):
-            # A block is about a pair: the pair's direct conversation's single writer decides it.
-            conv = direct_conv_id(session.user, req.user)
+        conv = route(session.user, req)
+        if isinstance(req, (F.UserBlock, F.UserUnblock)):
             self._reads.blocks.forget(session.user)
             self._reads.blocks.forget(req.user)  # if they are on this gateway; elsewhere within the TTL
-        else:
-            conv = req.conv
         # In flight before it is published: with a broker, the reply can beat publish()'s return.
         session.inflight[req.rid] = time.monotonic() + self._limits.command_timeout_s
         try:
-            await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req))
+            await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
+                                                 session.role, session.guest))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             raise

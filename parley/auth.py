@@ -1,4 +1,10 @@
-"""Accounts' secrets: argon2 password hashing and JWT issue/verify (HS256, exp/iss/aud checked)."""
+"""Accounts' secrets: argon2 password hashing and JWT issue/verify (HS256, exp/iss/aud checked).
+
+Token claims beyond the standard ones: `roles` (the instance role, "admin" or "moderator", from
+the users table at login; an external identity provider's token may carry it too), `guest`
+(a short-lived guest token) and `gen` (the account's token generation: suspending, deleting or
+revoking a role bumps it, which refuses every token issued before).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,9 @@ PASSWORD_MIN, PASSWORD_MAX = 8, 256
 ISSUER = "parley"
 AUDIENCE = "parley"
 SECRET_FILE = "jwt-secret"
+#: Instance staff roles, highest first. Everyone else has no instance role.
+INSTANCE_ROLES = ("admin", "moderator")
+INSTANCE_RANK = {"admin": 2, "moderator": 1}
 
 
 def normalize_username(raw: object) -> str:
@@ -57,11 +66,23 @@ class Passwords:
             return False
 
 
+def instance_role(roles: tuple[str, ...] | list[str]) -> str | None:
+    """The highest instance role among a token's `roles`, or None."""
+    return next((r for r in INSTANCE_ROLES if r in roles), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Claims:
     user_id: str
     roles: tuple[str, ...]
     expires_at: int
+    guest: bool = False
+    #: The account's token generation when this token was issued (0 when the token has none).
+    gen: int = 0
+
+    @property
+    def instance_role(self) -> str | None:
+        return instance_role(self.roles)
 
 
 class Tokens:
@@ -75,14 +96,19 @@ class Tokens:
         self._issuer = issuer
         self._audience = audience
 
-    def issue(self, user_id: str, roles: tuple[str, ...] = ()) -> str:
+    def issue(self, user_id: str, roles: tuple[str, ...] = (), *, guest: bool = False, gen: int = 0,
+              ttl_s: int | None = None) -> str:
         now = int(time.time())
         claims: dict[str, object] = {
-            "sub": user_id, "iat": now, "exp": now + self._ttl_s,
+            "sub": user_id, "iat": now, "exp": now + (self._ttl_s if ttl_s is None else ttl_s),
             "iss": self._issuer, "aud": self._audience,
         }
         if roles:
             claims["roles"] = list(roles)
+        if guest:
+            claims["guest"] = True
+        if gen:
+            claims["gen"] = gen
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Claims:
@@ -96,9 +122,12 @@ class Tokens:
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
         sub, roles = claims["sub"], claims.get("roles", [])
-        if not isinstance(sub, str) or not isinstance(roles, list):
+        guest, gen = claims.get("guest", False), claims.get("gen", 0)
+        if (not isinstance(sub, str) or not isinstance(roles, list) or not isinstance(guest, bool)
+                or not isinstance(gen, int) or isinstance(gen, bool)):
             raise Unauthorized("invalid token claims")
-        return Claims(user_id=sub, roles=tuple(str(r) for r in roles), expires_at=int(claims["exp"]))
+        return Claims(user_id=sub, roles=tuple(str(r) for r in roles), expires_at=int(claims["exp"]),
+                      guest=guest, gen=gen)
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:

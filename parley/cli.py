@@ -1,5 +1,6 @@
 """The `parley` command: `parley dev` runs the whole platform in one process; `parley run ROLE`
-one role of the scale-out topology; `parley up` that topology on one machine."""
+one role of the scale-out topology; `parley up` that topology on one machine; `parley admin`
+grants and revokes instance roles."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", type=Path, default=Path(".parley-up"))
     up.add_argument("--log-level", default="INFO")
     _add_migrate(sub)
+    _add_admin_parser(sub)
     return parser
 
 
@@ -74,6 +76,51 @@ def _migrate(settings: Settings) -> int:
         log.error("migration failed: %s", err.message)
         return 1
     return 0
+
+
+def _add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    admin = sub.add_parser("admin", help="instance staff: grant or revoke the admin/moderator role")
+    admin.add_argument("--data-dir", type=Path, default=Path(".parley"))
+    admin.add_argument("--log-level", default="WARNING")
+    acts = admin.add_subparsers(dest="admin_command", required=True)
+    grant = acts.add_parser("grant", help="make USERNAME instance staff (their next login carries the role)")
+    grant.add_argument("username")
+    grant.add_argument("role", choices=["admin", "moderator"])
+    revoke = acts.add_parser("revoke", help="take USERNAME's instance role away (their tokens stop working)")
+    revoke.add_argument("username")
+    revoke.add_argument("role", nargs="?", choices=["admin", "moderator"],
+                        help="only if they hold this role")
+
+
+async def _admin(settings: Settings, action: str, username: str, role: str | None) -> int:
+    """Writes the users table of the configured store directly (SQLite: safe while `parley dev`
+    runs, WAL) and audits it as actor "cli". A revoke bumps the token generation, so tokens that
+    carry the role are refused from the next request on; a grant takes effect at the next login."""
+    from parley.accounts import now_ms
+    from parley.records import AccountPatch, AuditEntry
+    from parley.stores import open_store
+
+    store = await open_store(settings)
+    try:
+        account = await store.account_by_name(username.strip().lower())
+        if account is None or account.status == "deleted":
+            print(f"parley admin: no user named {username!r} in {settings.data_dir}", file=sys.stderr)
+            return 1
+        if action == "grant":
+            patch = AccountPatch(role=role)
+        else:
+            if account.role is None or (role is not None and account.role != role):
+                print(f"parley admin: {account.username} is not {role or 'instance staff'}", file=sys.stderr)
+                return 1
+            role = account.role
+            patch = AccountPatch(role=None, cut_sessions=True)
+        await store.update_account(account.id, patch)
+        await store.append_audit([AuditEntry(at=now_ms(), actor="cli", action=f"role.{action}", target=account.id,
+                                             details={"role": role, "username": account.username})])
+        print(f"{action} {role}: {account.username} ({account.id})")
+        return 0
+    finally:
+        await store.close()
 
 
 async def _serve(settings: Settings, role: str | None) -> None:
@@ -114,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "migrate":
         return _migrate(Settings.from_env())
+    if args.command == "admin":
+        settings = Settings.from_env(data_dir=args.data_dir)
+        return asyncio.run(_admin(settings, args.admin_command, args.username, args.role))
     if args.command == "up":
         from parley.up import up
         up(args.host, args.port, args.data_dir)

@@ -3,6 +3,7 @@
 ParleyError
  +-- BadRequest     bad_request   malformed or wrongly typed (checked before any lookup)
  |    +-- UnsupportedMediaType  bad_request (HTTP 415)  a MIME type the server does not take
+ |    +-- Invalid   bad_request   (REST: 422) a well-formed body whose fields fail validation
  +-- Unauthorized   unauthorized  missing, bad or expired credentials
  +-- Forbidden      forbidden     authenticated but not allowed; carries a readable reason and,
                                   from the policy core, the id of the rule that denied (`rule`)
@@ -41,6 +42,16 @@ class UnsupportedMediaType(BadRequest):
     http_status = 415
 
 
+class Invalid(BadRequest):
+    """A JSON body or query whose fields are missing, mistyped or out of range; `fields` names them."""
+
+    http_status = 422
+
+    def __init__(self, message: str, fields: list[dict[str, str]]) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
 class Unauthorized(ParleyError):
     code, http_status = "unauthorized", 401
 
@@ -74,8 +85,21 @@ class Internal(ParleyError):
 
 
 def error_body(err: ParleyError) -> dict[str, object]:
-    """The REST error body of PROTOCOL.md."""
+    """The REST error body of PROTOCOL.md (plus `fields` for an Invalid body)."""
     body: dict[str, object] = {"code": err.code, "message": err.message}
     if err.rule is not None:
         body["rule"] = err.rule
+    if isinstance(err, Invalid):
+        body["fields"] = err.fields
     return {"error": body}
+
+
+_BY_CODE: dict[str, type[ParleyError]] = {
+    cls.code: cls for cls in (BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooLarge, RateLimited,
+                              Unavailable, Internal)
+}
+
+
+def error_for_code(code: str, message: str, retry_after_ms: int | None = None) -> ParleyError:
+    """The error an `error` frame carries, raised again (a REST call that ran a command)."""
+    return _BY_CODE.get(code, Internal)(message, retry_after_ms=retry_after_ms)

@@ -159,6 +159,8 @@ class Edit(Request, tag="edit", frozen=True):
 class Delete(Request, tag="delete", frozen=True):
     conv: Id
     seq: Seq
+    #: A moderator's reason, kept in the audit log (a sender deleting their own needs none).
+    reason: Reason | None = None
 
 
 class React(Request, tag="react", frozen=True):

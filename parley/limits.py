@@ -61,6 +61,15 @@ class Limits(msgspec.Struct, frozen=True):
     max_upload_bytes: int = 25 * 1024 * 1024
     #: MIME types (or "type/" prefixes) an upload may declare.
     upload_mime: tuple[str, ...] = UPLOAD_MIME_DEFAULT
+    #: Guests send less: `guest_send_burst` per `guest_send_window_s`.
+    guest_send_burst: int = 10
+    guest_send_window_s: int = 10
+    #: Per client IP, on register, login and guest tokens (spam control); 0 turns it off.
+    ip_auth_burst: int = 100
+    ip_auth_window_s: int = 60
+    #: Reports per user.
+    report_burst: int = 10
+    report_window_s: int = 60
 
     def mime_allowed(self, mime: str) -> bool:
         return any(mime == m or (m.endswith("/") and mime.startswith(m)) for m in self.upload_mime)

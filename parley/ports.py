@@ -4,14 +4,15 @@ Cassandra, S3)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from parley.frames import Message
 from parley.records import (
-    AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, MemberRow, Mutation, Needs,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, Invite,
+    MemberRow, Mutation, Needs, Report, ReportQuery,
 )
 
 
@@ -116,13 +117,42 @@ class Store(Protocol):
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]: ...
     async def member_ids(self, conv: str) -> list[str]: ...
     async def block_peers(self, user: str) -> set[str]: ...  # users `user` blocks or is blocked by
+    async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None: ...  # admin inspection
+    #: The messages `user` sent in `conv` with seq > after_seq, ascending (privacy export/delete).
+    async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]: ...
 
     # attachments (gateway); chat_core reads them through prefetch (Needs.attachments)
     async def put_attachment(self, row: AttachmentRow) -> None: ...  # insert, or replace the row with this id
     async def attachment(self, attachment_id: str) -> AttachmentRow | None: ...
 
     # accounts
-    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int) -> None: ...
+    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int, *,
+                          status: str = "active", guest: bool = False, invite: str | None = None) -> None:
+        """Conflict if the username is taken. With `invite`, the code is consumed in the same
+        transaction (Forbidden if it is unknown, used or expired at `created_at`)."""
+
     async def user_by_name(self, username: str) -> tuple[str, str] | None: ...  # (user_id, password_hash)
+    async def account(self, user_id: str) -> Account | None: ...
+    async def account_by_name(self, username: str) -> Account | None: ...
+    async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None: ...  # after; None: no user
+    async def search_accounts(self, query: AccountQuery) -> list[Account]: ...  # by username
+
+    # instance policy: a small key -> JSON value map (moderation.instance_policy gives it its type)
+    async def instance_policy(self) -> dict[str, Any]: ...
+    async def set_instance_policy(self, values: Mapping[str, Any]) -> None: ...  # upserts the given keys
+
+    # invite codes (single use)
+    async def create_invite(self, invite: Invite) -> None: ...
+    async def invites(self, include_used: bool, limit: int) -> list[Invite]: ...  # newest first
+
+    # reports: the moderators' queue
+    async def add_report(self, report: Report) -> int: ...  # the new id
+    async def report(self, report_id: int) -> Report | None: ...
+    async def reports(self, query: ReportQuery) -> list[Report]: ...  # newest first
+    #: Conditional: claims an open report (or re-claims one `moderator` holds); None otherwise.
+    async def claim_report(self, report_id: int, moderator: str, at: int) -> Report | None: ...
+    #: Conditional: resolves a report not yet resolved; None otherwise.
+    async def resolve_report(self, report_id: int, moderator: str, resolution: str, note: str | None,
+                             at: int) -> Report | None: ...
 
     async def close(self) -> None: ...

@@ -21,6 +21,9 @@ class Command(msgspec.Struct, array_like=True, frozen=True):
     body: WriteRequest
     #: The actor's instance role from its token ("admin", "moderator"; None for everyone else).
     instance_role: str | None = None
+    #: The actor holds a guest token (no password, short-lived): chat_core lets guests join only
+    #: public conversations that allow guests.
+    guest: bool = False
 
 
 class EventRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -237,6 +240,95 @@ class AuditQuery(msgspec.Struct, kw_only=True, frozen=True):
     until: int | None = None  # at < until
     before_id: int | None = None  # paging: entries older than this id
     limit: int = 100
+
+
+# ---- accounts, invites, reports, instance policy (the gateway and the admin API write these) --
+
+#: `Account.suspended_until` of an indefinite suspension (the largest integer JSON keeps exact).
+SUSPENDED_FOREVER = 2**53 - 1
+
+
+class Account(msgspec.Struct, kw_only=True):
+    """A user's account row, without the password hash."""
+
+    id: str
+    username: str
+    created_at: int  # ms since the epoch
+    #: Instance role: "admin", "moderator", or None (everyone else).
+    role: str | None = None
+    #: "active", "pending" (awaiting a moderator's approval), "rejected", or "deleted" (anonymized).
+    status: str = "active"
+    #: ms since the epoch; None = not suspended. Suspended while `suspended_until > now`.
+    suspended_until: int | None = None
+    suspend_reason: str | None = None
+    guest: bool = False
+    #: Tokens carry the generation they were issued in; bumping it refuses every older token.
+    token_gen: int = 0
+
+
+class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
+    """Fields of an account to change; UNSET ones stay as they are."""
+
+    username: str | msgspec.UnsetType = msgspec.UNSET
+    role: str | None | msgspec.UnsetType = msgspec.UNSET
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    suspended_until: int | None | msgspec.UnsetType = msgspec.UNSET
+    suspend_reason: str | None | msgspec.UnsetType = msgspec.UNSET
+    password_hash: str | msgspec.UnsetType = msgspec.UNSET
+    #: Increment `token_gen`: every token issued before is refused from now on.
+    cut_sessions: bool = False
+
+
+class AccountQuery(msgspec.Struct, kw_only=True, frozen=True):
+    """Search: a username prefix (or an exact user id), status, role; paged by username."""
+
+    prefix: str | None = None
+    status: str | None = None
+    role: str | None = None
+    guest: bool | None = None
+    after: str | None = None  # paging: usernames after this one
+    limit: int = 50
+
+
+class Invite(msgspec.Struct, kw_only=True):
+    """A single-use registration code."""
+
+    code: str
+    created_by: str
+    created_at: int
+    expires_at: int | None = None
+    used_by: str | None = None
+    used_at: int | None = None
+
+
+class Report(msgspec.Struct, kw_only=True):
+    """A member's report of a message (`conv`, `seq`) or of a user, and its place in the queue."""
+
+    id: int = 0  # assigned by the store
+    at: int
+    reporter: str
+    kind: str  # "message" | "user"
+    target_user: str  # the reported user, or the message's sender
+    conv: str | None = None
+    seq: int | None = None
+    reason: str
+    #: The reported message's text when it was reported (evidence that outlives an edit).
+    excerpt: str | None = None
+    status: str = "open"  # "open" | "claimed" | "resolved"
+    claimed_by: str | None = None
+    claimed_at: int | None = None
+    resolved_by: str | None = None
+    resolved_at: int | None = None
+    resolution: str | None = None  # the action taken, e.g. "dismiss", "delete_message"
+    note: str | None = None
+
+
+class ReportQuery(msgspec.Struct, kw_only=True, frozen=True):
+    status: str | None = None
+    claimed_by: str | None = None
+    target_user: str | None = None
+    before_id: int | None = None  # paging: reports older than this id
+    limit: int = 50
 
 
 class PutAudit(msgspec.Struct, tag=True):

@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import msgspec
 
 from parley.adapters.cql.session import ClusterSettings, CqlSession, DriverSession, Row
-from parley.errors import Conflict, Internal, Unavailable
+from parley.errors import Conflict, Forbidden, Internal, Unavailable
 from parley.frames import Message
 from parley.records import (
-    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropBlock, DropMember, DropSanction,
-    EventRecord, Facts, InsertMessage, MemberRow, Mutation, Needs, PutAudit, PutBlock, PutMember, PutOutbox,
-    PutSanction, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv,
+    DropBlock, DropMember, DropSanction, EventRecord, Facts, InsertMessage, Invite, MemberRow, Mutation, Needs,
+    PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, Report, ReportQuery, SetConvHead, SetConvOwner,
+    SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,34 @@ _record_encode = msgspec.msgpack.Encoder().encode
 _record_decode = msgspec.msgpack.Decoder(EventRecord).decode
 _details_encode = msgspec.json.Encoder().encode
 _details_decode = msgspec.json.Decoder(dict[str, str | int | bool | None]).decode
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
+
+#: Reports per partition of `reports`: bucket = id // REPORT_BUCKET.
+REPORT_BUCKET = 4096
+#: Usernames are clustered in partitions named by their first NAME_BUCKET_CHARS characters.
+NAME_BUCKET_CHARS = 2
+#: Rounds of a compare-and-set loop (report ids, account updates) before giving up.
+CAS_ROUNDS = 32
+_NO_LIMIT = 2**31 - 1
+_PAGE = 200
+
+
+class _Filed(msgspec.Struct):
+    """What a report was filed with: written once, stored as the JSON blob `reports.filed`."""
+
+    at: int
+    reporter: str
+    kind: str
+    target_user: str
+    reason: str
+    conv: str | None = None
+    seq: int | None = None
+    excerpt: str | None = None
+
+
+_filed_encode = msgspec.json.Encoder().encode
+_filed_decode = msgspec.json.Decoder(_Filed).decode
 
 
 def bucket_of(seq: int) -> int:
@@ -275,7 +306,7 @@ class CassandraStore:
             page = await self._s.execute(name, params)
         return page.rows[0] if page.rows else None
 
-    async def _rows(self, name: str, params: Sequence[Any], fetch_size: int = 1000) -> AsyncIterator[Row]:
+    async def _rows(self, name: str, params: Sequence[Any], fetch_size: int = 1000) -> AsyncGenerator[Row, None]:
         state: bytes | None = None
         while True:
             async with self._limit:
@@ -564,17 +595,404 @@ class CassandraStore:
         return AttachmentRow(id=r[0], conv=r[1], uploader=r[2], name=r[3], mime=r[4], size=r[5], created_at=r[6],
                              uploaded=bool(r[7]))
 
-    # ---- accounts -------------------------------------------------------------------------
+    # ---- admin inspection -----------------------------------------------------------------
 
-    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int) -> None:
-        # The name is claimed first (LWT); a retry of our own claim (same id) goes on.
+    async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None:
+        row, head, members, cursors = await asyncio.gather(
+            self._one("conv_get", [conv]), self._stored_head(conv), self._all("members_of", [conv]),
+            self._all("cursors_of", [conv]))
+        if row is None:
+            return None
+        read = {r[0]: int(r[1] or 0) for r in cursors}
+        out = [MemberRow(conv=conv, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
+                         joined_at=r[3]) for r in members]
+        return _conv(row, head), sorted(out, key=lambda m: (m.joined_at, m.user))
+
+    async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]:
+        """Walks the conversation's messages after `after_seq` in order and keeps the sender's:
+        there is no index by sender, so a call costs the messages it passes over, not the ones
+        it returns (a caller paging with `after_seq` passes over each message once). A table
+        keyed by (conv, sender, bucket) would cost one more write per message on chat_core's
+        hot path and miss every message written before it; the privacy export and deletion
+        that read this are rare."""
+        out: list[Message] = []
+        if limit <= 0:
+            return out
+        _, top = await self._head(conv)
+        lo = max(after_seq, 0) + 1
+        for b in range(bucket_of(lo), bucket_of(top) + 1) if lo <= top else ():
+            async with aclosing(self._rows("messages_asc", [conv, b, lo, top + 1, _NO_LIMIT], fetch_size=500)) as rows:
+                async for r in rows:
+                    if r[3] == user:
+                        out.append(_message(r, conv))
+                        if len(out) >= limit:
+                            break
+            if len(out) >= limit:
+                break
+        await self._attach_reactions(out)
+        return out
+
+    # ---- accounts -------------------------------------------------------------------------
+    #
+    # users (0001): id -> username, password_hash, created_at; users_by_name: the username
+    # claim (LWT) and login's (id, hash). account_state (0003): role, status, suspension, guest,
+    # token generation and `rev`, written by LWT only; a user older than 0003 has no row there
+    # and reads as the defaults. accounts_by_name: the search index (see search_accounts).
+
+    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int, *,
+                          status: str = "active", guest: bool = False, invite: str | None = None) -> None:
+        """The name is claimed first (LWT), then the invite is spent (LWT); a refused invite gives
+        the name back, so a refused registration leaves nothing. Then the state row (LWT insert,
+        before the `users` row: an account is never read without its status) and the `users` row
+        with its search entry (one logged batch). A retry with the same id goes on where it
+        stopped. If the process dies, or the cluster fails, after the claims, the name (and the
+        code) stay held by `user_id` without an account: login finds no account for it."""
         if not await self._lwt("user_claim_name", [username, user_id, password_hash]):
             owner = await self._one("user_by_name", [username])
             if owner is None or owner[0] != user_id:
                 raise Conflict("username is taken")
-        async with self._limit:
-            await self._s.execute("user_insert", [user_id, username, password_hash, created_at])
+        if invite is not None:
+            try:
+                await self._use_invite(invite, user_id, created_at)
+            except Forbidden:
+                await self._lwt("user_release_name", [username, user_id])
+                raise
+        await self._lwt("state_init", [user_id, None, status, None, None, guest, 0, 0])
+        bucket = name_bucket(username)
+        await self._batch([
+            ("user_insert", [user_id, username, password_hash, created_at]),
+            ("name_index_put", [bucket, username, user_id, status, None, guest]),
+            ("name_bucket_put", [0, bucket]),
+        ])
+
+    async def _use_invite(self, code: str, user_id: str, at: int) -> None:
+        row = await self._one("invite_get", [code])
+        if row is not None and row[4] == user_id:
+            return  # our own retry
+        if row is None or row[4] is not None or (row[3] is not None and row[3] <= at):
+            raise Forbidden("the invite code is unknown, used or expired")
+        # expires_at never changes: checked above; the LWT only has to win the code.
+        if not await self._lwt("invite_use", [user_id, at, code, row[1]]):
+            again = await self._one("invite_get", [code])
+            if again is None or again[4] != user_id:
+                raise Forbidden("the invite code is unknown, used or expired")
 
     async def user_by_name(self, username: str) -> tuple[str, str] | None:
         row = await self._one("user_by_name", [username])
         return (row[0], row[1]) if row else None
+
+    async def _account_rows(self, user_id: str) -> tuple[Row | None, Row | None]:
+        user, state = await asyncio.gather(self._one("user_get", [user_id]), self._one("state_get", [user_id]))
+        return user, state
+
+    async def account(self, user_id: str) -> Account | None:
+        user, state = await self._account_rows(user_id)
+        return None if user is None else _account(user, state)
+
+    async def account_by_name(self, username: str) -> Account | None:
+        row = await self._one("user_by_name", [username])
+        if row is None:
+            return None
+        found = await self.account(row[0])
+        # `users` holds the name: a claim whose account is not written (or renamed away) is no match
+        return found if found is not None and found.username == username else None
+
+    async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None:
+        """A new username is claimed first (LWT: Conflict before anything changes); the state
+        changes by compare-and-set on `rev`, so concurrent updates (a suspension and a role
+        change, two session cuts) all land; then `users`, the search entry and the old name's
+        release. The search entry is written after the state's LWT and may lag an update that
+        died half way (or one racing another): the next update rewrites it, and search
+        re-checks every match against the state."""
+        user, state = await self._account_rows(user_id)
+        if user is None:
+            return None
+        old_name, old_hash = user[1], user[2]
+        name = old_name if isinstance(patch.username, msgspec.UnsetType) else patch.username
+        pw = old_hash if isinstance(patch.password_hash, msgspec.UnsetType) else patch.password_hash
+        renamed = name != old_name
+        if renamed and not await self._lwt("user_claim_name", [name, user_id, pw]):
+            owner = await self._one("user_by_name", [name])
+            if owner is None or owner[0] != user_id:
+                raise Conflict("username is taken")
+        try:
+            new = await self._set_state(user, state, patch, name)
+        except Exception:
+            if renamed:  # nothing else changed: give the new name back
+                await self._lwt("user_release_name", [name, user_id])
+            raise
+        stmts: list[Statement] = [("name_index_put", [name_bucket(name), name, user_id, new.status, new.role,
+                                                      new.guest])]
+        if renamed or pw != old_hash:
+            stmts.append(("user_set_name", [name, pw, user_id]))
+        if renamed:
+            stmts += [("name_index_drop", [name_bucket(old_name), old_name]), ("name_bucket_put", [0, name_bucket(name)])]
+        await self._batch(stmts)
+        if renamed:
+            await self._lwt("user_release_name", [old_name, user_id])
+        elif pw != old_hash:
+            await self._lwt("user_name_set_hash", [pw, name, user_id])
+        return new
+
+    async def _set_state(self, user: Row, state: Row | None, patch: AccountPatch, name: str) -> Account:
+        """Compare-and-set of account_state on `rev`: the account after `patch`."""
+        user_id = user[0]
+        for _ in range(CAS_ROUNDS):
+            if state is None:  # an account from before migration 0003: give it its row first
+                await self._lwt("state_init", [user_id, None, "active", None, None, False, 0, 0])
+                state = await self._one("state_get", [user_id])
+                continue
+            cur = _account(user, state)
+            new = msgspec.structs.replace(cur, username=name)
+            for field_ in ("role", "status", "suspended_until", "suspend_reason"):
+                value = getattr(patch, field_)
+                if not isinstance(value, msgspec.UnsetType):
+                    setattr(new, field_, value)
+            if patch.cut_sessions:
+                new.token_gen += 1
+            rev = state[7]
+            if (new.role, new.status, new.suspended_until, new.suspend_reason, new.token_gen) == (
+                    cur.role, cur.status, cur.suspended_until, cur.suspend_reason, cur.token_gen):
+                return new
+            if await self._lwt("state_cas", [new.role, new.status, new.suspended_until, new.suspend_reason,
+                                             new.token_gen, (rev or 0) + 1, user_id, rev]):
+                return new
+            state = await self._one("state_get", [user_id])
+        raise Unavailable("account update contended; try again", retry_after_ms=100)
+
+    async def search_accounts(self, query: AccountQuery) -> list[Account]:
+        """Usernames live in `accounts_by_name`, partitioned by their first two characters: a
+        prefix of two or more is a range in one partition; a shorter one (or none) walks the
+        buckets in order (`account_name_buckets`, one small partition). Status, role and guest
+        are filtered on the index copies and re-checked on the account: a filter that matches
+        few accounts (status=pending) walks every name after `after`, one page request per
+        200 names and one account read per match. Accounts created before migration 0003 are
+        in no bucket until they are next updated."""
+        prefix = query.prefix or ""
+        after = query.after
+        out: list[Account] = []
+        if query.limit <= 0:
+            return out
+        if len(prefix) >= NAME_BUCKET_CHARS:
+            buckets = [prefix[:NAME_BUCKET_CHARS]]
+        else:
+            buckets = [r[0] for r in await self._all("name_buckets", [0]) if r[0].startswith(prefix)]
+        if after is not None:
+            buckets = [b for b in buckets if b >= after[:NAME_BUCKET_CHARS]]
+        lo = prefix if after is None or after < prefix else after
+        hi = _successor(prefix) if prefix else None
+
+        def wanted(status: str | None, role: str | None, guest: bool | None) -> bool:
+            return ((query.status is None or (status or "active") == query.status)
+                    and (query.role is None or role == query.role)
+                    and (query.guest is None or bool(guest) == query.guest))
+
+        for b in sorted(buckets):
+            top = _successor(b) if hi is None else min(hi, _successor(b))
+            if lo >= top:
+                continue
+            async with aclosing(self._rows("name_index_range", [b, lo, top, _NO_LIMIT], fetch_size=_PAGE)) as rows:
+                batch: list[tuple[str, str]] = []
+                async for username, uid, status, role, guest in rows:
+                    if username != after and wanted(status, role, guest):
+                        batch.append((username, uid))
+                    if len(batch) >= _PAGE:
+                        out += await self._recheck(batch, wanted)
+                        batch = []
+                        if len(out) >= query.limit:
+                            break
+                out += await self._recheck(batch, wanted)
+            if len(out) >= query.limit:
+                break
+        if query.prefix:  # or an exact user id
+            exact = await self.account(query.prefix)
+            if (exact is not None and wanted(exact.status, exact.role, exact.guest)
+                    and (after is None or exact.username > after) and all(a.id != exact.id for a in out)):
+                out.append(exact)
+                out.sort(key=lambda a: a.username)
+        return out[:query.limit]
+
+    async def _recheck(self, found: list[tuple[str, str]], wanted: Any) -> list[Account]:
+        accounts = await self._gather(self.account(uid) for _, uid in found)
+        return [a for (username, _), a in zip(found, accounts)
+                if a is not None and a.username == username and wanted(a.status, a.role, a.guest)]
+
+    # ---- instance policy ------------------------------------------------------------------
+
+    async def instance_policy(self) -> dict[str, Any]:
+        return {name: _json_decode(value) for name, value in await self._all("policy_all", [0])}
+
+    async def set_instance_policy(self, values: Mapping[str, Any]) -> None:
+        if values:  # one partition: the batch is atomic and isolated
+            await self._batch([("policy_put", [0, name, _json_encode(v)]) for name, v in values.items()])
+
+    # ---- invites --------------------------------------------------------------------------
+
+    async def create_invite(self, invite: Invite) -> None:
+        if not await self._lwt("invite_create", [invite.code, invite.created_by, invite.created_at, invite.expires_at,
+                                                 invite.used_by, invite.used_at]):
+            raise Conflict("invite code already exists")
+        # Listed once it exists: a listing entry never names a code another invite holds.
+        async with self._limit:
+            await self._s.execute("invite_list_put", [0, invite.created_at, invite.code])
+
+    async def invites(self, include_used: bool, limit: int) -> list[Invite]:
+        """Newest first from `invites_by_time` (one partition), each read from `invites`, where
+        its use is recorded."""
+        out: list[Invite] = []
+        if limit <= 0:
+            return out
+        async with aclosing(self._rows("invites_listed", [0], fetch_size=_PAGE)) as rows:
+            page: list[tuple[int, str]] = []
+            async for created_at, code in rows:
+                page.append((created_at, code))
+                if len(page) >= _PAGE:
+                    out += await self._invite_page(page, include_used)
+                    page = []
+                    if len(out) >= limit:
+                        break
+            out += await self._invite_page(page, include_used)
+        return out[:limit]
+
+    async def _invite_page(self, page: list[tuple[int, str]], include_used: bool) -> list[Invite]:
+        rows = await self._gather(self._one("invite_get", [code]) for _, code in page)
+        found = [Invite(code=r[0], created_by=r[1], created_at=r[2], expires_at=r[3], used_by=r[4], used_at=r[5])
+                 for (at, _), r in zip(page, rows) if r is not None and r[2] == at]
+        return [i for i in found if include_used or i.used_by is None]
+
+    # ---- reports --------------------------------------------------------------------------
+
+    async def _next_id(self, counter: str) -> int:
+        """The next value of a named counter, by compare-and-set: a dense, small int."""
+        for _ in range(CAS_ROUNDS):
+            row = await self._one("counter_get", [counter])
+            if row is None or row[0] is None:
+                if await self._lwt("counter_init", [counter, 1]):
+                    return 1
+                continue
+            current = int(row[0])
+            if await self._lwt("counter_cas", [current + 1, counter, current]):
+                return current + 1
+            await asyncio.sleep(random.uniform(0, 0.01))  # lost a race: another report took it
+        raise Unavailable("report ids contended; try again", retry_after_ms=100)
+
+    async def add_report(self, report: Report) -> int:
+        """Report ids come from an LWT counter (`counters`, name "reports"), not from the time-
+        based IdClock of the outbox and the audit log: they are dense small ints like SQLite's
+        (JSON-safe for browsers, where time-based ids pass 2^53; the queue pages with them),
+        unique across gateways without a writer column, and the order of ids is the order of
+        filing, so "newest first" is exact. The price is two Paxos rounds per report (a read and
+        a compare-and-set, retried when two gateways race): fine at the rate people file
+        reports. A gateway that dies between the counter and the insert leaves a gap."""
+        id_ = await self._next_id("reports")
+        filed = _Filed(at=report.at, reporter=report.reporter, kind=report.kind, target_user=report.target_user,
+                       reason=report.reason, conv=report.conv, seq=report.seq, excerpt=report.excerpt)
+        # The target's listing first: an entry whose report is missing is skipped when read.
+        async with self._limit:
+            await self._s.execute("report_target_put", [report.target_user, id_])
+        if not await self._lwt("report_put", [id_ // REPORT_BUCKET, id_, _filed_encode(filed), report.status,
+                                              report.claimed_by, report.claimed_at, report.resolved_by,
+                                              report.resolved_at, report.resolution, report.note]):
+            raise Conflict(f"report id {id_} is taken")  # the counter only moves forward: not expected
+        return id_
+
+    async def report(self, report_id: int) -> Report | None:
+        if report_id <= 0:
+            return None
+        row = await self._one("report_get", [report_id // REPORT_BUCKET, report_id])
+        return _report(row) if row else None
+
+    async def reports(self, query: ReportQuery) -> list[Report]:
+        """Newest first. By target: that user's listing, each report read by id. Otherwise the
+        partitions of `reports` from the newest id down, filtered here: a filter on status or
+        moderator passes over the reports newer than its matches (the open queue is mostly
+        recent)."""
+        out: list[Report] = []
+        if query.limit <= 0:
+            return out
+
+        def wanted(r: Report) -> bool:
+            return ((query.status is None or r.status == query.status)
+                    and (query.claimed_by is None or r.claimed_by == query.claimed_by)
+                    and (query.target_user is None or r.target_user == query.target_user))
+
+        if query.target_user is not None:
+            bound = query.before_id if query.before_id is not None else 2**63 - 1
+            async with aclosing(self._rows("reports_of_target", [query.target_user, bound, _NO_LIMIT],
+                                           fetch_size=_PAGE)) as rows:
+                ids: list[int] = []
+                async for (id_,) in rows:
+                    ids.append(id_)
+                    if len(ids) >= _PAGE:
+                        out += [r for r in await self._gather(map(self.report, ids)) if r is not None and wanted(r)]
+                        ids = []
+                        if len(out) >= query.limit:
+                            break
+                out += [r for r in await self._gather(map(self.report, ids)) if r is not None and wanted(r)]
+            return out[:query.limit]
+        row = await self._one("counter_get", ["reports"])
+        top = int(row[0]) if row and row[0] is not None else 0
+        bound = min(query.before_id, top + 1) if query.before_id is not None else top + 1
+        for b in range(bucket_of_report(bound - 1), -1, -1) if bound > 1 else ():
+            async with aclosing(self._rows("reports_page", [b, bound, _NO_LIMIT], fetch_size=_PAGE)) as rows:
+                async for r in rows:
+                    rep = _report(r)
+                    if wanted(rep):
+                        out.append(rep)
+                        if len(out) >= query.limit:
+                            return out
+        return out
+
+    async def claim_report(self, report_id: int, moderator: str, at: int) -> Report | None:
+        b = report_id // REPORT_BUCKET
+        if (await self._lwt("report_claim_open", [moderator, at, b, report_id])
+                or await self._lwt("report_reclaim", [moderator, at, b, report_id, moderator])):
+            return await self.report(report_id)
+        return None
+
+    async def resolve_report(self, report_id: int, moderator: str, resolution: str, note: str | None,
+                             at: int) -> Report | None:
+        # IF status = <the status read>: an LWT has no "IF status != ..." that is safe on a
+        # missing row. The status only moves open -> claimed -> resolved, so this ends.
+        for _ in range(4):
+            cur = await self.report(report_id)
+            if cur is None or cur.status == "resolved":
+                return None
+            if await self._lwt("report_resolve", [moderator, at, resolution, note, report_id // REPORT_BUCKET,
+                                                  report_id, cur.status]):
+                return await self.report(report_id)
+        return None
+
+
+def name_bucket(username: str) -> str:
+    return username[:NAME_BUCKET_CHARS]
+
+
+def bucket_of_report(report_id: int) -> int:
+    return max(report_id, 0) // REPORT_BUCKET
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    while prefix and ord(prefix[-1]) == 0x10FFFF:
+        prefix = prefix[:-1]
+    if not prefix:
+        return "\U0010ffff" * 64
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _account(user: Row, state: Row | None) -> Account:
+    """A `users` row (id, username, password_hash, created_at) with its account_state row
+    (id, role, status, suspended_until, suspend_reason, guest, token_gen, rev), if any."""
+    if state is None:
+        return Account(id=user[0], username=user[1], created_at=user[3])
+    return Account(id=user[0], username=user[1], created_at=user[3], role=state[1], status=state[2] or "active",
+                   suspended_until=state[3], suspend_reason=state[4], guest=bool(state[5]),
+                   token_gen=int(state[6] or 0))
+
+
+def _report(r: Row) -> Report:
+    f = _filed_decode(r[1])
+    return Report(id=r[0], at=f.at, reporter=f.reporter, kind=f.kind, target_user=f.target_user, conv=f.conv,
+                  seq=f.seq, reason=f.reason, excerpt=f.excerpt, status=r[2], claimed_by=r[3], claimed_at=r[4],
+                  resolved_by=r[5], resolved_at=r[6], resolution=r[7], note=r[8])

@@ -10,9 +10,11 @@ store, whatever the code above does.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from itertools import groupby
 from pathlib import Path
@@ -20,22 +22,38 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from parley.errors import Conflict, Unavailable
+from parley.errors import Conflict, Forbidden, Unavailable
 from parley.frames import Message
 from parley.records import (
-    AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv, DropBlock, DropMember, DropSanction,
-    EventRecord, Facts, InsertMessage, MemberRow, Mutation, Needs, PutAudit, PutBlock, PutMember, PutOutbox,
-    PutSanction, SanctionRow, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv,
+    DropBlock, DropMember, DropSanction, EventRecord, Facts, InsertMessage, Invite, MemberRow, Mutation, Needs,
+    PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, Report, ReportQuery, SanctionRow, SetConvHead,
+    SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 T = TypeVar("T")
-SCHEMA_VERSION = 4  # 3: attachments; 4: moderation (conv settings, sanctions, blocks)
+#: 3: attachments; 4: moderation (conv settings, sanctions, blocks); 5: account roles, status,
+#: suspension; invites, reports, instance policy
+SCHEMA_VERSION = 5
 _CHUNK = 400  # bound on `?` parameters per statement
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL);
+    created_at INTEGER NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'active',
+    suspended_until INTEGER, suspend_reason TEXT, guest INTEGER NOT NULL DEFAULT 0,
+    token_gen INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS users_by_status ON users (status, username);
+CREATE TABLE IF NOT EXISTS invites (
+    code TEXT PRIMARY KEY, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
+    used_by TEXT, used_at INTEGER);
+CREATE TABLE IF NOT EXISTS instance_policy (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, reporter TEXT NOT NULL, kind TEXT NOT NULL,
+    target_user TEXT NOT NULL, conv TEXT, seq INTEGER, reason TEXT NOT NULL, excerpt TEXT,
+    status TEXT NOT NULL, claimed_by TEXT, claimed_at INTEGER, resolved_by TEXT, resolved_at INTEGER,
+    resolution TEXT, note TEXT);
+CREATE INDEX IF NOT EXISTS reports_by_status ON reports (status, id);
 CREATE TABLE IF NOT EXISTS convs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT, visibility TEXT NOT NULL,
     password_hash TEXT, history TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
@@ -91,7 +109,39 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE convs ADD COLUMN read_only INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE convs ADD COLUMN permissions BLOB",
         "ALTER TABLE convs ADD COLUMN pinned BLOB"],  # and the sanctions and blocks tables
+    4: ["ALTER TABLE users ADD COLUMN role TEXT",
+        "ALTER TABLE users ADD COLUMN status TEXT NOT NULL DEFAULT 'active'",
+        "ALTER TABLE users ADD COLUMN suspended_until INTEGER",
+        "ALTER TABLE users ADD COLUMN suspend_reason TEXT",
+        "ALTER TABLE users ADD COLUMN guest INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE users ADD COLUMN token_gen INTEGER NOT NULL DEFAULT 0"],  # and invites, reports, policy
 }
+
+_ADD_COLUMN = re.compile(r"^ALTER TABLE (\w+) ADD COLUMN (\w+) ")
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """An explicit transaction: the connections autocommit (isolation_level=None), so `with conn`
+    alone would commit each statement on its own."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _needed(conn: sqlite3.Connection, sql: str) -> bool:
+    """An ADD COLUMN is skipped when its table is absent (SCHEMA creates it whole) or has it."""
+    match = _ADD_COLUMN.match(sql)
+    if match is None:
+        return True
+    table, column = match.groups()
+    columns = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+    return bool(columns) and column not in columns
+
 
 _MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
 _CONV_COLS = ("id, kind, title, visibility, password_hash, history, owner, created_at, last_seq, slow_mode_s, "
@@ -100,6 +150,10 @@ _N_CONV = 13
 _SANCTION_COLS = "conv, user, kind, until, by, at, reason"
 _MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at"
 _ATTACHMENT_COLS = "id, conv, uploader, name, mime, size, created_at, uploaded"
+_ACCOUNT_COLS = "id, username, created_at, role, status, suspended_until, suspend_reason, guest, token_gen"
+_INVITE_COLS = "code, created_by, created_at, expires_at, used_by, used_at"
+_REPORT_COLS = ("id, at, reporter, kind, target_user, conv, seq, reason, excerpt, status, claimed_by, claimed_at, "
+                "resolved_by, resolved_at, resolution, note")
 _ids = msgspec.json.Encoder()
 _ids_decode = msgspec.json.Decoder(list[str])
 _seqs_decode = msgspec.json.Decoder(list[int])
@@ -147,6 +201,22 @@ def _member(row: Sequence[Any]) -> MemberRow:
 def _attachment(row: Sequence[Any]) -> AttachmentRow:
     return AttachmentRow(id=row[0], conv=row[1], uploader=row[2], name=row[3], mime=row[4], size=row[5],
                          created_at=row[6], uploaded=bool(row[7]))
+
+
+def _account(row: Sequence[Any]) -> Account:
+    return Account(id=row[0], username=row[1], created_at=row[2], role=row[3], status=row[4],
+                   suspended_until=row[5], suspend_reason=row[6], guest=bool(row[7]), token_gen=row[8])
+
+
+def _invite(row: Sequence[Any]) -> Invite:
+    return Invite(code=row[0], created_by=row[1], created_at=row[2], expires_at=row[3], used_by=row[4],
+                  used_at=row[5])
+
+
+def _report(row: Sequence[Any]) -> Report:
+    return Report(id=row[0], at=row[1], reporter=row[2], kind=row[3], target_user=row[4], conv=row[5],
+                  seq=row[6], reason=row[7], excerpt=row[8], status=row[9], claimed_by=row[10],
+                  claimed_at=row[11], resolved_by=row[12], resolved_at=row[13], resolution=row[14], note=row[15])
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
@@ -206,7 +276,8 @@ class SqliteStore:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"store schema {version} is newer than this build ({SCHEMA_VERSION})")
-        steps = [sql for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION) for sql in MIGRATIONS[step]]
+        steps = [sql for step in range(version or SCHEMA_VERSION, SCHEMA_VERSION) for sql in MIGRATIONS[step]
+                 if _needed(conn, sql)]
         try:  # one transaction: a failed upgrade leaves the old schema as it was
             conn.executescript("BEGIN IMMEDIATE;" + "".join(f"{sql};" for sql in steps) + SCHEMA
                                + f"PRAGMA user_version={SCHEMA_VERSION}; COMMIT;")
@@ -453,14 +524,44 @@ class SqliteStore:
             return _attachment(row) if row else None
         return await self._read(run)
 
+    # ---- admin reads ----------------------------------------------------------------------
+
+    async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None:
+        def run(conn: sqlite3.Connection) -> tuple[ConvRow, list[MemberRow]] | None:
+            row = conn.execute(f"SELECT {_CONV_COLS} FROM convs WHERE id = ?", (conv,)).fetchone()
+            if row is None:
+                return None
+            members = conn.execute(f"SELECT {_MEMBER_COLS} FROM members WHERE conv = ? ORDER BY joined_at, user",
+                                   (conv,))
+            return _conv(row), [_member(m) for m in members]
+        return await self._read(run)
+
+    async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]:
+        def run(conn: sqlite3.Connection) -> list[Message]:
+            # (conv, sender) is the prefix of the idempotency index: no scan of the conversation.
+            rows = conn.execute(f"SELECT {_MSG_COLS} FROM messages WHERE conv = ? AND sender = ? AND seq > ? "
+                                "ORDER BY seq LIMIT ?", (conv, user, after_seq, limit)).fetchall()
+            msgs = [_message(r) for r in rows]
+            self._attach_reactions(conn, msgs)
+            return msgs
+        return await self._read(run)
+
     # ---- accounts -------------------------------------------------------------------------
 
-    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int) -> None:
+    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int, *,
+                          status: str = "active", guest: bool = False, invite: str | None = None) -> None:
         def run(conn: sqlite3.Connection) -> None:
             try:
-                with conn:
-                    conn.execute("INSERT INTO users (id, username, password_hash, created_at) VALUES (?,?,?,?)",
-                                 (user_id, username, password_hash, created_at))
+                with _transaction(conn):  # the code is spent only if the account is stored
+                    if invite is not None:
+                        used = conn.execute(
+                            "UPDATE invites SET used_by = ?, used_at = ? WHERE code = ? AND used_by IS NULL "
+                            "AND (expires_at IS NULL OR expires_at > ?)", (user_id, created_at, invite, created_at))
+                        if used.rowcount != 1:
+                            raise Forbidden("the invite code is unknown, used or expired")
+                    conn.execute("INSERT INTO users (id, username, password_hash, created_at, status, guest) "
+                                 "VALUES (?,?,?,?,?,?)",
+                                 (user_id, username, password_hash, created_at, status, int(guest)))
             except sqlite3.IntegrityError:
                 raise Conflict("username is taken") from None
         await self._write(run)
@@ -471,7 +572,153 @@ class SqliteStore:
             return (row[0], row[1]) if row else None
         return await self._read(run)
 
+    async def account(self, user_id: str) -> Account | None:
+        def run(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(f"SELECT {_ACCOUNT_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
+            return _account(row) if row else None
+        return await self._read(run)
 
+    async def account_by_name(self, username: str) -> Account | None:
+        def run(conn: sqlite3.Connection) -> Account | None:
+            row = conn.execute(f"SELECT {_ACCOUNT_COLS} FROM users WHERE username = ?", (username,)).fetchone()
+            return _account(row) if row else None
+        return await self._read(run)
+
+    async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None:
+        def run(conn: sqlite3.Connection) -> Account | None:
+            sets: list[str] = []
+            args: list[Any] = []
+            for name in ("username", "role", "status", "suspended_until", "suspend_reason", "password_hash"):
+                value = getattr(patch, name)
+                if value is not msgspec.UNSET:
+                    sets.append(f"{name} = ?")
+                    args.append(value)
+            if patch.cut_sessions:
+                sets.append("token_gen = token_gen + 1")
+            try:
+                with conn:
+                    if sets:
+                        conn.execute(f"UPDATE users SET {', '.join(sets)} WHERE id = ?", [*args, user_id])
+                    row = conn.execute(f"SELECT {_ACCOUNT_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
+            except sqlite3.IntegrityError:
+                raise Conflict("username is taken") from None
+            return _account(row) if row else None
+        return await self._write(run)
+
+    async def search_accounts(self, query: AccountQuery) -> list[Account]:
+        def run(conn: sqlite3.Connection) -> list[Account]:
+            conds: list[str] = []
+            args: list[Any] = []
+            if query.prefix:
+                escaped = query.prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                conds.append("(username LIKE ? ESCAPE '\\' OR id = ?)")
+                args += [escaped + "%", query.prefix]
+            for cond, value in (("status = ?", query.status), ("role = ?", query.role),
+                                ("username > ?", query.after)):
+                if value is not None:
+                    conds.append(cond)
+                    args.append(value)
+            if query.guest is not None:
+                conds.append("guest = ?")
+                args.append(int(query.guest))
+            sql = (f"SELECT {_ACCOUNT_COLS} FROM users" + (" WHERE " + " AND ".join(conds) if conds else "")
+                   + " ORDER BY username LIMIT ?")
+            return [_account(r) for r in conn.execute(sql, [*args, query.limit])]
+        return await self._read(run)
+
+    # ---- instance policy ------------------------------------------------------------------
+
+    async def instance_policy(self) -> dict[str, Any]:
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            return {k: _json_decode(v) for k, v in conn.execute("SELECT key, value FROM instance_policy")}
+        return await self._read(run)
+
+    async def set_instance_policy(self, values: Mapping[str, Any]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.executemany("INSERT INTO instance_policy (key, value) VALUES (?, ?) "
+                                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                 [(k, _json_encode(v)) for k, v in values.items()])
+        await self._write(run)
+
+    # ---- invites --------------------------------------------------------------------------
+
+    async def create_invite(self, invite: Invite) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                with conn:
+                    conn.execute(f"INSERT INTO invites ({_INVITE_COLS}) VALUES ({_marks(6)})",
+                                 (invite.code, invite.created_by, invite.created_at, invite.expires_at,
+                                  invite.used_by, invite.used_at))
+            except sqlite3.IntegrityError:
+                raise Conflict("invite code already exists") from None
+        await self._write(run)
+
+    async def invites(self, include_used: bool, limit: int) -> list[Invite]:
+        def run(conn: sqlite3.Connection) -> list[Invite]:
+            where = "" if include_used else " WHERE used_by IS NULL"
+            return [_invite(r) for r in conn.execute(
+                f"SELECT {_INVITE_COLS} FROM invites{where} ORDER BY created_at DESC, code LIMIT ?", (limit,))]
+        return await self._read(run)
+
+    # ---- reports --------------------------------------------------------------------------
+
+    async def add_report(self, report: Report) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            cols = _REPORT_COLS.split(", ")[1:]
+            with conn:
+                cur = conn.execute(f"INSERT INTO reports ({', '.join(cols)}) VALUES ({_marks(len(cols))})",
+                                   [getattr(report, c) for c in cols])
+            return int(cur.lastrowid or 0)
+        return await self._write(run)
+
+    async def report(self, report_id: int) -> Report | None:
+        def run(conn: sqlite3.Connection) -> Report | None:
+            row = conn.execute(f"SELECT {_REPORT_COLS} FROM reports WHERE id = ?", (report_id,)).fetchone()
+            return _report(row) if row else None
+        return await self._read(run)
+
+    async def reports(self, query: ReportQuery) -> list[Report]:
+        def run(conn: sqlite3.Connection) -> list[Report]:
+            conds: list[tuple[str, str | int | None]] = [
+                ("status = ?", query.status), ("claimed_by = ?", query.claimed_by),
+                ("target_user = ?", query.target_user), ("id < ?", query.before_id)]
+            where = [cond for cond, value in conds if value is not None]
+            args = [value for _, value in conds if value is not None]
+            sql = (f"SELECT {_REPORT_COLS} FROM reports" + (" WHERE " + " AND ".join(where) if where else "")
+                   + " ORDER BY id DESC LIMIT ?")
+            return [_report(r) for r in conn.execute(sql, [*args, query.limit])]
+        return await self._read(run)
+
+    async def claim_report(self, report_id: int, moderator: str, at: int) -> Report | None:
+        def run(conn: sqlite3.Connection) -> Report | None:
+            with conn:
+                cur = conn.execute(
+                    "UPDATE reports SET status = 'claimed', claimed_by = ?, claimed_at = ? WHERE id = ? "
+                    "AND (status = 'open' OR (status = 'claimed' AND claimed_by = ?))",
+                    (moderator, at, report_id, moderator))
+                if cur.rowcount != 1:
+                    return None
+                return _report(conn.execute(f"SELECT {_REPORT_COLS} FROM reports WHERE id = ?",
+                                            (report_id,)).fetchone())
+        return await self._write(run)
+
+    async def resolve_report(self, report_id: int, moderator: str, resolution: str, note: str | None,
+                             at: int) -> Report | None:
+        def run(conn: sqlite3.Connection) -> Report | None:
+            with conn:
+                cur = conn.execute(
+                    "UPDATE reports SET status = 'resolved', resolved_by = ?, resolved_at = ?, resolution = ?, "
+                    "note = ? WHERE id = ? AND status != 'resolved'", (moderator, at, resolution, note, report_id))
+                if cur.rowcount != 1:
+                    return None
+                return _report(conn.execute(f"SELECT {_REPORT_COLS} FROM reports WHERE id = ?",
+                                            (report_id,)).fetchone())
+        return await self._write(run)
+
+
+_json_encode = msgspec.json.Encoder().encode
+_json_decode = msgspec.json.Decoder().decode
 _details_encode = msgspec.json.Encoder().encode
 _details_decode = msgspec.json.Decoder(dict[str, str | int | bool | None]).decode
 

@@ -20,13 +20,13 @@ import pytest
 from parley.adapters.cassandra_store import CassandraStore
 from tests.cassandra_model import ModelSession
 from parley.adapters.sqlite_store import SqliteStore
-from parley.errors import Conflict
+from parley.errors import Conflict, Forbidden
 from parley.frames import Message
 from parley.ports import Store
 from parley.records import (
-    AttachmentRow, AuditEntry, AuditQuery, PutAudit, ConvRow, CreateConv, DropBlock, DropMember, DropSanction,
-    EventRecord, InsertMessage, MemberRow, Needs, PutBlock, PutMember, PutOutbox, PutSanction, SanctionRow,
-    SetConvHead, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
+    AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, CreateConv, DropBlock, DropMember,
+    DropSanction, EventRecord, InsertMessage, Invite, MemberRow, Needs, PutAudit, PutBlock, PutMember, PutOutbox,
+    PutSanction, Report, ReportQuery, SanctionRow, SetConvHead, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 
@@ -311,3 +311,119 @@ async def test_account_creation_times_are_prefetched(reopen):
     await store.create_user("u1", "alice", "hash", 1234)
     facts = await store.prefetch(Needs(accounts={"u1", "ghost"}))
     assert facts.created_at == {"u1": 1234}
+
+
+async def test_accounts_carry_role_status_suspension_and_token_generation(reopen):
+    store = await reopen()
+    await store.create_user("u1", "alice", "hash", 1)
+    await store.create_user("u2", "bob", "hash", 2, status="pending")
+    await store.create_user("u3", "guest-1", "", 3, guest=True)
+    alice = await store.account("u1")
+    assert alice is not None and (alice.username, alice.role, alice.status, alice.guest, alice.token_gen) == (
+        "alice", None, "active", False, 0)
+    assert (await store.account_by_name("bob")).status == "pending"  # type: ignore[union-attr]
+    assert (await store.account("u3")).guest is True  # type: ignore[union-attr]
+    assert await store.account("nobody") is None
+    after = await store.update_account("u1", AccountPatch(role="moderator", suspended_until=99, suspend_reason="spam",
+                                                          cut_sessions=True))
+    assert after is not None and (after.role, after.suspended_until, after.suspend_reason, after.token_gen) == (
+        "moderator", 99, "spam", 1)
+    after = await store.update_account("u1", AccountPatch(suspended_until=None, cut_sessions=True))
+    assert after is not None and (after.role, after.suspended_until, after.suspend_reason, after.token_gen) == (
+        "moderator", None, "spam", 2)  # UNSET fields stay
+    assert await store.update_account("nobody", AccountPatch(role="admin")) is None
+    with pytest.raises(Conflict):
+        await store.update_account("u2", AccountPatch(username="alice"))
+    await store.update_account("u2", AccountPatch(username="deleted-u2", password_hash=""))
+    assert await store.user_by_name("deleted-u2") == ("u2", "")
+    store = await reopen()  # durable
+    assert (await store.account("u1")).token_gen == 2  # type: ignore[union-attr]
+
+
+async def test_accounts_are_searched_by_prefix_or_id_and_paged_by_username(reopen):
+    store = await reopen()
+    for i, name in enumerate(["ann", "anna", "an_x", "bob", "annette"]):
+        await store.create_user(f"u{i}", name, "h", i, status="pending" if name == "anna" else "active")
+    await store.update_account("u3", AccountPatch(role="admin"))
+    names = lambda accounts: [a.username for a in accounts]  # noqa: E731
+    assert names(await store.search_accounts(AccountQuery(prefix="ann"))) == ["ann", "anna", "annette"]
+    assert names(await store.search_accounts(AccountQuery(prefix="an_"))) == ["an_x"]  # `_` is literal
+    assert names(await store.search_accounts(AccountQuery(prefix="u3"))) == ["bob"]  # an exact id
+    assert names(await store.search_accounts(AccountQuery(status="pending"))) == ["anna"]
+    assert names(await store.search_accounts(AccountQuery(role="admin"))) == ["bob"]
+    first = await store.search_accounts(AccountQuery(limit=2))
+    rest = await store.search_accounts(AccountQuery(after=first[-1].username, limit=10))
+    assert names(first) + names(rest) == ["an_x", "ann", "anna", "annette", "bob"]
+
+
+async def test_an_invite_is_consumed_once_with_the_account_it_creates(reopen):
+    store = await reopen()
+    await store.create_invite(Invite(code="k1", created_by="mod", created_at=1))
+    await store.create_invite(Invite(code="old", created_by="mod", created_at=1, expires_at=10))
+    with pytest.raises(Conflict):
+        await store.create_invite(Invite(code="k1", created_by="mod", created_at=2))
+    await store.create_user("u1", "alice", "h", 5, invite="k1")
+    with pytest.raises(Forbidden):
+        await store.create_user("u2", "bob", "h", 6, invite="k1")  # used
+    with pytest.raises(Forbidden):
+        await store.create_user("u2", "bob", "h", 11, invite="old")  # expired
+    with pytest.raises(Forbidden):
+        await store.create_user("u2", "bob", "h", 6, invite="nope")
+    assert await store.account("u2") is None  # nothing of a refused registration is stored
+    await store.create_invite(Invite(code="k2", created_by="mod", created_at=3))
+    with pytest.raises(Conflict):
+        await store.create_user("u9", "alice", "h", 6, invite="k2")  # name taken: the code is not spent
+    assert [i.code for i in await store.invites(include_used=False, limit=10)] == ["k2", "old"]
+    used = [i for i in await store.invites(include_used=True, limit=10) if i.code == "k1"]
+    assert used[0].used_by == "u1" and used[0].used_at == 5
+
+
+async def test_the_instance_policy_is_a_durable_key_value_map(reopen):
+    store = await reopen()
+    assert await store.instance_policy() == {}
+    await store.set_instance_policy({"registration": "invite", "guests": True, "conv_defaults": {"group.send": "admin"}})
+    await store.set_instance_policy({"guests": False})
+    store = await reopen()
+    assert await store.instance_policy() == {"registration": "invite", "guests": False,
+                                             "conv_defaults": {"group.send": "admin"}}
+
+
+async def test_reports_queue_claim_and_resolve_conditionally(reopen):
+    store = await reopen()
+    r1 = await store.add_report(Report(at=1, reporter="a", kind="message", target_user="b", conv="c1", seq=3,
+                                       reason="spam", excerpt="buy now"))
+    r2 = await store.add_report(Report(at=2, reporter="a", kind="user", target_user="c", reason="rude"))
+    assert r2 > r1 > 0
+    assert [r.id for r in await store.reports(ReportQuery())] == [r2, r1]
+    claimed = await store.claim_report(r1, "mod1", 10)
+    assert claimed is not None and (claimed.status, claimed.claimed_by, claimed.claimed_at) == ("claimed", "mod1", 10)
+    assert await store.claim_report(r1, "mod2", 11) is None  # held by another
+    assert await store.claim_report(r1, "mod1", 12) is not None  # re-claim by the holder
+    assert [r.id for r in await store.reports(ReportQuery(status="open"))] == [r2]
+    assert [r.id for r in await store.reports(ReportQuery(claimed_by="mod1"))] == [r1]
+    done = await store.resolve_report(r1, "mod1", "delete_message", "gone", 20)
+    assert done is not None and (done.status, done.resolution, done.note, done.resolved_by) == (
+        "resolved", "delete_message", "gone", "mod1")
+    assert await store.resolve_report(r1, "mod2", "dismiss", None, 21) is None
+    assert await store.claim_report(r1, "mod1", 22) is None
+    assert await store.report(999) is None
+    store = await reopen()
+    again = await store.report(r1)
+    assert again is not None and again.excerpt == "buy now" and again.seq == 3
+    assert [r.id for r in await store.reports(ReportQuery(target_user="c"))] == [r2]
+    assert [r.id for r in await store.reports(ReportQuery(before_id=r2))] == [r1]
+
+
+async def test_a_conversation_is_inspected_with_its_members_and_a_senders_messages_are_paged(reopen):
+    store = await seeded(reopen)
+    await store.apply([InsertMessage(message(1)), InsertMessage(message(2, sender="b")), InsertMessage(message(3)),
+                       SetConvHead("c1", 3)])
+    found = await store.conv_members("c1")
+    assert found is not None and found[0].last_seq == 3
+    assert sorted((m.user, m.role) for m in found[1]) == [("a", "owner"), ("b", "member")]
+    assert await store.conv_members("nope") is None
+    assert [m.seq for m in await store.sent_messages("a", "c1", 0, 10)] == [1, 3]
+    assert [m.seq for m in await store.sent_messages("a", "c1", 1, 10)] == [3]
+    assert [m.seq for m in await store.sent_messages("a", "c1", 0, 1)] == [1]
+    assert await store.sent_messages("b", "other", 0, 10) == []
+    assert msgspec.structs.asdict(found[0])["id"] == "c1"

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from parley.adapters.sqlite_store import SCHEMA_VERSION, SqliteStore
-from parley.records import AttachmentRow, AuditEntry, AuditQuery, EventRecord, Needs
+from parley.records import AttachmentRow, AuditEntry, AuditQuery, EventRecord, Needs, ReportQuery
 
 #: The conversation tables as builds with schema 1 and 2 created them.
 V2_CONVS = """
@@ -93,3 +93,30 @@ async def test_a_version_2_or_3_conversation_gains_default_moderation_settings(t
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+V2_USERS = """
+CREATE TABLE users (id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL);
+INSERT INTO users VALUES ('u1', 'alice', 'hash', 5);
+PRAGMA user_version=2;
+"""
+
+
+async def test_a_version_2_users_table_gains_roles_status_and_suspension(tmp_path: Path):
+    path = tmp_path / "parley.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V2_USERS)
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    try:
+        account = await store.account("u1")
+        assert account is not None
+        assert (account.username, account.role, account.status, account.suspended_until, account.guest,
+                account.token_gen) == ("alice", None, "active", None, False, 0)
+        assert await store.user_by_name("alice") == ("u1", "hash")
+        assert await store.instance_policy() == {} and await store.reports(ReportQuery()) == []
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (5,)

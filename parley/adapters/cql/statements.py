@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 _MSG_COLS = "conv_id, bucket, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
 _AUDIT_COLS = "id, writer, at, actor, action, target, conv_id, reason, details"
+_STATE_COLS = "id, role, status, suspended_until, suspend_reason, guest, token_gen, rev"
+_INVITE_COLS = "code, created_by, created_at, expires_at, used_by, used_at"
+_REPORT_COLS = "id, filed, status, claimed_by, claimed_at, resolved_by, resolved_at, resolution, note"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,50 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("user_insert", "INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)"),
     ("user_by_id", "SELECT id, created_at FROM users WHERE id = ?"),
     ("user_by_name", "SELECT id, password_hash FROM users_by_name WHERE username = ?"),
+    ("user_release_name", "DELETE FROM users_by_name WHERE username = ? IF id = ?"),
+    ("user_name_set_hash", "UPDATE users_by_name SET password_hash = ? WHERE username = ? IF id = ?"),
+    ("user_get", "SELECT id, username, password_hash, created_at FROM users WHERE id = ?"),
+    ("user_set_name", "UPDATE users SET username = ?, password_hash = ? WHERE id = ?"),
+    # an account's mutable state: every write is an LWT (created IF NOT EXISTS, then compare-and-set
+    # on rev), so no update is lost and LWT and plain writes never mix on a row
+    ("state_init", f"INSERT INTO account_state ({_STATE_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
+    ("state_get", f"SELECT {_STATE_COLS} FROM account_state WHERE id = ?"),
+    ("state_cas", "UPDATE account_state SET role = ?, status = ?, suspended_until = ?, suspend_reason = ?, "
+                  "token_gen = ?, rev = ? WHERE id = ? IF rev = ?"),
+    # username search: bucket = the name's first two characters
+    ("name_index_put", "INSERT INTO accounts_by_name (bucket, username, id, status, role, guest) "
+                       "VALUES (?, ?, ?, ?, ?, ?)"),
+    ("name_index_drop", "DELETE FROM accounts_by_name WHERE bucket = ? AND username = ?"),
+    ("name_index_range", "SELECT username, id, status, role, guest FROM accounts_by_name WHERE bucket = ? "
+                         "AND username >= ? AND username < ? LIMIT ?"),
+    ("name_bucket_put", "INSERT INTO account_name_buckets (shard, bucket) VALUES (?, ?)"),
+    ("name_buckets", "SELECT bucket FROM account_name_buckets WHERE shard = ?"),
+    # invites: single use, by LWT; created_by (never null) keeps a missing code from matching
+    ("invite_create", f"INSERT INTO invites ({_INVITE_COLS}) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
+    ("invite_get", f"SELECT {_INVITE_COLS} FROM invites WHERE code = ?"),
+    ("invite_use", "UPDATE invites SET used_by = ?, used_at = ? WHERE code = ? IF used_by = null AND created_by = ?"),
+    ("invite_list_put", "INSERT INTO invites_by_time (shard, created_at, code) VALUES (?, ?, ?)"),
+    ("invites_listed", "SELECT created_at, code FROM invites_by_time WHERE shard = ?"),
+    # named counters (report ids): compare-and-set only
+    ("counter_get", "SELECT last_value FROM counters WHERE name = ?"),
+    ("counter_init", "INSERT INTO counters (name, last_value) VALUES (?, ?) IF NOT EXISTS"),
+    ("counter_cas", "UPDATE counters SET last_value = ? WHERE name = ? IF last_value = ?"),
+    # reports: inserted, claimed and resolved by LWT only
+    ("report_put", f"INSERT INTO reports (bucket, {_REPORT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                   "IF NOT EXISTS"),
+    ("report_get", f"SELECT {_REPORT_COLS} FROM reports WHERE bucket = ? AND id = ?"),
+    ("reports_page", f"SELECT {_REPORT_COLS} FROM reports WHERE bucket = ? AND id < ? LIMIT ?"),
+    ("report_claim_open", "UPDATE reports SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+                          "WHERE bucket = ? AND id = ? IF status = 'open'"),
+    ("report_reclaim", "UPDATE reports SET status = 'claimed', claimed_by = ?, claimed_at = ? "
+                       "WHERE bucket = ? AND id = ? IF status = 'claimed' AND claimed_by = ?"),
+    ("report_resolve", "UPDATE reports SET status = 'resolved', resolved_by = ?, resolved_at = ?, resolution = ?, "
+                       "note = ? WHERE bucket = ? AND id = ? IF status = ?"),
+    ("report_target_put", "INSERT INTO reports_by_target (target_user, id) VALUES (?, ?)"),
+    ("reports_of_target", "SELECT id FROM reports_by_target WHERE target_user = ? AND id < ? LIMIT ?"),
+    # the instance policy: one partition, read whole
+    ("policy_put", "INSERT INTO instance_policy (shard, name, value_json) VALUES (?, ?, ?)"),
+    ("policy_all", "SELECT name, value_json FROM instance_policy WHERE shard = ?"),
     # conversations
     ("conv_insert", "INSERT INTO convs (id, kind, title, visibility, password_hash, history, owner, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
