@@ -219,7 +219,8 @@ class ChatCore:
         mute = state.mutes.get(user)
         return Subject(kind=row.kind, visibility=row.visibility, role=member.role if member else None, now=now,
                        instance_role=cmd.instance_role, slow_mode_s=row.slow_mode_s, read_only=row.read_only,
-                       overrides=row.permissions or None, muted_until=mute.until if mute else 0)
+                       overrides=row.permissions or None, muted_until=mute.until if mute else 0,
+                       guest=cmd.guest, allow_guests=row.allow_guests)
 
     def _check(self, s: Subject, action: Action) -> None:
         policy.check(s, action, self.instance)
@@ -541,7 +542,7 @@ class ChatCore:
         row = state.row
         s = self._subject(state, cmd, now)
         settings = any(v is not UNSET for v in (body.title, body.visibility, body.history, body.password,
-                                                body.slow_mode_s, body.read_only))
+                                                body.slow_mode_s, body.read_only, body.allow_guests))
         if settings:
             self._check(s, Action.SET_INFO)
         if body.permissions is not UNSET:
@@ -561,6 +562,8 @@ class ChatCore:
             new.slow_mode_s = body.slow_mode_s
         if body.read_only is not UNSET:
             new.read_only = body.read_only
+        if body.allow_guests is not UNSET:
+            new.allow_guests = body.allow_guests
         if body.permissions is not UNSET:
             new.permissions = {str(k): v for k, v in body.permissions.items()}
         if body.password is not UNSET:
@@ -575,7 +578,7 @@ class ChatCore:
                 changed["password"] = "set"
         if new.visibility != "public" and new.password_hash is not None:
             new.password_hash = None  # a private conversation is reached by invitation only
-        for name in ("title", "visibility", "history", "slow_mode_s", "read_only"):
+        for name in ("title", "visibility", "history", "slow_mode_s", "read_only", "allow_guests"):
             if getattr(new, name) != getattr(row, name):
                 changed[name] = getattr(new, name)
         if new.permissions != row.permissions:

@@ -156,6 +156,9 @@ class Subject:
     instance_role: str | None = None
     slow_mode_s: int = 0
     read_only: bool = False
+    #: The actor holds a guest token; the conversation admits guests.
+    guest: bool = False
+    allow_guests: bool = False
     overrides: Mapping[str, str] | None = None
     muted_until: int = 0
     banned_until: int = 0
@@ -225,6 +228,9 @@ _MODERATOR = ROLE_RANK["moderator"]
 #: The attribute rules, in order; the first that fires denies. Moderators and above are exempt
 #: from the spam rules (read-only, slow mode, flood) of their own conversation.
 RULES: list[Rule] = [
+    Rule("guests", frozenset({Action.JOIN}),
+         lambda s, p: s.guest and not s.allow_guests,
+         lambda s, p: "this room does not admit guests"),
     Rule("banned", frozenset({Action.JOIN}),
          lambda s, p: s.banned_until > s.now,
          lambda s, p: f"you are banned from this conversation {_until(s.banned_until, s.now)}"),

@@ -84,6 +84,7 @@ class ConvUpdate(Request, tag="conv.update", frozen=True):
     password: Annotated[str, Meta(min_length=1, max_length=L.ROOM_PASSWORD_MAX_CHARS)] | None | Unset = UNSET
     slow_mode_s: Annotated[int, Meta(ge=0, le=L.MAX_SLOW_MODE_S)] | Unset = UNSET
     read_only: bool | Unset = UNSET
+    allow_guests: bool | Unset = UNSET
     #: Per-conversation role overrides: permission -> lowest role (replaces the whole map).
     permissions: dict[Permission, Role] | Unset = UNSET
 
@@ -313,6 +314,7 @@ class ConvView(msgspec.Struct, kw_only=True):
     peer: str | None = None
     slow_mode_s: int = 0
     read_only: bool = False
+    allow_guests: bool = False
     #: The conversation's permission overrides (permission -> lowest role); {} = the defaults.
     permissions: dict[str, str] = {}
     #: Pinned message seqs, oldest pin first.

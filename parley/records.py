@@ -55,6 +55,8 @@ class ConvRow(msgspec.Struct, kw_only=True):
     #: Moderation settings (conv.update) and pins.
     slow_mode_s: int = 0
     read_only: bool = False
+    #: A public conversation guests (POST /v1/auth/guest) may join.
+    allow_guests: bool = False
     #: Permission overrides: permission name -> lowest role (moderation/policy.py).
     permissions: dict[str, str] = {}
     pinned: list[int] = []
@@ -391,5 +393,6 @@ def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -
         created_at=row.created_at, last_seq=row.last_seq, read_seq=read_seq,
         unread=max(0, row.last_seq - read_seq) if member else 0,
         role=member.role if member else None, peer=peer, slow_mode_s=row.slow_mode_s, read_only=row.read_only,
+        allow_guests=row.allow_guests,
         permissions=dict(row.permissions), pinned=list(row.pinned),
     )

@@ -33,8 +33,8 @@ from parley.records import (
 
 T = TypeVar("T")
 #: 3: attachments; 4: moderation (conv settings, sanctions, blocks); 5: account roles, status,
-#: suspension; invites, reports, instance policy
-SCHEMA_VERSION = 5
+#: suspension; invites, reports, instance policy; 6: conversations that admit guests
+SCHEMA_VERSION = 6
 _CHUNK = 400  # bound on `?` parameters per statement
 
 SCHEMA = """
@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS convs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT, visibility TEXT NOT NULL,
     password_hash TEXT, history TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0, slow_mode_s INTEGER NOT NULL DEFAULT 0,
-    read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB);
+    read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB, allow_guests INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS members (
     conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
     read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
@@ -115,6 +115,7 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE users ADD COLUMN suspend_reason TEXT",
         "ALTER TABLE users ADD COLUMN guest INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE users ADD COLUMN token_gen INTEGER NOT NULL DEFAULT 0"],  # and invites, reports, policy
+    5: ["ALTER TABLE convs ADD COLUMN allow_guests INTEGER NOT NULL DEFAULT 0"],
 }
 
 _ADD_COLUMN = re.compile(r"^ALTER TABLE (\w+) ADD COLUMN (\w+) ")
@@ -145,8 +146,8 @@ def _needed(conn: sqlite3.Connection, sql: str) -> bool:
 
 _MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
 _CONV_COLS = ("id, kind, title, visibility, password_hash, history, owner, created_at, last_seq, slow_mode_s, "
-              "read_only, permissions, pinned")
-_N_CONV = 13
+              "read_only, permissions, pinned, allow_guests")
+_N_CONV = 14
 _SANCTION_COLS = "conv, user, kind, until, by, at, reason"
 _MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at"
 _ATTACHMENT_COLS = "id, conv, uploader, name, mime, size, created_at, uploaded"
@@ -174,12 +175,13 @@ def _conv(row: Sequence[Any]) -> ConvRow:
     return ConvRow(id=row[0], kind=row[1], title=row[2], visibility=row[3], password_hash=row[4],
                    history=row[5], owner=row[6], created_at=row[7], last_seq=row[8], slow_mode_s=row[9],
                    read_only=bool(row[10]), permissions=_perms_decode.decode(row[11]) if row[11] else {},
-                   pinned=_seqs_decode.decode(row[12]) if row[12] else [])
+                   pinned=_seqs_decode.decode(row[12]) if row[12] else [], allow_guests=bool(row[13]))
 
 
 def _conv_settings(r: ConvRow) -> tuple[Any, ...]:
     return (r.title, r.visibility, r.password_hash, r.history, r.slow_mode_s, int(r.read_only),
-            _ids.encode(r.permissions) if r.permissions else None, _ids.encode(r.pinned) if r.pinned else None)
+            _ids.encode(r.permissions) if r.permissions else None, _ids.encode(r.pinned) if r.pinned else None,
+            int(r.allow_guests))
 
 
 def _sanction(row: Sequence[Any]) -> SanctionRow:
@@ -746,7 +748,7 @@ _WRITES: dict[type, Callable[[list[Any]], Statements]] = {
           *_conv_settings(r)[4:]) for r in (m.row for m in items)])],
     UpdateConv: lambda items: [(
         "UPDATE convs SET title = ?, visibility = ?, password_hash = ?, history = ?, slow_mode_s = ?, read_only = ?, "
-        "permissions = ?, pinned = ? WHERE id = ?", [(*_conv_settings(m.row), m.row.id) for m in items])],
+        "permissions = ?, pinned = ?, allow_guests = ? WHERE id = ?", [(*_conv_settings(m.row), m.row.id) for m in items])],
     PutSanction: lambda items: [(
         f"INSERT OR REPLACE INTO sanctions ({_SANCTION_COLS}) VALUES ({_marks(7)})",
         [(r.conv, r.user, r.kind, r.until, r.by, r.at, r.reason) for r in (m.row for m in items)])],

@@ -408,7 +408,11 @@ async def test_guests_get_short_tokens_cannot_create_and_send_under_a_stricter_l
             assert refused.value.code == "forbidden" and "guests" in refused.value.message
         a = await Client.connect(srv.base_url, alice.token)
         room = (await a.request("conv.create", kind="group", members=[], visibility="public"))["conv"]["id"]
-        await g.request("conv.join", conv=room)  # chat_core will also check the room's allow_guests
+        with pytest.raises(ErrorReply) as closed:  # public, but not open to guests
+            await g.request("conv.join", conv=room)
+        assert (closed.value.code, closed.value.rule) == ("forbidden", "guests")
+        await a.request("conv.update", conv=room, allow_guests=True)
+        assert (await g.request("conv.join", conv=room))["conv"]["allow_guests"] is True
         for i in range(3):
             await g.send(room, f"hi {i}")
         with pytest.raises(ErrorReply) as limited:

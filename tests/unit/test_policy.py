@@ -213,3 +213,11 @@ def test_non_members_learn_nothing_of_private_conversations(action):
 def test_links_are_counted_cheaply():
     assert policy.count_links("hello there") == 0
     assert policy.count_links("see https://a.example and www.b.example, HTTP://C") == 3
+
+
+@pytest.mark.parametrize(("guest", "allow_guests", "denied"),
+                         [(True, False, "guests"), (True, True, None), (False, False, None)])
+def test_guests_join_only_where_guests_are_admitted(guest, allow_guests, denied):
+    s = Subject(kind="group", visibility="public", role=None, guest=guest, allow_guests=allow_guests)
+    denial = policy.decide(s, Action.JOIN)
+    assert (denial.rule if denial else None) == denied
