@@ -60,7 +60,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                            Limiter("report", limits.report_burst, limits.report_window_s, limits_storage))
     add_routes(app, auth, members, limits, ready, hub.gateway_id)
     register_admin(app, AdminService(store, runner, hub), authenticator, openapi.document)
-    UploadRoutes(store, attachments, tokens, limits).mount(app)
+    UploadRoutes(store, attachments, authenticator, limits).mount(app)
     if isinstance(attachments, LocalAttachments):  # its signed URLs point at this gateway
         BlobRoutes(attachments).mount(app)
 

@@ -23,7 +23,7 @@ from moderation.admin.service import Commands, Sessions
 from parley import __version__
 from parley import limits as L
 from parley.accounts import Authenticator, now_ms, refuse_login
-from parley.auth import Claims, Passwords, Tokens, check_password_shape, normalize_username
+from parley.auth import Passwords, Tokens, check_password_shape, normalize_username
 from parley.errors import BadRequest, Forbidden, Internal, NotFound, ParleyError, Unauthorized, error_body
 from parley.health import Ready, add_health_routes
 from parley.ids import new_user_id
@@ -69,11 +69,6 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("body must be a JSON object")
     return body
-
-
-def bearer(request: web.Request, tokens: Tokens) -> Claims:
-    """The caller of a REST request that needs an account: `Authorization: Bearer <token>`."""
-    return tokens.verify(bearer_token(request))
 
 
 def client_ip(request: web.Request) -> str:

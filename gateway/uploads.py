@@ -20,11 +20,11 @@ from aiohttp import web
 from msgspec import Meta
 from yarl import URL
 
-from gateway.rest import bearer
+from gateway.rest import bearer_token
 from moderation import policy
 from moderation.policy import Action
 from parley import limits as L
-from parley.auth import Tokens
+from parley.accounts import Authenticator
 from parley.errors import BadRequest, Conflict, NotFound, TooLarge, UnsupportedMediaType
 from parley.frames import Id
 from parley.ids import new_attachment_id
@@ -66,14 +66,14 @@ def _view(row: AttachmentRow) -> dict[str, Any]:
 
 
 class UploadRoutes:
-    def __init__(self, store: Store, attachments: Attachments, tokens: Tokens, limits: Limits) -> None:
+    def __init__(self, store: Store, attachments: Attachments, auth: Authenticator, limits: Limits) -> None:
         self._store = store
         self._attachments = attachments
-        self._tokens = tokens
+        self._auth = auth
         self._limits = limits
 
     async def create(self, request: web.Request) -> web.Response:
-        user = bearer(request, self._tokens).user_id
+        user = (await self._auth.principal(bearer_token(request))).user_id
         body = decode_upload(await request.read(), self._limits)
         found = await self._store.membership(body.conv, user)
         if found is None:
@@ -87,7 +87,7 @@ class UploadRoutes:
                                   "headers": put.headers, "expires_at": put.expires_at}, status=201)
 
     async def complete(self, request: web.Request) -> web.Response:
-        user = bearer(request, self._tokens).user_id
+        user = (await self._auth.principal(bearer_token(request))).user_id
         row = await self._store.attachment(request.match_info["id"])
         if row is None or row.uploader != user:
             raise NotFound("no such upload")
@@ -100,7 +100,7 @@ class UploadRoutes:
         return web.json_response(_view(row))
 
     async def fetch(self, request: web.Request) -> web.Response:
-        user = bearer(request, self._tokens).user_id
+        user = (await self._auth.principal(bearer_token(request))).user_id
         row = await self._store.attachment(request.match_info["id"])
         found = await self._store.membership(row.conv, user) if row is not None else None
         # Unknown, not yours to see, or not uploaded yet: one answer, so ids reveal nothing.

@@ -190,6 +190,9 @@ async def test_a_suspension_closes_live_sessions_refuses_login_and_old_tokens_un
     with pytest.raises(ErrorReply) as refused:
         await Client.connect(srv.base_url, bob.token)
     assert refused.value.code == "unauthorized"  # the old token's generation is gone
+    status, reply = await call(srv, "POST", "/v1/uploads", bob.token,
+                               {"conv": "c-any", "name": "a.png", "mime": "image/png", "size": 10})
+    assert status == 401, reply  # no REST route takes the old token either
     with pytest.raises(ErrorReply) as refused:
         await login(srv.base_url, bob.username, PASSWORD)
     assert refused.value.status == 403 and "suspended until" in refused.value.message
