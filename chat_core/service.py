@@ -4,6 +4,7 @@ together (the relay replays what a previous run stored but did not relay before 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 
@@ -16,6 +17,10 @@ from moderation.policy import InstancePolicy
 from parley.auth import Passwords
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
+
+log = logging.getLogger(__name__)
+#: How soon a changed instance policy reaches the writers.
+POLICY_REFRESH_S = float(os.environ.get("PARLEY_POLICY_REFRESH_S") or 10)
 
 
 class ChatCoreService:
@@ -36,12 +41,34 @@ class ChatCoreService:
                         moderation_stored=store.stores_moderation)
         self.relay = OutboxRelay(store, events)
         self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
+        self._store = store
+        self._core = core
+        self._base = instance
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        await self._refresh_policy()
         await self.worker.settle()  # shards owned from the start are replayed before any new work
         self._tasks = [asyncio.create_task(self.worker.run(), name="chat_core"),
-                       asyncio.create_task(self.relay.run(), name="relay")]
+                       asyncio.create_task(self.relay.run(), name="relay"),
+                       asyncio.create_task(self._follow_policy_forever(), name="policy")]
+
+    async def _refresh_policy(self) -> None:
+        """The conversation defaults admins set at run time (PATCH /v1/admin/policies, kept in the
+        store) over PARLEY_POLICY's. Swapped whole between batches: no decision sees half of it."""
+        try:
+            stored = (await self._store.instance_policy()).get("conv_defaults") or {}
+            defaults = {**self._base.defaults, **{tuple(k.split(".", 1)): v for k, v in stored.items()}}
+            if defaults != self._core.instance.defaults:
+                self._core.instance = dataclasses.replace(self._base, defaults=defaults)
+                log.info("instance conversation defaults now %s", defaults)
+        except Exception:  # the store is away or the stored value is bad: keep the last good one
+            log.warning("instance policy not refreshed", exc_info=True)
+
+    async def _follow_policy_forever(self) -> None:
+        while True:
+            await asyncio.sleep(POLICY_REFRESH_S)
+            await self._refresh_policy()
 
     def running(self) -> bool:
         return bool(self._tasks) and not any(t.done() for t in self._tasks)

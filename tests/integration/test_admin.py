@@ -36,7 +36,7 @@ _names = itertools.count()
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
     proc = ParleyProcess(tmp_path_factory.mktemp("admin") / "data",
                          env={"PARLEY_IP_AUTH_BURST": "100000", "PARLEY_GUEST_SEND_BURST": "3",
-                              "PARLEY_GUEST_SEND_WINDOW_S": "60"})
+                              "PARLEY_GUEST_SEND_WINDOW_S": "60", "PARLEY_POLICY_REFRESH_S": "0.3"})
     proc.start()
     yield proc
     proc.stop()
@@ -388,6 +388,29 @@ async def test_the_audit_log_has_no_write_route_and_pages_newest_first(srv):
     older = await audit(srv, admin.token, actor=admin.user_id, before=str(page["next_before"]))
     assert [e["details"]["guest_ttl_s"] for e in older] == [600]
     await set_policy(srv, admin, guest_ttl_s=3600)
+
+
+async def test_conversation_defaults_set_by_an_admin_reach_chat_core(srv):
+    admin, alice, bob = await staff(srv, "admin"), await member(srv), await member(srv)
+    a = await Client.connect(srv.base_url, alice.token)
+    b = await Client.connect(srv.base_url, bob.token)
+    conv = (await a.request("conv.create", kind="group", members=[bob.user_id]))["conv"]["id"]
+    await b.send(conv, "members may post")
+    await set_policy(srv, admin, conv_defaults={"group.send": "admin"})
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                await b.send(conv, "still?")
+            except ErrorReply as err:
+                assert (err.code, err.rule) == ("forbidden", "role"), err
+                break
+            assert time.monotonic() < deadline, "the new default never reached chat_core"
+            await asyncio.sleep(0.2)
+        await a.send(conv, "the owner still may")
+    finally:
+        await set_policy(srv, admin, conv_defaults={})
+    await asyncio.gather(a.close(), b.close())
 
 
 # ---- guests -------------------------------------------------------------------------------------
