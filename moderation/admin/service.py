@@ -101,19 +101,18 @@ class AdminService:
         return account
 
     async def approve(self, actor: Principal, user_id: str, body: B.ReasonBody) -> Account:
-        account = await self.user(user_id)
-        if account.status != "pending":
-            raise Conflict(f"the account is {account.status}, not pending")
-        account = await self._patch(user_id, AccountPatch(status="active"))
-        await self.audit(actor, "user.approve", user_id, reason=body.reason)
-        return account
+        return await self._decide_pending(actor, user_id, body, "active", "user.approve")
 
     async def reject(self, actor: Principal, user_id: str, body: B.ReasonBody) -> Account:
+        return await self._decide_pending(actor, user_id, body, "rejected", "user.reject")
+
+    async def _decide_pending(self, actor: Principal, user_id: str, body: B.ReasonBody, status: str,
+                              action: str) -> Account:
         account = await self.user(user_id)
         if account.status != "pending":
             raise Conflict(f"the account is {account.status}, not pending")
-        account = await self._patch(user_id, AccountPatch(status="rejected"))
-        await self.audit(actor, "user.reject", user_id, reason=body.reason)
+        account = await self._patch(user_id, AccountPatch(status=status))
+        await self.audit(actor, action, user_id, reason=body.reason)
         return account
 
     # ---- conversations --------------------------------------------------------------------
