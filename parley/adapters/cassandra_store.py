@@ -136,8 +136,12 @@ class WritePlan:
     claims: dict[tuple[str, int], list[Statement]] = field(default_factory=dict)
     #: Idempotency keys of the new messages, checked before the claims.
     idem_keys: list[tuple[str, str, str]] = field(default_factory=list)
-    #: Everything else but the heads, in logged batches.
+    #: Everything else but the blocks and the heads, in logged batches.
     logged: list[Statement] = field(default_factory=list)
+    #: Rows of `blocks`, written once `logged` (holding their mirrors in `blocked_by`) is: chat_core
+    #: decides from `blocks`, so a block it sees is never missing from `blocked_by`, and a retry
+    #: after a failure in between writes both again.
+    blocks: list[Statement] = field(default_factory=list)
     #: The heads: written last, once everything they cover is.
     heads: list[Statement] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
@@ -247,9 +251,11 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: 
             plan.logged.append(("sanction_put", [conv, user, kind, srow.until, srow.by, srow.at, srow.reason]))
     for (blocker, blocked), at in blocks.items():
         if at is None:
-            plan.logged += [("block_drop", [blocker, blocked]), ("blocked_by_drop", [blocked, blocker])]
+            plan.logged.append(("blocked_by_drop", [blocked, blocker]))
+            plan.blocks.append(("block_drop", [blocker, blocked]))
         else:
-            plan.logged += [("block_put", [blocker, blocked, at]), ("blocked_by_put", [blocked, blocker, at])]
+            plan.logged.append(("blocked_by_put", [blocked, blocker, at]))
+            plan.blocks.append(("block_put", [blocker, blocked, at]))
     plan.logged.extend(("conv_set_owner", [owner, conv]) for conv, owner in owners.items())
     for (conv, user), mrow in members.items():
         if mrow is None:
@@ -491,8 +497,9 @@ class CassandraStore:
             if err is not None:
                 raise err if isinstance(err, Exception) else Unavailable("claim interrupted")
             raise Conflict("a seq of this batch is already stored")
-        # 3. Everything else; 4. the heads, once all they cover is written.
-        for phase in (plan.logged, plan.heads):
+        # 3. Everything else; then the blocks, once their mirrors are written; 4. the heads, once
+        # all they cover is written.
+        for phase in (plan.logged, plan.blocks, plan.heads):
             await self._gather(self._batch(chunk) for chunk in pack(phase))
         return plan.outbox_ids
 

@@ -78,9 +78,9 @@ def test_moderation_writes_collapse_to_the_last_one_per_row():
         ("sanction_put", ["c1", "b", "ban", 50, "a", 1, None]),
         ("sanction_put", ["c1", "m", "mute", 99, "a", 1, None]),
         ("sanction_drop", ["c1", "x", "mute"])]
-    assert [s for s in p.logged if "block" in s[0]] == [
-        ("block_put", ["a", "b", 7]), ("blocked_by_put", ["b", "a", 7]),
-        ("block_drop", ["c", "d"]), ("blocked_by_drop", ["d", "c"])]
+    assert [s for s in p.logged if "block" in s[0]] == [("blocked_by_put", ["b", "a", 7]),
+                                                        ("blocked_by_drop", ["d", "c"])]
+    assert p.blocks == [("block_put", ["a", "b", 7]), ("block_drop", ["c", "d"])]
 
 
 def test_settings_of_a_conversation_created_in_the_same_batch_are_part_of_its_insert():
@@ -173,6 +173,28 @@ async def test_moderation_state_round_trips_and_settings_reset_to_the_defaults()
     await store.apply([UpdateConv(plain), DropBlock("a", "b")])
     state = (await store.prefetch(Needs(convs={"d1"}))).convs["d1"]
     assert state.row == plain and state.blocks == set() and await store.block_peers("a") == set()
+
+
+async def test_a_block_is_in_blocked_by_before_chat_core_can_see_it_in_blocks():
+    """chat_core decides from `blocks` (a block it sees is not written again), so `blocks` is
+    written only once its mirror is: a failure in between leaves no block chat_core sees, and
+    the client's retry writes both."""
+    session = ModelSession()
+    store = CassandraStore(session)
+    session.fail = lambda names: any(n in ("block_put", "block_drop") for n in names)
+    with pytest.raises(Unavailable):
+        await store.apply([PutBlock("a", "b", 1)])
+    assert (await store.prefetch(Needs(blocks={("a", "b")}))).blocks == set()
+    session.fail = None
+    await store.apply([PutBlock("a", "b", 2)])  # the retry
+    assert await store.block_peers("a") == {"b"} and await store.block_peers("b") == {"a"}
+    session.fail = lambda names: any(n == "block_drop" for n in names)
+    with pytest.raises(Unavailable):
+        await store.apply([DropBlock("a", "b")])
+    assert (await store.prefetch(Needs(blocks={("b", "a")}))).blocks == {("a", "b")}  # still blocked: retried
+    session.fail = None
+    await store.apply([DropBlock("a", "b")])
+    assert await store.block_peers("a") == set() and await store.block_peers("b") == set()
 
 
 # ---- ADR 0001 on the model: claims, orphans, compensation ---------------------------------------
