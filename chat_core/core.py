@@ -18,7 +18,7 @@ from moderation import policy
 from moderation.filters import AllowAll, ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, FOREVER, Action, InstancePolicy, Subject
 from parley import frames as F
-from parley.errors import BadRequest, Conflict, Forbidden, NotFound, ParleyError, Unavailable
+from parley.errors import BadRequest, Conflict, Forbidden, NotFound, ParleyError
 from parley.frames import UNSET, Message, ok_frame, error_frame, event_frame
 from parley.ids import direct_conv_id, partition_of
 from parley.limits import MAX_PINS
@@ -30,9 +30,6 @@ from parley.records import (
 
 #: The actor of automatic actions in the audit log and in events.
 SYSTEM = "system"
-#: Requests whose effects include moderation state (settings, pins, sanctions); kicks are plain
-#: membership changes.
-_STORES_MODERATION = (F.ConvUpdate, F.Pin, F.MemberRole, F.MemberMute, F.MemberUnmute, F.MemberBan, F.MemberUnban)
 
 
 def request_key(cmd: Command) -> tuple[str, str]:
@@ -75,7 +72,7 @@ class ChatCore:
 
     def __init__(self, max_convs: int = 50_000, max_idem: int = 200_000, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 enforce: bool = True, moderation_stored: bool = True) -> None:
+                 enforce: bool = True) -> None:
         self.convs: OrderedDict[str, ConvState] = OrderedDict()
         self._idem: OrderedDict[IdemKey, tuple[int, int]] = OrderedDict()
         #: Keys assigned by the batch being decided; remembered in `_idem` once it is durable.
@@ -90,9 +87,6 @@ class ChatCore:
             else content_filter
         #: False only to measure the policy's cost (loadtests.policy_bench): sends skip every rule.
         self._enforce = enforce
-        #: False on a store without the moderation tables (Store.stores_moderation): requests
-        #: that would write moderation state are refused one by one, never fail a whole batch.
-        self._moderation_stored = moderation_stored
 
     # ---- the batch cycle ----------------------------------------------------------------
 
@@ -169,11 +163,7 @@ class ChatCore:
         if isinstance(body, F.ConvCreate):
             return self._create(cmd, body, facts, now, batch)
         if isinstance(body, (F.UserBlock, F.UserUnblock)):
-            if not self._moderation_stored:
-                raise Unavailable("blocking is not available on this server's store yet")
             return self._block(cmd, body, facts, now, batch)
-        if not self._moderation_stored and isinstance(body, _STORES_MODERATION):
-            raise Unavailable("moderation is not available on this server's store yet")
         state = self._existing(cmd.conv)
         if isinstance(body, F.Read):
             return self._read(cmd, state, body, batch)
@@ -275,7 +265,7 @@ class ChatCore:
                 s.account_age_ms = self._account_age(user, facts, now)
             denial = policy.decide(s, Action.SEND, self.instance)
             if denial is not None:
-                if denial.rule == "flood" and self._moderation_stored:
+                if denial.rule == "flood":
                     self._auto_mute(state, user, now, denial.reason, batch)
                 policy.raise_for(denial)
             flag = self._screen(cmd, body.text, now, batch)

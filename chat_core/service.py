@@ -34,11 +34,7 @@ class ChatCoreService:
         enforce = os.environ.get("PARLEY_BENCH_ALLOW_ALL") != "1"
         if not enforce:
             logging.getLogger(__name__).warning("PARLEY_BENCH_ALLOW_ALL=1: sends skip the policy (benchmarks only)")
-        if not store.stores_moderation:
-            logging.getLogger(__name__).warning("this store keeps no moderation state yet: conv.update, pins, "
-                                                "mutes, bans and blocks answer unavailable")
-        core = ChatCore(instance=instance, content_filter=content_filter, enforce=enforce,
-                        moderation_stored=store.stores_moderation)
+        core = ChatCore(instance=instance, content_filter=content_filter, enforce=enforce)
         self.relay = OutboxRelay(store, events)
         self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
         self._store = store

@@ -94,10 +94,6 @@ class Attachments(Protocol):
 class Store(Protocol):
     """The message store: chat_core's batched writes, the gateway's reads, and accounts."""
 
-    #: Whether UpdateConv, PutSanction/DropSanction and PutBlock/DropBlock are stored (and
-    #: prefetched back). False only for an adapter that has not caught up with moderation yet.
-    stores_moderation: bool
-
     # chat_core, the single writer of a conversation
     async def prefetch(self, needs: Needs) -> Facts: ...
     async def apply(self, mutations: Sequence[Mutation]) -> list[int]: ...  # outbox ids, in order

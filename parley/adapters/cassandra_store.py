@@ -25,12 +25,12 @@ from typing import Any, TypeVar
 import msgspec
 
 from parley.adapters.cql.session import ClusterSettings, CqlSession, DriverSession, Row
-from parley.errors import Conflict, Forbidden, Internal, Unavailable
+from parley.errors import Conflict, Forbidden, Unavailable
 from parley.frames import Message
 from parley.records import (
     Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, ConvState, CreateConv,
     DropBlock, DropMember, DropSanction, EventRecord, Facts, InsertMessage, Invite, MemberRow, Mutation, Needs,
-    PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, Report, ReportQuery, SetConvHead, SetConvOwner,
+    PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, Report, ReportQuery, SanctionRow, SetConvHead, SetConvOwner,
     SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
@@ -136,8 +136,12 @@ class WritePlan:
     claims: dict[tuple[str, int], list[Statement]] = field(default_factory=dict)
     #: Idempotency keys of the new messages, checked before the claims.
     idem_keys: list[tuple[str, str, str]] = field(default_factory=list)
-    #: Everything else but the heads, in logged batches.
+    #: Everything else but the blocks and the heads, in logged batches.
     logged: list[Statement] = field(default_factory=list)
+    #: Rows of `blocks`, written once `logged` (holding their mirrors in `blocked_by`) is: chat_core
+    #: decides from `blocks`, so a block it sees is never missing from `blocked_by`, and a retry
+    #: after a failure in between writes both again.
+    blocks: list[Statement] = field(default_factory=list)
     #: The heads: written last, once everything they cover is.
     heads: list[Statement] = field(default_factory=list)
     outbox_ids: list[int] = field(default_factory=list)
@@ -164,6 +168,9 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: 
     updates: dict[tuple[str, int], UpdateMessage] = {}
     reactions: dict[tuple[str, int, str, str], bool] = {}
     idem: set[tuple[str, str, str]] = set()
+    settings: dict[str, ConvRow] = {}
+    sanctions: dict[tuple[str, str, str], SanctionRow | None] = {}
+    blocks: dict[tuple[str, str], int | None] = {}
     for m in mutations:
         if isinstance(m, CreateConv):
             convs[m.row.id] = msgspec.structs.replace(m.row)
@@ -208,10 +215,20 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: 
             plan.logged.append(("outbox_put", [m.shard, outbox_tb(id_), id_, _record_encode(m.record), outbox_ttl_s]))
         elif isinstance(m, PutAudit):
             plan.logged.extend(audit_rows([m.entry]))
-        elif isinstance(m, (UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock)):
-            # Moderation state (schema: tables sanctions and blocks, settings columns on convs)
-            # is not in the Cassandra schema yet: refuse the batch rather than drop a ban.
-            raise Internal(f"{type(m).__name__} is not stored on Cassandra yet")
+        elif isinstance(m, UpdateConv):
+            created = convs.get(m.row.id)
+            if created is not None:  # created in this batch: one insert with the final settings
+                _copy_settings(m.row, created)
+            else:
+                settings[m.row.id] = msgspec.structs.replace(m.row)
+        elif isinstance(m, PutSanction):
+            sanctions[(m.row.conv, m.row.user, m.row.kind)] = msgspec.structs.replace(m.row)
+        elif isinstance(m, DropSanction):
+            sanctions[(m.conv, m.user, m.kind)] = None
+        elif isinstance(m, PutBlock):
+            blocks[(m.blocker, m.blocked)] = m.at
+        elif isinstance(m, DropBlock):
+            blocks[(m.blocker, m.blocked)] = None
         else:  # pragma: no cover - the Mutation union is closed
             raise TypeError(f"unknown mutation {type(m).__name__}")
 
@@ -222,6 +239,23 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: 
     for row in convs.values():
         plan.logged.append(("conv_insert", [row.id, row.kind, row.title, row.visibility, row.password_hash,
                                             row.history, row.owner, row.created_at]))
+        if _has_settings(row):  # no row reads as the defaults
+            plan.logged.append(("settings_put", _settings_params(row)))
+    for row in settings.values():  # written whole: the settings after this batch
+        plan.logged += [("conv_update", [row.title, row.visibility, row.password_hash, row.history, row.id]),
+                        ("settings_put", _settings_params(row))]
+    for (conv, user, kind), srow in sanctions.items():
+        if srow is None:
+            plan.logged.append(("sanction_drop", [conv, user, kind]))
+        else:
+            plan.logged.append(("sanction_put", [conv, user, kind, srow.until, srow.by, srow.at, srow.reason]))
+    for (blocker, blocked), at in blocks.items():
+        if at is None:
+            plan.logged.append(("blocked_by_drop", [blocked, blocker]))
+            plan.blocks.append(("block_drop", [blocker, blocked]))
+        else:
+            plan.logged.append(("blocked_by_put", [blocked, blocker, at]))
+            plan.blocks.append(("block_put", [blocker, blocked, at]))
     plan.logged.extend(("conv_set_owner", [owner, conv]) for conv, owner in owners.items())
     for (conv, user), mrow in members.items():
         if mrow is None:
@@ -240,6 +274,27 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Any, audit_rows: 
         plan.logged.append(("reaction_put" if on else "reaction_drop", [conv, bucket_of(seq), seq, emoji, user]))
     plan.heads = [("head_set", [seq, seq, conv]) for conv, seq in sorted(heads.items())]
     return plan
+
+
+_SETTINGS = ("title", "visibility", "password_hash", "history", "slow_mode_s", "read_only", "allow_guests",
+             "permissions", "pinned")
+
+
+def _copy_settings(src: ConvRow, dst: ConvRow) -> None:
+    """What UpdateConv writes: the settings, not the head or the owner."""
+    for name in _SETTINGS:
+        value = getattr(src, name)
+        setattr(dst, name, dict(value) if isinstance(value, dict) else list(value) if isinstance(value, list)
+                else value)
+
+
+def _has_settings(r: ConvRow) -> bool:
+    return bool(r.slow_mode_s or r.read_only or r.allow_guests or r.permissions or r.pinned)
+
+
+def _settings_params(r: ConvRow) -> list[Any]:
+    # Empty collections are bound as null: Cassandra reads an empty collection back as null anyway.
+    return [r.id, r.slow_mode_s, r.read_only, r.allow_guests, dict(r.permissions) or None, list(r.pinned) or None]
 
 
 def _size(params: Sequence[Any]) -> int:
@@ -269,17 +324,25 @@ def _message(r: Row, conv: str) -> Message:
                    attachments=list(r[8] or []), mentions=list(r[9] or []), edited_at=r[10], deleted=bool(r[11]))
 
 
-def _conv(r: Row, last_seq: int) -> ConvRow:
-    return ConvRow(id=r[0], kind=r[1], title=r[2], visibility=r[3], password_hash=r[4], history=r[5], owner=r[6],
-                   created_at=r[7], last_seq=last_seq)
+def _conv(r: Row, last_seq: int, settings: Row | None) -> ConvRow:
+    """A `convs` row with its head and its `conv_settings` row (conv_id, slow_mode_s, read_only,
+    allow_guests, permissions, pinned), if any: none is the defaults."""
+    row = ConvRow(id=r[0], kind=r[1], title=r[2], visibility=r[3], password_hash=r[4], history=r[5], owner=r[6],
+                  created_at=r[7], last_seq=last_seq)
+    if settings is not None:
+        row.slow_mode_s, row.read_only, row.allow_guests = int(settings[1] or 0), bool(settings[2]), bool(settings[3])
+        row.permissions = {str(k): str(v) for k, v in (settings[4] or {}).items()}
+        row.pinned = [int(seq) for seq in settings[5] or []]
+    return row
+
+
+def _sanction(conv: str, r: Row) -> SanctionRow:
+    """A `sanctions` row (conv_id, user_id, kind, until, issued_by, at, reason)."""
+    return SanctionRow(conv=conv, user=r[1], kind=r[2], until=int(r[3]), by=r[4], at=int(r[5]), reason=r[6])
 
 
 class CassandraStore:
     """Implements parley.ports.Store on Cassandra / ScyllaDB through a CqlSession."""
-
-    #: Not yet: no tables for conv settings, sanctions or blocks (chat_core refuses those
-    #: requests one by one; `apply` refuses their mutations as a backstop).
-    stores_moderation = False
 
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
         self._s = session
@@ -358,12 +421,20 @@ class CassandraStore:
             row = await self._one("conv_get", [conv_id])
             if row is None:
                 return
-            (stored, newest), members, cursors = await asyncio.gather(
-                self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]))
+            (stored, newest), members, cursors, settings, sanctions = await asyncio.gather(
+                self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
+                self._one("settings_get", [conv_id]), self._all("sanctions_of", [conv_id]))
             read = {r[0]: int(r[1] or 0) for r in cursors}
-            facts.convs[conv_id] = ConvState(_conv(row, newest), {
+            state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
                 r[0]: MemberRow(conv=conv_id, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
                                 joined_at=r[3]) for r in members})
+            for r in sanctions:
+                sanction = _sanction(conv_id, r)
+                (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
+            # A direct conversation carries the blocks between its two members.
+            if state.row.kind == "direct" and len(state.members) == 2:
+                first, second = sorted(state.members)
+                state.blocks = await self._blocks_between(first, second)
             # Claimed past the stored head: their idempotency keys may not be written.
             for b in range(bucket_of(stored + 1), bucket_of(newest) + 1) if newest > stored else ():
                 for seq, sender, ts, cmid in await self._all("message_tail", [conv_id, b, stored]):
@@ -394,10 +465,19 @@ class CassandraStore:
             if found is not None:
                 facts.attachments[attachment_id] = found
 
+        async def pair(a: str, b: str) -> None:
+            facts.blocks.update(await self._blocks_between(a, b))
+
+        pairs = sorted({(min(a, b), max(a, b)) for a, b in needs.blocks})
         await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users | needs.accounts)),
                             *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages)),
-                            *map(attachment, sorted(needs.attachments))])
+                            *map(attachment, sorted(needs.attachments)), *(pair(a, b) for a, b in pairs)])
         return facts
+
+    async def _blocks_between(self, a: str, b: str) -> set[tuple[str, str]]:
+        """(blocker, blocked) pairs between a and b, either way: two rows of `blocks`."""
+        ab, ba = await asyncio.gather(self._one("block_get", [a, b]), self._one("block_get", [b, a]))
+        return {p for p, found in (((a, b), ab), ((b, a), ba)) if found is not None}
 
     async def apply(self, mutations: Sequence[Mutation]) -> list[int]:
         plan = plan_writes(mutations, self._next_outbox_id, self._audit_statements, self._idem_ttl_s,
@@ -417,8 +497,9 @@ class CassandraStore:
             if err is not None:
                 raise err if isinstance(err, Exception) else Unavailable("claim interrupted")
             raise Conflict("a seq of this batch is already stored")
-        # 3. Everything else; 4. the heads, once all they cover is written.
-        for phase in (plan.logged, plan.heads):
+        # 3. Everything else; then the blocks, once their mirrors are written; 4. the heads, once
+        # all they cover is written.
+        for phase in (plan.logged, plan.blocks, plan.heads):
             await self._gather(self._batch(chunk) for chunk in pack(phase))
         return plan.outbox_ids
 
@@ -521,21 +602,25 @@ class CassandraStore:
         return MemberRow(conv=conv, user=user, role=mrow[1], visible_from=mrow[2],
                          read_seq=int(cur[0]) if cur and cur[0] is not None else 0, joined_at=mrow[3])
 
+    async def _conv_row(self, conv: str) -> ConvRow | None:
+        """The conversation with its stored head and its settings."""
+        row, head, settings = await asyncio.gather(self._one("conv_get", [conv]), self._stored_head(conv),
+                                                   self._one("settings_get", [conv]))
+        return None if row is None else _conv(row, head, settings)
+
     async def membership(self, conv: str, user: str) -> tuple[ConvRow, MemberRow | None] | None:
-        row, head, member = await asyncio.gather(self._one("conv_get", [conv]), self._stored_head(conv),
-                                                 self._member(conv, user))
-        return None if row is None else (_conv(row, head), member)
+        row, member = await asyncio.gather(self._conv_row(conv), self._member(conv, user))
+        return None if row is None else (row, member)
 
     async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow, str | None]]:
         async def one(conv: str) -> tuple[ConvRow, MemberRow, str | None] | None:
-            row, head, member = await asyncio.gather(self._one("conv_get", [conv]), self._stored_head(conv),
-                                                     self._member(conv, user))
+            row, member = await asyncio.gather(self._conv_row(conv), self._member(conv, user))
             if row is None or member is None:
                 return None
             peer = None
-            if row[1] == "direct":
+            if row.kind == "direct":
                 peer = next((u for u in await self.member_ids(conv) if u != user), None)
-            return _conv(row, head), member, peer
+            return row, member, peer
 
         found = await self._gather(one(r[0]) for r in await self._all("user_convs", [user]))
         return sorted((f for f in found if f is not None), key=lambda f: (f[0].created_at, f[0].id))
@@ -577,9 +662,9 @@ class CassandraStore:
         return [r[0] for r in await self._all("members_of", [conv])]
 
     async def block_peers(self, user: str) -> set[str]:
-        # Blocks are not stored on Cassandra yet: `apply` refuses the moderation mutations
-        # (PutBlock among them), so there is none to find. See docs/protocol.md, Moderation.
-        return set()
+        """The users `user` blocks (`blocks`) and those who block `user` (`blocked_by`)."""
+        blocks, blockers = await asyncio.gather(self._all("blocks_by", [user]), self._all("blockers_of", [user]))
+        return {r[0] for r in blocks} | {r[0] for r in blockers}
 
     # ---- attachments ----------------------------------------------------------------------
 
@@ -598,15 +683,14 @@ class CassandraStore:
     # ---- admin inspection -----------------------------------------------------------------
 
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None:
-        row, head, members, cursors = await asyncio.gather(
-            self._one("conv_get", [conv]), self._stored_head(conv), self._all("members_of", [conv]),
-            self._all("cursors_of", [conv]))
+        row, members, cursors = await asyncio.gather(
+            self._conv_row(conv), self._all("members_of", [conv]), self._all("cursors_of", [conv]))
         if row is None:
             return None
         read = {r[0]: int(r[1] or 0) for r in cursors}
         out = [MemberRow(conv=conv, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
                          joined_at=r[3]) for r in members]
-        return _conv(row, head), sorted(out, key=lambda m: (m.joined_at, m.user))
+        return row, sorted(out, key=lambda m: (m.joined_at, m.user))
 
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]:
         """Walks the conversation's messages after `after_seq` in order and keeps the sender's:

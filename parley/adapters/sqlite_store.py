@@ -247,8 +247,6 @@ def message_lookup_sql(n: int) -> str:
 class SqliteStore:
     """Implements parley.ports.Store on one SQLite file."""
 
-    stores_moderation = True
-
     def __init__(self, path: Path, synchronous: str = "FULL", readers: int = 2) -> None:
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError(f"unsupported sqlite synchronous mode {synchronous!r}")

@@ -249,14 +249,7 @@ async def test_what_was_applied_survives_reopening(reopen):
     assert facts.convs["c1"].row.last_seq == 1 and facts.idem == {("c1", "a", "m1"): (1, 10)}
 
 
-def moderation_stored(request: pytest.FixtureRequest) -> None:
-    """The moderation state (settings, sanctions, blocks) is not in the Cassandra schema yet."""
-    if "cassandra" in request.node.callspec.params["reopen"]:
-        pytest.skip("moderation state is not stored on Cassandra yet (the adapter refuses its mutations)")
-
-
-async def test_conversation_settings_and_pins_are_read_back_with_the_conversation(reopen, request):
-    moderation_stored(request)
+async def test_conversation_settings_and_pins_are_read_back_with_the_conversation(reopen):
     store = await seeded(reopen)
     row = conv_row(last_seq=0)
     row.title, row.visibility, row.password_hash, row.history = "renamed", "public", "argon2-hash", "full"
@@ -276,8 +269,7 @@ def sanction(user: str, kind: str, until: int = 10**12) -> SanctionRow:
     return SanctionRow(conv="c1", user=user, kind=kind, until=until, by="a", at=5, reason=f"{kind} reason")
 
 
-async def test_mutes_and_bans_come_with_their_conversation_and_outlive_membership(reopen, request):
-    moderation_stored(request)
+async def test_mutes_and_bans_come_with_their_conversation_and_outlive_membership(reopen):
     store = await seeded(reopen)
     await store.apply([PutSanction(sanction("b", "mute")), PutSanction(sanction("x", "ban")),
                        PutSanction(sanction("b", "mute", until=99)), DropMember("c1", "b")])
@@ -290,8 +282,7 @@ async def test_mutes_and_bans_come_with_their_conversation_and_outlive_membershi
     assert state.bans == {} and set(state.mutes) == {"b"}
 
 
-async def test_blocks_are_read_either_way_and_a_direct_conversation_carries_its_pairs(reopen, request):
-    moderation_stored(request)
+async def test_blocks_are_read_either_way_and_a_direct_conversation_carries_its_pairs(reopen):
     store = await reopen()
     direct = ConvRow(id="d1", kind="direct", title=None, visibility="private", password_hash=None,
                      history="full", owner="a", created_at=1)

@@ -14,8 +14,8 @@ from parley.adapters.cassandra_store import (
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
-    ConvRow, CreateConv, DropMember, EventRecord, InsertMessage, MemberRow, Needs, PutMember, PutOutbox,
-    SetConvHead, SetConvOwner, UpdateMessage,
+    ConvRow, CreateConv, DropBlock, DropMember, DropSanction, EventRecord, InsertMessage, MemberRow, Needs, PutBlock,
+    PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner, UpdateConv, UpdateMessage,
 )
 from tests.cassandra_model import InvalidRequest, ModelSession
 
@@ -61,6 +61,46 @@ def test_a_conversation_created_and_handed_over_in_one_batch_is_inserted_with_it
     p = plan(CreateConv(row()), SetConvOwner("c1", "b"))
     assert [params[6] for n, params in p.logged if n == "conv_insert"] == ["b"]
     assert "conv_set_owner" not in [n for n, _ in p.logged]
+
+
+def sanction(user: str, kind: str, until: int) -> SanctionRow:
+    return SanctionRow(conv="c1", user=user, kind=kind, until=until, by="a", at=1)
+
+
+def test_moderation_writes_collapse_to_the_last_one_per_row():
+    """A drop then a put of one sanction or block in one batch must stay a put (a deletion wins a
+    timestamp tie), and two puts must keep the last (a tie keeps the larger value)."""
+    p = plan(DropSanction("c1", "b", "ban"), PutSanction(sanction("b", "ban", 50)),
+             PutSanction(sanction("m", "mute", 10**12)), PutSanction(sanction("m", "mute", 99)),
+             PutSanction(sanction("x", "mute", 1)), DropSanction("c1", "x", "mute"),
+             DropBlock("a", "b"), PutBlock("a", "b", 7), PutBlock("c", "d", 8), DropBlock("c", "d"))
+    assert [s for s in p.logged if s[0].startswith("sanction_")] == [
+        ("sanction_put", ["c1", "b", "ban", 50, "a", 1, None]),
+        ("sanction_put", ["c1", "m", "mute", 99, "a", 1, None]),
+        ("sanction_drop", ["c1", "x", "mute"])]
+    assert [s for s in p.logged if "block" in s[0]] == [("blocked_by_put", ["b", "a", 7]),
+                                                        ("blocked_by_drop", ["d", "c"])]
+    assert p.blocks == [("block_put", ["a", "b", 7]), ("block_drop", ["c", "d"])]
+
+
+def test_settings_of_a_conversation_created_in_the_same_batch_are_part_of_its_insert():
+    changed = row()
+    changed.title, changed.allow_guests, changed.pinned, changed.last_seq, changed.owner = "new", True, [2], 9, "z"
+    p = plan(CreateConv(row()), UpdateConv(changed))
+    assert [n for n, _ in p.logged] == ["conv_insert", "settings_put"]
+    assert p.logged[0][1][2] == "new" and p.logged[0][1][6] == "a"  # not the owner: UpdateConv leaves it
+    assert p.logged[1] == ("settings_put", ["c1", 0, False, True, None, [2]])
+    assert p.heads == [("head_set", [0, 0, "c1"])]  # nor the head
+    assert [n for n, _ in plan(CreateConv(row())).logged] == ["conv_insert"]  # the defaults: no row
+
+
+def test_an_update_writes_the_settings_whole_and_never_the_owner_or_head():
+    changed = row()
+    changed.password_hash, changed.permissions, changed.last_seq = "h", {"pin": "member"}, 9
+    p = plan(UpdateConv(row()), UpdateConv(changed))
+    assert p.logged == [("conv_update", ["t", "private", "h", "full", "c1"]),
+                        ("settings_put", ["c1", 0, False, False, {"pin": "member"}, None])]
+    assert p.heads == []
 
 
 def test_claims_are_grouped_by_partition_and_split_at_a_bucket_boundary():
@@ -116,6 +156,45 @@ async def test_a_late_head_write_does_not_move_the_head_back():
     await store.apply([SetConvHead("c1", 5)])  # a stale writer's batch arriving late
     found = await store.membership("c1", "a")
     assert found is not None and found[0].last_seq == 7
+
+
+async def test_moderation_state_round_trips_and_settings_reset_to_the_defaults():
+    store = CassandraStore(ModelSession())
+    direct = ConvRow(id="d1", kind="direct", title=None, visibility="private", password_hash=None,
+                     history="full", owner="a", created_at=1, allow_guests=True, slow_mode_s=5)
+    await store.apply([CreateConv(direct), PutMember(member("a", "d1")), PutMember(member("b", "d1")),
+                       PutBlock("a", "b", 1), DropBlock("a", "b"), PutBlock("a", "b", 2)])
+    found = await store.membership("d1", "a")
+    assert found is not None and (found[0].allow_guests, found[0].slow_mode_s) == (True, 5)
+    state = (await store.prefetch(Needs(convs={"d1"}))).convs["d1"]
+    assert state.blocks == {("a", "b")} and await store.block_peers("b") == {"a"}
+    plain = ConvRow(id="d1", kind="direct", title=None, visibility="private", password_hash=None, history="full",
+                    owner="a", created_at=1)
+    await store.apply([UpdateConv(plain), DropBlock("a", "b")])
+    state = (await store.prefetch(Needs(convs={"d1"}))).convs["d1"]
+    assert state.row == plain and state.blocks == set() and await store.block_peers("a") == set()
+
+
+async def test_a_block_is_in_blocked_by_before_chat_core_can_see_it_in_blocks():
+    """chat_core decides from `blocks` (a block it sees is not written again), so `blocks` is
+    written only once its mirror is: a failure in between leaves no block chat_core sees, and
+    the client's retry writes both."""
+    session = ModelSession()
+    store = CassandraStore(session)
+    session.fail = lambda names: any(n in ("block_put", "block_drop") for n in names)
+    with pytest.raises(Unavailable):
+        await store.apply([PutBlock("a", "b", 1)])
+    assert (await store.prefetch(Needs(blocks={("a", "b")}))).blocks == set()
+    session.fail = None
+    await store.apply([PutBlock("a", "b", 2)])  # the retry
+    assert await store.block_peers("a") == {"b"} and await store.block_peers("b") == {"a"}
+    session.fail = lambda names: any(n == "block_drop" for n in names)
+    with pytest.raises(Unavailable):
+        await store.apply([DropBlock("a", "b")])
+    assert (await store.prefetch(Needs(blocks={("b", "a")}))).blocks == {("a", "b")}  # still blocked: retried
+    session.fail = None
+    await store.apply([DropBlock("a", "b")])
+    assert await store.block_peers("a") == set() and await store.block_peers("b") == set()
 
 
 # ---- ADR 0001 on the model: claims, orphans, compensation ---------------------------------------

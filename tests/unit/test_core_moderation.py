@@ -373,18 +373,3 @@ def test_allow_all_skips_every_rule_for_the_benchmark():
     state.row.read_only = True
     core = core_with(state, enforce=False)
     assert run(core, send("m")).reply["op"] == "ok"
-
-
-def test_on_a_store_without_moderation_tables_requests_are_refused_one_by_one():
-    core = core_with(conv(("o", "owner"), ("m", "member")), moderation_stored=False,
-                     instance=InstancePolicy(flood_repeats=2))
-    for body in (F.MemberMute(rid="1", conv="c1", user="m"), F.ConvUpdate(rid="2", conv="c1", title="x"),
-                 F.MemberBan(rid="3", conv="c1", user="m")):
-        r = run(core, cmd("o", body))
-        assert r.reply["code"] == "unavailable" and r.mutations == []
-    assert run(core, block("m", "o"), facts=Facts(users={"o"})).reply["code"] == "unavailable"
-    run(core, send("m", "same"))
-    r = run(core, send("m", "same"))
-    denied(r, "flood")
-    assert r.mutations == []  # refused, but no automatic mute it could not store
-    assert run(core, cmd("o", F.MemberKick(rid="4", conv="c1", user="m"))).reply["op"] == "ok"

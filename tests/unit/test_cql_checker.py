@@ -67,6 +67,34 @@ def test_the_admin_tables_have_their_keys():
     assert SCHEMA.tables["instance_policy"].partition_key == ["shard"]
 
 
+def test_the_moderation_tables_have_their_keys_and_no_lwt():
+    """Migration 0004: settings beside `convs`, sanctions by conversation (read whole when a writer
+    loads it), blocks by blocker and by blocked user. One writer per conversation (and per pair,
+    through its direct conversation) writes them: plain writes, no LWT."""
+    settings = SCHEMA.tables["conv_settings"]
+    assert (settings.partition_key, settings.clustering) == (["conv_id"], [])
+    assert settings.columns["permissions"] == "frozen<map<text, text>>"
+    assert settings.columns["pinned"] == "frozen<list<bigint>>"
+    sanctions = SCHEMA.tables["sanctions"]
+    assert (sanctions.partition_key, sanctions.clustering) == (["conv_id"], ["user_id", "kind"])
+    assert (SCHEMA.tables["blocks"].partition_key, SCHEMA.tables["blocks"].clustering) == (["blocker"], ["blocked"])
+    assert (SCHEMA.tables["blocked_by"].partition_key, SCHEMA.tables["blocked_by"].clustering) == (
+        ["blocked"], ["blocker"])
+    moderation = {n: s for n, s in STATEMENTS.items()
+                  if parse(s.cql).table in ("conv_settings", "sanctions", "blocks", "blocked_by")}
+    assert set(moderation) == {"settings_put", "settings_get", "sanction_put", "sanction_drop", "sanctions_of",
+                               "block_put", "block_drop", "block_get", "blocks_by", "blocked_by_put",
+                               "blocked_by_drop", "blockers_of"}
+    assert not any(s.conditional for s in moderation.values())
+    assert not STATEMENTS["conv_update"].conditional and "owner" not in STATEMENTS["conv_update"].cql
+
+
+def test_every_write_of_blocks_has_its_mirror_in_blocked_by():
+    for op in ("put", "drop"):
+        a, b = parse(STATEMENTS[f"block_{op}"].cql), parse(STATEMENTS[f"blocked_by_{op}"].cql)
+        assert (type(a), a.table, b.table) == (type(b), "blocks", "blocked_by")
+
+
 def test_migration_comments_hold_no_quote():
     """split_script keeps a comment line that holds a quote, and the quote then swallows the
     statements after it (cqlsh's grammar takes minutes on what is left)."""
@@ -96,6 +124,11 @@ def test_migration_comments_hold_no_quote():
      "cannot set its own timestamp"),
     ("DELETE FROM messages WHERE conv_id = ? AND bucket = ? IF cmid = ?", "clustering column seq"),
     ("DELETE FROM outbox USING TTL ? WHERE shard = ? AND tb = ?", "DELETE cannot set a TTL"),
+    # migration 0004
+    ("SELECT blocked FROM blocked_by WHERE blocker = ?", "partition key column blocked"),
+    ("SELECT user_id FROM sanctions WHERE conv_id = ? AND kind = ?", "restrictions must be a prefix"),
+    ("DELETE FROM sanctions WHERE conv_id = ? AND user_id = ? IF until = ?", "clustering column kind"),
+    ("UPDATE conv_settings SET conv_id = ? WHERE conv_id = ?", "cannot be updated"),
 ])
 def test_the_checker_catches(cql: str, expected: str):
     found = problems(cql)

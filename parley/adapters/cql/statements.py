@@ -13,6 +13,8 @@ _AUDIT_COLS = "id, writer, at, actor, action, target, conv_id, reason, details"
 _STATE_COLS = "id, role, status, suspended_until, suspend_reason, guest, token_gen, rev"
 _INVITE_COLS = "code, created_by, created_at, expires_at, used_by, used_at"
 _REPORT_COLS = "id, filed, status, claimed_by, claimed_at, resolved_by, resolved_at, resolution, note"
+_SETTINGS_COLS = "conv_id, slow_mode_s, read_only, allow_guests, permissions, pinned"
+_SANCTION_COLS = "conv_id, user_id, kind, until, issued_by, at, reason"
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,22 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
     ("conv_set_owner", "UPDATE convs SET owner = ? WHERE id = ?"),
     ("conv_get", "SELECT id, kind, title, visibility, password_hash, history, owner, created_at FROM convs WHERE id = ?"),
+    ("conv_update", "UPDATE convs SET title = ?, visibility = ?, password_hash = ?, history = ? WHERE id = ?"),
+    # conversation settings (0004): one row per conversation, written whole; no row = the defaults
+    ("settings_put", f"INSERT INTO conv_settings ({_SETTINGS_COLS}) VALUES (?, ?, ?, ?, ?, ?)"),
+    ("settings_get", f"SELECT {_SETTINGS_COLS} FROM conv_settings WHERE conv_id = ?"),
+    # mutes and bans (0004), read whole with their conversation
+    ("sanction_put", f"INSERT INTO sanctions ({_SANCTION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"),
+    ("sanction_drop", "DELETE FROM sanctions WHERE conv_id = ? AND user_id = ? AND kind = ?"),
+    ("sanctions_of", f"SELECT {_SANCTION_COLS} FROM sanctions WHERE conv_id = ?"),
+    # blocks (0004): by blocker, and by blocked user (written in the same logged batch)
+    ("block_put", "INSERT INTO blocks (blocker, blocked, at) VALUES (?, ?, ?)"),
+    ("block_drop", "DELETE FROM blocks WHERE blocker = ? AND blocked = ?"),
+    ("block_get", "SELECT blocked FROM blocks WHERE blocker = ? AND blocked = ?"),
+    ("blocks_by", "SELECT blocked FROM blocks WHERE blocker = ?"),
+    ("blocked_by_put", "INSERT INTO blocked_by (blocked, blocker, at) VALUES (?, ?, ?)"),
+    ("blocked_by_drop", "DELETE FROM blocked_by WHERE blocked = ? AND blocker = ?"),
+    ("blockers_of", "SELECT blocker FROM blocked_by WHERE blocked = ?"),
     # the head only moves forward: its write timestamp is the seq itself
     ("head_set", "UPDATE conv_heads USING TIMESTAMP ? SET last_seq = ? WHERE conv_id = ?"),
     ("head_get", "SELECT last_seq FROM conv_heads WHERE conv_id = ?"),
