@@ -48,10 +48,12 @@ class Batch:
     assigned: list[IdemKey] = field(default_factory=list)
     #: The outbox rows of `finish`, in event order.
     outbox: list[PutOutbox] = field(default_factory=list)
+    #: Stage timestamps of the command being decided, given to its events (parley.hops).
+    t_ns: list[int] = field(default_factory=list)
 
     def emit(self, conv: str, frame: bytes, *, to: list[str] | None = None,
              also: list[str] | None = None, members_changed: bool = False) -> None:
-        self.events.append(EventRecord(conv, frame, to, also, members_changed))
+        self.events.append(EventRecord(conv, frame, to, also, members_changed, self.t_ns))
 
     def finish(self, convs: dict[str, ConvState], partitions: int = 1) -> list[Mutation]:
         """All mutations in write order; outbox rows last, in event order, each in the shard of

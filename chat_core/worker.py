@@ -14,6 +14,7 @@ import time
 from chat_core.core import ChatCore, request_key
 from chat_core.relay import OutboxRelay
 from parley import frames as F
+from parley import hops
 from parley.auth import Passwords
 from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
@@ -81,6 +82,7 @@ class CommandWorker:
             await self._source.commit()
 
     async def process(self, cmds: list[Command]) -> None:
+        consumed_ns = time.time_ns()
         core = self._core
         try:
             needs = core.needs(cmds)
@@ -92,7 +94,10 @@ class CommandWorker:
             return
         batch = core.begin()
         now = int(time.time() * 1000)
-        replies = [core.handle(cmd, facts, now, batch) for cmd in cmds]
+        replies = []
+        for cmd in cmds:
+            batch.t_ns = hops.stamp(cmd.t_ns, hops.Stage.CORE_CONSUMED, consumed_ns)
+            replies.append(core.handle(cmd, facts, now, batch))
         mutations = batch.finish(core.convs, self._partitions)
         if mutations:
             try:
@@ -105,7 +110,9 @@ class CommandWorker:
                 await self._reply_all(cmds, Unavailable("not stored; retry", retry_after_ms=500))
                 return
             core.committed(batch)
-            self._relay.enqueue([(row.shard, outbox_id, row.record) for outbox_id, row in zip(outbox_ids, batch.outbox)])
+            stored_ns = time.time_ns()
+            self._relay.enqueue([(row.shard, outbox_id, hops.restamp(row.record, hops.Stage.STORED, stored_ns))
+                                 for outbox_id, row in zip(outbox_ids, batch.outbox)])
         for cmd, frame in zip(cmds, replies):
             await self._bus.to_gateway(cmd.gateway, Reply(cmd.session, cmd.body.rid, frame))
 

@@ -11,6 +11,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
+from parley import hops
 from parley.ports import Deliver, GatewayBus, Presence, Store
 from parley.records import EventRecord
 
@@ -83,5 +84,7 @@ class Fanout:
         users = await self.recipients(record)
         if skip_user is not None or skip:
             users = [u for u in users if u != skip_user and u not in skip]
-        for gateway, here in (await self.presence.locate(users)).items():
-            await self._bus.to_gateway(gateway, Deliver(here, record.frame))
+        located = await self.presence.locate(users)
+        t_ns = hops.stamp(record.t_ns, hops.Stage.BUS_PUBLISH)
+        for gateway, here in located.items():
+            await self._bus.to_gateway(gateway, Deliver(here, record.frame, t_ns))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from delivery.fanout import Fanout
+from parley import hops
 from parley.errors import Unavailable
 from parley.ports import LogConsumer
 from parley.records import EventRecord
@@ -22,8 +24,9 @@ class DeliveryWorker:
     async def run(self) -> None:
         while True:
             records = await self._source.next_batch(self._batch_max)
+            consumed_ns = time.time_ns()
             for record in records:
-                await self._deliver(record)
+                await self._deliver(hops.restamp(record, hops.Stage.DELIVERY_CONSUMED, consumed_ns))
             await self._source.commit()
 
     async def _deliver(self, record: EventRecord) -> None:

@@ -11,6 +11,7 @@ import msgspec
 
 from gateway.hub import REST_SESSION, Hub
 from parley import frames as F
+from parley import hops
 from parley.errors import BadRequest, error_for_code
 from parley.ids import direct_conv_id, new_conv_id
 from parley.ports import LogProducer
@@ -46,8 +47,9 @@ class CommandRunner:
         body = msgspec.structs.replace(body, rid=rid)
         reply = self._hub.expect_reply(rid)
         try:
-            await self._commands.publish(Command(route(user, body), user, self._hub.gateway_id, REST_SESSION, body,
-                                                 instance_role, guest))
+            with hops.GATEWAY_ACK.time():
+                await self._commands.publish(Command(route(user, body), user, self._hub.gateway_id, REST_SESSION,
+                                                     body, instance_role, guest, hops.start()))
         except BaseException:
             self._hub.forget_reply(rid)
             raise

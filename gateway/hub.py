@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Sequence
 
 from gateway.session import Session, wire_frame
+from parley import hops
 from parley.closecodes import CloseCode
 from parley.errors import Unavailable
 from parley.frames import error_frame
@@ -54,6 +55,7 @@ class Hub:
 
     def on_message(self, msg: GatewayMessage) -> None:
         if isinstance(msg, Deliver):
+            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
             frame, by_user = msg.frame, self._by_user
             wire = wire_frame(frame)  # built once, written as-is to every recipient
             for user in msg.users:

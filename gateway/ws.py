@@ -21,6 +21,7 @@ from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.session import Session
 from parley import frames as F
+from parley import hops
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
 from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited
@@ -189,8 +190,9 @@ class WsEndpoint:
         # In flight before it is published: with a broker, the reply can beat publish()'s return.
         session.inflight[req.rid] = time.monotonic() + self._limits.command_timeout_s
         try:
-            await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
-                                                 session.role, session.guest))
+            with hops.GATEWAY_ACK.time():
+                await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
+                                                     session.role, session.guest, hops.start()))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             raise

@@ -15,6 +15,7 @@ from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
 from gateway.app import DRAIN_TIMEOUT_S, gateway_app
 from gateway.hub import Hub
+from parley import hops
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
@@ -37,6 +38,7 @@ async def build_app(settings: Settings) -> web.Application:
     bus = LocalBus()
     hub = Hub("gw-" + secrets.token_hex(4), settings.limits)
     bus.attach(hub.gateway_id, hub.on_message)
+    hops.register_process("dev", hub.gateway_id)
     fanout = Fanout(MemberCache(store), hub, bus)
     chat_core = ChatCoreService(store, commands, events, bus, passwords)
     delivery = DeliveryWorker(events, fanout)

@@ -1,10 +1,12 @@
-"""`/healthz` (the process is alive) and `/readyz` (its dependencies answer), for every role."""
+"""`/healthz` (the process is alive), `/readyz` (its dependencies answer) and `/metrics`
+(Prometheus text: the per-hop histograms of parley.hops and the process's own), for every role."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 #: Named checks, each True when that dependency is usable now.
 Ready = Callable[[], Awaitable[dict[str, bool]]]
@@ -22,5 +24,9 @@ def add_health_routes(app: web.Application, ready: Ready, identity: str | None =
         ok = all(checks.values())
         return web.json_response({"ready": ok, "checks": checks, **who}, status=200 if ok else 503)
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

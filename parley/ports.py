@@ -26,6 +26,11 @@ class LogProducer(Protocol[T_contra]):
 
     async def publish(self, item: T_contra) -> None: ...
 
+    async def publish_many(self, items: Sequence[T_contra]) -> None:
+        """All of `items`, in order, sharing the broker's round trips; raises Unavailable if
+        any is not acknowledged (some may have been: at least once)."""
+        ...
+
 
 PartitionsHook = Callable[[set[int]], None]
 
@@ -47,6 +52,8 @@ class Deliver(msgspec.Struct, tag=True, array_like=True):
 
     users: list[str]
     frame: bytes
+    #: Stage timestamps (parley.hops), from its event's.
+    t_ns: list[int] = []
 
 
 class Reply(msgspec.Struct, tag=True, array_like=True):

@@ -24,6 +24,8 @@ class Command(msgspec.Struct, array_like=True, frozen=True):
     #: The actor holds a guest token (no password, short-lived): chat_core lets guests join only
     #: public conversations that allow guests.
     guest: bool = False
+    #: Stage timestamps (parley.hops): where its time goes.
+    t_ns: list[int] = []
 
 
 class EventRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -37,6 +39,8 @@ class EventRecord(msgspec.Struct, array_like=True, frozen=True):
     also: list[str] | None = None
     #: The member list of `conv` changed: delivery drops its cached copy.
     members_changed: bool = False
+    #: Stage timestamps (parley.hops), from its command's.
+    t_ns: list[int] = []
 
 
 # ---- stored state -------------------------------------------------------------------------

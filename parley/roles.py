@@ -23,7 +23,7 @@ from delivery.worker import DeliveryWorker
 from gateway.app import gateway_app
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
-from parley import topics
+from parley import hops, topics
 from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer, ensure_topics
 from parley.adapters.nats_bus import NatsBus
 from parley.adapters.redis_state import RedisMemberCache, RedisPresence, connect_redis, rate_limit_storage
@@ -70,6 +70,7 @@ def _consumer(settings: Settings, topic: str, group: str, item_type: type[T], cl
 
 async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application:
     gateway_id = settings.gateway_id or "gw-" + secrets.token_hex(4)
+    hops.register_process("gateway", gateway_id)
     store = await _store(settings, stack)
     bus = await NatsBus.connect(settings.nats_url, name=gateway_id)
     stack.push_async_callback(bus.close)
@@ -101,6 +102,7 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:
     name = "chat-core-" + secrets.token_hex(3)
+    hops.register_process("chat-core", name)
     store = await _store(settings, stack)
     bus = await NatsBus.connect(settings.nats_url, name=name)
     stack.push_async_callback(bus.close)
@@ -116,13 +118,14 @@ async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Applicati
 
     async def ready() -> dict[str, bool]:
         return {"worker": service.running(), "kafka": commands.healthy and events.healthy, "nats": bus.connected}
-    return _health_app(ready)
+    return _health_app(ready, name)
 
 
 # ---- delivery -----------------------------------------------------------------------------
 
 async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Application:
     name = "delivery-" + secrets.token_hex(3)
+    hops.register_process("delivery", name)
     store = await _store(settings, stack)
     bus = await NatsBus.connect(settings.nats_url, name=name)
     stack.push_async_callback(bus.close)
@@ -145,12 +148,12 @@ async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Applicatio
     async def ready() -> dict[str, bool]:
         return {"worker": not task.done(), "kafka": events.healthy, "nats": bus.connected,
                 "redis": await _redis_up(redis)}
-    return _health_app(ready)
+    return _health_app(ready, name)
 
 
-def _health_app(ready: Ready) -> web.Application:
+def _health_app(ready: Ready, name: str) -> web.Application:
     app = web.Application()
-    add_health_routes(app, ready)
+    add_health_routes(app, ready, name)
     return app
 
 

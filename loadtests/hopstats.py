@@ -1,0 +1,96 @@
+"""Per-hop latency of a whole topology, from every process's `/metrics` (see parley.hops).
+
+Scrape each process before and after a measured window, subtract, merge the processes, and
+read quantiles off the merged buckets the way Prometheus' `histogram_quantile` does (linear
+within a bucket), so the numbers here are the ones a dashboard over the same data would show.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+from collections.abc import Iterable, Mapping
+
+import msgspec
+from prometheus_client.parser import text_string_to_metric_families
+
+HOP_METRIC = "parley_hop_seconds"
+INFO_METRIC = "parley_process_info"
+
+#: hop -> cumulative counts by upper bound (seconds, +Inf last), as Prometheus exposes them.
+Buckets = dict[float, float]
+
+
+class Scrape(msgspec.Struct):
+    """One process's hop histograms at one moment."""
+
+    role: str
+    id: str
+    hops: dict[str, Buckets]
+
+
+def parse(text: str) -> Scrape:
+    role = ident = ""
+    hops: dict[str, Buckets] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == INFO_METRIC:
+            for sample in family.samples:
+                role, ident = sample.labels["role"], sample.labels["id"]
+        elif family.name == HOP_METRIC:
+            for sample in family.samples:
+                if sample.name == HOP_METRIC + "_bucket":
+                    hops.setdefault(sample.labels["hop"], {})[float(sample.labels["le"])] = sample.value
+    return Scrape(role, ident, hops)
+
+
+def scrape(url: str, timeout: float = 5.0) -> Scrape:
+    """`url` is a process's base URL; a new connection each time (gateways share a port)."""
+    with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as resp:
+        return parse(resp.read().decode())
+
+
+def window(before: Scrape | None, after: Scrape) -> dict[str, Buckets]:
+    """What one process observed between two scrapes (`before` None: since it started)."""
+    if before is None:
+        return after.hops
+    out: dict[str, Buckets] = {}
+    for hop, buckets in after.hops.items():
+        prior = before.hops.get(hop, {})
+        out[hop] = {le: count - prior.get(le, 0.0) for le, count in buckets.items()}
+    return out
+
+
+def merge(parts: Iterable[Mapping[str, Buckets]]) -> dict[str, Buckets]:
+    """The processes' windows added up: every process uses the same buckets (parley.hops)."""
+    out: dict[str, Buckets] = {}
+    for part in parts:
+        for hop, buckets in part.items():
+            merged = out.setdefault(hop, {})
+            for le, count in buckets.items():
+                merged[le] = merged.get(le, 0.0) + count
+    return out
+
+
+def count(buckets: Buckets) -> int:
+    return int(buckets.get(math.inf, 0.0))
+
+
+def quantile(q: float, buckets: Buckets) -> float | None:
+    """Seconds, as `histogram_quantile(q, ...)`: None without observations; the highest finite
+    bound when the rank falls in the +Inf bucket."""
+    bounds = sorted(buckets)
+    total = buckets.get(math.inf, 0.0)
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for le in bounds:
+        cumulative = buckets[le]
+        if cumulative >= rank:
+            if math.isinf(le):
+                return lower
+            if cumulative == below:
+                return le
+            return lower + (le - lower) * (rank - below) / (cumulative - below)
+        lower, below = le, cumulative
+    return lower

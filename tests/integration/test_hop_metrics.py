@@ -1,0 +1,59 @@
+"""Every process serves its hop histograms on /metrics, and a message's trip through the whole
+topology shows up in them: each hop of parley.hops observed somewhere, in `dev` and in `up`."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from loadtests import hopstats
+from parley import hops
+from tests.conftest import ParleyProcess
+from tests.integration.test_messaging import MakeUser, close_all, collect, group_of
+
+pytestmark = pytest.mark.integration
+
+HOPS = [*hops.HOP_TO.values(), "pipeline", "gateway_publish_ack", "relay_publish_ack"]
+
+
+def scrape_all(server: ParleyProcess) -> dict[str, hopstats.Scrape]:
+    """By process id. Gateways share the client port: ask until every gateway has answered."""
+    found: dict[str, hopstats.Scrape] = {}
+    if server.mode == "up":
+        processes = server.topology()["processes"]
+        gateways = sum(1 for p in processes if p["role"] == "gateway")
+        for proc in processes:
+            if proc["role"] != "gateway":
+                scrape = hopstats.scrape(f"http://127.0.0.1:{proc['port']}")
+                found[scrape.id] = scrape
+    else:
+        gateways = 1
+    deadline = time.monotonic() + 10
+    while sum(1 for s in found.values() if s.role in ("gateway", "dev")) < gateways:
+        assert time.monotonic() < deadline, f"only {sorted(found)} answered on {server.base_url}/metrics"
+        scrape = hopstats.scrape(server.base_url)
+        found[scrape.id] = scrape
+    return found
+
+
+async def test_a_message_trip_is_observed_on_every_hop(server: ParleyProcess, make_user: MakeUser) -> None:
+    before = scrape_all(server)
+    users = [await make_user() for _ in range(3)]
+    clients, conv = await group_of(server, users)
+    for i in range(5):
+        await clients[i % 3].send(conv, f"hop {i}")
+    for client in clients:
+        await collect(client, conv, 5)
+    await close_all(*clients)
+    await asyncio.sleep(0.2)  # the relay's ack is observed just after the publish returns
+    after = scrape_all(server)
+    assert {s.role for s in after.values()} == ({"dev"} if server.mode == "dev" else {"gateway", "chat-core", "delivery"})
+    merged = hopstats.merge(hopstats.window(before.get(ident), scrape) for ident, scrape in after.items())
+    for hop in HOPS:
+        # Other tests share the server, so at least: 5 sends, each pushed to 3 members' gateways.
+        assert hopstats.count(merged.get(hop, {})) >= 5, f"{hop} not observed: {merged.get(hop)}"
+    assert hopstats.count(merged["pipeline"]) >= 5
+    p50 = hopstats.quantile(0.5, merged["pipeline"])
+    assert p50 is not None and 0 < p50 < 5
