@@ -12,10 +12,12 @@ de-duplicate by (conv, seq).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
 
+from parley import hops
 from parley.errors import ParleyError
 from parley.ports import LogProducer, Store
 from parley.records import EventRecord
@@ -27,7 +29,7 @@ Pending = tuple[int, int, EventRecord]  # (shard, outbox id, record)
 
 class OutboxRelay:
     def __init__(self, store: Store, events: LogProducer[EventRecord], checkpoint_every_s: float = 0.5,
-                 replay_page: int = 1000) -> None:
+                 replay_page: int = 1000, burst_max: int = 2048) -> None:
         self._store = store
         self._events = events
         self._pending: deque[Pending] = deque()
@@ -37,6 +39,7 @@ class OutboxRelay:
         self._checkpointed: dict[int, int] = {}
         self._checkpoint_every_s = checkpoint_every_s
         self._replay_page = replay_page
+        self._burst_max = burst_max
 
     def shards(self) -> set[int]:
         return set(self._relayed)
@@ -48,9 +51,8 @@ class OutboxRelay:
             relayed = await self._store.relay_checkpoint(shard)
             self._checkpointed[shard] = relayed
             while page := await self._store.outbox_after(shard, relayed, self._replay_page):
-                for outbox_id, record in page:
-                    await self._events.publish(record)
-                    relayed = outbox_id
+                await self._events.publish_many([record for _, record in page])
+                relayed = page[-1][0]
             self._relayed[shard] = relayed
 
     def release(self, shards: set[int]) -> None:
@@ -88,12 +90,21 @@ class OutboxRelay:
     async def _drain(self) -> None:
         pending, relayed = self._pending, self._relayed
         while pending:
-            shard, outbox_id, record = pending[0]
-            if outbox_id > relayed.get(shard, 0):
-                await self._events.publish(record)  # raises while the log is down: retried next round
-                if shard in relayed:
-                    relayed[shard] = outbox_id
-            pending.popleft()
+            # What is pending goes out as one burst, sharing the log's round trips (one publish
+            # at a time capped the relay at one round trip per event). Outbox ids rise within a
+            # shard, so checking each against the checkpoint from before the burst is exact.
+            burst = list(itertools.islice(pending, self._burst_max))
+            fresh = [(shard, outbox_id, record) for shard, outbox_id, record in burst
+                     if outbox_id > relayed.get(shard, 0)]
+            if fresh:
+                records = [hops.restamp(record, hops.Stage.RELAY_PUBLISH) for _, _, record in fresh]
+                with hops.RELAY_ACK.time():
+                    await self._events.publish_many(records)  # raises while the log is down: retried next round
+                for shard, outbox_id, _ in fresh:
+                    if shard in relayed:
+                        relayed[shard] = outbox_id
+            for _ in burst:
+                pending.popleft()
 
     async def checkpoint(self) -> None:
         for shard, relayed in list(self._relayed.items()):

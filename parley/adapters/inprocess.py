@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from parley.errors import Unavailable
@@ -29,9 +29,12 @@ class InProcessLog(Generic[T]):
         return len(self._items)
 
     async def publish(self, item: T) -> None:
-        if len(self._items) >= self._capacity:
+        await self.publish_many((item,))
+
+    async def publish_many(self, items: Sequence[T]) -> None:
+        if len(self._items) + len(items) > self._capacity:
             raise Unavailable("the server is overloaded; retry", retry_after_ms=250)
-        self._items.append(item)
+        self._items.extend(items)
         self._ready.set()
 
     def watch(self, on_assigned: PartitionsHook, on_revoked: PartitionsHook) -> None:

@@ -151,6 +151,18 @@ async def test_items_of_a_conversation_come_out_in_publish_order(
     assert items[0] == command(items[0].conv, 0)  # decoded to equal Structs, body union included
 
 
+async def test_publish_many_keeps_each_conversations_order_in_one_burst(
+        topic: str, open_producer: OpenProducer, open_consumer: OpenConsumer) -> None:
+    convs = [f"c{i}" for i in range(12)]
+    producer = await open_producer(topic)
+    # Interleaved as the relay's pending events are: every conversation's n-th, then (n+1)-th.
+    await producer.publish_many([command(conv, n) for n in range(30) for conv in convs])
+    consumer = await open_consumer(topic, unique("group"))
+    items = await read_until(consumer, lambda got: len(got) >= 12 * 30, max_n=50)
+    assert len(items) == 12 * 30
+    assert by_conv(items) == {conv: [f"{conv}-{n}" for n in range(30)] for conv in convs}
+
+
 async def test_event_records_round_trip(
         topic: str, open_producer: OpenProducer, open_consumer: OpenConsumer) -> None:
     records = [
@@ -290,6 +302,10 @@ async def test_a_frozen_broker_makes_publish_unavailable_within_bounds(
         with pytest.raises(Unavailable) as raised:
             await producer.publish(command("c1", 1))
         elapsed = time.monotonic() - started
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            await producer.publish_many([command("c1", n) for n in range(2, 50)])
+        assert time.monotonic() - started < 10
     assert elapsed < 10, elapsed
     assert raised.value.retry_after_ms
-    await producer.publish(command("c1", 2))
+    await producer.publish(command("c1", 50))
