@@ -8,8 +8,10 @@ within a bucket), so the numbers here are the ones a dashboard over the same dat
 from __future__ import annotations
 
 import math
+import time
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 from prometheus_client.parser import text_string_to_metric_families
@@ -47,6 +49,25 @@ def scrape(url: str, timeout: float = 5.0) -> Scrape:
     """`url` is a process's base URL; a new connection each time (gateways share a port)."""
     with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=timeout) as resp:
         return parse(resp.read().decode())
+
+
+def scrape_all(client_url: str, processes: Sequence[Mapping[str, Any]] = (), timeout_s: float = 10.0) -> dict[str, Scrape]:
+    """Every process, by id. `processes` is `parley up`'s topology.json list (empty: one `parley
+    dev` at `client_url`). Gateways share the client port, where each new connection lands on
+    any of them: ask until every gateway has answered."""
+    found: dict[str, Scrape] = {}
+    for proc in processes:
+        if proc["role"] != "gateway":
+            one = scrape(f"http://127.0.0.1:{proc['port']}")
+            found[one.id] = one
+    gateways = sum(1 for proc in processes if proc["role"] == "gateway") or 1
+    deadline = time.monotonic() + timeout_s
+    while sum(1 for one in found.values() if one.role in ("gateway", "dev")) < gateways:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {sorted(found)} answered on {client_url}/metrics")
+        one = scrape(client_url)
+        found[one.id] = one
+    return found
 
 
 def window(before: Scrape | None, after: Scrape) -> dict[str, Buckets]:

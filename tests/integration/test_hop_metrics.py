@@ -4,7 +4,6 @@ topology shows up in them: each hop of parley.hops observed somewhere, in `dev` 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -19,23 +18,7 @@ HOPS = [*hops.HOP_TO.values(), "pipeline", "gateway_publish_ack", "relay_publish
 
 
 def scrape_all(server: ParleyProcess) -> dict[str, hopstats.Scrape]:
-    """By process id. Gateways share the client port: ask until every gateway has answered."""
-    found: dict[str, hopstats.Scrape] = {}
-    if server.mode == "up":
-        processes = server.topology()["processes"]
-        gateways = sum(1 for p in processes if p["role"] == "gateway")
-        for proc in processes:
-            if proc["role"] != "gateway":
-                scrape = hopstats.scrape(f"http://127.0.0.1:{proc['port']}")
-                found[scrape.id] = scrape
-    else:
-        gateways = 1
-    deadline = time.monotonic() + 10
-    while sum(1 for s in found.values() if s.role in ("gateway", "dev")) < gateways:
-        assert time.monotonic() < deadline, f"only {sorted(found)} answered on {server.base_url}/metrics"
-        scrape = hopstats.scrape(server.base_url)
-        found[scrape.id] = scrape
-    return found
+    return hopstats.scrape_all(server.base_url, server.topology()["processes"] if server.mode == "up" else ())
 
 
 async def test_a_message_trip_is_observed_on_every_hop(server: ParleyProcess, make_user: MakeUser) -> None:
