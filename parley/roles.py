@@ -63,7 +63,8 @@ def _producer(settings: Settings, topic: str, client_id: str) -> KafkaLogProduce
 def _consumer(settings: Settings, topic: str, group: str, item_type: type[T], client_id: str) -> KafkaLogConsumer[T]:
     return KafkaLogConsumer(settings.kafka_bootstrap, topic, group, item_type, client_id=client_id,
                             session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
-                            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS)
+                            rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
+                            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
 
 
 # ---- gateway ------------------------------------------------------------------------------

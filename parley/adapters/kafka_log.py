@@ -115,7 +115,8 @@ class KafkaLogConsumer(Generic[T]):
     def __init__(self, bootstrap_servers: str, topic: str, group_id: str, item_type: type[T], *,
                  client_id: str,
                  session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 3_000,
-                 rebalance_timeout_ms: int = 10_000, commit_timeout_ms: int = 5_000) -> None:
+                 rebalance_timeout_ms: int = 10_000, commit_timeout_ms: int = 5_000,
+                 fetch_max_wait_ms: int = 500) -> None:
         self._decode = msgspec.msgpack.Decoder(item_type).decode
         self._on_assigned: PartitionsHook | None = None
         self._on_revoked: PartitionsHook | None = None
@@ -134,6 +135,7 @@ class KafkaLogConsumer(Generic[T]):
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=heartbeat_interval_ms,
             rebalance_timeout_ms=rebalance_timeout_ms,
+            fetch_max_wait_ms=fetch_max_wait_ms,
         )
         self._consumer.subscribe([topic], listener=_Rebalance(self._revoked, self._assigned))
 
