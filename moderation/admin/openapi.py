@@ -4,6 +4,7 @@ docs/openapi/admin.json (a unit test fails when that copy is stale)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -57,6 +58,10 @@ def document() -> dict[str, Any]:
     for route in ROUTES:
         types += [t for t in (route.response, route.body, route.query) if t is not None]
     schemas, components = msgspec.json.schema_components(list(dict.fromkeys(types)), ref_template=REF)
+    for component in components.values():
+        # Dedented whichever msgspec renders them (0.23 dedents docstrings, earlier releases did not).
+        if "description" in component:
+            component["description"] = inspect.cleandoc(component["description"])
     by_type = dict(zip(dict.fromkeys(types), schemas))
     paths: dict[str, dict[str, Any]] = {}
     for route in ROUTES:
