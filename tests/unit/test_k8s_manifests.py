@@ -247,6 +247,12 @@ def test_every_configmap_and_secret_referenced_exists_or_is_documented() -> None
                             f"{_id(workload)}: Secret {name} key {key} is neither in the base nor in k8s/README.md"
 
 
+def test_every_pod_uses_the_service_account_of_the_base() -> None:
+    accounts = {o["metadata"]["name"] for o in _of_kind("ServiceAccount")}
+    for workload in _workloads():
+        assert _pod_spec(workload).get("serviceAccountName") in accounts, _id(workload)
+
+
 def test_no_secret_values_are_shipped() -> None:
     assert not _of_kind("Secret"), "the operator creates parley-secrets; the base only references it"
     assert "PARLEY_JWT_SECRET" not in _config()
