@@ -12,11 +12,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 Ready = Callable[[], Awaitable[dict[str, bool]]]
 
 
-def add_health_routes(app: web.Application, ready: Ready, identity: str | None = None) -> None:
-    """`identity` (e.g. the gateway id) is in every answer: several processes may share a port."""
+def add_health_routes(app: web.Application, ready: Ready, identity: str | None = None,
+                      alive: Callable[[], bool] | None = None) -> None:
+    """`identity` (e.g. the gateway id) is in every answer: several processes may share a port.
+    `alive` False (a worker's pipeline task ended) fails `/healthz`, so an orchestrator restarts
+    the process instead of leaving it to hold its partitions while doing nothing."""
     who = {"id": identity} if identity else {}
 
     async def healthz(_: web.Request) -> web.Response:
+        if alive is not None and not alive():
+            return web.json_response({"status": "dead", **who}, status=503)
         return web.json_response({"status": "ok", **who})
 
     async def readyz(_: web.Request) -> web.Response:

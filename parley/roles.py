@@ -119,7 +119,7 @@ async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Applicati
 
     async def ready() -> dict[str, bool]:
         return {"worker": service.running(), "kafka": commands.healthy and events.healthy, "nats": bus.connected}
-    return _health_app(ready, name)
+    return _health_app(ready, name, service.running)
 
 
 # ---- delivery -----------------------------------------------------------------------------
@@ -149,12 +149,12 @@ async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Applicatio
     async def ready() -> dict[str, bool]:
         return {"worker": not task.done(), "kafka": events.healthy, "nats": bus.connected,
                 "redis": await _redis_up(redis)}
-    return _health_app(ready, name)
+    return _health_app(ready, name, lambda: not task.done())
 
 
-def _health_app(ready: Ready, name: str) -> web.Application:
+def _health_app(ready: Ready, name: str, alive: Callable[[], bool]) -> web.Application:
     app = web.Application()
-    add_health_routes(app, ready, name)
+    add_health_routes(app, ready, name, alive)
     return app
 
 

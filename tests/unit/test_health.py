@@ -1,0 +1,47 @@
+"""/healthz, /readyz and /metrics of every role (parley.health)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from parley import hops
+from parley.health import add_health_routes
+
+
+async def client_for(checks: dict[str, bool], alive: list[bool] | None = None) -> TestClient:
+    async def ready() -> dict[str, bool]:
+        return checks
+
+    app = web.Application()
+    add_health_routes(app, ready, "w-1", (lambda: alive[0]) if alive is not None else None)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+async def test_a_worker_whose_task_ended_fails_liveness_so_it_is_restarted() -> None:
+    alive = [True]
+    client = await client_for({"worker": True}, alive)
+    try:
+        resp = await client.get("/healthz")
+        assert resp.status == 200 and (await resp.json()) == {"status": "ok", "id": "w-1"}
+        alive[0] = False
+        resp = await client.get("/healthz")
+        assert resp.status == 503 and (await resp.json()) == {"status": "dead", "id": "w-1"}
+    finally:
+        await client.close()
+
+
+async def test_readiness_names_the_failing_dependency_and_metrics_are_prometheus_text() -> None:
+    client = await client_for({"kafka": True, "redis": False})
+    try:
+        resp = await client.get("/readyz")
+        assert resp.status == 503
+        assert await resp.json() == {"ready": False, "checks": {"kafka": True, "redis": False}, "id": "w-1"}
+        assert (await client.get("/healthz")).status == 200  # no liveness hook: alive while serving
+        resp = await client.get("/metrics")
+        assert resp.status == 200 and resp.content_type == "text/plain"
+        assert hops.HOP_SECONDS._name in await resp.text()
+    finally:
+        await client.close()
