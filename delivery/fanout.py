@@ -1,16 +1,18 @@
-"""Fan-out: one event frame -> its recipients -> one message per gateway holding them.
+"""Fan-out: event frames -> their recipients -> one message per gateway holding them.
 
-Used by the delivery worker for stored events and by the gateway for ephemeral signals
-(typing), so both reach people the same way. The frame is encoded once, upstream; nothing
-here builds anything per recipient.
+Used by the delivery worker for batches of stored events and by the gateway for ephemeral
+signals (typing, presence), so both reach people the same way. A batch costs one presence
+lookup over all its recipients. The frame is encoded once, upstream; nothing here builds
+anything per recipient.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+from delivery.plan import gateways_by_user, route
 from parley.ports import Deliver, GatewayBus, Presence, Store
 from parley.records import EventRecord
 
@@ -64,6 +66,17 @@ class MemberCache:
         self._lists.clear()
 
 
+class ToGateway(NamedTuple):
+    """One planned bus message: an event for the listed users' sessions on one gateway."""
+
+    gateway: str
+    msg: Deliver
+
+
+#: An event and the users it goes to.
+Resolved = tuple[EventRecord, Sequence[str]]
+
+
 class Fanout:
     def __init__(self, members: MemberCache, presence: Presence, bus: GatewayBus) -> None:
         self.members = members
@@ -78,10 +91,29 @@ class Fanout:
             return [*members, *(u for u in record.also if u not in members)]
         return members
 
+    async def resolve(self, record: EventRecord) -> Sequence[str]:
+        """A stored event's recipients. Call it in log order: a membership change drops the
+        cached list first, so this event and the ones after it see the new members."""
+        if record.members_changed:
+            await self.members.invalidate(record.conv)
+        return await self.recipients(record)
+
+    async def plan(self, resolved: Sequence[Resolved]) -> list[ToGateway]:
+        """The bus messages for `resolved`, after one presence lookup for all of them. In event
+        order, so a gateway gets a conversation's events in log (seq) order."""
+        everyone = list(dict.fromkeys(user for _, users in resolved for user in users))
+        where = gateways_by_user(await self.presence.locate(everyone)) if everyone else {}
+        return [ToGateway(gateway, Deliver(here, record.frame))
+                for record, users in resolved for gateway, here in route(users, where).items()]
+
+    async def publish(self, out: ToGateway) -> None:
+        await self._bus.to_gateway(out.gateway, out.msg)
+
     async def send(self, record: EventRecord, *, skip_user: str | None = None,
                    skip: frozenset[str] = frozenset()) -> None:
+        """An ephemeral signal, now: to the recipients except `skip_user` and `skip`."""
         users = await self.recipients(record)
         if skip_user is not None or skip:
             users = [u for u in users if u != skip_user and u not in skip]
-        for gateway, here in (await self.presence.locate(users)).items():
-            await self._bus.to_gateway(gateway, Deliver(here, record.frame))
+        for out in await self.plan([(record, users)]):
+            await self.publish(out)
