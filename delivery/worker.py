@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from delivery.fanout import Fanout, Resolved, ToGateway
+from delivery.fanout import Fanout, Outgoing, Resolved
 from parley.errors import Unavailable
 from parley.ports import LogConsumer
 from parley.records import EventRecord
@@ -47,7 +47,7 @@ class DeliveryWorker:
         for out in planned:
             await self._publish(out)
 
-    async def _plan(self, records: Sequence[EventRecord]) -> list[ToGateway]:
+    async def _plan(self, records: Sequence[EventRecord]) -> list[Outgoing]:
         while True:
             try:
                 resolved: list[Resolved] = []
@@ -62,7 +62,7 @@ class DeliveryWorker:
             except Unavailable as err:  # nothing is sent yet: plan the whole batch again
                 await _wait(err)
 
-    async def _publish(self, out: ToGateway) -> None:
+    async def _publish(self, out: Outgoing) -> None:
         while True:
             try:
                 await self._fanout.publish(out)
@@ -70,7 +70,7 @@ class DeliveryWorker:
             except Unavailable as err:
                 await _wait(err)
             except Exception:
-                log.exception("an event for gateway %s not delivered", out.gateway)
+                log.exception("an event not delivered (%s %s)", type(out).__name__, out[0])
                 return
 
 
