@@ -70,7 +70,7 @@ class Hub:
                 self.follower.changed(msg.membership)
         elif isinstance(msg, Broadcast):
             if self.follower is not None:
-                self.push_to(self.follower.interest.members_here(msg.conv), msg.frame)
+                self.follower.broadcast(msg.conv, msg.frame)
         elif isinstance(msg, Reply):
             if msg.session == REST_SESSION:
                 waiting = self._rest_inflight.pop(msg.rid, None)

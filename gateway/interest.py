@@ -5,7 +5,10 @@ A user's first session here makes the gateway look up their large conversations 
 is answered; their last session leaving drops them. A membership change of a conversation
 (a `Deliver` carrying `membership`: join, leave, kick, ban, a conversation growing past the
 threshold or shrinking below it) makes it read the members again and follow or stop following.
-`Broadcast`s reach only the local sessions of members, from the sets kept here.
+`Broadcast`s reach only the local sessions of members, from the sets kept here; those that
+arrive while a change of their conversation is being applied wait for it, so an event after a
+removal never reaches the removed member (delivery publishes the change first, on the same
+connection, and a gateway receives in publish order).
 
 The race: events published on a subject before the gateway follows it are not delivered here.
 A new session catches up with the `sync` it calls after `hello` (the store is the source of
@@ -27,6 +30,10 @@ from parley.frames import event_frame
 from parley.ports import ConvSubscriptions, Store
 
 log = logging.getLogger(__name__)
+
+#: Broadcasts held per conversation while a change is applied; past it they are dropped and the
+#: members told `resync` (a store that answers slowly must not grow the gateway without bound).
+HELD_MAX = 10_000
 
 
 @dataclass(slots=True)
@@ -119,6 +126,10 @@ class ConvFollower:
         # One change at a time: each reads the store afresh, so the last applied is current.
         self._lock = asyncio.Lock()
         self._changed: asyncio.Queue[str] = asyncio.Queue()
+        #: Changes received and not yet applied, per conversation, and the broadcasts held meanwhile.
+        self._pending: dict[str, int] = {}
+        self._held: dict[str, list[bytes]] = {}
+        self._dropped: set[str] = set()
 
     async def connected(self, user: str) -> None:
         """The user's first session here (before `hello` is answered). Raises Unavailable."""
@@ -141,7 +152,19 @@ class ConvFollower:
 
     def changed(self, conv: str) -> None:
         """The members of `conv` changed (called from the bus handler; applied by `run`)."""
+        self._pending[conv] = self._pending.get(conv, 0) + 1
         self._changed.put_nowait(conv)
+
+    def broadcast(self, conv: str, frame: bytes) -> None:
+        """An event of a followed conversation, for the local sessions of its members."""
+        if conv not in self._pending:
+            self._local.push_to(self.interest.members_here(conv), frame)
+            return
+        held = self._held.setdefault(conv, [])
+        if len(held) < HELD_MAX:
+            held.append(frame)
+        else:
+            self._dropped.add(conv)
 
     async def run(self) -> None:
         while True:
@@ -153,8 +176,23 @@ class ConvFollower:
                 log.warning("following %s waits %d ms: %s", conv, err.retry_after_ms or 1000, err.message)
                 await asyncio.sleep((err.retry_after_ms or 1000) / 1000)
                 self._changed.put_nowait(conv)
+                continue
             except Exception:
                 log.exception("following %s failed", conv)
+            self._applied(conv)
+
+    def _applied(self, conv: str) -> None:
+        """Once every change received is applied, the held broadcasts go to the members now."""
+        left = self._pending.pop(conv) - 1
+        if left:
+            self._pending[conv] = left
+            return
+        members = self.interest.members_here(conv)
+        for frame in self._held.pop(conv, ()):
+            self._local.push_to(members, frame)
+        if conv in self._dropped:
+            self._dropped.discard(conv)
+            self._local.push_to(members, event_frame("resync", conv=conv))
 
     async def _apply(self, conv: str) -> None:
         members = await self._members.get(conv)
@@ -167,3 +205,4 @@ class ConvFollower:
             await self._subscriptions.leave_conv(conv)
         if change.arrived:  # after the join: what they hear from now on comes through it
             self._local.push_to(change.arrived, event_frame("resync", conv=conv))
+
