@@ -126,7 +126,8 @@ class ConvFollower:
         # One change at a time: each reads the store afresh, so the last applied is current.
         self._lock = asyncio.Lock()
         self._changed: asyncio.Queue[str] = asyncio.Queue()
-        #: Changes received and not yet applied, per conversation, and the broadcasts held meanwhile.
+        #: Changes received per conversation not yet applied (a count), and the broadcasts held
+        #: meanwhile. A burst of changes (a mass invite) is applied once: each apply reads it all.
         self._pending: dict[str, int] = {}
         self._held: dict[str, list[bytes]] = {}
         self._dropped: set[str] = set()
@@ -152,8 +153,9 @@ class ConvFollower:
 
     def changed(self, conv: str) -> None:
         """The members of `conv` changed (called from the bus handler; applied by `run`)."""
+        if conv not in self._pending:
+            self._changed.put_nowait(conv)
         self._pending[conv] = self._pending.get(conv, 0) + 1
-        self._changed.put_nowait(conv)
 
     def broadcast(self, conv: str, frame: bytes) -> None:
         """An event of a followed conversation, for the local sessions of its members."""
@@ -169,6 +171,7 @@ class ConvFollower:
     async def run(self) -> None:
         while True:
             conv = await self._changed.get()
+            seen = self._pending[conv]
             try:
                 async with self._lock:
                     await self._apply(conv)
@@ -179,14 +182,15 @@ class ConvFollower:
                 continue
             except Exception:
                 log.exception("following %s failed", conv)
-            self._applied(conv)
+            self._applied(conv, seen)
 
-    def _applied(self, conv: str) -> None:
-        """Once every change received is applied, the held broadcasts go to the members now."""
-        left = self._pending.pop(conv) - 1
-        if left:
-            self._pending[conv] = left
+    def _applied(self, conv: str, seen: int) -> None:
+        """Once every change received is applied, the held broadcasts go to the members now;
+        a change that came in during the apply needs another."""
+        if self._pending[conv] != seen:
+            self._changed.put_nowait(conv)
             return
+        del self._pending[conv]
         members = self.interest.members_here(conv)
         for frame in self._held.pop(conv, ()):
             self._local.push_to(members, frame)

@@ -193,3 +193,29 @@ async def test_a_gateway_joins_for_members_leaves_after_the_last_and_follows_mem
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_burst_of_membership_changes_is_applied_with_one_read():
+    store = Store({"big": ["a", "b", "c"]})
+    reads: list[str] = []
+
+    class Counting(MemberCache):
+        async def get(self, conv: str) -> Sequence[str]:
+            reads.append(conv)
+            return await super().get(conv)
+
+    hub = Hub("gw", Limits())
+    inbox = LocalBus().attach("gw", hub.on_message)
+    follower = hub.follower = ConvFollower(inbox, Counting(store), store, hub, MIN)  # type: ignore[arg-type]
+    _, ta = connect(hub, "a")
+    task = asyncio.create_task(follower.run())
+    try:
+        for _ in range(5):  # a mass invite: one change per invited user
+            follower.changed("big")
+        follower.broadcast("big", b'{"m":1}')
+        await until(lambda: ta.frames != [])
+        assert reads == ["big"]
+        assert ta.texts() == [{"op": "event", "type": "resync", "conv": "big"}, {"m": 1}]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
