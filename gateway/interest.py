@@ -7,8 +7,10 @@ is answered; their last session leaving drops them. A membership change of a con
 threshold or shrinking below it) makes it read the members again and follow or stop following.
 `Broadcast`s reach only the local sessions of members, from the sets kept here; those that
 arrive while a change of their conversation is being applied wait for it, so an event after a
-removal never reaches the removed member (delivery publishes the change first, on the same
-connection, and a gateway receives in publish order).
+removal never reaches the removed member. That holds in process, and on NATS as far as the
+gateway handles the change (its own subject) before the next broadcast (the conversation's):
+delivery publishes them in that order on one connection and nats-py queues them in arrival
+order, but two subscriptions' callbacks are two tasks, so this is the usual order, not a promise.
 
 The race: events published on a subject before the gateway follows it are not delivered here.
 A new session catches up with the `sync` it calls after `hello` (the store is the source of
@@ -55,9 +57,6 @@ class Interest:
 
     def members_here(self, conv: str) -> Collection[str]:
         return self._members.get(conv, ())
-
-    def convs_of(self, user: str) -> Collection[str]:
-        return self._convs.get(user, ())
 
     def add(self, user: str, convs: Iterable[str]) -> list[str]:
         """`user` is a member of the large conversations `convs`: those newly followed."""

@@ -104,7 +104,7 @@ def test_interest_follows_a_conversation_from_its_first_local_member_to_its_last
     assert (change.follow, change.unfollow, change.arrived) == (False, False, {"d"})
     change = interest.update("c1", {"d"})  # b was removed
     assert (change.follow, change.unfollow, change.arrived) == (False, False, set())
-    assert interest.convs_of("b") == ()
+    assert interest.drop("b") == []  # b follows nothing any more
     change = interest.update("c1", set())  # d removed, or the conversation is small now
     assert (change.follow, change.unfollow) == (False, True)
     change = interest.update("c3", {"b"})  # grew past the threshold
