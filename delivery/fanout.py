@@ -1,18 +1,28 @@
-"""Fan-out: one event frame -> its recipients -> one message per gateway holding them.
+"""Fan-out: event frames -> their recipients -> one message per gateway holding them.
 
-Used by the delivery worker for stored events and by the gateway for ephemeral signals
-(typing), so both reach people the same way. The frame is encoded once, upstream; nothing
-here builds anything per recipient.
+Used by the delivery worker for batches of stored events and by the gateway for ephemeral
+signals (typing, presence), so both reach people the same way. A batch costs one presence
+lookup over all its recipients. The frame is encoded once, upstream; nothing here builds
+anything per recipient.
+
+Interest-based fan-out: an event for the members of a conversation of at least `min_members`
+is published once on the conversation's subject (`Broadcast`), with no presence lookup; each
+gateway follows the subjects of the large conversations its users' sessions belong to
+(gateway/interest.py). Typing with its skip set always goes per gateway. A session that
+starts following after an event was published gets it from the store: a new session calls
+`sync` after `hello`, and a member added while connected is told `resync` once its gateway
+follows the conversation.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
+from delivery.plan import gateways_by_user, on_conv_subject, route
 from parley import hops
-from parley.ports import Deliver, GatewayBus, Presence, Store
+from parley.ports import Broadcast, Deliver, GatewayBus, Presence, Store
 from parley.records import EventRecord
 
 
@@ -65,11 +75,32 @@ class MemberCache:
         self._lists.clear()
 
 
+class ToGateway(NamedTuple):
+    """One planned bus message: an event for the listed users' sessions on one gateway."""
+
+    gateway: str
+    msg: Deliver
+
+
+class ToConv(NamedTuple):
+    """One planned bus message: an event of a large conversation, once on its subject."""
+
+    conv: str
+    msg: Broadcast
+
+
+Outgoing = ToGateway | ToConv
+#: An event and the users it goes to.
+Resolved = tuple[EventRecord, Sequence[str]]
+
+
 class Fanout:
-    def __init__(self, members: MemberCache, presence: Presence, bus: GatewayBus) -> None:
+    def __init__(self, members: MemberCache, presence: Presence, bus: GatewayBus, *, min_members: int = 0) -> None:
+        """`min_members`: see `delivery.plan.on_conv_subject` (0: every event per gateway)."""
         self.members = members
         self.presence = presence
         self._bus = bus
+        self._min_members = min_members
 
     async def recipients(self, record: EventRecord) -> Sequence[str]:
         if record.to is not None:
@@ -79,12 +110,43 @@ class Fanout:
             return [*members, *(u for u in record.also if u not in members)]
         return members
 
+    async def resolve(self, record: EventRecord) -> Sequence[str]:
+        """A stored event's recipients. Call it in log order: a membership change drops the
+        cached list first, so this event and the ones after it see the new members."""
+        if record.members_changed:
+            await self.members.invalidate(record.conv)
+        return await self.recipients(record)
+
+    async def plan(self, resolved: Sequence[Resolved]) -> list[Outgoing]:
+        """The bus messages for `resolved`, after one presence lookup for all of those that go
+        per gateway. In event order, so a gateway gets a conversation's events in log (seq)
+        order (all of a large conversation's messages take its subject)."""
+        per_gateway = [(record, users) for record, users in resolved
+                       if not on_conv_subject(record, len(users), self._min_members)]
+        everyone = list(dict.fromkeys(user for _, users in per_gateway for user in users))
+        where = gateways_by_user(await self.presence.locate(everyone)) if everyone else {}
+        out: list[Outgoing] = []
+        for record, users in resolved:
+            t_ns = hops.stamp(record.t_ns, hops.Stage.BUS_PUBLISH)
+            if on_conv_subject(record, len(users), self._min_members):
+                out.append(ToConv(record.conv, Broadcast(record.conv, record.frame, t_ns)))
+                continue
+            membership = record.conv if record.members_changed else None
+            out.extend(ToGateway(gateway, Deliver(here, record.frame, membership, t_ns))
+                       for gateway, here in route(users, where).items())
+        return out
+
+    async def publish(self, out: Outgoing) -> None:
+        if isinstance(out, ToConv):
+            await self._bus.publish_conv(out.conv, out.msg)
+        else:
+            await self._bus.to_gateway(out.gateway, out.msg)
+
     async def send(self, record: EventRecord, *, skip_user: str | None = None,
                    skip: frozenset[str] = frozenset()) -> None:
+        """An ephemeral signal, now: to the recipients except `skip_user` and `skip`."""
         users = await self.recipients(record)
         if skip_user is not None or skip:
             users = [u for u in users if u != skip_user and u not in skip]
-        located = await self.presence.locate(users)
-        t_ns = hops.stamp(record.t_ns, hops.Stage.BUS_PUBLISH)
-        for gateway, here in located.items():
-            await self._bus.to_gateway(gateway, Deliver(here, record.frame, t_ns))
+        for out in await self.plan([(record, users)]):
+            await self.publish(out)

@@ -1,12 +1,13 @@
-"""The delivery worker: consumes `parley.events` in order and fans each event out."""
+"""The delivery worker: consumes `parley.events` in order and fans out each batch at once."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
-from delivery.fanout import Fanout
+from delivery.fanout import Fanout, Outgoing, Resolved
 from parley import hops
 from parley.errors import Unavailable
 from parley.ports import LogConsumer
@@ -16,6 +17,11 @@ log = logging.getLogger(__name__)
 
 
 class DeliveryWorker:
+    """Failure semantics: while presence, member lists or the bus are away (`Unavailable`) it
+    waits and retries what is left, dropping nothing; the log holds what comes next, so nothing
+    piles up here. Any other failure costs only the event it hits (logged): its recipients
+    recover it with `sync`, since it is stored."""
+
     def __init__(self, source: LogConsumer[EventRecord], fanout: Fanout, batch_max: int = 1024) -> None:
         self._source = source
         self._fanout = fanout
@@ -25,24 +31,52 @@ class DeliveryWorker:
         while True:
             records = await self._source.next_batch(self._batch_max)
             consumed_ns = time.time_ns()
-            for record in records:
-                await self._deliver(hops.restamp(record, hops.Stage.DELIVERY_CONSUMED, consumed_ns))
+            await self.deliver([hops.restamp(r, hops.Stage.DELIVERY_CONSUMED, consumed_ns) for r in records])
             await self._source.commit()
 
-    async def _deliver(self, record: EventRecord) -> None:
+    async def deliver(self, records: Sequence[EventRecord]) -> None:
+        """One presence lookup for the batch, then its bus messages in event order."""
+        try:
+            planned = await self._plan(records)
+        except Exception:
+            if len(records) == 1:
+                log.exception("event of %s not delivered", records[0].conv)
+                return
+            # The lookup for the whole batch failed: look each event up alone, so only the
+            # event it fails on is lost.
+            for record in records:
+                await self.deliver([record])
+            return
+        for out in planned:
+            await self._publish(out)
+
+    async def _plan(self, records: Sequence[EventRecord]) -> list[Outgoing]:
         while True:
             try:
-                if record.members_changed:
-                    await self._fanout.members.invalidate(record.conv)
-                await self._fanout.send(record)
+                resolved: list[Resolved] = []
+                for record in records:  # in order: a membership change applies to what follows it
+                    try:
+                        resolved.append((record, await self._fanout.resolve(record)))
+                    except Unavailable:
+                        raise
+                    except Exception:
+                        log.exception("event of %s not delivered", record.conv)
+                return await self._fanout.plan(resolved)
+            except Unavailable as err:  # nothing is sent yet: plan the whole batch again
+                await _wait(err)
+
+    async def _publish(self, out: Outgoing) -> None:
+        while True:
+            try:
+                await self._fanout.publish(out)
                 return
             except Unavailable as err:
-                # Presence or the bus is away: wait for it rather than drop the event. The log
-                # holds what comes next, so nothing piles up here.
-                log.warning("delivery waits %d ms: %s", err.retry_after_ms or 1000, err.message)
-                await asyncio.sleep((err.retry_after_ms or 1000) / 1000)
+                await _wait(err)
             except Exception:
-                # One event that cannot be fanned out must not stop the others; its recipients
-                # recover it with `sync` (it is stored).
-                log.exception("event of %s not delivered", record.conv)
+                log.exception("an event not delivered (%s %s)", type(out).__name__, out[0])
                 return
+
+
+async def _wait(err: Unavailable) -> None:
+    log.warning("delivery waits %d ms: %s", err.retry_after_ms or 1000, err.message)
+    await asyncio.sleep((err.retry_after_ms or 1000) / 1000)

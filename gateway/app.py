@@ -66,6 +66,8 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
 
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(hub.sweep_forever(), name="sweeper")]
+        if hub.follower is not None:
+            tasks.append(asyncio.create_task(hub.follower.run(), name="conv interest"))
         if presence is not None:
             await presence.beat(hub.users())  # alive before the first session registers
             tasks.append(asyncio.create_task(presence.beat_forever(hub), name="presence"))

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
+from gateway.interest import ConvFollower
 from gateway.session import Session, wire_frame
 from parley import hops
 from parley.closecodes import CloseCode
 from parley.errors import Unavailable
 from parley.frames import error_frame
 from parley.limits import Limits
-from parley.ports import Deliver, GatewayMessage, Reply
+from parley.ports import Broadcast, Deliver, GatewayMessage, Reply
 
 
 #: The session id of commands the gateway's REST API publishes (admin actions, account deletion);
@@ -28,6 +29,8 @@ class Hub:
         self._by_user: dict[str, list[Session]] = {}
         #: rid -> (monotonic deadline, future) of each REST-published command awaiting its reply.
         self._rest_inflight: dict[str, tuple[float, asyncio.Future[bytes]]] = {}
+        #: The conversation subjects this gateway follows; None: large conversations are off.
+        self.follower: ConvFollower | None = None
 
     def add(self, session: Session) -> bool:
         """True if this is the user's first session here."""
@@ -48,19 +51,29 @@ class Hub:
             return True
         return False
 
-    def users(self) -> Iterable[str]:
+    def users(self) -> Collection[str]:
         return self._by_user.keys()
+
+    def push_to(self, users: Iterable[str], frame: bytes) -> None:
+        """Write `frame` to every session of `users` here."""
+        by_user = self._by_user
+        wire = wire_frame(frame)  # built once, written as-is to every recipient
+        for user in users:
+            for session in by_user.get(user, ()):
+                session.push(frame, wire)
 
     # ---- bus ------------------------------------------------------------------------------
 
     def on_message(self, msg: GatewayMessage) -> None:
         if isinstance(msg, Deliver):
             hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
-            frame, by_user = msg.frame, self._by_user
-            wire = wire_frame(frame)  # built once, written as-is to every recipient
-            for user in msg.users:
-                for session in by_user.get(user, ()):
-                    session.push(frame, wire)
+            self.push_to(msg.users, msg.frame)
+            if msg.membership is not None and self.follower is not None:
+                self.follower.changed(msg.membership)
+        elif isinstance(msg, Broadcast):
+            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
+            if self.follower is not None:
+                self.follower.broadcast(msg.conv, msg.frame)
         elif isinstance(msg, Reply):
             if msg.session == REST_SESSION:
                 waiting = self._rest_inflight.pop(msg.rid, None)

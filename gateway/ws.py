@@ -24,7 +24,7 @@ from parley import frames as F
 from parley import hops
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
-from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited
+from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unavailable
 from parley.frames import FrameError, error_frame, event_frame, ok_frame
 from parley.ids import new_session_id
 from parley.limits import Limits
@@ -66,7 +66,14 @@ class WsEndpoint:
         hub = self._hub
         try:
             # Findable before it hears `ok`; online news only for a first session anywhere.
-            online = hub.add(session)
+            online = first = hub.add(session)
+            if first and hub.follower is not None:
+                try:  # following its large conversations before `ok`: the client's sync covers the rest
+                    await hub.follower.connected(session.user)
+                except Unavailable as err:
+                    await ws.send_frame(error_frame(err, None), WSMsgType.TEXT)
+                    await ws.close(code=CloseCode.GOING_AWAY, message=b"unavailable: reconnect")
+                    return ws
             if online and self._presence is not None:
                 online = await self._presence.connected(session.user)
             await ws.send_frame(welcome, WSMsgType.TEXT)
@@ -81,7 +88,9 @@ class WsEndpoint:
                 else:
                     break
         finally:
-            offline = hub.remove(session)
+            offline = last = hub.remove(session)
+            if last and hub.follower is not None:
+                await hub.follower.disconnected(session.user)
             if offline and self._presence is not None:
                 offline = await self._presence.disconnected(session.user)
             if offline:

@@ -75,6 +75,10 @@ class Settings:
     #: SQLite `synchronous`: FULL survives power loss, NORMAL (WAL) only process crashes.
     sqlite_synchronous: str = "FULL"
     limits: Limits = field(default_factory=Limits)
+    #: Conversations with at least this many members get each event published once on their
+    #: own bus subject instead of once per gateway (0: never). At least 3, so that a direct
+    #: chat (2 members) never is one: a gateway looks at its users' groups and channels only.
+    conv_subject_min_members: int = 1000
     # ---- scale-out (`parley run ROLE`, `parley up`) ---------------------------------------
     kafka_bootstrap: str = "127.0.0.1:9092"
     #: Partitions of the command and event topics; also the outbox shards. Fixed per deployment.
@@ -127,11 +131,15 @@ class Settings:
             report_burst=_env_int("PARLEY_REPORT_BURST", d.report_burst),
             report_window_s=_env_int("PARLEY_REPORT_WINDOW_S", d.report_window_s),
         )
+        conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)
+        if conv_subject_min_members != 0 and conv_subject_min_members < 3:
+            raise ValueError("PARLEY_CONV_SUBJECT_MIN_MEMBERS must be 0 (off) or at least 3")
         base: dict[str, object] = {
             "jwt_secret": secret.encode() if secret else None,
             "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
             "sqlite_synchronous": os.environ.get("PARLEY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
             "limits": limits,
+            "conv_subject_min_members": conv_subject_min_members,
             "kafka_bootstrap": os.environ.get("PARLEY_KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
             "kafka_partitions": _env_int("PARLEY_KAFKA_PARTITIONS", cls.kafka_partitions),
             "kafka_idempotence": _env_bool("PARLEY_KAFKA_IDEMPOTENCE", cls.kafka_idempotence),

@@ -15,6 +15,7 @@ from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
 from gateway.app import DRAIN_TIMEOUT_S, gateway_app
 from gateway.hub import Hub
+from gateway.interest import ConvFollower
 from parley import hops
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.auth import Passwords, Tokens, load_or_create_secret
@@ -37,9 +38,11 @@ async def build_app(settings: Settings) -> web.Application:
     events: InProcessLog[EventRecord] = InProcessLog(EVENT_BACKLOG)
     bus = LocalBus()
     hub = Hub("gw-" + secrets.token_hex(4), settings.limits)
-    bus.attach(hub.gateway_id, hub.on_message)
+    inbox = bus.attach(hub.gateway_id, hub.on_message)
     hops.register_process("dev", hub.gateway_id)
-    fanout = Fanout(MemberCache(store), hub, bus)
+    fanout = Fanout(MemberCache(store), hub, bus, min_members=settings.conv_subject_min_members)
+    if settings.conv_subject_min_members:
+        hub.follower = ConvFollower(inbox, fanout.members, store, hub, settings.conv_subject_min_members)
     chat_core = ChatCoreService(store, commands, events, bus, passwords)
     delivery = DeliveryWorker(events, fanout)
     delivery_task: list[asyncio.Task[None]] = []

@@ -52,6 +52,19 @@ class Deliver(msgspec.Struct, tag=True, array_like=True):
 
     users: list[str]
     frame: bytes
+    #: The conversation whose members this event changed: the gateway checks again which
+    #: conversation subjects its users' sessions need (see `Broadcast`).
+    membership: str | None = None
+    #: Stage timestamps (parley.hops), from its event's.
+    t_ns: list[int] = []
+
+
+class Broadcast(msgspec.Struct, tag=True, array_like=True):
+    """An event of a large conversation, published once on its subject (`parley.conv.<id>`):
+    each gateway following it writes it to its own sessions of the conversation's members."""
+
+    conv: str
+    frame: bytes
     #: Stage timestamps (parley.hops), from its event's.
     t_ns: list[int] = []
 
@@ -64,13 +77,23 @@ class Reply(msgspec.Struct, tag=True, array_like=True):
     frame: bytes
 
 
-GatewayMessage = Deliver | Reply
+GatewayMessage = Deliver | Reply | Broadcast
 
 
 class GatewayBus(Protocol):
-    """Messages to one gateway (NATS subject `parley.gw.<id>` when scaled out)."""
+    """Messages to one gateway (NATS subject `parley.gw.<id>` when scaled out), and to every
+    gateway following a large conversation (`parley.conv.<id>`)."""
 
     async def to_gateway(self, gateway_id: str, msg: GatewayMessage) -> None: ...
+    async def publish_conv(self, conv: str, msg: Broadcast) -> None: ...
+
+
+class ConvSubscriptions(Protocol):
+    """One gateway's interest in conversation subjects: `Broadcast`s of a conversation reach
+    it between its first `join_conv` and the matching last `leave_conv` (counted)."""
+
+    async def join_conv(self, conv: str) -> None: ...
+    async def leave_conv(self, conv: str) -> None: ...
 
 
 class Presence(Protocol):

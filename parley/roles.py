@@ -22,6 +22,7 @@ from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
 from gateway.app import gateway_app
 from gateway.hub import Hub
+from gateway.interest import ConvFollower
 from gateway.presence import GatewayPresence
 from parley import hops, topics
 from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer, ensure_topics
@@ -83,7 +84,11 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
     shared = RedisPresence(redis)
     presence = GatewayPresence(shared, gateway_id)
     hub = Hub(gateway_id, settings.limits)
-    await bus.serve_gateway(gateway_id, hub.on_message)
+    inbox = await bus.serve_gateway(gateway_id, hub.on_message)
+    # Typing: member lists from Redis, which delivery keeps current.
+    fanout = Fanout(MemberCache(store, shared=RedisMemberCache(redis), hold=False), shared, bus)
+    if settings.conv_subject_min_members:
+        hub.follower = ConvFollower(inbox, fanout.members, store, hub, settings.conv_subject_min_members)
     secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
     tokens = Tokens(secret, settings.token_ttl_s)
 
@@ -92,8 +97,7 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
                 "presence": presence.alive}
 
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
-                       # Typing: member lists from Redis, which delivery keeps current.
-                       fanout=Fanout(MemberCache(store, shared=RedisMemberCache(redis), hold=False), shared, bus),
+                       fanout=fanout,
                        attachments=attachments_for(settings, secret),
                        limits=settings.limits, ready=ready,
                        presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis))
@@ -132,7 +136,8 @@ async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Applicatio
     stack.push_async_callback(bus.close)
     redis = connect_redis(settings.redis_url)
     stack.push_async_callback(redis.aclose)
-    fanout = Fanout(MemberCache(store, shared=RedisMemberCache(redis)), RedisPresence(redis), bus)
+    fanout = Fanout(MemberCache(store, shared=RedisMemberCache(redis)), RedisPresence(redis), bus,
+                    min_members=settings.conv_subject_min_members)
     events: KafkaLogConsumer[EventRecord] = _consumer(settings, topics.EVENTS, topics.DELIVERY_GROUP,
                                                       EventRecord, name)
     # Another worker may have changed a conversation's members while this one did not own it.

@@ -1,4 +1,5 @@
-"""The embedded default's transports: an in-process log and a direct gateway bus.
+"""The embedded default's transports: an in-process log and a direct gateway bus (with the
+same conversation subjects as NATS, so large conversations take the same path in one process).
 
 The log holds only what is not yet stored: a command lost in a crash was never acknowledged,
 and an event lost in a crash is still in the outbox, so durability comes from the store.
@@ -12,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from parley.errors import Unavailable
-from parley.ports import GatewayMessage, PartitionsHook
+from parley.ports import Broadcast, GatewayMessage, PartitionsHook
 
 T = TypeVar("T")
 
@@ -51,16 +52,45 @@ class InProcessLog(Generic[T]):
         """Nothing to do: the batch's effects are in the store before this is called."""
 
 
+Handler = Callable[[GatewayMessage], None]
+
+
 class LocalBus:
     """Gateway messages as direct calls into the gateways of this process."""
 
     def __init__(self) -> None:
-        self._gateways: dict[str, Callable[[GatewayMessage], None]] = {}
+        self._gateways: dict[str, Handler] = {}
+        self._inboxes: list[LocalInbox] = []
 
-    def attach(self, gateway_id: str, handler: Callable[[GatewayMessage], None]) -> None:
+    def attach(self, gateway_id: str, handler: Handler) -> LocalInbox:
+        """Serves `gateway_id`; the returned inbox joins and leaves conversation subjects."""
         self._gateways[gateway_id] = handler
+        inbox = LocalInbox(handler)
+        self._inboxes.append(inbox)
+        return inbox
 
     async def to_gateway(self, gateway_id: str, msg: GatewayMessage) -> None:
         handler = self._gateways.get(gateway_id)
         if handler is not None:  # a gateway that is gone has no sessions left to tell
             handler(msg)
+
+    async def publish_conv(self, conv: str, msg: Broadcast) -> None:
+        for inbox in self._inboxes:
+            if conv in inbox.refs:
+                inbox.handler(msg)
+
+
+class LocalInbox:
+    """`ConvSubscriptions` of one in-process gateway, counted like `GatewayInbox`'s."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.refs: dict[str, int] = {}
+
+    async def join_conv(self, conv: str) -> None:
+        self.refs[conv] = self.refs.get(conv, 0) + 1
+
+    async def leave_conv(self, conv: str) -> None:
+        refs = self.refs.pop(conv, 0) - 1
+        if refs > 0:
+            self.refs[conv] = refs

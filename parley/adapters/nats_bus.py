@@ -1,7 +1,7 @@
 """The scale-out fan-out bus: `GatewayBus` over NATS core (nats-py), plus a gateway's inbox.
 
 Delivery publishes msgpack-encoded `GatewayMessage`s on `parley.gw.<gateway_id>`, and each
-`Deliver` of a very large conversation once on `parley.conv.<conv_id>`; a gateway serves its
+event of a very large conversation once, as a `Broadcast` on `parley.conv.<conv_id>`; a gateway serves its
 own subject and subscribes to a conversation's subject while it holds a member's session.
 NATS core is at most once: what is published while nobody subscribes is gone, so catching
 up after an outage is the store's job, not the bus's.
@@ -28,7 +28,7 @@ from nats.errors import FlushTimeoutError, OutboundBufferLimitError
 
 from parley import topics
 from parley.errors import Unavailable
-from parley.ports import Deliver, GatewayMessage
+from parley.ports import Broadcast, GatewayMessage
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class NatsBus:
     async def to_gateway(self, gateway_id: str, msg: GatewayMessage) -> None:
         await self._publish(topics.gateway_subject(gateway_id), self._encode(msg))
 
-    async def publish_conv(self, conv: str, msg: Deliver) -> None:
+    async def publish_conv(self, conv: str, msg: Broadcast) -> None:
         """Once for every gateway subscribed to the conversation (see `GatewayInbox.join_conv`)."""
         await self._publish(topics.conv_subject(conv), self._encode(msg))
 
@@ -120,7 +120,7 @@ class NatsBus:
             raise Unavailable("the bus is closing", retry_after_ms=self._retry_after_ms) from err
 
     async def serve_gateway(self, gateway_id: str, handler: Handler) -> GatewayInbox:
-        """Calls `handler` with every message for `gateway_id`, and with the `Deliver`s of the
+        """Calls `handler` with every message for `gateway_id`, and with the `Broadcast`s of the
         conversations the returned inbox joins."""
         inbox = GatewayInbox(self._nc, handler)
         await inbox.start(topics.gateway_subject(gateway_id))
@@ -150,7 +150,7 @@ class GatewayInbox:
         # that a concurrent join is still creating.
         self._lock = asyncio.Lock()
         self._on_gateway = self._callback(msgspec.msgpack.Decoder(GatewayMessage).decode)
-        self._on_conv = self._callback(msgspec.msgpack.Decoder(Deliver).decode)
+        self._on_conv = self._callback(msgspec.msgpack.Decoder(Broadcast).decode)
 
     async def start(self, subject: str) -> None:
         await self._nc.subscribe(subject, cb=self._on_gateway)

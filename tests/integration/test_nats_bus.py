@@ -16,7 +16,7 @@ import pytest
 from parley import topics
 from parley.adapters.nats_bus import NatsBus
 from parley.errors import Unavailable
-from parley.ports import Deliver, GatewayMessage, Reply
+from parley.ports import Broadcast, Deliver, GatewayMessage, Reply
 from parley.localservers import free_port
 from tests.nats_redis_servers import ServerProcess, nats_server  # noqa: F401
 
@@ -81,6 +81,10 @@ def deliver(text: str) -> Deliver:
     return Deliver(users=["u1", "u2"], frame=text.encode())
 
 
+def broadcast(conv: str, text: str) -> Broadcast:
+    return Broadcast(conv=conv, frame=text.encode())
+
+
 async def test_a_deliver_and_a_reply_reach_only_the_addressed_gateway(connect: Connect) -> None:
     delivery, gw_a, gw_b = await connect(), await connect(), await connect()
     a, b = Inbox(), Inbox()
@@ -103,26 +107,26 @@ async def test_a_conversation_reaches_a_gateway_only_while_it_holds_a_member(con
     got, gw_id, conv = Inbox(), unique("gw"), unique("conv")
     inbox = await gateway.serve_gateway(gw_id, got.handle)
 
-    await delivery.publish_conv(conv, deliver("before anyone joined"))
+    await delivery.publish_conv(conv, broadcast(conv, "before anyone joined"))
     await delivery.to_gateway(gw_id, sentinel := deliver("sentinel 1"))
     assert await got.only_until(sentinel) == []
 
     await inbox.join_conv(conv)  # two members' sessions
     await inbox.join_conv(conv)
-    await delivery.publish_conv(conv, first := deliver("two members"))
+    await delivery.publish_conv(conv, first := broadcast(conv, "two members"))
     assert await got.next() == first
 
     await inbox.leave_conv(conv)  # one left: still interested
-    await delivery.publish_conv(conv, second := deliver("one member"))
+    await delivery.publish_conv(conv, second := broadcast(conv, "one member"))
     assert await got.next() == second
 
     await inbox.leave_conv(conv)  # the last left: unsubscribed
-    await delivery.publish_conv(conv, deliver("no member"))
+    await delivery.publish_conv(conv, broadcast(conv, "no member"))
     await delivery.to_gateway(gw_id, sentinel := deliver("sentinel 2"))
     assert await got.only_until(sentinel) == []
 
     await inbox.join_conv(conv)  # interest again after zero
-    await delivery.publish_conv(conv, third := deliver("back"))
+    await delivery.publish_conv(conv, third := broadcast(conv, "back"))
     assert await got.next() == third
 
 
@@ -140,9 +144,9 @@ async def test_subscriptions_survive_a_nats_server_restart(
     await until(lambda: sum("reconnected" in r.getMessage() for r in caplog.records) == 2)
 
     await delivery.to_gateway(gw_id, direct := deliver("direct after restart"))
-    await delivery.publish_conv(conv, broadcast := deliver("conv after restart"))
+    await delivery.publish_conv(conv, published := broadcast(conv, "conv after restart"))
     assert {msgspec.msgpack.encode(await got.next()) for _ in range(2)} == {
-        msgspec.msgpack.encode(direct), msgspec.msgpack.encode(broadcast)}
+        msgspec.msgpack.encode(direct), msgspec.msgpack.encode(published)}
 
 
 async def test_a_bad_payload_is_dropped_and_the_subscription_lives_on(

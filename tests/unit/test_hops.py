@@ -53,7 +53,7 @@ def test_restamp_copies_only_when_it_stamps() -> None:
     stamped = hops.restamp(record, hops.Stage.STORED, 3)
     assert stamped.t_ns == [1, 2, 3] and record.t_ns == [1, 2]
     assert hops.restamp(record, hops.Stage.BUS_PUBLISH) is record
-    deliver = Deliver(["u1"], b"{}", [1, 2, 3, 4, 5, 6])
+    deliver = Deliver(["u1"], b"{}", t_ns=[1, 2, 3, 4, 5, 6])
     assert hops.restamp(deliver, hops.Stage.GATEWAY_PUSH, 7).t_ns == [1, 2, 3, 4, 5, 6, 7]
 
 
