@@ -999,7 +999,8 @@ async def scenario_idle(run: Run, accounts: list[Account]) -> None:
             verdict = "the target is for 10,000 sessions"
         else:
             verdict = "MET" if per <= 20 * 1024 and held >= 10_000 else "MISSED"
-        run.say(f"per session: {per / 1024:.1f} KiB  (target: 10,000 held at <= 20 KiB each: {verdict})")
+        whose = " of the gateways" if run.topology else ""
+        run.say(f"per session: {per / 1024:.1f} KiB{whose}  (target: 10,000 held at <= 20 KiB each: {verdict})")
     run.say(f"server CPU : {_pct(watch.cpu_pct)} while holding (heartbeats); machine busy "
             f"{_pct(watch.machine_busy_pct)}, load average {os.getloadavg()[0]:.1f}")
     run.say(f"generator  : RSS {_mib(run.report['generator_rss'])}")
@@ -1061,7 +1062,7 @@ def describe_step(run: Run, m: dict[str, Any], connections: int, baseline: int |
         grow = f" (+{(rss - baseline) / connections / 1024:.1f} KiB per connection over the idle server)"
     loops = "event-loop threads, summed" if run.topology else "event-loop thread"
     run.say(f"server     : CPU {_pct(m['server_cpu_pct'])} ({loops} "
-            f"{_pct(m['server_loop_thread_cpu_pct'])}), {run.server.rss_label} {_mib(rss)}{per}{grow}")
+            f"{_pct(m['server_loop_thread_cpu_pct'])}), {'gateway RSS' if run.topology else 'RSS'} {_mib(rss)}{per}{grow}")
     run.say(f"noise      : other processes used {_pct(m.get('other_cpu_pct'))} of a core during the "
             f"window (machine busy {_pct(m['machine_busy_pct'])} of {os.cpu_count()} cores, "
             f"load average {m['loadavg_1m']:.1f})")
