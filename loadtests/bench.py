@@ -1358,7 +1358,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.url and args.topology != "dev":
         parser.error("--topology up starts its own topology: not with --url")
     raise_nofile()
-    report, lines = _run(main_async(args))
+    try:
+        report, lines = _run(main_async(args))
+    except KeyboardInterrupt:  # the server it started was stopped on the way out
+        log("interrupted")
+        return 130
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
