@@ -180,7 +180,11 @@ class Topology:
                 self._note(f"parley up (pid {proc.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s: SIGKILL")
                 proc.kill()
                 proc.wait()
-        if proc.returncode not in (0, -signal.SIGTERM):
+        if proc.returncode == -signal.SIGINT:
+            # Stopped while starting, `parley up` leaves by KeyboardInterrupt, which Python
+            # turns into an exit by SIGINT: its children were stopped all the same.
+            self._note("parley up was stopped while starting (exit by SIGINT)")
+        elif proc.returncode not in (0, -signal.SIGTERM):
             self._note(f"parley up exited with {proc.returncode}")
         for pid in _group_members(pgid):
             self._note(f"pid {pid} of parley up's process group was still running: SIGKILL")
