@@ -1305,11 +1305,10 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         cache = AccountCache(data_dir / ACCOUNTS_FILE)
         server = await start_server(args.topology, data_dir, env)
     run = Run(args, server, report, lines)
+    cleanup: list[str] = []  # what stopping a server found left behind
     try:
         where = f"{server.url}, pid {server.pid or '?'}" + (f", data {server.data_dir}" if server.data_dir else "")
         lines.append(f"server     : {server.label + ' started by the bench' if not args.url else 'external'} ({where})")
-        if run.topology:
-            lines.append("topology   : " + ", ".join(f"{m.name} {m.pid}" for m in server.snapshot()))
         if scenario == "idle":
             lines.append(f"knobs      : sessions={args.sessions} hold={args.duration:.0f}s procs={args.procs}")
         else:
@@ -1330,10 +1329,13 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         if server.data_dir is not None and not args.no_restart and (reg_s or groups):
             # A fresh process: argon2's and setup's memory do not count against the sessions.
             await server.stop()
+            cleanup += server.leftovers
             server = run.server = await start_server(args.topology, server.data_dir, env)
             setup += f"; server restarted (pid {server.pid})"
             report["server_pid"] = server.pid
         lines.append(setup)
+        if run.topology:
+            lines.append("topology   : " + ", ".join(f"{m.name} {m.pid}" for m in server.snapshot()))
         report["setup"] = {"users": users, "register_s": reg_s, "groups": len(groups)}
         if scenario == "idle":
             await scenario_idle(run, accounts)
@@ -1341,9 +1343,10 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
             await scenario_groups(run, accounts, groups, rates)
     finally:
         await server.stop()
-        if server.leftovers:
-            report["cleanup"] = server.leftovers
-            lines.append(f"cleanup    : {'; '.join(server.leftovers)}")
+        cleanup += server.leftovers
+        if cleanup:
+            report["cleanup"] = cleanup
+            lines.append(f"cleanup    : {'; '.join(cleanup)}")
         if owned_tmp is not None:
             shutil.rmtree(owned_tmp, ignore_errors=True)
     wall = time.monotonic() - started
