@@ -11,6 +11,8 @@ Scenarios:
 
 By default it starts its own `parley dev` on a free port and a temporary data dir; `--url` aims
 it at a running server instead (`--server-pid` to measure that server's RSS and CPU).
+`--topology up` starts `parley up` (the scale-out topology on this machine) instead and reports
+CPU and RSS per role. Every measured window also reports the per-hop latency from /metrics.
 Run `python -m loadtests.bench --help`; docs/benchmarks.md has the method and the results.
 """
 
@@ -47,6 +49,8 @@ from typing import Any, Protocol, TypeVar
 import aiohttp
 import msgspec
 
+from loadtests import hopstats, hoptable, usage
+from loadtests.topology import Topology
 from parley.client import Account, Client, ErrorReply, Frame, register
 
 try:
@@ -518,6 +522,9 @@ def _free_port() -> int:
 class Server:
     """A `parley dev` subprocess (or a running server at `url`, pid optional)."""
 
+    label = "parley dev"
+    rss_label = "server RSS"
+
     def __init__(self, url: str, pid: int | None, data_dir: Path | None = None,
                  proc: subprocess.Popen[bytes] | None = None) -> None:
         self.url = url
@@ -525,6 +532,7 @@ class Server:
         self.data_dir = data_dir
         self._proc = proc
         self._ps = psutil.Process(pid) if psutil is not None and pid else None
+        self.leftovers: list[str] = []
 
     @classmethod
     async def start(cls, data_dir: Path, env: dict[str, str], log_path: Path) -> Server:
@@ -581,11 +589,70 @@ class Server:
             return times.user + times.system, main_s
         return None
 
+    def processes(self) -> list[dict[str, Any]]:
+        """No topology: hopstats.scrape_all reads the one process at `url`."""
+        return []
+
+    def snapshot(self) -> list[usage.ProcSample]:
+        if self._ps is None or self.pid is None:
+            return []
+        one = usage.sample(self._ps, usage.Member("parley dev", "dev", self.pid))
+        return [one] if one is not None else []
+
+
+class ServerUnderTest(Protocol):
+    """What the scenarios use of a `Server` or a `Topology`."""
+
+    label: str
+    rss_label: str
+    url: str
+    pid: int | None
+    leftovers: list[str]
+
+    @property
+    def data_dir(self) -> Path | None: ...
+
+    def rss(self) -> int | None: ...
+    def cpu(self) -> tuple[float, float] | None: ...
+    def processes(self) -> list[dict[str, Any]]: ...
+    def snapshot(self) -> list[usage.ProcSample]: ...
+    async def stop(self) -> None: ...
+
+
+async def start_server(topology: str, data_dir: Path, env: dict[str, str]) -> ServerUnderTest:
+    """`parley dev` or `parley up` on a free port, on `data_dir`, logging into it."""
+    if topology == "up":
+        return await Topology.start(data_dir, env, data_dir / "up.log")
+    return await Server.start(data_dir, env, data_dir / "server.log")
+
+
+def bench_snapshot() -> list[usage.ProcSample]:
+    """This process and its load processes (not the server it started)."""
+    if psutil is None:
+        return []
+    out = []
+    for pid in [os.getpid(), *(p.pid for p in multiprocessing.active_children() if p.pid)]:
+        with contextlib.suppress(psutil.Error):
+            one = usage.sample(psutil.Process(pid), usage.Member(f"bench-{pid}", usage.BENCH_ROLE, pid))
+            if one is not None:
+                out.append(one)
+    return out
+
+
+async def scrape_hops(server: ServerUnderTest) -> dict[str, hopstats.Scrape] | None:
+    """Every process's hop histograms (blocking urllib: in a thread); None if one did not answer."""
+    try:
+        return await asyncio.to_thread(hopstats.scrape_all, server.url, server.processes())
+    except (OSError, TimeoutError, ValueError) as exc:
+        log(f"hop scrape failed: {exc!r}")
+        return None
+
 
 class ServerWatch:
-    """Server CPU over a window and RSS samples during it."""
+    """Server CPU over a window (per process, summed per role), RSS samples during it, and
+    what every process observed of the hops."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerUnderTest) -> None:
         self._server = server
         self.cpu_pct: float | None = None
         self.loop_cpu_pct: float | None = None
@@ -593,26 +660,56 @@ class ServerWatch:
         self.rss_end: int | None = None
         #: Busy CPU of the whole machine (% of one core): the rest is other people's load.
         self.machine_busy_pct: float | None = None
+        self.roles: list[usage.RoleUsage] = []
+        self.wall_s = 0.0
+        self.hops: list[hoptable.HopRow] | None = None
 
     async def watch(self, start_ns: int, end_ns: int) -> None:
         await _sleep_until(start_ns)
-        begin, wall0 = self._server.cpu(), time.monotonic()
+        begin, wall0 = self._server.snapshot() + bench_snapshot(), time.monotonic()
         busy0 = _machine_busy_s()
+        hops0 = await scrape_hops(self._server)
         rss: list[int] = []
         while time.monotonic_ns() < end_ns:
             value = self._server.rss()
             if value is not None:
                 rss.append(value)
             await asyncio.sleep(min(1.0, max(0.0, (end_ns - time.monotonic_ns()) / NS)))
-        finish, wall = self._server.cpu(), time.monotonic() - wall0
+        finish, wall = self._server.snapshot() + bench_snapshot(), time.monotonic() - wall0
         busy1 = _machine_busy_s()
+        hops1 = await scrape_hops(self._server)
         if busy0 is not None and busy1 is not None and wall > 0:
             self.machine_busy_pct = 100 * (busy1 - busy0) / wall
-        if begin is not None and finish is not None and wall > 0:
-            self.cpu_pct = 100 * (finish[0] - begin[0]) / wall
-            self.loop_cpu_pct = 100 * (finish[1] - begin[1]) / wall
+        self.wall_s = wall
+        self.roles = usage.role_usage(begin, finish, wall)
+        server = usage.total(self.roles)
+        if server.processes and wall > 0:
+            self.cpu_pct = server.cpu_pct
+            if server.loop_cpu_s is not None:
+                self.loop_cpu_pct = 100 * server.loop_cpu_s / wall
         if rss:
             self.rss_max, self.rss_end = max(rss), rss[-1]
+        if hops0 is not None and hops1 is not None:
+            self.hops = hoptable.hop_rows(hoptable.merged_window(hops0, hops1))
+
+    def report(self, sends_per_s: float | None) -> dict[str, Any]:
+        """The roles' and hops' numbers for --json."""
+        return {"window_s": self.wall_s, "roles": usage.usage_json(self.roles, self.wall_s, sends_per_s),
+                "hops": hoptable.hops_json(self.hops) if self.hops is not None else None}
+
+    def lines(self, sends_per_s: float | None, roles: bool) -> list[str]:
+        """The per-role table (`roles`: a topology's; one server has its own line) and the hops."""
+        out = []
+        if roles:
+            out.append(f"roles      : CPU in % of one core over the {self.wall_s:.1f} s window, RSS at its end")
+            out += usage.role_lines(self.roles, self.wall_s, sends_per_s)
+        if self.hops is None:
+            out.append("hops       : not scraped (see the log)")
+        else:
+            out.append("hops       : observed in the window by every process, merged "
+                       "(histogram buckets, read as histogram_quantile)")
+            out += hoptable.hop_lines(self.hops)
+        return out
 
 
 def _machine_busy_s() -> float | None:
@@ -805,12 +902,17 @@ class Run:
     """Everything a scenario shares: knobs, the server, the slices, the report."""
 
     args: argparse.Namespace
-    server: Server
+    server: ServerUnderTest
     report: dict[str, Any] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
 
     def say(self, line: str = "") -> None:
         self.lines.append(line)
+
+    @property
+    def topology(self) -> bool:
+        """The server is `parley up`: per-role lines."""
+        return bool(self.args.topology == "up")
 
 
 def build_slices(url: str, tokens: list[str], groups: list[tuple[str, list[int]]] | None,
@@ -846,7 +948,7 @@ async def connect_all(slices: Sequence[SliceHandle]) -> dict[str, Any]:
             "generator_rss": sum(r.generator_rss for r in results)}
 
 
-async def settle_rss(server: Server, seconds: float) -> int | None:
+async def settle_rss(server: ServerUnderTest, seconds: float) -> int | None:
     """RSS after a quiet moment (the minimum of a few samples, so a transient does not count)."""
     samples: list[int] = []
     end = time.monotonic() + seconds
@@ -885,21 +987,25 @@ async def scenario_idle(run: Run, accounts: list[Account]) -> None:
         "server_rss_before": before, "server_rss_after_connect": after_connect,
         "server_rss_after_hold": after, "server_rss_per_session": per,
         "server_cpu_pct_hold": watch.cpu_pct, "generator_rss": sum(h.generator_rss for h in holds),
+        "hold": watch.report(None),
     })
     run.say(f"sessions   : {conn['connected']} connected in {conn['seconds']:.1f} s "
             f"({conn['failed']} failed {conn['errors'] or ''}), {held} still open after "
             f"{args.duration:.0f} s, {dropped} dropped")
-    run.say(f"server RSS : {_mib(before)} before -> {_mib(after_connect)} connected -> "
+    run.say(f"{server.rss_label:<11}: {_mib(before)} before -> {_mib(after_connect)} connected -> "
             f"{_mib(after)} after the hold")
     if per is not None:
         if args.sessions < 10_000:
             verdict = "the target is for 10,000 sessions"
         else:
             verdict = "MET" if per <= 20 * 1024 and held >= 10_000 else "MISSED"
-        run.say(f"per session: {per / 1024:.1f} KiB  (target: 10,000 held at <= 20 KiB each: {verdict})")
+        whose = " of the gateways" if run.topology else ""
+        run.say(f"per session: {per / 1024:.1f} KiB{whose}  (target: 10,000 held at <= 20 KiB each: {verdict})")
     run.say(f"server CPU : {_pct(watch.cpu_pct)} while holding (heartbeats); machine busy "
             f"{_pct(watch.machine_busy_pct)}, load average {os.getloadavg()[0]:.1f}")
     run.say(f"generator  : RSS {_mib(run.report['generator_rss'])}")
+    for line in watch.lines(None, run.topology):
+        run.say(line)
 
 
 def _pct(v: float | None) -> str:
@@ -907,7 +1013,8 @@ def _pct(v: float | None) -> str:
 
 
 async def run_groups_step(run: Run, slices: Sequence[SliceHandle], senders: int, rate: float,
-                          step: int) -> dict[str, Any]:
+                          step: int) -> tuple[dict[str, Any], list[str]]:
+    """One step's numbers, and its per-role and per-hop lines for the report."""
     args = run.args
     t0 = time.monotonic_ns() + NS  # a second for every process to get the plan
     plan = StepPlan(step, t0, rate, senders, args.warmup, args.duration, args.grace)
@@ -927,14 +1034,16 @@ async def run_groups_step(run: Run, slices: Sequence[SliceHandle], senders: int,
         "machine_busy_pct": watch.machine_busy_pct,
         "loadavg_1m": os.getloadavg()[0],
     })
+    m.update(watch.report(m["sends_acked_per_s"]))
     if watch.machine_busy_pct is not None and watch.cpu_pct is not None:
         m["other_cpu_pct"] = max(0.0, watch.machine_busy_pct - watch.cpu_pct - m["generator_cpu_pct"])
     lag_p99 = m["send_lag_ms"]["p99"]
     m["generator_behind"] = lag_p99 is not None and lag_p99 > GENERATOR_LAG_WARN_MS
-    return m
+    return m, watch.lines(m["sends_acked_per_s"], run.topology)
 
 
-def describe_step(run: Run, m: dict[str, Any], connections: int, baseline: int | None) -> None:
+def describe_step(run: Run, m: dict[str, Any], connections: int, baseline: int | None,
+                  watch_lines: list[str]) -> None:
     run.say(f"sends      : {m['scheduled']} due in the window, {m['acked']} acked; "
             f"{m['sends_acked_per_s']:.1f}/s acked (target {m['rate']:.0f}/s)")
     run.say(f"errors     : {m['errors'] or 'none'}; unanswered after grace: {m['unanswered']}")
@@ -951,14 +1060,17 @@ def describe_step(run: Run, m: dict[str, Any], connections: int, baseline: int |
     grow = ""
     if rss and baseline is not None and connections:
         grow = f" (+{(rss - baseline) / connections / 1024:.1f} KiB per connection over the idle server)"
-    run.say(f"server     : CPU {_pct(m['server_cpu_pct'])} (event-loop thread "
-            f"{_pct(m['server_loop_thread_cpu_pct'])}), RSS {_mib(rss)}{per}{grow}")
+    loops = "event-loop threads, summed" if run.topology else "event-loop thread"
+    run.say(f"server     : CPU {_pct(m['server_cpu_pct'])} ({loops} "
+            f"{_pct(m['server_loop_thread_cpu_pct'])}), {'gateway RSS' if run.topology else 'RSS'} {_mib(rss)}{per}{grow}")
     run.say(f"noise      : other processes used {_pct(m.get('other_cpu_pct'))} of a core during the "
             f"window (machine busy {_pct(m['machine_busy_pct'])} of {os.cpu_count()} cores, "
             f"load average {m['loadavg_1m']:.1f})")
     if m["generator_behind"]:
         run.say(f"warning    : the generator fell behind its schedule (send lag p99 "
                 f"{_ms(m['send_lag_ms']['p99'])} ms): the latency includes its delay; try --procs 2")
+    for line in watch_lines:
+        run.say(line)
 
 
 async def scenario_groups(run: Run, accounts: list[Account], groups: list[tuple[str, list[int]]],
@@ -967,6 +1079,7 @@ async def scenario_groups(run: Run, accounts: list[Account], groups: list[tuple[
     baseline = await settle_rss(server, 2.0)
     slices = build_slices(server.url, [a.token for a in accounts], groups, args.procs, args)
     results: list[dict[str, Any]] = []
+    step_lines: list[list[str]] = []
     try:
         conn = await connect_all(slices)
         run.report["connect"] = conn
@@ -978,7 +1091,9 @@ async def scenario_groups(run: Run, accounts: list[Account], groups: list[tuple[
         profiler = _start_profiler(run, len(rates))
         for step, rate in enumerate(rates):
             log(f"step {step}: {rate:.0f} sends/s, warmup {args.warmup:.0f} s, measure {args.duration:.0f} s")
-            m = await run_groups_step(run, slices, conn["connected"], rate, step)
+            m, watch_lines = await run_groups_step(run, slices, conn["connected"], rate, step)
+            m["step"] = step
+            step_lines.append(watch_lines)
             good = step_is_good(m, args.p99_ms)
             m["good"] = good
             results.append(m)
@@ -996,7 +1111,7 @@ async def scenario_groups(run: Run, accounts: list[Account], groups: list[tuple[
     connections = conn["connected"]
     if args.scenario == "groups":
         m = results[0]
-        describe_step(run, m, connections, baseline)
+        describe_step(run, m, connections, baseline, step_lines[0])
         target = args.p99_ms
         verdict = "MET" if m["good"] else "MISSED"
         run.say(f"verdict    : p99 <= {target:.0f} ms with zero loss at {m['rate']:.0f} sends/s: {verdict}")
@@ -1013,6 +1128,10 @@ async def scenario_groups(run: Run, accounts: list[Account], groups: list[tuple[
                 f"{_ms(m['send_lag_ms']['p99']):>6} {_pct(m.get('other_cpu_pct')):>5}  "
                 f"{'good' if m['good'] else 'BAD'}{' (generator behind)' if m['generator_behind'] else ''}")
     run.say("(lag99: the generator's send lag p99 in ms; other: CPU of other processes, % of a core)")
+    for m, watch_lines in zip(results, step_lines):
+        run.say(f"-- step {m['step']}: {m['rate']:.0f} sends/s ({m['sends_acked_per_s']:.1f}/s acked)")
+        for line in watch_lines:
+            run.say(line)
     good_rates = [m["rate"] for m in results if m["good"]]
     best = max(good_rates) if good_rates else None
     run.report["best_rate"] = best
@@ -1031,6 +1150,9 @@ def _start_profiler(run: Run, steps: int) -> subprocess.Popen[bytes] | None:
     """py-spy on the server over the measured window of the first step (groups only)."""
     path: str | None = run.args.profile
     if not path or run.server.pid is None:
+        return None
+    if run.topology:
+        log("--profile samples one server process: not with --topology up; running without it")
         return None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(spy).exists():
@@ -1101,6 +1223,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scenario", nargs="?", choices=("idle", "groups", "ramp"), default="groups")
+    p.add_argument("--topology", choices=("dev", "up"), default="dev",
+                   help="the server the bench starts: dev = `parley dev` (one process), up = `parley up` "
+                        "(brokers, 2 gateways, 2 chat-core, 2 delivery; CPU and RSS per role) (default dev)")
     p.add_argument("--url", help="a running server (default: start parley dev)")
     p.add_argument("--server-pid", type=int, help="pid of the --url server, for RSS and CPU")
     p.add_argument("--data-dir", type=Path,
@@ -1164,7 +1289,7 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
                           "server rate limits at their defaults")
         report["rate_limit_note"] = limit_note
     owned_tmp: Path | None = None
-    server: Server
+    server: ServerUnderTest
     if args.url:
         server = Server(args.url.rstrip("/"), args.server_pid)
         # A server started on a kept data dir: its accounts cache saves registering again.
@@ -1178,11 +1303,12 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
             shutil.copytree(args.seed_dir, data_dir, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns("server.log"))
         cache = AccountCache(data_dir / ACCOUNTS_FILE)
-        server = await Server.start(data_dir, env, data_dir / "server.log")
+        server = await start_server(args.topology, data_dir, env)
     run = Run(args, server, report, lines)
+    cleanup: list[str] = []  # what stopping a server found left behind
     try:
         where = f"{server.url}, pid {server.pid or '?'}" + (f", data {server.data_dir}" if server.data_dir else "")
-        lines.append(f"server     : {'parley dev started by the bench' if not args.url else 'external'} ({where})")
+        lines.append(f"server     : {server.label + ' started by the bench' if not args.url else 'external'} ({where})")
         if scenario == "idle":
             lines.append(f"knobs      : sessions={args.sessions} hold={args.duration:.0f}s procs={args.procs}")
         else:
@@ -1203,10 +1329,13 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         if server.data_dir is not None and not args.no_restart and (reg_s or groups):
             # A fresh process: argon2's and setup's memory do not count against the sessions.
             await server.stop()
-            server = run.server = await Server.start(server.data_dir, env, server.data_dir / "server.log")
+            cleanup += server.leftovers
+            server = run.server = await start_server(args.topology, server.data_dir, env)
             setup += f"; server restarted (pid {server.pid})"
             report["server_pid"] = server.pid
         lines.append(setup)
+        if run.topology:
+            lines.append("topology   : " + ", ".join(f"{m.name} {m.pid}" for m in server.snapshot()))
         report["setup"] = {"users": users, "register_s": reg_s, "groups": len(groups)}
         if scenario == "idle":
             await scenario_idle(run, accounts)
@@ -1214,6 +1343,10 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
             await scenario_groups(run, accounts, groups, rates)
     finally:
         await server.stop()
+        cleanup += server.leftovers
+        if cleanup:
+            report["cleanup"] = cleanup
+            lines.append(f"cleanup    : {'; '.join(cleanup)}")
         if owned_tmp is not None:
             shutil.rmtree(owned_tmp, ignore_errors=True)
     wall = time.monotonic() - started
@@ -1223,9 +1356,16 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.url and args.topology != "dev":
+        parser.error("--topology up starts its own topology: not with --url")
     raise_nofile()
-    report, lines = _run(main_async(args))
+    try:
+        report, lines = _run(main_async(args))
+    except KeyboardInterrupt:  # the server it started was stopped on the way out
+        log("interrupted")
+        return 130
     print("\n".join(lines))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=str) + "\n")
