@@ -112,7 +112,7 @@ class Topology:
             "PARLEY_KAFKA_BOOTSTRAP": self.brokers["kafka"].address,
             "PARLEY_KAFKA_IDEMPOTENCE": "false",  # tansu cannot (see docs/operations.md)
             # tansu holds every fetch for the whole wait, even when records arrive meanwhile
-            "PARLEY_KAFKA_FETCH_MAX_WAIT_MS": os.environ.get("PARLEY_KAFKA_FETCH_MAX_WAIT_MS", "25"),
+            "PARLEY_KAFKA_FETCH_MAX_WAIT_MS": os.environ.get("PARLEY_KAFKA_FETCH_MAX_WAIT_MS", "100"),
             "PARLEY_NATS_URL": self.brokers["nats"].url,
             "PARLEY_REDIS_URL": self.brokers["redis"].url + "/0",
         }
