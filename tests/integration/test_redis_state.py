@@ -120,7 +120,7 @@ async def test_locating_many_users_takes_one_round_trip(connect: Callable[[], Re
     for gw in gateways:
         await presence.heartbeat(gw, ttl_s=30)
     await asyncio.gather(*(presence.rebuild(gw, users[i::4]) for i, gw in enumerate(gateways)))
-    await presence.locate(users[:4])  # meets the four gateways (one more round trip, once)
+    await presence.locate(users[:4])  # loads the script (a round trip more, once)
 
     exchanges = 0
     get_connection = redis.connection_pool.get_connection
