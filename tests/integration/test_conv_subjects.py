@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -22,6 +22,7 @@ from gateway.session import Session
 from parley.adapters.nats_bus import NatsBus
 from parley.limits import Limits
 from parley.records import ConvRow, EventRecord, MemberRow
+from tests.integration.test_nats_bus import until
 from tests.nats_redis_servers import ServerProcess, nats_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -137,13 +138,6 @@ async def rig(nats_server: ServerProcess) -> AsyncIterator[Rig]:  # noqa: F811
     await asyncio.gather(*tasks, return_exceptions=True)
     for bus in buses:
         await bus.close()
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.01)
 
 
 def conv_id() -> str:

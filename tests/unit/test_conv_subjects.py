@@ -17,6 +17,7 @@ from parley.adapters.inprocess import LocalBus
 from parley.limits import Limits
 from parley.ports import Broadcast, Deliver
 from parley.records import ConvRow, EventRecord, MemberRow
+from tests.unit.test_gateway_writes import RecordingTransport
 
 MIN = 3
 
@@ -111,19 +112,7 @@ def test_interest_follows_a_conversation_from_its_first_local_member_to_its_last
     assert (change.follow, change.arrived) == (True, {"b"})
 
 
-class Transport:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> None:
-        self.frames.append(data)
-
+class Transport(RecordingTransport):
     def texts(self) -> list[dict[str, object]]:
         out = []
         for f in self.frames:
