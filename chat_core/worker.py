@@ -16,6 +16,7 @@ from chat_core.relay import OutboxRelay
 from parley import frames as F
 from parley import hops
 from parley.auth import Passwords
+from parley.backoff import wait_out
 from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
 from parley.ports import GatewayBus, LogConsumer, Reply, Store
@@ -66,20 +67,28 @@ class CommandWorker:
 
     async def run(self) -> None:
         while True:
-            await self.settle()
-            cmds = await self._source.next_batch(self._batch_max)
-            if not cmds:  # a rebalance woke the loop up
-                continue
-            await self.settle()
             try:
-                await self.process(cmds)
-            except Exception:
-                # A bug must cost one batch, not the writer: its clients hear `internal`, and
-                # the cache (which the failed batch may have touched) is rebuilt from the store.
-                log.exception("batch of %d commands failed", len(cmds))
-                self._core.forget()
-                await self._reply_all(cmds, Internal("internal error"))
-            await self._source.commit()
+                await self._one_batch()
+            except Unavailable as err:
+                # The log is away (a frozen broker, a group the coordinator forgot): what was not
+                # committed is delivered again, to this consumer or the partition's next owner.
+                await wait_out(err, log, "chat_core")
+
+    async def _one_batch(self) -> None:
+        await self.settle()
+        cmds = await self._source.next_batch(self._batch_max)
+        if not cmds:  # a rebalance woke the loop up
+            return
+        await self.settle()
+        try:
+            await self.process(cmds)
+        except Exception:
+            # A bug must cost one batch, not the writer: its clients hear `internal`, and
+            # the cache (which the failed batch may have touched) is rebuilt from the store.
+            log.exception("batch of %d commands failed", len(cmds))
+            self._core.forget()
+            await self._reply_all(cmds, Internal("internal error"))
+        await self._source.commit()
 
     async def process(self, cmds: list[Command]) -> None:
         consumed_ns = time.time_ns()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Sequence
 
 from delivery.fanout import Fanout, Outgoing, Resolved
 from parley import hops
+from parley.backoff import wait_out
 from parley.errors import Unavailable
 from parley.ports import LogConsumer
 from parley.records import EventRecord
@@ -29,10 +29,13 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         while True:
-            records = await self._source.next_batch(self._batch_max)
-            consumed_ns = time.time_ns()
-            await self.deliver([hops.restamp(r, hops.Stage.DELIVERY_CONSUMED, consumed_ns) for r in records])
-            await self._source.commit()
+            try:
+                records = await self._source.next_batch(self._batch_max)
+                consumed_ns = time.time_ns()
+                await self.deliver([hops.restamp(r, hops.Stage.DELIVERY_CONSUMED, consumed_ns) for r in records])
+                await self._source.commit()
+            except Unavailable as err:  # the log is away: what was not committed comes again
+                await wait_out(err, log, "delivery")
 
     async def deliver(self, records: Sequence[EventRecord]) -> None:
         """One presence lookup for the batch, then its bus messages in event order."""
@@ -63,7 +66,7 @@ class DeliveryWorker:
                         log.exception("event of %s not delivered", record.conv)
                 return await self._fanout.plan(resolved)
             except Unavailable as err:  # nothing is sent yet: plan the whole batch again
-                await _wait(err)
+                await wait_out(err, log, "delivery")
 
     async def _publish(self, out: Outgoing) -> None:
         while True:
@@ -71,12 +74,7 @@ class DeliveryWorker:
                 await self._fanout.publish(out)
                 return
             except Unavailable as err:
-                await _wait(err)
+                await wait_out(err, log, "delivery")
             except Exception:
                 log.exception("an event not delivered (%s %s)", type(out).__name__, out[0])
                 return
-
-
-async def _wait(err: Unavailable) -> None:
-    log.warning("delivery waits %d ms: %s", err.retry_after_ms or 1000, err.message)
-    await asyncio.sleep((err.retry_after_ms or 1000) / 1000)

@@ -27,6 +27,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from parley.backoff import wait_out
 from parley.errors import Unavailable
 from parley.frames import event_frame
 from parley.ports import ConvSubscriptions, Store
@@ -175,8 +176,7 @@ class ConvFollower:
                 async with self._lock:
                     await self._apply(conv)
             except Unavailable as err:
-                log.warning("following %s waits %d ms: %s", conv, err.retry_after_ms or 1000, err.message)
-                await asyncio.sleep((err.retry_after_ms or 1000) / 1000)
+                await wait_out(err, log, f"following {conv}")
                 self._changed.put_nowait(conv)
                 continue
             except Exception:
