@@ -11,10 +11,11 @@ import os
 from chat_core.core import ChatCore
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
-from moderation import filters
+from moderation import filters, instance_policy
 from moderation.filters import ContentFilter
 from moderation.policy import InstancePolicy
 from parley.auth import Passwords
+from parley.health import pipeline_task
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
 
@@ -45,16 +46,15 @@ class ChatCoreService:
     async def start(self) -> None:
         await self._refresh_policy()
         await self.worker.settle()  # shards owned from the start are replayed before any new work
-        self._tasks = [asyncio.create_task(self.worker.run(), name="chat_core"),
-                       asyncio.create_task(self.relay.run(), name="relay"),
-                       asyncio.create_task(self._follow_policy_forever(), name="policy")]
+        self._tasks = [pipeline_task(self.worker.run(), "chat_core"), pipeline_task(self.relay.run(), "relay"),
+                       pipeline_task(self._follow_policy_forever(), "policy")]
 
     async def _refresh_policy(self) -> None:
         """The conversation defaults admins set at run time (PATCH /v1/admin/policies, kept in the
         store) over PARLEY_POLICY's. Swapped whole between batches: no decision sees half of it."""
         try:
             stored = (await self._store.instance_policy()).get("conv_defaults") or {}
-            defaults = {**self._base.defaults, **{tuple(k.split(".", 1)): v for k, v in stored.items()}}
+            defaults = {**self._base.defaults, **instance_policy.engine_defaults(stored)}
             if defaults != self._core.instance.defaults:
                 self._core.instance = dataclasses.replace(self._base, defaults=defaults)
                 log.info("instance conversation defaults now %s", defaults)

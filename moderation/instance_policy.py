@@ -4,11 +4,14 @@ overrides (ADR 0002). Stored as a key/value map; this Struct gives it its type a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
+from moderation import policy
+from parley.errors import Invalid
 from parley.ports import Store
 
 Registration = Literal["open", "approval", "invite", "closed"]
@@ -41,7 +44,25 @@ class PolicyPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def changes(patch: PolicyPatch) -> dict[str, Any]:
-    return {f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET}
+    """The fields the patch sets; raises Invalid for conversation defaults the engine refuses."""
+    changed = {f: v for f in patch.__struct_fields__ if (v := getattr(patch, f)) is not msgspec.UNSET}
+    if "conv_defaults" in changed:
+        engine_defaults(changed["conv_defaults"])
+    return changed
+
+
+def engine_defaults(conv_defaults: Mapping[str, str]) -> dict[tuple[str, str], str]:
+    """`{"group.invite": "member"}` as the policy engine takes it; raises Invalid when the engine
+    has no such default to change (the pattern admits any action name, the engine knows them)."""
+    defaults = {}
+    for key, role in conv_defaults.items():
+        kind, _, action = key.partition(".")
+        defaults[(kind, action)] = role
+    try:
+        policy.InstancePolicy(defaults=defaults)
+    except ValueError as err:
+        raise Invalid(f"invalid conv_defaults: {err}", [{"field": "conv_defaults", "message": str(err)}]) from err
+    return defaults
 
 
 async def load(store: Store) -> InstancePolicy:

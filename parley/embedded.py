@@ -20,6 +20,7 @@ from parley import hops
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
+from parley.health import pipeline_task
 from parley.records import Command, EventRecord
 from parley.stores import attachments_for, open_store
 
@@ -56,7 +57,7 @@ async def build_app(settings: Settings) -> web.Application:
 
     async def pipeline(_: web.Application) -> AsyncIterator[None]:
         await chat_core.start()
-        delivery_task.append(asyncio.create_task(delivery.run(), name="delivery"))
+        delivery_task.append(pipeline_task(delivery.run(), "delivery"))
         yield
         # Sessions are gone (the gateway's on_shutdown); chat_core finishes what it took.
         loop = asyncio.get_running_loop()

@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+log = logging.getLogger(__name__)
 
 #: Named checks, each True when that dependency is usable now.
 Ready = Callable[[], Awaitable[dict[str, bool]]]
@@ -35,3 +40,15 @@ def add_health_routes(app: web.Application, ready: Ready, identity: str | None =
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+
+
+def pipeline_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    """A task the process lives for (a consumer loop, a sweeper): these never end on their own,
+    so one that does is logged at once, with its exception, rather than found at shutdown."""
+    task = asyncio.create_task(coro, name=name)
+
+    def ended(done: asyncio.Task[None]) -> None:
+        if not done.cancelled():
+            log.error("%s stopped; the process is unhealthy until restarted", name, exc_info=done.exception())
+    task.add_done_callback(ended)
+    return task

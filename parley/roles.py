@@ -30,7 +30,7 @@ from parley.adapters.nats_bus import NatsBus
 from parley.adapters.redis_state import RedisMemberCache, RedisPresence, connect_redis, rate_limit_storage
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
-from parley.health import Ready, add_health_routes
+from parley.health import Ready, add_health_routes, pipeline_task
 from parley.ports import Store
 from parley.records import Command, EventRecord
 from parley.stores import attachments_for, open_store
@@ -144,7 +144,7 @@ async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Applicatio
     events.watch(lambda _: fanout.members.clear(), lambda _: fanout.members.clear())
     await events.start()
     stack.push_async_callback(events.stop)
-    task = asyncio.create_task(DeliveryWorker(events, fanout).run(), name="delivery")
+    task = pipeline_task(DeliveryWorker(events, fanout).run(), "delivery")
 
     async def stop() -> None:
         task.cancel()

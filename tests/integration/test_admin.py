@@ -413,6 +413,16 @@ async def test_conversation_defaults_set_by_an_admin_reach_chat_core(srv):
     await asyncio.gather(a.close(), b.close())
 
 
+async def test_a_conversation_default_the_engine_does_not_have_is_refused_with_422(srv):
+    admin = await staff(srv, "admin")
+    for key in ("channel.jvaixmykeu", "group.set_permissions", "direct.kick"):  # unknown; not overridable; not of that kind
+        status, body = await call(srv, "PATCH", f"{PREFIX}/policies", admin.token, {"conv_defaults": {key: "member"}})
+        assert status == 422, body
+        assert body["error"]["fields"][0]["field"] == "conv_defaults" and key in body["error"]["message"]
+    status, policy = await call(srv, "GET", f"{PREFIX}/policies", admin.token)
+    assert status == 200 and policy["conv_defaults"] == {}
+
+
 # ---- guests -------------------------------------------------------------------------------------
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from parley import hops
-from parley.health import add_health_routes
+from parley.health import add_health_routes, pipeline_task
 
 
 async def client_for(checks: dict[str, bool], alive: list[bool] | None = None) -> TestClient:
@@ -45,3 +48,21 @@ async def test_readiness_names_the_failing_dependency_and_metrics_are_prometheus
         assert hops.HOP_SECONDS._name in await resp.text()
     finally:
         await client.close()
+
+
+async def test_a_pipeline_task_that_ends_is_logged_with_its_exception_and_a_cancelled_one_is_not(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def fails() -> None:
+        raise RuntimeError("the loop broke")
+
+    async def forever() -> None:
+        await asyncio.Event().wait()
+
+    broken, running = pipeline_task(fails(), "consumer"), pipeline_task(forever(), "sweeper")
+    await asyncio.gather(broken, return_exceptions=True)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    await asyncio.sleep(0)  # done callbacks run on the next loop pass
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == ["consumer stopped; the process is unhealthy until restarted"]
+    assert errors[0].exc_info is not None and "the loop broke" in str(errors[0].exc_info[1])
