@@ -40,6 +40,7 @@ REPLICAS = {"chat-core": 2, "delivery": 2, "gateway": 2}
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RESTART_BACKOFF_S = 1.0
+LIVENESS_EVERY_S = 2.0
 
 
 @dataclass
@@ -85,7 +86,8 @@ def _get(url: str, timeout: float = 1.0) -> tuple[int, dict[str, object]]:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, json.loads(resp.read() or b"{}")
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        with err:
+            return err.code, json.loads(err.read() or b"{}")
 
 
 class Topology:
@@ -178,7 +180,8 @@ class Topology:
     # ---- supervise ------------------------------------------------------------------------
 
     def watch(self) -> None:
-        """Starts again whatever died, until `stopping`."""
+        """Starts again whatever died, or reports its pipeline dead, until `stopping`."""
+        next_probe = time.monotonic() + LIVENESS_EVERY_S
         while not self.stopping:
             changed = False
             for name, broker in self.brokers.items():
@@ -189,8 +192,15 @@ class Topology:
                     if name == "kafka":  # tansu keeps nothing: the topics must be made again
                         self._prepare()
                     changed = True
+            probe = time.monotonic() >= next_probe
+            if probe:
+                next_probe = time.monotonic() + LIVENESS_EVERY_S
             for child in self.children:
                 code = child.exited()
+                if code is None and probe and self._dead(child):
+                    log.warning("%s is alive but its pipeline ended (/healthz 503): restarting it", child.name)
+                    child.stop()
+                    code = child.exited()
                 if code is not None and not self.stopping:
                     log.warning("%s exited with %s: starting it again", child.name, code)
                     time.sleep(RESTART_BACKOFF_S)
@@ -200,6 +210,17 @@ class Topology:
             if changed:
                 self._write_topology()
             time.sleep(0.2)
+
+    def _dead(self, child: Child) -> bool:
+        """The liveness probe Kubernetes would make: a worker whose `/healthz` answers 503. Not
+        gateways: they share the client port, so a probe may reach the other one."""
+        if child.role == "gateway" or self.stopping:
+            return False
+        try:
+            status, _ = _get(f"http://{self.host}:{child.port}/healthz")
+        except (OSError, ValueError):  # starting, or busy: the exit check covers a crash
+            return False
+        return status == 503
 
     def stop(self) -> None:
         self.stopping = True
