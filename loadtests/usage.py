@@ -34,12 +34,9 @@ class Member(msgspec.Struct, frozen=True):
     pid: int
 
 
-class ProcSample(msgspec.Struct, frozen=True):
+class ProcSample(Member, frozen=True):
     """One process at one moment."""
 
-    name: str
-    role: str
-    pid: int
     cpu_s: float  # user + system since the process started
     rss: int
     main_cpu_s: float | None = None  # the main thread: the event loop of a parley process
