@@ -121,14 +121,13 @@ class Fanout:
         """The bus messages for `resolved`, after one presence lookup for all of those that go
         per gateway. In event order, so a gateway gets a conversation's events in log (seq)
         order (all of a large conversation's messages take its subject)."""
-        per_gateway = [(record, users) for record, users in resolved
-                       if not on_conv_subject(record, len(users), self._min_members)]
-        everyone = list(dict.fromkeys(user for _, users in per_gateway for user in users))
+        routes = [(record, users, on_conv_subject(record, len(users), self._min_members)) for record, users in resolved]
+        everyone = list(dict.fromkeys(user for _, users, on_conv in routes if not on_conv for user in users))
         where = gateways_by_user(await self.presence.locate(everyone)) if everyone else {}
         out: list[Outgoing] = []
-        for record, users in resolved:
+        for record, users, on_conv in routes:
             t_ns = hops.stamp(record.t_ns, hops.Stage.BUS_PUBLISH)
-            if on_conv_subject(record, len(users), self._min_members):
+            if on_conv:
                 out.append(ToConv(record.conv, Broadcast(record.conv, record.frame, t_ns)))
                 continue
             membership = record.conv if record.members_changed else None

@@ -25,7 +25,7 @@ from moderation.admin.service import AdminService
 from parley.accounts import Authenticator
 from parley.adapters.local_attachments import LocalAttachments
 from parley.auth import Passwords, Tokens
-from parley.health import Ready
+from parley.health import Ready, pipeline_task
 from parley.limits import Limits
 from parley.ports import Attachments, LogProducer, Store
 from parley.ratelimit import Limiter
@@ -65,12 +65,12 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         BlobRoutes(attachments).mount(app)
 
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(hub.sweep_forever(), name="sweeper")]
+        tasks = [pipeline_task(hub.sweep_forever(), "sweeper")]
         if hub.follower is not None:
-            tasks.append(asyncio.create_task(hub.follower.run(), name="conv interest"))
+            tasks.append(pipeline_task(hub.follower.run(), "conv interest"))
         if presence is not None:
             await presence.beat(hub.users())  # alive before the first session registers
-            tasks.append(asyncio.create_task(presence.beat_forever(hub), name="presence"))
+            tasks.append(pipeline_task(presence.beat_forever(hub), "presence"))
         yield
         for task in tasks:
             task.cancel()

@@ -66,8 +66,8 @@ class WsEndpoint:
         hub = self._hub
         try:
             # Findable before it hears `ok`; online news only for a first session anywhere.
-            online = first = hub.add(session)
-            if first and hub.follower is not None:
+            online = hub.add(session)  # its first session here
+            if online and hub.follower is not None:
                 try:  # following its large conversations before `ok`: the client's sync covers the rest
                     await hub.follower.connected(session.user)
                 except Unavailable as err:
@@ -88,8 +88,8 @@ class WsEndpoint:
                 else:
                     break
         finally:
-            offline = last = hub.remove(session)
-            if last and hub.follower is not None:
+            offline = hub.remove(session)  # its last session here
+            if offline and hub.follower is not None:
                 await hub.follower.disconnected(session.user)
             if offline and self._presence is not None:
                 offline = await self._presence.disconnected(session.user)

@@ -690,7 +690,7 @@ class ServerWatch:
         if rss:
             self.rss_max, self.rss_end = max(rss), rss[-1]
         if hops0 is not None and hops1 is not None:
-            self.hops = hoptable.hop_rows(hoptable.merged_window(hops0, hops1))
+            self.hops = hoptable.hop_rows(hopstats.merged_window(hops0, hops1))
 
     def report(self, sends_per_s: float | None) -> dict[str, Any]:
         """The roles' and hops' numbers for --json."""

@@ -71,8 +71,11 @@ def scrape_all(client_url: str, processes: Sequence[Mapping[str, Any]] = (), tim
 
 
 def window(before: Scrape | None, after: Scrape) -> dict[str, Buckets]:
-    """What one process observed between two scrapes (`before` None: since it started)."""
-    if before is None:
+    """What one process observed between two scrapes (`before` None: since it started). A
+    process whose counts went down restarted in between (same id, fresh counters): all it has
+    counts, as since it started."""
+    if before is None or any(count < before.hops.get(hop, {}).get(le, 0.0)
+                             for hop, buckets in after.hops.items() for le, count in buckets.items()):
         return after.hops
     out: dict[str, Buckets] = {}
     for hop, buckets in after.hops.items():
@@ -90,6 +93,12 @@ def merge(parts: Iterable[Mapping[str, Buckets]]) -> dict[str, Buckets]:
             for le, count in buckets.items():
                 merged[le] = merged.get(le, 0.0) + count
     return out
+
+
+def merged_window(before: Mapping[str, Scrape], after: Mapping[str, Scrape]) -> dict[str, Buckets]:
+    """Every process's window (scrapes by process id, as `scrape_all` returns them) added up; a
+    process only in `after` counts from its start."""
+    return merge(window(before.get(ident), scrape) for ident, scrape in after.items())
 
 
 def count(buckets: Buckets) -> int:

@@ -23,20 +23,6 @@ class HopRow(msgspec.Struct, frozen=True):
     p99_ms: float | None
 
 
-def process_window(before: hopstats.Scrape | None, after: hopstats.Scrape) -> dict[str, hopstats.Buckets]:
-    """hopstats.window, except that a process whose counts went down restarted between the two
-    scrapes (same id, fresh counters): then all it has counts, as since it started."""
-    if before is not None and any(count < before.hops.get(hop, {}).get(le, 0.0)
-                                  for hop, buckets in after.hops.items() for le, count in buckets.items()):
-        before = None
-    return hopstats.window(before, after)
-
-
-def merged_window(before: Mapping[str, hopstats.Scrape], after: Mapping[str, hopstats.Scrape]) -> dict[str, hopstats.Buckets]:
-    """All processes' windows added up (a process only in `after` counts from its start)."""
-    return hopstats.merge(process_window(before.get(ident), scrape) for ident, scrape in after.items())
-
-
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else 1000 * seconds
 

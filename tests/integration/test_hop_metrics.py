@@ -33,7 +33,7 @@ async def test_a_message_trip_is_observed_on_every_hop(server: ParleyProcess, ma
     await asyncio.sleep(0.2)  # the relay's ack is observed just after the publish returns
     after = scrape_all(server)
     assert {s.role for s in after.values()} == ({"dev"} if server.mode == "dev" else {"gateway", "chat-core", "delivery"})
-    merged = hopstats.merge(hopstats.window(before.get(ident), scrape) for ident, scrape in after.items())
+    merged = hopstats.merged_window(before, after)
     for hop in HOPS:
         # Other tests share the server, so at least: 5 sends, each pushed to 3 members' gateways.
         assert hopstats.count(merged.get(hop, {})) >= 5, f"{hop} not observed: {merged.get(hop)}"

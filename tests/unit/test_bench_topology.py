@@ -116,7 +116,7 @@ def test_hops_are_merged_across_processes_and_listed_in_pipeline_order() -> None
     before = {"gw-1": scrape("gw-1", {"pipeline": buckets(0, 10, 10, 10)})}
     after = {"gw-1": scrape("gw-1", {"pipeline": buckets(0, 30, 30, 30)}),
              "gw-2": scrape("gw-2", {"pipeline": buckets(0, 0, 20, 20), "bus_to_gateway": buckets(5, 5, 5, 5)})}
-    rows = hoptable.hop_rows(hoptable.merged_window(before, after))
+    rows = hoptable.hop_rows(hopstats.merged_window(before, after))
     assert [r.hop for r in rows] == ["gateway_to_core", "core_store", "outbox_wait", "relay_to_delivery",
                                      "delivery_fanout", "bus_to_gateway", "pipeline", "gateway_publish_ack",
                                      "relay_publish_ack"]
@@ -131,7 +131,7 @@ def test_hops_are_merged_across_processes_and_listed_in_pipeline_order() -> None
 def test_a_process_whose_counts_went_down_restarted_and_counts_from_its_start() -> None:
     before = {"core-1": scrape("core-1", {"core_store": buckets(100, 100, 100, 100)})}
     after = {"core-1": scrape("core-1", {"core_store": buckets(3, 3, 3, 3)})}
-    merged = hoptable.merged_window(before, after)
+    merged = hopstats.merged_window(before, after)
     assert hopstats.count(merged["core_store"]) == 3
 
 
