@@ -1,10 +1,13 @@
 """One client session: its bounded send queue and its requests awaiting replies.
 
 Frames are written straight to the socket's transport while it keeps up: an event's WebSocket
-frame is built once (`wire_frame`) and the same bytes go to every recipient, with no task, no
-future and no copy per recipient. Only a session whose transport backs up gets a queue and a
-writer task that waits for the socket to drain; the queue is bounded, and a reader too slow to
-keep up gets `resync` and close 4008 instead of growing the server without limit.
+frame is built once (`wire_frame`) and the same bytes go to every recipient, with no task and no
+future per recipient. The frames pushed to a session during one pass of the event loop (a burst
+of events from the bus, a reply among them) leave in one write at the end of that pass: the
+system call per write, not the bytes, is the cost of fan-out. Only a session whose transport
+backs up gets a queue and a writer task that waits for the socket to drain; the queue is
+bounded, and a reader too slow to keep up gets `resync` and close 4008 instead of growing the
+server without limit.
 """
 
 from __future__ import annotations
@@ -35,9 +38,15 @@ def wire_frame(payload: bytes) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, n) + payload
 
 
+def unwrap(wire: bytes) -> bytes:
+    """The payload of a `wire_frame`."""
+    n = wire[1]
+    return wire[2 if n < 126 else 4 if n == 126 else 10:]
+
+
 class Session:
     __slots__ = ("id", "user", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
-                 "last_seen", "_settled", "_close", "_writer", "role", "guest")
+                 "last_seen", "_settled", "_close", "_writer", "role", "guest", "_pending")
 
     def __init__(self, session_id: str, user: str, device: str | None, ws: web.WebSocketResponse,
                  transport: asyncio.Transport, max_queue: int, *, role: str | None = None,
@@ -50,6 +59,8 @@ class Session:
         self.guest = guest
         self.ws = ws
         self._transport = transport
+        #: Wire frames pushed during this pass of the event loop, written together at its end.
+        self._pending: list[bytes] = []
         #: Payloads waiting for the writer; empty while the socket keeps up.
         self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
@@ -63,16 +74,32 @@ class Session:
     # ---- outgoing -------------------------------------------------------------------------
 
     def push(self, payload: bytes, wire: bytes | None = None) -> None:
-        """Send a frame (`wire` is `wire_frame(payload)` when the caller already built it);
-        never blocks. Overflow turns into `resync` + close 4008."""
+        """Send a frame (`wire` is `wire_frame(payload)` when the caller already built it) at the
+        end of this pass of the event loop, in order; never blocks. Overflow turns into `resync`
+        + close 4008."""
         if self._close is not None:
             return
-        queue = self._queue
-        if not queue:
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        pending.append(wire if wire is not None else wire_frame(payload))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if not self._queue:
             transport = self._transport
             if transport.get_write_buffer_size() < DIRECT_WRITE_MAX and not transport.is_closing():
-                transport.write(wire if wire is not None else wire_frame(payload))
+                transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
                 return
+        for wire in pending:
+            if self._close is not None:  # overflowed: the client resyncs instead
+                return
+            self._enqueue(unwrap(wire))
+
+    def _enqueue(self, payload: bytes) -> None:
+        queue = self._queue
         if len(queue) >= self._max_queue:
             queue.clear()
             queue.append(RESYNC)
@@ -82,8 +109,9 @@ class Session:
         self._start_writer()
 
     def close_after_flush(self, code: int, reason: bytes) -> None:
-        """Send what is queued, then close with `code`."""
+        """Send what is pending and queued, then close with `code`."""
         if self._close is None:
+            self._flush()
             self._close = (code, reason)
             self._start_writer()
 

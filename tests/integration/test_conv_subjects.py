@@ -23,6 +23,7 @@ from parley.adapters.nats_bus import NatsBus
 from parley.limits import Limits
 from parley.records import ConvRow, EventRecord, MemberRow
 from tests.integration.test_nats_bus import until
+from tests.recording_transport import RecordingTransport
 from tests.nats_redis_servers import ServerProcess, nats_server  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -46,21 +47,9 @@ class Store:
                 for c, members in self.lists.items() if user in members]
 
 
-class Transport:
-    def __init__(self) -> None:
-        self.frames: list[dict[str, object]] = []
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> None:
-        self.frames.append(msgspec.json.decode(data[2:]))
-
+class Transport(RecordingTransport):
     def messages(self) -> list[object]:
-        return [f["n"] for f in self.frames if "n" in f]
+        return [f["n"] for f in self.frames() if "n" in f]
 
 
 class Presence:
@@ -156,7 +145,7 @@ async def test_members_on_two_gateways_get_each_event_exactly_once_without_a_pre
     await asyncio.sleep(0.2)  # nothing more comes
     for got in (a, b, c, c2):
         assert got.messages() == list(range(1, 21))  # once each, in order
-    assert outsider.frames == []
+    assert outsider.frames() == []
     assert rig.presence.looked_up == []
 
 
@@ -173,11 +162,11 @@ async def test_a_removed_member_stops_receiving_and_an_added_one_starts(rig: Rig
     await rig.send(conv, 2)
     await until(lambda: a.messages() == [1, 2] and b.messages() == [1, 2])
     await asyncio.sleep(0.2)
-    assert c.messages() == [1] and {"left": "c"} in c.frames
+    assert c.messages() == [1] and {"left": "c"} in c.frames()
 
     # z joins: its gateway follows the conversation for it and says resync; after that, z hears it.
     await rig.change(conv, ["a", "b", "z"], {"joined": "z"})
-    await until(lambda: {"op": "event", "type": "resync", "conv": conv} in z.frames)
+    await until(lambda: {"op": "event", "type": "resync", "conv": conv} in z.frames())
     await rig.send(conv, 3)
     await until(lambda: z.messages() == [3] and a.messages() == [1, 2, 3])
 

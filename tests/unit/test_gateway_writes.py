@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import msgspec
+import asyncio
 
 from gateway.hub import Hub
 from gateway.session import Session
@@ -13,22 +13,7 @@ from parley.limits import Limits
 from parley.ports import Reply
 from parley.ratelimit import Limiter
 from parley.records import Command
-
-
-class RecordingTransport:
-    """Captures what a session writes (a test double of asyncio.Transport)."""
-
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def is_closing(self) -> bool:
-        return False
-
-    def write(self, data: bytes) -> None:
-        self.frames.append(data)
+from tests.recording_transport import RecordingTransport
 
 
 class AnsweringLog:
@@ -55,21 +40,18 @@ def endpoint(fail: bool = False) -> tuple[WsEndpoint, Session, RecordingTranspor
     return ws, session, transport
 
 
-def payloads(transport: RecordingTransport) -> list[dict]:
-    # Server frames under 126 bytes: a 2-byte header, then the JSON.
-    return [msgspec.json.decode(f[2:]) for f in transport.frames]
-
-
 async def test_a_reply_that_arrives_before_publish_returns_is_delivered():
     ws, session, transport = endpoint()
     await ws._on_frame(session, '{"op":"read","rid":"r1","conv":"c1","seq":1}')
-    assert payloads(transport) == [{"op": "ok", "rid": "r1", "seq": 1}]
+    await asyncio.sleep(0)  # frames leave at the end of the loop's pass
+    assert transport.frames() == [{"op": "ok", "rid": "r1", "seq": 1}]
     assert session.inflight == {}
 
 
 async def test_a_write_the_log_refuses_is_answered_once_and_not_left_in_flight():
     ws, session, transport = endpoint(fail=True)
     await ws._on_frame(session, '{"op":"read","rid":"r2","conv":"c1","seq":1}')
-    (reply,) = payloads(transport)
+    await asyncio.sleep(0)
+    (reply,) = transport.frames()
     assert (reply["op"], reply["rid"], reply["code"], reply["retry_after_ms"]) == ("error", "r2", "unavailable", 100)
     assert session.inflight == {}

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from gateway.session import wire_frame
+from gateway.session import unwrap, wire_frame
 
 
 def parse(frame: bytes) -> tuple[int, bytes]:
@@ -26,3 +26,9 @@ def test_every_length_encodes_as_one_final_text_frame(size):
     payload = b"x" * size
     first, body = parse(wire_frame(payload))
     assert first == 0x81 and body == payload
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 70_000])
+def test_unwrap_gives_back_the_payload(size):
+    payload = bytes(range(256)) * (size // 256) + b"y" * (size % 256)
+    assert unwrap(wire_frame(payload)) == payload
