@@ -192,6 +192,21 @@ async def test_two_limiters_on_the_shared_storage_enforce_one_combined_limit(
     await limiters[0].hit(unique("bob"))  # counted per key
 
 
+async def test_gateways_spending_leases_admit_the_limit_and_no_more(
+        connect: Callable[[], Redis], redis_server: ServerProcess) -> None:  # noqa: F811
+    name, user = unique("send"), unique("alice")
+    limiters = [Limiter(name, burst=100, window_s=10, storage=rate_limit_storage(redis_server.url, connect()))
+                for _ in range(2)]
+    admitted = 0
+    for n in range(150):  # 4-hit leases from Redis, spent on alternating gateways
+        try:
+            await limiters[n % 2].hit(user)
+            admitted += 1
+        except RateLimited:
+            pass
+    assert admitted == 100
+
+
 async def test_a_cached_member_list_is_shared_until_invalidated(connect: Callable[[], Redis]) -> None:
     worker_1, worker_2 = RedisMemberCache(connect()), RedisMemberCache(connect())
     conv = unique("conv")

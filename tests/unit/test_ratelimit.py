@@ -1,11 +1,18 @@
-"""The in-process limit (GCRA): bursts up to `burst`, then `burst / window` per second."""
+"""The in-process limit (GCRA): bursts up to `burst`, then `burst / window` per second; the
+shared one (several gateways on one storage) spends leases without exceeding the limit."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from parley.errors import RateLimited
 from parley.ratelimit import PRUNE_EVERY, Gcra, Limiter
+
+_names = itertools.count()
 
 
 class Clock:
@@ -62,3 +69,73 @@ async def test_the_limiter_says_when_to_retry():
     with pytest.raises(RateLimited) as refused:
         await limiter.hit("u")
     assert 1900 <= refused.value.retry_after_ms <= 2000
+
+
+# ---- the shared limit, on the `limits` library's own in-memory storage ------------------------
+
+STORAGE = MemoryStorage()
+
+
+def shared_limiters(n: int, burst: int, clock: Clock) -> list[Limiter]:
+    """`n` gateways' limiters on one shared storage."""
+    name = f"send{next(_names)}"
+    return [Limiter(name, burst=burst, window_s=5, storage=STORAGE, clock=clock) for _ in range(n)]
+
+
+async def remaining(limiter: Limiter, key: str) -> int:
+    """What the shared window has left for `key`, as the library reads it."""
+    stats = await MovingWindowRateLimiter(STORAGE).get_window_stats(limiter._item, limiter._name, key)
+    return stats.remaining
+
+
+async def admitted(limiter: Limiter, key: str, tries: int) -> int:
+    ok = 0
+    for _ in range(tries):
+        try:
+            await limiter.hit(key)
+            ok += 1
+        except RateLimited:
+            pass
+    return ok
+
+
+async def test_a_gateway_reserves_a_lease_and_spends_it_locally():
+    (limiter,) = shared_limiters(1, burst=100, clock=Clock())
+    left = []
+    for _ in range(5):
+        await limiter.hit("u")
+        left.append(await remaining(limiter, "u"))
+    assert left == [96, 96, 96, 96, 92]  # one reservation of 4 per 4 hits
+
+
+async def test_gateways_sharing_the_storage_never_admit_more_than_the_limit():
+    clock = Clock()
+    a, b = shared_limiters(2, burst=100, clock=clock)
+    assert await admitted(a, "u", 1) == 1  # a holds 3 more in its lease
+    got_b = await admitted(b, "u", 200)
+    got_a = await admitted(a, "u", 200)
+    assert got_a + 1 + got_b == 100  # one count across gateways
+    assert got_b >= 100 - 4  # refused early by at most the other gateway's unspent lease
+
+
+async def test_the_last_hits_of_a_window_are_taken_one_at_a_time():
+    a, b = shared_limiters(2, burst=100, clock=Clock())
+    assert await admitted(a, "u", 98) == 98  # 25 leases reserved: 2 hits left in a's last
+    assert await admitted(b, "u", 5) == 0
+    assert await admitted(a, "u", 5) == 2
+
+
+async def test_a_lease_ends_with_its_window():
+    clock = Clock()
+    (limiter,) = shared_limiters(1, burst=100, clock=clock)
+    await limiter.hit("u")
+    clock.now += 5  # the reservation has left the shared window (by this limiter's clock)
+    await limiter.hit("u")  # so the 3 unspent hits are not spent: a new lease is reserved
+    assert await remaining(limiter, "u") == 92
+
+
+async def test_small_limits_are_exact():
+    a, b = shared_limiters(2, burst=10, clock=Clock())
+    assert await admitted(a, "u", 1) == 1
+    assert await admitted(b, "u", 20) == 9
+    assert await admitted(a, "u", 20) == 0
