@@ -94,12 +94,16 @@ class OutboxRelay:
             # at a time capped the relay at one round trip per event). Outbox ids rise within a
             # shard, so checking each against the checkpoint from before the burst is exact.
             burst = list(itertools.islice(pending, self._burst_max))
-            fresh = [(shard, outbox_id, record) for shard, outbox_id, record in burst
-                     if outbox_id > relayed.get(shard, 0)]
+            fresh = []
+            for i, (shard, outbox_id, record) in enumerate(burst):
+                if outbox_id > relayed.get(shard, 0):
+                    # Stamped in place: a burst retried after a failure is not observed again.
+                    pending[i] = item = (shard, outbox_id, hops.restamp(record, hops.Stage.RELAY_PUBLISH))
+                    fresh.append(item)
             if fresh:
-                records = [hops.restamp(record, hops.Stage.RELAY_PUBLISH) for _, _, record in fresh]
                 with hops.RELAY_ACK.time():
-                    await self._events.publish_many(records)  # raises while the log is down: retried next round
+                    # raises while the log is down: retried next round
+                    await self._events.publish_many([record for _, _, record in fresh])
                 for shard, outbox_id, _ in fresh:
                     if shard in relayed:
                         relayed[shard] = outbox_id

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
+from prometheus_client import REGISTRY
 
 from chat_core.relay import OutboxRelay
+from parley import hops
 from parley.errors import Unavailable
 from parley.ports import Store
 from parley.records import EventRecord
@@ -80,6 +83,23 @@ async def test_bursts_are_capped_and_a_failed_burst_stays_pending() -> None:
     assert [len(b) for b in log.bursts] == [40, 40, 20]
     assert log.published() == [str(n) for n in range(1, 101)]
     assert outbox.checkpoints == {0: 100}
+
+
+async def test_a_retried_burst_observes_each_event_s_outbox_wait_once() -> None:
+    outbox, log = Outbox(), Log()
+    r = relay(outbox, log)
+    await r.adopt({0})
+    stored = [time.time_ns()] * hops.Stage.RELAY_PUBLISH  # stamped up to STORED
+    r.enqueue([(0, n, EventRecord("c", b"{}", t_ns=stored)) for n in range(1, 11)])
+    before = REGISTRY.get_sample_value("parley_hop_seconds_count", {"hop": "outbox_wait"}) or 0.0
+    log.down = True
+    with pytest.raises(Unavailable):
+        await r.flush()
+    log.down = False
+    await r.flush()
+    after = REGISTRY.get_sample_value("parley_hop_seconds_count", {"hop": "outbox_wait"})
+    assert after == before + 10
+    assert all(len(record.t_ns) == hops.Stage.RELAY_PUBLISH + 1 for record in log.bursts[0])
 
 
 async def test_adopting_a_shard_replays_past_its_checkpoint_and_skips_what_is_replayed() -> None:
