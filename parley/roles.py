@@ -174,7 +174,8 @@ async def build_role(role: str, settings: Settings) -> web.Application:
     stack = AsyncExitStack()
     try:
         await ensure_topics(settings.kafka_bootstrap, [topics.COMMANDS, topics.EVENTS, topics.PUSH],
-                            settings.kafka_partitions)
+                            settings.kafka_partitions, replication_factor=settings.kafka_replication_factor,
+                            min_insync_replicas=settings.kafka_min_insync_replicas)
         app = await ROLES[role](settings, stack)
     except BaseException:
         await stack.aclose()
