@@ -14,6 +14,11 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _env_opt_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    return int(raw) if raw else None
+
+
 def _env_bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if not raw:
@@ -23,6 +28,7 @@ def _env_bool(name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be true or false, not {raw!r}")
+
 
 def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = os.environ.get(name)
@@ -64,6 +70,16 @@ def parse_hosts(raw: str, default_port: int = 9042) -> tuple[tuple[str, ...], in
     return tuple(hosts), ports.pop() if ports else default_port
 
 
+def _check_kafka_durability(replication_factor: int, min_insync_replicas: int | None) -> None:
+    """More in-sync replicas than copies can never be met: every acks=all publish would fail
+    (NotEnoughReplicas), so the process refuses to start instead."""
+    if replication_factor < 1:
+        raise ValueError(f"PARLEY_KAFKA_REPLICATION_FACTOR must be at least 1, not {replication_factor}")
+    if min_insync_replicas is not None and not 1 <= min_insync_replicas <= replication_factor:
+        raise ValueError(f"PARLEY_KAFKA_MIN_INSYNC_REPLICAS must be between 1 and PARLEY_KAFKA_REPLICATION_FACTOR "
+                         f"({replication_factor}), not {min_insync_replicas}")
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -83,6 +99,12 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     #: Partitions of the command and event topics; also the outbox shards. Fixed per deployment.
     kafka_partitions: int = 8
+    #: Copies of each partition of the topics a role creates. 1 suits tansu (one broker: tests,
+    #: `parley up`); on a Kafka cluster 1 means a broker's loss loses acknowledged records.
+    kafka_replication_factor: int = 1
+    #: The topics' `min.insync.replicas` (None: the broker's default). acks=all waits for this
+    #: many copies, so RF 3 with 2 keeps taking writes through one broker's loss, losing none.
+    kafka_min_insync_replicas: int | None = None
     #: The idempotent producer: on for real Kafka; tansu (tests, `parley up`) cannot do it.
     kafka_idempotence: bool = True
     #: How long a fetch may wait for records. Kafka answers as soon as a record arrives, so this
@@ -134,6 +156,9 @@ class Settings:
         conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)
         if conv_subject_min_members != 0 and conv_subject_min_members < 3:
             raise ValueError("PARLEY_CONV_SUBJECT_MIN_MEMBERS must be 0 (off) or at least 3")
+        replication_factor = _env_int("PARLEY_KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor)
+        min_insync_replicas = _env_opt_int("PARLEY_KAFKA_MIN_INSYNC_REPLICAS")
+        _check_kafka_durability(replication_factor, min_insync_replicas)
         base: dict[str, object] = {
             "jwt_secret": secret.encode() if secret else None,
             "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
@@ -142,6 +167,8 @@ class Settings:
             "conv_subject_min_members": conv_subject_min_members,
             "kafka_bootstrap": os.environ.get("PARLEY_KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
             "kafka_partitions": _env_int("PARLEY_KAFKA_PARTITIONS", cls.kafka_partitions),
+            "kafka_replication_factor": replication_factor,
+            "kafka_min_insync_replicas": min_insync_replicas,
             "kafka_idempotence": _env_bool("PARLEY_KAFKA_IDEMPOTENCE", cls.kafka_idempotence),
             "kafka_fetch_max_wait_ms": _env_int("PARLEY_KAFKA_FETCH_MAX_WAIT_MS", cls.kafka_fetch_max_wait_ms),
             "nats_url": os.environ.get("PARLEY_NATS_URL", cls.nats_url),

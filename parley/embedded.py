@@ -20,7 +20,7 @@ from parley import hops
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
-from parley.health import pipeline_task
+from parley.health import answers, pipeline_task
 from parley.records import Command, EventRecord
 from parley.stores import attachments_for, open_store
 
@@ -49,7 +49,8 @@ async def build_app(settings: Settings) -> web.Application:
     delivery_task: list[asyncio.Task[None]] = []
 
     async def ready() -> dict[str, bool]:
-        return {"chat_core": chat_core.running(), "delivery": bool(delivery_task) and not delivery_task[0].done()}
+        return {"chat_core": chat_core.running(), "delivery": bool(delivery_task) and not delivery_task[0].done(),
+                "store": await answers(store.ping)}
 
     app = gateway_app(hub=hub, store=store, tokens=tokens, passwords=passwords, commands=commands,
                       fanout=fanout, attachments=attachments_for(settings, secret), limits=settings.limits,

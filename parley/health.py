@@ -16,6 +16,21 @@ log = logging.getLogger(__name__)
 #: Named checks, each True when that dependency is usable now.
 Ready = Callable[[], Awaitable[dict[str, bool]]]
 
+#: How long one probe of a dependency may take: slower is not ready, and `/readyz` stays well
+#: within an orchestrator's probe timeout (3 s in k8s/base) with a few probes in a row.
+PROBE_TIMEOUT_S = 1.0
+
+
+async def answers(probe: Callable[[], Awaitable[object]], timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether `probe()` (a ping: Redis, the store) completes within `timeout_s` without error."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await probe()
+        return True
+    except Exception as exc:  # any failure means not ready; the reason is for the log
+        log.debug("readiness probe %s failed: %r", getattr(probe, "__qualname__", probe), exc)
+        return False
+
 
 def add_health_routes(app: web.Application, ready: Ready, identity: str | None = None,
                       alive: Callable[[], bool] | None = None) -> None:

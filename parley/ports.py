@@ -181,4 +181,9 @@ class Store(Protocol):
     async def resolve_report(self, report_id: int, moderator: str, resolution: str, note: str | None,
                              at: int) -> Report | None: ...
 
+    # readiness
+    async def ping(self) -> None:
+        """Returns once the store answers a trivial read; raises Unavailable when it cannot. It
+        sets no bound of its own on the wait: the caller's readiness check does."""
+
     async def close(self) -> None: ...

@@ -15,7 +15,6 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 
 from aiohttp import web
-from redis.asyncio import Redis
 
 from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
@@ -30,7 +29,7 @@ from parley.adapters.nats_bus import NatsBus
 from parley.adapters.redis_state import RedisMemberCache, RedisPresence, connect_redis, rate_limit_storage
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
-from parley.health import Ready, add_health_routes, pipeline_task
+from parley.health import Ready, add_health_routes, answers, pipeline_task
 from parley.ports import Store
 from parley.records import Command, EventRecord
 from parley.stores import attachments_for, open_store
@@ -40,20 +39,14 @@ T = TypeVar("T")
 
 #: Group timings: a dead consumer's partitions move within about `SESSION_TIMEOUT_MS`.
 SESSION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS, REBALANCE_TIMEOUT_MS = 6000, 500, 5000
+#: Redis answers a ping in well under a millisecond: half a second is already an outage.
+REDIS_PROBE_S = 0.5
 
 
 async def _store(settings: Settings, stack: AsyncExitStack) -> Store:
     store = await open_store(settings)
     stack.push_async_callback(store.close)
     return store
-
-
-async def _redis_up(redis: Redis) -> bool:
-    try:
-        async with asyncio.timeout(0.5):
-            return bool(await redis.ping())
-    except Exception:
-        return False
 
 
 def _producer(settings: Settings, topic: str, client_id: str) -> KafkaLogProducer[Any]:
@@ -93,8 +86,8 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
     tokens = Tokens(secret, settings.token_ttl_s)
 
     async def ready() -> dict[str, bool]:
-        return {"kafka": commands.healthy, "nats": bus.connected, "redis": await _redis_up(redis),
-                "presence": presence.alive}
+        return {"kafka": commands.healthy, "nats": bus.connected, "redis": await answers(redis.ping, REDIS_PROBE_S),
+                "presence": presence.alive, "store": await answers(store.ping)}
 
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
                        fanout=fanout,
@@ -122,7 +115,8 @@ async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Applicati
     stack.push_async_callback(service.stop)
 
     async def ready() -> dict[str, bool]:
-        return {"worker": service.running(), "kafka": commands.healthy and events.healthy, "nats": bus.connected}
+        return {"worker": service.running(), "kafka": commands.healthy and events.healthy, "nats": bus.connected,
+                "store": await answers(store.ping)}
     return _health_app(ready, name, service.running)
 
 
@@ -153,7 +147,7 @@ async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Applicatio
 
     async def ready() -> dict[str, bool]:
         return {"worker": not task.done(), "kafka": events.healthy, "nats": bus.connected,
-                "redis": await _redis_up(redis)}
+                "redis": await answers(redis.ping, REDIS_PROBE_S), "store": await answers(store.ping)}
     return _health_app(ready, name, lambda: not task.done())
 
 
@@ -174,7 +168,8 @@ async def build_role(role: str, settings: Settings) -> web.Application:
     stack = AsyncExitStack()
     try:
         await ensure_topics(settings.kafka_bootstrap, [topics.COMMANDS, topics.EVENTS, topics.PUSH],
-                            settings.kafka_partitions)
+                            settings.kafka_partitions, replication_factor=settings.kafka_replication_factor,
+                            min_insync_replicas=settings.kafka_min_insync_replicas)
         app = await ROLES[role](settings, stack)
     except BaseException:
         await stack.aclose()

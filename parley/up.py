@@ -140,9 +140,11 @@ class Topology:
         load_or_create_secret(self.data_dir)
 
         async def setup() -> None:
+            settings = Settings.from_env(data_dir=self.data_dir)
             await ensure_topics(self.brokers["kafka"].address, [topics.COMMANDS, topics.EVENTS, topics.PUSH],
-                                int(os.environ.get("PARLEY_KAFKA_PARTITIONS") or 8))
-            store = await open_store(Settings.from_env(data_dir=self.data_dir))
+                                settings.kafka_partitions, replication_factor=settings.kafka_replication_factor,
+                                min_insync_replicas=settings.kafka_min_insync_replicas)
+            store = await open_store(settings)
             await store.close()
         asyncio.run(setup())
 

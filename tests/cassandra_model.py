@@ -23,8 +23,12 @@ from parley.adapters.cql.grammar import (
     CreateTable, Delete, Insert, Relation, Select, Statement, Update, parse, split_script,
 )
 from parley.adapters.cql.session import Page, Row
-from parley.adapters.cql.statements import MIGRATIONS_TABLE, STATEMENTS
+from parley.adapters.cql.statements import MIGRATIONS_TABLE, STATEMENTS, SYSTEM_TABLES
 from parley.errors import Unavailable
+
+
+#: The `release_version` the model's node reports in `system.local`.
+RELEASE = "5.0-model"
 
 
 class InvalidRequest(Exception):
@@ -86,11 +90,13 @@ class ModelSession:
         self._parsed: dict[str, Statement] = {name: parse(s.cql) for name, s in STATEMENTS.items()}
         self._clock = itertools.count(int(time.time() * 1_000_000))
         self.calls: list[str] = []  # statement names in execution order (batches as "batch:<names>")
-        for script in [MIGRATIONS_TABLE] + [text for _, _, text in migration_files()]:
+        for script in [MIGRATIONS_TABLE, SYSTEM_TABLES] + [text for _, _, text in migration_files()]:
             for text in split_script(script):
                 ddl = parse(text)
                 assert isinstance(ddl, CreateTable)
                 self.tables.setdefault(ddl.table, _Table(ddl))
+        # What a node answers about itself.
+        self.tables["system.local"].partitions[("local",)] = {(): _Row(cells={"release_version": (RELEASE, 0)})}
 
     # ---- CqlSession -------------------------------------------------------------------------
 

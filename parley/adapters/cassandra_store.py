@@ -359,6 +359,11 @@ class CassandraStore:
     async def connect(cls, cfg: ClusterSettings, **kw: int) -> "CassandraStore":
         return cls(await DriverSession.connect(cfg), **kw)
 
+    async def ping(self) -> None:
+        # Not behind the in-flight limit: readiness asks whether the cluster answers, not whether
+        # this process is busy.
+        await self._s.execute("store_ping", [])
+
     async def close(self) -> None:
         await self._s.close()
 

@@ -227,14 +227,20 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 async def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: int, *,
-                        replication_factor: int = 1) -> None:
-    """Creates the topics that are missing with `partitions` partitions, and refuses to go on
-    if one exists with another count: conversation -> partition -> outbox shard would change."""
+                        replication_factor: int = 1, min_insync_replicas: int | None = None) -> None:
+    """Creates the topics that are missing with `partitions` partitions, `replication_factor`
+    copies and, if given, `min.insync.replicas`, and refuses to go on if one exists with another
+    partition count: conversation -> partition -> outbox shard would change. An existing topic's
+    replication is left as it is (changing it is a partition reassignment, an operator's job)."""
+    # acks=all waits for the in-sync replicas only: without a floor on them, a publish is
+    # acknowledged by the leader alone once the followers fall behind.
+    configs = {"min.insync.replicas": str(min_insync_replicas)} if min_insync_replicas is not None else None
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="parley-setup")
     await admin.start()
     try:
         created = await admin.create_topics([
-            NewTopic(t, num_partitions=partitions, replication_factor=replication_factor) for t in topics])
+            NewTopic(t, num_partitions=partitions, replication_factor=replication_factor, topic_configs=configs)
+            for t in topics])
         for topic, code, message in created.topic_errors:
             if code not in (0, TopicAlreadyExistsError.errno):
                 raise RuntimeError(f"topic {topic} not created: error {code} {message}")
@@ -243,5 +249,10 @@ async def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: i
             if found != partitions:
                 raise RuntimeError(f"topic {desc.get('topic')} has {found} partitions, "
                                    f"PARLEY_KAFKA_PARTITIONS is {partitions}")
+            copies = min((len(p.get("replicas", [])) for p in desc.get("partitions", [])), default=0)
+            if copies < replication_factor:
+                log.warning("topic %s has %d replicas per partition, fewer than PARLEY_KAFKA_REPLICATION_FACTOR "
+                            "%d: it was created before; reassign its partitions to add copies",
+                            desc.get("topic"), copies, replication_factor)
     finally:
         await admin.close()

@@ -306,6 +306,14 @@ class SqliteStore:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, lambda: fn(self._reader_conn()))
 
+    async def ping(self) -> None:
+        # On a reader thread, as the gateway's reads: it answers when they would. Unlike
+        # `SELECT 1`, user_version takes a read transaction on the file (its header).
+        try:
+            await self._read(lambda conn: conn.execute("PRAGMA user_version").fetchone())
+        except (sqlite3.Error, RuntimeError) as exc:  # RuntimeError: closed, its threads are gone
+            raise Unavailable(f"store unreachable: {exc}", retry_after_ms=1000) from exc
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -418,3 +418,8 @@ async def test_a_conversation_is_inspected_with_its_members_and_a_senders_messag
     assert [m.seq for m in await store.sent_messages("a", "c1", 0, 1)] == [1]
     assert await store.sent_messages("b", "other", 0, 10) == []
     assert msgspec.structs.asdict(found[0])["id"] == "c1"
+
+
+async def test_an_open_store_answers_the_readiness_probe(reopen):
+    store = await reopen()
+    await store.ping()  # returns: the store answers

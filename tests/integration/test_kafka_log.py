@@ -11,8 +11,10 @@ from typing import Any, TypeVar
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer
+from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer, ensure_topics
 from parley.errors import Unavailable
 from parley.ports import PartitionsHook
 from parley.frames import Send
@@ -309,3 +311,24 @@ async def test_a_frozen_broker_makes_publish_unavailable_within_bounds(
     assert elapsed < 10, elapsed
     assert raised.value.retry_after_ms
     await producer.publish(command("c1", 50))
+
+
+async def test_ensure_topics_creates_missing_topics_with_their_durability_and_refuses_another_partition_count(
+        kafka_broker: KafkaBroker, open_producer: OpenProducer) -> None:  # noqa: F811
+    """`build_role`'s setup on one broker (tansu): replication factor 1, `min.insync.replicas` 1.
+    A second run finds the topics as they are; a changed partition count stops the role."""
+    a, b = unique("ensure"), unique("ensure")
+    await ensure_topics(kafka_broker.address, [a, b], PARTITIONS, replication_factor=1, min_insync_replicas=1)
+    await ensure_topics(kafka_broker.address, [a, b], PARTITIONS, replication_factor=1, min_insync_replicas=1)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.address)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, a)])
+    finally:
+        await admin.close()
+    (resource,) = described.resources
+    assert [(e[0], e[1]) for e in resource[4] if e[0] == "min.insync.replicas"] == [("min.insync.replicas", "1")]
+    producer = await open_producer(a)
+    await producer.publish(command("c1", 0))  # acks=all is met by the one in-sync replica
+    with pytest.raises(RuntimeError, match=f"has {PARTITIONS} partitions"):
+        await ensure_topics(kafka_broker.address, [b], PARTITIONS + 1, replication_factor=1)

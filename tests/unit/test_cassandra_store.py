@@ -6,10 +6,13 @@ can show (Paxos under contention, timeouts, TTL expiry, batch limits) is in the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
 from parley.adapters.cassandra_store import (
-    BATCH_BYTES, ID_SHIFT, MESSAGE_BUCKET, CassandraStore, IdClock, outbox_tb, pack, plan_writes,
+    _IN_FLIGHT, BATCH_BYTES, ID_SHIFT, MESSAGE_BUCKET, CassandraStore, IdClock, outbox_tb, pack, plan_writes,
 )
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
@@ -17,7 +20,7 @@ from parley.records import (
     ConvRow, CreateConv, DropBlock, DropMember, DropSanction, EventRecord, InsertMessage, MemberRow, Needs, PutBlock,
     PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner, UpdateConv, UpdateMessage,
 )
-from tests.cassandra_model import InvalidRequest, ModelSession
+from tests.cassandra_model import RELEASE, InvalidRequest, ModelSession
 
 
 def row(conv: str = "c1") -> ConvRow:
@@ -229,3 +232,29 @@ async def test_pages_cross_bucket_boundaries_both_ways():
     newest, oldest = await store.message_pages([("c1", 1, 2**62, 4, True), ("c1", MESSAGE_BUCKET - 3, 2**62, 4, False)])
     assert [m.seq for m in newest] == list(seqs)[-4:]
     assert [m.seq for m in oldest] == list(seqs)[:4]
+
+
+# ---- readiness -------------------------------------------------------------------------------
+
+
+async def test_the_readiness_probe_asks_a_node_about_itself_and_reports_an_unreachable_cluster():
+    session = ModelSession()
+    store = CassandraStore(session)
+    await store.ping()
+    assert session.calls == ["store_ping"]
+    assert (await session.execute("store_ping", [])).rows == [(RELEASE,)]  # the row the probe reads
+    session.fail = lambda names: names == ["store_ping"]
+    with pytest.raises(Unavailable):
+        await store.ping()
+
+
+async def test_the_readiness_probe_does_not_queue_behind_the_stores_own_requests():
+    """A busy process is not an unreachable cluster: the probe skips the in-flight limit."""
+    session = ModelSession()
+    store = CassandraStore(session)
+    async with contextlib.AsyncExitStack() as held:
+        for _ in range(_IN_FLIGHT):
+            await held.enter_async_context(store._limit)
+        assert store._limit.locked()
+        async with asyncio.timeout(1):
+            await store.ping()

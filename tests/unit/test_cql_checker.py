@@ -4,12 +4,13 @@ cqlsh's own grammar checks the syntax, and the checker applies Cassandra's key r
 from __future__ import annotations
 
 import pytest
+from cassandra import ConsistencyLevel
 
 from parley.adapters.cql import checker
 from parley.adapters.cql.grammar import CqlSyntaxError, parse
-from parley.adapters.cql.statements import CONDITIONAL_BATCHES, MIGRATIONS_TABLE, STATEMENTS
+from parley.adapters.cql.statements import CONDITIONAL_BATCHES, MIGRATIONS_TABLE, STATEMENTS, SYSTEM_TABLES
 
-SCRIPTS = [MIGRATIONS_TABLE] + [text for _, _, text in checker.migration_files()]
+SCRIPTS = [MIGRATIONS_TABLE, SYSTEM_TABLES] + [text for _, _, text in checker.migration_files()]
 SCHEMA, SCHEMA_PROBLEMS = checker.schema_from(SCRIPTS)
 
 
@@ -19,6 +20,16 @@ def problems(cql: str) -> list[str]:
 
 def test_every_migration_and_prepared_statement_passes():
     assert checker.check_all({n: s.cql for n, s in STATEMENTS.items()}, SCRIPTS, CONDITIONAL_BATCHES) == []
+
+
+def test_system_tables_are_only_read_and_only_by_the_readiness_probe_at_local_one():
+    """The probe asks one node about itself: no quorum, so one slow replica does not make every
+    role unready at once. Every other statement keeps LOCAL_QUORUM."""
+    assert {n for n, s in STATEMENTS.items() if parse(s.cql).table.startswith("system.")} == {"store_ping"}
+    assert type(parse(STATEMENTS["store_ping"].cql)).__name__ == "Select"
+    assert {n: s.consistency for n, s in STATEMENTS.items() if s.consistency != "LOCAL_QUORUM"} == {
+        "store_ping": "LOCAL_ONE"}
+    assert all(hasattr(ConsistencyLevel, s.consistency) for s in STATEMENTS.values())
 
 
 def test_the_schema_has_the_data_model_of_the_architecture():
@@ -129,6 +140,9 @@ def test_migration_comments_hold_no_quote():
     ("SELECT user_id FROM sanctions WHERE conv_id = ? AND kind = ?", "restrictions must be a prefix"),
     ("DELETE FROM sanctions WHERE conv_id = ? AND user_id = ? IF until = ?", "clustering column kind"),
     ("UPDATE conv_settings SET conv_id = ? WHERE conv_id = ?", "cannot be updated"),
+    # Cassandra's own tables, by keyspace-qualified name
+    ("SELECT release_version FROM system.local", "partition key column key of system.local"),
+    ("SELECT peer FROM system.peers WHERE peer = ?", "no table system.peers"),
 ])
 def test_the_checker_catches(cql: str, expected: str):
     found = problems(cql)

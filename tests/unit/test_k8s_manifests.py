@@ -214,15 +214,28 @@ def test_every_environment_variable_is_a_parley_setting() -> None:
             assert not names - known, f"{_id(workload)}: unknown variables {sorted(names - known)}"
 
 
-def test_the_config_is_accepted_by_parley(monkeypatch: pytest.MonkeyPatch) -> None:
+def _settings_of_config(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """What a pod's parley reads from `parley-config` alone."""
     for name in _settings_env():
         monkeypatch.delenv(name, raising=False)
     for name, value in _config().items():
         monkeypatch.setenv(name, value)
-    settings = Settings.from_env()
+    return Settings.from_env()
+
+
+def test_the_config_is_accepted_by_parley(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings_of_config(monkeypatch)
     assert settings.store == "cassandra"
     cluster_settings(settings)  # hosts, keyspace and datacenter are well formed
     assert settings.s3 is not None, "attachments must go to S3: pods have no shared disk"
+
+
+def test_kafka_topics_survive_a_brokers_loss(monkeypatch: pytest.MonkeyPatch) -> None:
+    """acks=all loses nothing acknowledged to one broker's loss only if every record is on two
+    brokers (min ISR >= 2), and keeps publishing through it only if a third copy remains."""
+    settings = _settings_of_config(monkeypatch)
+    assert settings.kafka_min_insync_replicas is not None and settings.kafka_min_insync_replicas >= 2
+    assert settings.kafka_replication_factor > settings.kafka_min_insync_replicas
 
 
 def test_every_configmap_and_secret_referenced_exists_or_is_documented() -> None:

@@ -145,6 +145,11 @@ class _Parser:
         self.i += 1
         return tok[1:-1].replace('""', '"') if tok.startswith('"') else tok.lower()
 
+    def table(self) -> str:
+        """A table name, keyspace-qualified (`system.local`) or of the session's keyspace."""
+        name = self.ident()
+        return f"{name}.{self.ident()}" if self.accept(".") else name
+
     def value(self) -> str:
         tok = self.peek()
         if tok is None:
@@ -194,7 +199,7 @@ class _Parser:
 
     def create_table(self) -> CreateTable:
         if_not_exists = self.accept("IF", "NOT", "EXISTS")
-        table = self.ident()
+        table = self.table()
         self.expect("(")
         columns: dict[str, str] = {}
         pk: list[str] = []
@@ -303,7 +308,7 @@ class _Parser:
         while self.accept(","):
             cols.append(self.ident())
         self.expect("FROM")
-        table = self.ident()
+        table = self.table()
         where = self.relations() if self.accept("WHERE") else []
         order: list[tuple[str, str]] = []
         if self.accept("ORDER", "BY"):
@@ -323,7 +328,7 @@ class _Parser:
         return Select(table, cols, where, order, limit)
 
     def insert(self) -> Insert:
-        table = self.ident()
+        table = self.table()
         cols = self.names()
         self.expect("VALUES")
         self.expect("(")
@@ -337,7 +342,7 @@ class _Parser:
         return Insert(table, cols, values, if_not_exists, using)
 
     def update(self) -> Update:
-        table = self.ident()
+        table = self.table()
         using = self.using()
         self.expect("SET")
         assignments = []
@@ -360,7 +365,7 @@ class _Parser:
             while self.accept(","):
                 cols.append(self.ident())
         self.expect("FROM")
-        table = self.ident()
+        table = self.table()
         using = self.using()
         self.expect("WHERE")
         where = self.relations()

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from parley.adapters.cql.statements import MIGRATIONS_TABLE, STATEMENTS
+from parley.adapters.cql.statements import MIGRATIONS_TABLE, STATEMENTS, Stmt
 from parley.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,15 @@ def _unavailable_errors() -> tuple[type[BaseException], ...]:
     return (CUnavailable, Timeout, CoordinationFailure, OperationTimedOut, NoHostAvailable)
 
 
+def _prepare(session: Any, stmt: Stmt) -> Any:
+    from cassandra import ConsistencyLevel
+
+    ps = session.prepare(stmt.cql)
+    ps.consistency_level = getattr(ConsistencyLevel, stmt.consistency)
+    ps.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+    return ps
+
+
 class DriverSession:
     """cassandra-driver behind CqlSession. Build with `await DriverSession.connect(...)`."""
 
@@ -98,12 +107,8 @@ class DriverSession:
             prepared = {}
             if prepare:  # every statement is prepared once; a missing table fails here, at start
                 for name, stmt in STATEMENTS.items():
-                    if name.startswith("migration_"):
-                        continue
-                    ps = session.prepare(stmt.cql)
-                    ps.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-                    ps.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
-                    prepared[name] = ps
+                    if not name.startswith("migration_"):
+                        prepared[name] = _prepare(session, stmt)
             return DriverSession(cluster, session, prepared)
 
         try:  # connecting and preparing block: keep them off the loop
@@ -114,12 +119,7 @@ class DriverSession:
     def _statement(self, name: str) -> Any:
         ps = self._prepared.get(name)
         if ps is None:  # the runner's statements are prepared on first use (after its table exists)
-            from cassandra import ConsistencyLevel
-
-            ps = self._session.prepare(STATEMENTS[name].cql)
-            ps.consistency_level = ConsistencyLevel.LOCAL_QUORUM
-            ps.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
-            self._prepared[name] = ps
+            ps = self._prepared[name] = _prepare(self._session, STATEMENTS[name])
         return ps
 
     async def _run(self, query: Any, paging_state: bytes | None = None) -> Page:

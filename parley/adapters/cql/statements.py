@@ -1,7 +1,8 @@
 """Every DML statement the Cassandra store prepares, by name: the store executes names from
 this table only, so the checker (tests/unit/test_cql_checker.py) sees exactly what runs.
 
-Conditional statements (LWT) run at LOCAL_SERIAL; everything else at LOCAL_QUORUM.
+Conditional statements (LWT) run at LOCAL_SERIAL; everything else at LOCAL_QUORUM unless its
+`Stmt` names another consistency.
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ _SANCTION_COLS = "conv_id, user_id, kind, until, issued_by, at, reason"
 class Stmt:
     name: str
     cql: str
+    #: A cassandra.ConsistencyLevel name.
+    consistency: str = "LOCAL_QUORUM"
 
     @property
     def conditional(self) -> bool:
         return " IF " in f" {self.cql} "
 
 
-def _stmts(*items: tuple[str, str]) -> dict[str, Stmt]:
-    return {name: Stmt(name, cql) for name, cql in items}
+def _stmts(*items: tuple[str, str] | tuple[str, str, str]) -> dict[str, Stmt]:
+    return {item[0]: Stmt(*item) for item in items}
 
 
 STATEMENTS: dict[str, Stmt] = _stmts(
@@ -152,6 +155,8 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
     ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
                        "WHERE id = ?"),
+    # readiness: a node of the local datacenter answers (any one: the node's own table, no quorum)
+    ("store_ping", "SELECT release_version FROM system.local WHERE key = 'local'", "LOCAL_ONE"),
     # the migration runner's own table (created by the runner, not by a migration)
     ("migration_applied", "SELECT name, checksum FROM schema_migrations WHERE version = ?"),
     ("migration_record", "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"),
@@ -166,3 +171,7 @@ CONDITIONAL_BATCHES: dict[str, tuple[str, ...]] = {
 #: The runner creates this table before the first migration (DDL is not prepared).
 MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations ("
                     "version int PRIMARY KEY, name text, checksum text, applied_at bigint)")
+
+#: The part of Cassandra's own tables that statements read: known to the checker and the model,
+#: never created by Parley.
+SYSTEM_TABLES = "CREATE TABLE IF NOT EXISTS system.local (key text PRIMARY KEY, release_version text)"
