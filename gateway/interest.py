@@ -131,19 +131,29 @@ class ConvFollower:
         self._pending: dict[str, int] = {}
         self._held: dict[str, list[bytes]] = {}
         self._dropped: set[str] = set()
+        #: Membership changes received so far (a connect checks it did not miss one).
+        self._changes = 0
 
     async def connected(self, user: str) -> None:
-        """The user's first session here (before `hello` is answered). Raises Unavailable."""
+        """The user's first session here (before `hello` is answered). Raises Unavailable.
+
+        The reads run outside the lock and concurrently, so the users of a gateway that comes
+        back all reconnect at once instead of one after another. They are read again under the
+        lock if a membership change came in meanwhile: a change applied while they ran must not
+        be undone by what they read before it."""
+        changes = self._changes
+        large = await self._large_convs(user)
         async with self._lock:
-            large = []
-            for row, _, _ in await self._store.conv_list(user):
-                if row.kind == "direct":  # two members: never large (min_members >= 3)
-                    continue
-                members = await self._members.get(row.id)
-                if len(members) >= self._min_members:
-                    large.append(row.id)
+            if self._changes != changes:
+                large = await self._large_convs(user)
             for conv in self.interest.add(user, large):
                 await self._subscriptions.join_conv(conv)
+
+    async def _large_convs(self, user: str) -> list[str]:
+        # Direct chats have two members: never large (min_members >= 3).
+        convs = [row.id for row, _, _ in await self._store.conv_list(user) if row.kind != "direct"]
+        lists = await asyncio.gather(*map(self._members.get, convs))
+        return [conv for conv, members in zip(convs, lists) if len(members) >= self._min_members]
 
     async def disconnected(self, user: str) -> None:
         """After the user's last session here."""
@@ -153,6 +163,7 @@ class ConvFollower:
 
     def changed(self, conv: str) -> None:
         """The members of `conv` changed (called from the bus handler; applied by `run`)."""
+        self._changes += 1
         if conv not in self._pending:
             self._changed.put_nowait(conv)
         self._pending[conv] = self._pending.get(conv, 0) + 1

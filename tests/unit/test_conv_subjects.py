@@ -197,3 +197,47 @@ async def test_a_burst_of_membership_changes_is_applied_with_one_read():
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+class GatedLists:
+    """Member lists read from the store when asked, answered once `open` is set."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.open = asyncio.Event()
+        self.reads: list[str] = []
+
+    async def get(self, conv: str) -> Sequence[str]:
+        self.reads.append(conv)
+        members = list(self.store.lists[conv])
+        await self.open.wait()
+        return members
+
+
+async def test_users_connecting_at_once_read_their_conversations_concurrently():
+    store = Store({"big1": ["a", "x", "y"], "big2": ["b", "x", "y"]})
+    lists = GatedLists(store)
+    hub = Hub("gw", Limits())
+    inbox = LocalBus().attach("gw", hub.on_message)
+    follower = ConvFollower(inbox, lists, store, hub, MIN)  # type: ignore[arg-type]
+    connects = [asyncio.create_task(follower.connected(u)) for u in ("a", "b")]
+    await until(lambda: sorted(lists.reads) == ["big1", "big2"])  # both reading, neither done
+    lists.open.set()
+    await asyncio.gather(*connects)
+    assert inbox.refs == {"big1": 1, "big2": 1}
+
+
+async def test_a_membership_change_during_a_connect_s_reads_is_not_undone_by_them():
+    store = Store({"big": ["a", "x", "y"]})
+    lists = GatedLists(store)
+    hub = Hub("gw", Limits())
+    inbox = LocalBus().attach("gw", hub.on_message)
+    follower = ConvFollower(inbox, lists, store, hub, MIN)  # type: ignore[arg-type]
+    connect(hub, "a")
+    connecting = asyncio.create_task(follower.connected("a"))
+    await until(lambda: lists.reads == ["big"])
+    store.lists["big"].remove("a")  # a is removed while that read is on its way
+    follower.changed("big")
+    lists.open.set()  # the read answers "a is a member"
+    await connecting
+    assert follower.interest.members_here("big") == () and inbox.refs == {}
