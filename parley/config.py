@@ -44,13 +44,17 @@ class S3Settings:
     #: None = AWS itself; a URL for MinIO, SeaweedFS, Ceph and other S3-compatible servers.
     endpoint: str | None = None
     region: str | None = None
+    #: Where clients reach the same server, when that is not `endpoint` (an in-cluster service
+    #: name for the pods, a public host name for the apps): the presigned URLs name this one.
+    public_endpoint: str | None = None
 
     @classmethod
     def from_env(cls) -> "S3Settings | None":
         bucket = os.environ.get("PARLEY_S3_BUCKET")
         if not bucket:
             return None
-        return cls(bucket, os.environ.get("PARLEY_S3_ENDPOINT") or None, os.environ.get("PARLEY_S3_REGION") or None)
+        return cls(bucket, os.environ.get("PARLEY_S3_ENDPOINT") or None, os.environ.get("PARLEY_S3_REGION") or None,
+                   os.environ.get("PARLEY_S3_PUBLIC_ENDPOINT") or None)
 
 
 def parse_hosts(raw: str, default_port: int = 9042) -> tuple[tuple[str, ...], int]:

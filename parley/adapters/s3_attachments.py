@@ -2,7 +2,9 @@
 presigned URLs: clients PUT and GET the bytes there, never through Parley.
 
 The upload URL signs the Content-Type and Content-Length (SigV4 signed headers), so the
-object stored is the one declared. Presigning is local CPU work, but boto3 may refresh
+object stored is the one declared. URLs are signed for the endpoint clients use, which may not be
+the one the pods use (`S3Settings.public_endpoint`); SigV4 signs the host, so a proxy in front of
+the public one must pass the Host header through unchanged. Presigning is local CPU work, but boto3 may refresh
 credentials over the network first (a pod's web-identity role): every call runs in a thread.
 """
 
@@ -28,17 +30,21 @@ _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
 class S3Attachments:
     """Implements parley.ports.Attachments on one bucket; object keys are attachment ids."""
 
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, signer: Any | None = None) -> None:
+        """`client` talks to the bucket; `signer` (default: `client`) presigns clients' URLs."""
         self._client = client
+        self._signer = signer if signer is not None else client
         self._bucket = bucket
 
     @classmethod
     def from_settings(cls, s3: S3Settings) -> S3Attachments:
-        # S3-compatible servers on a plain host:port have no per-bucket host names.
-        addressing = {"addressing_style": "path"} if s3.endpoint else {}
-        client = boto3.client("s3", endpoint_url=s3.endpoint, region_name=s3.region,
-                              config=Config(signature_version="s3v4", s3=addressing))
-        return cls(client, s3.bucket)
+        def client(endpoint: str | None) -> Any:
+            # S3-compatible servers on a plain host:port have no per-bucket host names.
+            addressing = {"addressing_style": "path"} if endpoint else {}
+            return boto3.client("s3", endpoint_url=endpoint, region_name=s3.region,
+                                config=Config(signature_version="s3v4", s3=addressing))
+        signer = client(s3.public_endpoint) if s3.public_endpoint else None
+        return cls(client(s3.endpoint), s3.bucket, signer)
 
     async def presign_put(self, key: str, mime: str, size: int, expires_s: int) -> Presigned:
         params = {"Bucket": self._bucket, "Key": key, "ContentType": mime, "ContentLength": size}
@@ -67,7 +73,7 @@ class S3Attachments:
 
     async def _presign(self, method: str, params: Mapping[str, object], expires_s: int) -> str:
         try:
-            url = await asyncio.to_thread(self._client.generate_presigned_url, method, Params=params,
+            url = await asyncio.to_thread(self._signer.generate_presigned_url, method, Params=params,
                                           ExpiresIn=expires_s)
         except BotoCoreError as exc:  # no credentials, or a failed refresh
             raise Unavailable(f"cannot sign attachment URLs: {exc}", retry_after_ms=1000) from exc
