@@ -31,8 +31,6 @@ from parley.ports import Attachments, LogProducer, Store
 from parley.ratelimit import Limiter
 from parley.records import Command
 
-#: How long shutdown waits for sessions to flush their queues after being told 4009.
-DRAIN_TIMEOUT_S = 5.0
 #: Failed logins per username before `429`: against password guessing.
 LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S = 10, 300
 
@@ -80,7 +78,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         """SIGTERM: every session is told 4009 and flushed before the server closes sockets."""
         hub.going_away()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_TIMEOUT_S
+        deadline = loop.time() + limits.drain_timeout_s
         while hub.sessions and loop.time() < deadline:
             await asyncio.sleep(0.02)
 

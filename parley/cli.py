@@ -130,7 +130,7 @@ async def _serve(settings: Settings, role: str | None) -> None:
     else:
         from parley.roles import build_role
         app = await build_role(role, settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None)
     await site.start()

@@ -121,6 +121,8 @@ class Settings:
     gateway_id: str | None = None
     #: Share the port with other gateways on this host (SO_REUSEPORT), as `parley up` does.
     reuse_port: bool = False
+    #: After the drain, how long the HTTP server waits for open requests before closing them.
+    shutdown_timeout_s: float = 10.0
     #: None = attachments in a directory of the data dir, served by the gateway itself.
     s3: S3Settings | None = None
     #: The message store: "sqlite" (embedded, under data_dir) or "cassandra".
@@ -156,6 +158,7 @@ class Settings:
             ip_auth_window_s=_env_int("PARLEY_IP_AUTH_WINDOW_S", d.ip_auth_window_s),
             report_burst=_env_int("PARLEY_REPORT_BURST", d.report_burst),
             report_window_s=_env_int("PARLEY_REPORT_WINDOW_S", d.report_window_s),
+            drain_timeout_s=float(os.environ.get("PARLEY_DRAIN_TIMEOUT_S") or d.drain_timeout_s),
         )
         conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)
         if conv_subject_min_members != 0 and conv_subject_min_members < 3:
@@ -179,6 +182,7 @@ class Settings:
             "redis_url": os.environ.get("PARLEY_REDIS_URL", cls.redis_url),
             "gateway_id": os.environ.get("PARLEY_GATEWAY_ID") or None,
             "reuse_port": _env_bool("PARLEY_REUSE_PORT", cls.reuse_port),
+            "shutdown_timeout_s": float(os.environ.get("PARLEY_SHUTDOWN_TIMEOUT_S") or cls.shutdown_timeout_s),
             "s3": S3Settings.from_env(),
             "store": os.environ.get("PARLEY_STORE", cls.store).lower(),
             "cassandra_keyspace": os.environ.get("PARLEY_CASSANDRA_KEYSPACE", cls.cassandra_keyspace),

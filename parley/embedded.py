@@ -13,7 +13,7 @@ from aiohttp import web
 from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
-from gateway.app import DRAIN_TIMEOUT_S, gateway_app
+from gateway.app import gateway_app
 from gateway.hub import Hub
 from gateway.interest import ConvFollower
 from parley import hops
@@ -62,7 +62,7 @@ async def build_app(settings: Settings) -> web.Application:
         yield
         # Sessions are gone (the gateway's on_shutdown); chat_core finishes what it took.
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + DRAIN_TIMEOUT_S
+        deadline = loop.time() + settings.limits.drain_timeout_s
         while len(commands) and loop.time() < deadline:
             await asyncio.sleep(0.02)
         await chat_core.stop()

@@ -70,6 +70,9 @@ class Limits(msgspec.Struct, frozen=True):
     #: Reports per user.
     report_burst: int = 10
     report_window_s: int = 60
+    #: On SIGTERM, how long sessions told 4009 may take to flush (and, in `parley dev`, the
+    #: commands already taken to be processed) before the server closes what is left.
+    drain_timeout_s: float = 5.0
 
     def mime_allowed(self, mime: str) -> bool:
         return any(mime == m or (m.endswith("/") and mime.startswith(m)) for m in self.upload_mime)

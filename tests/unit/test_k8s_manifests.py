@@ -15,7 +15,6 @@ import pytest
 import yaml
 from aiohttp import web
 
-from gateway.app import DRAIN_TIMEOUT_S
 from parley import cli
 from parley.config import Settings
 from parley.health import add_health_routes
@@ -373,7 +372,8 @@ def test_every_pod_runs_as_non_root_without_capabilities() -> None:
             assert ctx.get("seccompProfile", {}).get("type") == "RuntimeDefault", _id(workload)
 
 
-def test_shutdown_has_time_to_drain() -> None:
+def test_shutdown_has_time_to_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _settings_of_config(monkeypatch)
     for deployment in _of_kind("Deployment"):
         assert "terminationGracePeriodSeconds" in _pod_spec(deployment), _id(deployment)
     gateway = _pod_spec(_deployment_of_role("gateway"))
@@ -381,7 +381,8 @@ def test_shutdown_has_time_to_drain() -> None:
     sleep = container["lifecycle"]["preStop"]["exec"]["command"]
     assert sleep[0] == "sleep", "the gateway must keep serving until the Service has dropped it"
     # After the sleep: tell sessions 4009 and drain, then the server's own shutdown.
-    assert gateway["terminationGracePeriodSeconds"] >= int(sleep[1]) + DRAIN_TIMEOUT_S + 10
+    assert gateway["terminationGracePeriodSeconds"] >= (int(sleep[1]) + settings.limits.drain_timeout_s
+                                                        + settings.shutdown_timeout_s)
     assert gateway.get("topologySpreadConstraints"), "gateways spread over zones and nodes"
 
 
