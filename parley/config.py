@@ -115,6 +115,9 @@ class Settings:
     #: only bounds idle polling; tansu (`parley up`) waits it out every time (measured: p50
     #: 127 ms of added latency at 500, 8 ms at 25), so `parley up` sets it low.
     kafka_fetch_max_wait_ms: int = 500
+    #: Consumers commit the offsets of durable batches at most this often (and when idle or
+    #: stopping): a crash replays up to this much, which idempotency makes harmless.
+    kafka_commit_interval_ms: int = 200
     nats_url: str = "nats://127.0.0.1:4222"
     redis_url: str = "redis://127.0.0.1:6379/0"
     #: This gateway's id on the bus (NATS subject, presence); default: random per process.
@@ -178,6 +181,7 @@ class Settings:
             "kafka_min_insync_replicas": min_insync_replicas,
             "kafka_idempotence": _env_bool("PARLEY_KAFKA_IDEMPOTENCE", cls.kafka_idempotence),
             "kafka_fetch_max_wait_ms": _env_int("PARLEY_KAFKA_FETCH_MAX_WAIT_MS", cls.kafka_fetch_max_wait_ms),
+            "kafka_commit_interval_ms": _env_int("PARLEY_KAFKA_COMMIT_INTERVAL_MS", cls.kafka_commit_interval_ms),
             "nats_url": os.environ.get("PARLEY_NATS_URL", cls.nats_url),
             "redis_url": os.environ.get("PARLEY_REDIS_URL", cls.redis_url),
             "gateway_id": os.environ.get("PARLEY_GATEWAY_ID") or None,

@@ -58,7 +58,8 @@ def _consumer(settings: Settings, topic: str, group: str, item_type: type[T], cl
     return KafkaLogConsumer(settings.kafka_bootstrap, topic, group, item_type, client_id=client_id,
                             session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
                             rebalance_timeout_ms=REBALANCE_TIMEOUT_MS,
-                            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
+                            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+                            commit_interval_ms=settings.kafka_commit_interval_ms)
 
 
 # ---- gateway ------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -103,8 +104,12 @@ class KafkaLogProducer(Generic[K]):
 
 
 class KafkaLogConsumer(Generic[T]):
-    """Consumes one topic as a member of a consumer group; `commit` commits exactly what
-    `next_batch` returned since the last commit, on the partitions held all along since.
+    """Consumes one topic as a member of a consumer group; `commit` marks what `next_batch`
+    returned as durable, and durable offsets of the partitions held all along since are committed
+    at most every `commit_interval_ms` (0: at every `commit`), when the consumer idles, and when it
+    stops. Each commit is a broker round trip on the consumer's path: under load a batch takes a
+    few ms, and committing every one cost a round trip per batch for nothing but a shorter replay
+    after a crash, which idempotency keys and sequence numbers make harmless anyway.
 
     `watch` hooks get partition numbers around a rebalance. aiokafka's protocol
     is eager: `on_revoked` gets the whole previous assignment and `on_assigned` the whole new
@@ -116,7 +121,7 @@ class KafkaLogConsumer(Generic[T]):
                  client_id: str,
                  session_timeout_ms: int = 10_000, heartbeat_interval_ms: int = 3_000,
                  rebalance_timeout_ms: int = 10_000, commit_timeout_ms: int = 5_000,
-                 fetch_max_wait_ms: int = 500) -> None:
+                 fetch_max_wait_ms: int = 500, commit_interval_ms: int = 0) -> None:
         self._decode = msgspec.msgpack.Decoder(item_type).decode
         self._on_assigned: PartitionsHook | None = None
         self._on_revoked: PartitionsHook | None = None
@@ -124,8 +129,12 @@ class KafkaLogConsumer(Generic[T]):
         self._rebalanced = False
         self._healthy = True
         self._commit_timeout_s = commit_timeout_ms / 1000
-        #: Next offset per partition of what next_batch returned and commit has not committed.
-        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_interval_s = commit_interval_ms / 1000
+        self._committed_at = 0.0
+        #: Next offset per partition of what next_batch returned and the caller has not called durable.
+        self._returned: dict[TopicPartition, int] = {}
+        #: Next offset per partition of what the caller called durable and is not committed yet.
+        self._durable: dict[TopicPartition, int] = {}
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_servers,
             client_id=client_id,
@@ -143,7 +152,13 @@ class KafkaLogConsumer(Generic[T]):
         await self._consumer.start()
 
     async def stop(self) -> None:
-        """Leave the group without committing: the next owner gets the uncommitted batch."""
+        """Commit what is durable, then leave the group: the next owner gets what was returned
+        and not made durable."""
+        if self._durable:
+            try:
+                await self._commit_durable()
+            except Unavailable:
+                log.warning("durable offsets not committed at stop: the next owner replays them")
         await self._consumer.stop()
 
     def watch(self, on_assigned: PartitionsHook, on_revoked: PartitionsHook) -> None:
@@ -175,15 +190,21 @@ class KafkaLogConsumer(Generic[T]):
                         # Nothing can ever decode it: skip it, and commit past it with the batch.
                         log.warning("skipped an undecodable record at %s offset %d", tp, record.offset)
                 if records:
-                    self._uncommitted[tp] = records[-1].offset + 1
+                    self._returned[tp] = records[-1].offset + 1
             if items or self._rebalanced:
                 self._rebalanced = False
                 return items
+            if self._durable:  # idle: nothing would commit them until the next batch
+                await self._commit_durable()
 
     async def commit(self) -> None:
-        offsets = dict(self._uncommitted)
-        if not offsets:
-            return
+        self._durable.update(self._returned)
+        self._returned.clear()
+        if self._durable and time.monotonic() - self._committed_at >= self._commit_interval_s:
+            await self._commit_durable()
+
+    async def _commit_durable(self) -> None:
+        offsets = dict(self._durable)
         try:
             # aiokafka retries a commit for as long as the coordinator is unreachable: bound it.
             async with asyncio.timeout(self._commit_timeout_s):
@@ -195,14 +216,16 @@ class KafkaLogConsumer(Generic[T]):
         except (KafkaError, TimeoutError) as err:
             # Keep the offsets: a later commit covers them.
             raise Unavailable("offsets not committed; retry", retry_after_ms=RETRY_AFTER_MS) from err
+        self._committed_at = time.monotonic()
         for tp, offset in offsets.items():
-            if self._uncommitted.get(tp) == offset:
-                del self._uncommitted[tp]
+            if self._durable.get(tp) == offset:
+                del self._durable[tp]
 
     def _revoked(self, partitions: set[int]) -> None:
         # What was returned from a lost partition is delivered again to its next owner; committing
         # it later could skip or undo that owner's progress, even if the partition came back.
-        self._uncommitted = {tp: o for tp, o in self._uncommitted.items() if tp.partition not in partitions}
+        self._returned = {tp: o for tp, o in self._returned.items() if tp.partition not in partitions}
+        self._durable = {tp: o for tp, o in self._durable.items() if tp.partition not in partitions}
         if self._on_revoked is not None:
             self._on_revoked(partitions)
 

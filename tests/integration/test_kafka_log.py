@@ -195,6 +195,46 @@ async def test_concurrent_publishes_are_batched_thousands_per_second(
     assert sorted(int(c.body.rid[1:]) for c in items) == list(range(n))
 
 
+async def test_durable_offsets_are_committed_at_the_interval_when_idle_and_at_stop(
+        kafka_broker: KafkaBroker, topic: str,  # noqa: F811
+        open_producer: OpenProducer, open_consumer: OpenConsumer) -> None:
+    producer = await open_producer(topic)
+    for n in range(12):
+        await producer.publish(command("c1", n))  # one conversation: one partition
+    group = unique("group")
+
+    async def resume_at() -> int | None:
+        return max((o for o in (await group_offsets(kafka_broker, topic, group)).values() if o), default=None)
+
+    consumer = await open_consumer(topic, group, commit_interval_ms=60_000)
+    a = await consumer.next_batch(3)
+    await consumer.commit()  # the first commit goes at once
+    assert await resume_at() == len(a)
+    b = await consumer.next_batch(3)
+    await consumer.commit()  # durable, but within the interval: not committed yet
+    assert await resume_at() == len(a)
+    c = await consumer.next_batch(3)  # returned, never made durable
+    assert a and b and c
+    await consumer.stop()  # commits what is durable, not what was only returned
+    assert await resume_at() == len(a) + len(b)
+
+    again = await open_consumer(topic, group, commit_interval_ms=60_000)
+    rest = await read_until(again, lambda got: len(got) >= 12 - len(a) - len(b))
+    assert rest[:len(c)] == c  # delivered again
+    idle = asyncio.create_task(again.next_batch(10))  # nothing left: it polls, and commits meanwhile
+    try:
+        await wait_for_async(resume_at, 12)
+    finally:
+        idle.cancel()
+        await asyncio.gather(idle, return_exceptions=True)
+
+
+async def wait_for_async(read: Callable[[], Awaitable[T]], expected: T, timeout: float = 15.0) -> None:
+    async with asyncio.timeout(timeout):
+        while await read() != expected:
+            await asyncio.sleep(0.2)
+
+
 @pytest.mark.slow  # ~14 s: tansu numbers a first generation 0, aiokafka leaves a group only above 0
 async def test_a_returned_batch_is_delivered_again_until_committed(
         topic: str, open_producer: OpenProducer, open_consumer: OpenConsumer) -> None:
