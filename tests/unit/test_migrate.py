@@ -250,3 +250,55 @@ def test_with_sqlite_check_and_wait_succeed_at_once(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PARLEY_STORE", "sqlite")
     for args in (["migrate", "--check"], ["migrate", "--wait", "--timeout", "600"], ["migrate"]):
         assert cli.main(args) == cli.EXIT_OK
+
+
+def test_the_exit_codes_are_documented():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    paragraph = text.split("`parley migrate` exits 0", 1)[1].split("\n\n", 1)[0]
+    for code in (cli.EXIT_FAILED, cli.EXIT_SCHEMA_BEHIND, cli.EXIT_LOCKED):
+        assert f" {code} " in paragraph.replace("\n", " "), code
+
+
+class _FakeDriverSession:
+    def __init__(self, missing_table: bool) -> None:
+        self.missing_table = missing_table
+        self.closed = False
+
+    def _statement(self, name: str) -> None:
+        from cassandra import InvalidRequest
+
+        if self.missing_table:
+            raise InvalidRequest("unconfigured table schema_migrations")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_check_connects_without_creating_and_reads_a_missing_keyspace_or_table_as_nothing_applied(
+        monkeypatch: pytest.MonkeyPatch):
+    """`--check`/`--wait` never create the keyspace or a table: the driver's InvalidRequest for a
+    missing keyspace (USE) or runner table (PREPARE) means nothing is applied yet."""
+    from cassandra import InvalidRequest
+
+    cfg = cql_session.ClusterSettings(hosts=("h",), keyspace="parley", local_dc="dc1")
+    calls: list[dict[str, object]] = []
+
+    async def no_keyspace(cfg: object, **kwargs: object) -> object:
+        calls.append(kwargs)
+        raise InvalidRequest("Keyspace 'parley' does not exist")
+
+    monkeypatch.setattr(cql_session.DriverSession, "connect", staticmethod(no_keyspace))
+    assert await cql_session.connect_for_check(cfg) is None
+    assert calls == [{"prepare": False}]  # and so create_keyspace=False
+
+    for missing_table in (True, False):
+        fake = _FakeDriverSession(missing_table)
+
+        async def connect(cfg: object, **kwargs: object) -> object:
+            return fake
+
+        monkeypatch.setattr(cql_session.DriverSession, "connect", staticmethod(connect))
+        got = await cql_session.connect_for_check(cfg)
+        assert (got is None, fake.closed) == ((True, True) if missing_table else (False, False))
