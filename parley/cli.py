@@ -82,6 +82,10 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
         log.info("PARLEY_STORE=%s: nothing to migrate (SQLite migrates itself when it opens)", settings.store)
         return EXIT_OK
     cfg = cluster_settings(settings)
+    if args.wait or args.check:
+        # The driver logs a traceback for every failed connection, at every poll: our one line
+        # per failure names the error already.
+        logging.getLogger("cassandra").setLevel(logging.CRITICAL)
 
     async def run() -> None:
         if args.wait:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 
 import pytest
 
@@ -209,7 +210,7 @@ async def test_wait_rides_out_an_unreachable_cassandra():
 # ---- the command line ---------------------------------------------------------------------
 
 @pytest.fixture
-def on_model(monkeypatch: pytest.MonkeyPatch) -> ModelSession:
+def on_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModelSession]:
     """`parley migrate` with PARLEY_STORE=cassandra, its sessions on one model."""
     session = ModelSession()
     monkeypatch.setenv("PARLEY_STORE", "cassandra")
@@ -220,7 +221,8 @@ def on_model(monkeypatch: pytest.MonkeyPatch) -> ModelSession:
 
     monkeypatch.setattr(cql_session, "connect_for_migrations", connect)
     monkeypatch.setattr(cql_session, "connect_for_check", connect)
-    return session
+    yield session
+    logging.getLogger("cassandra").setLevel(logging.NOTSET)  # --check quiets the driver's logger
 
 
 def test_the_cli_exit_codes(on_model: ModelSession, caplog: pytest.LogCaptureFixture):
