@@ -45,37 +45,81 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: `parley migrate`'s exit codes (2 is argparse's, for a bad command line).
+EXIT_OK = 0
+EXIT_FAILED = 1  # Cassandra unreachable, an applied migration edited, the lock lost mid-run
+EXIT_SCHEMA_BEHIND = 3  # --check / --wait: packaged migrations not applied (yet)
+EXIT_LOCKED = 4  # another runner held the schema lock past --lock-timeout
+
+
 def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    from parley.adapters.cql.lease import LOCK_WAIT_S
+
     mig = sub.add_parser("migrate", help="create the Cassandra keyspace if needed and apply the packaged CQL "
                                          "migrations (PARLEY_CASSANDRA_*); SQLite migrates itself on start")
+    mode = mig.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true",
+                      help=f"change nothing: exit 0 if every migration is applied, {EXIT_SCHEMA_BEHIND} if some "
+                           "are missing")
+    mode.add_argument("--wait", action="store_true",
+                      help="change nothing: wait until every migration is applied (e.g. an init container)")
+    mig.add_argument("--timeout", type=float, default=600.0, metavar="S", help="how long --wait waits")
+    mig.add_argument("--lock-timeout", type=float, default=LOCK_WAIT_S, metavar="S",
+                     help="how long to wait for another `parley migrate` to finish")
     mig.add_argument("--log-level", default="INFO")
 
 
-def _migrate(settings: Settings) -> int:
-    """`parley migrate`: the schema step of a Cassandra deployment (run once, e.g. as a Job)."""
-    from parley.adapters.cql.migrate import migrate
-    from parley.adapters.cql.session import connect_for_migrations
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """`parley migrate`: the schema step of a Cassandra deployment (run once, e.g. as a Job);
+    with --check or --wait, only whether it has been done."""
+    from parley.adapters.cql.lease import LeaseSettings
+    from parley.adapters.cql.migrate import check, migrate, wait_until_current
+    from parley.adapters.cql.migration_errors import MigrationError, SchemaBehind, SchemaLocked
+    from parley.adapters.cql.session import connect_for_check, connect_for_migrations
     from parley.stores import cluster_settings
 
     if settings.store != "cassandra":
         log.info("PARLEY_STORE=%s: nothing to migrate (SQLite migrates itself when it opens)", settings.store)
-        return 0
+        return EXIT_OK
     cfg = cluster_settings(settings)
+    if args.wait or args.check:
+        # The driver logs a traceback for every failed connection, at every poll: our one line
+        # per failure names the error already.
+        logging.getLogger("cassandra").setLevel(logging.CRITICAL)
 
     async def run() -> None:
-        session = await connect_for_migrations(cfg)
-        try:
-            done = await migrate(session, say=log.info)
-            log.info("keyspace %s is at the latest schema (%d applied now)", cfg.keyspace, len(done))
-        finally:
-            await session.close()
+        if args.wait:
+            await wait_until_current(lambda: connect_for_check(cfg), args.timeout, say=log.info)
+        elif args.check:
+            session = await connect_for_check(cfg)
+            try:
+                await check(session)
+            finally:
+                if session is not None:
+                    await session.close()
+        else:
+            runner = await connect_for_migrations(cfg)
+            try:
+                done = await migrate(runner, say=log.info, lock=LeaseSettings(wait_s=args.lock_timeout))
+                log.info("keyspace %s is at the latest schema (%d applied now)", cfg.keyspace, len(done))
+                return
+            finally:
+                await runner.close()
+        log.info("keyspace %s is at the latest schema", cfg.keyspace)
 
+    step = "--wait" if args.wait else "--check" if args.check else "migration"
     try:
         asyncio.run(run())
-    except ParleyError as err:
-        log.error("migration failed: %s", err.message)
-        return 1
-    return 0
+    except SchemaBehind as err:
+        log.error("keyspace %s is behind: %s", cfg.keyspace, err.message)
+        return EXIT_SCHEMA_BEHIND
+    except SchemaLocked as err:
+        log.error("migration not started: %s", err.message)
+        return EXIT_LOCKED
+    except (MigrationError, ParleyError) as err:
+        log.error("%s failed: %s", step, err.message)
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -160,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     if args.command == "migrate":
-        return _migrate(Settings.from_env())
+        return _migrate(Settings.from_env(), args)
     if args.command == "admin":
         settings = Settings.from_env(data_dir=args.data_dir)
         return asyncio.run(_admin(settings, args.admin_command, args.username, args.role))

@@ -4,9 +4,11 @@ statements of statements.py (parsed by grammar.py) against tables built from the
 It is a test stand-in for when no cluster is reachable, not a database: it models partitions
 and clustering order (ASC/DESC, ORDER BY reversal, LIMIT, paging), upserts, cell timestamps
 (USING TIMESTAMP, last write wins, a deletion shadows writes up to its timestamp), lightweight
-transactions (IF NOT EXISTS / IF EXISTS / IF col op value, with the `[applied]` answer) and
-conditional batches (one partition only, all or nothing). It does not model TTL expiry,
-replication, consistency levels, Paxos contention, timeouts or batch size limits.
+transactions (IF NOT EXISTS / IF EXISTS / IF col op value, with the `[applied]` answer),
+conditional batches (one partition only, all or nothing) and the expiry of cells and row markers
+written `USING TTL` (on `ModelSession.time`, which a test may move forward). It does not model
+tables' default_time_to_live, replication, consistency levels, Paxos contention, timeouts or
+batch size limits.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from parley.adapters.cql.grammar import (
     CreateTable, Delete, Insert, Relation, Select, Statement, Update, parse, split_script,
 )
 from parley.adapters.cql.session import Page, Row
-from parley.adapters.cql.statements import MIGRATIONS_TABLE, STATEMENTS, SYSTEM_TABLES
+from parley.adapters.cql.statements import RUNNER_TABLES, STATEMENTS, SYSTEM_TABLES
 from parley.errors import Unavailable
 
 
@@ -40,12 +42,19 @@ class _Row:
     marker: int | None = None  # INSERT's row liveness timestamp
     deleted_at: int = -1  # a row deletion shadows every write with a timestamp <= this
     cells: dict[str, tuple[Any, int]] = field(default_factory=dict)
+    #: When a cell (or "" for the row marker) written USING TTL expires, in ModelSession.time.
+    expires: dict[str, float] = field(default_factory=dict)
 
-    def live(self) -> dict[str, Any]:
-        return {c: v for c, (v, ts) in self.cells.items() if ts > self.deleted_at and v is not None}
+    def _alive(self, col: str, now: float) -> bool:
+        return col not in self.expires or now < self.expires[col]
 
-    def exists(self) -> bool:
-        return (self.marker is not None and self.marker > self.deleted_at) or bool(self.live())
+    def live(self, now: float) -> dict[str, Any]:
+        return {c: v for c, (v, ts) in self.cells.items()
+                if ts > self.deleted_at and v is not None and self._alive(c, now)}
+
+    def exists(self, now: float) -> bool:
+        return (self.marker is not None and self.marker > self.deleted_at and self._alive("", now)) \
+            or bool(self.live(now))
 
 
 class _Table:
@@ -89,8 +98,10 @@ class ModelSession:
         self.tables: dict[str, _Table] = {}
         self._parsed: dict[str, Statement] = {name: parse(s.cql) for name, s in STATEMENTS.items()}
         self._clock = itertools.count(int(time.time() * 1_000_000))
+        #: Seconds, for TTL expiry only (write timestamps come from `_clock`): a test may replace it.
+        self.time: Callable[[], float] = time.time
         self.calls: list[str] = []  # statement names in execution order (batches as "batch:<names>")
-        for script in [MIGRATIONS_TABLE, SYSTEM_TABLES] + [text for _, _, text in migration_files()]:
+        for script in [*RUNNER_TABLES, SYSTEM_TABLES] + [text for _, _, text in migration_files()]:
             for text in split_script(script):
                 ddl = parse(text)
                 assert isinstance(ddl, CreateTable)
@@ -170,14 +181,15 @@ class ModelSession:
         if s.order_by and s.order_by[0][1] != t.ddl.clustering_order.get(s.order_by[0][0], "ASC"):
             keys.reverse()
         out: list[Row] = []
+        now = self.time()
         for ck in keys:
             row = part[ck]
-            if not row.exists():
+            if not row.exists(now):
                 continue
             key = dict(zip(t.ddl.partition_key, pk)) | dict(zip(t.ddl.clustering, ck))
             if not all(_CMP[op](key[col], v) for col, op, v in rest):
                 continue
-            live = row.live() | key
+            live = row.live(now) | key
             out.append(tuple(live.get(c) for c in s.columns))
             if limit is not None and len(out) >= limit:
                 break
@@ -223,24 +235,34 @@ class ModelSession:
         for stmt, t, pk, ck, vals, _ in planned:
             using = vals.pop("_using")
             ts = using.get("TIMESTAMP", now)
+            ttl = using.get("TTL") or 0  # 0: no expiry, as in Cassandra
             row = t.partitions.setdefault(pk, {}).setdefault(ck, _Row())
             if isinstance(stmt, Delete):
                 row.deleted_at = max(row.deleted_at, ts)
                 continue
-            if isinstance(stmt, Insert):
-                row.marker = ts if row.marker is None else max(row.marker, ts)
+            if isinstance(stmt, Insert) and (row.marker is None or ts >= row.marker):
+                row.marker = ts
+                self._expire(row, "", ttl)
             for col, v in vals.items():
                 old = row.cells.get(col)
                 # last write wins; on a tie Cassandra keeps a deletion (None), else the larger value
                 if old is None or ts > old[1] or (ts == old[1] and (v is None or (old[0] is not None and v > old[0]))):
                     row.cells[col] = (v, ts)
+                    self._expire(row, col, ttl)
         return [(True,)] if conditional else []
+
+    def _expire(self, row: _Row, col: str, ttl: int) -> None:
+        if ttl:
+            row.expires[col] = self.time() + ttl
+        else:  # a write without a TTL replaces the cell, and its TTL with it
+            row.expires.pop(col, None)
 
     def _check(self, stmt: Statement, t: _Table, pk: Any, ck: Any, vals: dict[str, Any],
                conds: list[Any]) -> tuple[bool, tuple[Any, ...]]:
         row = t.partitions.get(pk, {}).get(ck)
-        exists = row is not None and row.exists()
-        live = row.live() if row is not None and exists else {}
+        now = self.time()
+        exists = row is not None and row.exists(now)
+        live = row.live(now) if row is not None and exists else {}
         existing = tuple(live.get(c) for c in t.ddl.columns if c not in pk_cols(t))
         if isinstance(stmt, Insert):
             return (not exists), existing

@@ -8,9 +8,9 @@ from cassandra import ConsistencyLevel
 
 from parley.adapters.cql import checker
 from parley.adapters.cql.grammar import CqlSyntaxError, parse
-from parley.adapters.cql.statements import CONDITIONAL_BATCHES, MIGRATIONS_TABLE, STATEMENTS, SYSTEM_TABLES
+from parley.adapters.cql.statements import CONDITIONAL_BATCHES, RUNNER_TABLES, STATEMENTS, SYSTEM_TABLES
 
-SCRIPTS = [MIGRATIONS_TABLE, SYSTEM_TABLES] + [text for _, _, text in checker.migration_files()]
+SCRIPTS = [*RUNNER_TABLES, SYSTEM_TABLES] + [text for _, _, text in checker.migration_files()]
 SCHEMA, SCHEMA_PROBLEMS = checker.schema_from(SCRIPTS)
 
 
@@ -55,10 +55,12 @@ def test_statements_that_need_lwt_are_the_claims_the_name_and_the_checkpoint():
         "user_claim_name", "message_claim", "message_unclaim", "checkpoint_init", "checkpoint_advance",
         # accounts and the admin API (migration 0003)
         "user_release_name", "user_name_set_hash", "state_init", "state_cas", "invite_create", "invite_use",
-        "counter_init", "counter_cas", "report_put", "report_claim_open", "report_reclaim", "report_resolve"}
+        "counter_init", "counter_cas", "report_put", "report_claim_open", "report_reclaim", "report_resolve",
+        # the migration runner's lease
+        "migration_lock_take", "migration_lock_renew", "migration_lock_release"}
 
 
-@pytest.mark.parametrize("table", ["users_by_name", "account_state", "invites", "counters", "reports"])
+@pytest.mark.parametrize("table", ["users_by_name", "account_state", "invites", "counters", "reports", "schema_lock"])
 def test_rows_kept_by_lwt_are_never_written_without_one(table: str):
     """Mixing LWT and plain writes on one row breaks the LWT's linearizability: every write to
     these tables is conditional."""
@@ -175,6 +177,18 @@ def test_cqlsh_grammar_is_a_real_syntax_gate():
     assert checker.cqlsh_syntax("SELECT FROM messages WHERE conv_id = ?") is not None
     assert checker.cqlsh_syntax("UPDATE messages SET text = ? WHERE") is not None
     assert checker.cqlsh_syntax("CREATE TABLE t (a int PRIMARY KEY) WITH CLUSTERING ORDER BY (a DESCC)") is not None
+
+
+def test_the_runners_lease_expires_and_is_written_only_by_its_owner():
+    """Taken with a TTL (a runner that dies frees it), renewed with one (a renewal without a TTL
+    would make it permanent), released and renewed only while the row names the caller."""
+    take, renew, release = (parse(STATEMENTS[f"migration_lock_{op}"].cql) for op in ("take", "renew", "release"))
+    assert take.if_not_exists and take.using.get("TTL") == "?"
+    assert renew.using.get("TTL") == "?" and [c.column for c in renew.conditions] == ["owner"]
+    assert [c.column for c in release.conditions] == ["owner"]
+    # every runner statement shares the prefix the roles skip when they prepare at start
+    assert {n for n, s in STATEMENTS.items() if parse(s.cql).table in ("schema_migrations", "schema_lock")} == {
+        n for n in STATEMENTS if n.startswith("migration_")}
 
 
 def test_a_broken_migration_is_reported():

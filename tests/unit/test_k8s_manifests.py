@@ -163,7 +163,9 @@ def test_every_container_runs_a_real_parley_command() -> None:
     for workload in _workloads():
         for container in _containers(workload):
             args = _parse_args(container)
-            if workload["kind"] == "Deployment":
+            if container in _pod_spec(workload).get("initContainers", []):
+                assert args.command == "migrate" and args.wait, f"{_id(workload)} {container['name']}"
+            elif workload["kind"] == "Deployment":
                 assert args.command == "run" and args.role in ROLES, _id(workload)
                 # The default 127.0.0.1 cannot be reached by the kubelet's probes or the Service.
                 assert args.host not in ("127.0.0.1", "localhost", "::1"), _id(workload)
@@ -384,6 +386,27 @@ def test_shutdown_has_time_to_drain(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gateway["terminationGracePeriodSeconds"] >= (int(sleep[1]) + settings.limits.drain_timeout_s
                                                         + settings.shutdown_timeout_s)
     assert gateway.get("topologySpreadConstraints"), "gateways spread over zones and nodes"
+
+
+@pytest.mark.parametrize("role", sorted(ROLES))
+def test_every_role_waits_for_the_schema_before_it_starts(role: str) -> None:
+    """An init container runs `parley migrate --wait` as the role would reach the store: same
+    image, settings and Cassandra credentials, same security context; it changes nothing."""
+    pod = _pod_spec(_deployment_of_role(role))
+    main = pod["containers"][0]
+    (init,) = pod.get("initContainers", [])
+    args = _parse_args(init)
+    assert args.command == "migrate" and args.wait and not args.check
+    assert 60 <= args.timeout <= 900, "long enough for the Job, short enough to surface a stuck one"
+    assert init["image"] == main["image"]
+    assert init["envFrom"] == main["envFrom"]
+    store_env = [e for e in main.get("env", []) if e["name"].startswith("PARLEY_CASSANDRA_")]
+    assert store_env and init.get("env") == store_env
+    assert init["securityContext"] == main["securityContext"]
+    assert init["volumeMounts"] == main["volumeMounts"]
+    # Small: init containers run before the main one, so these never add to the pod's request.
+    assert _quantity(init["resources"]["requests"]["cpu"]) <= _quantity(main["resources"]["requests"]["cpu"])
+    assert _quantity(init["resources"]["requests"]["memory"]) <= _quantity(main["resources"]["requests"]["memory"])
 
 
 def test_the_migration_job_runs_once_at_a_time() -> None:

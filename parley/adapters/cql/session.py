@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from parley.adapters.cql.statements import MIGRATIONS_TABLE, STATEMENTS, Stmt
+from parley.adapters.cql.statements import RUNNER_TABLES, STATEMENTS, Stmt
 from parley.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -100,15 +100,19 @@ class DriverSession:
             auth = PlainTextAuthProvider(cfg.username, cfg.password) if cfg.username else None
             cluster = Cluster(list(cfg.hosts), port=cfg.port, execution_profiles={EXEC_PROFILE_DEFAULT: profile},
                               auth_provider=auth)
-            session = cluster.connect()
-            if create_keyspace:
-                session.execute(f"CREATE KEYSPACE IF NOT EXISTS {cfg.keyspace} WITH replication = {cfg.replication}")
-            session.set_keyspace(cfg.keyspace)
-            prepared = {}
-            if prepare:  # every statement is prepared once; a missing table fails here, at start
-                for name, stmt in STATEMENTS.items():
-                    if not name.startswith("migration_"):
-                        prepared[name] = _prepare(session, stmt)
+            try:
+                session = cluster.connect()
+                if create_keyspace:
+                    session.execute(f"CREATE KEYSPACE IF NOT EXISTS {cfg.keyspace} WITH replication = {cfg.replication}")
+                session.set_keyspace(cfg.keyspace)
+                prepared = {}
+                if prepare:  # every statement is prepared once; a missing table fails here, at start
+                    for name, stmt in STATEMENTS.items():
+                        if not name.startswith("migration_"):
+                            prepared[name] = _prepare(session, stmt)
+            except BaseException:  # a failed connect must not leave the driver's threads behind
+                cluster.shutdown()
+                raise
             return DriverSession(cluster, session, prepared)
 
         try:  # connecting and preparing block: keep them off the loop
@@ -173,6 +177,32 @@ class DriverSession:
 
 
 async def connect_for_migrations(cfg: ClusterSettings) -> DriverSession:
+    """The runner's session: creates the keyspace and the runner's own tables (schema_migrations,
+    schema_lock) if missing. These IF NOT EXISTS statements run before the lock can exist."""
     session = await DriverSession.connect(cfg, create_keyspace=True, prepare=False)
-    await session.ddl(MIGRATIONS_TABLE)
+    for table in RUNNER_TABLES:
+        await session.ddl(table)
+    return session
+
+
+async def connect_for_check(cfg: ClusterSettings) -> DriverSession | None:
+    """A session for `parley migrate --check` and `--wait`, which create nothing (only the runner
+    changes the schema); None while the keyspace or `schema_migrations` does not exist yet."""
+    from cassandra import InvalidRequest
+
+    try:
+        session = await DriverSession.connect(cfg, prepare=False)
+    except InvalidRequest:  # "Keyspace ... does not exist" (from USE)
+        return None
+    try:
+        await asyncio.to_thread(session._statement, "migration_applied")
+    except InvalidRequest:  # "unconfigured table schema_migrations" (from PREPARE)
+        await session.close()
+        return None
+    except _unavailable_errors() as exc:
+        await session.close()
+        raise Unavailable(f"cassandra: {type(exc).__name__}: {exc}", retry_after_ms=1000) from exc
+    except BaseException:
+        await session.close()
+        raise
     return session

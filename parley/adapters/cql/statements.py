@@ -157,9 +157,16 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                        "WHERE id = ?"),
     # readiness: a node of the local datacenter answers (any one: the node's own table, no quorum)
     ("store_ping", "SELECT release_version FROM system.local WHERE key = 'local'", "LOCAL_ONE"),
-    # the migration runner's own table (created by the runner, not by a migration)
+    # the migration runner's own tables (created by the runner, not by a migration; prepared on
+    # first use, since they may not exist when a role starts)
     ("migration_applied", "SELECT name, checksum FROM schema_migrations WHERE version = ?"),
     ("migration_record", "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"),
+    # the runner's lease (parley/adapters/cql/lease.py): taken IF NOT EXISTS with a TTL, so a runner
+    # that dies frees it; renewed and released only by its owner. Every write is an LWT.
+    ("migration_lock_take", "INSERT INTO schema_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"),
+    ("migration_lock_renew", "UPDATE schema_lock USING TTL ? SET owner = ?, since = ? WHERE name = ? IF owner = ?"),
+    ("migration_lock_release", "DELETE FROM schema_lock WHERE name = ? IF owner = ?"),
+    ("migration_lock_holder", "SELECT owner, since FROM schema_lock WHERE name = ?"),
 )
 
 #: Batches that may carry conditions: each must stay in one partition of one table.
@@ -171,6 +178,12 @@ CONDITIONAL_BATCHES: dict[str, tuple[str, ...]] = {
 #: The runner creates this table before the first migration (DDL is not prepared).
 MIGRATIONS_TABLE = ("CREATE TABLE IF NOT EXISTS schema_migrations ("
                     "version int PRIMARY KEY, name text, checksum text, applied_at bigint)")
+
+#: The runner's lease, one row per lock name; `since` is when the holder took it (epoch ms).
+LOCK_TABLE = "CREATE TABLE IF NOT EXISTS schema_lock (name text PRIMARY KEY, owner text, since bigint)"
+
+#: Every table the runner creates for itself, in order (`connect_for_migrations`).
+RUNNER_TABLES = (MIGRATIONS_TABLE, LOCK_TABLE)
 
 #: The part of Cassandra's own tables that statements read: known to the checker and the model,
 #: never created by Parley.
