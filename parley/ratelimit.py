@@ -5,8 +5,9 @@ Shared by every gateway (scale-out): the `limits` library's moving window on Red
 takes its hits from Redis a few at a time (a lease of `burst // LEASE_SHARE` hits, reserved in
 the shared window and spent locally until that window passes): at 500 sends/s the round trip
 per send was 18% of a gateway's time. The count stays one count across gateways, exact to
-within a lease per gateway (4% of the limit) either way; limits of fewer than LEASE_SHARE hits
-are exact. In one process: GCRA, one float per key. Why not `limits` there too: its in-memory storages sweep
+within what a gateway holds unspent: a lease (4% of the limit) when a key's hits come one at a
+time, more while many arrive at once (their reservations add up). Limits of fewer than
+LEASE_SHARE hits are exact. In one process: GCRA, one float per key. Why not `limits` there too: its in-memory storages sweep
 every key on a timer or after each hit (the asyncio one with a thread hop per key); profiled
 under load that was a quarter of the event loop's time, where GCRA is a few float operations.
 """
@@ -95,12 +96,18 @@ class Limiter:
         try:
             for take in self._takes:
                 if await self._shared.hit(self._item, self._name, key, cost=take):
-                    self._spend(key, take, now + self._window_s, now)
+                    self._spend(key, *self._merged(key, take, now + self._window_s), now)
                     return
             stats = await self._shared.get_window_stats(self._item, self._name, key)
         except StorageError as err:
             raise Unavailable("rate limits cannot be checked; retry", retry_after_ms=1000) from err
         self._refuse(math.ceil((stats.reset_time - time.time()) * 1000))
+
+    def _merged(self, key: str, took: int, until: float) -> tuple[int, float]:
+        """A reservation joined with what another hit of the key reserved meanwhile (both were
+        counted in the shared window): the hits of both, until the earlier one leaves it."""
+        left, until_before = self._leases.get(key, (0, 0.0))
+        return (took + left, min(until, until_before)) if left else (took, until)
 
     def _spend(self, key: str, left: int, until: float, now: float) -> None:
         if left > 1:

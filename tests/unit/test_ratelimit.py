@@ -3,7 +3,9 @@ shared one (several gateways on one storage) spends leases without exceeding the
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from typing import Any
 
 import pytest
 from limits.aio.storage import MemoryStorage
@@ -139,3 +141,18 @@ async def test_small_limits_are_exact():
     assert await admitted(a, "u", 1) == 1
     assert await admitted(b, "u", 20) == 9
     assert await admitted(a, "u", 20) == 0
+
+
+class RoundTripStorage(MemoryStorage):
+    """Yields to the loop before answering, as a network round trip does."""
+
+    async def acquire_entry(self, *args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(0)
+        return await super().acquire_entry(*args, **kwargs)
+
+
+async def test_hits_reserving_at_once_keep_every_hit_they_reserved():
+    limiter = Limiter("send", burst=100, window_s=5, storage=RoundTripStorage(), clock=Clock())
+    at_once = sum(await asyncio.gather(*(admitted(limiter, "u", 1) for _ in range(150))))
+    after = await admitted(limiter, "u", 150)
+    assert at_once + after == 100  # the reservations made at once add up instead of replacing each other
