@@ -90,9 +90,16 @@ class Session:
             return
         if not self._queue:
             transport = self._transport
-            if transport.get_write_buffer_size() < DIRECT_WRITE_MAX and not transport.is_closing():
-                transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
-                return
+            room = DIRECT_WRITE_MAX - transport.get_write_buffer_size()
+            if room > 0 and not transport.is_closing():
+                # Directly only what fits under the bound; the rest waits its turn in the queue.
+                fit, size = 0, 0
+                while fit < len(pending) and size + len(pending[fit]) <= room:
+                    size += len(pending[fit])
+                    fit += 1
+                fit = max(fit, 1)
+                transport.write(pending[0] if fit == 1 else b"".join(pending[:fit]))
+                pending = pending[fit:]
         for wire in pending:
             if self._close is not None:  # overflowed: the client resyncs instead
                 return
@@ -112,6 +119,8 @@ class Session:
         """Send what is pending and queued, then close with `code`."""
         if self._close is None:
             self._flush()
+            if self._close is not None:  # the flush overflowed the queue: 4008 it is
+                return
             self._close = (code, reason)
             self._start_writer()
 
@@ -133,7 +142,16 @@ class Session:
         except (ConnectionError, RuntimeError):
             queue.clear()  # the peer went away; the reader notices and cleans up
 
+    def discard(self) -> None:
+        """Write nothing more: the socket is being closed outside this session (frames written
+        after a WebSocket close frame would break the protocol)."""
+        self._pending.clear()
+        self._queue.clear()
+        if self._close is None:
+            self._close = (CloseCode.GOING_AWAY, b"")
+
     async def stop(self) -> None:
+        self.discard()
         if self._writer is not None and not self._writer.done():
             self._writer.cancel()
             try:

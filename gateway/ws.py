@@ -71,6 +71,7 @@ class WsEndpoint:
                 try:  # following its large conversations before `ok`: the client's sync covers the rest
                     await hub.follower.connected(session.user)
                 except Unavailable as err:
+                    session.discard()
                     await ws.send_frame(error_frame(err, None), WSMsgType.TEXT)
                     await ws.close(code=CloseCode.GOING_AWAY, message=b"unavailable: reconnect")
                     return ws

@@ -86,3 +86,37 @@ async def test_close_after_flush_writes_what_is_pending_first():
     await asyncio.sleep(0)
     assert ws.closed_with == (CloseCode.GOING_AWAY, b"bye")
     assert transport.frames() == [{"n": 1}]  # once
+
+
+async def test_a_pass_writes_directly_only_what_fits_under_the_bound_and_queues_the_rest():
+    transport = RecordingTransport(buffered=DIRECT_WRITE_MAX - 150)
+    s, ws = session(transport)
+    payloads = [b'{"n":%d,"pad":"%s"}' % (n, b"x" * 40) for n in range(4)]  # 60 bytes, 62 on the wire
+    for p in payloads:
+        s.push(p)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert split_frames(b"".join(transport.writes)) == payloads[:2]
+    assert ws.sent == payloads[2:]
+
+
+async def test_an_overflow_while_closing_keeps_the_policy_close():
+    transport = RecordingTransport(buffered=DIRECT_WRITE_MAX)
+    s, ws = session(transport, max_queue=2)
+    for n in range(3):
+        s.push(frame(n))
+    s.close_after_flush(CloseCode.GOING_AWAY, b"bye")  # its flush overflows the queue first
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert ws.sent == [RESYNC] and ws.closed_with is not None and ws.closed_with[0] == CloseCode.POLICY
+
+
+async def test_a_discarded_session_writes_nothing_more():
+    transport = RecordingTransport()
+    s, ws = session(transport)
+    s.push(frame(1))
+    s.discard()  # the socket is being closed by someone else
+    s.push(frame(2))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert transport.writes == [] and ws.sent == [] and ws.closed_with is None
