@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 #: Broadcasts held per conversation while a change is applied; past it they are dropped and the
 #: members told `resync` (a store that answers slowly must not grow the gateway without bound).
 HELD_MAX = 10_000
+#: Member lists read at once for connecting users: a gateway that comes back has thousands of
+#: users reconnecting, each in dozens of conversations, and one Redis pool for all of it.
+READS_AT_ONCE = 32
 
 
 @dataclass(slots=True)
@@ -133,6 +136,7 @@ class ConvFollower:
         self._dropped: set[str] = set()
         #: Membership changes received so far (a connect checks it did not miss one).
         self._changes = 0
+        self._reading = asyncio.Semaphore(READS_AT_ONCE)
 
     async def connected(self, user: str) -> None:
         """The user's first session here (before `hello` is answered). Raises Unavailable.
@@ -152,8 +156,12 @@ class ConvFollower:
     async def _large_convs(self, user: str) -> list[str]:
         # Direct chats have two members: never large (min_members >= 3).
         convs = [row.id for row, _, _ in await self._store.conv_list(user) if row.kind != "direct"]
-        lists = await asyncio.gather(*map(self._members.get, convs))
-        return [conv for conv, members in zip(convs, lists) if len(members) >= self._min_members]
+        sizes = await asyncio.gather(*map(self._size, convs))
+        return [conv for conv, size in zip(convs, sizes) if size >= self._min_members]
+
+    async def _size(self, conv: str) -> int:
+        async with self._reading:
+            return len(await self._members.get(conv))
 
     async def disconnected(self, user: str) -> None:
         """After the user's last session here."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from delivery.fanout import Fanout, MemberCache, ToConv, ToGateway
 from delivery.plan import on_conv_subject
 from gateway.hub import Hub
-from gateway.interest import ConvFollower, Interest
+from gateway.interest import READS_AT_ONCE, ConvFollower, Interest
 from gateway.session import Session
 from parley.adapters.inprocess import LocalBus
 from parley.limits import Limits
@@ -241,3 +241,18 @@ async def test_a_membership_change_during_a_connect_s_reads_is_not_undone_by_the
     lists.open.set()  # the read answers "a is a member"
     await connecting
     assert follower.interest.members_here("big") == () and inbox.refs == {}
+
+
+async def test_reads_for_connecting_users_are_bounded():
+    store = Store({f"c{n}": ["a", "x", "y"] for n in range(READS_AT_ONCE + 10)})
+    lists = GatedLists(store)
+    hub = Hub("gw", Limits())
+    inbox = LocalBus().attach("gw", hub.on_message)
+    follower = ConvFollower(inbox, lists, store, hub, MIN)  # type: ignore[arg-type]
+    connecting = asyncio.create_task(follower.connected("a"))
+    await until(lambda: len(lists.reads) == READS_AT_ONCE)
+    await asyncio.sleep(0.01)
+    assert len(lists.reads) == READS_AT_ONCE  # the rest wait for a free read
+    lists.open.set()
+    await connecting
+    assert len(inbox.refs) == READS_AT_ONCE + 10
