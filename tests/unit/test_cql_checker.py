@@ -32,6 +32,18 @@ def test_system_tables_are_only_read_and_only_by_the_readiness_probe_at_local_on
     assert all(hasattr(ConsistencyLevel, s.consistency) for s in STATEMENTS.values())
 
 
+def test_only_the_schema_lock_is_linearizable_across_datacenters():
+    """Two migration runners in two regions must not both hold the lock: its conditions run at
+    SERIAL. Everything else is per datacenter (LOCAL_SERIAL) and only conditional statements
+    have a serial phase at all."""
+    assert {n for n, s in STATEMENTS.items() if s.serial != "LOCAL_SERIAL"} == {
+        "migration_lock_take", "migration_lock_renew", "migration_lock_release"}
+    assert all(STATEMENTS[n].conditional for n in ("migration_lock_take", "migration_lock_renew",
+                                                    "migration_lock_release"))
+    assert all(s.serial in ("SERIAL", "LOCAL_SERIAL") and hasattr(ConsistencyLevel, s.serial)
+               for s in STATEMENTS.values())
+
+
 def test_the_schema_has_the_data_model_of_the_architecture():
     messages = SCHEMA.tables["messages"]
     assert (messages.partition_key, messages.clustering) == (["conv_id", "bucket"], ["seq"])

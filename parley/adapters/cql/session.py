@@ -68,7 +68,7 @@ def _prepare(session: Any, stmt: Stmt) -> Any:
 
     ps = session.prepare(stmt.cql)
     ps.consistency_level = getattr(ConsistencyLevel, stmt.consistency)
-    ps.serial_consistency_level = ConsistencyLevel.LOCAL_SERIAL
+    ps.serial_consistency_level = getattr(ConsistencyLevel, stmt.serial)
     return ps
 
 

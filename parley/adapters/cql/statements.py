@@ -1,8 +1,8 @@
 """Every DML statement the Cassandra store prepares, by name: the store executes names from
 this table only, so the checker (tests/unit/test_cql_checker.py) sees exactly what runs.
 
-Conditional statements (LWT) run at LOCAL_SERIAL; everything else at LOCAL_QUORUM unless its
-`Stmt` names another consistency.
+Conditional statements (LWT) run at LOCAL_SERIAL unless their `Stmt` names SERIAL; everything
+else at LOCAL_QUORUM unless its `Stmt` names another consistency.
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ class Stmt:
     cql: str
     #: A cassandra.ConsistencyLevel name.
     consistency: str = "LOCAL_QUORUM"
+    #: The Paxos consistency of a conditional statement: LOCAL_SERIAL is linearizable within
+    #: a datacenter, SERIAL across all of them (for what runs once per cluster, not per DC).
+    serial: str = "LOCAL_SERIAL"
 
     @property
     def conditional(self) -> bool:
         return " IF " in f" {self.cql} "
 
 
-def _stmts(*items: tuple[str, str] | tuple[str, str, str]) -> dict[str, Stmt]:
+def _stmts(*items: tuple[str, str] | tuple[str, str, str] | tuple[str, str, str, str]) -> dict[str, Stmt]:
     return {item[0]: Stmt(*item) for item in items}
 
 
@@ -163,9 +166,12 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("migration_record", "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"),
     # the runner's lease (parley/adapters/cql/lease.py): taken IF NOT EXISTS with a TTL, so a runner
     # that dies frees it; renewed and released only by its owner. Every write is an LWT.
-    ("migration_lock_take", "INSERT INTO schema_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?"),
-    ("migration_lock_renew", "UPDATE schema_lock USING TTL ? SET owner = ?, since = ? WHERE name = ? IF owner = ?"),
-    ("migration_lock_release", "DELETE FROM schema_lock WHERE name = ? IF owner = ?"),
+    # One schema lock for the whole cluster: a Job per region must not both hold it.
+    ("migration_lock_take", "INSERT INTO schema_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?",
+     "LOCAL_QUORUM", "SERIAL"),
+    ("migration_lock_renew", "UPDATE schema_lock USING TTL ? SET owner = ?, since = ? WHERE name = ? IF owner = ?",
+     "LOCAL_QUORUM", "SERIAL"),
+    ("migration_lock_release", "DELETE FROM schema_lock WHERE name = ? IF owner = ?", "LOCAL_QUORUM", "SERIAL"),
     ("migration_lock_holder", "SELECT owner, since FROM schema_lock WHERE name = ?"),
 )
 
