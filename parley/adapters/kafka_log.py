@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
@@ -221,7 +221,14 @@ class KafkaLogConsumer(Generic[T]):
             if self._durable.get(tp) == offset:
                 del self._durable[tp]
 
-    def _revoked(self, partitions: set[int]) -> None:
+    async def _revoked(self, partitions: set[int]) -> None:
+        # Still the owner until this returns: what is durable is committed now, so the next owner
+        # (after every deploy or scaling step: rebalances revoke everything) does not redo it.
+        if any(tp.partition in partitions for tp in self._durable):
+            try:
+                await self._commit_durable()
+            except Unavailable:
+                log.warning("durable offsets not committed before a rebalance: the next owner replays them")
         # What was returned from a lost partition is delivered again to its next owner; committing
         # it later could skip or undo that owner's progress, even if the partition came back.
         self._returned = {tp: o for tp, o in self._returned.items() if tp.partition not in partitions}
@@ -238,12 +245,12 @@ class KafkaLogConsumer(Generic[T]):
 class _Rebalance(ConsumerRebalanceListener):
     """aiokafka's rebalance callbacks, as partition numbers of the one subscribed topic."""
 
-    def __init__(self, revoked: PartitionsHook, assigned: PartitionsHook) -> None:
+    def __init__(self, revoked: Callable[[set[int]], Awaitable[None]], assigned: PartitionsHook) -> None:
         self._revoked = revoked
         self._assigned = assigned
 
-    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self._revoked({tp.partition for tp in revoked})
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._revoked({tp.partition for tp in revoked})
 
     def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self._assigned({tp.partition for tp in assigned})

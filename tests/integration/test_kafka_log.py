@@ -229,6 +229,27 @@ async def test_durable_offsets_are_committed_at_the_interval_when_idle_and_at_st
         await asyncio.gather(idle, return_exceptions=True)
 
 
+async def test_durable_offsets_are_committed_before_a_rebalance_moves_the_partitions(
+        kafka_broker: KafkaBroker, topic: str,  # noqa: F811
+        open_producer: OpenProducer, open_consumer: OpenConsumer) -> None:
+    producer = await open_producer(topic)
+    for n in range(12):
+        await producer.publish(command("c1", n))
+    group = unique("group")
+
+    async def resume_at() -> int | None:
+        return max((o for o in (await group_offsets(kafka_broker, topic, group)).values() if o), default=None)
+
+    a = await open_consumer(topic, group, commit_interval_ms=60_000)
+    first = await a.next_batch(3)
+    await a.commit()
+    second = await a.next_batch(3)
+    await a.commit()  # durable, its commit deferred by the interval
+    assert await resume_at() == len(first)
+    await open_consumer(topic, group, commit_interval_ms=60_000)  # joins: a's partitions are revoked
+    await wait_for_async(resume_at, len(first) + len(second))
+
+
 async def wait_for_async(read: Callable[[], Awaitable[T]], expected: T, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while await read() != expected:
