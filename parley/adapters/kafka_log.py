@@ -16,6 +16,7 @@ from typing import Generic, Protocol, TypeVar
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
 from parley.errors import Unavailable
@@ -284,5 +285,18 @@ async def ensure_topics(bootstrap_servers: str, topics: list[str], partitions: i
                 log.warning("topic %s has %d replicas per partition, fewer than PARLEY_KAFKA_REPLICATION_FACTOR "
                             "%d: it was created before; reassign its partitions to add copies",
                             desc.get("topic"), copies, replication_factor)
+        if min_insync_replicas is not None:
+            await _check_min_insync(admin, topics, str(min_insync_replicas))
     finally:
         await admin.close()
+
+
+async def _check_min_insync(admin: AIOKafkaAdminClient, topics: list[str], wanted: str) -> None:
+    """Topics created before the setting keep their own floor: say so (changing a topic's config
+    is left to its operator, as its replication is)."""
+    (described,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    for _code, _message, _type, topic, entries in described.resources:
+        found = next((entry[1] for entry in entries if entry[0] == "min.insync.replicas"), None)
+        if found != wanted:
+            log.warning("topic %s has min.insync.replicas %s, not PARLEY_KAFKA_MIN_INSYNC_REPLICAS %s: it was "
+                        "created before; set it with kafka-configs --alter", topic, found, wanted)

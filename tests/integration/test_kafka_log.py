@@ -250,6 +250,18 @@ async def test_durable_offsets_are_committed_before_a_rebalance_moves_the_partit
     await wait_for_async(resume_at, len(first) + len(second))
 
 
+async def test_an_existing_topic_with_another_min_insync_floor_is_named_in_a_warning(
+        kafka_broker: KafkaBroker, caplog: pytest.LogCaptureFixture) -> None:  # noqa: F811
+    name = unique("topic")
+    await ensure_topics(kafka_broker.address, [name], PARTITIONS, replication_factor=1, min_insync_replicas=1)
+    with caplog.at_level(logging.WARNING, logger="parley.adapters.kafka_log"):
+        await ensure_topics(kafka_broker.address, [name], PARTITIONS, replication_factor=1, min_insync_replicas=1)
+        assert not caplog.records  # as configured: nothing to say
+        await ensure_topics(kafka_broker.address, [name], PARTITIONS, replication_factor=1, min_insync_replicas=2)
+    (warning,) = caplog.records
+    assert name in warning.getMessage() and "min.insync.replicas 1" in warning.getMessage()
+
+
 async def wait_for_async(read: Callable[[], Awaitable[T]], expected: T, timeout: float = 15.0) -> None:
     async with asyncio.timeout(timeout):
         while await read() != expected:
