@@ -79,6 +79,8 @@ class Limiter:
         self._takes = (lease, 1) if lease > 1 else (1,)
         #: key -> (hits left in its lease, when the lease's reservation leaves the shared window)
         self._leases: dict[str, tuple[int, float]] = {}
+        #: key -> when the shared window frees a hit again, for keys it refused
+        self._refused: dict[str, float] = {}
         self._hits = 0
 
     async def hit(self, key: str) -> None:
@@ -88,20 +90,30 @@ class Limiter:
                 self._refuse(math.ceil(wait_s * 1000))
             return
         now = self._clock()
+        self._hits += 1
+        if self._hits % PRUNE_EVERY == 0:
+            self._prune(now)
         left, until = self._leases.get(key, (0, 0.0))
         if left and now < until:
-            self._spend(key, left, until, now)
+            self._spend(key, left, until)
             return
+        # The shared window frees no hit before the time it gave: refuse until then without asking
+        # (a client that keeps hammering past its limit costs no round trips).
+        refused_until = self._refused.get(key, 0.0)
+        if now < refused_until:
+            self._refuse(math.ceil((refused_until - now) * 1000))
         assert self._shared is not None
         try:
             for take in self._takes:
                 if await self._shared.hit(self._item, self._name, key, cost=take):
-                    self._spend(key, *self._merged(key, take, now + self._window_s), now)
+                    self._spend(key, *self._merged(key, take, now + self._window_s))
                     return
             stats = await self._shared.get_window_stats(self._item, self._name, key)
         except StorageError as err:
             raise Unavailable("rate limits cannot be checked; retry", retry_after_ms=1000) from err
-        self._refuse(math.ceil((stats.reset_time - time.time()) * 1000))
+        wait_s = max(0.0, stats.reset_time - time.time())
+        self._refused[key] = now + wait_s
+        self._refuse(math.ceil(wait_s * 1000))
 
     def _merged(self, key: str, took: int, until: float) -> tuple[int, float]:
         """A reservation joined with what another hit of the key reserved meanwhile (both were
@@ -109,14 +121,15 @@ class Limiter:
         left, until_before = self._leases.get(key, (0, 0.0))
         return (took + left, min(until, until_before)) if left else (took, until)
 
-    def _spend(self, key: str, left: int, until: float, now: float) -> None:
+    def _spend(self, key: str, left: int, until: float) -> None:
         if left > 1:
             self._leases[key] = (left - 1, until)
         else:
             self._leases.pop(key, None)
-        self._hits += 1
-        if self._hits % PRUNE_EVERY == 0:
-            self._leases = {k: lease for k, lease in self._leases.items() if lease[1] > now}
+
+    def _prune(self, now: float) -> None:
+        self._leases = {k: lease for k, lease in self._leases.items() if lease[1] > now}
+        self._refused = {k: until for k, until in self._refused.items() if until > now}
 
     def _refuse(self, retry_ms: int) -> None:
         retry_ms = max(1, retry_ms)

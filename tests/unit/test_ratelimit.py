@@ -156,3 +156,31 @@ async def test_hits_reserving_at_once_keep_every_hit_they_reserved():
     at_once = sum(await asyncio.gather(*(admitted(limiter, "u", 1) for _ in range(150))))
     after = await admitted(limiter, "u", 150)
     assert at_once + after == 100  # the reservations made at once add up instead of replacing each other
+
+
+class CountingStorage(MemoryStorage):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def acquire_entry(self, *args: Any, **kwargs: Any) -> bool:
+        self.calls += 1
+        return await super().acquire_entry(*args, **kwargs)
+
+
+async def test_a_refused_key_is_refused_without_a_round_trip_until_the_window_frees_a_hit():
+    clock, storage = Clock(), CountingStorage()
+    limiter = Limiter("send", burst=10, window_s=5, storage=storage, clock=clock)
+    assert await admitted(limiter, "u", 10) == 10
+    with pytest.raises(RateLimited) as first:
+        await limiter.hit("u")
+    calls = storage.calls
+    for _ in range(50):  # hammering past the limit
+        with pytest.raises(RateLimited) as again:
+            await limiter.hit("u")
+        assert 0 < (again.value.retry_after_ms or 0) <= (first.value.retry_after_ms or 0)
+    assert storage.calls == calls
+    clock.now += 5  # past the time the window gave: asked again
+    with pytest.raises(RateLimited):
+        await limiter.hit("u")  # (the in-memory storage's own clock has not moved)
+    assert storage.calls > calls
