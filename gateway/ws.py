@@ -66,8 +66,12 @@ class WsEndpoint:
         hub = self._hub
         try:
             # Findable before it hears `ok`; online news only for a first session anywhere.
-            online = hub.add(session)  # its first session here
-            if online and hub.follower is not None:
+            first_here = online = hub.add(session)
+            if online and self._presence is not None:
+                # Located before the follower reads its conversations, so that a membership change
+                # meanwhile reaches this gateway, and the follower reads again.
+                online = await self._presence.connected(session.user)
+            if first_here and hub.follower is not None:
                 try:  # following its large conversations before `ok`: the client's sync covers the rest
                     await hub.follower.connected(session.user)
                 except Unavailable as err:
@@ -75,8 +79,6 @@ class WsEndpoint:
                     await ws.send_frame(error_frame(err, None), WSMsgType.TEXT)
                     await ws.close(code=CloseCode.GOING_AWAY, message=b"unavailable: reconnect")
                     return ws
-            if online and self._presence is not None:
-                online = await self._presence.connected(session.user)
             await ws.send_frame(welcome, WSMsgType.TEXT)
             if online:
                 await self._contacts.announce(session.user, online=True)
