@@ -106,7 +106,7 @@ class Limiter:
         try:
             for take in self._takes:
                 if await self._shared.hit(self._item, self._name, key, cost=take):
-                    self._spend(key, *self._merged(key, take, now + self._window_s))
+                    self._spend(key, *self._merged(key, take, now))
                     return
             stats = await self._shared.get_window_stats(self._item, self._name, key)
         except StorageError as err:
@@ -115,11 +115,13 @@ class Limiter:
         self._refused[key] = now + wait_s
         self._refuse(math.ceil(wait_s * 1000))
 
-    def _merged(self, key: str, took: int, until: float) -> tuple[int, float]:
-        """A reservation joined with what another hit of the key reserved meanwhile (both were
-        counted in the shared window): the hits of both, until the earlier one leaves it."""
+    def _merged(self, key: str, took: int, now: float) -> tuple[int, float]:
+        """A reservation made at `now`, joined with one that another hit of the key made
+        meanwhile (both were counted in the shared window): the hits of both, until the earlier
+        one leaves it. A lease that has left the window already is not joined: it is spent."""
+        until = now + self._window_s
         left, until_before = self._leases.get(key, (0, 0.0))
-        return (took + left, min(until, until_before)) if left else (took, until)
+        return (took + left, until_before) if left and now < until_before else (took, until)
 
     def _spend(self, key: str, left: int, until: float) -> None:
         if left > 1:

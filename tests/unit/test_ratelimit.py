@@ -134,6 +134,9 @@ async def test_a_lease_ends_with_its_window():
     clock.now += 5  # the reservation has left the shared window (by this limiter's clock)
     await limiter.hit("u")  # so the 3 unspent hits are not spent: a new lease is reserved
     assert await remaining(limiter, "u") == 92
+    for _ in range(3):  # ... and spent, without joining the one that ended
+        await limiter.hit("u")
+    assert await remaining(limiter, "u") == 92
 
 
 async def test_small_limits_are_exact():
