@@ -44,7 +44,8 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes)
     authenticator = Authenticator(tokens, store)
     reads = Reads(store)
-    ws = WsEndpoint(hub, reads, authenticator, commands, fanout, Contacts(store, fanout, reads.blocks), limits,
+    contacts = Contacts(store, fanout, reads.blocks)
+    ws = WsEndpoint(hub, reads, authenticator, commands, fanout, contacts, limits,
                     Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence,
                     guest_send_limiter=Limiter("guest send", limits.guest_send_burst, limits.guest_send_window_s,
                                                limits_storage))
@@ -73,6 +74,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await contacts.stop()
 
     async def going_away(_: web.Application) -> None:
         """SIGTERM: every session is told 4009 and flushed before the server closes sockets."""

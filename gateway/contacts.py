@@ -8,6 +8,7 @@ rides the bus only (no log, no store), like typing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -20,12 +21,20 @@ from parley.records import EventRecord
 
 log = logging.getLogger(__name__)
 
+#: Announcements in progress per gateway. They are best effort and read member lists from the
+#: shared state's pool: when thousands of sessions come or go at once (a gateway restarted),
+#: unbounded they took every pooled connection, and sends waiting for their rate-limit check
+#: were answered `unavailable`.
+ANNOUNCING_AT_ONCE = 16
+
 
 class Contacts:
     def __init__(self, store: Store, fanout: Fanout, blocks: BlockCache) -> None:
         self._store = store
         self._fanout = fanout
         self._blocks = blocks
+        self._slots = asyncio.Semaphore(ANNOUNCING_AT_ONCE)
+        self._announcing: set[asyncio.Task[None]] = set()
 
     async def of(self, user: str) -> set[str]:
         """Everyone presence is shared with: direct peers and members of small groups, except
@@ -41,18 +50,31 @@ class Contacts:
         found.discard(user)
         return found - await self._blocks.peers(user)
 
-    async def announce(self, user: str, online: bool) -> None:
-        """Best effort, like typing: a client that missed it asks with `presence`."""
-        try:
-            to = sorted(await self.of(user))
-            if not to:
-                return
-            fields: dict[str, object] = {"user": user, "status": "online" if online else "offline"}
-            if not online:
-                fields["last_seen"] = int(time.time() * 1000)
-            await self._fanout.send(EventRecord("", event_frame("presence", **fields), to=to))
-        except Exception:
-            log.warning("presence of %s not announced", user, exc_info=True)
+    def announce(self, user: str, online: bool) -> None:
+        """Best effort, like typing (a client that missed it asks with `presence`), and in the
+        background: the session goes on at once."""
+        task = asyncio.get_running_loop().create_task(self._announce(user, online, int(time.time() * 1000)))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _announce(self, user: str, online: bool, at_ms: int) -> None:
+        async with self._slots:
+            try:
+                to = sorted(await self.of(user))
+                if not to:
+                    return
+                fields: dict[str, object] = {"user": user, "status": "online" if online else "offline"}
+                if not online:
+                    fields["last_seen"] = at_ms
+                await self._fanout.send(EventRecord("", event_frame("presence", **fields), to=to))
+            except Exception:
+                log.warning("presence of %s not announced", user, exc_info=True)
+
+    async def stop(self) -> None:
+        """Drop what is not announced yet (shutdown)."""
+        for task in list(self._announcing):
+            task.cancel()
+        await asyncio.gather(*self._announcing, return_exceptions=True)
 
     async def status(self, asker: str, users: list[str]) -> list[dict[str, str]]:
         shared = await self.of(asker)

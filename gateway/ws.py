@@ -81,7 +81,7 @@ class WsEndpoint:
                     return ws
             await ws.send_frame(welcome, WSMsgType.TEXT)
             if online:
-                await self._contacts.announce(session.user, online=True)
+                self._contacts.announce(session.user, online=True)
             async for msg in ws:
                 session.last_seen = time.monotonic()
                 if msg.type is WSMsgType.TEXT:
@@ -97,7 +97,7 @@ class WsEndpoint:
             if offline and self._presence is not None:
                 offline = await self._presence.disconnected(session.user)
             if offline:
-                await self._contacts.announce(session.user, online=False)
+                self._contacts.announce(session.user, online=False)
             await session.stop()
             if not ws.closed:
                 await ws.close()
