@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from prometheus_client import REGISTRY
+
 from gateway.hub import Hub
 from gateway.session import Session
 from gateway.ws import WsEndpoint
@@ -25,7 +27,7 @@ class AnsweringLog:
 
     async def publish(self, cmd: Command) -> None:
         if self._fail:
-            raise Unavailable("log down", retry_after_ms=100)
+            raise Unavailable("log down", retry_after_ms=100) from TimeoutError()
         self._hub.on_message(Reply(cmd.session, cmd.body.rid, ok_frame(cmd.body.rid, seq=1)))
 
 
@@ -48,9 +50,15 @@ async def test_a_reply_that_arrives_before_publish_returns_is_delivered():
     assert session.inflight == {}
 
 
+def refused(code: str, cause: str) -> float:
+    return REGISTRY.get_sample_value("parley_requests_refused_total", {"code": code, "cause": cause}) or 0.0
+
+
 async def test_a_write_the_log_refuses_is_answered_once_and_not_left_in_flight():
     ws, session, transport = endpoint(fail=True)
+    before = refused("unavailable", "TimeoutError")
     await ws._on_frame(session, '{"op":"read","rid":"r2","conv":"c1","seq":1}')
+    assert refused("unavailable", "TimeoutError") == before + 1  # counted with what was behind it
     await asyncio.sleep(0)
     (reply,) = transport.frames()
     assert (reply["op"], reply["rid"], reply["code"], reply["retry_after_ms"]) == ("error", "r2", "unavailable", 100)
