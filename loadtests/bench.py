@@ -663,6 +663,8 @@ class ServerWatch:
         self.roles: list[usage.RoleUsage] = []
         self.wall_s = 0.0
         self.hops: list[hoptable.HopRow] | None = None
+        #: Requests the servers answered with an error in the window, by code and cause.
+        self.refused: dict[str, int] | None = None
 
     async def watch(self, start_ns: int, end_ns: int) -> None:
         await _sleep_until(start_ns)
@@ -691,11 +693,13 @@ class ServerWatch:
             self.rss_max, self.rss_end = max(rss), rss[-1]
         if hops0 is not None and hops1 is not None:
             self.hops = hoptable.hop_rows(hopstats.merged_window(hops0, hops1))
+            self.refused = hopstats.refused_in_window(hops0, hops1)
 
     def report(self, sends_per_s: float | None) -> dict[str, Any]:
         """The roles' and hops' numbers for --json."""
         return {"window_s": self.wall_s, "roles": usage.usage_json(self.roles, self.wall_s, sends_per_s),
-                "hops": hoptable.hops_json(self.hops) if self.hops is not None else None}
+                "hops": hoptable.hops_json(self.hops) if self.hops is not None else None,
+                "refused": self.refused}
 
     def lines(self, sends_per_s: float | None, roles: bool) -> list[str]:
         """The per-role table (`roles`: a topology's; one server has its own line) and the hops."""
@@ -709,6 +713,8 @@ class ServerWatch:
             out.append("hops       : observed in the window by every process, merged "
                        "(histogram buckets, read as histogram_quantile)")
             out += hoptable.hop_lines(self.hops)
+        if self.refused:  # the servers' side of `errors`, with what was behind each
+            out.append("refused    : " + ", ".join(f"{key} {n}" for key, n in sorted(self.refused.items())))
         return out
 
 

@@ -18,22 +18,26 @@ from prometheus_client.parser import text_string_to_metric_families
 
 HOP_METRIC = "parley_hop_seconds"
 INFO_METRIC = "parley_process_info"
+REFUSED_METRIC = "parley_requests_refused"
 
 #: hop -> cumulative counts by upper bound (seconds, +Inf last), as Prometheus exposes them.
 Buckets = dict[float, float]
 
 
 class Scrape(msgspec.Struct):
-    """One process's hop histograms at one moment."""
+    """One process's hop histograms at one moment, and its requests refused so far."""
 
     role: str
     id: str
     hops: dict[str, Buckets]
+    #: "code" or "code (cause)" -> requests answered with that error (gateways only)
+    refused: dict[str, float] = {}
 
 
 def parse(text: str) -> Scrape:
     role = ident = ""
     hops: dict[str, Buckets] = {}
+    refused: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         if family.name == INFO_METRIC:
             for sample in family.samples:
@@ -42,7 +46,12 @@ def parse(text: str) -> Scrape:
             for sample in family.samples:
                 if sample.name == HOP_METRIC + "_bucket":
                     hops.setdefault(sample.labels["hop"], {})[float(sample.labels["le"])] = sample.value
-    return Scrape(role, ident, hops)
+        elif family.name == REFUSED_METRIC:
+            for sample in family.samples:
+                if sample.name == REFUSED_METRIC + "_total":
+                    code, cause = sample.labels["code"], sample.labels["cause"]
+                    refused[f"{code} ({cause})" if cause else code] = sample.value
+    return Scrape(role, ident, hops, refused)
 
 
 def scrape(url: str, timeout: float = 5.0) -> Scrape:
@@ -99,6 +108,20 @@ def merged_window(before: Mapping[str, Scrape], after: Mapping[str, Scrape]) -> 
     """Every process's window (scrapes by process id, as `scrape_all` returns them) added up; a
     process only in `after` counts from its start."""
     return merge(window(before.get(ident), scrape) for ident, scrape in after.items())
+
+
+def refused_in_window(before: Mapping[str, Scrape], after: Mapping[str, Scrape]) -> dict[str, int]:
+    """Requests refused between two `scrape_all`s, by code and cause, every process added up (a
+    process whose counts went down restarted: all it has counts)."""
+    out: dict[str, int] = {}
+    for ident, now in after.items():
+        prior = before.get(ident)
+        restarted = prior is None or any(n < prior.refused.get(k, 0.0) for k, n in now.refused.items())
+        for key, n in now.refused.items():
+            added = int(n - (0.0 if restarted or prior is None else prior.refused.get(key, 0.0)))
+            if added:
+                out[key] = out.get(key, 0) + added
+    return out
 
 
 def count(buckets: Buckets) -> int:

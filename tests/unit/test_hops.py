@@ -89,3 +89,16 @@ def test_windows_subtract_and_processes_add_up() -> None:
     merged = hopstats.merge([mine, other])
     assert merged["pipeline"] == {0.01: 3, math.inf: 6}
     assert hopstats.count(merged["pipeline"]) == 6
+
+
+def test_refused_requests_are_read_per_code_and_cause_and_counted_per_window() -> None:
+    text = ('# TYPE parley_requests_refused_total counter\n'
+            'parley_requests_refused_total{code="unavailable",cause="StorageError"} 7.0\n'
+            'parley_requests_refused_total{code="rate_limited",cause=""} 2.0\n')
+    assert hopstats.parse(text).refused == {"unavailable (StorageError)": 7.0, "rate_limited": 2.0}
+    before = {"g1": hopstats.Scrape("gateway", "g1", {}, {"unavailable (StorageError)": 5.0}),
+              "g2": hopstats.Scrape("gateway", "g2", {}, {"rate_limited": 4.0})}
+    after = {"g1": hopstats.Scrape("gateway", "g1", {}, {"unavailable (StorageError)": 7.0, "rate_limited": 1.0}),
+             "g2": hopstats.Scrape("gateway", "g2", {}, {"rate_limited": 1.0}),  # restarted: 1 since
+             "g3": hopstats.Scrape("gateway", "g3", {}, {"rate_limited": 3.0})}  # new
+    assert hopstats.refused_in_window(before, after) == {"unavailable (StorageError)": 2, "rate_limited": 5}
