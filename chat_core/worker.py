@@ -19,6 +19,7 @@ from parley.auth import Passwords
 from parley.backoff import wait_out
 from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
+from parley.health import count_refused
 from parley.ports import GatewayBus, LogConsumer, Reply, Store
 from parley.records import Command, Facts
 
@@ -116,7 +117,9 @@ class CommandWorker:
                 # let every client retry; their cmids make the retries safe.
                 log.warning("batch of %d commands not stored: %s", len(cmds), err.message)
                 core.forget()
-                await self._reply_all(cmds, Unavailable("not stored; retry", retry_after_ms=500))
+                not_stored = Unavailable("not stored; retry", retry_after_ms=500)
+                not_stored.__cause__ = err
+                await self._reply_all(cmds, not_stored)
                 return
             core.committed(batch)
             stored_ns = time.time_ns()
@@ -126,6 +129,7 @@ class CommandWorker:
             await self._bus.to_gateway(cmd.gateway, Reply(cmd.session, cmd.body.rid, frame))
 
     async def _reply_all(self, cmds: list[Command], err: ParleyError) -> None:
+        count_refused(err, len(cmds))
         for cmd in cmds:
             await self._bus.to_gateway(cmd.gateway, Reply(cmd.session, cmd.body.rid, error_frame(err, cmd.body.rid)))
 

@@ -12,6 +12,7 @@ from parley import hops
 from parley.closecodes import CloseCode
 from parley.errors import Unavailable
 from parley.frames import error_frame
+from parley.health import count_refused
 from parley.limits import Limits
 from parley.ports import Broadcast, Deliver, GatewayMessage, Reply
 
@@ -128,7 +129,9 @@ class Hub:
             if session.inflight:
                 late = [rid for rid, deadline in session.inflight.items() if deadline < now]
                 for rid in late:
-                    session.push(error_frame(Unavailable("no answer in time; retry", retry_after_ms=1000), rid))
+                    late_answer = Unavailable("no answer in time; retry", retry_after_ms=1000)
+                    count_refused(late_answer, cause="no answer")
+                    session.push(error_frame(late_answer, rid))
                     session.answered(rid)
         late_rest = [rid for rid, (deadline, _) in self._rest_inflight.items() if deadline < now]
         for rid in late_rest:

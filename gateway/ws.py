@@ -12,7 +12,6 @@ import logging
 import time
 
 from aiohttp import WSMsgType, web
-from prometheus_client import Counter
 
 from delivery.fanout import Fanout
 from gateway.commands import route
@@ -27,6 +26,7 @@ from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
 from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unavailable
 from parley.frames import FrameError, error_frame, event_frame, ok_frame
+from parley.health import count_refused
 from parley.ids import new_session_id
 from parley.limits import Limits
 from parley.ports import LogProducer
@@ -34,12 +34,6 @@ from parley.ratelimit import Limiter
 from parley.records import Command, EventRecord
 
 log = logging.getLogger(__name__)
-
-#: Requests answered with an error, by code and, for `unavailable`, by what was unavailable (the
-#: exception behind it: a Redis timeout, a Kafka publish past its bound, ...). Not logged one by
-#: one: an outage would answer thousands.
-REFUSED = Counter("parley_requests_refused", "Requests answered with an error frame, by code and cause.",
-                  ["code", "cause"])
 SUBPROTOCOLS = ("parley.v1.json",)
 
 
@@ -166,8 +160,7 @@ class WsEndpoint:
                 return
             session.push(await self._answer(session, req))
         except ParleyError as err:
-            cause = type(err.__cause__).__name__ if err.__cause__ is not None else ""
-            REFUSED.labels(err.code, cause).inc()
+            count_refused(err)
             session.push(error_frame(err, req.rid))
         except Exception:
             log.exception("request %s failed", type(req).__name__)

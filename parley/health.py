@@ -9,9 +9,31 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+
+from parley.errors import ParleyError
 
 log = logging.getLogger(__name__)
+
+#: Requests answered with an error by this process (gateway or chat_core), by code and, for an
+#: `unavailable`, by what was unavailable (the exception behind it). Not logged one by one: an
+#: outage would answer thousands.
+REFUSED = Counter("parley_requests_refused", "Requests answered with an error frame, by code and cause.",
+                  ["code", "cause"])
+
+
+def count_refused(err: ParleyError, n: int = 1, cause: str | None = None) -> None:
+    """`cause` defaults to the exceptions `err` was raised from, outermost first (e.g.
+    "StorageError < TimeoutError": the rate limit's Redis call timed out)."""
+    if cause is None:
+        chain = []
+        behind = err.__cause__
+        while behind is not None and len(chain) < 3:
+            chain.append(type(behind).__name__)
+            behind = behind.__cause__
+        cause = " < ".join(chain)
+    REFUSED.labels(err.code, cause).inc(n)
+
 
 #: Named checks, each True when that dependency is usable now.
 Ready = Callable[[], Awaitable[dict[str, bool]]]

@@ -63,3 +63,14 @@ async def test_a_write_the_log_refuses_is_answered_once_and_not_left_in_flight()
     (reply,) = transport.frames()
     assert (reply["op"], reply["rid"], reply["code"], reply["retry_after_ms"]) == ("error", "r2", "unavailable", 100)
     assert session.inflight == {}
+
+
+async def test_a_request_chat_core_never_answers_is_answered_unavailable_and_counted():
+    ws, session, transport = endpoint()
+    session.inflight["r3"] = 0.0  # its deadline has passed
+    before = refused("unavailable", "no answer")
+    ws._hub.sweep(1.0)
+    await asyncio.sleep(0)
+    (reply,) = transport.frames()
+    assert (reply["rid"], reply["code"]) == ("r3", "unavailable") and session.inflight == {}
+    assert refused("unavailable", "no answer") == before + 1

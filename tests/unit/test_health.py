@@ -7,9 +7,11 @@ import asyncio
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from parley import hops
-from parley.health import add_health_routes, pipeline_task
+from parley.errors import Unavailable
+from parley.health import add_health_routes, count_refused, pipeline_task
 
 
 async def client_for(checks: dict[str, bool], alive: list[bool] | None = None) -> TestClient:
@@ -66,3 +68,21 @@ async def test_a_pipeline_task_that_ends_is_logged_with_its_exception_and_a_canc
     errors = [r for r in caplog.records if r.levelname == "ERROR"]
     assert [r.getMessage() for r in errors] == ["consumer stopped; the process is unhealthy until restarted"]
     assert errors[0].exc_info is not None and "the loop broke" in str(errors[0].exc_info[1])
+
+
+def test_a_refusal_is_counted_with_the_exceptions_behind_it() -> None:
+    def counted(cause: str) -> float:
+        return REGISTRY.get_sample_value("parley_requests_refused_total",
+                                         {"code": "unavailable", "cause": cause}) or 0.0
+
+    try:
+        try:
+            raise TimeoutError()
+        except TimeoutError as timeout:
+            raise ConnectionError() from timeout
+    except ConnectionError as lost:
+        err = Unavailable("redis away", retry_after_ms=1000)
+        err.__cause__ = lost
+    before = counted("ConnectionError < TimeoutError")
+    count_refused(err, 3)
+    assert counted("ConnectionError < TimeoutError") == before + 3
