@@ -26,7 +26,7 @@ def count_refused(err: ParleyError, n: int = 1, cause: str | None = None) -> Non
     """`cause` defaults to the exceptions `err` was raised from, outermost first (e.g.
     "StorageError < TimeoutError": the rate limit's Redis call timed out)."""
     if cause is None:
-        chain = []
+        chain: list[str] = []
         behind = err.__cause__
         while behind is not None and len(chain) < 3:
             chain.append(type(behind).__name__)
