@@ -25,6 +25,7 @@ from moderation.admin.service import AdminService
 from parley.accounts import Authenticator
 from parley.adapters.local_attachments import LocalAttachments
 from parley.auth import Passwords, Tokens
+from parley.backoff import drain
 from parley.health import Ready, pipeline_task
 from parley.limits import Limits
 from parley.ports import Attachments, LogProducer, Store
@@ -79,10 +80,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     async def going_away(_: web.Application) -> None:
         """SIGTERM: every session is told 4009 and flushed before the server closes sockets."""
         hub.going_away()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + limits.drain_timeout_s
-        while hub.sessions and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        await drain(lambda: bool(hub.sessions), limits.drain_timeout_s)
 
     app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(going_away)

@@ -30,7 +30,7 @@ class Scrape(msgspec.Struct):
     role: str
     id: str
     hops: dict[str, Buckets]
-    #: "code" or "code (cause)" -> requests answered with that error (gateways only)
+    #: "code" or "code (cause)" -> requests answered with that error (gateways, chat-core)
     refused: dict[str, float] = {}
 
 
@@ -115,11 +115,11 @@ def refused_in_window(before: Mapping[str, Scrape], after: Mapping[str, Scrape])
     process whose counts went down restarted: all it has counts)."""
     out: dict[str, int] = {}
     for ident, now in after.items():
-        prior = before.get(ident)
-        restarted = prior is None or any(n < prior.refused.get(k, 0.0) for k, n in now.refused.items())
+        prior = before[ident].refused if ident in before else {}
+        if any(n < prior.get(key, 0.0) for key, n in now.refused.items()):
+            prior = {}
         for key, n in now.refused.items():
-            added = int(n - (0.0 if restarted or prior is None else prior.refused.get(key, 0.0)))
-            if added:
+            if added := int(n - prior.get(key, 0.0)):
                 out[key] = out.get(key, 0) + added
     return out
 

@@ -14,6 +14,11 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
 def _env_opt_int(name: str) -> int | None:
     raw = os.environ.get(name)
     return int(raw) if raw else None
@@ -149,7 +154,7 @@ class Settings:
             max_frame_bytes=_env_int("PARLEY_MAX_FRAME_BYTES", d.max_frame_bytes),
             max_text_chars=_env_int("PARLEY_MAX_TEXT_CHARS", d.max_text_chars),
             heartbeat_s=_env_int("PARLEY_HEARTBEAT_S", d.heartbeat_s),
-            hello_timeout_s=float(os.environ.get("PARLEY_HELLO_TIMEOUT_S") or d.hello_timeout_s),
+            hello_timeout_s=_env_float("PARLEY_HELLO_TIMEOUT_S", d.hello_timeout_s),
             send_queue_max=_env_int("PARLEY_SEND_QUEUE_MAX", d.send_queue_max),
             send_burst=_env_int("PARLEY_SEND_BURST", d.send_burst),
             send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),
@@ -161,7 +166,7 @@ class Settings:
             ip_auth_window_s=_env_int("PARLEY_IP_AUTH_WINDOW_S", d.ip_auth_window_s),
             report_burst=_env_int("PARLEY_REPORT_BURST", d.report_burst),
             report_window_s=_env_int("PARLEY_REPORT_WINDOW_S", d.report_window_s),
-            drain_timeout_s=float(os.environ.get("PARLEY_DRAIN_TIMEOUT_S") or d.drain_timeout_s),
+            drain_timeout_s=_env_float("PARLEY_DRAIN_TIMEOUT_S", d.drain_timeout_s),
         )
         conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)
         if conv_subject_min_members != 0 and conv_subject_min_members < 3:
@@ -186,7 +191,7 @@ class Settings:
             "redis_url": os.environ.get("PARLEY_REDIS_URL", cls.redis_url),
             "gateway_id": os.environ.get("PARLEY_GATEWAY_ID") or None,
             "reuse_port": _env_bool("PARLEY_REUSE_PORT", cls.reuse_port),
-            "shutdown_timeout_s": float(os.environ.get("PARLEY_SHUTDOWN_TIMEOUT_S") or cls.shutdown_timeout_s),
+            "shutdown_timeout_s": _env_float("PARLEY_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s),
             "s3": S3Settings.from_env(),
             "store": os.environ.get("PARLEY_STORE", cls.store).lower(),
             "cassandra_keyspace": os.environ.get("PARLEY_CASSANDRA_KEYSPACE", cls.cassandra_keyspace),

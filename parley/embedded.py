@@ -19,6 +19,7 @@ from gateway.interest import ConvFollower
 from parley import hops
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.auth import Passwords, Tokens, load_or_create_secret
+from parley.backoff import drain
 from parley.config import Settings
 from parley.health import answers, pipeline_task
 from parley.records import Command, EventRecord
@@ -61,10 +62,7 @@ async def build_app(settings: Settings) -> web.Application:
         delivery_task.append(pipeline_task(delivery.run(), "delivery"))
         yield
         # Sessions are gone (the gateway's on_shutdown); chat_core finishes what it took.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + settings.limits.drain_timeout_s
-        while len(commands) and loop.time() < deadline:
-            await asyncio.sleep(0.02)
+        await drain(lambda: len(commands) > 0, settings.limits.drain_timeout_s)
         await chat_core.stop()
         delivery_task[0].cancel()
         await asyncio.gather(*delivery_task, return_exceptions=True)

@@ -7,9 +7,12 @@ the shared window and spent locally until that window passes): at 500 sends/s th
 per send was 18% of a gateway's time. The count stays one count across gateways, exact to
 within what a gateway holds unspent: a lease (4% of the limit) when a key's hits come one at a
 time, more while many arrive at once (their reservations add up). Limits of fewer than
-LEASE_SHARE hits are exact. In one process: GCRA, one float per key. Why not `limits` there too: its in-memory storages sweep
-every key on a timer or after each hit (the asyncio one with a thread hop per key); profiled
-under load that was a quarter of the event loop's time, where GCRA is a few float operations.
+LEASE_SHARE hits are exact.
+
+In one process: GCRA, one float per key. Why not `limits` there too: its in-memory storages
+sweep every key on a timer or after each hit (the asyncio one with a thread hop per key);
+profiled under load that was a quarter of the event loop's time, where GCRA is a few float
+operations.
 """
 
 from __future__ import annotations

@@ -49,6 +49,13 @@ async def _store(settings: Settings, stack: AsyncExitStack) -> Store:
     return store
 
 
+async def ensure_log_topics(settings: Settings, bootstrap: str) -> None:
+    """The command, event and push topics, as the settings say (see `ensure_topics`)."""
+    await ensure_topics(bootstrap, [topics.COMMANDS, topics.EVENTS, topics.PUSH], settings.kafka_partitions,
+                        replication_factor=settings.kafka_replication_factor,
+                        min_insync_replicas=settings.kafka_min_insync_replicas)
+
+
 def _producer(settings: Settings, topic: str, client_id: str) -> KafkaLogProducer[Any]:
     return KafkaLogProducer(settings.kafka_bootstrap, topic, client_id=client_id,
                             enable_idempotence=settings.kafka_idempotence)
@@ -168,9 +175,7 @@ async def build_role(role: str, settings: Settings) -> web.Application:
     (for the gateway: after its sessions were told to go and drained)."""
     stack = AsyncExitStack()
     try:
-        await ensure_topics(settings.kafka_bootstrap, [topics.COMMANDS, topics.EVENTS, topics.PUSH],
-                            settings.kafka_partitions, replication_factor=settings.kafka_replication_factor,
-                            min_insync_replicas=settings.kafka_min_insync_replicas)
+        await ensure_log_topics(settings, settings.kafka_bootstrap)
         app = await ROLES[role](settings, stack)
     except BaseException:
         await stack.aclose()

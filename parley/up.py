@@ -26,11 +26,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from parley import topics
-from parley.adapters.kafka_log import ensure_topics
 from parley.auth import load_or_create_secret
 from parley.localservers import ServerProcess, die_with_parent, free_port, kafka_server, nats_server, redis_server
 from parley.config import Settings
+from parley.roles import ensure_log_topics
 from parley.stores import open_store
 
 log = logging.getLogger("parley.up")
@@ -141,9 +140,7 @@ class Topology:
 
         async def setup() -> None:
             settings = Settings.from_env(data_dir=self.data_dir)
-            await ensure_topics(self.brokers["kafka"].address, [topics.COMMANDS, topics.EVENTS, topics.PUSH],
-                                settings.kafka_partitions, replication_factor=settings.kafka_replication_factor,
-                                min_insync_replicas=settings.kafka_min_insync_replicas)
+            await ensure_log_topics(settings, self.brokers["kafka"].address)
             store = await open_store(settings)
             await store.close()
         asyncio.run(setup())

@@ -2,10 +2,11 @@
 presigned URLs: clients PUT and GET the bytes there, never through Parley.
 
 The upload URL signs the Content-Type and Content-Length (SigV4 signed headers), so the
-object stored is the one declared. URLs are signed for the endpoint clients use, which may not be
-the one the pods use (`S3Settings.public_endpoint`); SigV4 signs the host, so a proxy in front of
-the public one must pass the Host header through unchanged. Presigning is local CPU work, but boto3 may refresh
-credentials over the network first (a pod's web-identity role): every call runs in a thread.
+object stored is the one declared. URLs are signed for the endpoint clients use, which may not
+be the one the pods use (`S3Settings.public_endpoint`); SigV4 signs the host, so a proxy in front
+of the public one must pass the Host header through unchanged. Presigning is local CPU work,
+but boto3 may refresh credentials over the network first (a pod's web-identity role): every
+call runs in a thread.
 """
 
 from __future__ import annotations

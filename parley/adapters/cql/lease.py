@@ -1,5 +1,6 @@
 """The schema lock of `parley migrate`: a lease in `schema_lock` taken by a lightweight
-transaction, so two runners (the Job and an operator by hand) never change the schema at once.
+transaction, so two runners (the Job and an operator by hand) do not apply migrations at once
+(the keyspace and the runner's own tables are created, IF NOT EXISTS, before it can be taken).
 The row carries a TTL, so a runner that dies frees it; the holder renews it while it runs.
 """
 
