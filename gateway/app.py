@@ -27,13 +27,10 @@ from parley.adapters.local_attachments import LocalAttachments
 from parley.auth import Passwords, Tokens
 from parley.backoff import drain
 from parley.health import Ready, pipeline_task
-from parley.limits import Limits
+from parley.limits import LOGIN_ATTEMPTS, LOGIN_WINDOW_S, Limits
 from parley.ports import Attachments, LogProducer, Store
 from parley.ratelimit import Limiter
 from parley.records import Command
-
-#: Failed logins per username before `429`: against password guessing.
-LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S = 10, 300
 
 
 def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
@@ -53,10 +50,11 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     app.router.add_get("/v1/ws", ws.handle)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
               if limits.ip_auth_burst > 0 else None)
-    auth = AuthRoutes(store, tokens, passwords,
-                      Limiter("login failure", LOGIN_FAILURES, LOGIN_FAILURE_WINDOW_S, limits_storage), per_ip)
+    # One count per username for every check of its password: logins and account deletion.
+    password_attempts = Limiter("login", LOGIN_ATTEMPTS, LOGIN_WINDOW_S, limits_storage)
+    auth = AuthRoutes(store, tokens, passwords, password_attempts, per_ip)
     runner = CommandRunner(hub, commands)
-    members = MemberRoutes(store, authenticator, runner, hub, passwords,
+    members = MemberRoutes(store, authenticator, runner, hub, passwords, password_attempts,
                            Limiter("report", limits.report_burst, limits.report_window_s, limits_storage))
     add_routes(app, auth, members, limits, ready, hub.gateway_id)
     register_admin(app, AdminService(store, runner, hub), authenticator, openapi.document)

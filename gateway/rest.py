@@ -78,14 +78,15 @@ def client_ip(request: web.Request) -> str:
 
 class AuthRoutes:
     """register/login per PROTOCOL.md, under the instance's registration policy, and guest tokens.
-    Failed logins are limited per username against guessing; all three per client IP."""
+    Login attempts are limited per username against guessing (a success clears the count, so
+    only failures add up between successes, as Rocket.Chat counts them); all three per client IP."""
 
-    def __init__(self, store: Store, tokens: Tokens, passwords: Passwords, login_failures: Limiter,
+    def __init__(self, store: Store, tokens: Tokens, passwords: Passwords, password_attempts: Limiter,
                  per_ip: Limiter | None = None) -> None:
         self._store = store
         self._tokens = tokens
         self._passwords = passwords
-        self._login_failures = login_failures
+        self._password_attempts = password_attempts
         self._per_ip = per_ip
         self._decoy: str | None = None
 
@@ -122,12 +123,15 @@ class AuthRoutes:
         if not isinstance(username, str) or not isinstance(password, str):
             raise BadRequest("username and password must be strings")
         username = username.strip().lower()
+        # Every attempt counts, before any hashing: while the name is over its limit, the right
+        # password is refused like a wrong one, so guessing learns nothing past the limit.
+        await self._password_attempts.hit(username)
         found = await self._store.user_by_name(username)
         # Verify even for an unknown name, so timing does not tell which names exist.
         hashed = found[1] if found else await self._decoy_hash()
         if not await asyncio.to_thread(self._passwords.verify, hashed, password) or found is None:
-            await self._login_failures.hit(username)
             raise Unauthorized("wrong username or password")
+        await self._password_attempts.reset(username)
         account = await self._store.account(found[0])
         if account is None:
             raise Unauthorized("wrong username or password")
@@ -158,12 +162,13 @@ class MemberRoutes:
     """What any signed-in user may do over REST: report, export their data, delete the account."""
 
     def __init__(self, store: Store, auth: Authenticator, commands: Commands, sessions: Sessions,
-                 passwords: Passwords, report_limiter: Limiter) -> None:
+                 passwords: Passwords, password_attempts: Limiter, report_limiter: Limiter) -> None:
         self._store = store
         self._auth = auth
         self._commands = commands
         self._sessions = sessions
         self._passwords = passwords
+        self._password_attempts = password_attempts
         self._report_limiter = report_limiter
 
     async def report(self, request: web.Request) -> web.Response:
@@ -179,6 +184,8 @@ class MemberRoutes:
     async def delete(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))
         body = await decode_body(request, B.DeleteAccountBody)
+        if not who.guest:  # the password is checked: it counts with the logins of the name
+            await self._password_attempts.hit(who.account.username)
         return json_response(await privacy.delete_account(self._store, self._commands, self._sessions,
                                                           self._passwords, who, body.password))
 

@@ -33,6 +33,9 @@ UPLOAD_MIME_DEFAULT = (
     "image/png", "image/jpeg", "image/gif", "image/webp", "image/heic", "audio/", "video/",
     "application/pdf", "application/zip", "application/octet-stream", "text/plain",
 )
+#: Login attempts per username (right or wrong) within the window; a successful login clears
+#: the count, so only guessing reaches it. Over it, every attempt is refused before the hash.
+LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 10, 300
 #: Moderation: a reason's length, the longest timed mute or ban (a year), slow mode, pins.
 MAX_REASON_CHARS = 512
 MAX_SANCTION_S = 366 * 24 * 3600

@@ -64,6 +64,9 @@ class Gcra:
         # A key whose TAT has passed is as good as absent: forgetting it changes no decision.
         self._tat = {k: t for k, t in self._tat.items() if t > now}
 
+    def forget(self, key: str) -> None:
+        self._tat.pop(key, None)
+
 
 class Limiter:
     """Raises RateLimited (with when to retry) past the limit; Unavailable if the shared
@@ -117,6 +120,20 @@ class Limiter:
         wait_s = max(0.0, stats.reset_time - time.time())
         self._refused[key] = now + wait_s
         self._refuse(math.ceil(wait_s * 1000))
+
+    async def reset(self, key: str) -> None:
+        """Forget `key`'s hits, here and in the shared window (a login that succeeded clears its
+        username's count)."""
+        if self._local is not None:
+            self._local.forget(key)
+            return
+        self._leases.pop(key, None)
+        self._refused.pop(key, None)
+        assert self._shared is not None
+        try:
+            await self._shared.clear(self._item, self._name, key)
+        except StorageError as err:
+            raise Unavailable("rate limits cannot be checked; retry", retry_after_ms=1000) from err
 
     def _merged(self, key: str, took: int, now: float) -> tuple[int, float]:
         """A reservation made at `now`, joined with one that another hit of the key made

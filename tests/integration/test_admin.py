@@ -498,6 +498,18 @@ async def test_a_user_exports_their_data_and_deletes_the_account(srv):
     await b.close()
 
 
+async def test_password_confirmations_of_a_deletion_count_with_the_logins_of_the_name(srv):
+    alice = await member(srv)
+    for _ in range(10):
+        assert (await call(srv, "DELETE", "/v1/me", alice.token, {"password": "wrong password"}))[0] == 403
+    # Over the limit nothing is hashed: the right password is refused too, and so is a login.
+    status, body = await call(srv, "DELETE", "/v1/me", alice.token, {"password": PASSWORD})
+    assert (status, body["error"]["code"]) == (429, "rate_limited")
+    with pytest.raises(ErrorReply) as refused:
+        await login(srv.base_url, alice.username, PASSWORD)
+    assert refused.value.code == "rate_limited"
+
+
 # ---- per-IP limits ----------------------------------------------------------------------------------
 
 

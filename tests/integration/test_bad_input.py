@@ -180,3 +180,27 @@ async def test_repeated_failed_logins_are_rate_limited_with_retry_after(server, 
                 retry_after = resp.headers.get("Retry-After")
         assert statuses[:10] == [401] * 10 and statuses[10] == 429
         assert retry_after is not None and int(retry_after) >= 1
+
+
+async def login_status(http: aiohttp.ClientSession, base_url: str, username: str, password: str) -> int:
+    async with http.post(base_url + "/v1/auth/login", json={"username": username, "password": password}) as resp:
+        return resp.status
+
+
+async def test_while_a_username_is_locked_out_even_the_right_password_is_refused(fresh_server):
+    srv = fresh_server(PARLEY_IP_AUTH_BURST="0")  # the per-username limit alone
+    from parley.client import register
+    victim = await register(srv.base_url, "victim", "correct horse")
+    regular = await register(srv.base_url, "regular", "correct horse")
+    async with aiohttp.ClientSession() as http:
+        guesses = [await login_status(http, srv.base_url, victim.username, f"guess {n}") for n in range(12)]
+        assert guesses == [401] * 10 + [429] * 2
+        # Refused before the hash is checked: the right password does not get through either.
+        assert await login_status(http, srv.base_url, victim.username, "correct horse") == 429
+        # Someone who logs in normally is never locked out: each success starts the count again.
+        assert [await login_status(http, srv.base_url, regular.username, "correct horse")
+                for _ in range(15)] == [200] * 15
+        for _ in range(9):  # a few typos between successes do not add up either
+            assert await login_status(http, srv.base_url, regular.username, "typo") == 401
+        assert await login_status(http, srv.base_url, regular.username, "correct horse") == 200
+        assert await login_status(http, srv.base_url, regular.username, "typo") == 401

@@ -187,3 +187,25 @@ async def test_a_refused_key_is_refused_without_a_round_trip_until_the_window_fr
     with pytest.raises(RateLimited):
         await limiter.hit("u")  # (the in-memory storage's own clock has not moved)
     assert storage.calls > calls
+
+
+# ---- forgetting a key: a login that succeeded clears its username's count --------------------
+
+
+async def test_a_reset_key_starts_a_fresh_count_in_memory():
+    limiter = Limiter("login", burst=2, window_s=300)
+    assert await admitted(limiter, "alice", 3) == 2
+    await limiter.reset("alice")
+    assert await admitted(limiter, "alice", 3) == 2
+    await limiter.reset("nobody")  # a key never seen is fine
+
+
+async def test_a_reset_key_starts_a_fresh_count_on_the_shared_storage():
+    clock = Clock()
+    a, b = shared_limiters(2, burst=3, clock=clock)
+    assert await admitted(a, "alice", 5) == 3  # a now refuses alice without asking the storage
+    await a.reset("alice")
+    assert await remaining(a, "alice") == 3
+    assert await admitted(a, "alice", 5) == 3  # its own memory of the refusal is gone too
+    await b.reset("alice")  # any gateway may reset: the count is one
+    assert await admitted(b, "alice", 1) == 1
