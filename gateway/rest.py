@@ -23,7 +23,7 @@ from moderation.admin.service import Commands, Sessions
 from parley import __version__
 from parley import limits as L
 from parley.accounts import Authenticator, now_ms, refuse_login
-from parley.auth import Passwords, Tokens, check_password_shape, normalize_username
+from parley.auth import GUEST_PREFIX, Passwords, Tokens, check_password_shape, normalize_username
 from parley.errors import BadRequest, Forbidden, Internal, NotFound, ParleyError, Unauthorized, error_body
 from parley.health import Ready, add_health_routes
 from parley.ids import new_user_id
@@ -146,7 +146,7 @@ class AuthRoutes:
         policy = await instance_policy.load(self._store)
         if not policy.guests:
             raise Forbidden("guest access is disabled on this server")
-        user_id, username = new_user_id(), "guest-" + secrets.token_hex(5)
+        user_id, username = new_user_id(), GUEST_PREFIX + secrets.token_hex(5)
         await self._store.create_user(user_id, username, "", now_ms(), guest=True)
         token = self._tokens.issue(user_id, guest=True, ttl_s=policy.guest_ttl_s)
         return web.json_response({"user_id": user_id, "username": username, "token": token,

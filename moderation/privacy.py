@@ -1,9 +1,11 @@
 """A user's privacy rights: export everything Parley holds about them, and delete the account.
 
-Deletion tombstones the user's messages and leaves their conversations through chat_core (the
-single writer of both), one `delete` per message and one `conv.leave` per conversation, then
-anonymizes the account row and cuts its tokens and sessions. Messages in conversations the user
-had already left are not reachable this way (chat_core refuses non-members); see the report."""
+Deletion first anonymizes the account row (the one step that can be refused: the rename) and
+cuts its tokens and sessions, then tombstones the user's messages and leaves their conversations
+through chat_core (the single writer of both), one `delete` per message and one `conv.leave` per
+conversation. So a deletion that cannot happen changes nothing, and one that happened cannot be
+undone by a refusal half-way. Messages in conversations the user had already left are not
+reachable this way (chat_core refuses non-members); see the report."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import asyncio
 from moderation.admin.bodies import DataExport, DeletionReceipt
 from moderation.admin.service import Commands, Sessions
 from parley.accounts import Principal, now_ms
-from parley.auth import Passwords
+from parley.auth import DELETED_PREFIX, Passwords
 from parley.closecodes import CloseCode
 from parley.errors import Forbidden, NotFound, ParleyError
 from parley.frames import Message
@@ -55,6 +57,12 @@ async def delete_account(store: Store, commands: Commands, sessions: Sessions, p
             raise Forbidden("confirm the deletion with your password")
     user = who.user_id
     convs = await store.conv_list(user)
+    # Conflict if the anonymized name is taken (only by an account registered before such names
+    # were reserved): then nothing else has happened. Afterwards the account is gone for good.
+    await store.update_account(user, AccountPatch(
+        username=DELETED_PREFIX + user, password_hash="", status="deleted", role=None, suspended_until=None,
+        suspend_reason=None, cut_sessions=True))
+    sessions.disconnect_user(user, CloseCode.BAD_TOKEN, b"account deleted")
     limit = asyncio.Semaphore(CONCURRENCY)
     kept: list[tuple[str, int]] = []
     deleted = 0
@@ -78,10 +86,6 @@ async def delete_account(store: Store, commands: Commands, sessions: Sessions, p
             left += 1
         except ParleyError:
             pass
-    await store.update_account(user, AccountPatch(
-        username=f"deleted-{user}", password_hash="", status="deleted", role=None, suspended_until=None,
-        suspend_reason=None, cut_sessions=True))
-    sessions.disconnect_user(user, CloseCode.BAD_TOKEN, b"account deleted")
     await store.append_audit([AuditEntry(at=now_ms(), actor=user, action="user.delete", target=user,
                                          details={"messages_deleted": deleted, "messages_kept": len(kept),
                                                   "conversations_left": left})])

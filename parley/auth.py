@@ -21,6 +21,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from parley.errors import BadRequest, Unauthorized
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.-]{3,32}$")
+#: Usernames the server gives accounts itself: guests' random handles and deleted accounts'
+#: anonymized names. No one may register them (a `deleted-<id>` taken in advance would block
+#: that account's deletion).
+GUEST_PREFIX, DELETED_PREFIX = "guest-", "deleted-"
+#: The actors the server itself writes where a user id would be (events' `by`, the audit log).
+RESERVED_NAMES = frozenset({"system", "cli"})
 PASSWORD_MIN, PASSWORD_MAX = 8, 256
 ISSUER = "parley"
 AUDIENCE = "parley"
@@ -31,11 +37,15 @@ INSTANCE_RANK = {"admin": 2, "moderator": 1}
 
 
 def normalize_username(raw: object) -> str:
+    """The name a new account asks for, lowercased and trimmed; BadRequest unless it may have it."""
     if not isinstance(raw, str):
         raise BadRequest("username must be a string")
     name = raw.strip().lower()
     if not USERNAME_RE.match(name):
         raise BadRequest("username must be 3-32 characters of a-z, 0-9, '_', '.', '-'")
+    if name.startswith((GUEST_PREFIX, DELETED_PREFIX)) or name in RESERVED_NAMES:
+        raise BadRequest(f"usernames starting with {GUEST_PREFIX!r} or {DELETED_PREFIX!r} and the names "
+                         f"{', '.join(sorted(RESERVED_NAMES))} are reserved")
     return name
 
 

@@ -158,6 +158,8 @@ async def test_rest_errors_are_json_with_the_protocol_codes(server):
         assert status == 409 and body["error"]["code"] == "conflict"  # names are lowercased
         for bad in ({"username": "ab", "password": "long enough"}, {"username": "x y z", "password": "long enough"},
                     {"username": "okname", "password": "short"}, {"username": 5, "password": "long enough"},
+                    {"username": "deleted-u1234", "password": "long enough"},  # names the server gives itself
+                    {"username": "Guest-0a1b2c3d4e", "password": "long enough"},
                     "not json", [1, 2]):
             status, body = await post("/v1/auth/register", bad)
             assert status == 400 and body["error"]["code"] == "bad_request", bad

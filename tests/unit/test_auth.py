@@ -63,3 +63,9 @@ def test_usernames_are_lowercased_and_trimmed(raw, expected):
 def test_bad_usernames_are_refused(raw):
     with pytest.raises(BadRequest):
         normalize_username(raw)
+
+
+@pytest.mark.parametrize("raw", ["deleted-u1234567890abcdef", "Deleted-x", "guest-0a1b2c3d4e", " guest-me", "system"])
+def test_names_the_server_gives_accounts_itself_cannot_be_registered(raw):
+    with pytest.raises(BadRequest):
+        normalize_username(raw)

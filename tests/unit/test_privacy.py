@@ -1,0 +1,93 @@
+"""Account deletion against a real (SQLite) store: it completes, or nothing irreversible happens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from moderation.privacy import delete_account
+from parley.accounts import Principal
+from parley.config import Settings
+from parley.errors import Conflict
+from parley.frames import Message
+from parley.records import ConvRow, CreateConv, InsertMessage, MemberRow, PutMember, SetConvHead
+from parley.stores import open_store
+
+
+class RecordingCommands:
+    """chat_core's side, recorded: what deletion asked it to do."""
+
+    def __init__(self) -> None:
+        self.ops: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def run_op(self, user: str, op: str, fields: dict[str, Any], *,
+                     instance_role: str | None = None) -> dict[str, Any]:
+        self.ops.append((user, op, fields))
+        return {}
+
+
+class RecordingSessions:
+    def __init__(self) -> None:
+        self.cut: list[str] = []
+
+    def disconnect_user(self, user: str, code: int, reason: bytes) -> int:
+        self.cut.append(user)
+        return 0
+
+
+class PlainPasswords:
+    def verify(self, hashed: str, password: str) -> bool:
+        return hashed == "hash of " + password
+
+
+async def test_a_deletion_that_cannot_rename_the_account_tombstones_nothing(tmp_path: Path):
+    store = await open_store(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
+    try:
+        await store.create_user("u-victim", "victim", "hash of pw", 1)
+        # A name taken before such names were reserved: the rename to it must fail.
+        await store.create_user("u-squatter", "deleted-u-victim", "hash of x", 2)
+        await store.apply([
+            CreateConv(ConvRow(id="c1", kind="group", title=None, visibility="private", password_hash=None,
+                               history="joined", owner="u-victim", created_at=3)),
+            PutMember(MemberRow(conv="c1", user="u-victim", role="owner", visible_from=1, read_seq=0, joined_at=3)),
+            InsertMessage(Message(conv="c1", seq=1, sender="u-victim", ts=4, cmid="m1", text="mine")),
+            SetConvHead("c1", 1),
+        ])
+        victim = await store.account("u-victim")
+        assert victim is not None
+        commands, sessions = RecordingCommands(), RecordingSessions()
+        with pytest.raises(Conflict):
+            await delete_account(store, commands, sessions, PlainPasswords(),  # type: ignore[arg-type]
+                                 Principal("u-victim", None, False, victim), "pw")
+        assert commands.ops == [] and sessions.cut == []  # no message tombstoned, no conversation left
+        after = await store.account("u-victim")
+        assert after is not None and (after.username, after.status, after.token_gen) == ("victim", "active", 0)
+    finally:
+        await store.close()
+
+
+async def test_a_deletion_renames_first_then_tombstones_and_leaves(tmp_path: Path):
+    store = await open_store(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
+    try:
+        await store.create_user("u-alice", "alice", "hash of pw", 1)
+        await store.apply([
+            CreateConv(ConvRow(id="c1", kind="group", title=None, visibility="private", password_hash=None,
+                               history="joined", owner="u-alice", created_at=3)),
+            PutMember(MemberRow(conv="c1", user="u-alice", role="owner", visible_from=1, read_seq=0, joined_at=3)),
+            InsertMessage(Message(conv="c1", seq=1, sender="u-alice", ts=4, cmid="m1", text="mine")),
+            SetConvHead("c1", 1),
+        ])
+        alice = await store.account("u-alice")
+        assert alice is not None
+        commands, sessions = RecordingCommands(), RecordingSessions()
+        receipt = await delete_account(store, commands, sessions, PlainPasswords(),  # type: ignore[arg-type]
+                                       Principal("u-alice", None, False, alice), "pw")
+        assert [(op, fields) for _, op, fields in commands.ops] == [
+            ("delete", {"conv": "c1", "seq": 1}), ("conv.leave", {"conv": "c1"})]
+        assert (receipt.messages_deleted, receipt.conversations_left, sessions.cut) == (1, 1, ["u-alice"])
+        gone = await store.account("u-alice")
+        assert gone is not None and (gone.username, gone.status) == ("deleted-u-alice", "deleted")
+    finally:
+        await store.close()
