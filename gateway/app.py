@@ -10,6 +10,7 @@ from aiohttp import web
 from limits.aio.storage import Storage
 
 from delivery.fanout import Fanout
+from gateway import client_faults
 from gateway.blobs import BlobRoutes
 from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
@@ -39,7 +40,8 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                 presence: GatewayPresence | None = None, limits_storage: Storage | None = None) -> web.Application:
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
     this gateway is the only one: it answers `locate` itself and counts rate limits in memory."""
-    app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes)
+    app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes,
+                          handler_args={"logger": client_faults.LOGGER})
     authenticator = Authenticator(tokens, store)
     reads = Reads(store)
     contacts = Contacts(store, fanout, reads.blocks)

@@ -6,7 +6,6 @@ are mounted next to these (same error middleware)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
@@ -14,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from moderation import instance_policy, privacy, reports
@@ -56,19 +56,34 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
         code = {404: "not_found", 405: "bad_request", 413: "too_large"}.get(exc.status, "bad_request")
         return web.json_response({"error": {"code": code, "message": exc.reason}}, status=exc.status,
                                  headers={"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None)
+    except web.RequestPayloadError:
+        # Raised by whichever handler reads the body: not the gzip its Content-Encoding names, a
+        # broken chunked encoding. The client's fault, whatever the route. The rest of the body
+        # cannot be read either, so the connection ends here (`Connection: close`).
+        response = error_response(BadRequest("the request body could not be read as its headers describe it"))
+        response.force_close()
+        return response
+    except RecursionError:
+        # A JSON decoder (msgspec's or the standard library's) gave up at the interpreter's
+        # recursion limit, about 1,000 levels: no body of this API nests more than a few.
+        return error_response(BadRequest("the body nests too deeply"))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(Internal("internal error"))
 
 
+_json_object = msgspec.json.Decoder(dict[str, Any])
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object. The bytes are decoded as UTF-8 whatever charset the request
+    names, and strictly: no lone surrogate reaches a password hash, no huge integer the parser."""
     try:
-        body = await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return _json_object.decode(await request.read())
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"body must be a JSON object: {exc}") from None
+    except msgspec.DecodeError:
         raise BadRequest("body must be JSON") from None
-    if not isinstance(body, dict):
-        raise BadRequest("body must be a JSON object")
-    return body
 
 
 def client_ip(request: web.Request) -> str:

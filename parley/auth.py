@@ -122,6 +122,8 @@ class Tokens:
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Claims:
+        if not token.isascii():  # a header's undecodable bytes: a JWT is base64url and dots
+            raise Unauthorized("invalid token")
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=["HS256"], audience=self._audience,

@@ -5,6 +5,7 @@ from enum import IntEnum
 
 class CloseCode(IntEnum):
     NORMAL = 1000
+    NOT_UTF8 = 1007  # a text frame that is not UTF-8 (aiohttp closes with it for us)
     TOO_BIG = 1009  # frame over max_frame_bytes (aiohttp closes with it for us)
     NO_HELLO = 4001
     IDLE = 4002

@@ -7,6 +7,7 @@ cursors) live in `check_request`, a pure function.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal, TypeGuard, Union, get_args
 
 import msgspec
@@ -39,7 +40,8 @@ class Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):
 
 
 class Hello(Request, tag="hello", frozen=True):
-    token: Annotated[str, Meta(min_length=1, max_length=8192)]
+    #: May be empty: a missing credential is the token check's `unauthorized`, not a malformed frame.
+    token: Annotated[str, Meta(max_length=8192)]
     device_id: Annotated[str, Meta(max_length=L.MAX_DEVICE_ID_CHARS)] | None = None
 
 
@@ -216,7 +218,6 @@ def is_write(req: AnyRequest) -> TypeGuard[WriteRequest]:
 
 
 _decoder = msgspec.json.Decoder(AnyRequest)
-_loose = msgspec.json.Decoder()
 
 
 class FrameError(Exception):
@@ -229,12 +230,21 @@ class FrameError(Exception):
 
 
 def _salvage_rid(data: bytes | str) -> str | None:
+    """The frame's rid, if a lenient reading finds a usable one. The standard library's parser
+    also reads what msgspec refuses (lone surrogate escapes, NaN), so such a frame's refusal
+    still carries its rid; a rid that cannot be encoded back (itself a lone surrogate) is not."""
     try:
-        obj = _loose.decode(data)
-    except msgspec.DecodeError:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON even so, or absurdly deep
         return None
     rid = obj.get("rid") if isinstance(obj, dict) else None
-    return rid if isinstance(rid, str) and 0 < len(rid) <= L.MAX_RID_CHARS else None
+    if not isinstance(rid, str) or not 0 < len(rid) <= L.MAX_RID_CHARS:
+        return None
+    try:
+        rid.encode()
+    except UnicodeEncodeError:
+        return None
+    return rid
 
 
 def decode_request(data: bytes | str, max_text_chars: int) -> AnyRequest:
@@ -243,8 +253,12 @@ def decode_request(data: bytes | str, max_text_chars: int) -> AnyRequest:
         req = _decoder.decode(data)
     except msgspec.ValidationError as exc:
         raise FrameError(BadRequest(str(exc)), _salvage_rid(data)) from None
-    except msgspec.DecodeError:
-        raise FrameError(BadRequest("frame is not a JSON object"), None) from None
+    except msgspec.DecodeError as exc:
+        raise FrameError(BadRequest(f"frame is not a JSON object: {exc}"), _salvage_rid(data)) from None
+    except RecursionError:
+        # msgspec stops at the interpreter's recursion limit (about 1,000 levels); no request
+        # nests more than a few, so this is hostile input, not a server fault.
+        raise FrameError(BadRequest("frame nests too deeply"), None) from None
     try:
         check_request(req, max_text_chars)
     except ParleyError as exc:

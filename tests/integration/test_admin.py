@@ -22,6 +22,7 @@ import pytest
 from gateway.app import gateway_app
 from gateway.hub import Hub
 from moderation.admin.routes import PREFIX, ROUTES
+from parley.adapters.local_attachments import LocalAttachments
 from parley.auth import Tokens
 from parley.client import Account, Client, ErrorReply, login, register
 from parley.limits import Limits
@@ -90,17 +91,22 @@ async def set_policy(srv: ParleyProcess, admin: Account, **changes: Any) -> dict
 # ---- the gate -----------------------------------------------------------------------------
 
 
-def served_admin_routes() -> list[tuple[str, str]]:
-    """Every (method, path) the gateway serves under /v1/admin, read from its real router."""
+def served_routes(prefix: str = "/") -> list[tuple[str, str]]:
+    """Every (method, path) the gateway serves under `prefix`, read from its real router."""
     app = gateway_app(hub=Hub("gw", Limits()), store=None, tokens=Tokens(b"k" * 32, 60),  # type: ignore[arg-type]
-                      passwords=None, commands=None, fanout=None, attachments=None,  # type: ignore[arg-type]
+                      passwords=None, commands=None, fanout=None,  # type: ignore[arg-type]
+                      attachments=LocalAttachments(Path("unused"), b"k" * 32),
                       limits=Limits(), ready=None)  # type: ignore[arg-type]
     out = []
     for route in app.router.routes():
         path = route.resource.canonical if route.resource else ""
-        if path.startswith(PREFIX) and route.method != "HEAD":
+        if path.startswith(prefix) and route.method != "HEAD":
             out.append((route.method, path))
     return sorted(out)
+
+
+def served_admin_routes() -> list[tuple[str, str]]:
+    return served_routes(PREFIX)
 
 
 def concrete(path: str) -> str:
@@ -138,6 +144,40 @@ async def test_every_admin_route_refuses_members_and_guests_before_looking_at_th
     assert await audit(srv, admin.token) == before
     assert (await login(srv.base_url, plain.username, PASSWORD)).user_id == plain.user_id
     await set_policy(srv, admin, guests=False)
+
+
+#: What a client may send as a body, and the headers that go with it.
+HOSTILE_BODIES = {
+    "nested 5,000 deep": (b'{"reason":' + b"[" * 5000 + b"]" * 5000 + b"}", {}),
+    "not the gzip it says it is": (b'{"reason": "x"}', {"Content-Encoding": "gzip"}),
+    "a lone surrogate escape": (rb'{"username":"x\ud800","password":"\ud800 long enough","reason":"\ud800"}', {}),
+    "an integer of 5,000 digits": (b'{"size":' + b"9" * 5000 + b"}", {}),
+}
+#: Routes whose handler reads the body (the rest answer before, or never look at it).
+READS_BODY = {("POST", "/v1/auth/register"), ("POST", "/v1/auth/login"), ("POST", "/v1/reports"),
+              ("DELETE", "/v1/me"), ("POST", "/v1/uploads"),
+              *((route.method, route.full_path) for route in ROUTES if route.body is not None)}
+
+
+async def test_hostile_bodies_get_a_json_4xx_on_every_route_and_bad_request_where_the_body_is_read(srv):
+    admin = await staff(srv, "admin")  # past every gate, so each handler gets to the body
+    before = len(srv.log())
+    routes = [(m, p) for m, p in served_routes() if m not in ("GET", "HEAD")]
+    assert READS_BODY <= set(routes)
+    # A connection per request: the server ends one whose body it could not read.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        for method, path in routes:
+            for what, (raw, headers) in HOSTILE_BODIES.items():
+                async with http.request(method, srv.base_url + concrete(path), data=raw,
+                                        headers={"Authorization": f"Bearer {admin.token}", **headers}) as resp:
+                    status, reply = resp.status, await resp.json()
+                assert 400 <= status < 500 and reply["error"]["message"], (method, path, what, status, reply)
+                if (method, path) in READS_BODY:  # refused as a malformed body (422: a typed field's fault)
+                    assert status in (400, 422) and reply["error"]["code"] == "bad_request", (method, path, what)
+                    assert status == 400 or what != "not the gzip it says it is"
+    await asyncio.sleep(0.2)
+    assert "Traceback" not in srv.log()[before:]
+    assert (await call(srv, "GET", "/v1/me/export", admin.token))[0] == 200  # nothing was deleted
 
 
 async def test_moderators_are_refused_admin_only_routes(srv):

@@ -9,7 +9,7 @@ import json
 import aiohttp
 import pytest
 
-from parley.client import Client, ErrorReply
+from parley.client import Client, ErrorReply, login
 
 pytestmark = pytest.mark.integration
 
@@ -206,3 +206,96 @@ async def test_while_a_username_is_locked_out_even_the_right_password_is_refused
             assert await login_status(http, srv.base_url, regular.username, "typo") == 401
         assert await login_status(http, srv.base_url, regular.username, "correct horse") == 200
         assert await login_status(http, srv.base_url, regular.username, "typo") == 401
+
+
+def new_log(server, since: int) -> str:
+    """What the server logged after `since` characters of its log."""
+    return server.log()[since:]
+
+
+DEEP_FRAME = '{"op":"ping","rid":"deep","x":' + "[" * 1000 + "]" * 1000 + "}"
+
+
+async def test_a_frame_nested_1000_deep_gets_bad_request_and_the_session_goes_on(server, make_user):
+    alice = await make_user()
+    before = len(server.log())
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_session(server.base_url, http, alice.token)
+        await ws.send_str(DEEP_FRAME)
+        reply = await next_text(ws)
+        assert (reply["op"], reply["code"]) == ("error", "bad_request")
+        # A lone surrogate escape is not JSON msgspec reads; the rid is readable, so it is echoed.
+        await ws.send_str(r'{"op":"ping","rid":"lone","x":"\ud800"}')
+        reply = await next_text(ws)
+        assert (reply["op"], reply["code"], reply.get("rid")) == ("error", "bad_request", "lone")
+        await ws.send_str(json.dumps({"op": "ping", "rid": "p"}))
+        assert (await next_text(ws))["rid"] == "p"
+        await ws.close()
+    await asyncio.sleep(0.2)
+    assert "Traceback" not in new_log(server, before)
+
+
+async def test_a_frame_nested_1000_deep_before_hello_gets_bad_request_then_4001(server):
+    before = len(server.log())
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_ws(server.base_url, http)
+        await ws.send_str(DEEP_FRAME)
+        reply = await next_text(ws)
+        assert (reply["op"], reply["code"]) == ("error", "bad_request")
+        await ws.receive(timeout=5)
+        assert ws.close_code == 4001
+    await asyncio.sleep(0.2)
+    assert "Traceback" not in new_log(server, before)
+
+
+async def test_an_empty_token_gets_unauthorized_then_close_4003(server):
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_ws(server.base_url, http)
+        await ws.send_str(json.dumps({"op": "hello", "rid": "h", "token": ""}))
+        reply = await next_text(ws)
+        assert (reply["op"], reply["code"], reply["rid"]) == ("error", "unauthorized", "h")
+        await ws.receive(timeout=5)
+        assert ws.close_code == 4003
+
+
+def raw_http(base_url: str, request: bytes) -> bytes:
+    """Send bytes no HTTP client library would, and read the answer until the server closes."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base_url)
+    with socket.create_connection((where.hostname, where.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+async def test_requests_aiohttp_cannot_parse_get_400_and_leave_no_traceback(server):
+    before = len(server.log())
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.base_url + "/v1/client/capabilities", headers={"X-Big": "a" * 9000}) as resp:
+            assert resp.status == 400
+    bad_url = raw_http(server.base_url, b"GET /v1/blobs/a?signature=\xed\xa0\x80 HTTP/1.1\r\nHost: x\r\n"
+                                        b"Connection: close\r\n\r\n")
+    assert bad_url.startswith(b"HTTP/1.1 400") or bad_url.startswith(b"HTTP/1.0 400"), bad_url[:100]
+    await asyncio.sleep(0.2)
+    assert "Traceback" not in new_log(server, before)
+
+
+async def test_bodies_and_headers_that_are_not_what_they_claim_get_4xx(server, make_user):
+    alice = await make_user()
+    before = len(server.log())
+    async with aiohttp.ClientSession() as http:
+        # A charset nobody has: the body is JSON in UTF-8 all the same.
+        async with http.post(server.base_url + "/v1/auth/login", data=b'{"username":"x","password":"y"}',
+                             headers={"Content-Type": "application/json; charset=no-such-charset"}) as resp:
+            assert resp.status == 401
+    # A token that is not ASCII (a header's raw bytes) is no token.
+    answer = raw_http(server.base_url, b"GET /v1/me/export HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe."
+                                       b"\xed\xa0\x80\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:100]
+    assert (await login(server.base_url, alice.username, "correct horse")).user_id == alice.user_id
+    await asyncio.sleep(0.2)
+    assert "Traceback" not in new_log(server, before)

@@ -97,3 +97,30 @@ def test_moderation_commands_cross_the_command_log_unchanged():
                  F.UserBlock(rid="2", user="u"), F.MemberMute(rid="3", conv="c", user="u", duration_s=5)):
         command = Command("c", "u", "gw", "s", body, "admin")
         assert msgspec.msgpack.decode(msgspec.msgpack.encode(command), type=Command) == command
+
+
+def deep(depth: int, rid: str = "d") -> str:
+    return '{"op":"ping","rid":"' + rid + '","x":' + "[" * depth + "]" * depth + "}"
+
+
+@pytest.mark.parametrize("raw", [deep(1_000), deep(20_000), '{"a":' * 5_000])
+def test_json_nested_past_any_sane_depth_is_a_bad_request(raw):
+    e = err(raw)
+    assert e.error.code == "bad_request" and "nest" in e.error.message
+
+
+@pytest.mark.parametrize("raw, rid", [
+    (r'{"op":"ping","rid":"s1","x":"\ud800"}', "s1"),       # a lone high surrogate after the rid
+    (r'{"op":"ping","x":"\udc00 z","rid":"s2"}', "s2"),     # a lone low surrogate before it
+    (r'{"op":"ping","rid":"\ud800"}', None),                # a rid that could not be echoed
+    ('{"op":"ping","rid":"s3","x":NaN}', "s3"),             # not JSON msgspec accepts, rid readable
+])
+def test_a_frame_that_is_not_valid_json_keeps_its_rid_when_the_rid_is_readable(raw, rid):
+    e = err(raw)
+    assert (e.error.code, e.rid) == ("bad_request", rid)
+    F.error_frame(e.error, e.rid)  # and the answer can be encoded
+
+
+def test_an_empty_token_decodes_and_is_left_to_the_token_check():
+    req = decode_request('{"op":"hello","rid":"h","token":""}', 10)
+    assert isinstance(req, F.Hello) and req.token == ""
