@@ -13,7 +13,7 @@ from parley.closecodes import CloseCode
 from parley.errors import Unavailable
 from parley.frames import error_frame
 from parley.health import count_refused
-from parley.limits import Limits
+from parley.limits import CLOSE_GRACE_S, Limits
 from parley.ports import Broadcast, Deliver, GatewayMessage, Reply
 
 
@@ -54,6 +54,9 @@ class Hub:
 
     def users(self) -> Collection[str]:
         return self._by_user.keys()
+
+    def session_count(self, user: str) -> int:
+        return len(self._by_user.get(user, ()))
 
     def push_to(self, users: Iterable[str], frame: bytes) -> None:
         """Write `frame` to every session of `users` here."""
@@ -120,10 +123,13 @@ class Hub:
             self.sweep(time.monotonic())
 
     def sweep(self, now: float) -> None:
-        """One pass instead of a timer per session: idle sessions close 4002, and requests that
-        chat_core did not answer in time are answered `unavailable` (the client may resend)."""
+        """One pass instead of a timer per session: idle sessions close 4002, sessions stuck in
+        their close are cut, and requests that chat_core did not answer in time are answered
+        `unavailable` (the client may resend)."""
         idle_after = 2 * self._limits.heartbeat_s
         for session in list(self.sessions.values()):
+            if session.cut_if_stuck(now, CLOSE_GRACE_S):
+                continue
             if now - session.last_seen > idle_after:
                 session.close_after_flush(CloseCode.IDLE, b"idle: ping at least every heartbeat_s")
             if session.inflight:

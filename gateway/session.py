@@ -6,8 +6,9 @@ future per recipient. The frames pushed to a session during one pass of the even
 of events from the bus, a reply among them) leave in one write at the end of that pass: the
 system call per write, not the bytes, is the cost of fan-out. Only a session whose transport
 backs up gets a queue and a writer task that waits for the socket to drain; the queue is
-bounded, and a reader too slow to keep up gets `resync` and close 4008 instead of growing the
-server without limit.
+bounded in frames and in bytes, and a reader too slow to keep up gets `resync` and close 4008
+instead of growing the server without limit. A session told to close whose peer does not take
+the close (it stopped reading) is cut by the hub's sweep, which drops what it still holds.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiohttp import WSMsgType, web
 
 from parley.closecodes import CloseCode
 from parley.frames import event_frame
+from parley.limits import SEND_QUEUE_MAX_BYTES
 
 RESYNC = event_frame("resync")
 #: Write directly while the transport holds less than this; above it, queue behind the writer
@@ -46,11 +48,12 @@ def unwrap(wire: bytes) -> bytes:
 
 class Session:
     __slots__ = ("id", "user", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
-                 "last_seen", "_settled", "_close", "_writer", "role", "guest", "_pending")
+                 "last_seen", "_settled", "_close", "_writer", "role", "guest", "_pending", "_queued_bytes",
+                 "_max_queue_bytes", "_closing_at")
 
     def __init__(self, session_id: str, user: str, device: str | None, ws: web.WebSocketResponse,
-                 transport: asyncio.Transport, max_queue: int, *, role: str | None = None,
-                 guest: bool = False) -> None:
+                 transport: asyncio.Transport, max_queue: int, *, max_queue_bytes: int = SEND_QUEUE_MAX_BYTES,
+                 role: str | None = None, guest: bool = False) -> None:
         self.id = session_id
         self.user = user
         self.device = device
@@ -64,11 +67,16 @@ class Session:
         #: Payloads waiting for the writer; empty while the socket keeps up.
         self._queue: deque[bytes] = deque()
         self._max_queue = max_queue
+        #: The payload bytes in `_queue`, against `_max_queue_bytes`.
+        self._queued_bytes = 0
+        self._max_queue_bytes = max_queue_bytes
         #: rid -> monotonic deadline of each request sent to chat_core and not yet answered.
         self.inflight: dict[str, float] = {}
         self.last_seen = time.monotonic()
         self._settled: asyncio.Future[None] | None = None
         self._close: tuple[int, bytes] | None = None
+        #: Monotonic time a close was asked for (None: not asked, or the socket closes elsewhere).
+        self._closing_at: float | None = None
         self._writer: asyncio.Task[None] | None = None
 
     # ---- outgoing -------------------------------------------------------------------------
@@ -107,13 +115,24 @@ class Session:
 
     def _enqueue(self, payload: bytes) -> None:
         queue = self._queue
-        if len(queue) >= self._max_queue:
+        # One frame larger than the byte bound still goes alone (a big sync reply); more do not.
+        if len(queue) >= self._max_queue or (queue and self._queued_bytes + len(payload) > self._max_queue_bytes):
             queue.clear()
             queue.append(RESYNC)
+            self._queued_bytes = len(RESYNC)
             self.close_after_flush(CloseCode.POLICY, b"too slow: call sync after reconnecting")
             return
         queue.append(payload)
+        self._queued_bytes += len(payload)
         self._start_writer()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued_bytes
+
+    @property
+    def closing(self) -> bool:
+        return self._close is not None
 
     def close_after_flush(self, code: int, reason: bytes) -> None:
         """Send what is pending and queued, then close with `code`."""
@@ -122,7 +141,21 @@ class Session:
             if self._close is not None:  # the flush overflowed the queue: 4008 it is
                 return
             self._close = (code, reason)
+            self._closing_at = time.monotonic()
             self._start_writer()
+
+    def cut_if_stuck(self, now: float, grace_s: float) -> bool:
+        """Abort the connection of a session told to close more than `grace_s` ago: its peer
+        stopped reading, so neither the queue nor the close frame can leave, and the socket would
+        hold the session (and the memory of its buffers) for as long as the peer likes. The
+        reader then sees the connection end and the session is removed as after any close."""
+        if self._closing_at is None or now - self._closing_at < grace_s:
+            return False
+        self._closing_at = None
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._transport.abort()
+        return True
 
     def _start_writer(self) -> None:
         if self._writer is None or self._writer.done():
@@ -134,19 +167,23 @@ class Session:
         queue, ws = self._queue, self.ws
         try:
             while queue:
+                payload = queue.popleft()
+                self._queued_bytes -= len(payload)
                 # send_frame hands the bytes to the transport before it waits for the drain, so
                 # anything written after this (queued or direct) follows it on the wire.
-                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+                await ws.send_frame(payload, WSMsgType.TEXT)
             if self._close is not None:
                 await ws.close(code=self._close[0], message=self._close[1])
         except (ConnectionError, RuntimeError):
             queue.clear()  # the peer went away; the reader notices and cleans up
+            self._queued_bytes = 0
 
     def discard(self) -> None:
         """Write nothing more: the socket is being closed outside this session (frames written
         after a WebSocket close frame would break the protocol)."""
         self._pending.clear()
         self._queue.clear()
+        self._queued_bytes = 0
         if self._close is None:
             self._close = (CloseCode.GOING_AWAY, b"")
 

@@ -136,15 +136,29 @@ class WsEndpoint:
             else:
                 await ws.close(code=CloseCode.BAD_TOKEN, message=b"bad token")
             return None
+        if self._hub.session_count(who.user_id) >= self._limits.max_sessions_per_user:
+            # Counted on this gateway; nothing awaits between here and the caller's hub.add, so
+            # two hellos at once cannot both take the last place.
+            await self._refuse_extra_session(ws, req.rid)
+            return None
         transport = request.transport
         if transport is None:  # the peer left during the handshake
             return None
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
-                          self._limits.send_queue_max, role=who.role, guest=who.guest)
+                          self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,
+                          role=who.role, guest=who.guest)
         return session, ok_frame(
             req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
         )
+
+    async def _refuse_extra_session(self, ws: web.WebSocketResponse, rid: str) -> None:
+        cap = self._limits.max_sessions_per_user
+        # A session that died without a close holds its place until the idle close at the latest.
+        refusal = RateLimited(f"too many sessions: at most {cap} per user at once; close one",
+                              retry_after_ms=2 * self._limits.heartbeat_s * 1000)
+        await ws.send_frame(error_frame(refusal, rid), WSMsgType.TEXT)
+        await ws.close(code=CloseCode.TOO_MANY_SESSIONS, message=b"too many sessions")
 
     # ---- requests -------------------------------------------------------------------------
 

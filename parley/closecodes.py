@@ -12,3 +12,4 @@ class CloseCode(IntEnum):
     BAD_TOKEN = 4003
     POLICY = 4008  # banned, or too slow to read after `resync`
     GOING_AWAY = 4009
+    TOO_MANY_SESSIONS = 4029  # the user has max_sessions_per_user sessions on this gateway already

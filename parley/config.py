@@ -156,6 +156,8 @@ class Settings:
             heartbeat_s=_env_int("PARLEY_HEARTBEAT_S", d.heartbeat_s),
             hello_timeout_s=_env_float("PARLEY_HELLO_TIMEOUT_S", d.hello_timeout_s),
             send_queue_max=_env_int("PARLEY_SEND_QUEUE_MAX", d.send_queue_max),
+            send_queue_max_bytes=_env_int("PARLEY_SEND_QUEUE_MAX_BYTES", d.send_queue_max_bytes),
+            max_sessions_per_user=_env_int("PARLEY_MAX_SESSIONS_PER_USER", d.max_sessions_per_user),
             send_burst=_env_int("PARLEY_SEND_BURST", d.send_burst),
             send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),
             max_upload_bytes=_env_int("PARLEY_MAX_UPLOAD_BYTES", d.max_upload_bytes),

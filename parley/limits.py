@@ -36,6 +36,15 @@ UPLOAD_MIME_DEFAULT = (
 #: Login attempts per username (right or wrong) within the window; a successful login clears
 #: the count, so only guessing reaches it. Over it, every attempt is refused before the hash.
 LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 10, 300
+#: Bytes of frames queued for one session whose socket backed up, before `resync` and close
+#: 4008 (Centrifugo's default is the same). A reader that stops reading holds at most this,
+#: plus the socket's own buffer (64 KiB) and one frame larger than the bound.
+SEND_QUEUE_MAX_BYTES = 1024 * 1024
+#: Live sessions of one user on one gateway; another `hello` is refused (close 4029).
+MAX_SESSIONS_PER_USER = 10
+#: A session told to close whose peer has not taken the close frame within this time (it stopped
+#: reading) has its connection cut, and its buffers freed.
+CLOSE_GRACE_S = 10.0
 #: Moderation: a reason's length, the longest timed mute or ban (a year), slow mode, pins.
 MAX_REASON_CHARS = 512
 MAX_SANCTION_S = 366 * 24 * 3600
@@ -51,8 +60,11 @@ class Limits(msgspec.Struct, frozen=True):
     history_max: int = HISTORY_MAX
     heartbeat_s: int = 30
     hello_timeout_s: float = 10.0
-    #: Events queued for one session before it gets `resync` and close 4008.
+    #: Events queued for one session before it gets `resync` and close 4008; and their bytes.
     send_queue_max: int = 2048
+    send_queue_max_bytes: int = SEND_QUEUE_MAX_BYTES
+    #: Live sessions per user on one gateway.
+    max_sessions_per_user: int = MAX_SESSIONS_PER_USER
     #: Requests of one session awaiting their reply before `rate_limited`.
     inflight_max: int = 512
     #: Sends per user: `send_burst` within `send_window_s` (100 per 5 s = 20/s sustained, bursts of 100).

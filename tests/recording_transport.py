@@ -27,12 +27,16 @@ class RecordingTransport:
         self.writes: list[bytes] = []
         #: What get_write_buffer_size() answers: set it high to play a socket that backed up.
         self.buffered = buffered
+        self.aborted = False
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
 
     def is_closing(self) -> bool:
-        return False
+        return self.aborted
+
+    def abort(self) -> None:
+        self.aborted = True
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)

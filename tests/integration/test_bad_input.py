@@ -299,3 +299,26 @@ async def test_bodies_and_headers_that_are_not_what_they_claim_get_4xx(server, m
     assert (await login(server.base_url, alice.username, "correct horse")).user_id == alice.user_id
     await asyncio.sleep(0.2)
     assert "Traceback" not in new_log(server, before)
+
+
+async def test_sessions_past_the_per_user_cap_are_refused_with_4029_until_one_ends(fresh_server):
+    srv = fresh_server(PARLEY_MAX_SESSIONS_PER_USER="2")
+    from parley.client import register
+    user = await register(srv.base_url, "many", "correct horse")
+    first = await Client.connect(srv.base_url, user.token)
+    second = await Client.connect(srv.base_url, user.token)
+    async with aiohttp.ClientSession() as http:
+        ws = await raw_ws(srv.base_url, http)
+        await ws.send_str(json.dumps({"op": "hello", "rid": "h", "token": user.token}))
+        reply = await next_text(ws)
+        assert (reply["op"], reply["code"], reply["rid"]) == ("error", "rate_limited", "h")
+        assert reply["retry_after_ms"] > 0 and "2" in reply["message"]
+        await ws.receive(timeout=5)
+        assert ws.close_code == 4029
+    other = await register(srv.base_url, "someone", "correct horse")  # the cap is per user
+    await (await Client.connect(srv.base_url, other.token)).close()
+    await first.close()
+    await asyncio.sleep(0.2)
+    third = await Client.connect(srv.base_url, user.token)
+    assert (await third.ping())["op"] == "ok"
+    await asyncio.gather(second.close(), third.close())

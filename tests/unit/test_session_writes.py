@@ -4,11 +4,14 @@ write, in order; a socket that backs up gets the bounded queue instead, still in
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 
+from gateway.hub import Hub
 from gateway.session import RESYNC, DIRECT_WRITE_MAX, Session, wire_frame
 from parley.closecodes import CloseCode
+from parley.limits import CLOSE_GRACE_S, Limits
 from tests.recording_transport import RecordingTransport, split_frames
 
 
@@ -120,3 +123,72 @@ async def test_a_discarded_session_writes_nothing_more():
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert transport.writes == [] and ws.sent == [] and ws.closed_with is None
+
+
+# ---- bounded in bytes, and what a session holds once it is told to go -----------------------
+
+
+class NeverReadingSocket(RecordingSocket):
+    """A peer that stopped reading: a write waits for a drain that never comes."""
+
+    async def send_frame(self, payload: bytes, opcode: object) -> None:
+        self.sent.append(payload)
+        await asyncio.get_running_loop().create_future()
+
+
+def sized(n: int, size: int) -> bytes:
+    return b'{"n":%d,"pad":"%s"}' % (n, b"x" * (size - 15 - len(str(n))))
+
+
+async def test_the_queue_counts_bytes_and_gives_them_back_as_frames_leave():
+    transport = RecordingTransport(buffered=DIRECT_WRITE_MAX)
+    ws = RecordingSocket()
+    s = Session("s1", "alice", None, ws, transport, 100, max_queue_bytes=10_000)  # type: ignore[arg-type]
+    for n in range(3):
+        s.push(sized(n, 1000))
+    await asyncio.sleep(0)  # flushed into the queue; the writer starts
+    assert s.queued_bytes == 3000
+    await asyncio.sleep(0)  # the writer ran
+    assert (s.queued_bytes, len(ws.sent)) == (0, 3)
+
+
+async def test_a_queue_over_its_bytes_gets_resync_and_4008_before_its_frame_count():
+    transport = RecordingTransport(buffered=DIRECT_WRITE_MAX)
+    ws = NeverReadingSocket()
+    s = Session("s1", "alice", None, ws, transport, 2048, max_queue_bytes=10_000)  # type: ignore[arg-type]
+    for n in range(20):  # 20 KB for a reader that takes nothing
+        s.push(sized(n, 1000))
+    await asyncio.sleep(0)  # ten fit, the eleventh overflows: the queue is replaced by `resync`
+    assert s.queued_bytes == len(RESYNC) and s.closing
+    await asyncio.sleep(0)
+    assert ws.sent == [RESYNC] and s.queued_bytes == 0
+
+
+async def test_one_frame_larger_than_the_byte_bound_still_goes_when_the_queue_is_empty():
+    transport = RecordingTransport(buffered=DIRECT_WRITE_MAX)
+    ws = RecordingSocket()
+    s = Session("s1", "alice", None, ws, transport, 100, max_queue_bytes=1000)  # type: ignore[arg-type]
+    big = sized(1, 5000)  # a large sync reply must not make the session unusable
+    s.push(big)
+    for _ in range(2):
+        await asyncio.sleep(0)
+    assert ws.sent == [big] and ws.closed_with is None
+
+
+async def test_a_session_whose_peer_never_takes_the_close_is_cut_and_its_buffers_dropped():
+    transport = RecordingTransport(buffered=DIRECT_WRITE_MAX)
+    ws = NeverReadingSocket()
+    s = Session("s1", "alice", None, ws, transport, 2048, max_queue_bytes=10_000)  # type: ignore[arg-type]
+    hub = Hub("gw", Limits())
+    hub.add(s)
+    for n in range(30):
+        s.push(sized(n, 1000))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert s.closing and not transport.aborted
+    hub.sweep(time.monotonic() + 1)  # still within its grace
+    assert not transport.aborted
+    hub.sweep(time.monotonic() + CLOSE_GRACE_S + 1)
+    assert transport.aborted and s.queued_bytes == 0  # the reader sees the socket go and removes it
+    await s.stop()
+    assert s.queued_bytes == 0 and not s._queue and not s._pending
