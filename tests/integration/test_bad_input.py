@@ -322,3 +322,51 @@ async def test_sessions_past_the_per_user_cap_are_refused_with_4029_until_one_en
     third = await Client.connect(srv.base_url, user.token)
     assert (await third.ping())["op"] == "ok"
     await asyncio.gather(second.close(), third.close())
+
+
+def never_reading_session(base_url: str, token: str) -> "socket.socket":
+    """A WebSocket session that says hello and then never reads: a tiny receive buffer, raw frames."""
+    import base64
+    import os
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(base_url)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((where.hostname, where.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    payload = json.dumps({"op": "hello", "rid": "h", "token": token}).encode()
+    assert len(payload) < 65536
+    mask = os.urandom(4)
+    length = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+    sock.sendall(b"\x81" + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return sock
+
+
+@pytest.mark.slow
+async def test_a_session_that_stops_reading_is_cut_and_gives_its_place_back(fresh_server):
+    srv = fresh_server(PARLEY_SEND_BURST="2000", PARLEY_SEND_QUEUE_MAX_BYTES="65536",
+                       PARLEY_MAX_SESSIONS_PER_USER="1")
+    from parley.client import register
+    flooder, sloth = await register(srv.base_url, "flooder", "correct horse"), await register(srv.base_url, "sloth", "correct horse")
+    sock = never_reading_session(srv.base_url, sloth.token)
+    async with await Client.connect(srv.base_url, flooder.token) as f:
+        conv = (await f.request("conv.create", kind="group", members=[sloth.user_id]))["conv"]["id"]
+        for _ in range(600):  # ~10 MB: more than the socket buffers, the queue and its bound hold
+            await f.send(conv, "x" * 16_000)
+    # Its queue overflowed; the close cannot reach a peer that does not read, so it is cut.
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        try:
+            back = await Client.connect(srv.base_url, sloth.token)
+            break
+        except ErrorReply as refused:  # its place is still held
+            assert refused.code == "rate_limited"
+            assert asyncio.get_running_loop().time() < deadline, "the stuck session was never cut"
+            await asyncio.sleep(1)
+    assert (await back.ping())["op"] == "ok"
+    await back.close()
+    sock.close()
