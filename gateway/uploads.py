@@ -2,7 +2,9 @@
 
 The bytes never pass through here: clients PUT and GET them at presigned URLs (S3, or the
 embedded gateway's own /v1/blobs). Only a member who may send in a conversation uploads to it;
-only its members fetch, and anyone else gets 404, whatever the id.
+only its members fetch, within their history window, and anyone else gets 404, whatever the id.
+An object is written once (both adapters refuse a second PUT), and an upload completes once,
+so what members were sent cannot be replaced through the upload URL that is still alive.
 
     POST /v1/uploads {conv, name, mime, size}  -> 201 {id, upload_url, method, headers, expires_at}
     (client PUTs the bytes to upload_url with exactly `headers`)
@@ -29,9 +31,9 @@ from parley.errors import BadRequest, Conflict, NotFound, TooLarge, UnsupportedM
 from parley.frames import Id
 from parley.ids import new_attachment_id
 from parley.limits import Limits
-from parley.mime import check_file_name, normalize_mime
+from parley.mime import normalize_mime, sanitize_file_name
 from parley.ports import Attachments, Presigned, Store
-from parley.records import AttachmentRow
+from parley.records import AttachmentRow, MemberRow
 
 
 class UploadBody(msgspec.Struct, frozen=True):
@@ -53,12 +55,21 @@ def decode_upload(raw: bytes, limits: Limits) -> UploadBody:
     except msgspec.DecodeError:
         raise BadRequest("body must be a JSON object") from None
     mime = normalize_mime(body.mime)
-    check_file_name(body.name)
+    name = sanitize_file_name(body.name)
     if body.size > limits.max_upload_bytes:
         raise TooLarge(f"an attachment may have at most {limits.max_upload_bytes} bytes")
     if not limits.mime_allowed(mime):
         raise UnsupportedMediaType(f"{mime} is not accepted; see uploads.mime in /v1/client/capabilities")
-    return msgspec.structs.replace(body, mime=mime)
+    return msgspec.structs.replace(body, mime=mime, name=name)
+
+
+def may_fetch(row: AttachmentRow, member: MemberRow) -> bool:
+    """Membership-bound history applies to files: a member whose window starts after the first
+    message (history "joined", joined later) fetches only what was uploaded after they joined,
+    and their own. Pure. Without the seq of the message that carries a file, the upload time
+    stands for it: a file uploaded just before someone joined and sent just after is hidden
+    from them too."""
+    return member.visible_from <= 1 or row.uploader == member.user or row.created_at >= member.joined_at
 
 
 def _view(row: AttachmentRow) -> dict[str, Any]:
@@ -91,12 +102,13 @@ class UploadRoutes:
         row = await self._store.attachment(request.match_info["id"])
         if row is None or row.uploader != user:
             raise NotFound("no such upload")
-        if not row.uploaded:
-            stored = await self._attachments.size(row.id)
-            if stored != row.size:
-                raise Conflict(f"the upload is not complete: {stored or 0} of {row.size} bytes stored")
-            row.uploaded = True
-            await self._store.put_attachment(row)
+        if row.uploaded:
+            raise Conflict("the upload is complete already")
+        stored = await self._attachments.size(row.id)
+        if stored != row.size:
+            raise Conflict(f"the upload is not complete: {stored or 0} of {row.size} bytes stored")
+        row.uploaded = True
+        await self._store.put_attachment(row)
         return web.json_response(_view(row))
 
     async def fetch(self, request: web.Request) -> web.Response:
@@ -104,10 +116,11 @@ class UploadRoutes:
         row = await self._store.attachment(request.match_info["id"])
         found = await self._store.membership(row.conv, user) if row is not None else None
         # Unknown, not yours to see, or not uploaded yet: one answer, so ids reveal nothing.
-        if row is None or found is None or found[1] is None or not row.uploaded:
+        if row is None or found is None or found[1] is None or not row.uploaded or not may_fetch(row, found[1]):
             raise NotFound("no such attachment")
         policy.authorize(*found, Action.READ)
-        get = await self._attachments.presign_get(row.id, row.name, row.mime, L.DOWNLOAD_URL_TTL_S)
+        # Short-lived: a URL handed out works until it expires, membership changes or not.
+        get = await self._attachments.presign_get(row.id, row.name, row.mime, self._limits.download_url_ttl_s)
         return web.json_response({**_view(row), "url": _absolute(request, get), "expires_at": get.expires_at})
 
     def mount(self, app: web.Application) -> None:

@@ -162,6 +162,7 @@ class Settings:
             send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),
             max_upload_bytes=_env_int("PARLEY_MAX_UPLOAD_BYTES", d.max_upload_bytes),
             upload_mime=_env_list("PARLEY_UPLOAD_MIME", UPLOAD_MIME_DEFAULT),
+            download_url_ttl_s=_env_int("PARLEY_DOWNLOAD_URL_TTL_S", d.download_url_ttl_s),
             guest_send_burst=_env_int("PARLEY_GUEST_SEND_BURST", d.guest_send_burst),
             guest_send_window_s=_env_int("PARLEY_GUEST_SEND_WINDOW_S", d.guest_send_window_s),
             ip_auth_burst=_env_int("PARLEY_IP_AUTH_BURST", d.ip_auth_burst),

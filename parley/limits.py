@@ -24,9 +24,10 @@ ROOM_PASSWORD_MAX_CHARS = 256
 #: Attachments one `send` may carry, and the longest file name an upload may declare.
 MAX_ATTACHMENTS_PER_MESSAGE = 10
 MAX_ATTACHMENT_NAME_CHARS = 255
-#: Lifetime of a presigned upload URL and of a presigned download URL.
+#: Lifetime of a presigned upload URL (it writes an object once) and, by default, of a presigned
+#: download URL (one handed out works until it expires, whatever happens to membership).
 UPLOAD_URL_TTL_S = 15 * 60
-DOWNLOAD_URL_TTL_S = 5 * 60
+DOWNLOAD_URL_TTL_S = 60
 #: MIME types an upload may declare by default; an entry ending in "/" admits the whole type.
 #: No text/html or image/svg+xml: they run script when a browser opens them.
 UPLOAD_MIME_DEFAULT = (
@@ -76,6 +77,8 @@ class Limits(msgspec.Struct, frozen=True):
     max_upload_bytes: int = 25 * 1024 * 1024
     #: MIME types (or "type/" prefixes) an upload may declare.
     upload_mime: tuple[str, ...] = UPLOAD_MIME_DEFAULT
+    #: Lifetime of the download URL of `GET /v1/attachments/{id}`.
+    download_url_ttl_s: int = DOWNLOAD_URL_TTL_S
     #: Guests send less: `guest_send_burst` per `guest_send_window_s`.
     guest_send_burst: int = 10
     guest_send_window_s: int = 10

@@ -2,7 +2,8 @@
 their URLs itself (gateway/blobs.py), signed the way S3 signs presigned URLs: an HMAC over the
 method, the key, the expiry and what the request must carry (an upload's Content-Type and
 Content-Length; a download's response headers). A changed URL, an upload other than the one
-declared, or an expired URL is refused, as S3 refuses it.
+declared, or an expired URL is refused, as S3 refuses it. An object is written once: a second
+upload to its URL is refused (409), as S3 refuses the conditional PUT of s3_attachments.py.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from urllib.parse import urlencode
 
 import msgspec
 
-from parley.errors import BadRequest, Forbidden, NotFound
+from parley.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley.mime import content_disposition
 from parley.ports import Presigned
 
 #: Where the gateway serves the bytes: `PUT|GET {URL_PREFIX}{key}?expires=..&signature=..`.
 URL_PREFIX = "/v1/blobs/"
 _KEY_RE = re.compile(r"^[a-z0-9]{1,64}$")
+_WRITTEN_ONCE = "an attachment's bytes are written once: this one is stored already"
 _encode = msgspec.json.Encoder().encode
 
 
@@ -80,9 +82,12 @@ class LocalAttachments:
         return self.root / key
 
     async def write(self, key: str, chunks: AsyncIterator[bytes], size: int) -> None:
-        """Store exactly `size` bytes under `key`: written aside, synced, then renamed into place,
-        so a reader never sees half a file."""
+        """Store exactly `size` bytes under `key`, once: written aside, synced, then linked into
+        place (which fails if the name exists, so of two uploads at once one wins), so a reader
+        never sees half a file and an object never changes."""
         path = self.path(key)
+        if await asyncio.to_thread(path.exists):  # refused before reading the body
+            raise Conflict(_WRITTEN_ONCE)
         part = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
         await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
         file = await asyncio.to_thread(open, part, "wb")
@@ -96,7 +101,10 @@ class LocalAttachments:
             if written != size:
                 raise BadRequest(f"the body ended after {written} of {size} bytes")
             await asyncio.to_thread(_sync_and_close, file)
-            await asyncio.to_thread(os.replace, part, path)
+            try:
+                await asyncio.to_thread(os.link, part, path)
+            except FileExistsError:
+                raise Conflict(_WRITTEN_ONCE) from None
         finally:
             if not file.closed:
                 file.close()

@@ -2,7 +2,10 @@
 presigned URLs: clients PUT and GET the bytes there, never through Parley.
 
 The upload URL signs the Content-Type and Content-Length (SigV4 signed headers), so the
-object stored is the one declared. URLs are signed for the endpoint clients use, which may not
+object stored is the one declared, and `If-None-Match: *`, so it is stored once: S3 refuses a
+second PUT to an existing key (412), and the URL cannot replace bytes members were sent. That
+needs conditional writes (AWS S3 since 2024, MinIO, SeaweedFS); a server without them ignores
+the header, and an upload URL could then replace the object until it expires. URLs are signed for the endpoint clients use, which may not
 be the one the pods use (`S3Settings.public_endpoint`); SigV4 signs the host, so a proxy in front
 of the public one must pass the Host header through unchanged. Presigning is local CPU work,
 but boto3 may refresh credentials over the network first (a pod's web-identity role): every
@@ -48,9 +51,9 @@ class S3Attachments:
         return cls(client(s3.endpoint), s3.bucket, signer)
 
     async def presign_put(self, key: str, mime: str, size: int, expires_s: int) -> Presigned:
-        params = {"Bucket": self._bucket, "Key": key, "ContentType": mime, "ContentLength": size}
+        params = {"Bucket": self._bucket, "Key": key, "ContentType": mime, "ContentLength": size, "IfNoneMatch": "*"}
         return Presigned(url=await self._presign("put_object", params, expires_s), method="PUT",
-                         headers={"Content-Type": mime, "Content-Length": str(size)},
+                         headers={"Content-Type": mime, "Content-Length": str(size), "If-None-Match": "*"},
                          expires_at=int(time.time()) + expires_s)
 
     async def presign_get(self, key: str, name: str, mime: str, expires_s: int) -> Presigned:

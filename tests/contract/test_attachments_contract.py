@@ -38,8 +38,10 @@ class Harness:
         return URL(self.base).join(URL(raw, encoded=True))
 
     async def put(self, url: Presigned | str, body: bytes, content_type: str) -> int:
-        # aiohttp sets Content-Length from the body, as any client does.
-        async with self.http.put(self.url(url), data=body, headers={"Content-Type": content_type}) as resp:
+        # The headers the URL was signed with, as a client must send them; aiohttp sets
+        # Content-Length from the body, as any client does.
+        signed = {k: v for k, v in url.headers.items() if k != "Content-Length"} if isinstance(url, Presigned) else {}
+        async with self.http.put(self.url(url), data=body, headers={**signed, "Content-Type": content_type}) as resp:
             await resp.read()
             return resp.status
 
@@ -110,6 +112,16 @@ async def test_an_upload_other_than_the_declared_one_is_refused_and_stores_nothi
     assert await harness.put(signed, BODY[:-1], "image/png") == 403
     assert await harness.store.size(key) is None
     assert await harness.put(signed, BODY, "image/png") == 200
+
+
+async def test_an_object_is_written_once_the_upload_url_cannot_replace_it(harness):
+    key = new_attachment_id()
+    signed = await harness.store.presign_put(key, "image/png", len(BODY), 60)
+    assert await harness.put(signed, BODY, "image/png") == 200
+    other = bytes(reversed(BODY))  # the same declared type and size: all the URL checks
+    assert await harness.put(signed, other, "image/png") in (409, 412)
+    status, _, stored = await harness.get(await harness.store.presign_get(key, "a.png", "image/png", 60))
+    assert (status, stored) == (200, BODY)
 
 
 async def test_expired_urls_are_refused(harness):

@@ -4,6 +4,7 @@ keeps attachments in its data dir; one test runs the same path on S3 (SeaweedFS)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -145,3 +146,86 @@ async def test_an_upload_far_larger_than_a_frame_streams_through_the_embedded_ga
     att = await upload(server.base_url, alice.token, conv, "dump.bin", "application/octet-stream", data)
     fetched = await attachment(server.base_url, alice.token, att["id"])
     assert await download(fetched["url"]) == (200, "application/octet-stream", data)
+
+
+async def declare_and_put(base_url: str, token: str, conv: str, data: bytes, name: str = "f.bin") -> dict:
+    """POST /v1/uploads and PUT the bytes, without completing: the slot (id, upload_url, headers)."""
+    status, slot = await rest("POST", base_url + "/v1/uploads", token,
+                              json={"conv": conv, "name": name, "mime": "application/octet-stream", "size": len(data)})
+    assert status == 201, slot
+    assert await put_bytes(base_url, slot, data) == 200
+    return slot
+
+
+async def put_bytes(base_url: str, slot: dict, data: bytes) -> int:
+    async with aiohttp.ClientSession() as http:
+        url = yarl.URL(base_url).join(yarl.URL(slot["upload_url"], encoded=True))
+        async with http.put(url, data=data, headers=slot["headers"]) as resp:
+            return resp.status
+
+
+async def test_an_attachment_is_immutable_once_uploaded_and_completes_once(server, make_user):
+    alice, bob = await make_user(), await make_user()
+    conv = await group(server.base_url, alice, bob)
+    slot = await declare_and_put(server.base_url, alice.token, conv, b"the real invoice")
+    done = server.base_url + f"/v1/uploads/{slot['id']}/complete"
+    assert (await rest("POST", done, alice.token))[0] == 200
+    status, again = await rest("POST", done, alice.token)
+    assert (status, again["error"]["code"]) == (409, "conflict")
+    async with await Client.connect(server.base_url, alice.token) as a:
+        await a.send(conv, "invoice attached", attachments=[slot["id"]])
+    # The upload URL still lives, but it cannot replace what members were sent.
+    assert await put_bytes(server.base_url, slot, b"the fake invoice") in (409, 412)
+    fetched = await attachment(server.base_url, bob.token, slot["id"])
+    assert (await download(fetched["url"]))[2] == b"the real invoice"
+
+
+async def test_download_grants_follow_membership_and_membership_bound_history(server, make_user):
+    alice, bob, carol = await make_user(), await make_user(), await make_user()
+    conv = await group(server.base_url, alice, bob)
+    full = await group(server.base_url, alice)
+    async with await Client.connect(server.base_url, alice.token) as a:
+        await a.request("conv.update", conv=full, history="full")
+        early = await upload(server.base_url, alice.token, conv, "early.txt", "text/plain", b"before carol")
+        early_full = await upload(server.base_url, alice.token, full, "early.txt", "text/plain", b"before carol")
+        await a.send(conv, "early", attachments=[early["id"]])
+        await a.send(full, "early", attachments=[early_full["id"]])
+        for c in (conv, full):
+            await a.request("conv.invite", conv=c, users=[carol.user_id])
+        late = await upload(server.base_url, alice.token, conv, "late.txt", "text/plain", b"after carol")
+        await a.send(conv, "late", attachments=[late["id"]])
+        # History "joined": carol sees no message from before she joined, and no file either.
+        with pytest.raises(ErrorReply) as hidden:
+            await attachment(server.base_url, carol.token, early["id"])
+        assert (hidden.value.status, hidden.value.code) == (404, "not_found")
+        assert (await attachment(server.base_url, carol.token, late["id"]))["name"] == "late.txt"
+        assert (await attachment(server.base_url, carol.token, early_full["id"]))["name"] == "early.txt"
+        assert (await attachment(server.base_url, bob.token, early["id"]))["name"] == "early.txt"
+        await a.request("member.kick", conv=conv, user=bob.user_id)
+    with pytest.raises(ErrorReply) as kicked:
+        await attachment(server.base_url, bob.token, late["id"])
+    assert (kicked.value.status, kicked.value.code) == (404, "not_found")
+
+
+async def test_download_urls_are_short_lived(server, make_user):
+    alice = await make_user()
+    conv = await group(server.base_url, alice)
+    att = await upload(server.base_url, alice.token, conv, "n.txt", "text/plain", b"note")
+    fetched = await attachment(server.base_url, alice.token, att["id"])
+    # A URL already handed out works until it expires, whatever happens to membership meanwhile.
+    assert fetched["expires_at"] - time.time() <= 61
+
+
+async def test_file_names_lose_the_invisible_characters_that_disguise_them(server, make_user):
+    alice = await make_user()
+    conv = await group(server.base_url, alice)
+    att = await upload(server.base_url, alice.token, conv, "invoice\u202efdp.exe", "application/octet-stream", b"MZ")
+    assert att["name"] == "invoicefdp.exe"
+    fetched = await attachment(server.base_url, alice.token, att["id"])
+    async with aiohttp.ClientSession() as http:
+        async with http.get(yarl.URL(fetched["url"], encoded=True)) as resp:
+            assert resp.headers["Content-Disposition"] == "attachment; filename*=UTF-8''invoicefdp.exe"
+    for name in ("\u202e\u2066", "a\x85b", ".."):
+        status, body = await rest("POST", server.base_url + "/v1/uploads", alice.token,
+                                  json={"conv": conv, "name": name, "mime": "text/plain", "size": 1})
+        assert (status, body["error"]["code"]) == (400, "bad_request"), name
