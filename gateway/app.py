@@ -18,6 +18,7 @@ from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
+from gateway.security_headers import add_security_headers
 from gateway.uploads import UploadRoutes
 from gateway.ws import WsEndpoint
 from moderation.admin import openapi
@@ -42,6 +43,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     this gateway is the only one: it answers `locate` itself and counts rate limits in memory."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes,
                           handler_args={"logger": client_faults.LOGGER})
+    app.on_response_prepare.append(add_security_headers)
     authenticator = Authenticator(tokens, store)
     reads = Reads(store)
     contacts = Contacts(store, fanout, reads.blocks)

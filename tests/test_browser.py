@@ -219,4 +219,12 @@ def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
         assert not outside, f"{person.name}'s page loaded from outside the loopback server: {outside}"
         assert not person.errors, f"{person.name}'s page reported errors: {person.errors}"
 
+    # The page runs no script but its own: its Content-Security-Policy refuses an injected one.
+    try:
+        a.add_script_tag(content="window.injected = true")
+    except Exception:  # Playwright may report the refusal itself
+        pass
+    assert a.evaluate("window.injected") is None
+    assert alice.errors and all("Content Security Policy" in e for e in alice.errors), alice.errors
+
     assert time.monotonic() - started < 60
