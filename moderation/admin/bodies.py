@@ -11,9 +11,13 @@ import msgspec
 from msgspec import Meta
 
 from parley.frames import ConvView, Message
+from parley.frames import Duration as SanctionDuration
+from parley.frames import Reason as CommandReason
 from parley.records import Account, AuditEntry, Invite, MemberRow, Report
 
 Id = Annotated[str, Meta(min_length=1, max_length=64)]
+#: Instance actions (suspensions, reports): their own bounds. Bodies that become a protocol
+#: command use the command's (`CommandReason`, `SanctionDuration`): chat_core enforces those.
 Reason = Annotated[str, Meta(min_length=1, max_length=1000)]
 Note = Annotated[str, Meta(max_length=1000)]
 #: Up to ten years, in seconds; absent = indefinitely.
@@ -78,18 +82,18 @@ class MemberActionBody(Body):
     """mute, kick, ban, unban: `user` in the conversation; `duration_s` for mute and ban."""
 
     user: Id
-    reason: Reason
-    duration_s: Duration | None = None
+    reason: CommandReason
+    duration_s: SanctionDuration | None = None
 
 
 class RoleBody(Body):
     user: Id
     role: Literal["admin", "moderator", "member"]
-    reason: Reason
+    reason: CommandReason
 
 
 class DeleteMessageBody(Body):
-    reason: Reason
+    reason: CommandReason
 
 
 class ActionResult(msgspec.Struct, kw_only=True):

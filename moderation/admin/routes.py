@@ -76,10 +76,10 @@ def _member_op(op: str, summary: str) -> Route:
 
 ROUTES: tuple[Route, ...] = (
     # users
-    Route("GET", "/users", "Search users by username prefix or id, status, role",
-          lambda s, c: s.search_users(c.query), B.UsersPage, "users", query=B.UsersQuery),
-    Route("GET", "/users/{user_id}", "One user's account",
-          lambda s, c: s.user(c.path["user_id"]), Account, "users"),
+    Route("GET", "/users", "Search users by username prefix or id, status, role (the read is audited)",
+          lambda s, c: s.search_users(c.who, c.query), B.UsersPage, "users", query=B.UsersQuery),
+    Route("GET", "/users/{user_id}", "One user's account (the read is audited)",
+          lambda s, c: s.user(c.who, c.path["user_id"]), Account, "users"),
     Route("POST", "/users/{user_id}/suspend", "Suspend a user (cuts their sessions and tokens)",
           lambda s, c: s.suspend(c.who, c.path["user_id"], c.body), Account, "users", body=B.SuspendBody),
     Route("POST", "/users/{user_id}/unsuspend", "Lift a suspension",
@@ -89,8 +89,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/users/{user_id}/reject", "Decline a pending registration",
           lambda s, c: s.reject(c.who, c.path["user_id"], c.body), Account, "users", body=B.ReasonBody),
     # conversations
-    Route("GET", "/convs/{conv}", "A conversation and its members",
-          lambda s, c: s.inspect(c.path["conv"]), B.ConvInspection, "conversations"),
+    Route("GET", "/convs/{conv}", "A conversation and its members (the read is audited)",
+          lambda s, c: s.inspect(c.who, c.path["conv"]), B.ConvInspection, "conversations"),
     _member_op("member.mute", "Mute a member (chat_core `member.mute`)"),
     _member_op("member.kick", "Remove a member (chat_core `member.kick`)"),
     _member_op("member.ban", "Ban a user from the conversation (chat_core `member.ban`)"),
@@ -100,10 +100,10 @@ ROUTES: tuple[Route, ...] = (
           lambda s, c: s.delete_message(c.who, c.path["conv"], c.path["seq"], c.body.reason), B.ActionResult,
           "conversations", body=B.DeleteMessageBody, op="delete"),
     # reports
-    Route("GET", "/reports", "The report queue, newest first",
-          lambda s, c: s.reports(c.query), B.ReportsPage, "reports", query=B.ReportsQuery),
-    Route("GET", "/reports/{report_id:int}", "One report",
-          lambda s, c: s.report(c.path["report_id"]), Report, "reports"),
+    Route("GET", "/reports", "The report queue, newest first (the read is audited)",
+          lambda s, c: s.reports(c.who, c.query), B.ReportsPage, "reports", query=B.ReportsQuery),
+    Route("GET", "/reports/{report_id:int}", "One report (the read is audited)",
+          lambda s, c: s.report(c.who, c.path["report_id"]), Report, "reports"),
     Route("POST", "/reports/{report_id:int}/claim", "Claim a report (409 if another moderator holds it)",
           lambda s, c: s.claim(c.who, c.path["report_id"]), Report, "reports"),
     Route("POST", "/reports/{report_id:int}/resolve", "Resolve a report with an action",

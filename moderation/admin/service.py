@@ -2,7 +2,9 @@
 
 Conversation state has one writer (chat_core): conversation actions are published as protocol
 commands on the moderator's behalf (`Commands`), exactly like a WebSocket session's writes. Every
-action that changes something appends an audit entry; nothing here edits or deletes one.
+action that changes something appends an audit entry, and so does every read of what members
+did not show staff themselves (an account, a conversation's member list, reports with their
+excerpts); nothing here edits or deletes one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from parley.accounts import Principal, now_ms
 from parley.auth import INSTANCE_RANK
 from parley.closecodes import CloseCode
 from parley.errors import BadRequest, Conflict, Forbidden, NotFound
+from parley.limits import MAX_REASON_CHARS
 from parley.ports import Store
 from parley.records import (
     SUSPENDED_FOREVER, Account, AccountPatch, AccountQuery, AuditEntry, AuditQuery, Invite, Report, ReportQuery,
@@ -57,13 +60,20 @@ class AdminService:
 
     # ---- users ----------------------------------------------------------------------------
 
-    async def search_users(self, q: B.UsersQuery) -> B.UsersPage:
+    async def search_users(self, actor: Principal, q: B.UsersQuery) -> B.UsersPage:
         users = await self._store.search_accounts(AccountQuery(
             prefix=q.q.lower() if q.q else None, status=q.status, role=q.role, guest=q.guest, after=q.after,
             limit=q.limit))
+        await self.audit(actor, "user.search", "users", details={
+            "q": q.q, "status": q.status, "role": q.role, "guest": q.guest, "results": len(users)})
         return B.UsersPage(users=users, next_after=users[-1].username if len(users) == q.limit else None)
 
-    async def user(self, user_id: str) -> Account:
+    async def user(self, actor: Principal, user_id: str) -> Account:
+        account = await self._account(user_id)
+        await self.audit(actor, "user.view", user_id)
+        return account
+
+    async def _account(self, user_id: str) -> Account:
         account = await self._store.account(user_id)
         if account is None:
             raise NotFound("no such user")
@@ -71,7 +81,7 @@ class AdminService:
 
     async def _target(self, actor: Principal, user_id: str) -> Account:
         """The account a staff action is aimed at: not oneself, not staff of one's rank or above."""
-        account = await self.user(user_id)
+        account = await self._account(user_id)
         if account.id == actor.user_id:
             raise Forbidden("staff cannot act on their own account")
         if account.role is not None and INSTANCE_RANK[account.role] >= INSTANCE_RANK.get(actor.role or "", 0):
@@ -108,7 +118,7 @@ class AdminService:
 
     async def _decide_pending(self, actor: Principal, user_id: str, body: B.ReasonBody, status: str,
                               action: str) -> Account:
-        account = await self.user(user_id)
+        account = await self._account(user_id)
         if account.status != "pending":
             raise Conflict(f"the account is {account.status}, not pending")
         account = await self._patch(user_id, AccountPatch(status=status))
@@ -117,11 +127,13 @@ class AdminService:
 
     # ---- conversations --------------------------------------------------------------------
 
-    async def inspect(self, conv: str) -> B.ConvInspection:
+    async def inspect(self, actor: Principal, conv: str) -> B.ConvInspection:
         found = await self._store.conv_members(conv)
         if found is None:
             raise NotFound("no such conversation")
         row, members = found
+        await self.audit(actor, "conv.view", conv, conv=conv,
+                         details={"visibility": row.visibility, "members": len(members)})
         info = B.ConvInfo(id=row.id, kind=row.kind, title=row.title, visibility=row.visibility,
                           has_password=row.password_hash is not None, history=row.history, owner=row.owner,
                           created_at=row.created_at, last_seq=row.last_seq)
@@ -146,12 +158,19 @@ class AdminService:
 
     # ---- reports --------------------------------------------------------------------------
 
-    async def reports(self, q: B.ReportsQuery) -> B.ReportsPage:
+    async def reports(self, actor: Principal, q: B.ReportsQuery) -> B.ReportsPage:
         found = await self._store.reports(ReportQuery(status=q.status, claimed_by=q.claimed_by,
                                                       target_user=q.target_user, before_id=q.before, limit=q.limit))
+        await self.audit(actor, "report.list", "reports", details={
+            "status": q.status, "target_user": q.target_user, "ids": ",".join(str(r.id) for r in found)})
         return B.ReportsPage(reports=found, next_before=found[-1].id if len(found) == q.limit else None)
 
-    async def report(self, report_id: int) -> Report:
+    async def report(self, actor: Principal, report_id: int) -> Report:
+        report = await self._report(report_id)
+        await self.audit(actor, "report.view", f"report/{report_id}")
+        return report
+
+    async def _report(self, report_id: int) -> Report:
         report = await self._store.report(report_id)
         if report is None:
             raise NotFound("no such report")
@@ -160,14 +179,14 @@ class AdminService:
     async def claim(self, actor: Principal, report_id: int) -> Report:
         claimed = await self._store.claim_report(report_id, actor.user_id, now_ms())
         if claimed is None:
-            current = await self.report(report_id)
+            current = await self._report(report_id)
             who = f" by {current.claimed_by}" if current.status == "claimed" else ""
             raise Conflict(f"the report is already {current.status}{who}")
         await self.audit(actor, "report.claim", f"report/{report_id}")
         return claimed
 
     async def resolve(self, actor: Principal, report_id: int, body: B.ResolveBody) -> Report:
-        report = await self.report(report_id)
+        report = await self._report(report_id)
         if report.status == "resolved":
             raise Conflict("the report is already resolved")
         if report.status == "claimed" and report.claimed_by != actor.user_id and actor.role != "admin":
@@ -175,7 +194,8 @@ class AdminService:
         if body.action == "delete_message":
             if report.kind != "message" or report.conv is None or report.seq is None:
                 raise BadRequest("delete_message resolves reports of a message only")
-            await self.delete_message(actor, report.conv, report.seq, body.note or f"report {report_id}")
+            reason = (body.note or f"report {report_id}")[:MAX_REASON_CHARS]  # the delete command's bound
+            await self.delete_message(actor, report.conv, report.seq, reason)
         elif body.action == "suspend_user":
             reason = body.note or f"report {report_id}: {report.reason}"
             await self.suspend(actor, report.target_user, B.SuspendBody(reason=reason[:1000],
