@@ -59,10 +59,12 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     auth = AuthRoutes(store, tokens, passwords, password_attempts, per_ip)
     runner = CommandRunner(hub, commands)
     members = MemberRoutes(store, authenticator, runner, hub, passwords, password_attempts,
-                           Limiter("report", limits.report_burst, limits.report_window_s, limits_storage))
+                           Limiter("report", limits.report_burst, limits.report_window_s, limits_storage),
+                           Limiter("export", limits.export_burst, limits.export_window_s, limits_storage))
     add_routes(app, auth, members, limits, ready, hub.gateway_id)
     register_admin(app, AdminService(store, runner, hub), authenticator, openapi.document)
-    UploadRoutes(store, attachments, authenticator, limits).mount(app)
+    UploadRoutes(store, attachments, authenticator, limits,
+                 Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage)).mount(app)
     if isinstance(attachments, LocalAttachments):  # its signed URLs point at this gateway
         BlobRoutes(attachments).mount(app)
 

@@ -23,7 +23,7 @@ from moderation.admin.service import Commands, Sessions
 from parley import __version__
 from parley import limits as L
 from parley.accounts import Authenticator, now_ms, refuse_login
-from parley.auth import GUEST_PREFIX, Passwords, Tokens, check_password_shape, normalize_username
+from parley.auth import GUEST_PREFIX, Passwords, Tokens, check_password_shape, normalize_username, worth_checking
 from parley.errors import BadRequest, Forbidden, Internal, NotFound, ParleyError, Unauthorized, error_body
 from parley.health import Ready, add_health_routes
 from parley.ids import new_user_id
@@ -138,6 +138,8 @@ class AuthRoutes:
         if not isinstance(username, str) or not isinstance(password, str):
             raise BadRequest("username and password must be strings")
         username = username.strip().lower()
+        if not worth_checking(username, password):
+            raise Unauthorized("wrong username or password")
         # Every attempt counts, before any hashing: while the name is over its limit, the right
         # password is refused like a wrong one, so guessing learns nothing past the limit.
         await self._password_attempts.hit(username)
@@ -174,10 +176,12 @@ class AuthRoutes:
 
 
 class MemberRoutes:
-    """What any signed-in user may do over REST: report, export their data, delete the account."""
+    """What any signed-in user may do over REST: report, export their data, delete the account;
+    each limited per user."""
 
     def __init__(self, store: Store, auth: Authenticator, commands: Commands, sessions: Sessions,
-                 passwords: Passwords, password_attempts: Limiter, report_limiter: Limiter) -> None:
+                 passwords: Passwords, password_attempts: Limiter, report_limiter: Limiter,
+                 export_limiter: Limiter) -> None:
         self._store = store
         self._auth = auth
         self._commands = commands
@@ -185,6 +189,7 @@ class MemberRoutes:
         self._passwords = passwords
         self._password_attempts = password_attempts
         self._report_limiter = report_limiter
+        self._export_limiter = export_limiter
 
     async def report(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))
@@ -194,6 +199,7 @@ class MemberRoutes:
 
     async def export(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))
+        await self._export_limiter.hit(who.user_id)  # it reads every message the user sent
         return json_response(await privacy.export(self._store, who))
 
     async def delete(self, request: web.Request) -> web.Response:

@@ -33,6 +33,7 @@ from parley.ids import new_attachment_id
 from parley.limits import Limits
 from parley.mime import normalize_mime, sanitize_file_name
 from parley.ports import Attachments, Presigned, Store
+from parley.ratelimit import Limiter
 from parley.records import AttachmentRow, MemberRow
 
 
@@ -77,14 +78,17 @@ def _view(row: AttachmentRow) -> dict[str, Any]:
 
 
 class UploadRoutes:
-    def __init__(self, store: Store, attachments: Attachments, auth: Authenticator, limits: Limits) -> None:
+    def __init__(self, store: Store, attachments: Attachments, auth: Authenticator, limits: Limits,
+                 declarations: Limiter) -> None:
         self._store = store
         self._attachments = attachments
         self._auth = auth
         self._limits = limits
+        self._declarations = declarations
 
     async def create(self, request: web.Request) -> web.Response:
         user = (await self._auth.principal(bearer_token(request))).user_id
+        await self._declarations.hit(user)  # each stores a row, used or not
         body = decode_upload(await request.read(), self._limits)
         found = await self._store.membership(body.conv, user)
         if found is None:

@@ -49,6 +49,13 @@ def normalize_username(raw: object) -> str:
     return name
 
 
+def worth_checking(username: str, password: str) -> bool:
+    """Whether some account could have this (lowercased) name and this password: every account
+    was registered under these rules. A login that could not is refused without hashing or
+    counting anything: no CPU for argon2, no memory for a limiter key of any length."""
+    return bool(USERNAME_RE.match(username)) and len(password) <= PASSWORD_MAX
+
+
 def check_password_shape(raw: object) -> str:
     if not isinstance(raw, str):
         raise BadRequest("password must be a string")

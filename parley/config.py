@@ -169,6 +169,10 @@ class Settings:
             ip_auth_window_s=_env_int("PARLEY_IP_AUTH_WINDOW_S", d.ip_auth_window_s),
             report_burst=_env_int("PARLEY_REPORT_BURST", d.report_burst),
             report_window_s=_env_int("PARLEY_REPORT_WINDOW_S", d.report_window_s),
+            upload_burst=_env_int("PARLEY_UPLOAD_BURST", d.upload_burst),
+            upload_window_s=_env_int("PARLEY_UPLOAD_WINDOW_S", d.upload_window_s),
+            export_burst=_env_int("PARLEY_EXPORT_BURST", d.export_burst),
+            export_window_s=_env_int("PARLEY_EXPORT_WINDOW_S", d.export_window_s),
             drain_timeout_s=_env_float("PARLEY_DRAIN_TIMEOUT_S", d.drain_timeout_s),
         )
         conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)

@@ -88,6 +88,12 @@ class Limits(msgspec.Struct, frozen=True):
     #: Reports per user.
     report_burst: int = 10
     report_window_s: int = 60
+    #: Upload declarations (POST /v1/uploads) per user: each stores a row and signs a URL.
+    upload_burst: int = 30
+    upload_window_s: int = 60
+    #: Data exports (GET /v1/me/export) per user: each reads everything the user sent.
+    export_burst: int = 5
+    export_window_s: int = 3600
     #: On SIGTERM, how long sessions told 4009 may take to flush (and, in `parley dev`, the
     #: commands already taken to be processed) before the server closes what is left.
     drain_timeout_s: float = 5.0

@@ -574,6 +574,13 @@ async def test_password_confirmations_of_a_deletion_count_with_the_logins_of_the
     assert refused.value.code == "rate_limited"
 
 
+async def test_data_exports_are_rate_limited_per_user(fresh_server):
+    srv = fresh_server(PARLEY_EXPORT_BURST="2", PARLEY_EXPORT_WINDOW_S="3600")
+    alice = await register(srv.base_url, "alice", PASSWORD)
+    statuses = [(await call(srv, "GET", "/v1/me/export", alice.token))[0] for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
 # ---- per-IP limits ----------------------------------------------------------------------------------
 
 

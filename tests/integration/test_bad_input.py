@@ -206,6 +206,9 @@ async def test_while_a_username_is_locked_out_even_the_right_password_is_refused
             assert await login_status(http, srv.base_url, regular.username, "typo") == 401
         assert await login_status(http, srv.base_url, regular.username, "correct horse") == 200
         assert await login_status(http, srv.base_url, regular.username, "typo") == 401
+        # A name no account can have is refused at once: nothing hashed, nothing counted (nor kept).
+        assert [await login_status(http, srv.base_url, "x" * 10_000 + str(n), "pw") for n in range(12)] == [401] * 12
+        assert await login_status(http, srv.base_url, regular.username, "p" * 10_000) == 401
 
 
 def new_log(server, since: int) -> str:

@@ -229,3 +229,15 @@ async def test_file_names_lose_the_invisible_characters_that_disguise_them(serve
         status, body = await rest("POST", server.base_url + "/v1/uploads", alice.token,
                                   json={"conv": conv, "name": name, "mime": "text/plain", "size": 1})
         assert (status, body["error"]["code"]) == (400, "bad_request"), name
+
+
+async def test_upload_declarations_are_rate_limited_per_user(fresh_server):
+    srv = fresh_server(PARLEY_UPLOAD_BURST="3", PARLEY_UPLOAD_WINDOW_S="60")
+    from parley.client import register
+    alice, bob = await register(srv.base_url, "alice", "correct horse"), await register(srv.base_url, "bob", "correct horse")
+    conv = await group(srv.base_url, alice)
+    body = {"conv": conv, "name": "x.txt", "mime": "text/plain", "size": 1}
+    statuses = [(await rest("POST", srv.base_url + "/v1/uploads", alice.token, json=body))[0] for _ in range(4)]
+    assert statuses == [201, 201, 201, 429]
+    own = await group(srv.base_url, bob)  # per user
+    assert (await rest("POST", srv.base_url + "/v1/uploads", bob.token, json={**body, "conv": own}))[0] == 201

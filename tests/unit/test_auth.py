@@ -10,7 +10,7 @@ import jwt
 import pytest
 from argon2 import PasswordHasher
 
-from parley.auth import Passwords, Tokens, load_or_create_secret, normalize_username
+from parley.auth import Passwords, Tokens, load_or_create_secret, normalize_username, worth_checking
 from parley.errors import BadRequest, Unauthorized
 
 SECRET = b"k" * 32
@@ -69,3 +69,11 @@ def test_bad_usernames_are_refused(raw):
 def test_names_the_server_gives_accounts_itself_cannot_be_registered(raw):
     with pytest.raises(BadRequest):
         normalize_username(raw)
+
+
+def test_a_login_no_account_could_match_is_not_worth_a_hash():
+    assert worth_checking("alice", "correct horse")
+    assert worth_checking("guest-0a1b2c3d4e", "x")  # reserved now, maybe registered before
+    assert not worth_checking("x" * 10_000, "correct horse")  # no account has such a name
+    assert not worth_checking("Alice", "correct horse")  # names are stored lowercased
+    assert not worth_checking("alice", "p" * 257)  # nor such a password
