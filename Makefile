@@ -35,6 +35,7 @@ up: $(VENV)/bin/activate
 
 test: install-test browser
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: install-test

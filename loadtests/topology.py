@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from loadtests.usage import Member, ProcSample, members_of, sample
-from parley.localservers import die_with_parent, free_port
+from parley.app.localservers import die_with_parent, free_port
 
 try:
     import psutil

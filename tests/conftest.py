@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from parley.client import Account, register
-from parley.localservers import die_with_parent, free_port
+from parley.app.localservers import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ import pytest
 
 from parley.adapters.sqlite_store import SqliteStore
 from parley.client import Client, ErrorReply, register
-from parley.stores import DB_FILE
+from parley.app.stores import DB_FILE
 from parley.records import AuditQuery
 from tests.integration.test_access import event_where
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from parley import cli
+from parley.app import cli
 from parley.adapters.cql import session as cql_session
 from parley.adapters.cql.checker import migration_files
 from parley.adapters.cql.lease import LOCK_NAME, LeaseSettings, SchemaLease, schema_lock

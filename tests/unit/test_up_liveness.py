@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from parley import up
-from parley.up import Child, Topology
+from parley.app import up
+from parley.app.up import Child, Topology
 
 
 def child(role: str) -> Child:

@@ -23,7 +23,7 @@ from parley.backoff import drain
 from parley.config import Settings
 from parley.health import answers, pipeline_task
 from parley.records import Command, EventRecord
-from parley.stores import attachments_for, open_store
+from parley.app.stores import attachment_routes, attachments_for, open_store
 
 #: Commands waiting for chat_core before the gateway answers `unavailable`.
 COMMAND_BACKLOG = 50_000
@@ -53,9 +53,10 @@ async def build_app(settings: Settings) -> web.Application:
         return {"chat_core": chat_core.running(), "delivery": bool(delivery_task) and not delivery_task[0].done(),
                 "store": await answers(store.ping)}
 
+    attachments = attachments_for(settings, secret)
     app = gateway_app(hub=hub, store=store, tokens=tokens, passwords=passwords, commands=commands,
-                      fanout=fanout, attachments=attachments_for(settings, secret), limits=settings.limits,
-                      ready=ready)
+                      fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready,
+                      routes=attachment_routes(attachments))
 
     async def pipeline(_: web.Application) -> AsyncIterator[None]:
         await chat_core.start()

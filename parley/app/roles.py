@@ -32,7 +32,7 @@ from parley.config import Settings
 from parley.health import Ready, add_health_routes, answers, pipeline_task
 from parley.ports import Store
 from parley.records import Command, EventRecord
-from parley.stores import attachments_for, open_store
+from parley.app.stores import attachment_routes, attachments_for, open_store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,11 +97,11 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
         return {"kafka": commands.healthy, "nats": bus.connected, "redis": await answers(redis.ping, REDIS_PROBE_S),
                 "presence": presence.alive, "store": await answers(store.ping)}
 
+    attachments = attachments_for(settings, secret)
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
-                       fanout=fanout,
-                       attachments=attachments_for(settings, secret),
-                       limits=settings.limits, ready=ready,
-                       presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis))
+                       fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready,
+                       presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis),
+                       routes=attachment_routes(attachments))
 
 
 # ---- chat_core ----------------------------------------------------------------------------

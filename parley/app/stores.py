@@ -4,9 +4,13 @@ attachments live. Every role and the embedded default build them here, the same 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+
+from aiohttp import web
 
 from parley.adapters.cql.session import ClusterSettings
 from parley.adapters.local_attachments import LocalAttachments
+from parley.adapters.local_blob_routes import BlobRoutes
 from parley.adapters.s3_attachments import S3Attachments
 from parley.adapters.sqlite_store import SqliteStore
 from parley.config import Settings
@@ -48,3 +52,8 @@ def attachments_for(settings: Settings, secret: bytes) -> Attachments:
     if settings.s3 is None:
         return LocalAttachments(settings.data_dir / ATTACHMENTS_DIR, secret)
     return S3Attachments.from_settings(settings.s3)
+
+
+def attachment_routes(attachments: Attachments) -> list[Callable[[web.Application], None]]:
+    """What the gateway must serve for the attachments: a local directory's signed URLs point at it."""
+    return [BlobRoutes(attachments).mount] if isinstance(attachments, LocalAttachments) else []

@@ -76,7 +76,7 @@ def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from parley.adapters.cql.migrate import check, migrate, wait_until_current
     from parley.adapters.cql.migration_errors import MigrationError, SchemaBehind, SchemaLocked
     from parley.adapters.cql.session import connect_for_check, connect_for_migrations
-    from parley.stores import cluster_settings
+    from parley.app.stores import cluster_settings
 
     if settings.store != "cassandra":
         log.info("PARLEY_STORE=%s: nothing to migrate (SQLite migrates itself when it opens)", settings.store)
@@ -142,7 +142,7 @@ async def _admin(settings: Settings, action: str, username: str, role: str | Non
     carry the role are refused from the next request on; a grant takes effect at the next login."""
     from parley.accounts import now_ms
     from parley.records import AccountPatch, AuditEntry
-    from parley.stores import open_store
+    from parley.app.stores import open_store
 
     store = await open_store(settings)
     try:
@@ -169,10 +169,10 @@ async def _admin(settings: Settings, action: str, username: str, role: str | Non
 
 async def _serve(settings: Settings, role: str | None) -> None:
     if role is None:
-        from parley.embedded import build_app
+        from parley.app.embedded import build_app
         app = await build_app(settings)
     else:
-        from parley.roles import build_role
+        from parley.app.roles import build_role
         app = await build_role(role, settings)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s)
     await runner.setup()
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env(data_dir=args.data_dir)
         return asyncio.run(_admin(settings, args.admin_command, args.username, args.role))
     if args.command == "up":
-        from parley.up import up
+        from parley.app.up import up
         up(args.host, args.port, args.data_dir)
         return 0
     settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir)

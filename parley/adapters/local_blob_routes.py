@@ -1,5 +1,5 @@
-"""The embedded default's object store over HTTP: PUT and GET at the signed URLs that
-parley/adapters/local_attachments.py issues. A bad or expired URL is `403` with the usual JSON
+"""The local object store over HTTP, mounted on the gateway: PUT and GET at the signed URLs
+that parley/adapters/local_attachments.py issues. A bad or expired URL is `403` with the usual JSON
 error body; downloads are served as attachments that cannot run script on our origin."""
 
 from __future__ import annotations

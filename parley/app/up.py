@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from parley.auth import load_or_create_secret
-from parley.localservers import ServerProcess, die_with_parent, free_port, kafka_server, nats_server, redis_server
+from parley.app.localservers import ServerProcess, die_with_parent, free_port, kafka_server, nats_server, redis_server
 from parley.config import Settings
-from parley.roles import ensure_log_topics
-from parley.stores import open_store
+from parley.app.roles import ensure_log_topics
+from parley.app.stores import open_store
 
-log = logging.getLogger("parley.up")
+log = logging.getLogger("parley.app.up")
 
 #: Processes per role; the gateways share the public port.
 REPLICAS = {"chat-core": 2, "delivery": 2, "gateway": 2}
