@@ -16,7 +16,6 @@ Roles rank owner > admin > moderator > member; in a channel, plain members are s
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -134,11 +133,6 @@ class InstancePolicy:
         raw = json.loads(text)
         defaults = {tuple(key.split(".", 1)): role for key, role in raw.pop("defaults", {}).items()}
         return cls(defaults=defaults, **raw)
-
-    @classmethod
-    def from_env(cls) -> InstancePolicy:
-        text = os.environ.get("PARLEY_POLICY")
-        return cls.from_json(text) if text else cls()
 
 
 DEFAULT_INSTANCE = InstancePolicy()

@@ -145,6 +145,15 @@ class Settings:
     cassandra_password: str | None = None
     cassandra_idempotency_ttl_s: int = 7 * 86400
     cassandra_outbox_ttl_s: int = 7 * 86400
+    #: The instance policy as JSON (moderation.policy.InstancePolicy.from_json); None: built-in.
+    policy_json: str | None = None
+    #: How often chat_core re-reads the conversation defaults admins change at run time.
+    policy_refresh_s: float = 10.0
+    #: `module:attr` of a content filter (moderation/filters.py); None: the word list, if any.
+    content_filter: str | None = None
+    #: The built-in word-list filter's words and what it does with a match.
+    filter_words: tuple[str, ...] = ()
+    filter_action: str = "reject"
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -174,6 +183,9 @@ class Settings:
         replication_factor = _env_int("PARLEY_KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor)
         min_insync_replicas = _env_opt_int("PARLEY_KAFKA_MIN_INSYNC_REPLICAS")
         _check_kafka_durability(replication_factor, min_insync_replicas)
+        filter_action = os.environ.get("PARLEY_FILTER_ACTION", cls.filter_action)
+        if filter_action not in ("reject", "flag"):
+            raise ValueError(f"PARLEY_FILTER_ACTION must be reject or flag, not {filter_action!r}")
         base: dict[str, object] = {
             "jwt_secret": secret.encode() if secret else None,
             "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
@@ -202,6 +214,11 @@ class Settings:
             "cassandra_idempotency_ttl_s": _env_int("PARLEY_CASSANDRA_IDEMPOTENCY_TTL_S",
                                                     cls.cassandra_idempotency_ttl_s),
             "cassandra_outbox_ttl_s": _env_int("PARLEY_CASSANDRA_OUTBOX_TTL_S", cls.cassandra_outbox_ttl_s),
+            "policy_json": os.environ.get("PARLEY_POLICY") or None,
+            "policy_refresh_s": _env_float("PARLEY_POLICY_REFRESH_S", cls.policy_refresh_s),
+            "content_filter": os.environ.get("PARLEY_CONTENT_FILTER") or None,
+            "filter_words": tuple(w.strip() for w in os.environ.get("PARLEY_FILTER_WORDS", "").split(",") if w.strip()),
+            "filter_action": filter_action,
         }
         hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
         base.update(cassandra_hosts=hosts, cassandra_port=port)

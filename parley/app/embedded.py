@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
 from gateway.app import gateway_app
@@ -23,6 +22,7 @@ from parley.backoff import drain
 from parley.config import Settings
 from parley.health import answers, pipeline_task
 from parley.records import Command, EventRecord
+from parley.app.roles import chat_core_service
 from parley.app.stores import attachment_routes, attachments_for, open_store
 
 #: Commands waiting for chat_core before the gateway answers `unavailable`.
@@ -45,7 +45,7 @@ async def build_app(settings: Settings) -> web.Application:
     fanout = Fanout(MemberCache(store), hub, bus, min_members=settings.conv_subject_min_members)
     if settings.conv_subject_min_members:
         hub.follower = ConvFollower(inbox, fanout.members, store, hub, settings.conv_subject_min_members)
-    chat_core = ChatCoreService(store, commands, events, bus, passwords)
+    chat_core = chat_core_service(settings, store, commands, events, bus, passwords)
     delivery = DeliveryWorker(events, fanout)
     delivery_task: list[asyncio.Task[None]] = []
 

@@ -23,6 +23,8 @@ from gateway.app import gateway_app
 from gateway.hub import Hub
 from gateway.interest import ConvFollower
 from gateway.presence import GatewayPresence
+from moderation import filters
+from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley import hops, topics
 from parley.adapters.kafka_log import KafkaLogConsumer, KafkaLogProducer, ensure_topics
 from parley.adapters.nats_bus import NatsBus
@@ -30,7 +32,7 @@ from parley.adapters.redis_state import RedisMemberCache, RedisPresence, connect
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
 from parley.health import Ready, add_health_routes, answers, pipeline_task
-from parley.ports import Store
+from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
 from parley.app.stores import attachment_routes, attachments_for, open_store
 
@@ -106,6 +108,15 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
 
 # ---- chat_core ----------------------------------------------------------------------------
 
+def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Command],
+                      events: LogProducer[EventRecord], bus: GatewayBus, passwords: Passwords,
+                      partitions: int = 1) -> ChatCoreService:
+    """chat_core with the instance policy and the content filter the settings name."""
+    instance = InstancePolicy.from_json(settings.policy_json) if settings.policy_json else DEFAULT_INSTANCE
+    return ChatCoreService(store, commands, events, bus, passwords, partitions, instance=instance,
+                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s)
+
+
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:
     name = "chat-core-" + secrets.token_hex(3)
     hops.register_process("chat-core", name)
@@ -116,7 +127,7 @@ async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Applicati
     await events.start()
     stack.push_async_callback(events.stop)
     commands = _consumer(settings, topics.COMMANDS, topics.CHAT_CORE_GROUP, Command, name)
-    service = ChatCoreService(store, commands, events, bus, Passwords(), partitions=settings.kafka_partitions)
+    service = chat_core_service(settings, store, commands, events, bus, Passwords(), settings.kafka_partitions)
     await commands.start()
     stack.push_async_callback(commands.stop)  # leaves the group after the service stopped
     await service.start()

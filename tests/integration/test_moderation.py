@@ -133,7 +133,7 @@ async def test_blocking_stops_direct_messages_invites_and_typing_either_way(serv
     await asyncio.gather(a.close(), b.close(), c.close())
 
 
-FILTER_ENV = {"PARLEY_CONTENT_FILTER": "moderation.filters:word_list_from_env", "PARLEY_FILTER_WORDS": "scam,free money",
+FILTER_ENV = {"PARLEY_FILTER_WORDS": "scam,free money",
               "PARLEY_POLICY": json.dumps({"flood_repeats": 3, "flood_mute_s": 3600}),
               "PARLEY_SEND_BURST": "1000"}
 
