@@ -265,6 +265,11 @@ RULES: list[Rule] = [
            lambda s, p: s.target_role is not None and ROLE_RANK[s.target_role] >= s.rank,
            lambda s, p, verb=verb: f"you may only {verb} members below your own role")  # type: ignore[misc]
       for action, verb in _VERBS.items()),
+    # Ownership moves only when its owner hands it over: not by an admin, not by instance staff
+    # (the admin API and the protocol alike; staff may demote or remove, never take over).
+    Rule("owner_handover", frozenset({Action.MANAGE_ROLES}),
+         lambda s, p: s.new_role == "owner" and s.role != "owner",
+         lambda s, p: "only the owner hands ownership to someone else"),
     Rule("role_too_high", frozenset({Action.MANAGE_ROLES}),
          lambda s, p: (s.new_role is not None and ROLE_RANK[s.new_role] >= s.rank
                        and not (s.new_role == "owner" and s.role == "owner")),
