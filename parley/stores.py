@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from parley.adapters.cql.session import ClusterSettings
+from parley.adapters.cassandra.session import ClusterSettings
 from parley.adapters.local_attachments import LocalAttachments
 from parley.adapters.s3_attachments import S3Attachments
 from parley.adapters.sqlite_store import SqliteStore

@@ -1,5 +1,5 @@
 """The scale-out message store: Cassandra or ScyllaDB (data model in ARCHITECTURE.md, schema in
-parley/migrations/cassandra, every statement in parley/adapters/cql/statements.py).
+parley/migrations/cassandra, every statement in parley/adapters/cassandra/statements.py).
 
 One writer per conversation (ADR 0001): new messages are claimed with a conditional batch
 (`INSERT ... IF NOT EXISTS`) per (conv, bucket) partition, so a seq is stored once whatever a
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from parley.adapters.cql.session import ClusterSettings, CqlSession, DriverSession, Row
+from parley.adapters.cassandra.session import ClusterSettings, CqlSession, DriverSession, Row
 from parley.errors import Conflict, Forbidden, Unavailable
 from parley.frames import Message
 from parley.records import (

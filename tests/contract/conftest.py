@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from parley.adapters.cassandra_store import CassandraStore
-from parley.adapters.cql.migrate import migrate
-from parley.adapters.cql.session import ClusterSettings, DriverSession, connect_for_migrations
+from parley.adapters.cassandra.migrate import migrate
+from parley.adapters.cassandra.session import ClusterSettings, DriverSession, connect_for_migrations
 from parley.config import parse_hosts
 
 HOSTS = os.environ.get("PARLEY_TEST_CASSANDRA_HOSTS", "")
