@@ -8,7 +8,7 @@ import re
 from parley.adapters.cassandra.session import ClusterSettings
 from parley.adapters.local_attachments import LocalAttachments
 from parley.adapters.s3_attachments import S3Attachments
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.config import Settings
 from parley.ports import Attachments, Store
 

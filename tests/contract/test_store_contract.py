@@ -19,7 +19,7 @@ import pytest
 
 from parley.adapters.cassandra_store import CassandraStore
 from tests.cassandra_model import ModelSession
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.errors import Conflict, Forbidden
 from parley.frames import Message
 from parley.ports import Store
