@@ -33,7 +33,7 @@ def cluster_settings(settings: Settings) -> ClusterSettings:
 async def open_store(settings: Settings) -> Store:
     """The configured store, open and ready (Cassandra: migrated with `parley migrate` first)."""
     if settings.store == "cassandra":
-        from parley.adapters.cassandra_store import CassandraStore
+        from parley.adapters.cassandra.store import CassandraStore
 
         return await CassandraStore.connect(cluster_settings(settings), idem_ttl_s=settings.cassandra_idempotency_ttl_s,
                                             outbox_ttl_s=settings.cassandra_outbox_ttl_s)

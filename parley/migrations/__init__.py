@@ -1,6 +1,10 @@
 """The packaged schema migrations of both stores: `cassandra/NNNN_name.cql`, applied by
 `parley migrate` (parley/adapters/cassandra/migrate.py), and `sqlite/NNNN_name.sql`, the upgrade
-steps SQLite applies to itself when it opens (parley/adapters/sqlite/migrations.py)."""
+steps SQLite applies to itself when it opens (parley/adapters/sqlite/migrations.py).
+
+A Cassandra file's checksum, comments included, is recorded when it is applied and checked on
+every run: an applied file is never edited, so the header of 0001_initial.cql still names the
+modules of the time (cassandra_store.py and cql/ are parley/adapters/cassandra/ now)."""
 
 from __future__ import annotations
 

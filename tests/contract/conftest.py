@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from parley.adapters.cassandra_store import CassandraStore
+from parley.adapters.cassandra.store import CassandraStore
 from parley.adapters.cassandra.migrate import migrate
 from parley.adapters.cassandra.session import ClusterSettings, DriverSession, connect_for_migrations
 from parley.config import parse_hosts

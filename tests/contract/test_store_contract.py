@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from parley.adapters.cassandra_store import CassandraStore
+from parley.adapters.cassandra.store import CassandraStore
 from tests.cassandra_model import ModelSession
 from parley.adapters.sqlite.store import SqliteStore
 from parley.errors import Conflict, Forbidden
