@@ -1,5 +1,6 @@
 """An in-memory model of the Cassandra semantics the store relies on, executing the very
-statements of statements.py (parsed by grammar.py) against tables built from the migrations.
+statements of parley/adapters/cassandra/statements.py (parsed by tests/cql/grammar.py) against
+tables built from the migrations.
 
 It is a test stand-in for when no cluster is reachable, not a database: it models partitions
 and clustering order (ASC/DESC, ORDER BY reversal, LIMIT, paging), upserts, cell timestamps
