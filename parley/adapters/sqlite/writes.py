@@ -18,6 +18,11 @@ from parley.records import (
 )
 
 _record_encode = msgspec.msgpack.Encoder().encode
+# Built once: a batch's statements are grouped by their text, so equal ones are one object.
+_INSERT_CONV = f"INSERT INTO convs ({CONV_COLS}) VALUES ({marks(N_CONV)})"
+_INSERT_SANCTION = f"INSERT OR REPLACE INTO sanctions ({SANCTION_COLS}) VALUES ({marks(7)})"
+_INSERT_MEMBER = f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(6)})"
+_INSERT_MESSAGE = f"INSERT INTO messages ({MSG_COLS}) VALUES ({marks(11)})"
 
 
 def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
@@ -25,19 +30,18 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
     send then an edit of it, or a leave then a rejoin, end as the last one left them."""
     match m:
         case CreateConv(row=r):
-            return (f"INSERT INTO convs ({CONV_COLS}) VALUES ({marks(N_CONV)})",
-                    (r.id, r.kind, r.title, r.visibility, r.password_hash, r.history, r.owner, r.created_at,
-                     r.last_seq, *conv_settings(r)[4:]))
+            return _INSERT_CONV, (r.id, r.kind, r.title, r.visibility, r.password_hash, r.history, r.owner,
+                                  r.created_at, r.last_seq, *conv_settings(r)[4:])
         case UpdateConv(row=r):
             return ("UPDATE convs SET title = ?, visibility = ?, password_hash = ?, history = ?, slow_mode_s = ?, "
-                    "read_only = ?, permissions = ?, pinned = ?, allow_guests = ? WHERE id = ?", (*conv_settings(r), r.id))
+                    "read_only = ?, permissions = ?, pinned = ?, allow_guests = ? WHERE id = ?",
+                    (*conv_settings(r), r.id))
         case SetConvHead():
             return "UPDATE convs SET last_seq = ? WHERE id = ?", (m.last_seq, m.conv)
         case SetConvOwner():
             return "UPDATE convs SET owner = ? WHERE id = ?", (m.owner, m.conv)
         case PutSanction(row=r):
-            return (f"INSERT OR REPLACE INTO sanctions ({SANCTION_COLS}) VALUES ({marks(7)})",
-                    (r.conv, r.user, r.kind, r.until, r.by, r.at, r.reason))
+            return _INSERT_SANCTION, (r.conv, r.user, r.kind, r.until, r.by, r.at, r.reason)
         case DropSanction():
             return "DELETE FROM sanctions WHERE conv = ? AND user = ? AND kind = ?", (m.conv, m.user, m.kind)
         case PutBlock():
@@ -46,14 +50,13 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
         case DropBlock():
             return "DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (m.blocker, m.blocked)
         case PutMember(row=r):
-            return (f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(6)})",
-                    (r.conv, r.user, r.role, r.visible_from, r.read_seq, r.joined_at))
+            return _INSERT_MEMBER, (r.conv, r.user, r.role, r.visible_from, r.read_seq, r.joined_at)
         case DropMember():
             return "DELETE FROM members WHERE conv = ? AND user = ?", (m.conv, m.user)
         case SetReadSeq():
             return "UPDATE members SET read_seq = ? WHERE conv = ? AND user = ?", (m.read_seq, m.conv, m.user)
         case InsertMessage(message=x):
-            return (f"INSERT INTO messages ({MSG_COLS}) VALUES ({marks(11)})",
+            return (_INSERT_MESSAGE,
                     (x.conv, x.seq, x.sender, x.ts, x.cmid, x.text, x.reply_to,
                      json_encode(x.attachments) if x.attachments else None,
                      json_encode(x.mentions) if x.mentions else None, x.edited_at, int(x.deleted)))
