@@ -198,8 +198,8 @@ class AttachmentStore(Protocol):
 
 
 class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, Protocol):
-    """The whole store, as the composition roots open it (parley/stores.py): every concern on
-    one database, and the readiness probe. A caller that needs one concern takes its port."""
+    """The whole store, as the composition roots open it: every concern on one database, and
+    the readiness probe. A caller that needs one concern takes its port."""
 
     async def ping(self) -> None:
         """Returns once the store answers a trivial read; raises Unavailable when it cannot. It
