@@ -20,14 +20,14 @@ from parley.backoff import wait_out
 from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
 from parley.health import count_refused
-from parley.ports import GatewayBus, LogConsumer, Reply, Store
+from parley.ports import GatewayBus, LogConsumer, MessageStore, Reply
 from parley.records import Command, Facts
 
 log = logging.getLogger(__name__)
 
 
 class CommandWorker:
-    def __init__(self, core: ChatCore, source: LogConsumer[Command], store: Store, bus: GatewayBus,
+    def __init__(self, core: ChatCore, source: LogConsumer[Command], store: MessageStore, bus: GatewayBus,
                  relay: OutboxRelay, passwords: Passwords, batch_max: int = 512, partitions: int = 1) -> None:
         self._core = core
         self._source = source

@@ -16,7 +16,7 @@ from delivery.fanout import Fanout
 from gateway.reads import BlockCache
 from parley.frames import event_frame
 from parley.limits import PRESENCE_MAX_MEMBERS
-from parley.ports import Store
+from parley.ports import MessageStore
 from parley.records import EventRecord
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ ANNOUNCING_AT_ONCE = 16
 
 
 class Contacts:
-    def __init__(self, store: Store, fanout: Fanout, blocks: BlockCache) -> None:
+    def __init__(self, store: MessageStore, fanout: Fanout, blocks: BlockCache) -> None:
         self._store = store
         self._fanout = fanout
         self._blocks = blocks

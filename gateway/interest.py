@@ -30,7 +30,7 @@ from typing import Protocol
 from parley.backoff import wait_out
 from parley.errors import Unavailable
 from parley.frames import event_frame
-from parley.ports import ConvSubscriptions, Store
+from parley.ports import ConvSubscriptions, MessageStore
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class LocalSessions(Protocol):
 class ConvFollower:
     """Keeps the subscriptions and `Interest` in step with sessions and membership changes."""
 
-    def __init__(self, subscriptions: ConvSubscriptions, members: MemberLists, store: Store,
+    def __init__(self, subscriptions: ConvSubscriptions, members: MemberLists, store: MessageStore,
                  local: LocalSessions, min_members: int) -> None:
         self._subscriptions = subscriptions
         self._members = members

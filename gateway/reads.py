@@ -11,14 +11,14 @@ from moderation.policy import Action
 from parley.errors import NotFound
 from parley.frames import ConvView, History, Message
 from parley.limits import SYNC_PAGE
-from parley.ports import Store
+from parley.ports import MessageStore
 from parley.records import ConvRow, MemberRow, conv_view
 
 _END = 2**62  # an exclusive upper bound above any seq
 
 
 class Reads:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: MessageStore) -> None:
         self._store = store
         self.blocks = BlockCache(store)
 
@@ -61,7 +61,7 @@ class BlockCache:
     them. Cached for `ttl_s`: a block reaches the other side's typing within that time; the
     blocker's own entry is dropped at once when they send user.block/unblock through here."""
 
-    def __init__(self, store: Store, ttl_s: float = 10.0, capacity: int = 50_000) -> None:
+    def __init__(self, store: MessageStore, ttl_s: float = 10.0, capacity: int = 50_000) -> None:
         self._store = store
         self._ttl_s = ttl_s
         self._capacity = capacity

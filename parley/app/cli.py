@@ -53,7 +53,7 @@ EXIT_LOCKED = 4  # another runner held the schema lock past --lock-timeout
 
 
 def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    from parley.adapters.cql.lease import LOCK_WAIT_S
+    from parley.adapters.cassandra.lease import LOCK_WAIT_S
 
     mig = sub.add_parser("migrate", help="create the Cassandra keyspace if needed and apply the packaged CQL "
                                          "migrations (PARLEY_CASSANDRA_*); SQLite migrates itself on start")
@@ -72,10 +72,10 @@ def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     """`parley migrate`: the schema step of a Cassandra deployment (run once, e.g. as a Job);
     with --check or --wait, only whether it has been done."""
-    from parley.adapters.cql.lease import LeaseSettings
-    from parley.adapters.cql.migrate import check, migrate, wait_until_current
-    from parley.adapters.cql.migration_errors import MigrationError, SchemaBehind, SchemaLocked
-    from parley.adapters.cql.session import connect_for_check, connect_for_migrations
+    from parley.adapters.cassandra.lease import LeaseSettings
+    from parley.adapters.cassandra.migrate import check, migrate, wait_until_current
+    from parley.adapters.cassandra.migration_errors import MigrationError, SchemaBehind, SchemaLocked
+    from parley.adapters.cassandra.session import connect_for_check, connect_for_migrations
     from parley.app.stores import cluster_settings
 
     if settings.store != "cassandra":

@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from parley.adapters.cql.session import ClusterSettings
+from parley.adapters.cassandra.session import ClusterSettings
 from parley.adapters.local_attachments import LocalAttachments
 from parley.adapters.local_blob_routes import BlobRoutes
 from parley.adapters.s3_attachments import S3Attachments
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.config import Settings
 from parley.ports import Attachments, Store
 
@@ -37,7 +37,7 @@ def cluster_settings(settings: Settings) -> ClusterSettings:
 async def open_store(settings: Settings) -> Store:
     """The configured store, open and ready (Cassandra: migrated with `parley migrate` first)."""
     if settings.store == "cassandra":
-        from parley.adapters.cassandra_store import CassandraStore
+        from parley.adapters.cassandra.store import CassandraStore
 
         return await CassandraStore.connect(cluster_settings(settings), idem_ttl_s=settings.cassandra_idempotency_ttl_s,
                                             outbox_ttl_s=settings.cassandra_outbox_ttl_s)

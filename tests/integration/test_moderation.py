@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.client import Client, ErrorReply, register
 from parley.app.stores import DB_FILE
 from parley.records import AuditQuery

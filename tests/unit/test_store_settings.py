@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from parley.adapters.cql.migrate import MigrationError, checksum, migrate
+from parley.adapters.cassandra.migrate import MigrationError, checksum, migrate
 from tests.cassandra_model import ModelSession
 from parley.config import Settings, parse_hosts
 from parley.app.stores import cluster_settings

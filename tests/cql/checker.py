@@ -11,11 +11,10 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from importlib import resources
 
-from parley.adapters.cql.grammar import (
-    RANGE_OPS, CqlSyntaxError, CreateTable, Delete, Insert, Relation, Select, Statement, Update, bind_count,
-    parse, split_script,
+from parley.adapters.cassandra.migrate import split_script
+from tests.cql.grammar import (
+    RANGE_OPS, CqlSyntaxError, CreateTable, Delete, Insert, Relation, Select, Statement, Update, bind_count, parse,
 )
 
 _SCALARS = {"text", "varchar", "ascii", "bigint", "int", "smallint", "tinyint", "varint", "boolean", "blob",
@@ -33,17 +32,6 @@ class Schema:
             problems.append(f"{stmt.table}: created twice")
         self.tables.setdefault(stmt.table, stmt)
         return problems
-
-
-def migration_files() -> list[tuple[int, str, str]]:
-    """(version, file name, text) of the packaged migrations, in version order."""
-    root = resources.files("parley.migrations").joinpath("cassandra")
-    out = []
-    for entry in root.iterdir():
-        m = re.fullmatch(r"(\d{4})_[a-z0-9_]+\.cql", entry.name)
-        if m:
-            out.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(out)
 
 
 def schema_from(scripts: Iterable[str]) -> tuple[Schema, list[str]]:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from parley.adapters.cql.statements import RUNNER_TABLES, STATEMENTS, Stmt
+from parley.adapters.cassandra.statements import RUNNER_TABLES, STATEMENTS, Stmt
 from parley.errors import Unavailable
 
 log = logging.getLogger(__name__)

@@ -378,29 +378,6 @@ def parse(text: str) -> Statement:
     return _Parser(text).statement()
 
 
-def split_script(text: str) -> list[str]:
-    """The statements of a migration file: comments dropped, split at `;` outside strings."""
-    out: list[str] = []
-    buf: list[str] = []
-    quoted = False
-    for line in text.splitlines():
-        if not quoted:
-            line = re.sub(r"--[^']*$", "", line) if "'" not in line else line
-        for ch in line + "\n":
-            if ch == "'":
-                quoted = not quoted
-            if ch == ";" and not quoted:
-                stmt = "".join(buf).strip()
-                if stmt:
-                    out.append(stmt)
-                buf = []
-            else:
-                buf.append(ch)
-    if "".join(buf).strip():
-        out.append("".join(buf).strip())
-    return out
-
-
 def bind_count(stmt: Statement) -> int:
     """How many `?` a statement binds, in order (for the checker and the model)."""
     vals: list[str] = []

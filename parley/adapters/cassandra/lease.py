@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from parley.adapters.cql.migration_errors import Holder, LeaseLost, SchemaLocked
-from parley.adapters.cql.session import CqlSession
+from parley.adapters.cassandra.migration_errors import Holder, LeaseLost, SchemaLocked
+from parley.adapters.cassandra.session import CqlSession
 from parley.errors import Unavailable
 
 log = logging.getLogger(__name__)

@@ -12,22 +12,47 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Awaitable, Callable
 
-from parley.adapters.cql.checker import migration_files
-from parley.adapters.cql.grammar import split_script
-from parley.adapters.cql.lease import LeaseSettings, schema_lock
-from parley.adapters.cql.migration_errors import MigrationError, SchemaBehind
-from parley.adapters.cql.session import CqlSession
+from parley.adapters.cassandra.lease import LeaseSettings, schema_lock
+from parley.adapters.cassandra.migration_errors import MigrationError, SchemaBehind
+from parley.adapters.cassandra.session import CqlSession
 from parley.errors import Unavailable
+from parley.migrations import migration_files
 
-__all__ = ["MigrationError", "SchemaBehind", "check", "checksum", "migrate", "pending", "wait_until_current"]
+__all__ = ["MigrationError", "SchemaBehind", "check", "checksum", "migrate", "pending", "split_script",
+           "wait_until_current"]
 
 Files = list[tuple[int, str, str]]
 
 #: How often `--wait` asks again.
 WAIT_POLL_S = 5.0
+
+
+def split_script(text: str) -> list[str]:
+    """The statements of a migration file: comments dropped, split at `;` outside strings."""
+    out: list[str] = []
+    buf: list[str] = []
+    quoted = False
+    for line in text.splitlines():
+        if not quoted:
+            line = re.sub(r"--[^']*$", "", line) if "'" not in line else line
+        for ch in line + "\n":
+            if ch == "'":
+                quoted = not quoted
+            if ch == ";" and not quoted:
+                stmt = "".join(buf).strip()
+                if stmt:
+                    out.append(stmt)
+                buf = []
+            else:
+                buf.append(ch)
+    if "".join(buf).strip():
+        out.append("".join(buf).strip())
+    return out
+
 
 
 def checksum(text: str) -> str:
@@ -53,7 +78,7 @@ async def migrate(session: CqlSession, say: Callable[[str], None] = lambda _: No
     both). Raises SchemaLocked if another runner holds the lock past `lock.wait_s`."""
     async with schema_lock(session, lock or LeaseSettings(), say) as lease:
         done = []
-        for version, name, text in files if files is not None else migration_files():
+        for version, name, text in files if files is not None else migration_files("cassandra"):
             if await _recorded(session, version, name, text):
                 continue
             for stmt in split_script(text):
@@ -69,7 +94,7 @@ async def migrate(session: CqlSession, say: Callable[[str], None] = lambda _: No
 async def pending(session: CqlSession | None, files: Files | None = None) -> list[str]:
     """The packaged migrations not recorded yet, by file name, in order. None stands for a
     keyspace (or runner table) that does not exist yet: everything is pending."""
-    files = files if files is not None else migration_files()
+    files = files if files is not None else migration_files("cassandra")
     if session is None:
         return [name for _, name, _ in files]
     return [name for version, name, text in files if not await _recorded(session, version, name, text)]
@@ -78,7 +103,7 @@ async def pending(session: CqlSession | None, files: Files | None = None) -> lis
 async def check(session: CqlSession | None, files: Files | None = None) -> None:
     """`parley migrate --check`: returns if every packaged migration is recorded as packaged;
     SchemaBehind if some are missing, MigrationError if one has changed."""
-    files = files if files is not None else migration_files()
+    files = files if files is not None else migration_files("cassandra")
     missing = await pending(session, files)
     if missing:
         raise SchemaBehind(missing, len(files))

@@ -164,7 +164,7 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     # first use, since they may not exist when a role starts)
     ("migration_applied", "SELECT name, checksum FROM schema_migrations WHERE version = ?"),
     ("migration_record", "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)"),
-    # the runner's lease (parley/adapters/cql/lease.py): taken IF NOT EXISTS with a TTL, so a runner
+    # the runner's lease (parley/adapters/cassandra/lease.py): taken IF NOT EXISTS with a TTL, so a runner
     # that dies frees it; renewed and released only by its owner. Every write is an LWT.
     # One schema lock for the whole cluster: a Job per region must not both hold it.
     ("migration_lock_take", "INSERT INTO schema_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL ?",
