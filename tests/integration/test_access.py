@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from parley.client import Client, ErrorReply
+from parley.errors import ParleyError
+from parley.sdk import Client
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +21,8 @@ async def event_where(client: Client, type_: str, timeout: float = 5.0, **match:
             return event
 
 
-async def expect_error(code: str, coro) -> ErrorReply:
-    with pytest.raises(ErrorReply) as err:
+async def expect_error(code: str, coro) -> ParleyError:
+    with pytest.raises(ParleyError) as err:
         await coro
     assert err.value.code == code, err.value
     return err.value
