@@ -5,7 +5,8 @@ protocol through it.
     transport.py   the seam: HTTP requests and WebSockets (aiohttp by default, or an app in-process)
     rest.py        register, login, upload, attachment
     connection.py  one WebSocket: hello, frames out and in
-    session.py     Client: requests by rid, reconnect, resend, de-duplication, sync
+    session.py     Client: requests by rid, reconnect with backoff, resend, recovery sync
+    catchup.py     the watermark a sync asks from, and delivering each message once
     events.py      decoding incoming frames, and the events a user reads
 
 Every refusal raises the `parley.errors` class of its wire code (Forbidden carries `rule`,

@@ -45,43 +45,33 @@ def error_from_frame(frame: Frame) -> ParleyError:
 
 
 class Connection:
-    """An open, greeted WebSocket. Writes raise ConnectionError once it has dropped."""
+    """An open, greeted WebSocket, read and written as frames. Writes raise ConnectionError
+    once it has dropped; `socket` tells its state and closes it."""
 
-    __slots__ = ("_ws", "hello")
+    __slots__ = ("socket", "hello")
 
-    def __init__(self, ws: WebSocket, hello: Frame) -> None:
-        self._ws = ws
+    def __init__(self, socket: WebSocket, hello: Frame) -> None:
+        self.socket = socket
         #: The `ok` reply to hello (user_id, heartbeat_s, ...).
         self.hello = hello
 
-    @property
-    def close_code(self) -> int | None:
-        return self._ws.close_code
-
-    @property
-    def closed(self) -> bool:
-        return self._ws.closed
-
     async def write(self, frame: Frame) -> None:
-        await self._ws.send(msgspec.json.encode(frame))
+        await self.socket.send(msgspec.json.encode(frame))
 
     async def write_raw(self, data: bytes) -> None:
         """One text frame as given, valid or not."""
-        await self._ws.send(data)
+        await self.socket.send(data)
 
     async def read(self) -> Frame | None:
         """The next frame; None once the socket has closed."""
         while True:
-            data = await self._ws.receive()
+            data = await self.socket.receive()
             if data is None:
                 return None
             frame = decode_frame(data)
             if frame is not None:
                 return frame
             log.debug("parley sdk: ignoring a frame that is not a JSON object")
-
-    async def close(self) -> None:
-        await self._ws.close()
 
 
 async def open_connection(

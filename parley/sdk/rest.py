@@ -40,7 +40,7 @@ async def login(
 async def _auth(
     base_url: str, path: str, username: str, password: str, transport: Transport | None
 ) -> Account:
-    async with borrowed(transport) as via:
+    async with _borrowed(transport) as via:
         body = await _rest(via, "POST", base_url.rstrip("/") + path,
                            {"username": username, "password": password})
     # The server lowercases names; echo its spelling when it sends one.
@@ -60,7 +60,7 @@ async def upload(
     headers it returns), then complete the upload. Returns the attachment object, whose `id`
     goes into `send(..., attachments=[id])`. Raises a ParleyError on a refusal."""
     base = base_url.rstrip("/")
-    async with borrowed(transport) as via:
+    async with _borrowed(transport) as via:
         slot = await _rest(via, "POST", base + "/v1/uploads",
                            {"conv": conv, "name": name, "mime": mime, "size": len(data)}, token)
         stored = await via.request(slot["method"], slot["upload_url"], data, slot["headers"])
@@ -73,12 +73,12 @@ async def attachment(
     base_url: str, token: str, attachment_id: str, *, transport: Transport | None = None
 ) -> Frame:
     """GET /v1/attachments/{id}: the attachment object with a short-lived download `url`."""
-    async with borrowed(transport) as via:
+    async with _borrowed(transport) as via:
         return await _rest(via, "GET", f"{base_url.rstrip('/')}/v1/attachments/{attachment_id}", None, token)
 
 
 @contextlib.asynccontextmanager
-async def borrowed(transport: Transport | None) -> AsyncIterator[Transport]:
+async def _borrowed(transport: Transport | None) -> AsyncIterator[Transport]:
     """The caller's transport, left open; or the default one, for this call only."""
     if transport is not None:
         yield transport

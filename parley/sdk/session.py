@@ -1,6 +1,10 @@
 """A protocol session that outlives its sockets: requests and their replies by rid, and, with
 `reconnect=True`, reconnecting with backoff, resending unacknowledged sends (the server
-de-duplicates them by cmid), catching up with `sync`, and delivering each message once.
+de-duplicates them by cmid) and catching up with `sync`, delivering each message once (the
+bookkeeping for that is `parley.sdk.catchup`).
+
+The rid table lives here, not in the connection: a pending send outlives the socket it was
+written to, and is written again on the next one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 from parley.closecodes import CloseCode
 from parley.errors import Forbidden, ParleyError, Unauthorized, Unavailable
+from parley.sdk.catchup import Catchup, sync_replay
 from parley.sdk.connection import Connection, error_from_frame, open_connection, ws_url
 from parley.sdk.events import EventHook, Frame, Inbox
 from parley.sdk.transport import AiohttpTransport, Transport
@@ -33,28 +38,6 @@ _FINAL_CLOSE_CODES = frozenset({CloseCode.BAD_TOKEN, CloseCode.TOO_BIG})
 
 class _NotWritten(Exception):
     """A request's write failed on a dropped socket: the server never saw it, so it may be retried."""
-
-
-class _SeenSeqs:
-    """The (conv, seq) pairs already delivered; a contiguous run collapses into a floor so
-    a long-lived client does not keep one entry per message."""
-
-    def __init__(self) -> None:
-        self._floor: dict[str, int] = {}
-        self._above: dict[str, set[int]] = {}
-
-    def add(self, conv: str, seq: int) -> bool:
-        """Record the pair; False if it was already there."""
-        floor = self._floor.get(conv, 0)
-        above = self._above.setdefault(conv, set())
-        if seq <= floor or seq in above:
-            return False
-        above.add(seq)
-        while floor + 1 in above:
-            floor += 1
-            above.remove(floor)
-        self._floor[conv] = floor
-        return True
 
 
 @dataclass
@@ -87,7 +70,6 @@ class Client:
 
     hello: Frame
     user_id: str
-    last_seq: dict[str, int]
     close_code: int | None
     reconnects: int
     #: When set, events go to this callback as they arrive instead of the buffer that
@@ -101,7 +83,6 @@ class Client:
         self._opts = options
         self.hello = {}
         self.user_id = ""
-        self.last_seq = {}
         self.close_code = None
         self.reconnects = 0
         self.on_event = None
@@ -109,7 +90,7 @@ class Client:
         self._conn: Connection | None = None
         self._pending: dict[str, _Pending] = {}
         self._inbox = Inbox()
-        self._seen = _SeenSeqs()
+        self._catchup = Catchup()
         # Set while a session is usable; also set once terminal so waiters wake and fail.
         self._ready = asyncio.Event()
         self._closed = asyncio.Event()
@@ -139,7 +120,7 @@ class Client:
         client). `on_event`: see the attribute of that name; it must not block.
         """
         opts = _Options(ws_url(base_url), token, device_id, reconnect, max_reconnect_attempts)
-        client = cls(transport or AiohttpTransport(), transport is None, opts)
+        client = cls(transport if transport is not None else AiohttpTransport(), transport is None, opts)
         client.on_event = on_event
         try:
             conn = await client._open()
@@ -152,6 +133,11 @@ class Client:
         if heartbeat:
             client._heartbeat = asyncio.create_task(client._beat(), name="parley-client-heartbeat")
         return client
+
+    @property
+    def last_seq(self) -> dict[str, int]:
+        """conv -> the seq up to which this client holds every message (what a sync asks from)."""
+        return self._catchup.last_seq
 
     async def __aenter__(self) -> Client:
         return self
@@ -301,11 +287,11 @@ class Client:
             return
         self._closing = True
         conn = self._conn
-        if conn is not None and not conn.closed:
+        if conn is not None and not conn.socket.closed:
             # If the server is gone already there is nobody left to say goodbye to.
             with contextlib.suppress(TimeoutError, ConnectionError):
                 async with asyncio.timeout(2.0):
-                    await conn.close()
+                    await conn.socket.close()
         # The reader may be sleeping in a reconnect backoff: stop it rather than wait.
         for task in (self._reader, self._heartbeat):
             if task is not None and not task.done():
@@ -374,7 +360,7 @@ class Client:
         self._sync_rid = None
         if self._closing:
             return None
-        self.close_code = dropped.close_code
+        self.close_code = dropped.socket.close_code
         log.debug("parley sdk: socket closed with %s", self.close_code)
         self._fail_in_flight()
         if not self._opts.reconnect or self.close_code in _FINAL_CLOSE_CODES:
@@ -442,8 +428,8 @@ class Client:
 
     def _settle(self, pending: _Pending, reply: Frame) -> None:
         ok = reply.get("op") == "ok"
-        if ok:
-            self._note_reply(pending.frame["op"], reply)
+        if ok and pending.frame["op"] == "sync":
+            self._catchup.note_sync(reply)
         if pending.future is None:
             self._sync_rid = None
             if ok:
@@ -460,15 +446,8 @@ class Client:
 
     def _deliver(self, frame: Frame) -> None:
         """Buffer a frame for the application, dropping message.new events already delivered."""
-        if frame.get("op") == "event" and frame.get("type") == "message.new":
-            message = frame.get("message")
-            if isinstance(message, dict):
-                conv, seq = message.get("conv"), message.get("seq")
-                if isinstance(conv, str) and isinstance(seq, int):
-                    if not self._seen.add(conv, seq):
-                        return
-                    if seq == self.last_seq.get(conv, 0) + 1:  # contiguous: the watermark moves
-                        self.last_seq[conv] = seq
+        if not self._catchup.admit(frame):
+            return
         hook = self.on_event
         if hook is not None and frame.get("op") == "event":
             try:
@@ -477,32 +456,6 @@ class Client:
                 log.exception("parley sdk: on_event hook failed")
             return
         self._inbox.put(frame)
-
-    def _note_reply(self, op: str, reply: Frame) -> None:
-        """`last_seq` is a watermark: everything up to it is held. Only a sync proves that;
-        a send's ok or a history page says nothing about the messages below them."""
-        if op != "sync":
-            return
-        for entry in _list(reply.get("convs")):
-            conv, last = entry.get("conv"), entry.get("last_seq")
-            messages = _list(entry.get("messages"))
-            if not isinstance(conv, str):
-                continue
-            if not entry.get("more") and isinstance(last, int):
-                # Uncut, the reply covers all up to last_seq (even what joined-history hides).
-                self._bump(conv, last)
-            elif messages:
-                self._bump_message(messages[-1])
-
-    def _bump_message(self, message: Any) -> None:
-        if isinstance(message, dict):
-            conv, seq = message.get("conv"), message.get("seq")
-            if isinstance(conv, str) and isinstance(seq, int):
-                self._bump(conv, seq)
-
-    def _bump(self, conv: str, seq: int) -> None:
-        if seq > self.last_seq.get(conv, 0):
-            self.last_seq[conv] = seq
 
     # ---- recovery sync (reconnect=True) ---------------------------------------------------
 
@@ -517,14 +470,10 @@ class Client:
             await conn.write(frame)
 
     def _replay_sync(self, reply: Frame) -> None:
-        """Turn a recovery sync's messages into message.new events the client has not seen."""
-        cut = False
-        for entry in _list(reply.get("convs")):
-            messages = _list(entry.get("messages"))
-            for message in messages:
-                self._deliver({"op": "event", "type": "message.new", "message": message})
-            # last_seq now ends at this page, so another sync continues where it stopped.
-            cut = cut or (bool(entry.get("more")) and bool(messages))
+        """Deliver a recovery sync's messages that the client has not seen."""
+        events, cut = sync_replay(reply)
+        for event in events:
+            self._deliver(event)
         if cut:
             self._sync_wanted = True
 
@@ -543,7 +492,3 @@ class Client:
 
 def _new_cmid() -> str:
     return uuid.uuid4().hex
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
