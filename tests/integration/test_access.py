@@ -165,7 +165,7 @@ async def test_leaving_stops_events_and_an_owner_leaving_hands_over(server, make
 async def test_no_setting_turns_the_policy_off(fresh_server):
     """PARLEY_BENCH_ALLOW_ALL=1 once made sends skip every rule (a channel's subscriber could post):
     nothing an operator sets may disable authorization (benchmarks compose an allow-all core)."""
-    from parley.client import register
+    from parley.sdk import register
 
     proc = fresh_server(PARLEY_BENCH_ALLOW_ALL="1")
     owner, sub = [await register(proc.base_url, name, "correct horse") for name in ("owner", "subscriber")]
