@@ -1,5 +1,5 @@
 """The Parley benchmark: an open-loop asyncio (uvloop) load generator that speaks the v1 protocol
-through the SDK (`parley.client`) and measures a `parley dev` server.
+through the SDK (`parley.sdk`) and measures a `parley dev` server.
 
 Scenarios:
   idle    N sessions connect, say hello and stay; server RSS per session.
@@ -51,7 +51,8 @@ import msgspec
 
 from loadtests import hopstats, hoptable, usage
 from loadtests.topology import Topology
-from parley.client import Account, Client, ErrorReply, Frame, register
+from parley.errors import ParleyError
+from parley.sdk import Account, AiohttpTransport, Client, Frame, register
 
 try:
     import psutil
@@ -220,12 +221,13 @@ class LoadSlice:
         errors: Counter[str] = Counter()
         started = time.monotonic()
         on_event = self._on_event if spec.groups else _ignore
+        transport = AiohttpTransport(self._http)  # one pool for the whole slice
 
         async def one(token: str) -> Client | None:
             async with gate:
                 try:
-                    return await Client.connect(spec.url, token, http=self._http, on_event=on_event)
-                except ErrorReply as err:
+                    return await Client.connect(spec.url, token, transport=transport, on_event=on_event)
+                except ParleyError as err:
                     errors[err.code] += 1
                 except (OSError, TimeoutError, aiohttp.ClientError) as exc:
                     errors[type(exc).__name__] += 1
@@ -294,7 +296,7 @@ class LoadSlice:
         else:
             track.state = 2
             if track.measured:
-                self._errors[exc.code if isinstance(exc, ErrorReply) else type(exc).__name__] += 1
+                self._errors[exc.code if isinstance(exc, ParleyError) else type(exc).__name__] += 1
 
     # ---- one measured step --------------------------------------------------------------
 
@@ -363,7 +365,7 @@ class LoadSlice:
             tracks[cmid] = track
             try:
                 future = await client.submit("send", conv=conv, cmid=cmid, text=f"t={due};{pad}")
-            except ErrorReply as err:
+            except ParleyError as err:
                 track.state = 2
                 if measured:
                     self._errors[err.code] += 1
@@ -765,9 +767,9 @@ async def register_users(url: str, n: int, cache: AccountCache, concurrency: int
             async with gate:
                 for attempt in range(5):
                     try:
-                        account = await register(url, f"{prefix}-{i}", PASSWORD, http=http)
+                        account = await register(url, f"{prefix}-{i}", PASSWORD, transport=AiohttpTransport(http))
                         break
-                    except ErrorReply as err:
+                    except ParleyError as err:
                         if err.code not in ("rate_limited", "unavailable") or attempt == 4:
                             raise
                         await asyncio.sleep((err.retry_after_ms or 500) / 1000)
@@ -796,7 +798,7 @@ async def create_groups(url: str, accounts: Sequence[Account], size: int) -> tup
         async def one(members: list[int]) -> str:
             async with gate:
                 creator = accounts[members[0]]
-                async with await Client.connect(url, creator.token, http=http, heartbeat=False,
+                async with await Client.connect(url, creator.token, transport=AiohttpTransport(http), heartbeat=False,
                                                 on_event=_ignore) as client:
                     reply = await client.request(
                         "conv.create", timeout=60.0, kind="group", title=f"bench {members[0]}",

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from parley.client import Account, register
 from parley.app.localservers import die_with_parent, free_port
+from parley.sdk import Account, register
 
 ROOT = Path(__file__).resolve().parent.parent
 

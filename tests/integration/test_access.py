@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from parley.client import Client, ErrorReply
+from parley.errors import ParleyError
+from parley.sdk import Client
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +21,8 @@ async def event_where(client: Client, type_: str, timeout: float = 5.0, **match:
             return event
 
 
-async def expect_error(code: str, coro) -> ErrorReply:
-    with pytest.raises(ErrorReply) as err:
+async def expect_error(code: str, coro) -> ParleyError:
+    with pytest.raises(ParleyError) as err:
         await coro
     assert err.value.code == code, err.value
     return err.value
@@ -164,7 +165,7 @@ async def test_leaving_stops_events_and_an_owner_leaving_hands_over(server, make
 async def test_no_setting_turns_the_policy_off(fresh_server):
     """PARLEY_BENCH_ALLOW_ALL=1 once made sends skip every rule (a channel's subscriber could post):
     nothing an operator sets may disable authorization (benchmarks compose an allow-all core)."""
-    from parley.client import register
+    from parley.sdk import register
 
     proc = fresh_server(PARLEY_BENCH_ALLOW_ALL="1")
     owner, sub = [await register(proc.base_url, name, "correct horse") for name in ("owner", "subscriber")]

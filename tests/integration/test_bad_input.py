@@ -9,7 +9,8 @@ import json
 import aiohttp
 import pytest
 
-from parley.client import Client, ErrorReply
+from parley.errors import ParleyError
+from parley.sdk import Client
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,7 @@ async def test_text_at_the_limit_is_accepted_and_one_over_is_too_large(server, m
     assert limits == {"max_frame_bytes": 65536, "max_text_chars": 16384, "history_max": 200}
     conv = (await a.request("conv.create", kind="group", members=[]))["conv"]["id"]
     assert (await a.send(conv, "é" * 16384))["seq"] == 1
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await a.send(conv, "é" * 16385)
     assert err.value.code == "too_large"
     await a.close()
@@ -123,7 +124,7 @@ async def test_no_hello_in_time_closes_4001(fresh_server):
 
 async def test_a_silent_session_is_closed_4002_and_a_pinging_one_is_not(fresh_server):
     srv = fresh_server(PARLEY_HEARTBEAT_S="1")
-    from parley.client import register
+    from parley.sdk import register
     user = await register(srv.base_url, "idler", "correct horse")
     quiet = await Client.connect(srv.base_url, user.token, heartbeat=False)
     lively = await Client.connect(srv.base_url, user.token)

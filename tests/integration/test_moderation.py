@@ -10,16 +10,17 @@ import time
 import pytest
 
 from parley.adapters.sqlite.store import SqliteStore
-from parley.client import Client, ErrorReply, register
 from parley.app.stores import DB_FILE
+from parley.errors import ParleyError
 from parley.records import AuditQuery
+from parley.sdk import Client, register
 from tests.integration.test_access import event_where
 
 pytestmark = pytest.mark.integration
 
 
-async def refused(coro, rule: str | None, code: str = "forbidden") -> ErrorReply:
-    with pytest.raises(ErrorReply) as err:
+async def refused(coro, rule: str | None, code: str = "forbidden") -> ParleyError:
+    with pytest.raises(ParleyError) as err:
         await coro
     assert (err.value.code, err.value.rule) == (code, rule), err.value
     assert err.value.message

@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 import yarl
 
-from parley.client import Account, Client, ErrorReply, attachment, upload
+from parley.errors import ParleyError
+from parley.sdk import Account, Client, attachment, upload
 from tests.conftest import ParleyProcess
 from tests.s3_server import S3Process, s3_server  # noqa: F401
 
@@ -52,13 +53,13 @@ async def attachment_round_trip(base_url: str, make_user: MakeUser) -> None:
     fetched = await attachment(base_url, bob.token, att["id"])
     assert (fetched["name"], fetched["mime"], fetched["size"]) == ("holiday.png", "image/png", len(PNG))
     assert await download(fetched["url"]) == (200, "image/png", PNG)
-    with pytest.raises(ErrorReply) as outsider:
+    with pytest.raises(ParleyError) as outsider:
         await attachment(base_url, eve.token, att["id"])
-    with pytest.raises(ErrorReply) as unknown:
+    with pytest.raises(ParleyError) as unknown:
         await attachment(base_url, eve.token, "a" + "x" * 16)
     # An outsider cannot tell an attachment that exists from one that does not.
-    assert (outsider.value.status, outsider.value.code, outsider.value.message) == \
-        (unknown.value.status, unknown.value.code, unknown.value.message) == (404, "not_found", "no such attachment")
+    assert (outsider.value.http_status, outsider.value.code, outsider.value.message) == \
+        (unknown.value.http_status, unknown.value.code, unknown.value.message) == (404, "not_found", "no such attachment")
 
 
 async def test_a_member_uploads_sends_and_another_member_fetches_it(server, make_user):
@@ -85,10 +86,10 @@ async def test_send_takes_only_the_senders_own_completed_uploads_of_that_convers
     async with await Client.connect(server.base_url, alice.token) as a:
         for ids, code in (([elsewhere["id"]], "not_found"), ([bobs["id"]], "not_found"),
                           (["anything"], "not_found"), ([declared["id"]], "conflict")):
-            with pytest.raises(ErrorReply) as err:
+            with pytest.raises(ParleyError) as err:
                 await a.send(conv, "look", attachments=ids)
             assert err.value.code == code, ids
-        with pytest.raises(ErrorReply) as err:
+        with pytest.raises(ParleyError) as err:
             await a.send(conv, "many", attachments=[f"a{i}" for i in range(11)])
         assert err.value.code == "bad_request"
         assert (await a.request("history", conv=conv))["messages"] == []  # nothing refused was stored
