@@ -34,8 +34,6 @@ import resource
 import secrets
 import shutil
 import shlex
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,7 @@ import msgspec
 
 from loadtests import hopstats, hoptable, usage
 from loadtests.topology import Topology
+from parley.app.processes import ChildProcess, free_port, http_ok
 from parley.client import Account, Client, ErrorReply, Frame, register
 
 try:
@@ -513,12 +512,6 @@ class LocalSlice:
 # ---- the server under test --------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     """A `parley dev` subprocess (or a running server at `url`, pid optional)."""
 
@@ -526,50 +519,35 @@ class Server:
     rss_label = "server RSS"
 
     def __init__(self, url: str, pid: int | None, data_dir: Path | None = None,
-                 proc: subprocess.Popen[bytes] | None = None) -> None:
+                 process: ChildProcess | None = None) -> None:
         self.url = url
         self.pid = pid
         self.data_dir = data_dir
-        self._proc = proc
+        self._process = process
         self._ps = psutil.Process(pid) if psutil is not None and pid else None
         self.leftovers: list[str] = []
 
     @classmethod
     async def start(cls, data_dir: Path, env: dict[str, str], log_path: Path) -> Server:
-        port = _free_port()
-        cmd = [sys.executable, "-m", "parley", "dev", "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data_dir)]
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out,
-                                    stderr=subprocess.STDOUT, preexec_fn=raise_nofile)
-        server = cls(f"http://127.0.0.1:{port}", proc.pid, data_dir, proc)
-        await server._wait_healthy()
-        return server
-
-    async def _wait_healthy(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                if self._proc is not None and self._proc.poll() is not None:
-                    raise RuntimeError(f"parley dev exited with {self._proc.returncode}")
-                with contextlib.suppress(aiohttp.ClientError, OSError):
-                    async with http.get(self.url + "/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"parley dev at {self.url} did not become healthy")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = ChildProcess(
+            cls.label, [sys.executable, "-m", "parley", "dev", "--host", "127.0.0.1", "--port", str(port),
+                        "--data-dir", str(data_dir)],
+            log_path, ready=http_ok(url + "/healthz"), env=env, ready_timeout_s=60.0, stop_timeout_s=30.0,
+            poll_s=0.1)
+        # Spawned on this (the main) thread: the death signal follows the thread that forked.
+        process.spawn()
+        try:
+            await asyncio.to_thread(process.wait_ready)
+        except BaseException:
+            await asyncio.to_thread(process.stop)
+            raise
+        return cls(url, process.pid, data_dir, process)
 
     async def stop(self) -> None:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        try:
-            await asyncio.wait_for(loop.run_in_executor(None, proc.wait), 30)
-        except TimeoutError:
-            proc.kill()
-            await loop.run_in_executor(None, proc.wait)
+        if self._process is not None:
+            await asyncio.to_thread(self._process.stop)
 
     def rss(self) -> int | None:
         if self._ps is None:
