@@ -16,10 +16,10 @@ import json
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.runtime import log
 from loadtests.usage import Member, ProcSample, members_of, sample
 from parley.app.processes import ChildProcess, free_port, http_ok
 
@@ -183,7 +183,7 @@ class Topology:
 
     def _note(self, what: str) -> None:
         self.leftovers.append(what)
-        print(f"[bench {time.strftime('%H:%M:%S')}] cleanup: {what}", file=sys.stderr, flush=True)
+        log(f"cleanup: {what}")
 
 
 def _alive(ps: Any) -> bool:
