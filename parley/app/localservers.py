@@ -10,17 +10,12 @@ offsets, so an outage of it is simulated by freezing it (SIGSTOP), never by a re
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +23,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In a child before exec: SIGTERM it when the process that started it dies, even by
-    SIGKILL, so no broker or role outlives `parley up` (or a test run). Linux only."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from parley.app.processes import ChildProcess, ProcessFailed, free_port, port_open
 
 
 def _missing(what: str, package: str) -> RuntimeError:
@@ -84,16 +65,17 @@ def weed_bin() -> str:
     return found
 
 
-@dataclass
-class ServerProcess:
+class ServerProcess(ChildProcess):
     """One server subprocess on a fixed loopback port: `stop()`/`start()`/`restart()` keep the
-    port, so clients reconnect to the same URL."""
+    port, so clients reconnect to the same URL. Ready once it accepts connections: these servers
+    listen only once they are ready to serve."""
 
-    scheme: str
-    argv: Callable[[int], list[str]]
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, scheme: str, argv: Callable[[int], list[str]], log_path: Path) -> None:
+        self.scheme = scheme
+        self.port = free_port()
+        command = argv(self.port)
+        super().__init__(Path(command[0]).name, command, log_path, ready=port_open(self.port), own_session=True,
+                         ready_timeout_s=10.0, stop_timeout_s=10.0, poll_s=0.02)
 
     @property
     def url(self) -> str:
@@ -102,39 +84,6 @@ class ServerProcess:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> None:
-        assert self.proc is None, "already running"
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(self.argv(self.port), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True, preexec_fn=die_with_parent)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.argv(self.port)[0]} exited with {self.proc.returncode}:\n{self.log()}")
-            try:  # these servers listen only once they are ready to serve
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"server on port {self.port} did not come up:\n{self.log()}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.proc is None:
-            return
-        self.proc.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     @contextlib.contextmanager
     def frozen(self, timeout: float = 5.0) -> Iterator[None]:
@@ -153,9 +102,6 @@ class ServerProcess:
             yield
         finally:
             self.proc.send_signal(signal.SIGCONT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def _thread_state(stat: Path) -> str:
@@ -206,27 +152,35 @@ def _free_ports(n: int) -> list[int]:
     return sorted(ports)
 
 
-@dataclass
-class S3Process:
+class S3Process(ChildProcess):
     """SeaweedFS (`weed mini`) serving S3 on loopback with one bucket and one admin identity. It
     checks SigV4 signatures and the expiry of presigned URLs (moto's server does not)."""
 
-    data_dir: Path
-    bucket: str
-    access_key: str = field(default_factory=lambda: "parley-" + secrets.token_hex(8))
-    secret_key: str = field(default_factory=lambda: secrets.token_hex(20))
-    region: str = "us-east-1"
-    ports: dict[str, int] = field(
-        default_factory=lambda: dict(zip(_WEED_PORT_FLAGS, _free_ports(len(_WEED_PORT_FLAGS)))))
-    proc: subprocess.Popen[bytes] | None = None
+    def __init__(self, data_dir: Path, bucket: str) -> None:
+        self.data_dir = data_dir
+        self.bucket = bucket
+        self.access_key = "parley-" + secrets.token_hex(8)
+        self.secret_key = secrets.token_hex(20)
+        self.region = "us-east-1"
+        self.ports = dict(zip(_WEED_PORT_FLAGS, _free_ports(len(_WEED_PORT_FLAGS))))
+        self._probe: Any = None
+        argv = [
+            weed_bin(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-bucket={bucket}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            # Its unix sockets default to /tmp/seaweedfs-*-<port>.sock: keep them with the data.
+            f"-s3.localSocket={data_dir / 's3.sock'}", f"-filer.localSocket={data_dir / 'filer.sock'}",
+            *(f"-{flag}={port}" for flag, port in self.ports.items()),
+        ]
+        # The admin identity is whatever these variables say when the server starts. Stops go to
+        # its whole process group.
+        super().__init__("weed mini", argv, data_dir / "weed.log", ready=self._bucket_answers,
+                         env={"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key},
+                         own_session=True, signal_group=True, ready_timeout_s=60.0, stop_timeout_s=15.0, poll_s=0.2)
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.ports['s3.port']}"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "weed.log"
 
     def env(self) -> dict[str, str]:
         """What a Parley process needs to keep its attachments here."""
@@ -240,48 +194,20 @@ class S3Process:
                             aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
                             config=Config(signature_version="s3v4", s3={"addressing_style": "path"}, **config))
 
-    def start(self, timeout: float = 60.0) -> None:
-        assert self.proc is None, "already running"
-        argv = [
-            weed_bin(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-bucket={self.bucket}", "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            # Its unix sockets default to /tmp/seaweedfs-*-<port>.sock: keep them with the data.
-            f"-s3.localSocket={self.data_dir / 's3.sock'}", f"-filer.localSocket={self.data_dir / 'filer.sock'}",
-            *(f"-{flag}={port}" for flag, port in self.ports.items()),
-        ]
-        # The admin identity is whatever these variables say when the server starts.
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+    def start(self, timeout: float | None = None) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        # Ready = the bucket answers a signed request (the S3 port opens before the filer is up).
-        probe = self.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"weed mini exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                probe.head_bucket(Bucket=self.bucket)
-                return
-            except (BotoCoreError, ClientError):
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"weed mini did not become ready:\n{self.log()}")
+        try:
+            super().start(timeout)
+        except ProcessFailed:
+            self.stop()
+            raise
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM to its whole process group, SIGKILL if it lingers."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def _bucket_answers(self) -> bool:
+        """Ready = the bucket answers a signed request (the S3 port opens before the filer is up)."""
+        if self._probe is None:
+            self._probe = self.client(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+        try:
+            self._probe.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError):
+            return False
+        return True

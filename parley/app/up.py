@@ -18,16 +18,14 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from parley.auth import load_or_create_secret
-from parley.app.localservers import ServerProcess, die_with_parent, free_port, kafka_server, nats_server, redis_server
+from parley.app.localservers import ServerProcess, kafka_server, nats_server, redis_server
+from parley.app.processes import ChildProcess, free_port, get_json, http_ok
 from parley.config import Settings
 from parley.app.roles import ensure_log_topics
 from parley.app.stores import open_store
@@ -44,49 +42,16 @@ LIVENESS_EVERY_S = 2.0
 
 @dataclass
 class Child:
-    """One `parley run ROLE` process."""
+    """One `parley run ROLE` process of the topology."""
 
-    name: str
     role: str
     port: int
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
+    process: ChildProcess
     restarts: int = 0
-    started_at: float = field(default=0.0)
 
-    def start(self, data_dir: Path, host: str) -> None:
-        with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "parley", "run", self.role, "--host", host, "--port", str(self.port),
-                 "--data-dir", str(data_dir)],
-                env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=die_with_parent)
-        self.started_at = time.monotonic()
-
-    def exited(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
-
-    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.0f s: killed", self.name, timeout)
-            self.proc.kill()
-            self.proc.wait()
-
-
-def _get(url: str, timeout: float = 1.0) -> tuple[int, dict[str, object]]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        with err:
-            return err.code, json.loads(err.read() or b"{}")
+    @property
+    def name(self) -> str:
+        return self.process.name
 
 
 class Topology:
@@ -119,20 +84,37 @@ class Topology:
         }
         for role in ("chat-core", "delivery"):
             for n in range(1, REPLICAS[role] + 1):
-                self.children.append(Child(f"{role}-{n}", role, free_port(), env, self.logs / f"{role}-{n}.log"))
+                self.children.append(self._child(f"{role}-{n}", role, free_port(), env))
         for n in range(1, REPLICAS["gateway"] + 1):
-            self.children.append(Child(f"gateway-{n}", "gateway", self.port,
-                                       {**env, "PARLEY_REUSE_PORT": "true", "PARLEY_GATEWAY_ID": f"gw-{n}"},
-                                       self.logs / f"gateway-{n}.log"))
+            self.children.append(self._child(f"gateway-{n}", "gateway", self.port,
+                                             {**env, "PARLEY_REUSE_PORT": "true", "PARLEY_GATEWAY_ID": f"gw-{n}"}))
         # Workers first: a gateway that answers can be used at once. Each group starts together
         # (joining a consumer group takes seconds) and is waited for as a whole.
         for group in ([c for c in self.children if c.role != "gateway"], [c for c in self.children if c.role == "gateway"]):
             for child in group:
-                child.start(self.data_dir, self.host)
+                child.process.spawn()
             for child in group:
-                self._wait_ready(child)
-                log.info("%s ready (pid %d, port %d)", child.name, child.proc.pid if child.proc else 0, child.port)
+                child.process.wait_ready()
+                log.info("%s ready (pid %d, port %d)", child.name, child.process.pid or 0, child.port)
         self._write_topology()
+
+    def _child(self, name: str, role: str, port: int, env: dict[str, str]) -> Child:
+        """Ready when its /readyz says so; for a gateway on the shared port, the answer must be
+        its own."""
+        gateway_id = env.get("PARLEY_GATEWAY_ID")
+        readyz = http_ok(f"http://{self.host}:{port}/readyz",
+                         accept=lambda body: gateway_id is None or body.get("id") == gateway_id)
+
+        def ready() -> bool:
+            if self.stopping:
+                raise KeyboardInterrupt("stopped while starting")
+            return readyz()
+
+        argv = [sys.executable, "-m", "parley", "run", role, "--host", self.host, "--port", str(port),
+                "--data-dir", str(self.data_dir)]
+        return Child(role, port, ChildProcess(name, argv, self.logs / f"{name}.log", ready=ready, env=env,
+                                              own_session=True, ready_timeout_s=READY_TIMEOUT_S,
+                                              stop_timeout_s=STOP_TIMEOUT_S, poll_s=0.1))
 
     def _prepare(self) -> None:
         """What the children would otherwise race to create: topics, the signing key, the schema."""
@@ -145,32 +127,13 @@ class Topology:
             await store.close()
         asyncio.run(setup())
 
-    def _wait_ready(self, child: Child) -> None:
-        """Its /readyz says ready; for a gateway on the shared port, the answer must be its own."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        want = child.env.get("PARLEY_GATEWAY_ID")
-        while time.monotonic() < deadline:
-            if self.stopping:
-                raise KeyboardInterrupt("stopped while starting")
-            code = child.exited()
-            if code is not None:
-                raise RuntimeError(f"{child.name} exited with {code}; see {child.log_path}")
-            try:
-                status, body = _get(f"http://{self.host}:{child.port}/readyz")
-                if status == 200 and (want is None or body.get("id") == want):
-                    return
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{child.name} not ready within {READY_TIMEOUT_S:.0f} s; see {child.log_path}")
-
     def _write_topology(self) -> None:
         doc = {
             "port": self.port, "data_dir": str(self.data_dir),
-            "brokers": {name: {"address": b.address, "pid": b.proc.pid if b.proc else None}
+            "brokers": {name: {"address": b.address, "pid": b.pid}
                         for name, b in self.brokers.items()},
-            "processes": [{"name": c.name, "role": c.role, "port": c.port, "pid": c.proc.pid if c.proc else None,
-                           "restarts": c.restarts, "log": str(c.log_path)} for c in self.children],
+            "processes": [{"name": c.name, "role": c.role, "port": c.port, "pid": c.process.pid,
+                           "restarts": c.restarts, "log": str(c.process.log_path)} for c in self.children],
         }
         tmp = self.data_dir / "topology.json.tmp"
         tmp.write_text(json.dumps(doc, indent=2))
@@ -184,9 +147,9 @@ class Topology:
         while not self.stopping:
             changed = False
             for name, broker in self.brokers.items():
-                if broker.proc is not None and broker.proc.poll() is not None and not self.stopping:
-                    log.warning("%s exited with %s: starting it again", name, broker.proc.returncode)
-                    broker.proc = None
+                code = broker.exited()
+                if code is not None and not self.stopping:
+                    log.warning("%s exited with %s: starting it again", name, code)
                     broker.start()
                     if name == "kafka":  # tansu keeps nothing: the topics must be made again
                         self._prepare()
@@ -195,16 +158,15 @@ class Topology:
             if probe:
                 next_probe = time.monotonic() + LIVENESS_EVERY_S
             for child in self.children:
-                code = child.exited()
+                code = child.process.exited()
                 if code is None and probe and self._dead(child):
                     log.warning("%s is alive but its pipeline ended (/healthz 503): restarting it", child.name)
-                    child.stop()
-                    code = child.exited()
+                    code = child.process.stop()
                 if code is not None and not self.stopping:
                     log.warning("%s exited with %s: starting it again", child.name, code)
                     time.sleep(RESTART_BACKOFF_S)
                     child.restarts += 1
-                    child.start(self.data_dir, self.host)
+                    child.process.spawn()
                     changed = True
             if changed:
                 self._write_topology()
@@ -216,7 +178,7 @@ class Topology:
         if child.role == "gateway" or self.stopping:
             return False
         try:
-            status, _ = _get(f"http://{self.host}:{child.port}/healthz")
+            status, _ = get_json(f"http://{self.host}:{child.port}/healthz")
         except (OSError, ValueError):  # starting, or busy: the exit check covers a crash
             return False
         return status == 503
@@ -228,10 +190,9 @@ class Topology:
         for role in ("gateway", "chat-core", "delivery"):
             group = [c for c in self.children if c.role == role]
             for child in group:
-                if child.proc is not None and child.proc.poll() is None:
-                    child.proc.send_signal(signal.SIGTERM)
+                child.process.send_signal(signal.SIGTERM)
             for child in group:
-                child.stop()
+                child.process.stop()
         for broker in reversed(list(self.brokers.values())):
             broker.stop()
         log.info("stopped")
