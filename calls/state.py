@@ -112,7 +112,7 @@ class CallEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     conv: str
 
 
-class CallRinging(CallEvent, tag="call.ringing"):
+class CallRinging(CallEvent, tag="call.ringing", frozen=True):
     """A call started (and who rings for it); sent again with `ringing` empty when the ring
     timeout passes while a group call goes on."""
 
@@ -122,14 +122,14 @@ class CallRinging(CallEvent, tag="call.ringing"):
     ring_deadline: int
 
 
-class CallAccepted(CallEvent, tag="call.accepted"):
+class CallAccepted(CallEvent, tag="call.accepted", frozen=True):
     """A user answered (or joined a call in progress) on `device`: its other devices stop ringing."""
 
     user: str
     device: str
 
 
-class CallDeclined(CallEvent, tag="call.declined"):
+class CallDeclined(CallEvent, tag="call.declined", frozen=True):
     """A callee declined on `device`, or was found `busy` in another call (then no device)."""
 
     user: str
@@ -137,14 +137,14 @@ class CallDeclined(CallEvent, tag="call.declined"):
     busy: bool = False
 
 
-class CallJoined(CallEvent, tag="call.joined"):
+class CallJoined(CallEvent, tag="call.joined", frozen=True):
     """A user's first device entered the LiveKit room."""
 
     user: str
     device: str
 
 
-class CallLeft(CallEvent, tag="call.left"):
+class CallLeft(CallEvent, tag="call.left", frozen=True):
     """A user left the call (hung up, its last device left the room, or `removed` by moderation)."""
 
     user: str
@@ -152,7 +152,7 @@ class CallLeft(CallEvent, tag="call.left"):
     removed: bool = False
 
 
-class CallEnded(CallEvent, tag="call.ended"):
+class CallEnded(CallEvent, tag="call.ended", frozen=True):
     reason: EndReason
     #: Milliseconds from the answer to the end; 0 for a call nobody answered.
     duration: int
