@@ -302,11 +302,8 @@ def leave(call: Call, user: str, device: str, now: int) -> Outcome:
         return _unchanged(call, "the call has ended")
     if user not in call.in_call:
         return _unchanged(call, "not in the call")
-    sessions = _sessions_of(call, user)
-    gone = replace(call, left=call.left | {user}, in_room=call.in_room - {user}, present=call.present - sessions,
-                   gone=call.gone | {s.sid for s in sessions})
-    return _after_leaving(gone, now, CallLeft(call=call.id, conv=call.conv, user=user, device=device),
-                          tuple(sorted(sessions)))
+    out, sessions = _out_of_call(call, user)
+    return _after_leaving(out, now, CallLeft(call=call.id, conv=call.conv, user=user, device=device), sessions)
 
 
 def remove(call: Call, user: str, now: int) -> Outcome:
@@ -321,13 +318,11 @@ def remove(call: Call, user: str, now: int) -> Outcome:
         return _settle(replace(call, ringing=call.ringing - {user}, removed=call.removed | {user}), now, event)
     if user not in call.accepted | {call.initiator}:
         return _unchanged(call, "not in the call")
-    sessions = _sessions_of(call, user)
-    out = replace(call, left=call.left | {user}, removed=call.removed | {user}, in_room=call.in_room - {user},
-                  present=call.present - sessions, gone=call.gone | {s.sid for s in sessions})
+    out, sessions = _out_of_call(replace(call, removed=call.removed | {user}), user)
     if user not in call.in_call:
         # It had left already: nothing to announce, but a still-valid token must not bring it back.
         return Outcome(out)
-    return _after_leaving(out, now, event, tuple(sorted(sessions)))
+    return _after_leaving(out, now, event, sessions)
 
 
 def end(call: Call, now: int, *, failed: bool = False) -> Outcome:
@@ -449,8 +444,12 @@ def _finish(call: Call, now: int, reason: EndReason, events: tuple[AnyCallEvent,
                    record=record, close_room=True)
 
 
-def _sessions_of(call: Call, user: str) -> frozenset[Session]:
-    return frozenset(s for s in call.present if s.user == user)
+def _out_of_call(call: Call, user: str) -> tuple[Call, tuple[Session, ...]]:
+    """`user` leaves the call and the room; the sessions the calls role removes from the room."""
+    sessions = frozenset(s for s in call.present if s.user == user)
+    out = replace(call, left=call.left | {user}, in_room=call.in_room - {user}, present=call.present - sessions,
+                  gone=call.gone | {s.sid for s in sessions})
+    return out, tuple(sorted(sessions))
 
 
 def _unchanged(call: Call, why: str) -> Outcome:
