@@ -20,7 +20,8 @@ from chat_core.ops import OPERATIONS
 from moderation.filters import AllowAll, ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.errors import ParleyError
-from parley.frames import error_frame, ok_frame
+from parley.events import Ok
+from parley.frames import encode, error_frame
 from parley.records import Command, ConvState, Facts, IdemKey, Needs
 
 
@@ -97,4 +98,4 @@ class ChatCore:
             result = decide(Decision(self, cmd, facts, now_ms, batch), body)
         except ParleyError as err:
             return error_frame(err, body.rid)
-        return ok_frame(body.rid, **result)
+        return encode(Ok(rid=body.rid) if result is None else result)

@@ -16,8 +16,9 @@ import msgspec
 
 from moderation import policy
 from moderation.policy import FOREVER, Action, Subject
+from parley import events as E
 from parley.errors import NotFound
-from parley.frames import WriteRequest, event_frame
+from parley.frames import WriteRequest
 from parley.ids import partition_of
 from parley.records import (
     AuditEntry, Command, ConvState, DropMember, EventRecord, Facts, IdemKey, Mutation, Needs, PutAudit, PutMember,
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
 #: The actor of automatic actions in the audit log and in events.
 SYSTEM = "system"
 
-#: The fields of an operation's `ok` reply.
-Result = dict[str, object]
+#: An operation's `ok` reply; None for one that carries only the `rid`.
+Result = E.Ok | None
 
 
 def request_key(cmd: Command) -> tuple[str, str]:
@@ -54,9 +55,9 @@ class Batch:
     #: Stage timestamps of the command being decided, given to its events (parley.hops).
     t_ns: list[int] = field(default_factory=list)
 
-    def emit(self, conv: str, frame: bytes, *, to: list[str] | None = None,
+    def emit(self, conv: str, event: E.Event, *, to: list[str] | None = None,
              also: list[str] | None = None, members_changed: bool = False) -> None:
-        self.events.append(EventRecord(conv, frame, to, also, members_changed, self.t_ns))
+        self.events.append(EventRecord(conv, E.encode_event(event), to, also, members_changed, self.t_ns))
 
     def finish(self, convs: dict[str, ConvState], partitions: int = 1) -> list[Mutation]:
         """All mutations in write order; outbox rows last, in event order, each in the shard of
@@ -82,6 +83,11 @@ class Decision(msgspec.Struct):
     facts: Facts
     now: int
     batch: Batch
+
+    @property
+    def rid(self) -> str:
+        """The request's id, which its `ok` result echoes."""
+        return self.cmd.body.rid
 
     def conv(self) -> ConvState:
         """The command's conversation, which must exist."""
@@ -156,8 +162,8 @@ def put_mute(state: ConvState, user: str, until: int, by: str, reason: str | Non
     row = SanctionRow(conv=state.row.id, user=user, kind="mute", until=until, by=by, at=now, reason=reason)
     state.mutes[user] = row
     batch.mutations.append(PutSanction(row))
-    batch.emit(state.row.id, event_frame("member.muted", conv=state.row.id, user=user,
-                                         until=shown_until(until), by=by, reason=reason))
+    batch.emit(state.row.id, E.MemberMuted(conv=state.row.id, user=user, until=shown_until(until), by=by,
+                                           reason=reason))
 
 
 def remove_member(state: ConvState, user: str, batch: Batch, *, by: str | None = None,
@@ -168,12 +174,7 @@ def remove_member(state: ConvState, user: str, batch: Batch, *, by: str | None =
     state.last_sent.pop(user, None)
     state.floods.pop(user, None)
     batch.mutations.append(DropMember(row.id, user))
-    fields: dict[str, object] = {}
-    if by is not None:
-        fields["by"] = by
-    if reason is not None:
-        fields["reason"] = reason
-    batch.emit(row.id, event_frame("member.left", conv=row.id, user=user, **fields), also=[user],
+    batch.emit(row.id, E.MemberLeft(conv=row.id, user=user, by=by, reason=reason), also=[user],
                members_changed=True)
     if row.owner == user and state.members and row.kind != "direct":
         _pass_ownership(state, batch)
@@ -187,5 +188,4 @@ def _pass_ownership(state: ConvState, batch: Batch) -> None:
     state.row.owner = heir.user
     batch.mutations.append(PutMember(heir))
     batch.mutations.append(SetConvOwner(state.row.id, heir.user))
-    batch.emit(state.row.id, event_frame("member.updated", conv=state.row.id, user=heir.user,
-                                         role="owner"))
+    batch.emit(state.row.id, E.MemberUpdated(conv=state.row.id, user=heir.user, role="owner"))

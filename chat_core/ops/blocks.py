@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chat_core.decide import Decision, Operation, Result
+from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest, NotFound
-from parley.frames import event_frame
 from parley.ids import direct_conv_id
 from parley.records import Command, DropBlock, Needs, PutBlock
 
@@ -32,7 +32,7 @@ def _set_block(d: Decision, other: str, on: bool) -> Result:
         raise NotFound(f"no such user: {other}")
     pair = (user, other)
     if on == (pair in facts.blocks):
-        return {}
+        return None
     state = d.core.convs.get(cmd.conv)
     if on:
         facts.blocks.add(pair)
@@ -42,8 +42,8 @@ def _set_block(d: Decision, other: str, on: bool) -> Result:
         d.batch.mutations.append(DropBlock(user, other))
     if state is not None:  # the direct chat's send path reads its own copy
         state.blocks = {p for p in facts.blocks if set(p) == {user, other}}
-    d.batch.emit(cmd.conv, event_frame("user.blocked" if on else "user.unblocked", user=other), to=[user])
-    return {}
+    d.batch.emit(cmd.conv, E.UserBlocked(user=other) if on else E.UserUnblocked(user=other), to=[user])
+    return None
 
 
 def _block(d: Decision, body: F.UserBlock) -> Result:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 from chat_core.decide import Decision, Operation, Result, put_mute, remove_member, shown_until
 from moderation.policy import FOREVER, Action
+from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest, Forbidden, NotFound
-from parley.frames import event_frame
 from parley.records import Command, ConvState, DropSanction, MemberRow, Needs, PutMember, PutSanction, SanctionRow, \
     SetConvOwner
 
@@ -45,7 +45,7 @@ def _role(d: Decision, body: F.MemberRole) -> Result:
     row = state.row
     member = _on_present_member(d, state, body.user, Action.MANAGE_ROLES, body.role)
     if member.role == body.role:
-        return {}
+        return None
     if member.role == "owner":  # only a handover moves the owner (instance staff included)
         raise Forbidden("the owner's role changes only when they hand ownership to someone else", rule="owner")
     old = member.role
@@ -60,10 +60,10 @@ def _role(d: Decision, body: F.MemberRole) -> Result:
     member.role = body.role
     for m in changed:
         batch.mutations.append(PutMember(m))
-        batch.emit(row.id, event_frame("member.updated", conv=row.id, user=m.user, role=m.role, by=cmd.user))
-        batch.emit(row.id, event_frame("conv.updated", conv=state.view(m.user)), to=[m.user])
+        batch.emit(row.id, E.MemberUpdated(conv=row.id, user=m.user, role=m.role, by=cmd.user))
+        batch.emit(row.id, E.ConvUpdated(conv=state.view(m.user)), to=[m.user])
     d.audit_moderator("member.role", member.user, None, role=body.role, previous=old)
-    return {}
+    return None
 
 
 def _until(d: Decision, duration_s: int | None) -> int:
@@ -77,25 +77,26 @@ def _mute(d: Decision, body: F.MemberMute) -> Result:
     until = _until(d, body.duration_s)
     put_mute(state, body.user, until, d.cmd.user, body.reason, d.now, d.batch)
     d.audit_moderator("member.mute", body.user, body.reason, until=shown_until(until))
-    return {"until": shown_until(until)}
+    return E.SanctionResult(rid=d.rid, until=shown_until(until))
 
 
 def _unmute(d: Decision, body: F.MemberUnmute) -> Result:
-    return _lift(d, body.user, Action.MUTE, "mute", "member.unmuted")
+    return _lift(d, body.user, Action.MUTE, "mute", E.MemberUnmuted)
 
 
-def _lift(d: Decision, user: str, action: Action, kind: str, event: str) -> Result:
+def _lift(d: Decision, user: str, action: Action, kind: str,
+          event: type[E.MemberUnmuted] | type[E.MemberUnbanned]) -> Result:
     """Unmute or unban: gone from state and store, announced (to the user too) and audited."""
     state = d.conv()
     _on_member(d, state, user, action)
     sanctions = state.mutes if kind == "mute" else state.bans
     if sanctions.pop(user, None) is None:
-        return {}
+        return None
     conv = state.row.id
     d.batch.mutations.append(DropSanction(conv, user, kind))
-    d.batch.emit(conv, event_frame(event, conv=conv, user=user, by=d.cmd.user), also=[user])
+    d.batch.emit(conv, event(conv=conv, user=user, by=d.cmd.user), also=[user])
     d.audit_moderator(f"member.un{kind}", user, None)
-    return {}
+    return None
 
 
 def _kick(d: Decision, body: F.MemberKick) -> Result:
@@ -103,7 +104,7 @@ def _kick(d: Decision, body: F.MemberKick) -> Result:
     _on_present_member(d, state, body.user, Action.KICK)
     remove_member(state, body.user, d.batch, by=d.cmd.user, reason=body.reason)
     d.audit_moderator("member.kick", body.user, body.reason)
-    return {}
+    return None
 
 
 def _ban_needs(core: ChatCore, cmd: Command, body: F.MemberBan, needs: Needs) -> None:
@@ -124,15 +125,14 @@ def _ban(d: Decision, body: F.MemberBan) -> Result:
     batch.mutations.append(PutSanction(sanction))
     if member is not None:
         remove_member(state, body.user, batch, by=cmd.user)
-    batch.emit(row.id, event_frame("member.banned", conv=row.id, user=body.user, by=cmd.user,
-                                   until=shown_until(until), reason=body.reason),
-               also=[body.user])
+    batch.emit(row.id, E.MemberBanned(conv=row.id, user=body.user, by=cmd.user, until=shown_until(until),
+                                      reason=body.reason), also=[body.user])
     d.audit_moderator("member.ban", body.user, body.reason, until=shown_until(until))
-    return {"until": shown_until(until)}
+    return E.SanctionResult(rid=d.rid, until=shown_until(until))
 
 
 def _unban(d: Decision, body: F.MemberUnban) -> Result:
-    return _lift(d, body.user, Action.BAN, "ban", "member.unbanned")
+    return _lift(d, body.user, Action.BAN, "ban", E.MemberUnbanned)
 
 
 ROLE = Operation(F.MemberRole, _role)

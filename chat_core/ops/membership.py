@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from chat_core.decide import Batch, Decision, Operation, Result, RoomPassword, remove_member, request_key
 from moderation import policy
 from moderation.policy import Action, Subject
+from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest, Conflict, Forbidden, NotFound
-from parley.frames import event_frame
 from parley.ids import direct_conv_id
 from parley.records import Command, ConvRow, ConvState, CreateConv, MemberRow, Needs, PutMember
 
@@ -33,12 +33,9 @@ def _add_members(state: ConvState, joining: list[tuple[str, str]], by: str | Non
         state.members[user] = member
         batch.mutations.append(PutMember(member))
     for user, role in joining:
-        fields: dict[str, object] = {"conv": row.id, "user": user, "role": role}
-        if by is not None:
-            fields["by"] = by
-        batch.emit(row.id, event_frame("member.joined", **fields), members_changed=True)
+        batch.emit(row.id, E.MemberJoined(conv=row.id, user=user, role=role, by=by), members_changed=True)
         # The new member's own sessions learn of the conversation from its object.
-        batch.emit(row.id, event_frame("conv.updated", conv=state.view(user)), to=[user])
+        batch.emit(row.id, E.ConvUpdated(conv=state.view(user)), to=[user])
 
 
 def _create_needs(core: ChatCore, cmd: Command, body: F.ConvCreate, needs: Needs) -> None:
@@ -77,9 +74,9 @@ def _create(d: Decision, body: F.ConvCreate) -> Result:
             missing = [(u, "member") for u in (cmd.user, members[0]) if u not in existing.members]
             _add_members(existing, missing, None, now, batch)
             existing.blocks = {p for p in facts.blocks if set(p) == {cmd.user, members[0]}}
-            return {"conv": existing.view(cmd.user)}
+            return E.ConvResult(rid=d.rid, conv=existing.view(cmd.user))
         if existing.row.owner == cmd.user and cmd.user in existing.members:
-            return {"conv": existing.view(cmd.user)}  # a replayed create
+            return E.ConvResult(rid=d.rid, conv=existing.view(cmd.user))  # a replayed create
         raise Conflict("conversation id already in use")
     row = ConvRow(
         id=cmd.conv, kind=body.kind, title=None if body.kind == "direct" else body.title,
@@ -95,7 +92,7 @@ def _create(d: Decision, body: F.ConvCreate) -> Result:
     d.core.convs[cmd.conv] = state
     batch.mutations.append(CreateConv(row))
     _add_members(state, [(cmd.user, "owner"), *((u, "member") for u in members)], None, now, batch)
-    return {"conv": state.view(cmd.user)}
+    return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
 
 
 def _join_password(core: ChatCore, cmd: Command, body: F.ConvJoin) -> RoomPassword | None:
@@ -120,14 +117,14 @@ def _join(d: Decision, body: F.ConvJoin) -> Result:
         if row.password_hash is not None and request_key(cmd) not in d.facts.passwords_ok:
             raise Forbidden("wrong password for this conversation", rule="password")
         _add_members(state, [(cmd.user, "member")], None, d.now, d.batch)
-    return {"conv": state.view(cmd.user)}
+    return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
 
 
 def _leave(d: Decision, body: F.ConvLeave) -> Result:
     state = d.conv()
     policy.member_or_hide(state.row, state.members.get(d.cmd.user))
     remove_member(state, d.cmd.user, d.batch)
-    return {}
+    return None
 
 
 def _invite_needs(core: ChatCore, cmd: Command, body: F.ConvInvite, needs: Needs) -> None:
@@ -150,7 +147,7 @@ def _invite(d: Decision, body: F.ConvInvite) -> Result:
         s.blocked = (user, cmd.user) in d.facts.blocks
         _check_invitee(d, s, user)
     _add_members(state, joining, cmd.user, d.now, d.batch)
-    return {}
+    return None
 
 
 CREATE = Operation(F.ConvCreate, _create, _create_needs, password=_create_password)

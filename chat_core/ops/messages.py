@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 from chat_core.decide import SYSTEM, Decision, Operation, Result, put_mute
 from moderation import policy
 from moderation.policy import Action
+from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest, Conflict, Forbidden, NotFound
-from parley.frames import Message, event_frame
+from parley.frames import Message
 from parley.limits import MAX_PINS
 from parley.records import (
     Command, ConvState, Flood, InsertMessage, MemberRow, Needs, SetReaction, UpdateConv, UpdateMessage,
@@ -39,7 +40,7 @@ def _send(d: Decision, body: F.Send) -> Result:
     state = d.conv()
     if earlier is not None:  # stored before: the original answer, whatever changed since
         seq, ts = earlier
-        return {"conv": cmd.conv, "seq": seq, "ts": ts}
+        return E.SendResult(rid=d.rid, conv=cmd.conv, seq=seq, ts=ts)
     row, user = state.row, cmd.user
     text_hash = hash(body.text)
     flood = state.floods.get(user)
@@ -95,8 +96,8 @@ def _send(d: Decision, body: F.Send) -> Result:
     batch.mutations.append(InsertMessage(msg))
     if flag is not None:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{seq}", flag, sender=user)
-    batch.emit(cmd.conv, event_frame("message.new", message=msg))
-    return {"conv": cmd.conv, "seq": seq, "ts": now}
+    batch.emit(cmd.conv, E.MessageNew(message=msg))
+    return E.SendResult(rid=d.rid, conv=cmd.conv, seq=seq, ts=now)
 
 
 def _auto_mute(d: Decision, state: ConvState, user: str, reason: str) -> None:
@@ -177,8 +178,8 @@ def _edit(d: Decision, body: F.Edit) -> Result:
     d.batch.mutations.append(UpdateMessage(msg.conv, msg.seq, msg.text, now, False))
     if flag is not None:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{msg.seq}", flag, sender=cmd.user)
-    d.batch.emit(cmd.conv, event_frame("message.edited", message=msg))
-    return {"conv": cmd.conv, "seq": body.seq}
+    d.batch.emit(cmd.conv, E.MessageEdited(message=msg))
+    return E.MessageResult(rid=d.rid, conv=cmd.conv, seq=body.seq)
 
 
 def _delete(d: Decision, body: F.Delete) -> Result:
@@ -201,8 +202,8 @@ def _delete(d: Decision, body: F.Delete) -> Result:
         d.batch.mutations.append(UpdateMessage(msg.conv, msg.seq, None, msg.edited_at, True))
         if not own:
             d.audit_moderator("message.delete", f"{cmd.conv}/{body.seq}", body.reason, sender=msg.sender)
-        d.batch.emit(cmd.conv, event_frame("message.deleted", message=msg))
-    return {"conv": cmd.conv, "seq": body.seq}
+        d.batch.emit(cmd.conv, E.MessageDeleted(message=msg))
+    return E.MessageResult(rid=d.rid, conv=cmd.conv, seq=body.seq)
 
 
 def _react(d: Decision, body: F.React) -> Result:
@@ -214,7 +215,7 @@ def _react(d: Decision, body: F.React) -> Result:
         raise Conflict("the message was deleted")
     users = msg.reactions.setdefault(body.emoji, [])
     if body.on == (cmd.user in users):
-        return {}
+        return None
     if body.on:
         users.append(cmd.user)
     else:
@@ -222,9 +223,8 @@ def _react(d: Decision, body: F.React) -> Result:
         if not users:
             del msg.reactions[body.emoji]
     d.batch.mutations.append(SetReaction(cmd.conv, body.seq, body.emoji, cmd.user, body.on))
-    d.batch.emit(cmd.conv, event_frame("reaction", conv=cmd.conv, seq=body.seq, emoji=body.emoji,
-                                       user=cmd.user, on=body.on))
-    return {}
+    d.batch.emit(cmd.conv, E.Reaction(conv=cmd.conv, seq=body.seq, emoji=body.emoji, user=cmd.user, on=body.on))
+    return None
 
 
 def _read(d: Decision, body: F.Read) -> Result:
@@ -234,13 +234,13 @@ def _read(d: Decision, body: F.Read) -> Result:
     if body.seq > state.row.last_seq:
         raise BadRequest(f"seq {body.seq} is beyond the last message ({state.row.last_seq})")
     if body.seq <= member.read_seq:
-        return {}
+        return None
     member.read_seq = body.seq
     d.batch.cursors.add((cmd.conv, cmd.user))
     # Channels keep who-read-what private: only the reader's own devices hear it.
     to = [cmd.user] if state.row.kind == "channel" else None
-    d.batch.emit(cmd.conv, event_frame("read", conv=cmd.conv, user=cmd.user, seq=body.seq), to=to)
-    return {}
+    d.batch.emit(cmd.conv, E.ReadReceipt(conv=cmd.conv, user=cmd.user, seq=body.seq), to=to)
+    return None
 
 
 def _pin(d: Decision, body: F.Pin) -> Result:
@@ -250,7 +250,7 @@ def _pin(d: Decision, body: F.Pin) -> Result:
     d.check(d.subject(state), Action.PIN)
     msg = _visible_message(d, state, state.members.get(cmd.user), body.seq)
     if body.on == (body.seq in row.pinned):
-        return {}
+        return None
     if body.on:
         if msg.deleted:
             raise Conflict("the message was deleted")
@@ -262,8 +262,8 @@ def _pin(d: Decision, body: F.Pin) -> Result:
     d.batch.mutations.append(UpdateConv(row))
     if row.kind != "direct":
         d.audit_moderator("message.pin" if body.on else "message.unpin", f"{row.id}/{body.seq}", None)
-    d.batch.emit(row.id, event_frame("pin", conv=row.id, seq=body.seq, on=body.on, by=cmd.user))
-    return {}
+    d.batch.emit(row.id, E.PinChanged(conv=row.id, seq=body.seq, on=body.on, by=cmd.user))
+    return None
 
 
 SEND = Operation(F.Send, _send, _send_needs)

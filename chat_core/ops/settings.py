@@ -11,9 +11,10 @@ import msgspec
 from chat_core.decide import Decision, Operation, Result, RoomPassword, request_key
 from moderation import policy
 from moderation.policy import Action
+from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest
-from parley.frames import UNSET, event_frame
+from parley.frames import UNSET
 from parley.records import Command, PutMember, UpdateConv
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
     if row.password_hash is not None and new.password_hash is None:
         changed["password"] = "cleared"
     if not changed:
-        return {"conv": state.view(cmd.user)}
+        return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
     if new.history == "full" and row.history != "full":
         # From now on every member sees the whole history, not only since they joined.
         for member in state.members.values():
@@ -77,8 +78,8 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
     batch.mutations.append(UpdateConv(new))
     d.audit_moderator("conv.update", row.id, None, **changed)
     for user in state.members:
-        batch.emit(row.id, event_frame("conv.updated", conv=state.view(user)), to=[user])
-    return {"conv": state.view(cmd.user)}
+        batch.emit(row.id, E.ConvUpdated(conv=state.view(user)), to=[user])
+    return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
 
 
 UPDATE = Operation(F.ConvUpdate, _update, password=_password)
