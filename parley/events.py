@@ -24,18 +24,22 @@ class Event(msgspec.Struct, tag_field="type"):
     """An event; subclasses name their `type` as their tag."""
 
 
-class MessageNew(Event, tag="message.new"):
+class MessageEvent(Event):
+    """An event about one message: the whole message object as it now is."""
+
     message: Message
 
 
-class MessageEdited(Event, tag="message.edited"):
-    message: Message
+class MessageNew(MessageEvent, tag="message.new"):
+    pass
 
 
-class MessageDeleted(Event, tag="message.deleted"):
+class MessageEdited(MessageEvent, tag="message.edited"):
+    pass
+
+
+class MessageDeleted(MessageEvent, tag="message.deleted"):
     """`message` is the tombstone: `deleted`, no text, no attachments."""
-
-    message: Message
 
 
 class Reaction(Event, tag="reaction"):

@@ -66,7 +66,8 @@ def test_an_event_frame_is_op_event_then_its_type_then_its_fields_absent_ones_le
 
 
 def leaves(cls: type[E.Event]) -> set[type[E.Event]]:
-    """The event types below `cls` (`MemberEvent` only gives its subclasses their first fields)."""
+    """The event types below `cls` (`MessageEvent` and `MemberEvent` give their subclasses their
+    first fields; they are not sent themselves)."""
     below = cls.__subclasses__()
     return set().union(*map(leaves, below)) if below else {cls}
 
