@@ -29,7 +29,7 @@ from typing import Protocol
 
 from parley.backoff import wait_out
 from parley.errors import Unavailable
-from parley.frames import event_frame
+from parley.events import Resync, encode_event
 from parley.ports import ConvSubscriptions, MessageStore
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ class ConvFollower:
             self._local.push_to(members, frame)
         if conv in self._dropped:
             self._dropped.discard(conv)
-            self._local.push_to(members, event_frame("resync", conv=conv))
+            self._local.push_to(members, encode_event(Resync(conv=conv)))
 
     async def _apply(self, conv: str) -> None:
         members = await self._members.get(conv)
@@ -226,5 +226,5 @@ class ConvFollower:
         if change.unfollow:
             await self._subscriptions.leave_conv(conv)
         if change.arrived:  # after the join: what they hear from now on comes through it
-            self._local.push_to(change.arrived, event_frame("resync", conv=conv))
+            self._local.push_to(change.arrived, encode_event(Resync(conv=conv)))
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
 
 from moderation import policy
 from moderation.policy import Action
 from parley.errors import NotFound
+from parley.events import ConvSync
 from parley.frames import ConvView, History, Message
 from parley.limits import SYNC_PAGE
 from parley.ports import MessageStore
@@ -42,7 +42,7 @@ class Reads:
         (messages,) = await self._store.message_pages([page])
         return messages
 
-    async def sync(self, user: str, since: dict[str, int]) -> list[dict[str, Any]]:
+    async def sync(self, user: str, since: dict[str, int]) -> list[ConvSync]:
         behind = [(row, member) for row, member, _ in await self._store.conv_list(user)
                   if row.last_seq > since.get(row.id, 0)]
         pages = [(row.id, max(since.get(row.id, 0) + 1, member.visible_from), _END, SYNC_PAGE + 1, False)
@@ -50,9 +50,8 @@ class Reads:
         out = []
         for (row, member), messages in zip(behind, await self._store.message_pages(pages)):
             view = conv_view(row, member)
-            out.append({"conv": row.id, "last_seq": row.last_seq, "read_seq": view.read_seq,
-                        "unread": view.unread, "messages": messages[:SYNC_PAGE],
-                        "more": len(messages) > SYNC_PAGE})
+            out.append(ConvSync(conv=row.id, last_seq=row.last_seq, read_seq=view.read_seq, unread=view.unread,
+                                messages=messages[:SYNC_PAGE], more=len(messages) > SYNC_PAGE))
         return out
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import msgspec
 
-from chat_core.core import Batch, ChatCore
+from chat_core.core import ChatCore
+from chat_core.decide import Batch
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
 from parley import frames as F
