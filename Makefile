@@ -7,7 +7,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8080
 DATA   ?= ./.parley
 
-.PHONY: dev up test bench bench-policy install install-test browser clean
+.PHONY: dev up test bench bench-policy install install-test browser servers clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,12 +19,19 @@ install: $(VENV)/bin/activate
 install-test: $(VENV)/bin/activate
 	$(PIP) install -q -e '.[test]'
 
+# $(call apt_install,COMMAND,PACKAGE): install a Debian package unless COMMAND is already there.
+apt_install = command -v $(1) >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y -q $(2) >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $(2) >/dev/null; }; }
+
 # Debian's chromium for the end-to-end browser test (Playwright drives it via executable_path).
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+	@$(call apt_install,chromium,chromium)
+
+# Debian's coturn for the TURN tests (started on loopback by tests/turn_server.py, never as a service).
+servers:
+	@$(call apt_install,turnserver,coturn)
 
 dev: install
 	$(VENV)/bin/parley dev --host $(HOST) --port $(PORT) --data-dir $(DATA)
@@ -33,8 +40,9 @@ up: $(VENV)/bin/activate
 	$(PIP) install -q -e '.[up]'
 	$(VENV)/bin/parley up --host $(HOST) --port $(PORT) --data-dir $(DATA)-up
 
-test: install-test browser
+test: install-test browser servers
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 bench: install-test

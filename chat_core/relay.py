@@ -19,7 +19,7 @@ from collections import deque
 
 from parley import hops
 from parley.errors import ParleyError
-from parley.ports import LogProducer, Store
+from parley.ports import LogProducer, MessageStore
 from parley.records import EventRecord
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ Pending = tuple[int, int, EventRecord]  # (shard, outbox id, record)
 
 
 class OutboxRelay:
-    def __init__(self, store: Store, events: LogProducer[EventRecord], checkpoint_every_s: float = 0.5,
+    def __init__(self, store: MessageStore, events: LogProducer[EventRecord], checkpoint_every_s: float = 0.5,
                  replay_page: int = 1000, burst_max: int = 2048) -> None:
         self._store = store
         self._events = events

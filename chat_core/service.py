@@ -6,41 +6,34 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 
 from chat_core.core import ChatCore
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
-from moderation import filters, instance_policy
+from moderation import instance_policy
 from moderation.filters import ContentFilter
-from moderation.policy import InstancePolicy
+from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.auth import Passwords
 from parley.health import pipeline_task
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
 
 log = logging.getLogger(__name__)
-#: How soon a changed instance policy reaches the writers.
-POLICY_REFRESH_S = float(os.environ.get("PARLEY_POLICY_REFRESH_S") or 10)
 
 
 class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
                  bus: GatewayBus, passwords: Passwords, partitions: int = 1, *,
-                 instance: InstancePolicy | None = None, content_filter: ContentFilter | None = None) -> None:
-        """`instance` and `content_filter` default to PARLEY_POLICY and PARLEY_CONTENT_FILTER."""
-        instance = instance or InstancePolicy.from_env()
-        content_filter = content_filter or filters.load(os.environ.get("PARLEY_CONTENT_FILTER"))
-        # Benchmarks only (loadtests.policy_bench, bench --allow-all): every send skips the policy.
-        enforce = os.environ.get("PARLEY_BENCH_ALLOW_ALL") != "1"
-        if not enforce:
-            logging.getLogger(__name__).warning("PARLEY_BENCH_ALLOW_ALL=1: sends skip the policy (benchmarks only)")
-        core = ChatCore(instance=instance, content_filter=content_filter, enforce=enforce)
+                 instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
+                 policy_refresh_s: float = 10.0) -> None:
+        """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer."""
+        core = ChatCore(instance=instance, content_filter=content_filter)
         self.relay = OutboxRelay(store, events)
         self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
         self._store = store
         self._core = core
         self._base = instance
+        self._policy_refresh_s = policy_refresh_s
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -63,7 +56,7 @@ class ChatCoreService:
 
     async def _follow_policy_forever(self) -> None:
         while True:
-            await asyncio.sleep(POLICY_REFRESH_S)
+            await asyncio.sleep(self._policy_refresh_s)
             await self._refresh_policy()
 
     def running(self) -> bool:

@@ -11,23 +11,23 @@ import asyncio
 import logging
 import time
 
-from chat_core.core import ChatCore, request_key
+from chat_core.core import ChatCore
+from chat_core.decide import request_key
 from chat_core.relay import OutboxRelay
-from parley import frames as F
 from parley import hops
 from parley.auth import Passwords
 from parley.backoff import wait_out
 from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
 from parley.health import count_refused
-from parley.ports import GatewayBus, LogConsumer, Reply, Store
+from parley.ports import GatewayBus, LogConsumer, MessageStore, Reply
 from parley.records import Command, Facts
 
 log = logging.getLogger(__name__)
 
 
 class CommandWorker:
-    def __init__(self, core: ChatCore, source: LogConsumer[Command], store: Store, bus: GatewayBus,
+    def __init__(self, core: ChatCore, source: LogConsumer[Command], store: MessageStore, bus: GatewayBus,
                  relay: OutboxRelay, passwords: Passwords, batch_max: int = 512, partitions: int = 1) -> None:
         self._core = core
         self._source = source
@@ -142,14 +142,7 @@ class CommandWorker:
         async def hash_(cmd: Command, password: str) -> None:
             facts.password_hashes[request_key(cmd)] = await asyncio.to_thread(self._passwords.hash, password)
 
-        work = []
-        for cmd in cmds:
-            body = cmd.body
-            if isinstance(body, (F.ConvCreate, F.ConvUpdate)) and isinstance(body.password, str):
-                work.append(hash_(cmd, body.password))
-            elif isinstance(body, F.ConvJoin) and body.password is not None:
-                state = self._core.convs.get(cmd.conv)
-                if state is not None and state.row.password_hash is not None:
-                    work.append(verify(cmd, state.row.password_hash, body.password))
+        work = [verify(cmd, room.stored_hash, room.password) if room.stored_hash is not None
+                else hash_(cmd, room.password) for cmd, room in self._core.room_passwords(cmds)]
         if work:
             await asyncio.gather(*work)

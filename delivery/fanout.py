@@ -22,7 +22,7 @@ from typing import NamedTuple, Protocol
 
 from delivery.plan import gateways_by_user, on_conv_subject, route
 from parley import hops
-from parley.ports import Broadcast, Deliver, GatewayBus, Presence, Store
+from parley.ports import Broadcast, Deliver, GatewayBus, MessageStore, Presence
 from parley.records import EventRecord
 
 
@@ -41,7 +41,7 @@ class MemberCache:
     partition) may keep lists in memory (`hold=True`). When scaled out, `shared` lists serve
     the other readers (a gateway fanning out typing): delivery drops them on the same events."""
 
-    def __init__(self, store: Store, capacity: int = 20_000, *, shared: SharedMemberLists | None = None,
+    def __init__(self, store: MessageStore, capacity: int = 20_000, *, shared: SharedMemberLists | None = None,
                  hold: bool = True) -> None:
         self._store = store
         self._lists: OrderedDict[str, Sequence[str]] = OrderedDict()

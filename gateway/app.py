@@ -4,14 +4,13 @@ health, web client."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from aiohttp import web
 from limits.aio.storage import Storage
 
 from delivery.fanout import Fanout
 from gateway import client_faults
-from gateway.blobs import BlobRoutes
 from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
@@ -25,7 +24,6 @@ from moderation.admin import openapi
 from moderation.admin.routes import register as register_admin
 from moderation.admin.service import AdminService
 from parley.accounts import Authenticator
-from parley.adapters.local_attachments import LocalAttachments
 from parley.auth import Passwords, Tokens
 from parley.backoff import drain
 from parley.health import Ready, pipeline_task
@@ -38,9 +36,11 @@ from parley.records import Command
 def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                 commands: LogProducer[Command], fanout: Fanout, attachments: Attachments, limits: Limits,
                 ready: Ready,
-                presence: GatewayPresence | None = None, limits_storage: Storage | None = None) -> web.Application:
+                presence: GatewayPresence | None = None, limits_storage: Storage | None = None,
+                routes: Sequence[Callable[[web.Application], None]] = ()) -> web.Application:
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
-    this gateway is the only one: it answers `locate` itself and counts rate limits in memory."""
+    this gateway is the only one: it answers `locate` itself and counts rate limits in memory.
+    `routes` mount what an adapter serves through the gateway (the local object store's URLs)."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes,
                           handler_args={"logger": client_faults.LOGGER})
     app.on_response_prepare.append(add_security_headers)
@@ -65,8 +65,8 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     register_admin(app, AdminService(store, runner, hub), authenticator, openapi.document)
     UploadRoutes(store, attachments, authenticator, limits,
                  Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage)).mount(app)
-    if isinstance(attachments, LocalAttachments):  # its signed URLs point at this gateway
-        BlobRoutes(attachments).mount(app)
+    for mount in routes:
+        mount(app)
 
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
         tasks = [pipeline_task(hub.sweep_forever(), "sweeper")]

@@ -14,9 +14,9 @@ import time
 
 from delivery.fanout import Fanout
 from gateway.reads import BlockCache
-from parley.frames import event_frame
+from parley.events import PresenceChanged, UserPresence, encode_event
 from parley.limits import PRESENCE_MAX_MEMBERS
-from parley.ports import Store
+from parley.ports import MessageStore
 from parley.records import EventRecord
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ ANNOUNCING_AT_ONCE = 16
 
 
 class Contacts:
-    def __init__(self, store: Store, fanout: Fanout, blocks: BlockCache) -> None:
+    def __init__(self, store: MessageStore, fanout: Fanout, blocks: BlockCache) -> None:
         self._store = store
         self._fanout = fanout
         self._blocks = blocks
@@ -63,10 +63,9 @@ class Contacts:
                 to = sorted(await self.of(user))
                 if not to:
                     return
-                fields: dict[str, object] = {"user": user, "status": "online" if online else "offline"}
-                if not online:
-                    fields["last_seen"] = at_ms
-                await self._fanout.send(EventRecord("", event_frame("presence", **fields), to=to))
+                event = PresenceChanged(user=user, status="online" if online else "offline",
+                                        last_seen=None if online else at_ms)
+                await self._fanout.send(EventRecord("", encode_event(event), to=to))
             except Exception:
                 log.warning("presence of %s not announced", user, exc_info=True)
 
@@ -76,8 +75,8 @@ class Contacts:
             task.cancel()
         await asyncio.gather(*self._announcing, return_exceptions=True)
 
-    async def status(self, asker: str, users: list[str]) -> list[dict[str, str]]:
+    async def status(self, asker: str, users: list[str]) -> list[UserPresence]:
         shared = await self.of(asker)
         asked = [u for u in dict.fromkeys(users) if u in shared]
         online = {u for here in (await self._fanout.presence.locate(asked)).values() for u in here}
-        return [{"user": u, "status": "online" if u in online else "offline"} for u in asked]
+        return [UserPresence(user=u, status="online" if u in online else "offline") for u in asked]

@@ -29,8 +29,8 @@ from typing import Protocol
 
 from parley.backoff import wait_out
 from parley.errors import Unavailable
-from parley.frames import event_frame
-from parley.ports import ConvSubscriptions, Store
+from parley.events import Resync, encode_event
+from parley.ports import ConvSubscriptions, MessageStore
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class LocalSessions(Protocol):
 class ConvFollower:
     """Keeps the subscriptions and `Interest` in step with sessions and membership changes."""
 
-    def __init__(self, subscriptions: ConvSubscriptions, members: MemberLists, store: Store,
+    def __init__(self, subscriptions: ConvSubscriptions, members: MemberLists, store: MessageStore,
                  local: LocalSessions, min_members: int) -> None:
         self._subscriptions = subscriptions
         self._members = members
@@ -214,7 +214,7 @@ class ConvFollower:
             self._local.push_to(members, frame)
         if conv in self._dropped:
             self._dropped.discard(conv)
-            self._local.push_to(members, event_frame("resync", conv=conv))
+            self._local.push_to(members, encode_event(Resync(conv=conv)))
 
     async def _apply(self, conv: str) -> None:
         members = await self._members.get(conv)
@@ -226,5 +226,5 @@ class ConvFollower:
         if change.unfollow:
             await self._subscriptions.leave_conv(conv)
         if change.arrived:  # after the join: what they hear from now on comes through it
-            self._local.push_to(change.arrived, event_frame("resync", conv=conv))
+            self._local.push_to(change.arrived, encode_event(Resync(conv=conv)))
 

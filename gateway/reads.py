@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any
 
 from moderation import policy
 from moderation.policy import Action
 from parley.errors import NotFound
+from parley.events import ConvSync
 from parley.frames import ConvView, History, Message
 from parley.limits import SYNC_PAGE
-from parley.ports import Store
+from parley.ports import MessageStore
 from parley.records import ConvRow, MemberRow, conv_view
 
 _END = 2**62  # an exclusive upper bound above any seq
 
 
 class Reads:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: MessageStore) -> None:
         self._store = store
         self.blocks = BlockCache(store)
 
@@ -42,7 +42,7 @@ class Reads:
         (messages,) = await self._store.message_pages([page])
         return messages
 
-    async def sync(self, user: str, since: dict[str, int]) -> list[dict[str, Any]]:
+    async def sync(self, user: str, since: dict[str, int]) -> list[ConvSync]:
         behind = [(row, member) for row, member, _ in await self._store.conv_list(user)
                   if row.last_seq > since.get(row.id, 0)]
         pages = [(row.id, max(since.get(row.id, 0) + 1, member.visible_from), _END, SYNC_PAGE + 1, False)
@@ -50,9 +50,8 @@ class Reads:
         out = []
         for (row, member), messages in zip(behind, await self._store.message_pages(pages)):
             view = conv_view(row, member)
-            out.append({"conv": row.id, "last_seq": row.last_seq, "read_seq": view.read_seq,
-                        "unread": view.unread, "messages": messages[:SYNC_PAGE],
-                        "more": len(messages) > SYNC_PAGE})
+            out.append(ConvSync(conv=row.id, last_seq=row.last_seq, read_seq=view.read_seq, unread=view.unread,
+                                messages=messages[:SYNC_PAGE], more=len(messages) > SYNC_PAGE))
         return out
 
 
@@ -61,7 +60,7 @@ class BlockCache:
     them. Cached for `ttl_s`: a block reaches the other side's typing within that time; the
     blocker's own entry is dropped at once when they send user.block/unblock through here."""
 
-    def __init__(self, store: Store, ttl_s: float = 10.0, capacity: int = 50_000) -> None:
+    def __init__(self, store: MessageStore, ttl_s: float = 10.0, capacity: int = 50_000) -> None:
         self._store = store
         self._ttl_s = ttl_s
         self._capacity = capacity

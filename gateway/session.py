@@ -21,10 +21,10 @@ from collections import deque
 from aiohttp import WSMsgType, web
 
 from parley.closecodes import CloseCode
-from parley.frames import event_frame
+from parley.events import Resync, encode_event
 from parley.limits import SEND_QUEUE_MAX_BYTES
 
-RESYNC = event_frame("resync")
+RESYNC = encode_event(Resync())
 #: Write directly while the transport holds less than this; above it, queue behind the writer
 #: (aiohttp pauses writing at 64 KiB, so the writer's drain and this bound agree).
 DIRECT_WRITE_MAX = 64 * 1024

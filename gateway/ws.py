@@ -20,12 +20,13 @@ from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.session import Session
+from parley import events as E
 from parley import frames as F
 from parley import hops
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
 from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unavailable
-from parley.frames import FrameError, error_frame, event_frame, ok_frame
+from parley.frames import FrameError, encode, error_frame
 from parley.health import count_refused
 from parley.ids import new_session_id
 from parley.limits import Limits
@@ -147,10 +148,10 @@ class WsEndpoint:
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,
                           role=who.role, guest=who.guest)
-        return session, ok_frame(
-            req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
+        return session, encode(E.HelloResult(
+            rid=req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
-        )
+        ))
 
     async def _refuse_extra_session(self, ws: web.WebSocketResponse, rid: str) -> None:
         cap = self._limits.max_sessions_per_user
@@ -182,21 +183,21 @@ class WsEndpoint:
 
     async def _answer(self, session: Session, req: F.AnyRequest) -> bytes:
         if isinstance(req, F.Ping):
-            return ok_frame(req.rid, server_time=now_ms())
+            return encode(E.PingResult(rid=req.rid, server_time=now_ms()))
         if isinstance(req, F.Typing):
             await self._typing(session, req)
-            return ok_frame(req.rid)
+            return encode(E.Ok(rid=req.rid))
         if isinstance(req, F.PresenceGet):
-            return ok_frame(req.rid, presence=await self._contacts.status(session.user, req.users))
+            return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         if isinstance(req, F.Hello):
             raise BadRequest("this session already said hello")
         await session.settled()
         if isinstance(req, F.History):
-            return ok_frame(req.rid, messages=await self._reads.history(session.user, req))
+            return encode(E.HistoryResult(rid=req.rid, messages=await self._reads.history(session.user, req)))
         if isinstance(req, F.Sync):
-            return ok_frame(req.rid, convs=await self._reads.sync(session.user, req.since))
+            return encode(E.SyncResult(rid=req.rid, convs=await self._reads.sync(session.user, req.since)))
         if isinstance(req, F.ConvList):
-            return ok_frame(req.rid, convs=await self._reads.conv_list(session.user))
+            return encode(E.ConvListResult(rid=req.rid, convs=await self._reads.conv_list(session.user)))
         raise BadRequest(f"unsupported op {type(req).__name__}")
 
     async def _write(self, session: Session, req: F.WriteRequest) -> None:
@@ -227,6 +228,6 @@ class WsEndpoint:
 
     async def _typing(self, session: Session, req: F.Typing) -> None:
         await self._reads.readable(req.conv, session.user)
-        record = EventRecord(req.conv, event_frame("typing", conv=req.conv, user=session.user))
+        record = EventRecord(req.conv, E.encode_event(E.UserTyping(conv=req.conv, user=session.user)))
         # Typing is hidden between users who block each other, either way.
         await self._fanout.send(record, skip_user=session.user, skip=await self._reads.blocks.peers(session.user))

@@ -5,10 +5,9 @@
    firing), and for the same member while muted (a denial with its reason rendered).
 2. chat_core's send decision (`ChatCore.handle`: idempotency, the policy's facts and rules, the
    flood check, the content filter, sequencing, the message and event encoded), in batches of 512
-   as the worker runs them, with the full policy vs allow-all (`ChatCore(enforce=False)`, what
-   `PARLEY_BENCH_ALLOW_ALL=1` gives a server), and with a 50-word content filter.
-Prints p50/p99/mean in µs per call and sends/s of the decision loop. The end-to-end comparison is
-`python -m loadtests.bench groups` run twice, once with PARLEY_BENCH_ALLOW_ALL=1 in the env.
+   as the worker runs them, with the full policy vs allow-all (`ChatCore(enforce=False)`, composed
+   here: no setting of a server turns the policy off), and with a 50-word content filter.
+Prints p50/p99/mean in µs per call and sends/s of the decision loop.
 """
 
 from __future__ import annotations

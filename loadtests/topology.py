@@ -15,16 +15,13 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
+from loadtests.runtime import log
 from loadtests.usage import Member, ProcSample, members_of, sample
-from parley.localservers import die_with_parent, free_port
+from parley.app.processes import ChildProcess, free_port, http_ok
 
 try:
     import psutil
@@ -43,56 +40,49 @@ class Topology:
     label = "parley up"
     rss_label = "gateway RSS"
 
-    def __init__(self, url: str, data_dir: Path, proc: subprocess.Popen[bytes]) -> None:
-        self.url = url
+    def __init__(self, port: int, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
+        self.url = f"http://127.0.0.1:{port}"
         self.data_dir = data_dir
-        self.pid: int | None = proc.pid
-        self._proc = proc
+        self._healthz = http_ok(self.url + "/healthz")
+        # Its own session: a Ctrl-C in the terminal reaches the bench only, which then stops the
+        # topology in order. It dies with the bench too (the bench's raised open-files limit is
+        # inherited by every child).
+        self._process = ChildProcess(
+            self.label, [sys.executable, "-m", "parley", "up", "--host", "127.0.0.1", "--port", str(port),
+                         "--data-dir", str(data_dir)],
+            log_path, ready=self._ready, env=env, own_session=True, ready_timeout_s=READY_TIMEOUT_S,
+            stop_timeout_s=STOP_TIMEOUT_S, poll_s=0.2)
+        #: `parley up`'s pid, which is also its process group's id (set once started).
+        self.pid: int | None = None
         #: Every process seen (pid -> psutil.Process, which knows its start time, so a reused pid
         #: is never mistaken for ours): what `stop` makes sure is gone.
         self._seen: dict[int, tuple[str, Any]] = {}
         self._stopped = False
         #: What stopping found left behind, for the report.
         self.leftovers: list[str] = []
-        atexit.register(self.stop_now)  # a bench that dies on an exception still cleans up
 
     @classmethod
     async def start(cls, data_dir: Path, env: dict[str, str], log_path: Path) -> Topology:
-        port = free_port()
-        cmd = [sys.executable, "-m", "parley", "up", "--host", "127.0.0.1", "--port", str(port),
-               "--data-dir", str(data_dir)]
         (data_dir / TOPOLOGY_FILE).unlink(missing_ok=True)  # the one of a previous start is stale
-        # Its own session: a Ctrl-C in the terminal reaches the bench only, which then stops the
-        # topology in order. die_with_parent: a bench killed outright still takes it down (the
-        # bench's raised open-files limit is inherited by every child). Popen runs on this (the
-        # main) thread: the death signal follows the thread that forked.
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=die_with_parent)
-        topology = cls(f"http://127.0.0.1:{port}", data_dir, proc)
+        topology = cls(free_port(), data_dir, env, log_path)
+        # Spawned on this (the main) thread: the death signal follows the thread that forked.
+        topology._process.spawn()
+        topology.pid = topology._process.pid
+        atexit.register(topology.stop_now)  # a bench that dies on an exception still cleans up
         try:
-            await topology._wait_ready()
+            await asyncio.to_thread(topology._process.wait_ready)
         except BaseException:
             await topology.stop()
             raise
         return topology
 
-    async def _wait_ready(self) -> None:
+    def _ready(self) -> bool:
         """/healthz on the port answers and topology.json exists (written once all are ready)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                self._track_children()
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"parley up exited with {self._proc.returncode}; see its log in {self.data_dir}")
-                if (self.data_dir / TOPOLOGY_FILE).exists():
-                    with contextlib.suppress(aiohttp.ClientError, OSError):
-                        async with http.get(self.url + "/healthz") as resp:
-                            if resp.status == 200:
-                                self.members()
-                                return
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"parley up at {self.url} not ready within {READY_TIMEOUT_S:.0f} s")
+        self._track_children()
+        if (self.data_dir / TOPOLOGY_FILE).exists() and self._healthz():
+            self.members()
+            return True
+        return False
 
     # ---- its processes --------------------------------------------------------------------
 
@@ -129,10 +119,10 @@ class Topology:
 
     def _track_children(self) -> None:
         """Whatever `parley up` runs now, listed or not yet (brokers start before topology.json)."""
-        if psutil is None:
+        if psutil is None or self.pid is None:
             return
         with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(self._proc.pid).children(recursive=True):
+            for child in psutil.Process(self.pid).children(recursive=True):
                 self._remember(child.pid, " ".join(child.cmdline()[:4]) or str(child.pid))
 
     def snapshot(self) -> list[ProcSample]:
@@ -171,22 +161,16 @@ class Topology:
         with contextlib.suppress(Exception):
             self.members()
         self._track_children()
-        proc, pgid = self._proc, self._proc.pid
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._note(f"parley up (pid {proc.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s: SIGKILL")
-                proc.kill()
-                proc.wait()
-        if proc.returncode == -signal.SIGINT:
+        code = self._process.stop()
+        if code == -signal.SIGKILL:
+            self._note(f"parley up (pid {self.pid}) did not stop within {STOP_TIMEOUT_S:.0f} s: SIGKILL")
+        if code == -signal.SIGINT:
             # Stopped while starting, `parley up` leaves by KeyboardInterrupt, which Python
             # turns into an exit by SIGINT: its children were stopped all the same.
             self._note("parley up was stopped while starting (exit by SIGINT)")
-        elif proc.returncode not in (0, -signal.SIGTERM):
-            self._note(f"parley up exited with {proc.returncode}")
-        for pid in _group_members(pgid):
+        elif code not in (0, -signal.SIGTERM):
+            self._note(f"parley up exited with {code}")
+        for pid in _group_members(self.pid) if self.pid is not None else ():
             self._note(f"pid {pid} of parley up's process group was still running: SIGKILL")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -199,7 +183,7 @@ class Topology:
 
     def _note(self, what: str) -> None:
         self.leftovers.append(what)
-        print(f"[bench {time.strftime('%H:%M:%S')}] cleanup: {what}", file=sys.stderr, flush=True)
+        log(f"cleanup: {what}")
 
 
 def _alive(ps: Any) -> bool:

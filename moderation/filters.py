@@ -8,17 +8,18 @@ classifier belongs in a worker that reads the event log and flags afterwards).
 
 Plug one in with `PARLEY_CONTENT_FILTER=module:attr`, where `attr` is a filter object, or a
 class or factory called with no arguments that returns one. Parley ships `AllowAll` (the default)
-and `WordList` (`PARLEY_CONTENT_FILTER=moderation.filters:word_list_from_env`, with
-`PARLEY_FILTER_WORDS=word,other phrase` and `PARLEY_FILTER_ACTION=reject|flag`).
+and `WordList`, on when `PARLEY_FILTER_WORDS=word,other phrase` is set (with
+`PARLEY_FILTER_ACTION=reject|flag`) and no other filter is named.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import re
 from collections.abc import Iterable
 from typing import Literal, NamedTuple, Protocol
+
+from parley.config import Settings
 
 
 class Verdict(NamedTuple):
@@ -55,11 +56,13 @@ class WordList:
         return Verdict(self.action, f"the message contains a blocked word ({found.group(1).lower()!r})")
 
 
-def word_list_from_env() -> WordList:
-    action = os.environ.get("PARLEY_FILTER_ACTION", "reject")
-    if action not in ("reject", "flag"):
-        raise ValueError(f"PARLEY_FILTER_ACTION must be reject or flag, not {action!r}")
-    return WordList(os.environ.get("PARLEY_FILTER_WORDS", "").split(","), action)  # type: ignore[arg-type]
+def configured(settings: Settings) -> ContentFilter:
+    """The filter the settings name: PARLEY_CONTENT_FILTER's, else the word list, else AllowAll."""
+    if settings.content_filter:
+        return load(settings.content_filter)
+    if settings.filter_words:
+        return WordList(settings.filter_words, "flag" if settings.filter_action == "flag" else "reject")
+    return AllowAll()
 
 
 def load(spec: str | None) -> ContentFilter:

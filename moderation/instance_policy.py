@@ -12,7 +12,7 @@ from msgspec import Meta
 
 from moderation import policy
 from parley.errors import Invalid
-from parley.ports import Store
+from parley.ports import ModerationStore
 
 Registration = Literal["open", "approval", "invite", "closed"]
 MinRole = Literal["owner", "admin", "moderator", "member"]
@@ -65,7 +65,7 @@ def engine_defaults(conv_defaults: Mapping[str, str]) -> dict[tuple[str, str], s
     return defaults
 
 
-async def load(store: Store) -> InstancePolicy:
+async def load(store: ModerationStore) -> InstancePolicy:
     """The stored policy over the defaults; a stored key this build does not know is ignored."""
     raw = await store.instance_policy()
     known = {k: v for k, v in raw.items() if k in InstancePolicy.__struct_fields__}

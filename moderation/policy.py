@@ -16,7 +16,6 @@ Roles rank owner > admin > moderator > member; in a channel, plain members are s
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -134,11 +133,6 @@ class InstancePolicy:
         raw = json.loads(text)
         defaults = {tuple(key.split(".", 1)): role for key, role in raw.pop("defaults", {}).items()}
         return cls(defaults=defaults, **raw)
-
-    @classmethod
-    def from_env(cls) -> InstancePolicy:
-        text = os.environ.get("PARLEY_POLICY")
-        return cls.from_json(text) if text else cls()
 
 
 DEFAULT_INSTANCE = InstancePolicy()
@@ -271,6 +265,11 @@ RULES: list[Rule] = [
            lambda s, p: s.target_role is not None and ROLE_RANK[s.target_role] >= s.rank,
            lambda s, p, verb=verb: f"you may only {verb} members below your own role")  # type: ignore[misc]
       for action, verb in _VERBS.items()),
+    # Ownership moves only when its owner hands it over: not by an admin, not by instance staff
+    # (the admin API and the protocol alike; staff may demote or remove, never take over).
+    Rule("owner_handover", frozenset({Action.MANAGE_ROLES}),
+         lambda s, p: s.new_role == "owner" and s.role != "owner",
+         lambda s, p: "only the owner hands ownership to someone else"),
     Rule("role_too_high", frozenset({Action.MANAGE_ROLES}),
          lambda s, p: (s.new_role is not None and ROLE_RANK[s.new_role] >= s.rank
                        and not (s.new_role == "owner" and s.role == "owner")),

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from parley.auth import Claims, Tokens
 from parley.errors import Forbidden, Unauthorized
-from parley.ports import Store
+from parley.ports import AccountStore
 from parley.records import SUSPENDED_FOREVER, Account
 
 
@@ -65,7 +65,7 @@ def check_token_use(account: Account | None, claims: Claims, now: int) -> Accoun
 class Authenticator:
     """Token -> Principal, with the account check. One store read per use."""
 
-    def __init__(self, tokens: Tokens, store: Store) -> None:
+    def __init__(self, tokens: Tokens, store: AccountStore) -> None:
         self.tokens = tokens
         self._store = store
 

@@ -35,6 +35,11 @@ def _env_bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, not {raw!r}")
 
 
+def _env_strings(name: str) -> tuple[str, ...]:
+    """A comma-separated list kept as written (URLs: their case and query matter)."""
+    return tuple(x.strip() for x in os.environ.get(name, "").split(",") if x.strip())
+
+
 def _env_list(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     raw = os.environ.get(name)
     return tuple(x.strip().lower() for x in raw.split(",") if x.strip()) if raw else default
@@ -145,6 +150,33 @@ class Settings:
     cassandra_password: str | None = None
     cassandra_idempotency_ttl_s: int = 7 * 86400
     cassandra_outbox_ttl_s: int = 7 * 86400
+    #: The instance policy as JSON (moderation.policy.InstancePolicy.from_json); None: built-in.
+    policy_json: str | None = None
+    #: How often chat_core re-reads the conversation defaults admins change at run time.
+    policy_refresh_s: float = 10.0
+    #: `module:attr` of a content filter (moderation/filters.py); None: the word list, if any.
+    content_filter: str | None = None
+    #: The built-in word-list filter's words and what it does with a match.
+    filter_words: tuple[str, ...] = ()
+    filter_action: str = "reject"
+    # ---- calls (calls/): LiveKit for the media, STUN/TURN for the paths ---------------------
+    #: Calls are on when all three are set (the LiveKit URL clients connect to, e.g. wss://...).
+    livekit_url: str | None = None
+    livekit_api_key: str | None = None
+    livekit_api_secret: str | None = None
+    stun_urls: tuple[str, ...] = ()
+    #: TURN URLs (turn:/turns:) handed out with credentials in coturn's REST scheme.
+    turn_urls: tuple[str, ...] = ()
+    #: coturn's `static-auth-secret`: the credentials are HMACs of it.
+    turn_secret: str | None = None
+    #: TURN credentials must outlive the longest call: a relay's refreshes use the same ones.
+    turn_ttl_s: int = 86400
+    call_ring_timeout_s: int = 45
+    call_token_ttl_s: int = 600
+    #: Participants per call, unless the conversation says otherwise (and in the room's config).
+    call_max_participants: int = 32
+    #: Video tracks a client subscribes to at most in a call, unless the conversation says otherwise.
+    call_max_video_subscriptions: int = 9
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -181,7 +213,35 @@ class Settings:
         replication_factor = _env_int("PARLEY_KAFKA_REPLICATION_FACTOR", cls.kafka_replication_factor)
         min_insync_replicas = _env_opt_int("PARLEY_KAFKA_MIN_INSYNC_REPLICAS")
         _check_kafka_durability(replication_factor, min_insync_replicas)
+        filter_action = os.environ.get("PARLEY_FILTER_ACTION", cls.filter_action)
+        if filter_action not in ("reject", "flag"):
+            raise ValueError(f"PARLEY_FILTER_ACTION must be reject or flag, not {filter_action!r}")
+        livekit = {"livekit_url": os.environ.get("PARLEY_LIVEKIT_URL") or None,
+                   "livekit_api_key": os.environ.get("PARLEY_LIVEKIT_API_KEY") or None,
+                   "livekit_api_secret": os.environ.get("PARLEY_LIVEKIT_API_SECRET") or None}
+        if any(livekit.values()) and not all(livekit.values()):
+            raise ValueError("set all of PARLEY_LIVEKIT_URL, PARLEY_LIVEKIT_API_KEY and PARLEY_LIVEKIT_API_SECRET, "
+                             "or none (calls off)")
+        turn_urls, turn_secret = _env_strings("PARLEY_TURN_URLS"), os.environ.get("PARLEY_TURN_SECRET") or None
+        if turn_urls and not turn_secret:
+            raise ValueError("PARLEY_TURN_URLS needs PARLEY_TURN_SECRET (coturn's static-auth-secret)")
+        calls: dict[str, int] = {
+            "turn_ttl_s": _env_int("PARLEY_TURN_TTL_S", cls.turn_ttl_s),
+            "call_ring_timeout_s": _env_int("PARLEY_CALL_RING_TIMEOUT_S", cls.call_ring_timeout_s),
+            "call_token_ttl_s": _env_int("PARLEY_CALL_TOKEN_TTL_S", cls.call_token_ttl_s),
+            "call_max_participants": _env_int("PARLEY_CALL_MAX_PARTICIPANTS", cls.call_max_participants),
+            "call_max_video_subscriptions": _env_int("PARLEY_CALL_MAX_VIDEO_SUBSCRIPTIONS",
+                                                     cls.call_max_video_subscriptions),
+        }
+        for name, least in (("turn_ttl_s", 60), ("call_ring_timeout_s", 1), ("call_token_ttl_s", 60),
+                            ("call_max_participants", 2), ("call_max_video_subscriptions", 0)):
+            if calls[name] < least:
+                raise ValueError(f"PARLEY_{name.upper()} must be at least {least}, not {calls[name]}")
         base: dict[str, object] = {
+            **livekit, **calls,
+            "stun_urls": _env_strings("PARLEY_STUN_URLS"),
+            "turn_urls": turn_urls,
+            "turn_secret": turn_secret,
             "jwt_secret": secret.encode() if secret else None,
             "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
             "sqlite_synchronous": os.environ.get("PARLEY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
@@ -209,6 +269,11 @@ class Settings:
             "cassandra_idempotency_ttl_s": _env_int("PARLEY_CASSANDRA_IDEMPOTENCY_TTL_S",
                                                     cls.cassandra_idempotency_ttl_s),
             "cassandra_outbox_ttl_s": _env_int("PARLEY_CASSANDRA_OUTBOX_TTL_S", cls.cassandra_outbox_ttl_s),
+            "policy_json": os.environ.get("PARLEY_POLICY") or None,
+            "policy_refresh_s": _env_float("PARLEY_POLICY_REFRESH_S", cls.policy_refresh_s),
+            "content_filter": os.environ.get("PARLEY_CONTENT_FILTER") or None,
+            "filter_words": tuple(w.strip() for w in os.environ.get("PARLEY_FILTER_WORDS", "").split(",") if w.strip()),
+            "filter_action": filter_action,
         }
         hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
         base.update(cassandra_hosts=hosts, cassandra_port=port)

@@ -14,7 +14,8 @@ ParleyError
  +-- Unavailable    unavailable   a dependency is down or overloaded; retry (retry_after_ms)
  +-- Internal       internal      a bug; never carries details to the client
 
-Domain code raises these; the gateway maps them to `error` frames and HTTP statuses once.
+Domain code raises these; the gateway maps them to `error` frames and HTTP statuses once, and
+the SDK (`parley.sdk`) maps those back with `error_for_code`, so a client catches the same classes.
 """
 
 from __future__ import annotations
@@ -100,6 +101,10 @@ _BY_CODE: dict[str, type[ParleyError]] = {
 }
 
 
-def error_for_code(code: str, message: str, retry_after_ms: int | None = None) -> ParleyError:
-    """The error an `error` frame carries, raised again (a REST call that ran a command)."""
-    return _BY_CODE.get(code, Internal)(message, retry_after_ms=retry_after_ms)
+def error_for_code(
+    code: str, message: str, retry_after_ms: int | None = None, *, rule: str | None = None
+) -> ParleyError:
+    """The error an `error` frame or a REST error body carries, raised again: by the gateway
+    for a REST call that ran a command, by the SDK for every refusal it is answered. A code
+    outside the closed list is a server bug, so it reads as Internal."""
+    return _BY_CODE.get(code, Internal)(message, retry_after_ms=retry_after_ms, rule=rule)

@@ -1,4 +1,6 @@
-"""Client request frames (decoded once, strictly, at the edge) and the shared wire objects.
+"""Client request frames (decoded once, strictly, at the edge), the wire objects both directions
+share (message, conv) and error frames; the events and `ok` results the server sends are typed in
+parley/events.py.
 
 Requests are one tagged union keyed by `op`; msgspec rejects wrong types and unknown ops, and
 the few rules msgspec cannot express (text length against the configured limit, exclusive
@@ -293,7 +295,7 @@ def check_request(req: AnyRequest, max_text_chars: int) -> None:
 
 
 class Message(msgspec.Struct, kw_only=True):
-    """The message object of PROTOCOL.md; also the stored row (reactions assembled on read)."""
+    """The message object of docs/protocol.md; also the stored row (reactions assembled on read)."""
 
     conv: str
     seq: int
@@ -310,7 +312,7 @@ class Message(msgspec.Struct, kw_only=True):
 
 
 class ConvView(msgspec.Struct, kw_only=True):
-    """The `conv` object of PROTOCOL.md, as seen by one user."""
+    """The `conv` object of docs/protocol.md, as seen by one user."""
 
     id: str
     kind: str
@@ -339,10 +341,6 @@ _encoder = msgspec.json.Encoder()
 encode = _encoder.encode
 
 
-def ok_frame(rid: str, **result: Any) -> bytes:
-    return encode({"op": "ok", "rid": rid, **result})
-
-
 def error_frame(err: ParleyError, rid: str | None = None) -> bytes:
     frame: dict[str, Any] = {"op": "error"}
     if rid is not None:
@@ -354,7 +352,3 @@ def error_frame(err: ParleyError, rid: str | None = None) -> bytes:
     if err.retry_after_ms is not None:
         frame["retry_after_ms"] = err.retry_after_ms
     return encode(frame)
-
-
-def event_frame(type_: str, **fields: Any) -> bytes:
-    return encode({"op": "event", "type": type_, **fields})

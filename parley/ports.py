@@ -121,8 +121,9 @@ class Attachments(Protocol):
     async def size(self, key: str) -> int | None: ...  # None: nothing stored under `key`
 
 
-class Store(Protocol):
-    """The message store: chat_core's batched writes, the gateway's reads, and accounts."""
+class MessageStore(Protocol):
+    """Conversations, their members and messages, and the outbox: chat_core's batched writes,
+    their relay to the event log, and the reads of the gateway and delivery."""
 
     # chat_core, the single writer of a conversation
     async def prefetch(self, needs: Needs) -> Facts: ...
@@ -132,10 +133,6 @@ class Store(Protocol):
     async def outbox_after(self, shard: int, after_id: int, limit: int) -> list[tuple[int, EventRecord]]: ...
     async def relay_checkpoint(self, shard: int) -> int: ...
     async def set_relay_checkpoint(self, shard: int, outbox_id: int) -> None: ...  # never moves back
-
-    # audit log: append-only (chat_core appends inside `apply` with PutAudit)
-    async def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...
-    async def audit_entries(self, query: AuditQuery) -> list[AuditEntry]: ...  # newest first
 
     # reads (gateway, delivery)
     async def membership(self, conv: str, user: str) -> tuple[ConvRow, MemberRow | None] | None: ...
@@ -147,11 +144,11 @@ class Store(Protocol):
     #: The messages `user` sent in `conv` with seq > after_seq, ascending (privacy export/delete).
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]: ...
 
-    # attachments (gateway); chat_core reads them through prefetch (Needs.attachments)
-    async def put_attachment(self, row: AttachmentRow) -> None: ...  # insert, or replace the row with this id
-    async def attachment(self, attachment_id: str) -> AttachmentRow | None: ...
 
-    # accounts
+class AccountStore(Protocol):
+    """User accounts: registration (spending an invite code), login's lookup, the account's
+    role, status and suspension, and the admins' search."""
+
     async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int, *,
                           status: str = "active", guest: bool = False, invite: str | None = None) -> None:
         """Conflict if the username is taken. With `invite`, the code is consumed in the same
@@ -163,11 +160,20 @@ class Store(Protocol):
     async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None: ...  # after; None: no user
     async def search_accounts(self, query: AccountQuery) -> list[Account]: ...  # by username
 
+
+class ModerationStore(Protocol):
+    """What moderators and admins keep: the audit log, the instance policy, invite codes and
+    the reports queue."""
+
+    # audit log: append-only (chat_core appends inside `MessageStore.apply` with PutAudit)
+    async def append_audit(self, entries: Sequence[AuditEntry]) -> None: ...
+    async def audit_entries(self, query: AuditQuery) -> list[AuditEntry]: ...  # newest first
+
     # instance policy: a small key -> JSON value map (moderation.instance_policy gives it its type)
     async def instance_policy(self) -> dict[str, Any]: ...
     async def set_instance_policy(self, values: Mapping[str, Any]) -> None: ...  # upserts the given keys
 
-    # invite codes (single use)
+    # invite codes (single use: `AccountStore.create_user` spends one)
     async def create_invite(self, invite: Invite) -> None: ...
     async def invites(self, include_used: bool, limit: int) -> list[Invite]: ...  # newest first
 
@@ -181,7 +187,20 @@ class Store(Protocol):
     async def resolve_report(self, report_id: int, moderator: str, resolution: str, note: str | None,
                              at: int) -> Report | None: ...
 
-    # readiness
+
+class AttachmentStore(Protocol):
+    """What is known of each attachment (its conversation, uploader, name, type, size, whether
+    its bytes arrived), written by the gateway; the bytes are `Attachments`'. chat_core reads
+    the rows through `MessageStore.prefetch` (Needs.attachments)."""
+
+    async def put_attachment(self, row: AttachmentRow) -> None: ...  # insert, or replace the row with this id
+    async def attachment(self, attachment_id: str) -> AttachmentRow | None: ...
+
+
+class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, Protocol):
+    """The whole store, as the composition roots open it: every concern on one database, and
+    the readiness probe. A caller that needs one concern takes its port."""
+
     async def ping(self) -> None:
         """Returns once the store answers a trivial read; raises Unavailable when it cannot. It
         sets no bound of its own on the wait: the caller's readiness check does."""

@@ -1,5 +1,6 @@
 """An in-memory model of the Cassandra semantics the store relies on, executing the very
-statements of statements.py (parsed by grammar.py) against tables built from the migrations.
+statements of parley/adapters/cassandra/statements.py (parsed by tests/cql/grammar.py) against
+tables built from the migrations.
 
 It is a test stand-in for when no cluster is reachable, not a database: it models partitions
 and clustering order (ASC/DESC, ORDER BY reversal, LIMIT, paging), upserts, cell timestamps
@@ -20,13 +21,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from parley.adapters.cql.checker import migration_files
-from parley.adapters.cql.grammar import (
-    CreateTable, Delete, Insert, Relation, Select, Statement, Update, parse, split_script,
-)
-from parley.adapters.cql.session import Page, Row
-from parley.adapters.cql.statements import RUNNER_TABLES, STATEMENTS, SYSTEM_TABLES
+from parley.adapters.cassandra.migrate import split_script
+from parley.adapters.cassandra.session import Page, Row
+from parley.adapters.cassandra.statements import RUNNER_TABLES, STATEMENTS, SYSTEM_TABLES
 from parley.errors import Unavailable
+from parley.migrations import migration_files
+from tests.cql.grammar import CreateTable, Delete, Insert, Relation, Select, Statement, Update, parse
 
 
 #: The `release_version` the model's node reports in `system.local`.
@@ -101,7 +101,7 @@ class ModelSession:
         #: Seconds, for TTL expiry only (write timestamps come from `_clock`): a test may replace it.
         self.time: Callable[[], float] = time.time
         self.calls: list[str] = []  # statement names in execution order (batches as "batch:<names>")
-        for script in [*RUNNER_TABLES, SYSTEM_TABLES] + [text for _, _, text in migration_files()]:
+        for script in [*RUNNER_TABLES, SYSTEM_TABLES] + [text for _, _, text in migration_files("cassandra")]:
             for text in split_script(script):
                 ddl = parse(text)
                 assert isinstance(ddl, CreateTable)

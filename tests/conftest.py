@@ -6,19 +6,16 @@ import itertools
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from parley.client import Account, register
-from parley.localservers import die_with_parent, free_port
+from parley.app.processes import ChildProcess, free_port, http_ok
+from parley.sdk import Account, register
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,55 +24,31 @@ ROOT = Path(__file__).resolve().parent.parent
 MODES = ("dev", "up")
 
 
-@dataclass
-class ParleyProcess:
+class ParleyProcess(ChildProcess):
     """One `parley dev` or `parley up` subprocess; restartable on the same port and data dir."""
 
-    data_dir: Path
-    mode: str = "dev"
-    port: int = field(default_factory=free_port)
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
+    def __init__(self, data_dir: Path, mode: str = "dev", port: int | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.mode = mode
+        self.port = free_port() if port is None else port
+        self._healthz = http_ok(self.base_url + "/healthz")
+        argv = [sys.executable, "-m", "parley", mode, "--host", "127.0.0.1", "--port", str(self.port),
+                "--data-dir", str(data_dir), "--log-level", "WARNING"]
+        super().__init__(f"parley {mode}", argv, data_dir.parent / f"{data_dir.name}-{self.port}.log",
+                         ready=self._ready, env=env, cwd=ROOT, ready_timeout_s=60.0, stop_timeout_s=20.0)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-{self.port}.log"
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "parley", self.mode, "--host", "127.0.0.1", "--port", str(self.port),
-                 "--data-dir", str(self.data_dir), "--log-level", "WARNING"],
-                cwd=ROOT, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"parley {self.mode} exited with {self.proc.returncode}:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.base_url + "/healthz", timeout=1) as resp:
-                    # `parley up` writes its topology once the last process is ready too.
-                    if resp.status == 200 and (self.mode != "up" or (self.data_dir / "topology.json").exists()):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"parley {self.mode} did not become healthy:\n{self.log()}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout)
-        self.proc = None
-        return rc
+    def _ready(self) -> bool:
+        # `parley up` writes its topology once the last process is ready too.
+        return self._healthz() and (self.mode != "up" or (self.data_dir / "topology.json").exists())
 
     def log(self) -> str:
         """The process's log; for `up`, with every role's log after it."""
-        text = self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+        text = super().log()
         for role_log in sorted((self.data_dir / "logs").glob("*.log")) if self.mode == "up" else ():
             text += f"\n---- {role_log.name}\n" + role_log.read_text(errors="replace")
         return text

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from parley.localservers import ServerProcess, kafka_server
+from parley.app.localservers import ServerProcess, kafka_server
 
 #: The broker process. Memory storage loses every topic and offset on a restart, so an outage
 #: is `frozen()`, never a restart; `address` is the bootstrap address.

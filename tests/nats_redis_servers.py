@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from parley import localservers
-from parley.localservers import ServerProcess
+from parley.app import localservers
+from parley.app.localservers import ServerProcess
 
 __all__ = ["ServerProcess", "nats_server", "redis_server"]
 

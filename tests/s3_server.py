@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from parley.localservers import S3Process
+from parley.app.localservers import S3Process
 
 __all__ = ["S3Process", "s3_server"]
 

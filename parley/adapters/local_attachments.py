@@ -1,9 +1,10 @@
-"""Attachments in a directory of the data dir, for the embedded default. The gateway serves
-their URLs itself (gateway/blobs.py), signed the way S3 signs presigned URLs: an HMAC over the
-method, the key, the expiry and what the request must carry (an upload's Content-Type and
-Content-Length; a download's response headers). A changed URL, an upload other than the one
-declared, or an expired URL is refused, as S3 refuses it. An object is written once: a second
-upload to its URL is refused (409), as S3 refuses the conditional PUT of s3_attachments.py.
+"""Attachments in a directory of the data dir, for the embedded default. The gateway serves their
+URLs itself (local_blob_routes.py mounted on it), signed the way S3 signs presigned URLs: an
+HMAC over the method, the key, the expiry and what the request must carry (an upload's
+Content-Type and Content-Length; a download's response headers). A changed URL, an upload other
+than the one declared, or an expired URL is refused, as S3 refuses it. An object is written
+once: a second upload to its URL is refused (409), as S3 refuses the conditional PUT of
+s3_attachments.py.
 """
 
 from __future__ import annotations

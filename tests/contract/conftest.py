@@ -1,7 +1,13 @@
-"""A real Cassandra / ScyllaDB for the store contract, when PARLEY_TEST_CASSANDRA_HOSTS is set
-(comma-separated hosts, optional :port; PARLEY_TEST_CASSANDRA_DC names the local datacenter,
-default datacenter1). Each run gets a fresh keyspace, migrated with `parley migrate`'s runner,
-and drops it at the end. Without the variable the "cassandra" runs are skipped, with the reason."""
+"""The stores every store contract test runs on (the `reopen` fixture):
+- "sqlite": the embedded store, on a temporary file.
+- "cassandra-model": CassandraStore's own code (planning, claims, paging, id clocks) on the
+  in-memory model of Cassandra semantics (tests/cassandra_model.py). It proves the adapter logic
+  against the model, not against Cassandra.
+- "cassandra": CassandraStore on a real Cassandra or ScyllaDB cluster, only when
+  PARLEY_TEST_CASSANDRA_HOSTS is set (comma-separated hosts, optional :port;
+  PARLEY_TEST_CASSANDRA_DC names the local datacenter, default datacenter1). Each test gets a
+  fresh keyspace, migrated with `parley migrate`'s runner and dropped at the end. Without the
+  variable these runs are skipped, with the reason."""
 
 from __future__ import annotations
 
@@ -12,10 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from parley.adapters.cassandra_store import CassandraStore
-from parley.adapters.cql.migrate import migrate
-from parley.adapters.cql.session import ClusterSettings, DriverSession, connect_for_migrations
+from parley.adapters.cassandra.migrate import migrate
+from parley.adapters.cassandra.session import ClusterSettings, DriverSession, connect_for_migrations
+from parley.adapters.cassandra.store import CassandraStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.config import parse_hosts
+from parley.ports import Store
+from tests.cassandra_model import ModelSession
 
 HOSTS = os.environ.get("PARLEY_TEST_CASSANDRA_HOSTS", "")
 
@@ -43,3 +52,41 @@ async def cassandra_store_factory(cassandra_cluster: ClusterSettings) -> AsyncIt
     yield open_
     await admin.ddl(f"DROP KEYSPACE IF EXISTS {cfg.keyspace}")
     await admin.close()
+
+
+async def _sqlite(path: Path) -> SqliteStore:
+    store = SqliteStore(path / "parley.db", synchronous="NORMAL")
+    await store.open()
+    return store
+
+
+_models: dict[Path, ModelSession] = {}
+
+
+async def _cassandra_model(path: Path) -> Store:
+    # Reopening shares the model's tables, as a second connection to one cluster would.
+    return CassandraStore(_models.setdefault(path, ModelSession()))
+
+
+STORES: dict[str, Callable[[Path], Awaitable[Store]]] = {"sqlite": _sqlite, "cassandra-model": _cassandra_model}
+
+
+@pytest.fixture(params=[*sorted(STORES), "cassandra"])
+async def reopen(request: pytest.FixtureRequest,
+                 tmp_path: Path) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
+    """Opens the store under test (again, for durability checks); closes every copy at the end."""
+    opened: list[Store] = []
+    factory: Callable[[Path], Awaitable[Store]]
+    if request.param == "cassandra":
+        factory = request.getfixturevalue("cassandra_store_factory")
+    else:
+        factory = STORES[request.param]
+
+    async def open_() -> Store:
+        store = await factory(tmp_path)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.close()

@@ -1,6 +1,6 @@
 """The attachments contract: both adapters hand out URLs that work for exactly what was signed.
 
-`local` is the embedded default (gateway/blobs.py serving a directory, here on an in-process
+`local` is the embedded default (parley/adapters/local_blob_routes.py serving a directory, here on an in-process
 HTTP server); `s3` is boto3 against a real SeaweedFS, which checks signatures and expiry."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from yarl import URL
 
-from gateway.blobs import BlobRoutes
+from parley.adapters.local_blob_routes import BlobRoutes
 from gateway.rest import errors_as_json
 from parley.adapters.local_attachments import LocalAttachments
 from parley.adapters.s3_attachments import S3Attachments

@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from parley.client import Client, ErrorReply
+from parley.errors import ParleyError
+from parley.sdk import Client
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +21,8 @@ async def event_where(client: Client, type_: str, timeout: float = 5.0, **match:
             return event
 
 
-async def expect_error(code: str, coro) -> ErrorReply:
-    with pytest.raises(ErrorReply) as err:
+async def expect_error(code: str, coro) -> ParleyError:
+    with pytest.raises(ParleyError) as err:
         await coro
     assert err.value.code == code, err.value
     return err.value
@@ -159,3 +160,17 @@ async def test_leaving_stops_events_and_an_owner_leaving_hands_over(server, make
         await a.next_event("message.new", conv=conv, timeout=0.5)
     await expect_error("not_found", a.request("history", conv=conv))
     await asyncio.gather(a.close(), b.close())
+
+
+async def test_no_setting_turns_the_policy_off(fresh_server):
+    """PARLEY_BENCH_ALLOW_ALL=1 once made sends skip every rule (a channel's subscriber could post):
+    nothing an operator sets may disable authorization (benchmarks compose an allow-all core)."""
+    from parley.sdk import register
+
+    proc = fresh_server(PARLEY_BENCH_ALLOW_ALL="1")
+    owner, sub = [await register(proc.base_url, name, "correct horse") for name in ("owner", "subscriber")]
+    o = await Client.connect(proc.base_url, owner.token)
+    s = await Client.connect(proc.base_url, sub.token)
+    chan = (await o.request("conv.create", kind="channel", members=[sub.user_id], title="news"))["conv"]["id"]
+    await expect_error("forbidden", s.send(chan, "may I?"))
+    await asyncio.gather(o.close(), s.close())

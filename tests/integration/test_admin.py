@@ -23,9 +23,11 @@ from gateway.app import gateway_app
 from gateway.hub import Hub
 from moderation.admin.routes import PREFIX, ROUTES
 from parley.adapters.local_attachments import LocalAttachments
+from parley.app.stores import attachment_routes
 from parley.auth import Tokens
-from parley.client import Account, Client, ErrorReply, login, register
+from parley.errors import ParleyError
 from parley.limits import Limits
+from parley.sdk import Account, Client, login, register
 from tests.conftest import ROOT, ParleyProcess
 
 pytestmark = pytest.mark.integration
@@ -95,10 +97,11 @@ async def set_policy(srv: ParleyProcess, admin: Account, **changes: Any) -> dict
 
 def served_routes(prefix: str = "/") -> list[tuple[str, str]]:
     """Every (method, path) the gateway serves under `prefix`, read from its real router."""
+    local = LocalAttachments(Path("unused"), b"k" * 32)  # so the embedded object store's routes are served too
     app = gateway_app(hub=Hub("gw", Limits()), store=None, tokens=Tokens(b"k" * 32, 60),  # type: ignore[arg-type]
                       passwords=None, commands=None, fanout=None,  # type: ignore[arg-type]
-                      attachments=LocalAttachments(Path("unused"), b"k" * 32),
-                      limits=Limits(), ready=None)  # type: ignore[arg-type]
+                      attachments=local, limits=Limits(), ready=None,  # type: ignore[arg-type]
+                      routes=attachment_routes(local))
     out = []
     for route in app.router.routes():
         path = route.resource.canonical if route.resource else ""
@@ -229,15 +232,15 @@ async def test_a_suspension_closes_live_sessions_refuses_login_and_old_tokens_un
     assert status == 200 and account["suspend_reason"] == "spam links"
     assert account["suspended_until"] > time.time() * 1000 + 3500_000
     assert await live.wait_closed() == 4008
-    with pytest.raises(ErrorReply) as refused:
+    with pytest.raises(ParleyError) as refused:
         await Client.connect(srv.base_url, bob.token)
     assert refused.value.code == "unauthorized"  # the old token's generation is gone
     status, reply = await call(srv, "POST", "/v1/uploads", bob.token,
                                {"conv": "c-any", "name": "a.png", "mime": "image/png", "size": 10})
     assert status == 401, reply  # no REST route takes the old token either
-    with pytest.raises(ErrorReply) as refused:
+    with pytest.raises(ParleyError) as refused:
         await login(srv.base_url, bob.username, PASSWORD)
-    assert refused.value.status == 403 and "suspended until" in refused.value.message
+    assert refused.value.http_status == 403 and "suspended until" in refused.value.message
     assert "spam links" in refused.value.message
     status, _ = await call(srv, "POST", f"{PREFIX}/users/{bob.user_id}/unsuspend", mod.token, {"reason": "appeal"})
     assert status == 200
@@ -304,9 +307,9 @@ async def test_registration_by_approval_invite_or_not_at_all(srv):
         await set_policy(srv, admin, registration="approval")
         status, body = await call(srv, "POST", "/v1/auth/register", None, {"username": (n := name()), "password": PASSWORD})
         assert status == 202 and body["status"] == "pending" and "token" not in body
-        with pytest.raises(ErrorReply) as refused:
+        with pytest.raises(ParleyError) as refused:
             await login(srv.base_url, n, PASSWORD)
-        assert refused.value.status == 403 and "approval" in refused.value.message
+        assert refused.value.http_status == 403 and "approval" in refused.value.message
         status, pending = await call(srv, "GET", f"{PREFIX}/users?status=pending&q={n}", mod.token)
         assert [u["id"] for u in pending["users"]] == [body["user_id"]]
         assert (await call(srv, "POST", f"{PREFIX}/users/{body['user_id']}/approve", mod.token, {}))[0] == 200
@@ -405,9 +408,9 @@ async def test_members_report_moderators_claim_and_resolve_with_an_action(srv):
     status, resolved = await call(srv, "POST", f"{PREFIX}/reports/{user_report['id']}/resolve", mod2.token,
                                   {"action": "suspend_user", "duration_s": 60})
     assert status == 200
-    with pytest.raises(ErrorReply) as refused:
+    with pytest.raises(ParleyError) as refused:
         await login(srv.base_url, alice.username, PASSWORD)
-    assert refused.value.status == 403
+    assert refused.value.http_status == 403
     actions = [e["action"] for e in await audit(srv, mod.token, since=str(int(time.time() * 1000) - 60_000))
                if e["actor"] in (mod.user_id, mod2.user_id) and e["action"] not in STAFF_READS]
     assert actions == ["report.resolve", "user.suspend", "report.resolve", "message.delete", "report.claim"]
@@ -466,7 +469,7 @@ async def test_conversation_defaults_set_by_an_admin_reach_chat_core(srv):
         while True:
             try:
                 await b.send(conv, "still?")
-            except ErrorReply as err:
+            except ParleyError as err:
                 assert (err.code, err.rule) == ("forbidden", "role"), err
                 break
             assert time.monotonic() < deadline, "the new default never reached chat_core"
@@ -503,22 +506,22 @@ async def test_guests_get_short_tokens_cannot_create_and_send_under_a_stricter_l
         g = await Client.connect(srv.base_url, guest["token"])
         for op, fields in [("conv.create", {"kind": "group", "members": []}),
                            ("conv.create", {"kind": "direct", "members": [alice.user_id]})]:
-            with pytest.raises(ErrorReply) as refused:
+            with pytest.raises(ParleyError) as refused:
                 await g.request(op, **fields)
             assert refused.value.code == "forbidden" and "guests" in refused.value.message
         a = await Client.connect(srv.base_url, alice.token)
         room = (await a.request("conv.create", kind="group", members=[], visibility="public"))["conv"]["id"]
-        with pytest.raises(ErrorReply) as closed:  # public, but not open to guests
+        with pytest.raises(ParleyError) as closed:  # public, but not open to guests
             await g.request("conv.join", conv=room)
         assert (closed.value.code, closed.value.rule) == ("forbidden", "guests")
         await a.request("conv.update", conv=room, allow_guests=True)
         assert (await g.request("conv.join", conv=room))["conv"]["allow_guests"] is True
         for i in range(3):
             await g.send(room, f"hi {i}")
-        with pytest.raises(ErrorReply) as limited:
+        with pytest.raises(ParleyError) as limited:
             await g.send(room, "one too many")
         assert limited.value.code == "rate_limited" and limited.value.retry_after_ms
-        with pytest.raises(ErrorReply):
+        with pytest.raises(ParleyError):
             await login(srv.base_url, guest["username"], "")
         await asyncio.gather(g.close(), a.close())
     finally:
@@ -552,7 +555,7 @@ async def test_a_user_exports_their_data_and_deletes_the_account(srv):
     assert [(m["text"], m["deleted"]) for m in history] == [("hello alice", False), (None, True), (None, True)]
     await b.request("sync")
     assert (await call(srv, "GET", "/v1/me/export", alice.token))[0] == 401
-    with pytest.raises(ErrorReply):
+    with pytest.raises(ParleyError):
         await login(srv.base_url, alice.username, PASSWORD)
     admin = await staff(srv, "admin")
     status, gone = await call(srv, "GET", f"{PREFIX}/users/{alice.user_id}", admin.token)
@@ -569,7 +572,7 @@ async def test_password_confirmations_of_a_deletion_count_with_the_logins_of_the
     # Over the limit nothing is hashed: the right password is refused too, and so is a login.
     status, body = await call(srv, "DELETE", "/v1/me", alice.token, {"password": PASSWORD})
     assert (status, body["error"]["code"]) == (429, "rate_limited")
-    with pytest.raises(ErrorReply) as refused:
+    with pytest.raises(ParleyError) as refused:
         await login(srv.base_url, alice.username, PASSWORD)
     assert refused.value.code == "rate_limited"
 

@@ -9,7 +9,8 @@ import json
 import aiohttp
 import pytest
 
-from parley.client import Client, ErrorReply, login
+from parley.errors import ParleyError
+from parley.sdk import Client, login
 
 pytestmark = pytest.mark.integration
 
@@ -73,7 +74,7 @@ async def test_text_at_the_limit_is_accepted_and_one_over_is_too_large(server, m
     assert limits == {"max_frame_bytes": 65536, "max_text_chars": 16384, "history_max": 200}
     conv = (await a.request("conv.create", kind="group", members=[]))["conv"]["id"]
     assert (await a.send(conv, "é" * 16384))["seq"] == 1
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await a.send(conv, "é" * 16385)
     assert err.value.code == "too_large"
     await a.close()
@@ -123,7 +124,7 @@ async def test_no_hello_in_time_closes_4001(fresh_server):
 
 async def test_a_silent_session_is_closed_4002_and_a_pinging_one_is_not(fresh_server):
     srv = fresh_server(PARLEY_HEARTBEAT_S="1")
-    from parley.client import register
+    from parley.sdk import register
     user = await register(srv.base_url, "idler", "correct horse")
     quiet = await Client.connect(srv.base_url, user.token, heartbeat=False)
     lively = await Client.connect(srv.base_url, user.token)
@@ -191,7 +192,7 @@ async def login_status(http: aiohttp.ClientSession, base_url: str, username: str
 
 async def test_while_a_username_is_locked_out_even_the_right_password_is_refused(fresh_server):
     srv = fresh_server(PARLEY_IP_AUTH_BURST="0")  # the per-username limit alone
-    from parley.client import register
+    from parley.sdk import register
     victim = await register(srv.base_url, "victim", "correct horse")
     regular = await register(srv.base_url, "regular", "correct horse")
     async with aiohttp.ClientSession() as http:
@@ -306,7 +307,7 @@ async def test_bodies_and_headers_that_are_not_what_they_claim_get_4xx(server, m
 
 async def test_sessions_past_the_per_user_cap_are_refused_with_4029_until_one_ends(fresh_server):
     srv = fresh_server(PARLEY_MAX_SESSIONS_PER_USER="2")
-    from parley.client import register
+    from parley.sdk import register
     user = await register(srv.base_url, "many", "correct horse")
     first = await Client.connect(srv.base_url, user.token)
     second = await Client.connect(srv.base_url, user.token)
@@ -353,7 +354,7 @@ def never_reading_session(base_url: str, token: str) -> "socket.socket":
 async def test_a_session_that_stops_reading_is_cut_and_gives_its_place_back(fresh_server):
     srv = fresh_server(PARLEY_SEND_BURST="2000", PARLEY_SEND_QUEUE_MAX_BYTES="65536",
                        PARLEY_MAX_SESSIONS_PER_USER="1")
-    from parley.client import register
+    from parley.sdk import register
     flooder, sloth = await register(srv.base_url, "flooder", "correct horse"), await register(srv.base_url, "sloth", "correct horse")
     sock = never_reading_session(srv.base_url, sloth.token)
     async with await Client.connect(srv.base_url, flooder.token) as f:
@@ -366,7 +367,7 @@ async def test_a_session_that_stops_reading_is_cut_and_gives_its_place_back(fres
         try:
             back = await Client.connect(srv.base_url, sloth.token)
             break
-        except ErrorReply as refused:  # its place is still held
+        except ParleyError as refused:  # its place is still held
             assert refused.code == "rate_limited"
             assert asyncio.get_running_loop().time() < deadline, "the stuck session was never cut"
             await asyncio.sleep(1)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from parley.client import Account, Client, register
+from parley.sdk import Account, Client, register
 from tests.conftest import MODES, ParleyProcess
 
 pytestmark = pytest.mark.integration

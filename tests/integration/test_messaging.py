@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from parley.client import Account, Client, ErrorReply
+from parley.errors import ParleyError
+from parley.sdk import Account, Client
 from tests.conftest import ParleyProcess
 
 pytestmark = pytest.mark.integration
@@ -106,7 +107,7 @@ async def test_history_pages_are_exclusive_ascending_and_bounded(server, make_us
     whole = (await a.request("history", conv=conv, after=0, limit=200))["messages"]
     assert [m["text"] for m in whole] == [f"m{i}" for i in range(1, 121)]
     for bad in ({"limit": 201}, {"limit": 0}, {"before": 5, "after": 1}, {"before": "x"}):
-        with pytest.raises(ErrorReply) as err:
+        with pytest.raises(ParleyError) as err:
             await a.request("history", conv=conv, **bad)
         assert err.value.code == "bad_request"
     await close_all(a, b)
@@ -143,10 +144,10 @@ async def test_direct_is_unique_per_pair_from_either_side(server, make_user):
     assert listed["peer"] == alice.user_id
     group = await a.request("conv.create", kind="group", members=[bob.user_id])
     assert group["conv"]["peer"] is None
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await a.request("conv.create", kind="direct", members=[bob.user_id, alice.user_id])
     assert err.value.code == "bad_request"
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await a.request("conv.create", kind="direct", members=["unobody"])
     assert err.value.code == "not_found"
     await close_all(a, b)
@@ -157,7 +158,7 @@ async def test_edit_delete_and_react(server, make_user):
     (a, b), conv = await group_of(server, [alice, bob])
     seq = (await a.send(conv, "draft"))["seq"]
     await collect(b, conv, 1)
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await b.request("edit", conv=conv, seq=seq, text="not mine")
     assert err.value.code == "forbidden"
     await a.request("edit", conv=conv, seq=seq, text="final")
@@ -169,7 +170,7 @@ async def test_edit_delete_and_react(server, make_user):
         {"conv": conv, "seq": seq, "emoji": "👍", "user": bob.user_id, "on": True}
     (stored,) = (await a.request("history", conv=conv))["messages"]
     assert stored["reactions"] == {"👍": [bob.user_id]} and stored["text"] == "final"
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await b.request("delete", conv=conv, seq=seq)  # a plain member may not delete others'
     assert err.value.code == "forbidden"
     await a.request("delete", conv=conv, seq=seq)
@@ -177,10 +178,10 @@ async def test_edit_delete_and_react(server, make_user):
     assert tomb["deleted"] is True and tomb["text"] is None and tomb["attachments"] == []
     (stored,) = (await b.request("history", conv=conv))["messages"]
     assert stored["deleted"] is True and stored["text"] is None
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await a.request("edit", conv=conv, seq=seq, text="resurrect")
     assert err.value.code == "conflict"
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await a.request("edit", conv=conv, seq=99, text="nothing there")
     assert err.value.code == "not_found"
     await close_all(a, b)
@@ -201,7 +202,7 @@ async def test_read_cursors_move_forward_and_count_unread(server, make_user):
     await b.request("read", conv=conv, seq=2)  # backwards: accepted, changes nothing
     (view,) = [c for c in (await b.request("conv.list"))["convs"] if c["id"] == conv]
     assert (view["read_seq"], view["unread"]) == (3, 2)
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await b.request("read", conv=conv, seq=6)
     assert err.value.code == "bad_request"
     await close_all(a, b)

@@ -9,17 +9,18 @@ import time
 
 import pytest
 
-from parley.adapters.sqlite_store import SqliteStore
-from parley.client import Client, ErrorReply, register
-from parley.stores import DB_FILE
+from parley.adapters.sqlite.store import SqliteStore
+from parley.app.stores import DB_FILE
+from parley.errors import ParleyError
 from parley.records import AuditQuery
+from parley.sdk import Client, register
 from tests.integration.test_access import event_where
 
 pytestmark = pytest.mark.integration
 
 
-async def refused(coro, rule: str | None, code: str = "forbidden") -> ErrorReply:
-    with pytest.raises(ErrorReply) as err:
+async def refused(coro, rule: str | None, code: str = "forbidden") -> ParleyError:
+    with pytest.raises(ParleyError) as err:
         await coro
     assert (err.value.code, err.value.rule) == (code, rule), err.value
     assert err.value.message
@@ -133,7 +134,7 @@ async def test_blocking_stops_direct_messages_invites_and_typing_either_way(serv
     await asyncio.gather(a.close(), b.close(), c.close())
 
 
-FILTER_ENV = {"PARLEY_CONTENT_FILTER": "moderation.filters:word_list_from_env", "PARLEY_FILTER_WORDS": "scam,free money",
+FILTER_ENV = {"PARLEY_FILTER_WORDS": "scam,free money",
               "PARLEY_POLICY": json.dumps({"flood_repeats": 3, "flood_mute_s": 3600}),
               "PARLEY_SEND_BURST": "1000"}
 

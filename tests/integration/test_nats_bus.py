@@ -17,7 +17,7 @@ from parley import topics
 from parley.adapters.nats_bus import NatsBus
 from parley.errors import Unavailable
 from parley.ports import Broadcast, Deliver, GatewayMessage, Reply
-from parley.localservers import free_port
+from parley.app.processes import free_port
 from tests.nats_redis_servers import ServerProcess, nats_server  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from parley.client import Client
+from parley.sdk import Client
 
 pytestmark = pytest.mark.integration
 

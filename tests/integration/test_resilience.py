@@ -16,7 +16,8 @@ import urllib.request
 
 import pytest
 
-from parley.client import Client, ErrorReply, register
+from parley.errors import ParleyError
+from parley.sdk import Client, register
 from tests.conftest import ROOT, ParleyProcess
 
 pytestmark = pytest.mark.integration
@@ -40,7 +41,7 @@ async def sender(srv: ParleyProcess, token: str, conv: str, tag: str, acked: dic
             batch = [f"{tag}-{n + i}" for i in range(window)]
             n += window
             await asyncio.gather(*(one(c) for c in batch))
-    except (ErrorReply, ConnectionError, TimeoutError):
+    except (ParleyError, ConnectionError, TimeoutError):
         pass
     finally:
         await client.close()
@@ -121,7 +122,7 @@ async def test_sends_over_the_rate_limit_get_rate_limited_with_retry_after(fresh
     conv = (await client.request("conv.create", kind="group", members=[]))["conv"]["id"]
     for i in range(5):
         await client.send(conv, f"m{i}")
-    with pytest.raises(ErrorReply) as err:
+    with pytest.raises(ParleyError) as err:
         await client.send(conv, "one too many")
     assert err.value.code == "rate_limited"
     assert err.value.retry_after_ms is not None and 0 < err.value.retry_after_ms <= 1000

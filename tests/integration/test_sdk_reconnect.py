@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from parley.client import Client, register
+from parley.sdk import Client, register
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

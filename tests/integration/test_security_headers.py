@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 import yarl
 
-from parley.client import attachment, upload
+from parley.sdk import attachment, upload
 from tests.integration.test_uploads import group
 
 pytestmark = pytest.mark.integration

@@ -22,8 +22,8 @@ from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
 from parley import frames as F
 from parley.adapters.inprocess import InProcessLog, LocalBus
-from parley.adapters.cassandra_store import CassandraStore
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.cassandra.store import CassandraStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.auth import Passwords
 from parley.ports import GatewayMessage, Reply, Store
 from parley.records import Command, EventRecord

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from parley.client import Client, ErrorReply, register
+from parley.errors import ParleyError
+from parley.sdk import Client, register
 from tests.conftest import ParleyProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -82,7 +83,7 @@ class Load:
             started = time.monotonic()
             try:
                 ack = await client.send(conv, cmid, cmid=cmid, timeout=ATTEMPT_BOUND_S + 5)
-            except ErrorReply as err:
+            except ParleyError as err:
                 self.errors[err.code] = self.errors.get(err.code, 0) + 1
                 if err.code not in ("unavailable", "rate_limited", "internal"):
                     raise
@@ -223,7 +224,7 @@ async def test_freeze_the_kafka_broker_for_10_s(topology: ParleyProcess) -> None
         # gives up within its bound and says when to retry.
         probe = await Client.connect(topology.base_url, load.tokens[0])
         started = time.monotonic()
-        with pytest.raises(ErrorReply) as answer:
+        with pytest.raises(ParleyError) as answer:
             await probe.send(load.convs[0], "during the freeze", cmid="probe", timeout=ATTEMPT_BOUND_S)
         waited = time.monotonic() - started
         await probe.close()

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 import yarl
 
-from parley.client import Account, Client, ErrorReply, attachment, upload
+from parley.errors import ParleyError
+from parley.sdk import Account, Client, attachment, upload
 from tests.conftest import ParleyProcess
 from tests.s3_server import S3Process, s3_server  # noqa: F401
 
@@ -53,13 +54,13 @@ async def attachment_round_trip(base_url: str, make_user: MakeUser) -> None:
     fetched = await attachment(base_url, bob.token, att["id"])
     assert (fetched["name"], fetched["mime"], fetched["size"]) == ("holiday.png", "image/png", len(PNG))
     assert await download(fetched["url"]) == (200, "image/png", PNG)
-    with pytest.raises(ErrorReply) as outsider:
+    with pytest.raises(ParleyError) as outsider:
         await attachment(base_url, eve.token, att["id"])
-    with pytest.raises(ErrorReply) as unknown:
+    with pytest.raises(ParleyError) as unknown:
         await attachment(base_url, eve.token, "a" + "x" * 16)
     # An outsider cannot tell an attachment that exists from one that does not.
-    assert (outsider.value.status, outsider.value.code, outsider.value.message) == \
-        (unknown.value.status, unknown.value.code, unknown.value.message) == (404, "not_found", "no such attachment")
+    assert (outsider.value.http_status, outsider.value.code, outsider.value.message) == \
+        (unknown.value.http_status, unknown.value.code, unknown.value.message) == (404, "not_found", "no such attachment")
 
 
 async def test_a_member_uploads_sends_and_another_member_fetches_it(server, make_user):
@@ -86,10 +87,10 @@ async def test_send_takes_only_the_senders_own_completed_uploads_of_that_convers
     async with await Client.connect(server.base_url, alice.token) as a:
         for ids, code in (([elsewhere["id"]], "not_found"), ([bobs["id"]], "not_found"),
                           (["anything"], "not_found"), ([declared["id"]], "conflict")):
-            with pytest.raises(ErrorReply) as err:
+            with pytest.raises(ParleyError) as err:
                 await a.send(conv, "look", attachments=ids)
             assert err.value.code == code, ids
-        with pytest.raises(ErrorReply) as err:
+        with pytest.raises(ParleyError) as err:
             await a.send(conv, "many", attachments=[f"a{i}" for i in range(11)])
         assert err.value.code == "bad_request"
         assert (await a.request("history", conv=conv))["messages"] == []  # nothing refused was stored
@@ -195,16 +196,16 @@ async def test_download_grants_follow_membership_and_membership_bound_history(se
         late = await upload(server.base_url, alice.token, conv, "late.txt", "text/plain", b"after carol")
         await a.send(conv, "late", attachments=[late["id"]])
         # History "joined": carol sees no message from before she joined, and no file either.
-        with pytest.raises(ErrorReply) as hidden:
+        with pytest.raises(ParleyError) as hidden:
             await attachment(server.base_url, carol.token, early["id"])
-        assert (hidden.value.status, hidden.value.code) == (404, "not_found")
+        assert (hidden.value.http_status, hidden.value.code) == (404, "not_found")
         assert (await attachment(server.base_url, carol.token, late["id"]))["name"] == "late.txt"
         assert (await attachment(server.base_url, carol.token, early_full["id"]))["name"] == "early.txt"
         assert (await attachment(server.base_url, bob.token, early["id"]))["name"] == "early.txt"
         await a.request("member.kick", conv=conv, user=bob.user_id)
-    with pytest.raises(ErrorReply) as kicked:
+    with pytest.raises(ParleyError) as kicked:
         await attachment(server.base_url, bob.token, late["id"])
-    assert (kicked.value.status, kicked.value.code) == (404, "not_found")
+    assert (kicked.value.http_status, kicked.value.code) == (404, "not_found")
 
 
 async def test_download_urls_are_short_lived(server, make_user):
@@ -233,7 +234,7 @@ async def test_file_names_lose_the_invisible_characters_that_disguise_them(serve
 
 async def test_upload_declarations_are_rate_limited_per_user(fresh_server):
     srv = fresh_server(PARLEY_UPLOAD_BURST="3", PARLEY_UPLOAD_WINDOW_S="60")
-    from parley.client import register
+    from parley.sdk import register
     alice, bob = await register(srv.base_url, "alice", "correct horse"), await register(srv.base_url, "bob", "correct horse")
     conv = await group(srv.base_url, alice)
     body = {"conv": conv, "name": "x.txt", "mime": "text/plain", "size": 1}

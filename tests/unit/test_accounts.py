@@ -8,7 +8,8 @@ from gateway.hub import REST_SESSION, Hub
 from parley.accounts import check_token_use, refuse_login, suspension_message
 from parley.auth import Tokens, instance_role
 from parley.errors import Forbidden, Unauthorized
-from parley.frames import ok_frame
+from parley.events import Ok, SendResult
+from parley.frames import encode
 from parley.limits import Limits
 from parley.ports import Reply
 from parley.records import SUSPENDED_FOREVER, Account
@@ -50,9 +51,10 @@ def test_an_account_refuses_tokens_of_an_older_generation_and_suspended_or_pendi
 async def test_a_rest_command_reply_reaches_its_waiter_and_a_late_one_is_answered_unavailable():
     hub = Hub("gw", Limits(command_timeout_s=0.0))
     waiting = hub.expect_reply("r1")
-    hub.on_message(Reply(REST_SESSION, "r1", ok_frame("r1", seq=4)))
-    assert await waiting == ok_frame("r1", seq=4)
+    reply = encode(SendResult(rid="r1", conv="c1", seq=4, ts=1))
+    hub.on_message(Reply(REST_SESSION, "r1", reply))
+    assert await waiting == reply
     late = hub.expect_reply("r2")
     hub.sweep(now=10**9)
     assert b'"unavailable"' in await late
-    hub.on_message(Reply(REST_SESSION, "r2", ok_frame("r2")))  # too late: dropped, no error
+    hub.on_message(Reply(REST_SESSION, "r2", encode(Ok(rid="r2"))))  # too late: dropped, no error

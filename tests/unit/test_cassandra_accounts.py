@@ -9,7 +9,9 @@ import asyncio
 
 import pytest
 
-from parley.adapters.cassandra_store import MESSAGE_BUCKET, REPORT_BUCKET, CassandraStore
+from parley.adapters.cassandra.moderation import REPORT_BUCKET
+from parley.adapters.cassandra.partitions import MESSAGE_BUCKET
+from parley.adapters.cassandra.store import CassandraStore
 from parley.errors import Conflict, Forbidden
 from parley.frames import Message
 from parley.records import (

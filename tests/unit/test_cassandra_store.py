@@ -11,9 +11,10 @@ import contextlib
 
 import pytest
 
-from parley.adapters.cassandra_store import (
-    _IN_FLIGHT, BATCH_BYTES, ID_SHIFT, MESSAGE_BUCKET, CassandraStore, IdClock, outbox_tb, pack, plan_writes,
-)
+from parley.adapters.cassandra.database import _IN_FLIGHT
+from parley.adapters.cassandra.partitions import ID_SHIFT, MESSAGE_BUCKET, IdClock, outbox_tb
+from parley.adapters.cassandra.store import CassandraStore
+from parley.adapters.cassandra.writes import BATCH_BYTES, pack, plan_writes
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from chat_core.core import ChatCore, request_key
+from chat_core.core import ChatCore
+from chat_core.decide import request_key
 from parley import frames as F
 from parley.ids import direct_conv_id
 from parley.records import (

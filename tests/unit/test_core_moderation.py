@@ -8,7 +8,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from chat_core.core import ChatCore, request_key
+from chat_core.core import ChatCore
+from chat_core.decide import request_key
 from moderation.filters import WordList
 from moderation.policy import InstancePolicy
 from parley import frames as F

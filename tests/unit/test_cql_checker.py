@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 from cassandra import ConsistencyLevel
 
-from parley.adapters.cql import checker
-from parley.adapters.cql.grammar import CqlSyntaxError, parse
-from parley.adapters.cql.statements import CONDITIONAL_BATCHES, RUNNER_TABLES, STATEMENTS, SYSTEM_TABLES
+from parley.adapters.cassandra.statements import CONDITIONAL_BATCHES, RUNNER_TABLES, STATEMENTS, SYSTEM_TABLES
+from parley.migrations import migration_files
+from tests.cql import checker
+from tests.cql.grammar import CqlSyntaxError, parse
 
-SCRIPTS = [*RUNNER_TABLES, SYSTEM_TABLES] + [text for _, _, text in checker.migration_files()]
+SCRIPTS = [*RUNNER_TABLES, SYSTEM_TABLES] + [text for _, _, text in migration_files("cassandra")]
 SCHEMA, SCHEMA_PROBLEMS = checker.schema_from(SCRIPTS)
 
 
@@ -123,7 +124,7 @@ def test_every_write_of_blocks_has_its_mirror_in_blocked_by():
 def test_migration_comments_hold_no_quote():
     """split_script keeps a comment line that holds a quote, and the quote then swallows the
     statements after it (cqlsh's grammar takes minutes on what is left)."""
-    for _, name, text in checker.migration_files():
+    for _, name, text in migration_files("cassandra"):
         for line in text.splitlines():
             assert "--" not in line or "'" not in line.split("--", 1)[1], (name, line)
 

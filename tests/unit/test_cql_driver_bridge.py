@@ -10,7 +10,7 @@ import pytest
 from cassandra import ConsistencyLevel, WriteTimeout
 from cassandra.protocol import SyntaxException
 
-from parley.adapters.cql.session import DriverSession
+from parley.adapters.cassandra.session import DriverSession
 from parley.errors import Unavailable
 
 

@@ -10,7 +10,7 @@ from gateway.hub import Hub
 from gateway.session import Session
 from gateway.ws import WsEndpoint
 from parley.errors import Unavailable
-from parley.frames import ok_frame
+from parley.frames import encode
 from parley.limits import Limits
 from parley.ports import Reply
 from parley.ratelimit import Limiter
@@ -28,7 +28,7 @@ class AnsweringLog:
     async def publish(self, cmd: Command) -> None:
         if self._fail:
             raise Unavailable("log down", retry_after_ms=100) from TimeoutError()
-        self._hub.on_message(Reply(cmd.session, cmd.body.rid, ok_frame(cmd.body.rid, seq=1)))
+        self._hub.on_message(Reply(cmd.session, cmd.body.rid, encode({"op": "ok", "rid": cmd.body.rid, "seq": 1})))
 
 
 def endpoint(fail: bool = False) -> tuple[WsEndpoint, Session, RecordingTransport]:

@@ -15,11 +15,11 @@ import pytest
 import yaml
 from aiohttp import web
 
-from parley import cli
+from parley.app import cli
 from parley.config import Settings
 from parley.health import add_health_routes
-from parley.roles import ROLES
-from parley.stores import cluster_settings
+from parley.app.roles import ROLES
+from parley.app.stores import cluster_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "k8s" / "base"

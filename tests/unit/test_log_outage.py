@@ -17,7 +17,7 @@ from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
 from parley import frames as F
 from parley.adapters.inprocess import InProcessLog, LocalBus
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.auth import Passwords
 from parley.errors import Unavailable
 from parley.ports import GatewayMessage, Reply

@@ -10,16 +10,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from parley import cli
-from parley.adapters.cql import session as cql_session
-from parley.adapters.cql.checker import migration_files
-from parley.adapters.cql.lease import LOCK_NAME, LeaseSettings, SchemaLease, schema_lock
-from parley.adapters.cql.migrate import check, checksum, migrate, pending, wait_until_current
-from parley.adapters.cql.migration_errors import LeaseLost, MigrationError, SchemaBehind, SchemaLocked
+from parley.app import cli
+from parley.adapters.cassandra import session as cql_session
+from parley.adapters.cassandra.lease import LOCK_NAME, LeaseSettings, SchemaLease, schema_lock
+from parley.adapters.cassandra.migrate import check, checksum, migrate, pending, wait_until_current
+from parley.adapters.cassandra.migration_errors import LeaseLost, MigrationError, SchemaBehind, SchemaLocked
 from parley.errors import Unavailable
+from parley.migrations import migration_files
 from tests.cassandra_model import ModelSession
 
-FILES = migration_files()
+FILES = migration_files("cassandra")
 VERSIONS = [v for v, _, _ in FILES]
 NAMES = [n for _, n, _ in FILES]
 

@@ -129,6 +129,16 @@ def test_roles_given_must_be_below_the_givers_except_an_owner_handing_over(actor
     assert (denial is None) is allowed, denial
 
 
+@pytest.mark.parametrize("instance_role, member_role", list(itertools.product(
+    ["admin", "moderator"], [None, "member", "admin"])))
+def test_instance_staff_never_hand_a_conversation_to_someone(instance_role, member_role):
+    """Finding 8 of issue 12: only the owner transfers ownership, on every path."""
+    s = Subject(kind="group", visibility="private", role=member_role, now=NOW, instance_role=instance_role,
+                target_role="member", new_role="owner")
+    denial = policy.decide(s, Action.MANAGE_ROLES)
+    assert denial is not None and denial.rule == "owner_handover", denial
+
+
 @pytest.mark.parametrize("instance_role, member_role, action", list(itertools.product(
     ["admin", "moderator", None], [None, "member"], ACTIONS)))
 def test_instance_staff_moderate_any_conversation_without_being_members(instance_role, member_role, action):

@@ -13,7 +13,7 @@ from parley.config import Settings
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import ConvRow, CreateConv, InsertMessage, MemberRow, PutMember, SetConvHead
-from parley.stores import open_store
+from parley.app.stores import open_store
 
 
 class RecordingCommands:

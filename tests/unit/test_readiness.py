@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.config import Settings
-from parley.embedded import build_app
+from parley.app.embedded import build_app
 from parley.errors import Unavailable
 from parley.health import answers
-from parley.roles import ROLES
+from parley.app.roles import ROLES
 
 
 async def test_a_probe_answers_only_if_it_completes_in_time_without_error():

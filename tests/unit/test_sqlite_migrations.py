@@ -8,7 +8,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from parley.adapters.sqlite_store import SCHEMA_VERSION, SqliteStore
+from parley.adapters.sqlite.migrations import SCHEMA_VERSION
+from parley.adapters.sqlite.store import SqliteStore
 from parley.records import AttachmentRow, AuditEntry, AuditQuery, EventRecord, Needs, ReportQuery
 
 #: The conversation tables as builds with schema 1 and 2 created them.
@@ -21,6 +22,25 @@ CREATE TABLE members (
     conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
     read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
     PRIMARY KEY (conv, user)) WITHOUT ROWID;
+"""
+#: The whole schema of the first build (schema 1).
+V1_SCHEMA = V2_CONVS + """
+CREATE TABLE users (
+    id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL);
+CREATE INDEX members_by_user ON members (user, conv);
+CREATE TABLE messages (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
+    cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conv, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX messages_idempotency ON messages (conv, sender, cmid);
+CREATE TABLE reactions (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, emoji TEXT NOT NULL, user TEXT NOT NULL,
+    PRIMARY KEY (conv, seq, emoji, user)) WITHOUT ROWID;
+CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
+CREATE TABLE relay (name TEXT PRIMARY KEY, checkpoint INTEGER NOT NULL);
+PRAGMA user_version=1;
 """
 V1_OUTBOX = V2_CONVS + """
 CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL);
@@ -46,6 +66,38 @@ async def test_a_version_1_outbox_becomes_shard_0_with_its_checkpoint(tmp_path: 
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+def schema_of(path: Path) -> dict[tuple[str, str], list[tuple[object, ...]]]:
+    """Every table's columns (name, type, not null, default, key) and every index's columns, in
+    order; triggers by name."""
+    with sqlite3.connect(path) as conn:
+        found = {}
+        for kind, name in conn.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"):
+            info = {"table": "table_xinfo", "index": "index_xinfo"}.get(kind)
+            found[(kind, name)] = list(conn.execute(f"PRAGMA {info}({name})")) if info else []
+    return found
+
+
+async def test_a_version_1_database_upgrades_to_the_schema_of_a_new_one(tmp_path: Path):
+    with sqlite3.connect(tmp_path / "old.db") as conn:
+        conn.executescript(V1_SCHEMA)
+    for name in ("old.db", "new.db"):
+        store = SqliteStore(tmp_path / name, synchronous="NORMAL")
+        await store.open()
+        await store.close()
+    assert schema_of(tmp_path / "old.db") == schema_of(tmp_path / "new.db")
+
+
+async def test_a_database_of_a_newer_build_is_refused_untouched(tmp_path: Path):
+    path = tmp_path / "parley.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(f"CREATE TABLE future (x); PRAGMA user_version={SCHEMA_VERSION + 1};")
+    store = SqliteStore(path, synchronous="NORMAL")
+    with pytest.raises(RuntimeError, match="newer than this build"):
+        await store.open()
+    await store.close()
+    assert schema_of(path) == {("table", "future"): [(0, "x", "", 0, None, 0, 0)]}
 
 
 async def test_the_audit_log_refuses_updates_and_deletes(tmp_path: Path):

@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from parley.adapters.sqlite_store import SCHEMA, idem_lookup_sql, message_lookup_sql
+from parley.adapters.sqlite.messages import idem_lookup_sql, message_lookup_sql
+from parley.adapters.sqlite.migrations import SCHEMA
 
 
 @pytest.mark.parametrize("sql", [idem_lookup_sql(3), message_lookup_sql(3)], ids=["idempotency", "messages"])

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from parley.adapters.cql.migrate import MigrationError, checksum, migrate
+from parley.adapters.cassandra.migrate import MigrationError, checksum, migrate
 from tests.cassandra_model import ModelSession
 from parley.config import Settings, parse_hosts
-from parley.stores import cluster_settings
+from parley.app.stores import cluster_settings
 
 
 def test_cassandra_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):

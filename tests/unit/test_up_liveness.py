@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from parley import up
-from parley.up import Child, Topology
+from parley.app import up
+from parley.app.processes import ChildProcess
+from parley.app.up import Child, Topology
 
 
 def child(role: str) -> Child:
-    return Child(f"{role}-1", role, 4000, {}, Path("/dev/null"))
+    return Child(role, 4000, ChildProcess(f"{role}-1", ["true"], Path("/dev/null"), ready=lambda: True))
 
 
 @pytest.mark.parametrize(("role", "answer", "dead"), [
@@ -31,7 +32,7 @@ def test_a_worker_is_dead_when_its_healthz_says_so(monkeypatch: pytest.MonkeyPat
             raise answer
         return answer
 
-    monkeypatch.setattr(up, "_get", get)
+    monkeypatch.setattr(up, "get_json", get)
     topology = Topology("127.0.0.1", 8080, tmp_path)
     assert topology._dead(child(role)) is dead
     assert asked == ([] if role == "gateway" else ["http://127.0.0.1:4000/healthz"])

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import msgspec
 
-from chat_core.core import Batch, ChatCore
+from chat_core.core import ChatCore
+from chat_core.decide import Batch
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
 from parley import frames as F
 from parley.adapters.inprocess import InProcessLog, LocalBus
-from parley.adapters.sqlite_store import SqliteStore
+from parley.adapters.sqlite.store import SqliteStore
 from parley.auth import Passwords
 from parley.ports import GatewayMessage, Reply
 from parley.records import Command, EventRecord, Facts

@@ -1,0 +1,85 @@
+"""conv.update: a conversation's settings (title, visibility, history, password, slow mode,
+read-only, guests, permission overrides), announced to every member in their own view and audited."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from chat_core.decide import Decision, Operation, Result, RoomPassword, request_key
+from moderation import policy
+from moderation.policy import Action
+from parley import events as E
+from parley import frames as F
+from parley.errors import BadRequest
+from parley.frames import UNSET
+from parley.records import Command, PutMember, UpdateConv
+
+if TYPE_CHECKING:
+    from chat_core.core import ChatCore
+
+
+#: The settings a conversation's row takes as given (permissions and password are converted).
+_PLAIN = ("title", "visibility", "history", "slow_mode_s", "read_only", "allow_guests")
+
+
+def _password(core: ChatCore, cmd: Command, body: F.ConvUpdate) -> RoomPassword | None:
+    return RoomPassword(body.password, None) if isinstance(body.password, str) else None
+
+
+def _update(d: Decision, body: F.ConvUpdate) -> Result:
+    cmd, batch = d.cmd, d.batch
+    state = d.conv()
+    row = state.row
+    s = d.subject(state)
+    given = {name: value for name in _PLAIN if (value := getattr(body, name)) is not UNSET}
+    if given or body.password is not UNSET:
+        d.check(s, Action.SET_INFO)
+    if body.permissions is not UNSET:
+        d.check(s, Action.SET_PERMISSIONS)
+        impossible = [p for p in body.permissions
+                      if policy.min_role(row.kind, Action(p), None, d.core.instance) is None]
+        if impossible:
+            raise BadRequest(f"{impossible[0]} is not possible in a {row.kind} conversation")
+    new = msgspec.structs.replace(row, **given)
+    changed: dict[str, str | int | bool | None] = {}
+    if body.permissions is not UNSET:
+        new.permissions = {str(k): v for k, v in body.permissions.items()}
+    if body.password is not UNSET:
+        if body.password is None:
+            new.password_hash = None
+        else:
+            if new.visibility != "public":
+                raise BadRequest("only public conversations take a password")
+            new.password_hash = d.facts.password_hashes.get(request_key(cmd))
+            if new.password_hash is None:
+                raise BadRequest("the password could not be set")
+            changed["password"] = "set"
+    if new.visibility != "public" and new.password_hash is not None:
+        new.password_hash = None  # a private conversation is reached by invitation only
+    for name in _PLAIN:
+        if getattr(new, name) != getattr(row, name):
+            changed[name] = getattr(new, name)
+    if new.permissions != row.permissions:
+        changed["permissions"] = json.dumps(new.permissions, sort_keys=True)
+    if row.password_hash is not None and new.password_hash is None:
+        changed["password"] = "cleared"
+    if not changed:
+        return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
+    if new.history == "full" and row.history != "full":
+        # From now on every member sees the whole history, not only since they joined.
+        for member in state.members.values():
+            if member.visible_from != 1:
+                member.visible_from = 1
+                batch.mutations.append(PutMember(member))
+    state.row = new
+    batch.mutations.append(UpdateConv(new))
+    d.audit_moderator("conv.update", row.id, None, **changed)
+    for user in state.members:
+        batch.emit(row.id, E.ConvUpdated(conv=state.view(user)), to=[user])
+    return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
+
+
+UPDATE = Operation(F.ConvUpdate, _update, password=_password)

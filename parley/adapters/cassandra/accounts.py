@@ -1,0 +1,230 @@
+"""The Cassandra store's accounts.
+
+users (0001): id -> username, password_hash, created_at; users_by_name: the username claim
+(LWT) and login's (id, hash). account_state (0003): role, status, suspension, guest, token
+generation and `rev`, written by LWT only; a user older than 0003 has no row there and reads as
+the defaults. accounts_by_name: the search index (see search_accounts). Registration spends an
+invite code (`invites`) by LWT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import aclosing
+from typing import Any
+
+import msgspec
+
+from parley.adapters.cassandra.database import CAS_ROUNDS, NO_LIMIT, PAGE, CassandraDatabase
+from parley.adapters.cassandra.session import Row
+from parley.adapters.cassandra.writes import Statement
+from parley.errors import Conflict, Forbidden, Unavailable
+from parley.records import Account, AccountPatch, AccountQuery
+
+#: Usernames are clustered in partitions named by their first NAME_BUCKET_CHARS characters.
+NAME_BUCKET_CHARS = 2
+
+
+def name_bucket(username: str) -> str:
+    return username[:NAME_BUCKET_CHARS]
+
+
+def _successor(prefix: str) -> str:
+    """The smallest string greater than every string starting with `prefix`."""
+    while prefix and ord(prefix[-1]) == 0x10FFFF:
+        prefix = prefix[:-1]
+    if not prefix:
+        return "\U0010ffff" * 64
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _account(user: Row, state: Row | None) -> Account:
+    """A `users` row (id, username, password_hash, created_at) with its account_state row
+    (id, role, status, suspended_until, suspend_reason, guest, token_gen, rev), if any."""
+    if state is None:
+        return Account(id=user[0], username=user[1], created_at=user[3])
+    return Account(id=user[0], username=user[1], created_at=user[3], role=state[1], status=state[2] or "active",
+                   suspended_until=state[3], suspend_reason=state[4], guest=bool(state[5]),
+                   token_gen=int(state[6] or 0))
+
+
+class CassandraAccounts(CassandraDatabase):
+    """Implements parley.ports.AccountStore."""
+
+    async def create_user(self, user_id: str, username: str, password_hash: str, created_at: int, *,
+                          status: str = "active", guest: bool = False, invite: str | None = None) -> None:
+        """The name is claimed first (LWT), then the invite is spent (LWT); a refused invite gives
+        the name back, so a refused registration leaves nothing. Then the state row (LWT insert,
+        before the `users` row: an account is never read without its status) and the `users` row
+        with its search entry (one logged batch). A retry with the same id goes on where it
+        stopped. If the process dies, or the cluster fails, after the claims, the name (and the
+        code) stay held by `user_id` without an account: login finds no account for it."""
+        if not await self._lwt("user_claim_name", [username, user_id, password_hash]):
+            owner = await self._one("user_by_name", [username])
+            if owner is None or owner[0] != user_id:
+                raise Conflict("username is taken")
+        if invite is not None:
+            try:
+                await self._use_invite(invite, user_id, created_at)
+            except Forbidden:
+                await self._lwt("user_release_name", [username, user_id])
+                raise
+        await self._lwt("state_init", [user_id, None, status, None, None, guest, 0, 0])
+        bucket = name_bucket(username)
+        await self._batch([
+            ("user_insert", [user_id, username, password_hash, created_at]),
+            ("name_index_put", [bucket, username, user_id, status, None, guest]),
+            ("name_bucket_put", [0, bucket]),
+        ])
+
+    async def _use_invite(self, code: str, user_id: str, at: int) -> None:
+        row = await self._one("invite_get", [code])
+        if row is not None and row[4] == user_id:
+            return  # our own retry
+        if row is None or row[4] is not None or (row[3] is not None and row[3] <= at):
+            raise Forbidden("the invite code is unknown, used or expired")
+        # expires_at never changes: checked above; the LWT only has to win the code.
+        if not await self._lwt("invite_use", [user_id, at, code, row[1]]):
+            again = await self._one("invite_get", [code])
+            if again is None or again[4] != user_id:
+                raise Forbidden("the invite code is unknown, used or expired")
+
+    async def user_by_name(self, username: str) -> tuple[str, str] | None:
+        row = await self._one("user_by_name", [username])
+        return (row[0], row[1]) if row else None
+
+    async def _account_rows(self, user_id: str) -> tuple[Row | None, Row | None]:
+        user, state = await asyncio.gather(self._one("user_get", [user_id]), self._one("state_get", [user_id]))
+        return user, state
+
+    async def account(self, user_id: str) -> Account | None:
+        user, state = await self._account_rows(user_id)
+        return None if user is None else _account(user, state)
+
+    async def account_by_name(self, username: str) -> Account | None:
+        row = await self._one("user_by_name", [username])
+        if row is None:
+            return None
+        found = await self.account(row[0])
+        # `users` holds the name: a claim whose account is not written (or renamed away) is no match
+        return found if found is not None and found.username == username else None
+
+    async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None:
+        """A new username is claimed first (LWT: Conflict before anything changes); the state
+        changes by compare-and-set on `rev`, so concurrent updates (a suspension and a role
+        change, two session cuts) all land; then `users`, the search entry and the old name's
+        release. The search entry is written after the state's LWT and may lag an update that
+        died half way (or one racing another): the next update rewrites it, and search
+        re-checks every match against the state."""
+        user, state = await self._account_rows(user_id)
+        if user is None:
+            return None
+        old_name, old_hash = user[1], user[2]
+        name = old_name if isinstance(patch.username, msgspec.UnsetType) else patch.username
+        pw = old_hash if isinstance(patch.password_hash, msgspec.UnsetType) else patch.password_hash
+        renamed = name != old_name
+        if renamed and not await self._lwt("user_claim_name", [name, user_id, pw]):
+            owner = await self._one("user_by_name", [name])
+            if owner is None or owner[0] != user_id:
+                raise Conflict("username is taken")
+        try:
+            new = await self._set_state(user, state, patch, name)
+        except Exception:
+            if renamed:  # nothing else changed: give the new name back
+                await self._lwt("user_release_name", [name, user_id])
+            raise
+        stmts: list[Statement] = [("name_index_put", [name_bucket(name), name, user_id, new.status, new.role,
+                                                      new.guest])]
+        if renamed or pw != old_hash:
+            stmts.append(("user_set_name", [name, pw, user_id]))
+        if renamed:
+            stmts += [("name_index_drop", [name_bucket(old_name), old_name]), ("name_bucket_put", [0, name_bucket(name)])]
+        await self._batch(stmts)
+        if renamed:
+            await self._lwt("user_release_name", [old_name, user_id])
+        elif pw != old_hash:
+            await self._lwt("user_name_set_hash", [pw, name, user_id])
+        return new
+
+    async def _set_state(self, user: Row, state: Row | None, patch: AccountPatch, name: str) -> Account:
+        """Compare-and-set of account_state on `rev`: the account after `patch`."""
+        user_id = user[0]
+        for _ in range(CAS_ROUNDS):
+            if state is None:  # an account from before migration 0003: give it its row first
+                await self._lwt("state_init", [user_id, None, "active", None, None, False, 0, 0])
+                state = await self._one("state_get", [user_id])
+                continue
+            cur = _account(user, state)
+            new = msgspec.structs.replace(cur, username=name)
+            for field_ in ("role", "status", "suspended_until", "suspend_reason"):
+                value = getattr(patch, field_)
+                if not isinstance(value, msgspec.UnsetType):
+                    setattr(new, field_, value)
+            if patch.cut_sessions:
+                new.token_gen += 1
+            rev = state[7]
+            if (new.role, new.status, new.suspended_until, new.suspend_reason, new.token_gen) == (
+                    cur.role, cur.status, cur.suspended_until, cur.suspend_reason, cur.token_gen):
+                return new
+            if await self._lwt("state_cas", [new.role, new.status, new.suspended_until, new.suspend_reason,
+                                             new.token_gen, (rev or 0) + 1, user_id, rev]):
+                return new
+            state = await self._one("state_get", [user_id])
+        raise Unavailable("account update contended; try again", retry_after_ms=100)
+
+    async def search_accounts(self, query: AccountQuery) -> list[Account]:
+        """Usernames live in `accounts_by_name`, partitioned by their first two characters: a
+        prefix of two or more is a range in one partition; a shorter one (or none) walks the
+        buckets in order (`account_name_buckets`, one small partition). Status, role and guest
+        are filtered on the index copies and re-checked on the account: a filter that matches
+        few accounts (status=pending) walks every name after `after`, one page request per
+        200 names and one account read per match. Accounts created before migration 0003 are
+        in no bucket until they are next updated."""
+        prefix = query.prefix or ""
+        after = query.after
+        out: list[Account] = []
+        if query.limit <= 0:
+            return out
+        if len(prefix) >= NAME_BUCKET_CHARS:
+            buckets = [prefix[:NAME_BUCKET_CHARS]]
+        else:
+            buckets = [r[0] for r in await self._all("name_buckets", [0]) if r[0].startswith(prefix)]
+        if after is not None:
+            buckets = [b for b in buckets if b >= after[:NAME_BUCKET_CHARS]]
+        lo = prefix if after is None or after < prefix else after
+        hi = _successor(prefix) if prefix else None
+
+        def wanted(status: str | None, role: str | None, guest: bool | None) -> bool:
+            return ((query.status is None or (status or "active") == query.status)
+                    and (query.role is None or role == query.role)
+                    and (query.guest is None or bool(guest) == query.guest))
+
+        for b in sorted(buckets):
+            top = _successor(b) if hi is None else min(hi, _successor(b))
+            if lo >= top:
+                continue
+            async with aclosing(self._rows("name_index_range", [b, lo, top, NO_LIMIT], fetch_size=PAGE)) as rows:
+                batch: list[tuple[str, str]] = []
+                async for username, uid, status, role, guest in rows:
+                    if username != after and wanted(status, role, guest):
+                        batch.append((username, uid))
+                    if len(batch) >= PAGE:
+                        out += await self._recheck(batch, wanted)
+                        batch = []
+                        if len(out) >= query.limit:
+                            break
+                out += await self._recheck(batch, wanted)
+            if len(out) >= query.limit:
+                break
+        if query.prefix:  # or an exact user id
+            exact = await self.account(query.prefix)
+            if (exact is not None and wanted(exact.status, exact.role, exact.guest)
+                    and (after is None or exact.username > after) and all(a.id != exact.id for a in out)):
+                out.append(exact)
+                out.sort(key=lambda a: a.username)
+        return out[:query.limit]
+
+    async def _recheck(self, found: list[tuple[str, str]], wanted: Any) -> list[Account]:
+        accounts = await self._gather(self.account(uid) for _, uid in found)
+        return [a for (username, _), a in zip(found, accounts)
+                if a is not None and a.username == username and wanted(a.status, a.role, a.guest)]

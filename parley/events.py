@@ -1,0 +1,237 @@
+"""The outbound half of the protocol, typed like the inbound half (parley/frames.py): every event
+the server sends, and every `ok` result, as a msgspec Struct.
+
+An event is `{"op":"event","type":T,...}` on the wire (docs/protocol.md): its Struct is tagged
+by `type`, `encode_event` puts `"op":"event"` in front, and `AnyEvent` decodes any of them. An
+`ok` result is `{"op":"ok","rid":R,...}`: `Ok` and its subclasses, encoded with
+`parley.frames.encode`. Field order is wire order. Optional fields that are left out when they
+have no value (`[by]` in the docs) are in Structs with `omit_defaults`; the others are sent
+as null.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+import msgspec
+
+from parley.frames import ConvView, Message, encode
+
+# ---- events --------------------------------------------------------------------------------
+
+
+class Event(msgspec.Struct, tag_field="type"):
+    """An event; subclasses name their `type` as their tag."""
+
+
+class MessageEvent(Event):
+    """An event about one message: the whole message object as it now is."""
+
+    message: Message
+
+
+class MessageNew(MessageEvent, tag="message.new"):
+    pass
+
+
+class MessageEdited(MessageEvent, tag="message.edited"):
+    pass
+
+
+class MessageDeleted(MessageEvent, tag="message.deleted"):
+    """`message` is the tombstone: `deleted`, no text, no attachments."""
+
+
+class Reaction(Event, tag="reaction"):
+    conv: str
+    seq: int
+    emoji: str
+    user: str
+    on: bool
+
+
+class ReadReceipt(Event, tag="read"):
+    conv: str
+    user: str
+    seq: int
+
+
+class UserTyping(Event, tag="typing"):
+    conv: str
+    user: str
+
+
+class MemberEvent(Event):
+    """An event about one member of a conversation."""
+
+    conv: str
+    user: str
+
+
+class MemberJoined(MemberEvent, tag="member.joined", omit_defaults=True):
+    role: str
+    #: Who invited them; absent when they joined themselves or came with the new conversation.
+    by: str | None = None
+
+
+class MemberLeft(MemberEvent, tag="member.left", omit_defaults=True):
+    #: Who removed them (a kick or a ban); absent when they left.
+    by: str | None = None
+    reason: str | None = None
+
+
+class MemberUpdated(MemberEvent, tag="member.updated", omit_defaults=True):
+    role: str
+    #: Who changed the role; absent when ownership passed on by itself.
+    by: str | None = None
+
+
+class MemberMuted(MemberEvent, tag="member.muted"):
+    #: ms since the epoch; null: until unmuted.
+    until: int | None
+    #: A user id, or "system" for an automatic mute.
+    by: str
+    reason: str | None
+
+
+class MemberUnmuted(MemberEvent, tag="member.unmuted"):
+    by: str
+
+
+class MemberBanned(MemberEvent, tag="member.banned"):
+    by: str
+    #: ms since the epoch; null: until unbanned.
+    until: int | None
+    reason: str | None
+
+
+class MemberUnbanned(MemberEvent, tag="member.unbanned"):
+    by: str
+
+
+class ConvUpdated(Event, tag="conv.updated"):
+    """The conversation as its recipient sees it (sent to that recipient's sessions only)."""
+
+    conv: ConvView
+
+
+class PinChanged(Event, tag="pin"):
+    conv: str
+    seq: int
+    on: bool
+    by: str
+
+
+class UserBlocked(Event, tag="user.blocked"):
+    user: str
+
+
+class UserUnblocked(Event, tag="user.unblocked"):
+    user: str
+
+
+class PresenceChanged(Event, tag="presence", omit_defaults=True):
+    user: str
+    status: Literal["online", "offline"]
+    #: ms since the epoch; with "offline" only.
+    last_seen: int | None = None
+
+
+class Resync(Event, tag="resync", omit_defaults=True):
+    """Events were dropped for this session (of `conv`, or of any): call `sync`."""
+
+    conv: str | None = None
+
+
+AnyEvent = Union[
+    MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, UserTyping,
+    MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
+    ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync,
+]
+
+#: `{"type":...}` becomes `{"op":"event","type":...}`: msgspec writes a tag before any field.
+_EVENT_PREFIX = b'{"op":"event",'
+
+
+def encode_event(event: Event) -> bytes:
+    """The frame of `event`, built once and written as-is to every recipient's socket."""
+    return _EVENT_PREFIX + encode(event)[1:]
+
+
+# ---- ok results ------------------------------------------------------------------------------
+
+
+class Ok(msgspec.Struct, tag_field="op", tag="ok"):
+    """The answer to a request that returns nothing but `rid`; every result below extends it."""
+
+    rid: str
+
+
+class HelloResult(Ok):
+    session_id: str
+    user_id: str
+    server_time: int
+    heartbeat_s: int
+    limits: dict[str, int]
+
+
+class PingResult(Ok):
+    server_time: int
+
+
+class UserPresence(msgspec.Struct):
+    user: str
+    status: Literal["online", "offline"]
+
+
+class PresenceResult(Ok):
+    presence: list[UserPresence]
+
+
+class HistoryResult(Ok):
+    messages: list[Message]
+
+
+class ConvSync(msgspec.Struct):
+    """One conversation in a `sync` answer: the messages after the client's seq, up to a page."""
+
+    conv: str
+    last_seq: int
+    read_seq: int
+    unread: int
+    messages: list[Message]
+    #: The page was cut: continue with `history` after the last one.
+    more: bool
+
+
+class SyncResult(Ok):
+    convs: list[ConvSync]
+
+
+class ConvListResult(Ok):
+    convs: list[ConvView]
+
+
+class ConvResult(Ok):
+    """conv.create, conv.join, conv.update: the conversation as the caller sees it."""
+
+    conv: ConvView
+
+
+class SendResult(Ok):
+    conv: str
+    seq: int
+    ts: int
+
+
+class MessageResult(Ok):
+    """edit, delete: the message acted on."""
+
+    conv: str
+    seq: int
+
+
+class SanctionResult(Ok):
+    """member.mute, member.ban: when the sanction ends (ms since the epoch; null: never)."""
+
+    until: int | None

@@ -1,0 +1,1 @@
+-- Version 3 only adds the attachments table, which schema.sql creates.

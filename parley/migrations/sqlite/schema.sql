@@ -1,0 +1,63 @@
+-- The SQLite schema of this build, whole (PRAGMA user_version = the highest NNNN_*.sql): a new
+-- database is created from it; an older one runs the upgrade steps after its version first, and
+-- this then creates the tables added since. Every statement is IF NOT EXISTS for that reason.
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'active',
+    suspended_until INTEGER, suspend_reason TEXT, guest INTEGER NOT NULL DEFAULT 0,
+    token_gen INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS users_by_status ON users (status, username);
+CREATE TABLE IF NOT EXISTS invites (
+    code TEXT PRIMARY KEY, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
+    used_by TEXT, used_at INTEGER);
+CREATE TABLE IF NOT EXISTS instance_policy (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, reporter TEXT NOT NULL, kind TEXT NOT NULL,
+    target_user TEXT NOT NULL, conv TEXT, seq INTEGER, reason TEXT NOT NULL, excerpt TEXT,
+    status TEXT NOT NULL, claimed_by TEXT, claimed_at INTEGER, resolved_by TEXT, resolved_at INTEGER,
+    resolution TEXT, note TEXT);
+CREATE INDEX IF NOT EXISTS reports_by_status ON reports (status, id);
+CREATE TABLE IF NOT EXISTS convs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT, visibility TEXT NOT NULL,
+    password_hash TEXT, history TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL DEFAULT 0, slow_mode_s INTEGER NOT NULL DEFAULT 0,
+    read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB, allow_guests INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS members (
+    conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
+    PRIMARY KEY (conv, user)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
+CREATE TABLE IF NOT EXISTS messages (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
+    cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (conv, seq)) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender, cmid);
+CREATE TABLE IF NOT EXISTS reactions (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, emoji TEXT NOT NULL, user TEXT NOT NULL,
+    PRIMARY KEY (conv, seq, emoji, user)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, record BLOB NOT NULL, shard INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS outbox_by_shard ON outbox (shard, id);
+CREATE TABLE IF NOT EXISTS relay (name TEXT PRIMARY KEY, checkpoint INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT NOT NULL, conv TEXT, reason TEXT, details BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_actor ON audit (actor, id);
+CREATE INDEX IF NOT EXISTS audit_by_target ON audit (target, id);
+CREATE TABLE IF NOT EXISTS sanctions (
+    conv TEXT NOT NULL, user TEXT NOT NULL, kind TEXT NOT NULL, until INTEGER NOT NULL, by TEXT NOT NULL,
+    at INTEGER NOT NULL, reason TEXT,
+    PRIMARY KEY (conv, user, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blocks (
+    blocker TEXT NOT NULL, blocked TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (blocker, blocked)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_by_blocked ON blocks (blocked, blocker);
+CREATE TRIGGER IF NOT EXISTS audit_append_only_update BEFORE UPDATE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS attachments (
+    id TEXT PRIMARY KEY, conv TEXT NOT NULL, uploader TEXT NOT NULL, name TEXT NOT NULL,
+    mime TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
+    uploaded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
