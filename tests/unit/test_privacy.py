@@ -12,7 +12,8 @@ from parley.accounts import Principal
 from parley.config import Settings
 from parley.errors import Conflict
 from parley.frames import Message
-from parley.records import ConvRow, CreateConv, InsertMessage, MemberRow, PutMember, SetConvHead
+from parley.ports import Store
+from parley.records import Account, ConvRow, CreateConv, InsertMessage, MemberRow, PutMember, SetConvHead
 from parley.app.stores import open_store
 
 
@@ -42,21 +43,27 @@ class PlainPasswords:
         return hashed == "hash of " + password
 
 
+async def owner_of_a_group_with_a_message(store: Store, user: str) -> Account:
+    """`user` (password "pw") owns group c1, where they sent message 1."""
+    await store.create_user(user, user.removeprefix("u-"), "hash of pw", 1)
+    await store.apply([
+        CreateConv(ConvRow(id="c1", kind="group", title=None, visibility="private", password_hash=None,
+                           history="joined", owner=user, created_at=3)),
+        PutMember(MemberRow(conv="c1", user=user, role="owner", visible_from=1, read_seq=0, joined_at=3)),
+        InsertMessage(Message(conv="c1", seq=1, sender=user, ts=4, cmid="m1", text="mine")),
+        SetConvHead("c1", 1),
+    ])
+    account = await store.account(user)
+    assert account is not None
+    return account
+
+
 async def test_a_deletion_that_cannot_rename_the_account_tombstones_nothing(tmp_path: Path):
     store = await open_store(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
     try:
-        await store.create_user("u-victim", "victim", "hash of pw", 1)
+        victim = await owner_of_a_group_with_a_message(store, "u-victim")
         # A name taken before such names were reserved: the rename to it must fail.
         await store.create_user("u-squatter", "deleted-u-victim", "hash of x", 2)
-        await store.apply([
-            CreateConv(ConvRow(id="c1", kind="group", title=None, visibility="private", password_hash=None,
-                               history="joined", owner="u-victim", created_at=3)),
-            PutMember(MemberRow(conv="c1", user="u-victim", role="owner", visible_from=1, read_seq=0, joined_at=3)),
-            InsertMessage(Message(conv="c1", seq=1, sender="u-victim", ts=4, cmid="m1", text="mine")),
-            SetConvHead("c1", 1),
-        ])
-        victim = await store.account("u-victim")
-        assert victim is not None
         commands, sessions = RecordingCommands(), RecordingSessions()
         with pytest.raises(Conflict):
             await delete_account(store, commands, sessions, PlainPasswords(),  # type: ignore[arg-type]
@@ -71,16 +78,7 @@ async def test_a_deletion_that_cannot_rename_the_account_tombstones_nothing(tmp_
 async def test_a_deletion_renames_first_then_tombstones_and_leaves(tmp_path: Path):
     store = await open_store(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
     try:
-        await store.create_user("u-alice", "alice", "hash of pw", 1)
-        await store.apply([
-            CreateConv(ConvRow(id="c1", kind="group", title=None, visibility="private", password_hash=None,
-                               history="joined", owner="u-alice", created_at=3)),
-            PutMember(MemberRow(conv="c1", user="u-alice", role="owner", visible_from=1, read_seq=0, joined_at=3)),
-            InsertMessage(Message(conv="c1", seq=1, sender="u-alice", ts=4, cmid="m1", text="mine")),
-            SetConvHead("c1", 1),
-        ])
-        alice = await store.account("u-alice")
-        assert alice is not None
+        alice = await owner_of_a_group_with_a_message(store, "u-alice")
         commands, sessions = RecordingCommands(), RecordingSessions()
         receipt = await delete_account(store, commands, sessions, PlainPasswords(),  # type: ignore[arg-type]
                                        Principal("u-alice", None, False, alice), "pw")
