@@ -92,7 +92,7 @@ def client_ip(request: web.Request) -> str:
 
 
 class AuthRoutes:
-    """register/login per PROTOCOL.md, under the instance's registration policy, and guest tokens.
+    """register/login per docs/protocol.md, under the instance's registration policy, and guest tokens.
     Login attempts are limited per username against guessing (a success clears the count, so
     only failures add up between successes, as Rocket.Chat counts them); all three per client IP."""
 
