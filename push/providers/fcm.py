@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,5 +97,10 @@ def _message(token: str, payload: FcmPayload) -> messaging.Message:
         n = payload.notification
         notification = messaging.AndroidNotification(title=n.title, body=n.body, tag=n.tag,
                                                      notification_count=n.count)
-    return messaging.Message(token=token, data=payload.data, android=messaging.AndroidConfig(
-        collapse_key=payload.collapse_key, priority=payload.priority, ttl=payload.ttl_s, notification=notification))
+    android = messaging.AndroidConfig(collapse_key=payload.collapse_key, priority=payload.priority, ttl=payload.ttl_s,
+                                      notification=notification)
+    with warnings.catch_warnings():
+        # firebase-admin 7 deprecates registration tokens in favour of installation ids (`fid`),
+        # which apps are only starting to register; FCM's API takes both, devices give tokens.
+        warnings.filterwarnings("ignore", "Message.token is deprecated", DeprecationWarning)
+        return messaging.Message(token=token, data=payload.data, android=android)

@@ -93,8 +93,9 @@ async def test_pushes_still_refused_after_the_last_attempt_are_dead_letters() ->
 
 async def test_every_push_ends_in_exactly_one_list() -> None:
     def answer(r: PushRequest, n: int) -> Outcome:
-        return {"sent": Sent(r), "prune": Prune(r, "UNREGISTERED"), "fail": Failed(r, "INVALID_ARGUMENT"),
-                "retry": Retry(r, "UNAVAILABLE")}[r.device_id]
+        outcomes: dict[str, Outcome] = {"sent": Sent(r), "prune": Prune(r, "UNREGISTERED"),
+                                        "fail": Failed(r, "INVALID_ARGUMENT"), "retry": Retry(r, "UNAVAILABLE")}
+        return outcomes[r.device_id]
     d = await send_with_retries(ScriptedPushkin(answer), [req("sent"), req("prune"), req("fail"), req("retry")],
                                 RetryPolicy(attempts=2, base_s=0.01), sleep=Sleeps())
     assert [len(d.sent), len(d.pruned), len(d.failed), len(d.dead)] == [1, 1, 1, 1]
