@@ -32,6 +32,20 @@ MAX_PAYLOAD_BYTES = 4096
 MAX_VOIP_PAYLOAD_BYTES = 5120
 
 
+def standin_client(port: int, key_path: Path, client_tls: ssl.SSLContext, *, topic: str = APNS_TOPIC) -> APNs:
+    """The product's aioapns client (token auth), its connections sent to the stand-in on `port`."""
+
+    class StandinProtocol(APNsDevelopmentClientProtocol):
+        # aioapns reads where to connect from its protocol class: Apple's host, port 443.
+        APNS_SERVER = "127.0.0.1"
+        APNS_PORT = port
+
+    client = apns_client(key_path=key_path, key_id=APNS_KEY_ID, team_id=APNS_TEAM_ID, topic=topic, sandbox=True,
+                         ssl_context=client_tls)
+    client.pool.protocol_class = StandinProtocol
+    return client
+
+
 @dataclass
 class Received:
     """One push as the stand-in got it."""
@@ -75,17 +89,7 @@ class ApnsStandin:
 
     def client(self, key_path: Path, client_tls: ssl.SSLContext) -> APNs:
         """The product's aioapns client (token auth), its connections sent to this stand-in."""
-        port = self.port
-
-        class StandinProtocol(APNsDevelopmentClientProtocol):
-            # aioapns reads where to connect from its protocol class: Apple's host, port 443.
-            APNS_SERVER = "127.0.0.1"
-            APNS_PORT = port
-
-        client = apns_client(key_path=key_path, key_id=APNS_KEY_ID, team_id=APNS_TEAM_ID, topic=self.topic,
-                             sandbox=True, ssl_context=client_tls)
-        client.pool.protocol_class = StandinProtocol
-        return client
+        return standin_client(self.port, key_path, client_tls, topic=self.topic)
 
     def answer(self, headers: dict[str, str], body: bytes) -> Response | None:
         """The response to a request, or None to never answer it."""

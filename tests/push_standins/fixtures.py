@@ -42,11 +42,19 @@ def push_keys(tmp_path_factory: pytest.TempPathFactory) -> PushKeys:
     return PushKeys(make_tls(directory), make_apns_key(directory), make_rsa_key())
 
 
+def new_fcm_standin(keys: PushKeys, monkeypatch: pytest.MonkeyPatch) -> FcmStandin:
+    # firebase-admin's HTTP client takes no CA: httpx reads SSL_CERT_FILE when it is created.
+    monkeypatch.setenv("SSL_CERT_FILE", str(keys.tls.ca))
+    return FcmStandin(keys.tls.server_context(), keys.service_account_key)
+
+
+def new_apns_standin(keys: PushKeys) -> ApnsStandin:
+    return ApnsStandin(keys.tls.server_context(), keys.apns_key.read_text())
+
+
 @pytest.fixture
 async def fcm_standin(push_keys: PushKeys, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[FcmStandin]:
-    # firebase-admin's HTTP client takes no CA: httpx reads SSL_CERT_FILE when it is created.
-    monkeypatch.setenv("SSL_CERT_FILE", str(push_keys.tls.ca))
-    standin = FcmStandin(push_keys.tls.server_context(), push_keys.service_account_key)
+    standin = new_fcm_standin(push_keys, monkeypatch)
     await standin.start()
     yield standin
     await standin.stop()
@@ -54,7 +62,7 @@ async def fcm_standin(push_keys: PushKeys, monkeypatch: pytest.MonkeyPatch) -> A
 
 @pytest.fixture
 async def apns_standin(push_keys: PushKeys) -> AsyncIterator[ApnsStandin]:
-    standin = ApnsStandin(push_keys.tls.server_context(), push_keys.apns_key.read_text())
+    standin = new_apns_standin(push_keys)
     await standin.start()
     yield standin
     await standin.stop()

@@ -8,6 +8,7 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
@@ -60,8 +61,7 @@ class _Connection(asyncio.Protocol):
         self.requests: dict[int, tuple[dict[str, str], bytearray]] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.server.connections += 1
         self.server._open.add(self)
         self.h2.update_settings({SettingCodes.MAX_CONCURRENT_STREAMS: self.server.max_streams})
