@@ -22,9 +22,8 @@ from aioapns import APNs
 from aioapns.connection import APNsDevelopmentClientProtocol
 
 from push.providers.apns import apns_client
-from tests.push_standins.h2server import H2Server, Response
+from tests.push_standins.h2server import H2Standin, Response
 from tests.push_standins.keys import APNS_KEY_ID, APNS_TEAM_ID, APNS_TOPIC, public_key_pem
-from tests.push_standins.script import Script
 
 #: Device tokens are hex: 32 bytes today, possibly longer later.
 DEVICE_TOKEN = re.compile(r"^[0-9a-fA-F]{64,200}$")
@@ -59,33 +58,18 @@ class Received:
         return self.headers[":path"].removeprefix("/3/device/")
 
 
-class ApnsStandin:
+class ApnsStandin(H2Standin[Received]):
     def __init__(self, tls: ssl.SSLContext, signing_key_pem: str, topic: str = APNS_TOPIC) -> None:
+        super().__init__(tls, max_streams=1000)  # Apple allows 1,000 concurrent streams per connection
         self.public_key = public_key_pem(signing_key_pem)
         self.topic = topic
         self._valid_provider_tokens: set[str] = set()  # aioapns reuses one for 30 minutes
-        self.script = Script()
-        self.received: list[Received] = []
-        # Apple allows 1,000 concurrent streams per connection.
-        self._server = H2Server(tls, self.answer, max_streams=1000)
 
     async def start(self) -> int:
         return await self._server.start()
 
     async def stop(self) -> None:
         await self._server.stop()
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    @property
-    def connections(self) -> int:
-        return self._server.connections
-
-    @property
-    def accepted(self) -> list[Received]:
-        return [r for r in self.received if r.status == 200]
 
     def client(self, key_path: Path, client_tls: ssl.SSLContext) -> APNs:
         """The product's aioapns client (token auth), its connections sent to this stand-in."""

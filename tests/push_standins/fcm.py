@@ -21,9 +21,8 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from tests.push_standins.h2server import H2Server, Response
+from tests.push_standins.h2server import H2Standin, Response
 from tests.push_standins.keys import public_key_pem
-from tests.push_standins.script import Script
 
 PROJECT = "parley-standin"
 CLIENT_EMAIL = "push@parley-standin.iam.gserviceaccount.com"
@@ -53,31 +52,20 @@ def error_body(status: int, fcm_code: str | None, message: str) -> dict[str, Any
                       "details": details}}
 
 
-class FcmStandin:
+class FcmStandin(H2Standin[Received]):
     def __init__(self, tls: ssl.SSLContext, service_account_key_pem: str) -> None:
+        super().__init__(tls, max_streams=100)  # Google's front ends allow 100 streams per connection
         self.private_key_pem = service_account_key_pem
         self.public_key = public_key_pem(service_account_key_pem)
-        self.script = Script()
-        self.received: list[Received] = []
         self.tokens_issued = 0
         self._access_tokens: set[str] = set()
-        # Google's front ends allow 100 concurrent streams per connection.
-        self._server = H2Server(tls, self._send, max_streams=100)
         self._oauth: web.AppRunner | None = None
         self.token_uri = ""
 
     @property
     def url(self) -> str:
         """Where firebase-admin sends (its `https://fcm.googleapis.com`)."""
-        return f"https://127.0.0.1:{self._server.port}"
-
-    @property
-    def connections(self) -> int:
-        return self._server.connections
-
-    @property
-    def accepted(self) -> list[Received]:
-        return [r for r in self.received if r.status == 200]
+        return f"https://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
         await self._server.start()
@@ -117,7 +105,7 @@ class FcmStandin:
         self.tokens_issued += 1
         return web.json_response({"access_token": token, "expires_in": 3600, "token_type": "Bearer"})
 
-    def _send(self, headers: dict[str, str], body: bytes) -> Response | None:
+    def answer(self, headers: dict[str, str], body: bytes) -> Response | None:
         message: dict[str, Any] = json.loads(body or b"{}").get("message", {})
         answer = self._answer(headers, message)
         if answer is None:

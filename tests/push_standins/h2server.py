@@ -8,12 +8,14 @@ import asyncio
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Generic, Protocol, TypeVar, cast
 
 from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.events import ConnectionTerminated, DataReceived, RequestReceived, StreamEnded, StreamReset
 from h2.settings import SettingCodes
+
+from tests.push_standins.script import Script
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,38 @@ class H2Server:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+
+class _Received(Protocol):
+    status: int
+
+
+R = TypeVar("R", bound=_Received)
+
+
+class H2Standin(Generic[R]):
+    """What both stand-ins share: an HTTP/2 server answering with `answer`, a script of
+    answers per token, and every request answered so far."""
+
+    def __init__(self, tls: ssl.SSLContext, *, max_streams: int) -> None:
+        self.script = Script()
+        self.received: list[R] = []
+        self._server = H2Server(tls, self.answer, max_streams=max_streams)
+
+    def answer(self, headers: dict[str, str], body: bytes) -> Response | None:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def connections(self) -> int:
+        return self._server.connections
+
+    @property
+    def accepted(self) -> list[R]:
+        return [r for r in self.received if r.status == 200]
 
 
 class _Connection(asyncio.Protocol):
