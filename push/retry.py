@@ -55,6 +55,13 @@ class Delivery:
     #: Pushes sent again (one per push per extra attempt).
     retried: int = 0
 
+    def add(self, other: Delivery) -> None:
+        self.sent += other.sent
+        self.pruned += other.pruned
+        self.failed += other.failed
+        self.dead += other.dead
+        self.retried += other.retried
+
 
 class _WaitRetryAfter(wait_base):
     """The jittered backoff, or the longest Retry-After of the pushes about to be sent again."""

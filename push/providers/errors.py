@@ -15,8 +15,8 @@ import email.utils
 
 from aioapns.exceptions import ConnectionClosed, ConnectionError as ApnsConnectionError, MaxAttemptsExceeded
 from firebase_admin import exceptions as fcm_errors
-from google.auth.exceptions import RefreshError, TransportError
 from firebase_admin import messaging
+from google.auth.exceptions import RefreshError, TransportError
 
 from push.notification import Failed, Outcome, Prune, PushRequest, Retry, Sent
 from push.payloads import PayloadError

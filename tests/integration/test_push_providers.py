@@ -15,10 +15,12 @@ from firebase_admin import messaging
 from push.notification import Failed, Prune, PushRequest, Retry, Sent
 from push.providers.apns import ApnsPushkin
 from push.providers.fcm import FcmPushkin
+from parley.config import Settings
 from push.retry import DeadLetter, RetryPolicy, send_with_retries
+from push.sender import configured_pushkins, send_all
 from tests.push_standins.apns import ApnsStandin
 from tests.push_standins.fcm import FcmStandin
-from tests.push_standins.fixtures import (PushKeys, apns_pushkin, apns_standin, apns_token, fcm_pushkin,  # noqa: F401
+from tests.push_standins.fixtures import (PushKeys, Sleeps, apns_pushkin, apns_standin, apns_token, fcm_pushkin,  # noqa: F401
                                           fcm_standin, fcm_token, push_keys, standin_apns_pushkin,
                                           standin_fcm_pushkin)
 from tests.push_standins.keys import APNS_TOPIC
@@ -39,15 +41,6 @@ def apns(i: int, **fields: Any) -> PushRequest:
                             "app_id": APNS_TOPIC, "conv": "c1", "seq": 5, "title": "Ada", "body": "hello",
                             "badge": 2, **fields}, PushRequest)
 
-
-class Sleeps:
-    """Records the waits between attempts and waits for none of them."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 # ---- FCM --------------------------------------------------------------------------------------
@@ -226,3 +219,36 @@ async def test_an_oversized_apns_alert_is_cut_and_accepted(apns_pushkin: ApnsPus
     big = apns(1, body="\U0001f600" * 3000)
     assert await apns_pushkin.send([big]) == [Sent(big)]
     assert apns_standin.accepted[0].payload["aps"]["alert"]["body"].endswith("\u2026")
+
+
+# ---- both, as the worker will send --------------------------------------------------------------
+
+
+async def test_a_mixed_batch_goes_to_both_providers_with_retries(
+        fcm_pushkin: FcmPushkin, fcm_standin: FcmStandin, apns_pushkin: ApnsPushkin,
+        apns_standin: ApnsStandin) -> None:
+    fcm_standin.script.fail(fcm_token(1), 503, "UNAVAILABLE", times=1)
+    apns_standin.script.fail(apns_token(2), 410, "Unregistered")
+    voip = apns(3, platform="apns_voip", kind="call", call_id="k1", body=None)
+    batch = [fcm(1), apns(2), voip, fcm(4)]
+    delivery = await send_all({"fcm": fcm_pushkin, "apns": apns_pushkin}, batch, RETRIES, sleep=Sleeps())
+    assert sorted(s.request.device_id for s in delivery.sent) == ["d1", "d3", "d4"]
+    assert delivery.pruned == [Prune(apns(2), "Unregistered")] and delivery.retried == 1
+
+
+async def test_the_settings_configure_a_pushkin_per_provider_with_credentials(
+        push_keys: PushKeys, fcm_standin: FcmStandin, tmp_path: Path) -> None:
+    account = fcm_standin.write_service_account(tmp_path / "account.json")
+    apns_settings: dict[str, Any] = dict(apns_key=push_keys.apns_key, apns_key_id="K", apns_team_id="T",
+                                         apns_topic="a.b")
+    for settings, expected in [(Settings(), {}),
+                               (Settings(fcm_credentials=account), {"fcm": FcmPushkin}),
+                               (Settings(**apns_settings), {"apns": ApnsPushkin}),
+                               (Settings(fcm_credentials=account, **apns_settings),
+                                {"fcm": FcmPushkin, "apns": ApnsPushkin})]:
+        pushkins = configured_pushkins(settings)
+        try:
+            assert {name: type(p) for name, p in pushkins.items()} == expected
+        finally:
+            for pushkin in pushkins.values():
+                await pushkin.close()

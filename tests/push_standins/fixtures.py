@@ -19,6 +19,16 @@ from tests.push_standins.keys import Tls, make_apns_key, make_rsa_key, make_tls
 SEND_TIMEOUT_S = 5.0
 
 
+class Sleeps:
+    """A `sleep` for push/retry.py that records the waits between attempts and waits for none."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
 @dataclass(frozen=True)
 class PushKeys:
     tls: Tls

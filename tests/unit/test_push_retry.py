@@ -8,6 +8,7 @@ import pytest
 
 from push.notification import Failed, Outcome, Prune, PushRequest, Retry, Sent
 from push.retry import DeadLetter, RetryPolicy, send_with_retries
+from tests.push_standins.fixtures import Sleeps
 
 
 def req(device: str) -> PushRequest:
@@ -28,13 +29,6 @@ class ScriptedPushkin:
     async def close(self) -> None:
         pass
 
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
 
 
 POLICY = RetryPolicy(attempts=4, base_s=1.0, max_delay_s=30.0)
