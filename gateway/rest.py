@@ -225,7 +225,8 @@ def capabilities(limits: Limits) -> dict[str, Any]:
             "direct": True, "groups": True, "channels": True, "public_rooms": True,
             "room_passwords": True, "edit": True, "delete": True, "reactions": True,
             "read_receipts": True, "typing": True, "sync": True,
-            "attachments": True, "presence": False, "calls": False, "push": False,
+            # Presence events are sent by every gateway (gateway/contacts.py), so this is true.
+            "attachments": True, "presence": True, "calls": False, "push": False,
             "reports": True, "data_export": True, "account_deletion": True,
         },
     }
