@@ -61,7 +61,8 @@ async def delete_account(store: Store, commands: Commands, sessions: Sessions, p
     # were reserved): then nothing else has happened. Afterwards the account is gone for good.
     await store.update_account(user, AccountPatch(
         username=DELETED_PREFIX + user, password_hash="", status="deleted", role=None, suspended_until=None,
-        suspend_reason=None, cut_sessions=True))
+        suspend_reason=None, display_name=None, avatar=None, status_text=None, discoverable=False,
+        cut_sessions=True))
     sessions.disconnect_user(user, CloseCode.BAD_TOKEN, b"account deleted")
     limit = asyncio.Semaphore(CONCURRENCY)
     kept: list[tuple[str, int]] = []

@@ -159,6 +159,10 @@ class AccountStore(Protocol):
     async def account_by_name(self, username: str) -> Account | None: ...
     async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None: ...  # after; None: no user
     async def search_accounts(self, query: AccountQuery) -> list[Account]: ...  # by username
+    async def accounts(self, user_ids: Sequence[str]) -> list[Account]: ...  # those that exist, in the order asked
+    async def search_directory(self, prefix: str, limit: int) -> list[Account]:
+        """Active, discoverable, non-guest accounts with a search term (parley/profiles.py
+        search_terms) starting with `prefix` (a search key), by username, at most `limit`."""
 
 
 class ModerationStore(Protocol):

@@ -270,6 +270,12 @@ class Account(msgspec.Struct, kw_only=True):
     guest: bool = False
     #: Tokens carry the generation they were issued in; bumping it refuses every older token.
     token_gen: int = 0
+    #: The profile (parley/profiles.py): a name to show, the avatar's version (its images are
+    #: stored under keys made from it), a short status line, and whether the directory lists them.
+    display_name: str | None = None
+    avatar: str | None = None
+    status_text: str | None = None
+    discoverable: bool = True
 
 
 class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
@@ -281,6 +287,10 @@ class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
     suspended_until: int | None | msgspec.UnsetType = msgspec.UNSET
     suspend_reason: str | None | msgspec.UnsetType = msgspec.UNSET
     password_hash: str | msgspec.UnsetType = msgspec.UNSET
+    display_name: str | None | msgspec.UnsetType = msgspec.UNSET
+    avatar: str | None | msgspec.UnsetType = msgspec.UNSET
+    status_text: str | None | msgspec.UnsetType = msgspec.UNSET
+    discoverable: bool | msgspec.UnsetType = msgspec.UNSET
     #: Increment `token_gen`: every token issued before is refused from now on.
     cut_sessions: bool = False
 

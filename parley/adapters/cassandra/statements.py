@@ -61,6 +61,13 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                          "AND username >= ? AND username < ? LIMIT ?"),
     ("name_bucket_put", "INSERT INTO account_name_buckets (shard, bucket) VALUES (?, ?)"),
     ("name_buckets", "SELECT bucket FROM account_name_buckets WHERE shard = ?"),
+    # profiles: plain upserts of the whole row, by its owner only
+    ("profile_get", "SELECT id, display_name, avatar, status_text, discoverable FROM profiles WHERE id = ?"),
+    ("profile_put", "INSERT INTO profiles (id, display_name, avatar, status_text, discoverable) VALUES (?, ?, ?, ?, ?)"),
+    # the directory: bucket = the term's first two characters
+    ("term_put", "INSERT INTO directory_terms (bucket, term, user_id) VALUES (?, ?, ?)"),
+    ("term_drop", "DELETE FROM directory_terms WHERE bucket = ? AND term = ? AND user_id = ?"),
+    ("term_range", "SELECT term, user_id FROM directory_terms WHERE bucket = ? AND term >= ? AND term < ? LIMIT ?"),
     # invites: single use, by LWT; created_by (never null) keeps a missing code from matching
     ("invite_create", f"INSERT INTO invites ({_INVITE_COLS}) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
     ("invite_get", f"SELECT {_INVITE_COLS} FROM invites WHERE code = ?"),

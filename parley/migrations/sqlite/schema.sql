@@ -5,7 +5,13 @@ CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'active',
     suspended_until INTEGER, suspend_reason TEXT, guest INTEGER NOT NULL DEFAULT 0,
-    token_gen INTEGER NOT NULL DEFAULT 0);
+    token_gen INTEGER NOT NULL DEFAULT 0, display_name TEXT, avatar TEXT, status_text TEXT,
+    discoverable INTEGER NOT NULL DEFAULT 1);
+-- The directory: one row per search term of a user (parley/profiles.py search_terms), so a
+-- prefix is one range of the primary key.
+CREATE TABLE IF NOT EXISTS user_search_terms (
+    term TEXT NOT NULL, user TEXT NOT NULL,
+    PRIMARY KEY (term, user)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS users_by_status ON users (status, username);
 CREATE TABLE IF NOT EXISTS invites (
     code TEXT PRIMARY KEY, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
