@@ -75,6 +75,25 @@ class S3Attachments:
             raise Unavailable(f"attachment storage unreachable: {exc}", retry_after_ms=1000) from exc
         return int(head["ContentLength"])
 
+    async def read(self, key: str) -> bytes | None:
+        def run() -> bytes:
+            return bytes(self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read())
+        try:
+            return await asyncio.to_thread(run)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING:
+                return None
+            raise Unavailable(f"attachment storage failed: {exc}", retry_after_ms=1000) from exc
+        except BotoCoreError as exc:
+            raise Unavailable(f"attachment storage unreachable: {exc}", retry_after_ms=1000) from exc
+
+    async def put(self, key: str, data: bytes, mime: str) -> None:
+        try:
+            await asyncio.to_thread(self._client.put_object, Bucket=self._bucket, Key=key, Body=data,
+                                    ContentType=mime)
+        except (ClientError, BotoCoreError) as exc:
+            raise Unavailable(f"attachment storage failed: {exc}", retry_after_ms=1000) from exc
+
     async def _presign(self, method: str, params: Mapping[str, object], expires_s: int) -> str:
         try:
             url = await asyncio.to_thread(self._signer.generate_presigned_url, method, Params=params,
