@@ -88,6 +88,11 @@ class AttachmentRow(msgspec.Struct, kw_only=True):
     size: int
     created_at: int
     uploaded: bool = False
+    #: Images (parley/thumbnails.py), once uploaded: the upright size, and the longest sides of
+    #: the thumbnails stored beside the object (under `thumbnail_key(id, size)`); none otherwise.
+    width: int | None = None
+    height: int | None = None
+    thumbs: list[int] = []
 
 
 class SanctionRow(msgspec.Struct, kw_only=True):

@@ -19,7 +19,7 @@ from contextlib import aclosing
 
 import msgspec
 
-from parley.adapters.cassandra.attachments import attachment_row
+from parley.adapters.cassandra.attachments import CassandraAttachments
 from parley.adapters.cassandra.database import NO_LIMIT, CassandraDatabase
 from parley.adapters.cassandra.partitions import ID_SHIFT, IdClock, bucket_of, outbox_tb
 from parley.adapters.cassandra.session import CqlSession, Row
@@ -55,7 +55,7 @@ def _sanction(conv: str, r: Row) -> SanctionRow:
     return SanctionRow(conv=conv, user=r[1], kind=r[2], until=int(r[3]), by=r[4], at=int(r[5]), reason=r[6])
 
 
-class CassandraMessages(CassandraDatabase):
+class CassandraMessages(CassandraAttachments):
     """Implements parley.ports.MessageStore."""
 
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
@@ -130,9 +130,9 @@ class CassandraMessages(CassandraDatabase):
                 facts.messages[key] = msg
 
         async def attachment(attachment_id: str) -> None:
-            row = await self._one("attachment_get", [attachment_id])
+            row = await self.attachment(attachment_id)
             if row is not None:
-                facts.attachments[attachment_id] = attachment_row(row)
+                facts.attachments[attachment_id] = row
 
         async def pair(a: str, b: str) -> None:
             facts.blocks.update(await self._blocks_between(a, b))

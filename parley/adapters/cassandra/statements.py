@@ -163,6 +163,8 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     # attachments: one row per id; an insert sets every column, so it replaces the row whole
     ("attachment_put", "INSERT INTO attachments (id, conv_id, uploader, name, mime, size, created_at, uploaded) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    ("attachment_media_put", "INSERT INTO attachment_media (id, width, height, thumbs) VALUES (?, ?, ?, ?)"),
+    ("attachment_media_get", "SELECT width, height, thumbs FROM attachment_media WHERE id = ?"),
     ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
                        "WHERE id = ?"),
     # readiness: a node of the local datacenter answers (any one: the node's own table, no quorum)
