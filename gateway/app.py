@@ -18,7 +18,7 @@ from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
 from gateway.security_headers import add_security_headers
-from gateway.uploads import UploadRoutes
+from gateway.uploads import Thumbnailer, UploadRoutes
 from gateway.ws import WsEndpoint
 from moderation.admin import openapi
 from moderation.admin.routes import register as register_admin
@@ -46,6 +46,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     app.on_response_prepare.append(add_security_headers)
     authenticator = Authenticator(tokens, store)
     reads = Reads(store)
+    thumbnailer = Thumbnailer(attachments)
     contacts = Contacts(store, fanout, reads.blocks)
     ws = WsEndpoint(hub, reads, authenticator, commands, fanout, contacts, limits,
                     Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence,
@@ -64,7 +65,8 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     add_routes(app, auth, members, limits, ready, hub.gateway_id)
     register_admin(app, AdminService(store, runner, hub), authenticator, openapi.document)
     UploadRoutes(store, attachments, authenticator, limits,
-                 Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage)).mount(app)
+                 Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage),
+                 thumbnailer).mount(app)
     for mount in routes:
         mount(app)
 

@@ -30,8 +30,23 @@ class MessageEvent(Event):
     message: Message
 
 
-class MessageNew(MessageEvent, tag="message.new"):
-    pass
+class FileInfo(msgspec.Struct, omit_defaults=True):
+    """An attachment of a new message as its recipients need it to show it: what it is, how big,
+    and for images their size and the thumbnails (longest sides) `GET /v1/attachments/{id}`
+    signs URLs for. Non-images have no `width`, `height` or `thumbs`."""
+
+    id: str
+    name: str
+    size: int
+    mime: str
+    width: int | None = None
+    height: int | None = None
+    thumbs: list[int] = []
+
+
+class MessageNew(MessageEvent, tag="message.new", omit_defaults=True):
+    #: One per id of `message.attachments`, in that order; absent when there are none.
+    files: list[FileInfo] = []
 
 
 class MessageEdited(MessageEvent, tag="message.edited"):

@@ -44,6 +44,11 @@ def is_image(mime: str) -> bool:
     return mime in IMAGE_MIME
 
 
+def thumbnail_key(key: str, size: int) -> str:
+    """Where the thumbnail of the object `key` is stored, beside it (keys stay [a-z0-9])."""
+    return f"{key}t{size}"
+
+
 def make_thumbnails(data: bytes, sizes: tuple[int, ...] = THUMB_SIZES, max_pixels: int = MAX_PIXELS) -> Thumbnails:
     """The image's size (upright) and its thumbnails; NotAnImage if it cannot be one."""
     try:

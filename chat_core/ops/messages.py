@@ -17,7 +17,7 @@ from parley.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley.frames import Message
 from parley.limits import MAX_PINS
 from parley.records import (
-    Command, ConvState, Flood, InsertMessage, MemberRow, Needs, SetReaction, UpdateConv, UpdateMessage,
+    AttachmentRow, Command, ConvState, Flood, InsertMessage, MemberRow, Needs, SetReaction, UpdateConv, UpdateMessage,
 )
 
 if TYPE_CHECKING:
@@ -96,7 +96,11 @@ def _send(d: Decision, body: F.Send) -> Result:
     batch.mutations.append(InsertMessage(msg))
     if flag is not None:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{seq}", flag, sender=user)
-    batch.emit(cmd.conv, E.MessageNew(message=msg))
+    if attachments:
+        files = [_file_info(d.facts.attachments[a]) for a in attachments]
+        batch.emit(cmd.conv, E.MessageNew(message=msg, files=files))
+    else:
+        batch.emit(cmd.conv, E.MessageNew(message=msg))
     return E.SendResult(rid=d.rid, conv=cmd.conv, seq=seq, ts=now)
 
 
@@ -129,6 +133,11 @@ def _screen(d: Decision, text: str) -> str | None:
         d.audit(SYSTEM, "message.reject", cmd.user, verdict.reason, rule="content_filter")
         raise Forbidden(verdict.reason, rule="content_filter")
     return verdict.reason
+
+
+def _file_info(row: AttachmentRow) -> E.FileInfo:
+    return E.FileInfo(id=row.id, name=row.name, size=row.size, mime=row.mime, width=row.width, height=row.height,
+                      thumbs=list(row.thumbs))
 
 
 def _check_attachment(d: Decision, attachment: str) -> None:

@@ -20,6 +20,12 @@ VIEW = ConvView(id="c1", kind="group", title=None, visibility="private", has_pas
 #: One sample of every event, and the fields it sends after `op` and `type`, in wire order.
 SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.MessageNew(message=MSG), {"message": MSG}),
+    (E.MessageNew(message=MSG, files=[E.FileInfo(id="a1", name="cat.png", size=9, mime="image/png", width=640,
+                                                 height=480, thumbs=[96, 480]),
+                                      E.FileInfo(id="a2", name="x.pdf", size=5, mime="application/pdf")]),
+     {"message": MSG, "files": [{"id": "a1", "name": "cat.png", "size": 9, "mime": "image/png", "width": 640,
+                                 "height": 480, "thumbs": [96, 480]},
+                                {"id": "a2", "name": "x.pdf", "size": 5, "mime": "application/pdf"}]}),
     (E.MessageEdited(message=MSG), {"message": MSG}),
     (E.MessageDeleted(message=MSG), {"message": MSG}),
     (E.Reaction(conv="c1", seq=3, emoji="+1", user="b", on=True),
