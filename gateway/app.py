@@ -15,6 +15,7 @@ from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
+from gateway.profiles import ProfileAnnouncer, ProfileRoutes
 from gateway.reads import Reads
 from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
 from gateway.security_headers import add_security_headers
@@ -67,6 +68,9 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     UploadRoutes(store, attachments, authenticator, limits,
                  Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage),
                  thumbnailer).mount(app)
+    ProfileRoutes(store, attachments, authenticator, limits, thumbnailer, ProfileAnnouncer(store, fanout), reads.blocks,
+                  Limiter("directory", limits.directory_burst, limits.directory_window_s, limits_storage),
+                  Limiter("profile", limits.profile_burst, limits.profile_window_s, limits_storage)).mount(app)
     for mount in routes:
         mount(app)
 

@@ -93,13 +93,19 @@ class Thumbnailer:
         self._attachments = attachments
         self._slots = asyncio.Semaphore(at_once)
 
-    async def make(self, key: str, data: bytes) -> Thumbnails | None:
-        """None if `data` is not an image this server decodes (it stays a plain file)."""
+    async def images(self, data: bytes) -> Thumbnails | None:
+        """None if `data` is not an image this server decodes."""
         async with self._slots:
             try:
-                thumbs = await asyncio.to_thread(make_thumbnails, data)
+                return await asyncio.to_thread(make_thumbnails, data)
             except NotAnImage:
                 return None
+
+    async def make(self, key: str, data: bytes) -> Thumbnails | None:
+        """Stored beside `key`; None if `data` is not an image (it stays a plain file)."""
+        thumbs = await self.images(data)
+        if thumbs is None:
+            return None
         await asyncio.gather(*(self._attachments.put(thumbnail_key(key, size), image, THUMB_MIME)
                                for size, image in thumbs.images.items()))
         return thumbs
@@ -107,7 +113,7 @@ class Thumbnailer:
     async def urls(self, request: web.Request, key: str, sizes: list[int], expires_s: int) -> dict[str, str]:
         signed = await asyncio.gather(*(self._attachments.presign_get(thumbnail_key(key, size), f"{size}.webp",
                                                                       THUMB_MIME, expires_s) for size in sizes))
-        return {str(size): _absolute(request, url) for size, url in zip(sizes, signed)}
+        return {str(size): absolute_url(request, url) for size, url in zip(sizes, signed)}
 
 
 class UploadRoutes:
@@ -132,7 +138,7 @@ class UploadRoutes:
                             mime=body.mime, size=body.size, created_at=int(time.time() * 1000))
         await self._store.put_attachment(row)
         put = await self._attachments.presign_put(row.id, row.mime, row.size, L.UPLOAD_URL_TTL_S)
-        return web.json_response({"id": row.id, "upload_url": _absolute(request, put), "method": put.method,
+        return web.json_response({"id": row.id, "upload_url": absolute_url(request, put), "method": put.method,
                                   "headers": put.headers, "expires_at": put.expires_at}, status=201)
 
     async def complete(self, request: web.Request) -> web.Response:
@@ -165,7 +171,7 @@ class UploadRoutes:
         # Short-lived: a URL handed out works until it expires, membership changes or not.
         ttl = self._limits.download_url_ttl_s
         get = await self._attachments.presign_get(row.id, row.name, row.mime, ttl)
-        return web.json_response({**_view(row), "url": _absolute(request, get), "expires_at": get.expires_at,
+        return web.json_response({**_view(row), "url": absolute_url(request, get), "expires_at": get.expires_at,
                                   "thumbnails": await self._thumbnailer.urls(request, row.id, row.thumbs, ttl)})
 
     def mount(self, app: web.Application) -> None:
@@ -174,6 +180,6 @@ class UploadRoutes:
         app.router.add_get("/v1/attachments/{id}", self.fetch)
 
 
-def _absolute(request: web.Request, signed: Presigned) -> str:
+def absolute_url(request: web.Request, signed: Presigned) -> str:
     """S3 URLs are absolute already; the embedded gateway's are paths on this server."""
     return str(request.url.join(URL(signed.url, encoded=True)))

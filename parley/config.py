@@ -226,6 +226,12 @@ class Settings:
             export_burst=_env_int("PARLEY_EXPORT_BURST", d.export_burst),
             export_window_s=_env_int("PARLEY_EXPORT_WINDOW_S", d.export_window_s),
             drain_timeout_s=_env_float("PARLEY_DRAIN_TIMEOUT_S", d.drain_timeout_s),
+            directory_burst=_env_int("PARLEY_DIRECTORY_BURST", d.directory_burst),
+            directory_window_s=_env_int("PARLEY_DIRECTORY_WINDOW_S", d.directory_window_s),
+            profile_burst=_env_int("PARLEY_PROFILE_BURST", d.profile_burst),
+            profile_window_s=_env_int("PARLEY_PROFILE_WINDOW_S", d.profile_window_s),
+            max_avatar_bytes=_env_int("PARLEY_MAX_AVATAR_BYTES", d.max_avatar_bytes),
+            receipts_max_members=_env_int("PARLEY_RECEIPTS_MAX_MEMBERS", d.receipts_max_members),
         )
         conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)
         if conv_subject_min_members != 0 and conv_subject_min_members < 3:

@@ -16,6 +16,7 @@ from typing import Literal, Union
 import msgspec
 
 from parley.frames import ConvView, Message, encode
+from parley.profiles import Profile
 
 # ---- events --------------------------------------------------------------------------------
 
@@ -152,6 +153,13 @@ class PresenceChanged(Event, tag="presence", omit_defaults=True):
     last_seen: int | None = None
 
 
+class UserUpdated(Event, tag="user.updated"):
+    """A user changed their profile: to their own sessions and everyone who shares a
+    conversation with them."""
+
+    user: Profile
+
+
 class Resync(Event, tag="resync", omit_defaults=True):
     """Events were dropped for this session (of `conv`, or of any): call `sync`."""
 
@@ -161,7 +169,7 @@ class Resync(Event, tag="resync", omit_defaults=True):
 AnyEvent = Union[
     MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, UserTyping,
     MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
-    ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync,
+    ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated,
 ]
 
 #: `{"type":...}` becomes `{"op":"event","type":...}`: msgspec writes a tag before any field.

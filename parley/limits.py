@@ -94,6 +94,18 @@ class Limits(msgspec.Struct, frozen=True):
     #: Data exports (GET /v1/me/export) per user: each reads everything the user sent.
     export_burst: int = 5
     export_window_s: int = 3600
+    #: Directory searches (GET /v1/users?q=) per user: each is a range read, and enumeration costs.
+    directory_burst: int = 30
+    directory_window_s: int = 60
+    #: Profile changes (PATCH /v1/me/profile, PUT/DELETE /v1/me/avatar) per user: each is an
+    #: event to everyone who shares a conversation with them.
+    profile_burst: int = 10
+    profile_window_s: int = 60
+    #: Largest avatar image accepted (PUT /v1/me/avatar).
+    max_avatar_bytes: int = 5 * 1024 * 1024
+    #: Conversations of at most this many members get a `delivered` event per member and answer
+    #: `receipts` per member; larger ones answer counts (docs/protocol.md, Delivered and read).
+    receipts_max_members: int = 32
     #: On SIGTERM, how long sessions told 4009 may take to flush (and, in `parley dev`, the
     #: commands already taken to be processed) before the server closes what is left.
     drain_timeout_s: float = 5.0

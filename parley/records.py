@@ -74,6 +74,9 @@ class MemberRow(msgspec.Struct, kw_only=True):
     visible_from: int
     read_seq: int
     joined_at: int
+    #: The highest seq one of this member's devices acknowledged receiving (`received`); reading
+    #: implies receiving, so what counts is max(delivered_seq, read_seq).
+    delivered_seq: int = 0
 
 
 class AttachmentRow(msgspec.Struct, kw_only=True):
@@ -171,6 +174,14 @@ class SetReadSeq(msgspec.Struct, tag=True):
     conv: str
     user: str
     read_seq: int
+
+
+class SetDeliveredSeq(msgspec.Struct, tag=True):
+    """Moves a member's delivered cursor forward (never back: the store keeps the larger)."""
+
+    conv: str
+    user: str
+    delivered_seq: int
 
 
 class InsertMessage(msgspec.Struct, tag=True):
@@ -359,7 +370,7 @@ class PutAudit(msgspec.Struct, tag=True):
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
     InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
-    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock,
+    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock, SetDeliveredSeq,
 ]
 
 # ---- what chat_core needs read before it can decide a batch -------------------------------

@@ -12,8 +12,10 @@ import pytest
 
 from parley import events as E
 from parley.frames import ConvView, Message, encode
+from parley.profiles import Profile
 
 MSG = Message(conv="c1", seq=3, sender="a", ts=10, cmid="m3", text="hi")
+PROFILE = Profile(id="b", username="bob", display_name="Bob", avatar=None, status_text="away")
 VIEW = ConvView(id="c1", kind="group", title=None, visibility="private", has_password=False, history="joined",
                 owner="a", created_at=1, last_seq=3, read_seq=3, unread=0, role="owner")
 
@@ -56,6 +58,7 @@ SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.UserUnblocked(user="b"), {"user": "b"}),
     (E.PresenceChanged(user="b", status="online"), {"user": "b", "status": "online"}),
     (E.PresenceChanged(user="b", status="offline", last_seen=7), {"user": "b", "status": "offline", "last_seen": 7}),
+    (E.UserUpdated(user=PROFILE), {"user": PROFILE}),
     (E.Resync(), {}),
     (E.Resync(conv="c1"), {"conv": "c1"}),
 ]

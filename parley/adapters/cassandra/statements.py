@@ -127,6 +127,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("user_conv_drop", "DELETE FROM convs_by_user WHERE user_id = ? AND conv_id = ?"),
     ("user_convs", "SELECT conv_id FROM convs_by_user WHERE user_id = ?"),
     ("cursor_set", "UPDATE read_cursors USING TIMESTAMP ? SET read_seq = ? WHERE conv_id = ? AND user_id = ?"),
+    ("delivered_set", "UPDATE delivered_cursors USING TIMESTAMP ? SET delivered_seq = ? "
+                      "WHERE conv_id = ? AND user_id = ?"),
+    ("delivered_of", "SELECT user_id, delivered_seq FROM delivered_cursors WHERE conv_id = ?"),
     ("cursors_of", "SELECT user_id, read_seq FROM read_cursors WHERE conv_id = ?"),
     ("cursor_get", "SELECT read_seq FROM read_cursors WHERE conv_id = ? AND user_id = ?"),
     # messages: claimed with IF NOT EXISTS (one conditional batch per (conv, bucket))

@@ -30,7 +30,7 @@ CREATE TABLE IF NOT EXISTS convs (
     read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB, allow_guests INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS members (
     conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
-    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conv, user)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
 CREATE TABLE IF NOT EXISTS messages (
