@@ -68,7 +68,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     UploadRoutes(store, attachments, authenticator, limits,
                  Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage),
                  thumbnailer).mount(app)
-    ProfileRoutes(store, attachments, authenticator, limits, thumbnailer, ProfileAnnouncer(store, fanout), reads.blocks,
+    ProfileRoutes(store, attachments, authenticator, limits, thumbnailer, ProfileAnnouncer(store, fanout),
                   Limiter("directory", limits.directory_burst, limits.directory_window_s, limits_storage),
                   Limiter("profile", limits.profile_burst, limits.profile_window_s, limits_storage)).mount(app)
     for mount in routes:

@@ -22,7 +22,6 @@ import msgspec
 from aiohttp import web
 
 from delivery.fanout import Fanout
-from gateway.reads import BlockCache
 from gateway.uploads import Thumbnailer, absolute_url
 from moderation.admin.routes import bearer_token, decode_body, json_response
 from parley.accounts import Authenticator, Principal
@@ -78,15 +77,13 @@ class ProfileAnnouncer:
 
 class ProfileRoutes:
     def __init__(self, store: Store, attachments: Attachments, auth: Authenticator, limits: Limits,
-                 thumbnailer: Thumbnailer, announcer: ProfileAnnouncer, blocks: BlockCache,
-                 directory_limiter: Limiter, profile_limiter: Limiter) -> None:
+                 thumbnailer: Thumbnailer, announcer: ProfileAnnouncer, directory_limiter: Limiter, profile_limiter: Limiter) -> None:
         self._store = store
         self._attachments = attachments
         self._auth = auth
         self._limits = limits
         self._thumbnailer = thumbnailer
         self._announcer = announcer
-        self._blocks = blocks
         self._directory = directory_limiter
         self._profile = profile_limiter
 
@@ -168,7 +165,9 @@ class ProfileRoutes:
         if not 1 <= limit <= MAX_DIRECTORY_RESULTS:
             raise BadRequest(f"limit takes 1 to {MAX_DIRECTORY_RESULTS}")
         await self._directory.hit(who.user_id)
-        hidden = await self._blocks.peers(who.user_id) | {who.user_id}
+        # From the store, not the gateway's block cache: a block must hide at once, and searches
+        # are few (rate-limited) where typing, which the cache serves, is many.
+        hidden = await self._store.block_peers(who.user_id) | {who.user_id}
         # Over-read by what is hidden, so a page is full whoever the caller blocks.
         found = await self._store.search_directory(prefix, limit + len(hidden))
         return [public_profile(a) for a in found if a.id not in hidden][:limit]

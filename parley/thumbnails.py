@@ -36,7 +36,8 @@ class NotAnImage(ValueError):
 class Thumbnails:
     width: int
     height: int
-    #: Longest side -> WebP bytes, for each size smaller than the image (and the smallest always).
+    #: Longest side -> WebP bytes: each size up to the first one the whole image fits in (that
+    #: one is the image itself, re-encoded: nothing is upscaled).
     images: dict[int, bytes] = field(default_factory=dict)
 
 
@@ -64,13 +65,13 @@ def make_thumbnails(data: bytes, sizes: tuple[int, ...] = THUMB_SIZES, max_pixel
                 width, height = frame.size
                 out: dict[int, bytes] = {}
                 for size in sorted(sizes):
-                    if out and max(width, height) <= size:
-                        break  # no upscaling: the image itself is the largest thumbnail
                     thumb = frame.copy()
-                    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)
+                    thumb.thumbnail((size, size), Image.Resampling.LANCZOS)  # never upscales
                     buf = io.BytesIO()
                     thumb.save(buf, "WEBP", quality=80)  # no exif= argument: no metadata is written
                     out[size] = buf.getvalue()
+                    if max(width, height) <= size:
+                        break  # this one is the whole image: a larger size would be the same
                 return Thumbnails(width, height, out)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise NotAnImage(str(exc) or "not an image") from None

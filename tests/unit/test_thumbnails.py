@@ -27,6 +27,13 @@ def test_a_photo_gets_each_size_smaller_than_itself_as_webp_keeping_its_aspect()
         assert (small.format, small.size) == ("WEBP", (96, 48))
 
 
+def test_an_image_is_never_upscaled_the_first_size_it_fits_in_is_itself_and_the_last():
+    thumbs = make_thumbnails(encoded(Image.new("RGB", (300, 200)), "PNG"))
+    assert sorted(thumbs.images) == [96, 480]
+    with Image.open(io.BytesIO(thumbs.images[480])) as whole:
+        assert whole.size == (300, 200)
+
+
 def test_a_small_image_is_not_upscaled_but_still_gets_the_smallest_thumbnail():
     thumbs = make_thumbnails(encoded(Image.new("RGB", (50, 40)), "PNG"))
     assert sorted(thumbs.images) == [96]
