@@ -12,7 +12,8 @@ import pytest
 import yarl
 from PIL import Image
 
-from parley.sdk import Account, Client
+from parley.sdk import Account, Client, register
+from tests.integration.test_admin import set_policy, staff
 
 pytestmark = pytest.mark.integration
 
@@ -128,9 +129,15 @@ async def test_the_directory_finds_people_by_name_prefix_respecting_discoverabil
     assert (await call(server.base_url, "GET", "/v1/users", seeker.token))[0] == 400
 
 
-async def test_directory_searches_are_rate_limited_per_user(fresh_server):
-    from parley.sdk import register
+async def test_directory_searches_are_rate_limited_and_guests_cannot_search(fresh_server):
     proc = fresh_server(PARLEY_DIRECTORY_BURST="3", PARLEY_DIRECTORY_WINDOW_S="60")
     user = await register(proc.base_url, "searcher", "correct horse")
     statuses = [(await call(proc.base_url, "GET", "/v1/users?q=se", user.token))[0] for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
+    await set_policy(proc, await staff(proc, "admin"), guests=True)
+    status, guest = await call(proc.base_url, "POST", "/v1/auth/guest")
+    assert status == 201, guest
+    status, refused = await call(proc.base_url, "GET", "/v1/users?q=se", guest["token"])
+    assert (status, refused["error"]["code"]) == (403, "forbidden")
+    # A guest still sees the people of its conversations by id.
+    assert (await call(proc.base_url, "GET", f"/v1/users/{user.user_id}", guest["token"]))[0] == 200
