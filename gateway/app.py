@@ -17,6 +17,7 @@ from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.profiles import ProfileAnnouncer, ProfileRoutes
 from gateway.reads import Reads
+from gateway.received import ReceivedAcks
 from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
 from gateway.security_headers import add_security_headers
 from gateway.uploads import Thumbnailer, UploadRoutes
@@ -46,13 +47,14 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                           handler_args={"logger": client_faults.LOGGER})
     app.on_response_prepare.append(add_security_headers)
     authenticator = Authenticator(tokens, store)
-    reads = Reads(store)
+    reads = Reads(store, limits.receipts_max_members)
     thumbnailer = Thumbnailer(attachments)
     contacts = Contacts(store, fanout, reads.blocks)
+    received = ReceivedAcks(commands, hub.gateway_id)
     ws = WsEndpoint(hub, reads, authenticator, commands, fanout, contacts, limits,
                     Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence,
                     guest_send_limiter=Limiter("guest send", limits.guest_send_burst, limits.guest_send_window_s,
-                                               limits_storage))
+                                               limits_storage), received=received)
     app.router.add_get("/v1/ws", ws.handle)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
               if limits.ip_auth_burst > 0 else None)
@@ -75,7 +77,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         mount(app)
 
     async def housekeeping(_: web.Application) -> AsyncIterator[None]:
-        tasks = [pipeline_task(hub.sweep_forever(), "sweeper")]
+        tasks = [pipeline_task(hub.sweep_forever(), "sweeper"), pipeline_task(received.run(), "received")]
         if hub.follower is not None:
             tasks.append(pipeline_task(hub.follower.run(), "conv interest"))
         if presence is not None:
@@ -85,6 +87,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await received.flush()  # what sessions acknowledged before the end
         await contacts.stop()
 
     async def going_away(_: web.Application) -> None:

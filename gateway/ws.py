@@ -19,6 +19,7 @@ from gateway.contacts import Contacts
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
+from gateway.received import ReceivedAcks
 from gateway.session import Session
 from parley import events as E
 from parley import frames as F
@@ -45,7 +46,8 @@ def now_ms() -> int:
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
                  fanout: Fanout, contacts: Contacts, limits: Limits, send_limiter: Limiter,
-                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None) -> None:
+                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None,
+                 received: ReceivedAcks | None = None) -> None:
         self._hub = hub
         self._presence = presence
         self._contacts = contacts
@@ -56,6 +58,7 @@ class WsEndpoint:
         self._fanout = fanout
         self._limits = limits
         self._send_limiter = send_limiter
+        self._received = received if received is not None else ReceivedAcks(commands, hub.gateway_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
@@ -170,6 +173,10 @@ class WsEndpoint:
             session.push(error_frame(exc.error, exc.rid))
             return
         try:
+            if isinstance(req, F.Received):  # answered now, sent on gathered (gateway/received.py)
+                self._received.note(session.user, req.conv, req.seq)
+                session.push(encode(E.Ok(rid=req.rid)))
+                return
             if F.is_write(req):
                 await self._write(session, req)  # answered later, by chat_core
                 return
@@ -197,7 +204,12 @@ class WsEndpoint:
         if isinstance(req, F.Sync):
             return encode(E.SyncResult(rid=req.rid, convs=await self._reads.sync(session.user, req.since)))
         if isinstance(req, F.ConvList):
-            return encode(E.ConvListResult(rid=req.rid, convs=await self._reads.conv_list(session.user)))
+            convs, profiles = await self._reads.conv_list(session.user)
+            return encode(E.ConvListResult(rid=req.rid, convs=convs, profiles=profiles))
+        if isinstance(req, F.ConvMembers):
+            return encode(await self._reads.members(session.user, req))
+        if isinstance(req, F.Receipts):
+            return encode(await self._reads.receipts(session.user, req.rid, req.conv, req.seq))
         raise BadRequest(f"unsupported op {type(req).__name__}")
 
     async def _write(self, session: Session, req: F.WriteRequest) -> None:

@@ -72,6 +72,15 @@ class ReadReceipt(Event, tag="read"):
     seq: int
 
 
+class DeliveredReceipt(Event, tag="delivered"):
+    """One of `user`'s devices received every message up to `seq` (conversations up to
+    receipts_max_members, not channels)."""
+
+    conv: str
+    user: str
+    seq: int
+
+
 class UserTyping(Event, tag="typing"):
     conv: str
     user: str
@@ -167,7 +176,7 @@ class Resync(Event, tag="resync", omit_defaults=True):
 
 
 AnyEvent = Union[
-    MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, UserTyping,
+    MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, DeliveredReceipt, UserTyping,
     MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
     ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated,
 ]
@@ -231,8 +240,54 @@ class SyncResult(Ok):
     convs: list[ConvSync]
 
 
+class LastMessage(msgspec.Struct):
+    """What a conversation list shows of a conversation's newest message the caller may see."""
+
+    seq: int
+    ts: int
+    sender: str
+    #: The text, white space collapsed, cut to PREVIEW_CHARS (an ellipsis ends a cut one); for a
+    #: message of attachments alone, e.g. "2 attachments"; null when deleted.
+    preview: str | None
+    attachments: int
+    deleted: bool
+
+
+class ConvListItem(ConvView, kw_only=True):
+    """A `conv` object in a `conv.list` answer: with its newest message (null: none yet)."""
+
+    last_message: LastMessage | None = None
+
+
 class ConvListResult(Ok):
-    convs: list[ConvView]
+    convs: list[ConvListItem]
+    #: Profiles of the direct peers and the last senders (at most CONV_LIST_PROFILES_MAX).
+    profiles: dict[str, Profile] = {}
+
+
+class MemberInfo(msgspec.Struct):
+    user: str
+    role: str
+    joined_at: int
+
+
+class MembersResult(Ok):
+    members: list[MemberInfo]
+    profiles: dict[str, Profile]
+    #: More members after the last one: ask again with `after` = its user.
+    more: bool
+
+
+class ReceiptsResult(Ok):
+    conv: str
+    seq: int
+    #: Members besides the caller, and how many of them have `seq` delivered and read.
+    members: int
+    delivered_count: int
+    read_count: int
+    #: Who, in conversations up to receipts_max_members that are not channels; else null.
+    delivered: list[str] | None
+    read: list[str] | None
 
 
 class ConvResult(Ok):

@@ -18,6 +18,16 @@ MAX_TITLE_CHARS = 256
 MAX_MEMBERS_PER_REQUEST = 1000
 #: Users one `presence` request may ask about.
 PRESENCE_QUERY_MAX = 200
+#: A page of `conv.members`, and the profiles one `conv.list` answer carries at most.
+MEMBERS_PAGE_MAX = 200
+CONV_LIST_PROFILES_MAX = 200
+#: Characters of a conversation list's preview of its last message.
+PREVIEW_CHARS = 140
+#: The default of Limits.receipts_max_members (PARLEY_RECEIPTS_MAX_MEMBERS).
+RECEIPTS_MAX_MEMBERS = 32
+#: How long a gateway gathers `received` acknowledgements before it sends them on, one
+#: command per conversation and user.
+RECEIVED_FLUSH_S = 0.5
 #: Presence is shared in direct chats and groups up to this size (not channels, not crowds).
 PRESENCE_MAX_MEMBERS = 256
 ROOM_PASSWORD_MAX_CHARS = 256
@@ -105,7 +115,7 @@ class Limits(msgspec.Struct, frozen=True):
     max_avatar_bytes: int = 5 * 1024 * 1024
     #: Conversations of at most this many members get a `delivered` event per member and answer
     #: `receipts` per member; larger ones answer counts (docs/protocol.md, Delivered and read).
-    receipts_max_members: int = 32
+    receipts_max_members: int = RECEIPTS_MAX_MEMBERS
     #: On SIGTERM, how long sessions told 4009 may take to flush (and, in `parley dev`, the
     #: commands already taken to be processed) before the server closes what is left.
     drain_timeout_s: float = 5.0

@@ -114,7 +114,8 @@ def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Co
     """chat_core with the instance policy and the content filter the settings name."""
     instance = InstancePolicy.from_json(settings.policy_json) if settings.policy_json else DEFAULT_INSTANCE
     return ChatCoreService(store, commands, events, bus, passwords, partitions, instance=instance,
-                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s)
+                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s,
+                           receipts_max_members=settings.limits.receipts_max_members)
 
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:

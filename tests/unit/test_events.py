@@ -33,6 +33,7 @@ SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.Reaction(conv="c1", seq=3, emoji="+1", user="b", on=True),
      {"conv": "c1", "seq": 3, "emoji": "+1", "user": "b", "on": True}),
     (E.ReadReceipt(conv="c1", user="b", seq=3), {"conv": "c1", "user": "b", "seq": 3}),
+    (E.DeliveredReceipt(conv="c1", user="b", seq=3), {"conv": "c1", "user": "b", "seq": 3}),
     (E.UserTyping(conv="c1", user="b"), {"conv": "c1", "user": "b"}),
     (E.MemberJoined(conv="c1", user="b", role="member"), {"conv": "c1", "user": "b", "role": "member"}),
     (E.MemberJoined(conv="c1", user="b", role="member", by="a"),
