@@ -4,7 +4,7 @@ change is announced as `user.updated` to everyone who shares a conversation with
 
     GET    /v1/me/profile                 -> 200 my profile
     PATCH  /v1/me/profile {display_name?, status_text?, discoverable?} -> 200 my profile
-    PUT    /v1/me/avatar   (image bytes)  -> 200 my profile        DELETE /v1/me/avatar -> 200
+    PUT    /v1/me/avatar   (image bytes)  -> 200 my profile  (PATCH {avatar: null} removes it)
     GET    /v1/users/{id}                 -> 200 profile
     GET    /v1/users?ids=a,b,c            -> 200 {profiles: [...]}
     GET    /v1/users?q=prefix[&limit=n]   -> 200 {users: [...]}
@@ -77,7 +77,8 @@ class ProfileAnnouncer:
 
 class ProfileRoutes:
     def __init__(self, store: Store, attachments: Attachments, auth: Authenticator, limits: Limits,
-                 thumbnailer: Thumbnailer, announcer: ProfileAnnouncer, directory_limiter: Limiter, profile_limiter: Limiter) -> None:
+                 thumbnailer: Thumbnailer, announcer: ProfileAnnouncer, directory_limiter: Limiter,
+                 profile_limiter: Limiter) -> None:
         self._store = store
         self._attachments = attachments
         self._auth = auth
@@ -118,11 +119,6 @@ class ProfileRoutes:
         await asyncio.gather(*(self._attachments.put(avatar_key(version, size), thumbs.images.get(size, largest),
                                                      THUMB_MIME) for size in THUMB_SIZES))
         return json_response(my_profile(await self._change(who, AccountPatch(avatar=version))))
-
-    async def delete_avatar(self, request: web.Request) -> web.Response:
-        who = await self._me(request)
-        await self._profile.hit(who.user_id)
-        return json_response(my_profile(await self._change(who, AccountPatch(avatar=None))))
 
     async def _change(self, who: Principal, patch: AccountPatch) -> Account:
         account = await self._store.update_account(who.user_id, patch)
@@ -185,7 +181,6 @@ class ProfileRoutes:
         app.router.add_get("/v1/me/profile", self.get_mine)
         app.router.add_patch("/v1/me/profile", self.patch_mine)
         app.router.add_put("/v1/me/avatar", self.put_avatar)
-        app.router.add_delete("/v1/me/avatar", self.delete_avatar)
         app.router.add_get("/v1/users/{id}", self.get_user)
         app.router.add_get("/v1/users", self.users)
         app.router.add_get("/v1/avatars/{version}/{size}", self.avatar)

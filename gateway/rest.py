@@ -30,6 +30,7 @@ from parley.ids import new_user_id
 from parley.limits import Limits
 from parley.ports import Store
 from parley.ratelimit import Limiter
+from parley.thumbnails import THUMB_MIME, THUMB_SIZES
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -228,7 +229,11 @@ def capabilities(limits: Limits) -> dict[str, Any]:
             # Presence events are sent by every gateway (gateway/contacts.py), so this is true.
             "attachments": True, "presence": True, "calls": False, "push": False,
             "reports": True, "data_export": True, "account_deletion": True,
+            "profiles": True, "directory": True, "thumbnails": True, "delivered_receipts": True,
         },
+        "media": {"thumb_sizes": list(THUMB_SIZES), "thumb_mime": THUMB_MIME,
+                  "avatar_max_bytes": limits.max_avatar_bytes},
+        "receipts_max_members": limits.receipts_max_members,
     }
 
 

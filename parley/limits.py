@@ -107,7 +107,7 @@ class Limits(msgspec.Struct, frozen=True):
     #: Directory searches (GET /v1/users?q=) per user: each is a range read, and enumeration costs.
     directory_burst: int = 30
     directory_window_s: int = 60
-    #: Profile changes (PATCH /v1/me/profile, PUT/DELETE /v1/me/avatar) per user: each is an
+    #: Profile changes (PATCH /v1/me/profile, PUT /v1/me/avatar) per user: each is an
     #: event to everyone who shares a conversation with them.
     profile_burst: int = 10
     profile_window_s: int = 60

@@ -43,11 +43,13 @@ class MyProfile(Profile, kw_only=True):
 
 
 class ProfileBody(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
-    """PATCH /v1/me/profile: absent fields stay; null clears display_name and status_text."""
+    """PATCH /v1/me/profile: absent fields stay; null clears display_name and status_text, and
+    removes the avatar (a new one is uploaded with PUT /v1/me/avatar)."""
 
     display_name: Annotated[str, Meta(max_length=MAX_DISPLAY_NAME_CHARS)] | None | msgspec.UnsetType = msgspec.UNSET
     status_text: Annotated[str, Meta(max_length=MAX_STATUS_TEXT_CHARS)] | None | msgspec.UnsetType = msgspec.UNSET
     discoverable: bool | msgspec.UnsetType = msgspec.UNSET
+    avatar: None | msgspec.UnsetType = msgspec.UNSET
 
 
 def public_profile(account: Account) -> Profile:
@@ -61,10 +63,11 @@ def my_profile(account: Account) -> MyProfile:
 
 
 def _clean_text(value: str | None, what: str) -> str | None:
-    """Trimmed, inner runs of white space as one space, no control characters; empty -> None."""
+    """Trimmed, inner runs of white space (tabs and line breaks too) as one space, no other
+    control or format characters (a bidi override would disguise a name); empty -> None."""
     if value is None:
         return None
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in value):
+    if any(not ch.isspace() and unicodedata.category(ch) in ("Cc", "Cf") for ch in value):
         raise BadRequest(f"{what} must not contain control or format characters")
     cleaned = " ".join(value.split())
     return cleaned or None
@@ -79,8 +82,10 @@ def profile_patch(body: ProfileBody) -> AccountPatch:
         changes["status_text"] = _clean_text(body.status_text, "status_text")
     if not isinstance(body.discoverable, msgspec.UnsetType):
         changes["discoverable"] = body.discoverable
+    if body.avatar is None:
+        changes["avatar"] = None
     if not changes:
-        raise BadRequest("the profile change names no field: display_name, status_text or discoverable")
+        raise BadRequest("the profile change names no field: display_name, status_text, discoverable or avatar")
     return AccountPatch(**changes)  # type: ignore[arg-type]
 
 

@@ -99,8 +99,9 @@ async def test_an_avatar_is_thumbnailed_served_by_version_and_removed(server, ma
                        headers={"Content-Type": "application/pdf"}))[0] == 415
     assert (await call(server.base_url, "PUT", "/v1/me/avatar", alice.token, data=b"not a png",
                        headers={"Content-Type": "image/png"}))[0] == 400
-    status, mine = await call(server.base_url, "DELETE", "/v1/me/avatar", alice.token)
+    status, mine = await call(server.base_url, "PATCH", "/v1/me/profile", alice.token, json={"avatar": None})
     assert status == 200 and mine["avatar"] is None
+    assert (await call(server.base_url, "PATCH", "/v1/me/profile", alice.token, json={"avatar": "x"}))[0] == 422
 
 
 async def search(base_url: str, who: Account, q: str) -> list[str]:

@@ -63,7 +63,8 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("name_buckets", "SELECT bucket FROM account_name_buckets WHERE shard = ?"),
     # profiles: plain upserts of the whole row, by its owner only
     ("profile_get", "SELECT id, display_name, avatar, status_text, discoverable FROM profiles WHERE id = ?"),
-    ("profile_put", "INSERT INTO profiles (id, display_name, avatar, status_text, discoverable) VALUES (?, ?, ?, ?, ?)"),
+    ("profile_put", "INSERT INTO profiles (id, display_name, avatar, status_text, discoverable) "
+                    "VALUES (?, ?, ?, ?, ?)"),
     # the directory: bucket = the term's first two characters
     ("term_put", "INSERT INTO directory_terms (bucket, term, user_id) VALUES (?, ?, ?)"),
     ("term_drop", "DELETE FROM directory_terms WHERE bucket = ? AND term = ? AND user_id = ?"),
