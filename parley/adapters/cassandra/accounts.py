@@ -165,7 +165,8 @@ class CassandraAccounts(CassandraDatabase):
             stmts.append(("profile_put", [user_id, *profile_now]))
         old_terms, new_terms = search_terms(old_name, old.display_name), search_terms(name, new.display_name)
         stmts += [("term_drop", [term_bucket(t), t, user_id]) for t in sorted(old_terms - new_terms)]
-        stmts += [("term_put", [term_bucket(t), t, user_id]) for t in sorted(new_terms - old_terms)]
+        # Every term again (upserts): an account from before migration 0005 gets its terms here.
+        stmts += [("term_put", [term_bucket(t), t, user_id]) for t in sorted(new_terms)]
         await self._batch(stmts)
         if renamed:
             await self._lwt("user_release_name", [old_name, user_id])
