@@ -118,8 +118,9 @@ class Tokens:
         self._audience = audience
 
     def issue(self, user_id: str, roles: tuple[str, ...] = (), *, guest: bool = False, gen: int = 0,
-              ttl_s: int | None = None, family: str | None = None) -> str:
-        now = int(time.time())
+              ttl_s: int | None = None, family: str | None = None, now: int | None = None) -> str:
+        """`now` (unix seconds) is the caller's when it tells the client the expiry too."""
+        now = int(time.time()) if now is None else now
         claims: dict[str, object] = {
             "sub": user_id, "iat": now, "exp": now + (self.ttl_s if ttl_s is None else ttl_s),
             "iss": self._issuer, "aud": self._audience,

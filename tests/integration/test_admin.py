@@ -25,6 +25,7 @@ from moderation.admin.routes import PREFIX, ROUTES
 from parley.adapters.local_attachments import LocalAttachments
 from parley.app.stores import attachment_routes
 from parley.auth import Tokens
+from parley.config import SessionLifetimes
 from parley.errors import ParleyError
 from parley.limits import Limits
 from parley.sdk import Account, Client, login, register
@@ -99,8 +100,8 @@ def served_routes(prefix: str = "/") -> list[tuple[str, str]]:
     """Every (method, path) the gateway serves under `prefix`, read from its real router."""
     local = LocalAttachments(Path("unused"), b"k" * 32)  # so the embedded object store's routes are served too
     app = gateway_app(hub=Hub("gw", Limits()), store=None, tokens=Tokens(b"k" * 32, 60),  # type: ignore[arg-type]
-                      passwords=None, commands=None, fanout=None,  # type: ignore[arg-type]
-                      attachments=local, limits=Limits(), ready=None,  # type: ignore[arg-type]
+                      passwords=None, commands=None, fanout=None, bus=None,  # type: ignore[arg-type]
+                      attachments=local, limits=Limits(), sessions=SessionLifetimes(), ready=None,  # type: ignore[arg-type]
                       routes=attachment_routes(local))
     out = []
     for route in app.router.routes():

