@@ -30,6 +30,11 @@ class PasswordBody(msgspec.Struct, forbid_unknown_fields=True):
     new_password: Annotated[str, Meta(max_length=PASSWORD_MAX)]
 
 
+class NoBody(msgspec.Struct, forbid_unknown_fields=True):
+    """What a route that takes nothing accepts: no body, or `{}` (anything else is refused,
+    so a malformed request changes nothing)."""
+
+
 class Ended(msgspec.Struct):
     """How many logins a request ended."""
 
@@ -53,6 +58,7 @@ class SessionRoutes:
 
     async def logout(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))
+        await decode_body(request, NoBody)
         if who.claims.family is None:  # a guest: the token runs out by itself
             raise Forbidden("a guest's session ends when its token expires")
         ended = await self._logins.end(who.user_id, who.claims.family, "signed out")
@@ -60,6 +66,7 @@ class SessionRoutes:
 
     async def logout_everywhere(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))
+        await decode_body(request, NoBody)
         if who.guest:
             raise Forbidden("a guest's session ends when its token expires")
         return json_response(Ended(await self._logins.end_everywhere(who)))
@@ -70,6 +77,7 @@ class SessionRoutes:
 
     async def revoke(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))
+        await decode_body(request, NoBody)
         if not await self._logins.end(who.user_id, request.match_info["id"], "session revoked"):
             raise NotFound("no such session")
         return json_response(Ended(1))
