@@ -54,15 +54,20 @@ def refuse_login(account: Account, now: int) -> None:
         raise Forbidden(suspension_message(account))
 
 
-def check_token_use(account: Account | None, claims: Claims, now: int) -> Account:
-    """A token is good while its account exists, is active, is not suspended, and the token is of
-    the account's current generation. Unauthorized means "log in again", Forbidden "you may not"."""
+def check_account(account: Account | None, gen: int, now: int) -> Account:
+    """A token, or a login, of token generation `gen` is good while its account exists, is
+    active, is not suspended, and `gen` is the account's current generation. Unauthorized means
+    "log in again", Forbidden "you may not"."""
     if account is None or account.status == "deleted":
         raise Unauthorized("no such account")
-    if claims.gen < account.token_gen:
+    if gen < account.token_gen:
         raise Unauthorized("token revoked; log in again")
     refuse_login(account, now)
     return account
+
+
+def check_token_use(account: Account | None, claims: Claims, now: int) -> Account:
+    return check_account(account, claims.gen, now)
 
 
 def family_alive(family: SessionFamily, account: Account | None, now: int) -> bool:

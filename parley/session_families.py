@@ -31,7 +31,7 @@ from typing import NoReturn, Protocol
 
 import msgspec
 
-from parley.accounts import Principal, family_alive, now_ms, refuse_login
+from parley.accounts import Principal, check_account, family_alive, now_ms
 from parley.auth import Claims, Tokens
 from parley.errors import BadRequest, ParleyError, Unauthorized
 from parley.ids import new_id
@@ -82,17 +82,6 @@ def judge_refresh(token: RefreshToken, family: SessionFamily | None, now: int) -
     if token.expires_at <= now:
         raise Unauthorized("refresh token expired; log in again")
     return family
-
-
-def check_refresh_account(family: SessionFamily, account: Account | None, now: int) -> Account:
-    """The account a refresh issues tokens for: Unauthorized if it is gone or was cut since the
-    login, Forbidden (with the reason) while it may not log in (suspended, pending). Pure."""
-    if account is None or account.status == "deleted":
-        raise Unauthorized("no such account")
-    if family.token_gen < account.token_gen:
-        raise Unauthorized("session revoked; log in again")
-    refuse_login(account, now)
-    return account
 
 
 def revocation_ends(revocation: Revocation, claims: Claims) -> bool:
@@ -184,7 +173,8 @@ class Logins:
         family = judge_refresh(token, await self._store.session_family(token.user_id, token.family), now)
         if family is None:
             await self._reused(token)
-        account = check_refresh_account(family, await self._store.account(token.user_id), now)
+        # The account may have been cut (suspended, deleted, a role revoked) since the login.
+        account = check_account(await self._store.account(token.user_id), family.token_gen, now)
         successor_raw = new_refresh_token()
         successor = RefreshToken(hash=refresh_token_hash(successor_raw), family=family.id, user_id=account.id,
                                  expires_at=now + self._refresh_ttl_ms)

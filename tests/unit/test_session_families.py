@@ -12,7 +12,7 @@ import pytest
 from gateway.hub import Hub
 from gateway.revocations import RevocationFollower
 from gateway.session import Session
-from parley.accounts import family_alive
+from parley.accounts import check_account, family_alive
 from parley.app.stores import open_store
 from parley.auth import Claims, Tokens
 from parley.closecodes import CloseCode
@@ -21,9 +21,7 @@ from parley.errors import Forbidden, Unauthorized
 from parley.limits import Limits
 from parley.ports import Revoke
 from parley.records import Account, RefreshToken, Revocation, SessionFamily
-from parley.session_families import (
-    check_refresh_account, judge_refresh, refresh_token_hash, revocation_ends,
-)
+from parley.session_families import judge_refresh, refresh_token_hash, revocation_ends
 from tests.recording_transport import RecordingTransport
 from tests.unit.test_session_writes import RecordingSocket
 
@@ -157,9 +155,10 @@ async def test_a_gateway_follows_revocations_written_by_a_process_without_a_bus(
         await store.close()
 
 
-def test_a_suspended_account_refreshes_nothing():
+def test_a_login_is_checked_against_its_account_like_a_token():
+    gen = family().token_gen
     with pytest.raises(Forbidden, match="suspended"):
-        check_refresh_account(family(), account(suspended_until=NOW + 10), NOW)
+        check_account(account(suspended_until=NOW + 10), gen, NOW)
     with pytest.raises(Unauthorized, match="revoked"):
-        check_refresh_account(family(), account(token_gen=5), NOW)
-    assert check_refresh_account(family(), account(), NOW).id == "u1"
+        check_account(account(token_gen=5), gen, NOW)
+    assert check_account(account(), gen, NOW).id == "u1"
