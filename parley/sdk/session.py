@@ -141,6 +141,10 @@ class Client:
         client = cls(transport if transport is not None else AiohttpTransport(), transport is None, opts, token)
         client.on_event = on_event
         try:
+            account = client.account
+            if (account is not None and account.refresh_token is not None and account.expires_at is not None
+                    and account.expires_at <= time.time() + 1):
+                await client._refresh_now(account)  # expired (kept from an earlier run): hello would refuse it
             conn = await client._open()
         except BaseException:
             await client._release_transport()

@@ -225,6 +225,16 @@ async def test_the_sdk_client_refreshes_before_its_token_expires_and_reconnects_
         assert a.reconnects == 1
 
 
+async def test_the_sdk_client_refreshes_an_expired_account_before_it_says_hello(start: Start):
+    app = await start(token_ttl_s=SHORT_TTL_S)
+    alice = await register(BASE_URL, "alice", PASSWORD, transport=app)
+    await asyncio.sleep(SHORT_TTL_S + 0.5)  # kept since an earlier run
+    with pytest.raises(Unauthorized):
+        await Client.connect(BASE_URL, alice.token, transport=app)
+    async with await Client.connect(BASE_URL, alice, transport=app) as a:
+        assert (await a.ping())["op"] == "ok" and a.account.refresh_token != alice.refresh_token  # type: ignore[union-attr]
+
+
 # ---- every gateway ----------------------------------------------------------------------------
 
 

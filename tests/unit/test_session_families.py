@@ -7,6 +7,7 @@ import asyncio
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from gateway.hub import Hub
@@ -19,7 +20,7 @@ from parley.closecodes import CloseCode
 from parley.config import Settings
 from parley.errors import Forbidden, Unauthorized
 from parley.limits import Limits
-from parley.ports import Revoke
+from parley.ports import GatewayMessage, Revoke
 from parley.records import Account, RefreshToken, Revocation, SessionFamily
 from parley.session_families import judge_refresh, refresh_token_hash, revocation_ends
 from tests.recording_transport import RecordingTransport
@@ -120,6 +121,12 @@ async def test_the_hub_closes_4003_exactly_the_sessions_a_revocation_on_the_bus_
     await settle()
     assert laptop.ws.closed_with == (CloseCode.BAD_TOKEN, b"account suspended")
     assert hub.revoke(Revocation(id="r3", at=3, user_id="nobody-here", token_gen=9, reason="x")) == 0
+
+
+def test_a_revocation_crosses_the_bus_as_a_gateway_message():
+    sent = Revoke(Revocation(id="r", at=1, user_id="u1", family="f1", reason="signed out"))
+    # What NatsBus writes and every gateway's inbox decodes (parley/adapters/nats_bus.py).
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(sent), type=GatewayMessage) == sent
 
 
 async def test_the_sweep_ends_a_session_whose_token_expired_with_unauthorized_and_4003():
