@@ -101,7 +101,7 @@ async def ip_limit(per_ip: Limiter | None, request: web.Request) -> None:
 
 
 class AuthRoutes:
-    """register/login per PROTOCOL.md, under the instance's registration policy, and guest tokens.
+    """register/login per docs/protocol.md, under the instance's registration policy, and guest tokens.
     Login attempts are limited per username against guessing (a success clears the count, so
     only failures add up between successes, as Rocket.Chat counts them); all three per client IP.
     A login (a registration too) starts a login session family: parley/session_families.py."""

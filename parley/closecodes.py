@@ -1,4 +1,4 @@
-"""WebSocket close codes of the protocol (PROTOCOL.md, session item 6)."""
+"""WebSocket close codes of the protocol (docs/protocol.md, "WebSocket session", item 6)."""
 
 from enum import IntEnum
 

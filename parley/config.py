@@ -202,6 +202,26 @@ class Settings:
     call_max_participants: int = 32
     #: Video tracks a client subscribes to at most in a call, unless the conversation says otherwise.
     call_max_video_subscriptions: int = 9
+    # ---- push (push/) -----------------------------------------------------------------------
+    #: FCM: the Firebase service account's JSON key file; None: no FCM.
+    fcm_credentials: Path | None = None
+    #: APNs token authentication: the .p8 signing key, its key id, the team id and the app's
+    #: bundle id (the topic; VoIP pushes go to `<topic>.voip`). All four or none.
+    apns_key: Path | None = None
+    apns_key_id: str | None = None
+    apns_team_id: str | None = None
+    apns_topic: str | None = None
+    #: Apple's development environment (apps signed for development) instead of production.
+    apns_sandbox: bool = False
+    #: The longest wait for a provider's answer to one send (an APNs send can wait forever).
+    push_send_timeout_s: float = 10.0
+    #: Sends of one push in all, the first included, before it is dead-lettered.
+    push_retry_attempts: int = 5
+
+    @property
+    def push_configured(self) -> bool:
+        """Either provider has credentials (from_env refuses half an APNs configuration)."""
+        return self.fcm_credentials is not None or self.apns_key is not None
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -263,6 +283,16 @@ class Settings:
                             ("call_max_participants", 2), ("call_max_video_subscriptions", 0)):
             if calls[name] < least:
                 raise ValueError(f"PARLEY_{name.upper()} must be at least {least}, not {calls[name]}")
+        apns = {name: os.environ.get(name) or None
+                for name in ("PARLEY_APNS_KEY", "PARLEY_APNS_KEY_ID", "PARLEY_APNS_TEAM_ID", "PARLEY_APNS_TOPIC")}
+        if any(apns.values()) and not all(apns.values()):
+            missing = ", ".join(name for name, value in apns.items() if not value)
+            raise ValueError(f"APNs needs PARLEY_APNS_KEY, _KEY_ID, _TEAM_ID and _TOPIC together; missing: {missing}")
+        fcm_credentials = os.environ.get("PARLEY_FCM_CREDENTIALS")
+        push_send_timeout_s = _env_float("PARLEY_PUSH_SEND_TIMEOUT_S", cls.push_send_timeout_s)
+        push_retry_attempts = _env_int("PARLEY_PUSH_RETRY_ATTEMPTS", cls.push_retry_attempts)
+        if push_send_timeout_s <= 0 or push_retry_attempts < 1:
+            raise ValueError("PARLEY_PUSH_SEND_TIMEOUT_S must be above 0 and PARLEY_PUSH_RETRY_ATTEMPTS at least 1")
         base: dict[str, object] = {
             **livekit, **calls,
             "stun_urls": _env_strings("PARLEY_STUN_URLS"),
@@ -301,6 +331,14 @@ class Settings:
             "content_filter": os.environ.get("PARLEY_CONTENT_FILTER") or None,
             "filter_words": tuple(w.strip() for w in os.environ.get("PARLEY_FILTER_WORDS", "").split(",") if w.strip()),
             "filter_action": filter_action,
+            "fcm_credentials": Path(fcm_credentials) if fcm_credentials else None,
+            "apns_key": Path(apns["PARLEY_APNS_KEY"]) if apns["PARLEY_APNS_KEY"] else None,
+            "apns_key_id": apns["PARLEY_APNS_KEY_ID"],
+            "apns_team_id": apns["PARLEY_APNS_TEAM_ID"],
+            "apns_topic": apns["PARLEY_APNS_TOPIC"],
+            "apns_sandbox": _env_bool("PARLEY_APNS_SANDBOX", cls.apns_sandbox),
+            "push_send_timeout_s": push_send_timeout_s,
+            "push_retry_attempts": push_retry_attempts,
         }
         hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
         base.update(cassandra_hosts=hosts, cassandra_port=port)

@@ -86,7 +86,7 @@ class Internal(ParleyError):
 
 
 def error_body(err: ParleyError) -> dict[str, object]:
-    """The REST error body of PROTOCOL.md (plus `fields` for an Invalid body)."""
+    """The REST error body of docs/protocol.md (plus `fields` for an Invalid body)."""
     body: dict[str, object] = {"code": err.code, "message": err.message}
     if err.rule is not None:
         body["rule"] = err.rule

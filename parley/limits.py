@@ -1,4 +1,4 @@
-"""Every protocol limit and its default, in one place (PROTOCOL.md "limits")."""
+"""Every protocol limit and its default, in one place (docs/protocol.md lists them)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 COMMANDS = "parley.commands"
 EVENTS = "parley.events"
 PUSH = "parley.push"
+#: Push requests still refused by their provider after the last retry (push/retry.py).
+PUSH_DEAD = "parley.push.dead"
 
 CHAT_CORE_GROUP = "parley.chat-core"
 DELIVERY_GROUP = "parley.delivery"

@@ -1,5 +1,5 @@
 // Parley web client: plain JS, no build step, nothing loaded from the internet.
-// Wire contract: PROTOCOL.md (REST /v1/auth/*, WebSocket /v1/ws, JSON frames).
+// Wire contract: docs/protocol.md (REST /v1/auth/*, WebSocket /v1/ws, JSON frames).
 'use strict';
 
 const $ = (id) => document.getElementById(id);

@@ -2,7 +2,8 @@
 (and other unasked-for frames) that a user of the SDK reads with `next_event`, `events()`,
 `drain_events` and `recv_raw`.
 
-Events are plain dicts for now; `decode_frame` is where they will become typed ones.
+Events arrive as plain dicts (what the wire carries, unknown fields included); `typed` turns one
+into its Struct of parley/events.py, the server's own definition of the outbound half.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
+
+from parley import events as E
 
 #: A decoded JSON object: a frame, an event, a REST body.
 Frame = dict[str, Any]
@@ -31,6 +34,19 @@ def json_object(data: bytes) -> Frame | None:
 def decode_frame(data: bytes) -> Frame | None:
     """An incoming WebSocket frame (a reply or an event); None for one that is not a JSON object."""
     return json_object(data)
+
+
+EventT = TypeVar("EventT", bound=E.Event)
+
+
+#: msgspec decodes a union given as a value; mypy cannot take a Union as a `type[T]`.
+_ANY_EVENT: Any = E.AnyEvent
+
+
+def typed(event: Frame) -> E.Event:
+    """An event frame as the Struct its `type` names; raises msgspec.ValidationError if it is none."""
+    result: E.Event = msgspec.convert(event, _ANY_EVENT)
+    return result
 
 
 def is_event(frame: Frame) -> bool:

@@ -22,11 +22,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from parley.closecodes import CloseCode
 from parley.errors import Forbidden, ParleyError, Unauthorized, Unavailable
 from parley.sdk.catchup import Catchup, sync_replay
 from parley.sdk.connection import Connection, error_from_frame, open_connection, ws_url
-from parley.sdk.events import EventHook, Frame, Inbox
+from parley.sdk.events import EventHook, EventT, Frame, Inbox
 from parley.sdk.rest import Account, refresh
 from parley.sdk.transport import AiohttpTransport, Transport
 
@@ -278,6 +280,12 @@ class Client:
         client is closed.
         """
         return await self._inbox.next_event(type, timeout, conv)
+
+    async def next_typed(self, kind: type[EventT], *, timeout: float = 5.0, conv: str | None = None) -> EventT:
+        """`next_event` for one event type of parley/events.py, decoded into its Struct."""
+        tag = kind.__struct_config__.tag
+        frame = await self._inbox.next_event(tag if isinstance(tag, str) else None, timeout, conv)
+        return msgspec.convert(frame, kind)
 
     def events(self) -> AsyncIterator[Frame]:
         """Every event in arrival order, until the client is closed."""

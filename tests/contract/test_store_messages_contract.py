@@ -20,7 +20,9 @@ async def test_a_batch_is_read_back_whole(reopen):
         SetReaction("c1", 1, "👍", "b", True), UpdateMessage("c1", 2, "edited", 99, False),
         PutOutbox(record(1)), PutOutbox(record(2)),
     ])
-    assert len(ids) == 2 and ids[1] == ids[0] + 1
+    # The port promises ids that increase in write order, not consecutive ones: Cassandra's are
+    # time-ordered, and a batch that crosses a millisecond skips (this flaked under load).
+    assert len(ids) == 2 and ids[0] < ids[1]
     facts = await store.prefetch(Needs(convs={"c1"}, users={"a", "zz"}, idem={("c1", "a", "m1"), ("c1", "b", "m1")},
                                        messages={("c1", 1), ("c1", 2), ("c1", 3)}))
     state = facts.convs["c1"]

@@ -11,7 +11,10 @@ import pytest
 from parley.app.embedded import build_app
 from parley.config import Settings
 from parley.errors import Conflict, NotFound, Unauthorized
+from parley.events import MessageNew
+from parley.frames import Message
 from parley.sdk import AppTransport, Client, register
+from parley.sdk.events import typed
 
 #: Any host will do: the in-process transport hands every request to the app.
 BASE_URL = "http://parley.in-process"
@@ -34,6 +37,10 @@ async def test_a_message_sent_in_a_direct_chat_reaches_the_other_member_in_proce
         event = await b.next_event("message.new", conv=conv)
         assert event["message"]["text"] == "hello bob"
         assert (event["message"]["seq"], event["message"]["sender"]) == (ack["seq"], alice.user_id)
+        assert typed(event) == MessageNew(message=Message(**event["message"]))
+        await a.send(conv, "and typed")
+        again = await b.next_typed(MessageNew, conv=conv)
+        assert (again.message.text, again.message.seq) == ("and typed", ack["seq"] + 1)
 
 
 async def test_refusals_arrive_as_the_error_class_of_their_wire_code(transport: AppTransport):
