@@ -26,7 +26,7 @@ from parley import frames as F
 from parley import hops
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
-from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unavailable
+from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unauthorized, Unavailable
 from parley.frames import FrameError, encode, error_frame
 from parley.health import count_refused
 from parley.ids import new_session_id
@@ -150,10 +150,11 @@ class WsEndpoint:
             return None
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,
-                          role=who.role, guest=who.guest)
+                          role=who.role, guest=who.guest, claims=who.claims)
         return session, encode(E.HelloResult(
             rid=req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
+            expires_at=who.claims.expires_at,
         ))
 
     async def _refuse_extra_session(self, ws: web.WebSocketResponse, rid: str) -> None:
@@ -198,6 +199,8 @@ class WsEndpoint:
             return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         if isinstance(req, F.Hello):
             raise BadRequest("this session already said hello")
+        if isinstance(req, F.Auth):
+            return await self._reauth(session, req)
         await session.settled()
         if isinstance(req, F.History):
             return encode(E.HistoryResult(rid=req.rid, messages=await self._reads.history(session.user, req)))
@@ -237,6 +240,15 @@ class WsEndpoint:
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             raise
+
+    async def _reauth(self, session: Session, req: F.Auth) -> bytes:
+        """A fresh token for the live session: checked like hello's; the session then stands on
+        it (its expiry, its role). A refused one leaves the session on the token it had."""
+        who = await self._auth.principal(req.token)
+        if who.user_id != session.user:
+            raise Unauthorized("the token is another user's")
+        session.claims, session.role = who.claims, who.role
+        return encode(E.AuthResult(rid=req.rid, expires_at=who.claims.expires_at))
 
     async def _typing(self, session: Session, req: F.Typing) -> None:
         await self._reads.readable(req.conv, session.user)

@@ -205,10 +205,17 @@ class HelloResult(Ok):
     server_time: int
     heartbeat_s: int
     limits: dict[str, int]
+    #: When the token expires (unix seconds): the session ends then (4003) unless `auth` moves it.
+    expires_at: int
 
 
 class PingResult(Ok):
     server_time: int
+
+
+class AuthResult(Ok):
+    #: The session's new expiry (unix seconds): the fresh token's.
+    expires_at: int
 
 
 class UserPresence(msgspec.Struct):

@@ -51,6 +51,12 @@ class Ping(Request, tag="ping", frozen=True):
     pass
 
 
+class Auth(Request, tag="auth", frozen=True):
+    """A fresh access token for the live session (same user): its expiry moves to the token's."""
+
+    token: Annotated[str, Meta(max_length=8192)]
+
+
 class ConvCreate(Request, tag="conv.create", frozen=True):
     kind: Kind
     members: Users = []
@@ -224,7 +230,7 @@ class Sync(Request, tag="sync", frozen=True):
 
 
 AnyRequest = Union[
-    Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
+    Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
     ConvMembers, Received, Receipts,

@@ -47,6 +47,9 @@ UPLOAD_MIME_DEFAULT = (
 #: Login attempts per username (right or wrong) within the window; a successful login clears
 #: the count, so only guessing reaches it. Over it, every attempt is refused before the hash.
 LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 10, 300
+#: How long the revocation log keeps an entry: gateways read the last seconds of it, or, after
+#: losing the store for a while, as far back as they were last up to date.
+REVOCATION_LOG_KEEP_S = 3600
 #: Bytes of frames queued for one session whose socket backed up, before `resync` and close
 #: 4008 (Centrifugo's default is the same). A reader that stops reading holds at most this,
 #: plus the socket's own buffer (64 KiB) and one frame larger than the bound.

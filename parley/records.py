@@ -363,6 +363,51 @@ class ReportQuery(msgspec.Struct, kw_only=True, frozen=True):
     limit: int = 50
 
 
+class SessionFamily(msgspec.Struct, kw_only=True):
+    """One login (a "session" in the user's list of their sessions): the access tokens it issues
+    name it, and its refresh tokens replace one another until it is revoked or expires."""
+
+    id: str
+    user_id: str
+    created_at: int  # ms since the epoch
+    #: The login or the latest refresh.
+    last_used_at: int
+    #: When its newest refresh token expires: every refresh moves it (an idle login ends).
+    expires_at: int
+    #: What the client called itself at login (`device_name`), or its User-Agent.
+    label: str
+    #: The account's token generation at login: a later cut (suspension, deletion, a revoked
+    #: role, "log out everywhere") ends the family with every token of that generation.
+    token_gen: int
+    revoked_at: int | None = None
+
+
+class RefreshToken(msgspec.Struct, kw_only=True, frozen=True):
+    """A refresh token as stored: its SHA-256 (the token itself is only ever with the client)."""
+
+    hash: str
+    family: str
+    user_id: str
+    expires_at: int
+    #: When it was exchanged for its successor; a spent token coming back is a stolen copy.
+    used_at: int | None = None
+
+
+class Revocation(msgspec.Struct, kw_only=True, frozen=True):
+    """An entry of the revocation log: the live sessions of `user_id` that it names end (close
+    4003). Applying one twice changes nothing, so readers may read an entry more than once."""
+
+    id: str
+    at: int  # ms since the epoch
+    user_id: str
+    #: Sessions standing on a token of this login session family...
+    family: str | None = None
+    #: ...or on a token of an older generation than this (the account was cut).
+    token_gen: int | None = None
+    #: The close reason the sessions are given ("signed out", "account suspended", ...).
+    reason: str
+
+
 class PutAudit(msgspec.Struct, tag=True):
     entry: AuditEntry
 

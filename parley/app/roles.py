@@ -101,8 +101,9 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
 
     attachments = attachments_for(settings, secret)
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
-                       fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready,
-                       presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis),
+                       fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
+                       sessions=settings.sessions, ready=ready, presence=presence,
+                       limits_storage=rate_limit_storage(settings.redis_url, redis),
                        routes=attachment_routes(attachments))
 
 

@@ -97,9 +97,10 @@ def test_an_ok_result_is_op_ok_then_rid_then_its_fields():
     assert encode(sync) == encode({"op": "ok", "rid": "r1", "convs": [
         {"conv": "c1", "last_seq": 3, "read_seq": 1, "unread": 2, "messages": [MSG], "more": False}]})
     hello = E.HelloResult(rid="r1", session_id="s", user_id="u", server_time=5, heartbeat_s=30,
-                          limits={"max_frame_bytes": 65536})
+                          limits={"max_frame_bytes": 65536}, expires_at=900)
     assert encode(hello) == encode({"op": "ok", "rid": "r1", "session_id": "s", "user_id": "u", "server_time": 5,
-                                    "heartbeat_s": 30, "limits": {"max_frame_bytes": 65536}})
+                                    "heartbeat_s": 30, "limits": {"max_frame_bytes": 65536}, "expires_at": 900})
+    assert encode(E.AuthResult(rid="r2", expires_at=901)) == b'{"op":"ok","rid":"r2","expires_at":901}'
 
 
 # ---- docs/protocol.md names the same events --------------------------------------------------

@@ -16,6 +16,7 @@ _INVITE_COLS = "code, created_by, created_at, expires_at, used_by, used_at"
 _REPORT_COLS = "id, filed, status, claimed_by, claimed_at, resolved_by, resolved_at, resolution, note"
 _SETTINGS_COLS = "conv_id, slow_mode_s, read_only, allow_guests, permissions, pinned"
 _SANCTION_COLS = "conv_id, user_id, kind, until, issued_by, at, reason"
+_FAMILY_COLS = "user_id, id, created_at, last_used_at, expires_at, label, token_gen, revoked_at"
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,24 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("attachment_media_get", "SELECT width, height, thumbs FROM attachment_media WHERE id = ?"),
     ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
                        "WHERE id = ?"),
+    # login sessions (0005): every row expires with its TTL; a family is written whole (but for
+    # revoked_at, which only a revocation writes) at login and again, with the new TTL, per refresh
+    ("family_put", "INSERT INTO session_families (user_id, id, created_at, last_used_at, expires_at, label, "
+                   "token_gen) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+    ("family_get", f"SELECT {_FAMILY_COLS} FROM session_families WHERE user_id = ? AND id = ?"),
+    ("families_of", f"SELECT {_FAMILY_COLS} FROM session_families WHERE user_id = ?"),
+    ("family_revoke", "UPDATE session_families USING TTL ? SET revoked_at = ? WHERE user_id = ? AND id = ?"),
+    # refresh tokens: every write is an LWT (inserted IF NOT EXISTS, spent IF used_at = null)
+    ("refresh_put", "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) VALUES (?, ?, ?, ?) "
+                    "IF NOT EXISTS USING TTL ?"),
+    ("refresh_get", "SELECT token_hash, family_id, user_id, expires_at, used_at FROM refresh_tokens "
+                    "WHERE token_hash = ?"),
+    ("refresh_spend", "UPDATE refresh_tokens USING TTL ? SET used_at = ? WHERE token_hash = ? IF used_at = null"),
+    # the revocation log: appended, read by minute, never updated (rows expire)
+    ("revocation_put", "INSERT INTO revocations (bucket, at, id, user_id, family_id, token_gen, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+    ("revocations_in", "SELECT at, id, user_id, family_id, token_gen, reason FROM revocations "
+                       "WHERE bucket = ? AND at >= ?"),
     # readiness: a node of the local datacenter answers (any one: the node's own table, no quorum)
     ("store_ping", "SELECT release_version FROM system.local WHERE key = 'local'", "LOCAL_ONE"),
     # the migration runner's own tables (created by the runner, not by a migration; prepared on

@@ -8,9 +8,10 @@ from parley.adapters.cassandra.accounts import CassandraAccounts
 from parley.adapters.cassandra.messages import CassandraMessages
 from parley.adapters.cassandra.moderation import CassandraModeration
 from parley.adapters.cassandra.session import ClusterSettings, DriverSession
+from parley.adapters.cassandra.sessions import CassandraSessions
 
 
-class CassandraStore(CassandraMessages, CassandraAccounts, CassandraModeration):
+class CassandraStore(CassandraMessages, CassandraAccounts, CassandraModeration, CassandraSessions):
     """Implements parley.ports.Store through a CqlSession (database.py: the session and the
     bound on requests in flight); each concern's tables in a module of their own."""
 

@@ -67,3 +67,16 @@ CREATE TABLE IF NOT EXISTS attachments (
     id TEXT PRIMARY KEY, conv TEXT NOT NULL, uploader TEXT NOT NULL, name TEXT NOT NULL,
     mime TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
     uploaded INTEGER NOT NULL DEFAULT 0, width INTEGER, height INTEGER, thumbs BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_families (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, label TEXT NOT NULL, token_gen INTEGER NOT NULL, revoked_at INTEGER);
+CREATE INDEX IF NOT EXISTS session_families_by_user ON session_families (user_id, created_at);
+CREATE INDEX IF NOT EXISTS session_families_by_expiry ON session_families (expires_at);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    hash TEXT PRIMARY KEY, family TEXT NOT NULL, user_id TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    used_at INTEGER) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS revocations (
+    id TEXT PRIMARY KEY, at INTEGER NOT NULL, user_id TEXT NOT NULL, family TEXT, token_gen INTEGER,
+    reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS revocations_by_time ON revocations (at, id);
