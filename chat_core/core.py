@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from chat_core.decide import Batch, Decision, RoomPassword
+from chat_core.decide import Batch, Decision
 from chat_core.ops import OPERATIONS
 from moderation.filters import AllowAll, ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
@@ -56,16 +56,6 @@ class ChatCore:
             if op.needs is not None:
                 op.needs(self, cmd, body, needs)
         return needs
-
-    def room_passwords(self, cmds: list[Command]) -> list[tuple[Command, RoomPassword]]:
-        """The room passwords to hash or verify before deciding these commands (after `absorb`)."""
-        found = []
-        for cmd in cmds:
-            password = OPERATIONS[type(cmd.body)].password
-            room = None if password is None else password(self, cmd, cmd.body)
-            if room is not None:
-                found.append((cmd, room))
-        return found
 
     def absorb(self, facts: Facts) -> None:
         for conv_id, state in facts.convs.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgspec
 
@@ -33,11 +33,6 @@ SYSTEM = "system"
 
 #: An operation's `ok` reply; None for one that carries only the `rid`.
 Result = E.Ok | None
-
-
-def request_key(cmd: Command) -> tuple[str, str]:
-    """Identifies one in-flight request: a session's rid."""
-    return (cmd.session, cmd.body.rid)
 
 
 @dataclass(slots=True)
@@ -126,13 +121,6 @@ class Decision(msgspec.Struct):
         self.audit(self.cmd.user, action, target, reason, **details)
 
 
-class RoomPassword(NamedTuple):
-    """A room password a request brings: to hash for storing (`stored_hash` None) or to verify."""
-
-    password: str
-    stored_hash: str | None
-
-
 Body = TypeVar("Body", bound=WriteRequest)
 
 
@@ -146,8 +134,6 @@ class Operation(Generic[Body]):
     needs: Callable[[ChatCore, Command, Body, Needs], None] | None = None
     #: The command's conversation is read before deciding; False where it need not exist.
     reads_conv: bool = True
-    #: The room password to hash or verify before deciding (argon2, in threads: worker.py).
-    password: Callable[[ChatCore, Command, Body], RoomPassword | None] | None = None
 
 
 # ---- shared by several families ---------------------------------------------------------

@@ -13,7 +13,6 @@ from chat_core.worker import CommandWorker
 from moderation import instance_policy
 from moderation.filters import ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
-from parley.auth import Passwords
 from parley.health import pipeline_task
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
@@ -23,13 +22,13 @@ log = logging.getLogger(__name__)
 
 class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
-                 bus: GatewayBus, passwords: Passwords, partitions: int = 1, *,
+                 bus: GatewayBus, partitions: int = 1, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
                  policy_refresh_s: float = 10.0) -> None:
         """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer."""
         core = ChatCore(instance=instance, content_filter=content_filter)
         self.relay = OutboxRelay(store, events)
-        self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
+        self.worker = CommandWorker(core, commands, store, bus, self.relay, partitions=partitions)
         self._store = store
         self._core = core
         self._base = instance

@@ -17,8 +17,11 @@ from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
+from gateway.room_passwords import RoomPasswords
 from gateway.security_headers import add_security_headers
 from gateway.uploads import UploadRoutes
+from gateway.write_facts import WriteFacts
+from gateway.write_limits import WriteLimits
 from gateway.ws import WsEndpoint
 from moderation.admin import openapi
 from moderation.admin.routes import register as register_admin
@@ -47,10 +50,12 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     authenticator = Authenticator(tokens, store)
     reads = Reads(store)
     contacts = Contacts(store, fanout, reads.blocks)
+    room_passwords = RoomPasswords(
+        store, passwords, Limiter("room password", *limits.rate("room_password"), limits_storage),
+        Limiter("room password per room", *limits.rate("room_password_room"), limits_storage),
+        threads=limits.password_threads, queue_max=limits.password_queue_max)
     ws = WsEndpoint(hub, reads, authenticator, commands, fanout, contacts, limits,
-                    Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence,
-                    guest_send_limiter=Limiter("guest send", limits.guest_send_burst, limits.guest_send_window_s,
-                                               limits_storage))
+                    WriteLimits(limits, limits_storage), WriteFacts(room_passwords), presence)
     app.router.add_get("/v1/ws", ws.handle)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
               if limits.ip_auth_burst > 0 else None)
@@ -80,6 +85,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await contacts.stop()
+        room_passwords.close()
 
     async def going_away(_: web.Application) -> None:
         """SIGTERM: every session is told 4009 and flushed before the server closes sockets."""

@@ -20,6 +20,8 @@ from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.session import Session
+from gateway.write_facts import EDGE_CHECKED, WriteFacts
+from gateway.write_limits import WriteLimits
 from parley import events as E
 from parley import frames as F
 from parley import hops
@@ -31,8 +33,7 @@ from parley.health import count_refused
 from parley.ids import new_session_id
 from parley.limits import Limits
 from parley.ports import LogProducer
-from parley.ratelimit import Limiter
-from parley.records import Command, EventRecord
+from parley.records import Command, EdgeFacts, EventRecord
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = ("parley.v1.json",)
@@ -44,18 +45,18 @@ def now_ms() -> int:
 
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
-                 fanout: Fanout, contacts: Contacts, limits: Limits, send_limiter: Limiter,
-                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None) -> None:
+                 fanout: Fanout, contacts: Contacts, limits: Limits, write_limits: WriteLimits,
+                 write_facts: WriteFacts, presence: GatewayPresence | None = None) -> None:
         self._hub = hub
         self._presence = presence
         self._contacts = contacts
         self._reads = reads
         self._auth = auth
-        self._guest_send_limiter = guest_send_limiter or send_limiter
         self._commands = commands
         self._fanout = fanout
         self._limits = limits
-        self._send_limiter = send_limiter
+        self._write_limits = write_limits
+        self._write_facts = write_facts
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
@@ -205,13 +206,12 @@ class WsEndpoint:
             raise BadRequest("a request with this rid is still in flight")
         if len(session.inflight) >= self._limits.inflight_max:
             raise RateLimited("too many requests in flight; wait for replies", retry_after_ms=100)
-        if session.guest:
-            if isinstance(req, (F.ConvCreate, F.ConvInvite)):
-                raise Forbidden("guests cannot create conversations, open direct chats or invite")
-            if isinstance(req, F.Send):
-                await self._guest_send_limiter.hit(session.user)
-        elif isinstance(req, F.Send):
-            await self._send_limiter.hit(session.user)
+        if session.guest and isinstance(req, (F.ConvCreate, F.ConvInvite)):
+            raise Forbidden("guests cannot create conversations, open direct chats or invite")
+        await self._write_limits.hit(session.user, session.guest, req)
+        edge: EdgeFacts | None = None
+        if isinstance(req, EDGE_CHECKED):
+            req, edge = await self._write_facts.establish(session.user, req)
         conv = route(session.user, req)
         if isinstance(req, (F.UserBlock, F.UserUnblock)):
             self._reads.blocks.forget(session.user)
@@ -221,7 +221,7 @@ class WsEndpoint:
         try:
             with hops.GATEWAY_ACK.time():
                 await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
-                                                     session.role, session.guest, hops.start()))
+                                                     session.role, session.guest, hops.start(), edge))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             raise

@@ -52,6 +52,23 @@ MAX_SANCTION_S = 366 * 24 * 3600
 MAX_SLOW_MODE_S = 24 * 3600
 MAX_PINS = 50
 
+#: Every write op's per-user rate limit, by family: op -> the name of its `Limits` pair
+#: (`<name>_burst` per `<name>_window_s`). One table: an op missing here fails the gateway's start.
+WRITE_RATES: dict[str, str] = {
+    "send": "send",
+    "edit": "edit",
+    "delete": "delete",
+    "react": "react", "pin": "settings",
+    "read": "read",
+    "conv.create": "create",
+    "conv.invite": "invite",
+    "conv.join": "membership", "conv.leave": "membership",
+    "conv.update": "settings",
+    "member.role": "moderation", "member.mute": "moderation", "member.unmute": "moderation",
+    "member.kick": "moderation", "member.ban": "moderation", "member.unban": "moderation",
+    "user.block": "block", "user.unblock": "block",
+}
+
 
 class Limits(msgspec.Struct, frozen=True):
     """Operator-tunable limits; `hello` and /v1/client/capabilities publish them."""
@@ -71,6 +88,43 @@ class Limits(msgspec.Struct, frozen=True):
     #: Sends per user: `send_burst` within `send_window_s` (100 per 5 s = 20/s sustained, bursts of 100).
     send_burst: int = 100
     send_window_s: int = 5
+    #: The other writes per user, one pair per family of WRITE_RATES. Edits bound what one user
+    #: pushes to every member besides sends (each edit carries the whole message again).
+    edit_burst: int = 20
+    edit_window_s: int = 60
+    delete_burst: int = 60
+    delete_window_s: int = 60
+    react_burst: int = 60
+    react_window_s: int = 60
+    #: Read receipts: generous, clients send one as messages scroll by.
+    read_burst: int = 300
+    read_window_s: int = 60
+    #: conv.create (groups, channels, direct chats opened) and conv.invite requests.
+    create_burst: int = 20
+    create_window_s: int = 600
+    invite_burst: int = 30
+    invite_window_s: int = 600
+    #: conv.join and conv.leave.
+    membership_burst: int = 30
+    membership_window_s: int = 60
+    #: conv.update and pin.
+    settings_burst: int = 30
+    settings_window_s: int = 60
+    #: member.role, mute, unmute, kick, ban, unban: moderators act in bursts during a raid.
+    moderation_burst: int = 60
+    moderation_window_s: int = 60
+    block_burst: int = 30
+    block_window_s: int = 60
+    #: conv.join with a password, per user and per room, counted before any hashing: every
+    #: attempt counts, right or wrong.
+    room_password_burst: int = 10
+    room_password_window_s: int = 60
+    room_password_room_burst: int = 60
+    room_password_room_window_s: int = 60
+    #: Threads of one gateway hashing and checking room passwords (argon2), and the checks that
+    #: may wait for them before more are answered `rate_limited`.
+    password_threads: int = 2
+    password_queue_max: int = 64
     #: A command not answered by chat_core within this many seconds is answered `unavailable`.
     command_timeout_s: float = 10.0
     #: Largest attachment an upload may declare (25 MiB).
@@ -97,6 +151,10 @@ class Limits(msgspec.Struct, frozen=True):
     #: On SIGTERM, how long sessions told 4009 may take to flush (and, in `parley dev`, the
     #: commands already taken to be processed) before the server closes what is left.
     drain_timeout_s: float = 5.0
+
+    def rate(self, name: str) -> tuple[int, int]:
+        """The (burst, window_s) pair called `name`."""
+        return getattr(self, f"{name}_burst"), getattr(self, f"{name}_window_s")
 
     def mime_allowed(self, mime: str) -> bool:
         return any(mime == m or (m.endswith("/") and mime.startswith(m)) for m in self.upload_mime)

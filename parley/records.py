@@ -11,6 +11,17 @@ import msgspec
 from parley.frames import ConvView, Message, WriteRequest
 
 
+class EdgeFacts(msgspec.Struct, array_like=True, frozen=True):
+    """What the gateway established before publishing a write, so that the conversation's single
+    writer never waits for it: work too slow for the writer's loop (argon2) or reads beyond the
+    conversation. The writer decides with these facts; it trusts them as it trusts the log."""
+
+    #: conv.create and conv.update: the new room password's argon2 hash (the plaintext never
+    #: enters the log). conv.join: the stored hash the given password matched; the writer admits
+    #: the join only while the room's hash is still this one.
+    password_hash: str | None = None
+
+
 class Command(msgspec.Struct, array_like=True, frozen=True):
     """One client write, keyed by conversation: the unit of the command log."""
 
@@ -26,6 +37,8 @@ class Command(msgspec.Struct, array_like=True, frozen=True):
     guest: bool = False
     #: Stage timestamps (parley.hops): where its time goes.
     t_ns: list[int] = []
+    #: What the gateway checked for the writer (None for most writes).
+    edge: EdgeFacts | None = None
 
 
 class EventRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -377,10 +390,6 @@ class Facts:
     idem: dict[IdemKey, tuple[int, int]] = field(default_factory=dict)
     messages: dict[MsgKey, Message] = field(default_factory=dict)
     attachments: dict[str, AttachmentRow] = field(default_factory=dict)
-    #: Room passwords are argon2 work, done off the writer's loop: the requests (session, rid)
-    #: of conv.join whose password matched, and the hashes of conv.create passwords.
-    passwords_ok: set[tuple[str, str]] = field(default_factory=set)
-    password_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
     #: users.created_at of `Needs.accounts` (and of `Needs.users` that exist).
     created_at: dict[str, int] = field(default_factory=dict)
     #: (blocker, blocked) among `Needs.blocks` pairs, either way.

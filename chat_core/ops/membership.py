@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat_core.decide import Batch, Decision, Operation, Result, RoomPassword, remove_member, request_key
+from chat_core.decide import Batch, Decision, Operation, Result, remove_member
 from moderation import policy
 from moderation.policy import Action, Subject
 from parley import events as E
@@ -43,12 +43,10 @@ def _create_needs(core: ChatCore, cmd: Command, body: F.ConvCreate, needs: Needs
     needs.blocks.update((cmd.user, u) for u in body.members)
 
 
-def _create_password(core: ChatCore, cmd: Command, body: F.ConvCreate) -> RoomPassword | None:
-    return None if body.password is None else RoomPassword(body.password, None)
-
-
 def _create(d: Decision, body: F.ConvCreate) -> Result:
     cmd, facts, now, batch = d.cmd, d.facts, d.now, d.batch
+    if body.password is not None:  # hashed at the gateway: a plaintext here was not (an older gateway)
+        raise BadRequest("the password could not be set; retry")
     members = [u for u in dict.fromkeys(body.members) if u != cmd.user]
     unknown = [u for u in members if u not in facts.users]
     if unknown:
@@ -80,7 +78,7 @@ def _create(d: Decision, body: F.ConvCreate) -> Result:
         raise Conflict("conversation id already in use")
     row = ConvRow(
         id=cmd.conv, kind=body.kind, title=None if body.kind == "direct" else body.title,
-        visibility=body.visibility, password_hash=facts.password_hashes.get(request_key(cmd)),
+        visibility=body.visibility, password_hash=cmd.edge.password_hash if cmd.edge else None,
         history=body.history,
         owner=cmd.user, created_at=now,
     )
@@ -95,13 +93,6 @@ def _create(d: Decision, body: F.ConvCreate) -> Result:
     return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
 
 
-def _join_password(core: ChatCore, cmd: Command, body: F.ConvJoin) -> RoomPassword | None:
-    state = core.convs.get(cmd.conv)
-    if body.password is None or state is None or state.row.password_hash is None:
-        return None
-    return RoomPassword(body.password, state.row.password_hash)
-
-
 def _join(d: Decision, body: F.ConvJoin) -> Result:
     cmd = d.cmd
     state = d.conv()
@@ -114,7 +105,9 @@ def _join(d: Decision, body: F.ConvJoin) -> Result:
         s = d.subject(state)
         s.banned_until = ban.until if ban else 0
         d.check(s, Action.JOIN)
-        if row.password_hash is not None and request_key(cmd) not in d.facts.passwords_ok:
+        # The gateway checked the password against the hash it read: a password changed since
+        # refuses the join as a wrong one would.
+        if row.password_hash is not None and (cmd.edge is None or cmd.edge.password_hash != row.password_hash):
             raise Forbidden("wrong password for this conversation", rule="password")
         _add_members(state, [(cmd.user, "member")], None, d.now, d.batch)
     return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
@@ -150,7 +143,7 @@ def _invite(d: Decision, body: F.ConvInvite) -> Result:
     return None
 
 
-CREATE = Operation(F.ConvCreate, _create, _create_needs, password=_create_password)
-JOIN = Operation(F.ConvJoin, _join, password=_join_password)
+CREATE = Operation(F.ConvCreate, _create, _create_needs)
+JOIN = Operation(F.ConvJoin, _join)
 LEAVE = Operation(F.ConvLeave, _leave)
 INVITE = Operation(F.ConvInvite, _invite, _invite_needs)

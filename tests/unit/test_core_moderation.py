@@ -9,14 +9,13 @@ import msgspec
 import pytest
 
 from chat_core.core import ChatCore
-from chat_core.decide import request_key
 from moderation.filters import WordList
 from moderation.policy import InstancePolicy
 from parley import frames as F
 from parley.ids import direct_conv_id
 from parley.records import (
-    AuditEntry, Command, ConvRow, ConvState, DropBlock, DropMember, DropSanction, Facts, InsertMessage, MemberRow,
-    PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, UpdateConv,
+    AuditEntry, Command, ConvRow, ConvState, DropBlock, DropMember, DropSanction, EdgeFacts, Facts, InsertMessage,
+    MemberRow, PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, UpdateConv,
 )
 
 NOW = 1_700_000_000_000
@@ -203,16 +202,24 @@ def test_conv_update_changes_settings_tells_every_member_and_is_audited():
     assert run(core, cmd("o", F.ConvUpdate(rid="5", conv="c1", title="news"))).mutations == []
 
 
+def with_password_hash(user: str, body: F.WriteRequest, hashed: str) -> Command:
+    """A write as the gateway publishes it: the password hashed there, the plaintext gone."""
+    return Command("c1", user, "gw", "s-" + user, body, edge=EdgeFacts(password_hash=hashed))
+
+
 def test_a_room_password_is_set_from_its_hash_and_cleared_with_privacy():
     state = conv(("o", "owner"), visibility="public")
     core = core_with(state)
-    update = cmd("o", F.ConvUpdate(rid="1", conv="c1", password="sesame"))
-    r = run(core, update, facts=Facts(password_hashes={request_key(update): "argon2-hash"}))
+    r = run(core, with_password_hash("o", F.ConvUpdate(rid="1", conv="c1"), "argon2-hash"))
     assert state.row.password_hash == "argon2-hash" and r.reply["conv"]["has_password"] is True
     assert r.audit[0].details == {"password": "set"}  # never the password or its hash
     r = run(core, cmd("o", F.ConvUpdate(rid="2", conv="c1", visibility="private")))
     assert state.row.password_hash is None and r.audit[0].details == {"visibility": "private", "password": "cleared"}
-    denied(run(core, cmd("o", F.ConvUpdate(rid="3", conv="c1", password="x"))), None, "bad_request")
+    denied(run(core, with_password_hash("o", F.ConvUpdate(rid="3", conv="c1"), "h")), None, "bad_request")
+    # A plaintext password never reaches the writer from a gateway of this version: one that does
+    # is refused, not stored as no password at all.
+    state.row.visibility = "public"
+    denied(run(core, cmd("o", F.ConvUpdate(rid="4", conv="c1", password="sesame"))), None, "bad_request")
 
 
 def test_read_only_and_slow_mode_hold_members_back_but_not_moderators():
