@@ -159,9 +159,9 @@ class Subject:
     last_sent_at: int = 0
     #: The same text as this one, sent by the actor within the flood window (this one included).
     repeats: int = 0
-    #: Direct: the peer blocks the actor. Invite: the invitee blocks the actor.
+    #: Direct (send, edit): the peer blocks the actor. Invite: the invitee blocks the actor.
     blocked: bool = False
-    #: Direct: the actor blocks the peer.
+    #: Direct (send, edit): the actor blocks the peer.
     blocking: bool = False
     #: Invite: the invitee's ban (0: none).
     target_banned_until: int = 0
@@ -220,7 +220,9 @@ def _is_new(s: Subject, p: InstancePolicy) -> bool:
 _MODERATOR = ROLE_RANK["moderator"]
 
 #: The attribute rules, in order; the first that fires denies. Moderators and above are exempt
-#: from the spam rules (read-only, slow mode, flood) of their own conversation.
+#: from the spam rules (read-only, slow mode, flood) of their own conversation. An edit is writing
+#: to the conversation again: every rule of a send that can apply to it applies (slow mode counts
+#: edits as messages; an edit carries no mentions, and repeating a text in place is no flood).
 RULES: list[Rule] = [
     Rule("guests", frozenset({Action.JOIN}),
          lambda s, p: s.guest and not s.allow_guests,
@@ -228,10 +230,10 @@ RULES: list[Rule] = [
     Rule("banned", frozenset({Action.JOIN}),
          lambda s, p: s.banned_until > s.now,
          lambda s, p: f"you are banned from this conversation {_until(s.banned_until, s.now)}"),
-    Rule("blocked", frozenset({Action.SEND, Action.INVITE}),
+    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.INVITE}),
          lambda s, p: s.blocked,
          lambda s, p: "this user does not accept messages or invitations from you"),
-    Rule("blocking", frozenset({Action.SEND}),
+    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN}),
          lambda s, p: s.blocking,
          lambda s, p: "you blocked this user; unblock them to write to them"),
     Rule("target_banned", frozenset({Action.INVITE}),
@@ -240,10 +242,10 @@ RULES: list[Rule] = [
     Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.START_CALL}),
          lambda s, p: s.muted_until > s.now,
          lambda s, p: f"you are muted in this conversation {_until(s.muted_until, s.now)}"),
-    Rule("read_only", frozenset({Action.SEND}),
+    Rule("read_only", frozenset({Action.SEND, Action.EDIT_OWN}),
          lambda s, p: s.read_only and s.rank < _MODERATOR,
          lambda s, p: "this conversation is read-only; only moderators and above may post"),
-    Rule("slow_mode", frozenset({Action.SEND}),
+    Rule("slow_mode", frozenset({Action.SEND, Action.EDIT_OWN}),
          lambda s, p: (s.slow_mode_s > 0 and s.rank < _MODERATOR
                        and s.now - s.last_sent_at < s.slow_mode_s * 1000),
          lambda s, p: (f"slow mode: one message every {s.slow_mode_s} s; wait "

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from chat_core.decide import SYSTEM, Decision, Operation, Result, put_mute
 from moderation import policy
-from moderation.policy import Action
+from moderation.policy import Action, Subject
 from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -52,10 +52,7 @@ def _send(d: Decision, body: F.Send) -> Result:
         s = d.subject(state)
         s.last_sent_at = state.last_sent.get(user, 0)
         s.repeats = repeats
-        if state.blocks:
-            peer = next((u for u in state.members if u != user), None)
-            s.blocked = (peer, user) in state.blocks
-            s.blocking = (user, peer) in state.blocks
+        _direct_blocks(state, user, s)
         s.links = policy.count_links(body.text)
         if body.mentions:
             s.mentions = len(set(body.mentions))
@@ -98,6 +95,14 @@ def _send(d: Decision, body: F.Send) -> Result:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{seq}", flag, sender=user)
     batch.emit(cmd.conv, E.MessageNew(message=msg))
     return E.SendResult(rid=d.rid, conv=cmd.conv, seq=seq, ts=now)
+
+
+def _direct_blocks(state: ConvState, user: str, s: Subject) -> None:
+    """A direct chat's blocks between `user` and the peer, into `s` (nothing to do elsewhere)."""
+    if state.blocks:
+        peer = next((u for u in state.members if u != user), None)
+        s.blocked = (peer, user) in state.blocks
+        s.blocking = (user, peer) in state.blocks
 
 
 def _auto_mute(d: Decision, state: ConvState, user: str, reason: str) -> None:
@@ -169,11 +174,14 @@ def _edit(d: Decision, body: F.Edit) -> Result:
     flag: str | None = None
     if d.core.enforce:
         s = d.subject(state)
+        s.last_sent_at = state.last_sent.get(cmd.user, 0)
+        _direct_blocks(state, cmd.user, s)
         s.links = policy.count_links(body.text)
         if s.links:
             s.account_age_ms = _account_age(d, cmd.user)
         d.check(s, Action.EDIT_OWN)
         flag = _screen(d, body.text)
+    state.last_sent[cmd.user] = now  # slow mode counts an edit as a message
     msg.text, msg.edited_at = body.text, now
     d.batch.mutations.append(UpdateMessage(msg.conv, msg.seq, msg.text, now, False))
     if flag is not None:

@@ -95,3 +95,23 @@ async def test_every_write_has_a_per_user_rate_limit(fresh_server):
         answers = await outcomes([await client.submit(op, **SAMPLES[op]) for _ in range(3)])
         assert "rate_limited" not in answers[:2] and answers[2] == "rate_limited", (op, answers)
         await client.close()
+
+
+async def test_edits_obey_slow_mode_and_read_only_like_sends(server, make_user):
+    """200 edits once went through in 1.2 s under a one-hour slow mode, and members edited their
+    old messages in a read-only room."""
+    owner, member = await make_user(), await make_user()
+    o = await Client.connect(server.base_url, owner.token)
+    m = await Client.connect(server.base_url, member.token)
+    conv = (await o.request("conv.create", kind="group", members=[member.user_id]))["conv"]["id"]
+    seq = (await m.send(conv, "first"))["seq"]
+    await o.request("conv.update", conv=conv, slow_mode_s=3600)
+    answers = await asyncio.gather(*[m.request("edit", conv=conv, seq=seq, text=f"edit {n}") for n in range(10)],
+                                   return_exceptions=True)
+    assert all(isinstance(a, ParleyError) and a.rule == "slow_mode" for a in answers), answers
+    await o.request("conv.update", conv=conv, slow_mode_s=0, read_only=True)
+    with pytest.raises(ParleyError) as refused:
+        await m.request("edit", conv=conv, seq=seq, text="rewritten history")
+    assert refused.value.rule == "read_only"
+    assert (await o.request("history", conv=conv))["messages"][0]["text"] == "first"
+    await asyncio.gather(o.close(), m.close())

@@ -236,6 +236,48 @@ def test_read_only_and_slow_mode_hold_members_back_but_not_moderators():
     assert run(core, send("mod")).reply["op"] == "ok"
 
 
+def edit(user: str, seq: int, text: str = "fixed", conv_id: str = "c1") -> Command:
+    return cmd(user, F.Edit(rid=f"e{next(_n)}", conv=conv_id, seq=seq, text=text), conv_id)
+
+
+def own_messages(user: str, *seqs: int, conv_id: str = "c1") -> Facts:
+    return Facts(messages={(conv_id, s): F.Message(conv=conv_id, seq=s, sender=user, ts=NOW, cmid=f"x{s}", text="t")
+                           for s in seqs})
+
+
+def test_edits_obey_slow_mode_read_only_and_mutes_like_sends():
+    """200 edits once went through in 1.2 s under a one-hour slow mode, and members edited old
+    messages of a read-only room."""
+    state = conv(("o", "owner"), ("mod", "moderator"), ("m", "member"))
+    state.row.slow_mode_s, state.row.last_seq = 3600, 1
+    core = core_with(state)
+    assert run(core, send("m")).reply["op"] == "ok"
+    reply = denied(run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 1_000), "slow_mode")
+    assert reply["retry_after_ms"] == 3_599_000
+    # An edit counts as a message of slow mode: the next send waits the whole interval after it.
+    assert run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 3_600_000).reply["op"] == "ok"
+    denied(run(core, send("m"), now=NOW + 3_601_000), "slow_mode")
+    assert [run(core, edit("mod", 2), facts=own_messages("mod", 2)).reply["op"] for _ in range(3)] == ["ok"] * 3
+    state.row.slow_mode_s, state.row.read_only = 0, True
+    denied(run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 10**8), "read_only")
+    assert run(core, edit("mod", 2), facts=own_messages("mod", 2)).reply["op"] == "ok"
+    state.row.read_only = False
+    run(core, cmd("mod", F.MemberMute(rid="mute", conv="c1", user="m")))
+    denied(run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 10**8), "muted")
+
+
+def test_edits_in_a_direct_chat_obey_blocks_like_sends():
+    core = ChatCore()
+    d = direct_conv_id("a", "b")
+    run(core, cmd("a", F.ConvCreate(rid="c", kind="direct", members=["b"]), conv=d), facts=Facts(users={"b"}))
+    assert run(core, send("a", conv_id=d)).reply["op"] == "ok"
+    run(core, block("b", "a"), facts=Facts(users={"a"}))
+    denied(run(core, edit("a", 1, conv_id=d), facts=own_messages("a", 1, conv_id=d)), "blocked")
+    run(core, block("b", "a", on=False), facts=Facts(users={"a"}, blocks={("b", "a")}))
+    run(core, block("a", "b"), facts=Facts(users={"b"}))
+    denied(run(core, edit("a", 1, conv_id=d), facts=own_messages("a", 1, conv_id=d)), "blocking")
+
+
 def test_a_duplicate_flood_is_refused_and_mutes_automatically_with_an_audit_entry():
     core = core_with(conv(("o", "owner"), ("m", "member")), instance=InstancePolicy(flood_repeats=3,
                                                                                       flood_window_s=30))

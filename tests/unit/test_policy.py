@@ -43,11 +43,14 @@ STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] =
     "muted forever": ({"muted_until": FOREVER},
                       {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.START_CALL)}),
     "mute expired": ({"muted_until": NOW}, {}),
-    "read-only": ({"read_only": True}, {Action.SEND: ("read_only", MOD)}),
-    "slow mode, too soon": ({"slow_mode_s": 30, "last_sent_at": NOW - 10_000}, {Action.SEND: ("slow_mode", MOD)}),
+    # An edit is writing to the conversation again: the rules of a send apply to it (issue 12).
+    "read-only": ({"read_only": True}, {a: ("read_only", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
+    "slow mode, too soon": ({"slow_mode_s": 30, "last_sent_at": NOW - 10_000},
+                            {a: ("slow_mode", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
     "slow mode, waited": ({"slow_mode_s": 30, "last_sent_at": NOW - 30_000}, {}),
-    "blocked by the peer": ({"blocked": True}, {Action.SEND: ("blocked", None), Action.INVITE: ("blocked", None)}),
-    "blocking the peer": ({"blocking": True}, {Action.SEND: ("blocking", None)}),
+    "blocked by the peer": ({"blocked": True}, {a: ("blocked", None)
+                                                for a in (Action.SEND, Action.EDIT_OWN, Action.INVITE)}),
+    "blocking the peer": ({"blocking": True}, {a: ("blocking", None) for a in (Action.SEND, Action.EDIT_OWN)}),
     "flood": ({"repeats": 5}, {Action.SEND: ("flood", MOD)}),
     "4 repeats": ({"repeats": 4}, {}),
     "new account, a link": ({"account_age_ms": 60_000, "links": 1},
