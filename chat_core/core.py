@@ -22,7 +22,11 @@ from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.errors import ParleyError
 from parley.events import Ok
 from parley.frames import encode, error_frame
+from parley.limits import Limits
 from parley.records import Command, ConvState, Facts, IdemKey, Needs
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class ChatCore:
@@ -30,7 +34,7 @@ class ChatCore:
 
     def __init__(self, max_convs: int = 50_000, max_idem: int = 200_000, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 enforce: bool = True) -> None:
+                 limits: Limits = DEFAULT_LIMITS, enforce: bool = True) -> None:
         self.convs: OrderedDict[str, ConvState] = OrderedDict()
         #: (seq, ts) of stored sends by idempotency key.
         self.idem: OrderedDict[IdemKey, tuple[int, int]] = OrderedDict()
@@ -39,6 +43,8 @@ class ChatCore:
         self._max_convs = max_convs
         self._max_idem = max_idem
         self.instance = instance
+        #: The caps a writer applies (reactions and edits per message).
+        self.limits = limits
         #: None for AllowAll: the send path skips the call altogether.
         self.content_filter: ContentFilter | None = None if content_filter is None or isinstance(
             content_filter, AllowAll) else content_filter

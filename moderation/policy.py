@@ -35,7 +35,8 @@ FOREVER = 2**62
 
 
 class Action(StrEnum):
-    READ = "read"  # history, receipts, reactions, typing: any member
+    READ = "read"  # history, receipts, typing, taking a reaction back: any member
+    REACT = "react"  # adding a reaction: any member who may write (not while muted)
     SEND = "send"
     EDIT_OWN = "edit_own"
     DELETE_ANY = "delete_any"
@@ -51,7 +52,7 @@ class Action(StrEnum):
     JOIN = "join"  # a non-member joining a public conversation
 
 
-_EVERY_KIND = {(kind, Action.READ): "member" for kind in KINDS}
+_EVERY_KIND = {(kind, action): "member" for kind in KINDS for action in (Action.READ, Action.REACT)}
 #: The built-in floor: the lowest role allowed each action, per conversation kind. Absent means
 #: the action is not possible in that kind. Instance defaults and conversation overrides replace
 #: single entries; they cannot make possible what is absent here.
@@ -230,16 +231,16 @@ RULES: list[Rule] = [
     Rule("banned", frozenset({Action.JOIN}),
          lambda s, p: s.banned_until > s.now,
          lambda s, p: f"you are banned from this conversation {_until(s.banned_until, s.now)}"),
-    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.INVITE}),
+    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.INVITE}),
          lambda s, p: s.blocked,
          lambda s, p: "this user does not accept messages or invitations from you"),
-    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN}),
+    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT}),
          lambda s, p: s.blocking,
          lambda s, p: "you blocked this user; unblock them to write to them"),
     Rule("target_banned", frozenset({Action.INVITE}),
          lambda s, p: s.target_banned_until > s.now,
          lambda s, p: "this user is banned from the conversation; unban them first"),
-    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.START_CALL}),
+    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.START_CALL}),
          lambda s, p: s.muted_until > s.now,
          lambda s, p: f"you are muted in this conversation {_until(s.muted_until, s.now)}"),
     Rule("read_only", frozenset({Action.SEND, Action.EDIT_OWN}),

@@ -216,6 +216,8 @@ class Settings:
             room_password_window_s=_env_int("PARLEY_ROOM_PASSWORD_WINDOW_S", d.room_password_window_s),
             room_password_room_burst=_env_int("PARLEY_ROOM_PASSWORD_ROOM_BURST", d.room_password_room_burst),
             room_password_room_window_s=_env_int("PARLEY_ROOM_PASSWORD_ROOM_WINDOW_S", d.room_password_room_window_s),
+            max_reactions_per_message=_env_int("PARLEY_MAX_REACTIONS_PER_MESSAGE", d.max_reactions_per_message),
+            max_reactions_per_user=_env_int("PARLEY_MAX_REACTIONS_PER_USER", d.max_reactions_per_user),
             password_threads=_env_int("PARLEY_PASSWORD_THREADS", d.password_threads),
             password_queue_max=_env_int("PARLEY_PASSWORD_QUEUE_MAX", d.password_queue_max),
             max_upload_bytes=_env_int("PARLEY_MAX_UPLOAD_BYTES", d.max_upload_bytes),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypeGuard, Union, get_args
 
+import emoji
 import msgspec
 from msgspec import Meta
 
@@ -276,6 +277,8 @@ def check_request(req: AnyRequest, max_text_chars: int) -> None:
         # A message may be attachments alone (a photo without a caption); an edit may not empty one.
         if not req.text.strip() and not (isinstance(req, Send) and req.attachments):
             raise BadRequest("text must not be empty")
+    if isinstance(req, React) and not emoji.is_emoji(req.emoji):
+        raise BadRequest("a reaction is one emoji (Unicode's emoji list), not text")
     if isinstance(req, History) and req.before is not None and req.after is not None:
         raise BadRequest("give at most one of `before` and `after`")
     if isinstance(req, ConvCreate):

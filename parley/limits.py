@@ -115,6 +115,10 @@ class Limits(msgspec.Struct, frozen=True):
     moderation_window_s: int = 60
     block_burst: int = 30
     block_window_s: int = 60
+    #: Distinct reactions (emoji) on one message, and reactions of one user on one message
+    #: (Discord's 20; Telegram's 3 per user for Premium): a message and its every copy stay small.
+    max_reactions_per_message: int = 20
+    max_reactions_per_user: int = 3
     #: conv.join with a password, per user and per room, counted before any hashing: every
     #: attempt counts, right or wrong.
     room_password_burst: int = 10

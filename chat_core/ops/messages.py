@@ -217,15 +217,21 @@ def _delete(d: Decision, body: F.Delete) -> Result:
 def _react(d: Decision, body: F.React) -> Result:
     cmd = d.cmd
     state = d.conv()
-    member = policy.authorize(state.row, state.members.get(cmd.user), Action.READ, d.core.instance)
-    msg = _visible_message(d, state, member, body.seq)
+    s = d.subject(state)
+    if body.on:
+        _direct_blocks(state, cmd.user, s)
+        d.check(s, Action.REACT)
+    else:  # taking one's reaction back: any member, muted or not
+        d.check(s, Action.READ)
+    msg = _visible_message(d, state, state.members[cmd.user], body.seq)
     if msg.deleted:
         raise Conflict("the message was deleted")
-    users = msg.reactions.setdefault(body.emoji, [])
+    users = msg.reactions.get(body.emoji, [])
     if body.on == (cmd.user in users):
         return None
     if body.on:
-        users.append(cmd.user)
+        _check_reaction_caps(d, msg, body.emoji)
+        msg.reactions.setdefault(body.emoji, []).append(cmd.user)
     else:
         users.remove(cmd.user)
         if not users:
@@ -233,6 +239,17 @@ def _react(d: Decision, body: F.React) -> Result:
     d.batch.mutations.append(SetReaction(cmd.conv, body.seq, body.emoji, cmd.user, body.on))
     d.batch.emit(cmd.conv, E.Reaction(conv=cmd.conv, seq=body.seq, emoji=body.emoji, user=cmd.user, on=body.on))
     return None
+
+
+def _check_reaction_caps(d: Decision, msg: Message, emoji: str) -> None:
+    """A message takes a bounded number of distinct reactions, and each user a few of them."""
+    limits, user = d.core.limits, d.cmd.user
+    if emoji not in msg.reactions and len(msg.reactions) >= limits.max_reactions_per_message:
+        raise Conflict(f"a message takes at most {limits.max_reactions_per_message} different reactions; "
+                       "add yours to one of them")
+    if sum(user in users for users in msg.reactions.values()) >= limits.max_reactions_per_user:
+        raise Conflict(f"you may put at most {limits.max_reactions_per_user} reactions on one message; "
+                       "take one back first")
 
 
 def _read(d: Decision, body: F.Read) -> Result:

@@ -114,7 +114,8 @@ def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Co
     """chat_core with the instance policy and the content filter the settings name."""
     instance = InstancePolicy.from_json(settings.policy_json) if settings.policy_json else DEFAULT_INSTANCE
     return ChatCoreService(store, commands, events, bus, partitions, instance=instance,
-                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s)
+                           content_filter=filters.configured(settings), limits=settings.limits,
+                           policy_refresh_s=settings.policy_refresh_s)
 
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:

@@ -115,3 +115,28 @@ async def test_edits_obey_slow_mode_and_read_only_like_sends(server, make_user):
     assert refused.value.rule == "read_only"
     assert (await o.request("history", conv=conv))["messages"][0]["text"] == "first"
     await asyncio.gather(o.close(), m.close())
+
+
+async def test_reactions_are_emoji_and_a_message_takes_a_bounded_number(server, make_user):
+    """Reactions took any 32 characters ("BUY CHEAP www.spam.tld" reached every member, from muted
+    users too) and 300 distinct ones fit on one message."""
+    owner, sub = await make_user(), await make_user()
+    o = await Client.connect(server.base_url, owner.token)
+    s = await Client.connect(server.base_url, sub.token)
+    chan = (await o.request("conv.create", kind="channel", members=[sub.user_id], title="news"))["conv"]["id"]
+    seq = (await o.send(chan, "announcement"))["seq"]
+    with pytest.raises(ParleyError) as refused:
+        await s.request("react", conv=chan, seq=seq, emoji="BUY CHEAP www.spam.tld", on=True)
+    assert refused.value.code == "bad_request"
+    await s.request("react", conv=chan, seq=seq, emoji="🎉", on=True)  # a subscriber reacts with emoji
+    emoji = ["😀", "😂", "😍", "😎", "🤔", "😴", "😡", "👍", "👎", "👏", "🙏", "💯", "🔥", "🎉", "❤️", "💔", "⭐",
+             "🚀", "🍕", "☕", "🐍", "🦀", "🌍", "🌙"]
+    answers = await outcomes([await o.submit("react", conv=chan, seq=seq, emoji=e, on=True) for e in emoji])
+    assert answers.count("ok") <= 3 and "conflict" in answers  # 3 per user by default
+    await o.request("member.mute", conv=chan, user=sub.user_id)
+    with pytest.raises(ParleyError) as refused:
+        await s.request("react", conv=chan, seq=seq, emoji="👍", on=True)
+    assert refused.value.rule == "muted"
+    message = (await o.request("history", conv=chan))["messages"][0]
+    assert sum(len(users) for users in message["reactions"].values()) <= 4
+    await asyncio.gather(o.close(), s.close())

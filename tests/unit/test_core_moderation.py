@@ -13,6 +13,7 @@ from moderation.filters import WordList
 from moderation.policy import InstancePolicy
 from parley import frames as F
 from parley.ids import direct_conv_id
+from parley.limits import Limits
 from parley.records import (
     AuditEntry, Command, ConvRow, ConvState, DropBlock, DropMember, DropSanction, EdgeFacts, Facts, InsertMessage,
     MemberRow, PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, UpdateConv,
@@ -276,6 +277,50 @@ def test_edits_in_a_direct_chat_obey_blocks_like_sends():
     run(core, block("b", "a", on=False), facts=Facts(users={"a"}, blocks={("b", "a")}))
     run(core, block("a", "b"), facts=Facts(users={"b"}))
     denied(run(core, edit("a", 1, conv_id=d), facts=own_messages("a", 1, conv_id=d)), "blocking")
+
+
+def react(user: str, emoji: str, on: bool = True, seq: int = 1, conv_id: str = "c1") -> Command:
+    return cmd(user, F.React(rid=f"r{next(_n)}", conv=conv_id, seq=seq, emoji=emoji, on=on), conv_id)
+
+
+def test_a_muted_member_may_not_react_but_may_take_a_reaction_back():
+    state = conv(("o", "owner"), ("m", "member"))
+    state.row.last_seq = 1
+    core = core_with(state)
+    message = own_messages("o", 1)  # one copy, as the store would read it again
+    assert run(core, react("m", "👍"), facts=message).reply["op"] == "ok"
+    run(core, cmd("o", F.MemberMute(rid="mute", conv="c1", user="m")))
+    denied(run(core, react("m", "🎉"), facts=message), "muted")
+    r = run(core, react("m", "👍", on=False), facts=message)
+    assert r.reply["op"] == "ok" and r.event("reaction")["on"] is False
+
+
+def test_a_channel_subscriber_reacts_and_a_blocked_peer_does_not():
+    channel = conv(("o", "owner"), ("sub", "member"), kind="channel")
+    channel.row.last_seq = 1
+    assert run(core_with(channel), react("sub", "🎉"), facts=own_messages("o", 1)).reply["op"] == "ok"
+    core = ChatCore()
+    d = direct_conv_id("a", "b")
+    run(core, cmd("a", F.ConvCreate(rid="c", kind="direct", members=["b"]), conv=d), facts=Facts(users={"b"}))
+    run(core, send("b", conv_id=d))
+    run(core, block("b", "a"), facts=Facts(users={"a"}))
+    denied(run(core, react("a", "👍", conv_id=d), facts=own_messages("b", 1, conv_id=d)), "blocked")
+
+
+def test_a_message_takes_a_bounded_number_of_reactions():
+    """300 distinct reactions once fit on one message (18 KB on every copy of it)."""
+    state = conv(("o", "owner"), *((f"u{i}", "member") for i in range(4)))
+    state.row.last_seq = 1
+    core = core_with(state, limits=Limits(max_reactions_per_message=3, max_reactions_per_user=2))
+    facts = own_messages("o", 1)
+    for user, emoji in (("u0", "👍"), ("u0", "🎉"), ("u1", "❤️")):
+        facts.messages[("c1", 1)].reactions.setdefault(emoji, []).append(user)
+    reply = denied(run(core, react("u2", "😂"), facts=facts), None, "conflict")
+    assert "3" in reply["message"]
+    assert run(core, react("u2", "👍"), facts=facts).reply["op"] == "ok"  # one already there: fine
+    denied(run(core, react("u0", "❤️"), facts=facts), None, "conflict")  # u0 has 2 on this message
+    assert run(core, react("u0", "👍", on=False), facts=facts).reply["op"] == "ok"
+    assert run(core, react("u0", "❤️"), facts=facts).reply["op"] == "ok"
 
 
 def test_a_duplicate_flood_is_refused_and_mutes_automatically_with_an_audit_entry():

@@ -21,7 +21,7 @@ MOD = "moderator"
 
 #: THE declaration. (kind, action) -> the lowest role allowed; anything absent is impossible.
 FLOOR: dict[tuple[str, Action], str] = {
-    **{(k, Action.READ): "member" for k in KINDS},
+    **{(k, a): "member" for k in KINDS for a in (Action.READ, Action.REACT)},
     **{("direct", a): "member" for a in (Action.SEND, Action.EDIT_OWN, Action.PIN, Action.START_CALL)},
     ("group", Action.SEND): "member", ("group", Action.EDIT_OWN): "member",
     ("group", Action.START_CALL): "member", ("group", Action.DELETE_ANY): MOD, ("group", Action.KICK): MOD,
@@ -39,9 +39,9 @@ FLOOR: dict[tuple[str, Action], str] = {
 STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] = {
     "plain": ({}, {}),
     "muted": ({"muted_until": NOW + 60_000},
-              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.START_CALL)}),
+              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.START_CALL)}),
     "muted forever": ({"muted_until": FOREVER},
-                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.START_CALL)}),
+                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.START_CALL)}),
     "mute expired": ({"muted_until": NOW}, {}),
     # An edit is writing to the conversation again: the rules of a send apply to it (issue 12).
     "read-only": ({"read_only": True}, {a: ("read_only", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
@@ -49,8 +49,9 @@ STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] =
                             {a: ("slow_mode", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
     "slow mode, waited": ({"slow_mode_s": 30, "last_sent_at": NOW - 30_000}, {}),
     "blocked by the peer": ({"blocked": True}, {a: ("blocked", None)
-                                                for a in (Action.SEND, Action.EDIT_OWN, Action.INVITE)}),
-    "blocking the peer": ({"blocking": True}, {a: ("blocking", None) for a in (Action.SEND, Action.EDIT_OWN)}),
+                                                for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.INVITE)}),
+    "blocking the peer": ({"blocking": True}, {a: ("blocking", None)
+                                               for a in (Action.SEND, Action.EDIT_OWN, Action.REACT)}),
     "flood": ({"repeats": 5}, {Action.SEND: ("flood", MOD)}),
     "4 repeats": ({"repeats": 4}, {}),
     "new account, a link": ({"account_age_ms": 60_000, "links": 1},
