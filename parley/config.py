@@ -218,6 +218,7 @@ class Settings:
             room_password_room_window_s=_env_int("PARLEY_ROOM_PASSWORD_ROOM_WINDOW_S", d.room_password_room_window_s),
             max_reactions_per_message=_env_int("PARLEY_MAX_REACTIONS_PER_MESSAGE", d.max_reactions_per_message),
             max_reactions_per_user=_env_int("PARLEY_MAX_REACTIONS_PER_USER", d.max_reactions_per_user),
+            max_edits_per_message=_env_int("PARLEY_MAX_EDITS_PER_MESSAGE", d.max_edits_per_message),
             password_threads=_env_int("PARLEY_PASSWORD_THREADS", d.password_threads),
             password_queue_max=_env_int("PARLEY_PASSWORD_QUEUE_MAX", d.password_queue_max),
             max_upload_bytes=_env_int("PARLEY_MAX_UPLOAD_BYTES", d.max_upload_bytes),

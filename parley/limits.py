@@ -119,6 +119,8 @@ class Limits(msgspec.Struct, frozen=True):
     #: (Discord's 20; Telegram's 3 per user for Premium): a message and its every copy stay small.
     max_reactions_per_message: int = 20
     max_reactions_per_user: int = 3
+    #: Edits of one message: each edit sends the whole message to every member again.
+    max_edits_per_message: int = 50
     #: conv.join with a password, per user and per room, counted before any hashing: every
     #: attempt counts, right or wrong.
     room_password_burst: int = 10

@@ -193,6 +193,8 @@ class UpdateMessage(msgspec.Struct, tag=True):
     text: str | None
     edited_at: int | None
     deleted: bool
+    #: An edit: the message's edits so far, this one included (a delete keeps the stored count).
+    edits: int = 0
 
 
 class SetReaction(msgspec.Struct, tag=True):
@@ -390,6 +392,9 @@ class Facts:
     idem: dict[IdemKey, tuple[int, int]] = field(default_factory=dict)
     messages: dict[MsgKey, Message] = field(default_factory=dict)
     attachments: dict[str, AttachmentRow] = field(default_factory=dict)
+    #: How often each of `Needs.messages` was edited; absent: never (a message carries no count
+    #: on the wire, so it is kept beside the message).
+    edits: dict[MsgKey, int] = field(default_factory=dict)
     #: users.created_at of `Needs.accounts` (and of `Needs.users` that exist).
     created_at: dict[str, int] = field(default_factory=dict)
     #: (blocker, blocked) among `Needs.blocks` pairs, either way.

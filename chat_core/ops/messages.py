@@ -171,6 +171,11 @@ def _edit(d: Decision, body: F.Edit) -> Result:
         raise Forbidden("only the sender may edit a message", rule="not_sender")
     if msg.deleted:
         raise Conflict("the message was deleted")
+    key = (msg.conv, msg.seq)
+    edits = d.facts.edits.get(key, 0) + 1
+    if edits > d.core.limits.max_edits_per_message:
+        raise Conflict(f"a message may be edited at most {d.core.limits.max_edits_per_message} times; "
+                       "send a new one")
     flag: str | None = None
     if d.core.enforce:
         s = d.subject(state)
@@ -183,7 +188,8 @@ def _edit(d: Decision, body: F.Edit) -> Result:
         flag = _screen(d, body.text)
     state.last_sent[cmd.user] = now  # slow mode counts an edit as a message
     msg.text, msg.edited_at = body.text, now
-    d.batch.mutations.append(UpdateMessage(msg.conv, msg.seq, msg.text, now, False))
+    d.facts.edits[key] = edits
+    d.batch.mutations.append(UpdateMessage(msg.conv, msg.seq, msg.text, now, False, edits))
     if flag is not None:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{msg.seq}", flag, sender=cmd.user)
     d.batch.emit(cmd.conv, E.MessageEdited(message=msg))

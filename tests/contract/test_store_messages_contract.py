@@ -34,6 +34,18 @@ async def test_a_batch_is_read_back_whole(reopen):
 
 
 
+async def test_a_messages_edit_count_is_kept_and_a_delete_keeps_it(reopen):
+    store = await seeded(reopen)
+    await store.apply([InsertMessage(message(1)), InsertMessage(message(2)),
+                       UpdateMessage("c1", 2, "sent and edited in one batch", 20, False, 1)])
+    await store.apply([UpdateMessage("c1", 1, "again", 30, False, 1)])
+    await store.apply([UpdateMessage("c1", 1, "and again", 40, False, 2), UpdateMessage("c1", 2, None, 20, True)])
+    store = await reopen()
+    facts = await store.prefetch(Needs(messages={("c1", 1), ("c1", 2), ("c1", 3)}))
+    assert facts.edits == {("c1", 1): 2, ("c1", 2): 1}  # never edited (or absent): no entry
+    assert facts.messages[("c1", 1)].text == "and again" and facts.messages[("c1", 2)].deleted
+
+
 async def test_a_seq_is_never_stored_twice_and_a_rejected_batch_leaves_nothing(reopen):
     store = await seeded(reopen)
     await store.apply([InsertMessage(message(1)), SetConvHead("c1", 1)])

@@ -140,3 +140,20 @@ async def test_reactions_are_emoji_and_a_message_takes_a_bounded_number(server, 
     message = (await o.request("history", conv=chan))["messages"][0]
     assert sum(len(users) for users in message["reactions"].values()) <= 4
     await asyncio.gather(o.close(), s.close())
+
+
+async def test_a_message_is_edited_a_bounded_number_of_times(fresh_server):
+    """400 edits of 16 KB once reached every member as 6.5 MB in 1.7 s: the edit rate limit and a
+    cap on edits per message (counted in the store) bound what one message can push."""
+    proc = fresh_server(PARLEY_MAX_EDITS_PER_MESSAGE="3")
+    alice, bob = [await register(proc.base_url, name, "correct horse") for name in ("alice", "bob")]
+    a = await Client.connect(proc.base_url, alice.token)
+    conv = (await a.request("conv.create", kind="group", members=[bob.user_id]))["conv"]["id"]
+    seq = (await a.send(conv, "draft"))["seq"]
+    for n in range(3):
+        await a.request("edit", conv=conv, seq=seq, text="x" * 16_000 + str(n))
+    with pytest.raises(ParleyError) as refused:
+        await a.request("edit", conv=conv, seq=seq, text="one more")
+    assert refused.value.code == "conflict"
+    assert (await a.request("history", conv=conv))["messages"][0]["text"].endswith("2")
+    await a.close()

@@ -16,7 +16,7 @@ from parley.ids import direct_conv_id
 from parley.limits import Limits
 from parley.records import (
     AuditEntry, Command, ConvRow, ConvState, DropBlock, DropMember, DropSanction, EdgeFacts, Facts, InsertMessage,
-    MemberRow, PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, UpdateConv,
+    MemberRow, PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, UpdateConv, UpdateMessage,
 )
 
 NOW = 1_700_000_000_000
@@ -265,6 +265,24 @@ def test_edits_obey_slow_mode_read_only_and_mutes_like_sends():
     state.row.read_only = False
     run(core, cmd("mod", F.MemberMute(rid="mute", conv="c1", user="m")))
     denied(run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 10**8), "muted")
+
+
+def test_a_message_takes_a_bounded_number_of_edits():
+    """400 edits of 16 KB once reached every member as 6.5 MB in 1.7 s: besides the edit rate
+    limit, a message is edited at most max_edits_per_message times."""
+    state = conv(("o", "owner"), ("m", "member"))
+    state.row.last_seq = 1
+    core = core_with(state, limits=Limits(max_edits_per_message=2))
+    facts = own_messages("m", 1)
+    assert core.needs([edit("m", 1)]).messages == {("c1", 1)}
+    first, second = run(core, edit("m", 1), edit("m", 1), facts=facts).of(UpdateMessage)
+    assert (first.edits, second.edits) == (1, 2)
+    reply = denied(run(core, edit("m", 1), facts=facts), None, "conflict")
+    assert "2" in reply["message"]
+    facts = own_messages("m", 1)
+    facts.edits[("c1", 1)] = 2  # as the store counted them
+    denied(run(core, edit("m", 1), facts=facts), None, "conflict")
+    assert run(core, cmd("m", F.Delete(rid="d", conv="c1", seq=1)), facts=facts).reply["op"] == "ok"
 
 
 def test_edits_in_a_direct_chat_obey_blocks_like_sends():

@@ -123,11 +123,14 @@ class CassandraMessages(CassandraDatabase):
 
         async def message(key: tuple[str, int]) -> None:
             conv_id, seq = key
-            row = await self._one("message_get", [conv_id, bucket_of(seq), seq])
+            row, edits = await asyncio.gather(self._one("message_get", [conv_id, bucket_of(seq), seq]),
+                                              self._one("message_edits_get", [conv_id, bucket_of(seq), seq]))
             if row is not None:
                 msg = _message(row, conv_id)
                 await self._attach_reactions([msg])
                 facts.messages[key] = msg
+                if edits is not None and edits[0]:
+                    facts.edits[key] = int(edits[0])
 
         async def attachment(attachment_id: str) -> None:
             row = await self._one("attachment_get", [attachment_id])

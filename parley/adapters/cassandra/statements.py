@@ -135,6 +135,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                       "LIMIT ?"),
     ("messages_asc", f"SELECT {_MSG_COLS} FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq < ? "
                      "ORDER BY seq ASC LIMIT ?"),
+    # edit counts (0005): written with each edit, read with the message by chat_core
+    ("message_edits_put", "INSERT INTO message_edits (conv_id, bucket, seq, edits) VALUES (?, ?, ?, ?)"),
+    ("message_edits_get", "SELECT edits FROM message_edits WHERE conv_id = ? AND bucket = ? AND seq = ?"),
     ("reaction_put", "INSERT INTO reactions (conv_id, bucket, seq, emoji, user_id) VALUES (?, ?, ?, ?, ?)"),
     ("reaction_drop", "DELETE FROM reactions WHERE conv_id = ? AND bucket = ? AND seq = ? AND emoji = ? AND user_id = ?"),
     ("reactions_in", "SELECT seq, emoji, user_id FROM reactions WHERE conv_id = ? AND bucket = ? AND seq >= ? "

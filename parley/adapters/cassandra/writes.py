@@ -92,6 +92,7 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
     cursors: dict[tuple[str, str], int] = {}
     inserts: dict[tuple[str, int], Message] = {}
     updates: dict[tuple[str, int], UpdateMessage] = {}
+    edit_counts: dict[tuple[str, int], int] = {}
     reactions: dict[tuple[str, int, str, str], bool] = {}
     idem: set[tuple[str, str, str]] = set()
     settings: dict[str, ConvRow] = {}
@@ -125,6 +126,8 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 inserts[(msg.conv, msg.seq)] = msgspec.structs.replace(msg)
                 idem.add(key3)
             case UpdateMessage():
+                if m.edits and not m.deleted:  # a delete keeps the stored count
+                    edit_counts[(m.conv, m.seq)] = max(edit_counts.get((m.conv, m.seq), 0), m.edits)
                 new = inserts.get((m.conv, m.seq))
                 if new is not None:
                     new.text, new.edited_at, new.deleted = m.text, m.edited_at, m.deleted
@@ -198,6 +201,8 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
             plan.logged.append(("message_delete", [None, u.edited_at, True, None, conv, bucket_of(seq), seq]))
         else:
             plan.logged.append(("message_edit", [u.text, u.edited_at, False, conv, bucket_of(seq), seq]))
+    plan.logged.extend(("message_edits_put", [conv, bucket_of(seq), seq, edits])
+                       for (conv, seq), edits in edit_counts.items())
     for (conv, seq, emoji, user), on in reactions.items():
         plan.logged.append(("reaction_put" if on else "reaction_drop", [conv, bucket_of(seq), seq, emoji, user]))
     plan.heads = [("head_set", [seq, seq, conv]) for conv, seq in sorted(heads.items())]

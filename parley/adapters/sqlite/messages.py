@@ -43,9 +43,11 @@ def idem_lookup_sql(n: int) -> str:
 
 
 def message_lookup_sql(n: int) -> str:
+    """The messages of n (conv, seq) keys, each row with its edit count last."""
     keys = ",".join("(?,?)" for _ in range(n))
     cols = ", ".join(f"m.{c.strip()}" for c in MSG_COLS.split(","))
-    return f"WITH k(conv, seq) AS (VALUES {keys}) SELECT {cols} FROM k JOIN messages m ON m.conv = k.conv AND m.seq = k.seq"
+    return (f"WITH k(conv, seq) AS (VALUES {keys}) SELECT {cols}, m.edits FROM k "
+            "JOIN messages m ON m.conv = k.conv AND m.seq = k.seq")
 
 
 class SqliteMessages(SqliteDatabase):
@@ -86,6 +88,8 @@ class SqliteMessages(SqliteDatabase):
         for mpart in chunks(sorted(needs.messages), CHUNK // 2):
             for row in conn.execute(message_lookup_sql(len(mpart)), [x for k in mpart for x in k]):
                 facts.messages[(row[0], row[1])] = message_row(row)
+                if row[-1]:
+                    facts.edits[(row[0], row[1])] = row[-1]
         self._attach_reactions(conn, list(facts.messages.values()))
         for apart in chunks(sorted(needs.attachments)):
             for row in conn.execute(

@@ -62,8 +62,9 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
                      json_encode(x.mentions) if x.mentions else None, x.edited_at, int(x.deleted)))
         case UpdateMessage():
             return ("UPDATE messages SET text = ?, edited_at = ?, deleted = ?, "
-                    "attachments = CASE WHEN ? THEN NULL ELSE attachments END WHERE conv = ? AND seq = ?",
-                    (m.text, m.edited_at, int(m.deleted), int(m.deleted), m.conv, m.seq))
+                    "attachments = CASE WHEN ? THEN NULL ELSE attachments END, "
+                    "edits = CASE WHEN ? THEN edits ELSE ? END WHERE conv = ? AND seq = ?",
+                    (m.text, m.edited_at, int(m.deleted), int(m.deleted), int(m.deleted), m.edits, m.conv, m.seq))
         case SetReaction():
             if m.on:
                 return ("INSERT INTO reactions (conv, seq, emoji, user) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",

@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
 CREATE TABLE IF NOT EXISTS messages (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
     cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
-    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, edits INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conv, seq)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender, cmid);
 CREATE TABLE IF NOT EXISTS reactions (
