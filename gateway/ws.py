@@ -227,7 +227,13 @@ class WsEndpoint:
             raise
 
     async def _typing(self, session: Session, req: F.Typing) -> None:
-        await self._reads.readable(req.conv, session.user)
+        if not session.typing_due(req.conv, time.monotonic(), self._limits.typing_interval_s):
+            return  # one signal per interval is all the members need: the rest is dropped
+        try:
+            await self._reads.readable(req.conv, session.user)
+        except ParleyError:
+            session.typing_refused(req.conv)
+            raise
         record = EventRecord(req.conv, E.encode_event(E.UserTyping(conv=req.conv, user=session.user)))
         # Typing is hidden between users who block each other, either way.
         await self._fanout.send(record, skip_user=session.user, skip=await self._reads.blocks.peers(session.user))

@@ -216,6 +216,7 @@ class Settings:
             room_password_window_s=_env_int("PARLEY_ROOM_PASSWORD_WINDOW_S", d.room_password_window_s),
             room_password_room_burst=_env_int("PARLEY_ROOM_PASSWORD_ROOM_BURST", d.room_password_room_burst),
             room_password_room_window_s=_env_int("PARLEY_ROOM_PASSWORD_ROOM_WINDOW_S", d.room_password_room_window_s),
+            typing_interval_s=_env_float("PARLEY_TYPING_INTERVAL_S", d.typing_interval_s),
             max_reactions_per_message=_env_int("PARLEY_MAX_REACTIONS_PER_MESSAGE", d.max_reactions_per_message),
             max_reactions_per_user=_env_int("PARLEY_MAX_REACTIONS_PER_USER", d.max_reactions_per_user),
             max_edits_per_message=_env_int("PARLEY_MAX_EDITS_PER_MESSAGE", d.max_edits_per_message),

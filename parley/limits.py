@@ -115,6 +115,9 @@ class Limits(msgspec.Struct, frozen=True):
     moderation_window_s: int = 60
     block_burst: int = 30
     block_window_s: int = 60
+    #: A session's typing signals fan out at most once per conversation per this many seconds;
+    #: the others are answered `ok` and dropped (clients repeat typing while the user types).
+    typing_interval_s: float = 3.0
     #: Distinct reactions (emoji) on one message, and reactions of one user on one message
     #: (Discord's 20; Telegram's 3 per user for Premium): a message and its every copy stay small.
     max_reactions_per_message: int = 20

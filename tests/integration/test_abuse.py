@@ -157,3 +157,16 @@ async def test_a_message_is_edited_a_bounded_number_of_times(fresh_server):
     assert refused.value.code == "conflict"
     assert (await a.request("history", conv=conv))["messages"][0]["text"].endswith("2")
     await a.close()
+
+
+async def test_a_typing_flood_reaches_members_once_per_interval(server, make_user):
+    """300 of 300 typing signals once fanned out: a session's extras are answered ok and dropped."""
+    alice, bob = await make_user(), await make_user()
+    a = await Client.connect(server.base_url, alice.token)
+    b = await Client.connect(server.base_url, bob.token)
+    conv = (await a.request("conv.create", kind="group", members=[bob.user_id]))["conv"]["id"]
+    assert set(await outcomes([await a.submit("typing", conv=conv) for _ in range(100)])) == {"ok"}
+    await b.next_event("typing")
+    await asyncio.sleep(0.5)
+    assert [e for e in b.drain_events() if e["type"] == "typing"] == []
+    await asyncio.gather(a.close(), b.close())
