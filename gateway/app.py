@@ -15,13 +15,14 @@ from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
+from gateway.privacy_settings import PrivacyRoutes
 from gateway.reads import Reads
+from gateway.request_limits import RequestLimits
 from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
 from gateway.room_passwords import RoomPasswords
 from gateway.security_headers import add_security_headers
 from gateway.uploads import UploadRoutes
 from gateway.write_facts import WriteFacts
-from gateway.write_limits import WriteLimits
 from gateway.ws import WsEndpoint
 from moderation.admin import openapi
 from moderation.admin.routes import register as register_admin
@@ -55,7 +56,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         Limiter("room password per room", *limits.rate("room_password_room"), limits_storage),
         threads=limits.password_threads, queue_max=limits.password_queue_max)
     ws = WsEndpoint(hub, reads, authenticator, commands, fanout, contacts, limits,
-                    WriteLimits(limits, limits_storage), WriteFacts(room_passwords), presence)
+                    RequestLimits(limits, limits_storage), WriteFacts(room_passwords, store, contacts), presence)
     app.router.add_get("/v1/ws", ws.handle)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
               if limits.ip_auth_burst > 0 else None)
@@ -68,6 +69,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                            Limiter("export", limits.export_burst, limits.export_window_s, limits_storage))
     add_routes(app, auth, members, limits, ready, hub.gateway_id)
     register_admin(app, AdminService(store, runner, hub), authenticator, openapi.document)
+    PrivacyRoutes(store, authenticator, Limiter("privacy", *limits.rate("settings"), limits_storage)).mount(app)
     UploadRoutes(store, attachments, authenticator, limits,
                  Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage)).mount(app)
     for mount in routes:

@@ -1,4 +1,5 @@
-"""The read path, served by the gateway straight from the store: conv.list, history, sync."""
+"""The read path, served by the gateway straight from the store: conv.list, history, sync,
+invite.list."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import OrderedDict
 from moderation import policy
 from moderation.policy import Action
 from parley.errors import NotFound
-from parley.events import ConvSync
+from parley.events import ConvSync, Invitation
 from parley.frames import ConvView, History, Message
 from parley.limits import SYNC_PAGE
 from parley.ports import MessageStore
@@ -31,6 +32,16 @@ class Reads:
 
     async def conv_list(self, user: str) -> list[ConvView]:
         return [conv_view(row, member, peer) for row, member, peer in await self._store.conv_list(user)]
+
+    async def invitations(self, user: str) -> list[Invitation]:
+        """`user`'s pending invitations, except those from someone they block or who blocks
+        them: blocks win over invitations."""
+        pending = await self._store.invitations(user)
+        if not pending:
+            return []
+        blocked = await self.blocks.peers(user)
+        return [Invitation(conv=row.id, kind=row.kind, title=row.title, by=invitation.by, at=invitation.at)
+                for invitation, row in pending if invitation.by not in blocked]
 
     async def history(self, user: str, req: History) -> list[Message]:
         _, member = await self.readable(req.conv, user)

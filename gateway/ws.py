@@ -19,9 +19,9 @@ from gateway.contacts import Contacts
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
+from gateway.request_limits import RequestLimits
 from gateway.session import Session
 from gateway.write_facts import EDGE_CHECKED, WriteFacts
-from gateway.write_limits import WriteLimits
 from parley import events as E
 from parley import frames as F
 from parley import hops
@@ -45,7 +45,7 @@ def now_ms() -> int:
 
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
-                 fanout: Fanout, contacts: Contacts, limits: Limits, write_limits: WriteLimits,
+                 fanout: Fanout, contacts: Contacts, limits: Limits, request_limits: RequestLimits,
                  write_facts: WriteFacts, presence: GatewayPresence | None = None) -> None:
         self._hub = hub
         self._presence = presence
@@ -55,7 +55,7 @@ class WsEndpoint:
         self._commands = commands
         self._fanout = fanout
         self._limits = limits
-        self._write_limits = write_limits
+        self._request_limits = request_limits
         self._write_facts = write_facts
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -188,10 +188,11 @@ class WsEndpoint:
         if isinstance(req, F.Typing):
             await self._typing(session, req)
             return encode(E.Ok(rid=req.rid))
-        if isinstance(req, F.PresenceGet):
-            return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         if isinstance(req, F.Hello):
             raise BadRequest("this session already said hello")
+        await self._request_limits.hit(session.user, session.guest, req)
+        if isinstance(req, F.PresenceGet):
+            return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         await session.settled()
         if isinstance(req, F.History):
             return encode(E.HistoryResult(rid=req.rid, messages=await self._reads.history(session.user, req)))
@@ -199,6 +200,8 @@ class WsEndpoint:
             return encode(E.SyncResult(rid=req.rid, convs=await self._reads.sync(session.user, req.since)))
         if isinstance(req, F.ConvList):
             return encode(E.ConvListResult(rid=req.rid, convs=await self._reads.conv_list(session.user)))
+        if isinstance(req, F.InviteList):
+            return encode(E.InviteListResult(rid=req.rid, invites=await self._reads.invitations(session.user)))
         raise BadRequest(f"unsupported op {type(req).__name__}")
 
     async def _write(self, session: Session, req: F.WriteRequest) -> None:
@@ -208,7 +211,7 @@ class WsEndpoint:
             raise RateLimited("too many requests in flight; wait for replies", retry_after_ms=100)
         if session.guest and isinstance(req, (F.ConvCreate, F.ConvInvite)):
             raise Forbidden("guests cannot create conversations, open direct chats or invite")
-        await self._write_limits.hit(session.user, session.guest, req)
+        await self._request_limits.hit(session.user, session.guest, req)
         edge: EdgeFacts | None = None
         if isinstance(req, EDGE_CHECKED):
             req, edge = await self._write_facts.establish(session.user, req)
@@ -230,6 +233,7 @@ class WsEndpoint:
         if not session.typing_due(req.conv, time.monotonic(), self._limits.typing_interval_s):
             return  # one signal per interval is all the members need: the rest is dropped
         try:
+            await self._request_limits.hit(session.user, session.guest, req)
             await self._reads.readable(req.conv, session.user)
         except ParleyError:
             session.typing_refused(req.conv)

@@ -358,6 +358,13 @@ def may(row: ConvRow, member: MemberRow, action: Action, instance: InstancePolic
     return needed is not None and ROLE_RANK[member.role] >= ROLE_RANK[needed]
 
 
+def adds_directly(who_may_add: str, contact: bool) -> bool:
+    """Whether a conversation's creator or inviter may put this user into it at once, by the
+    user's "who may add me" choice; otherwise the user gets an invitation. Blocks come first:
+    a user who blocks the inviter is neither added nor invited (the `blocked` rule of INVITE)."""
+    return who_may_add == "anyone" or (who_may_add == "contacts" and contact)
+
+
 _LINK = re.compile(r"https?://|www\.", re.IGNORECASE)
 
 

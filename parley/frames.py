@@ -79,6 +79,18 @@ class ConvList(Request, tag="conv.list", frozen=True):
     pass
 
 
+class InviteAccept(Request, tag="invite.accept", frozen=True):
+    conv: Id
+
+
+class InviteDecline(Request, tag="invite.decline", frozen=True):
+    conv: Id
+
+
+class InviteList(Request, tag="invite.list", frozen=True):
+    pass
+
+
 class ConvUpdate(Request, tag="conv.update", frozen=True):
     """Change settings; an absent field stays as it is (`title`/`password` null clears them)."""
 
@@ -206,13 +218,14 @@ AnyRequest = Union[
     Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
+    InviteAccept, InviteDecline, InviteList,
 ]
 #: Moderation requests that act on one member of a conversation.
 MemberAction = Union[MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban]
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
 WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Send, Edit, Delete, React, Read,
                      MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
-                     UserBlock, UserUnblock]
+                     UserBlock, UserUnblock, InviteAccept, InviteDecline]
 _WRITE_TYPES = get_args(WriteRequest)
 
 

@@ -52,9 +52,10 @@ MAX_SANCTION_S = 366 * 24 * 3600
 MAX_SLOW_MODE_S = 24 * 3600
 MAX_PINS = 50
 
-#: Every write op's per-user rate limit, by family: op -> the name of its `Limits` pair
-#: (`<name>_burst` per `<name>_window_s`). One table: an op missing here fails the gateway's start.
-WRITE_RATES: dict[str, str] = {
+#: Every request's per-user rate limit, by family: op -> the name of its `Limits` pair
+#: (`<name>_burst` per `<name>_window_s`). One table for every op but `hello` and `ping`: an op
+#: missing here fails the gateway's start.
+RATES: dict[str, str] = {
     "send": "send",
     "edit": "edit",
     "delete": "delete",
@@ -62,11 +63,15 @@ WRITE_RATES: dict[str, str] = {
     "read": "read",
     "conv.create": "create",
     "conv.invite": "invite",
-    "conv.join": "membership", "conv.leave": "membership",
+    "conv.join": "membership", "conv.leave": "membership", "invite.accept": "membership",
+    "invite.decline": "membership",
     "conv.update": "settings",
     "member.role": "moderation", "member.mute": "moderation", "member.unmute": "moderation",
     "member.kick": "moderation", "member.ban": "moderation", "member.unban": "moderation",
     "user.block": "block", "user.unblock": "block",
+    # reads: each costs the store a query (typing only when it is not dropped: a membership check)
+    "history": "fetch", "sync": "fetch", "conv.list": "fetch", "invite.list": "fetch", "presence": "fetch",
+    "typing": "fetch",
 }
 
 
@@ -88,7 +93,7 @@ class Limits(msgspec.Struct, frozen=True):
     #: Sends per user: `send_burst` within `send_window_s` (100 per 5 s = 20/s sustained, bursts of 100).
     send_burst: int = 100
     send_window_s: int = 5
-    #: The other writes per user, one pair per family of WRITE_RATES. Edits bound what one user
+    #: The other writes per user, one pair per family of RATES. Edits bound what one user
     #: pushes to every member besides sends (each edit carries the whole message again).
     edit_burst: int = 20
     edit_window_s: int = 60
@@ -104,7 +109,7 @@ class Limits(msgspec.Struct, frozen=True):
     create_window_s: int = 600
     invite_burst: int = 30
     invite_window_s: int = 600
-    #: conv.join and conv.leave.
+    #: conv.join, conv.leave, invite.accept and invite.decline.
     membership_burst: int = 30
     membership_window_s: int = 60
     #: conv.update and pin.
@@ -115,6 +120,10 @@ class Limits(msgspec.Struct, frozen=True):
     moderation_window_s: int = 60
     block_burst: int = 30
     block_window_s: int = 60
+    #: Reads (history, sync, conv.list, invite.list, presence, typing's membership check): a
+    #: client catching up after a long absence pages many histories at once.
+    fetch_burst: int = 600
+    fetch_window_s: int = 60
     #: A session's typing signals fan out at most once per conversation per this many seconds;
     #: the others are answered `ok` and dropped (clients repeat typing while the user types).
     typing_interval_s: float = 3.0

@@ -4,15 +4,15 @@ Cassandra, S3)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from parley.frames import Message
 from parley.records import (
-    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, Invite,
-    MemberRow, Mutation, Needs, Report, ReportQuery,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts,
+    InvitationRow, Invite, MemberRow, Mutation, Needs, Report, ReportQuery,
 )
 
 
@@ -143,6 +143,8 @@ class MessageStore(Protocol):
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None: ...  # admin inspection
     #: The messages `user` sent in `conv` with seq > after_seq, ascending (privacy export/delete).
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]: ...
+    #: `user`'s pending invitations with their conversations, oldest first (`invite.list`).
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]: ...
 
 
 class AccountStore(Protocol):
@@ -159,6 +161,9 @@ class AccountStore(Protocol):
     async def account_by_name(self, username: str) -> Account | None: ...
     async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None: ...  # after; None: no user
     async def search_accounts(self, query: AccountQuery) -> list[Account]: ...  # by username
+    #: The "who may add me" choices of those of `user_ids` who made one (the others have the
+    #: default, WHO_MAY_ADD_DEFAULT): one read for a whole conv.create or conv.invite.
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]: ...
 
 
 class ModerationStore(Protocol):

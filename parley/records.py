@@ -20,6 +20,11 @@ class EdgeFacts(msgspec.Struct, array_like=True, frozen=True):
     #: enters the log). conv.join: the stored hash the given password matched; the writer admits
     #: the join only while the room's hash is still this one.
     password_hash: str | None = None
+    #: conv.create and conv.invite: the "who may add me" choice of the named users who made one
+    #: other than WHO_MAY_ADD_DEFAULT, and those of them who share a conversation with the actor
+    #: (their contacts: gateway/contacts.py).
+    who_may_add: dict[str, str] = {}
+    contacts: list[str] = []
 
 
 class Command(msgspec.Struct, array_like=True, frozen=True):
@@ -116,6 +121,16 @@ class SanctionRow(msgspec.Struct, kw_only=True):
     reason: str | None = None
 
 
+class InvitationRow(msgspec.Struct, kw_only=True):
+    """An invitation to a conversation, pending until its invitee accepts or declines it: how
+    someone is brought in whose choice does not let the inviter add them directly."""
+
+    conv: str
+    user: str
+    by: str
+    at: int  # ms since the epoch
+
+
 @dataclass(slots=True)
 class Flood:
     """The last text a member sent (by hash) and how often in a row, for duplicate-flood checks."""
@@ -134,6 +149,8 @@ class ConvState:
     members: dict[str, MemberRow]
     mutes: dict[str, SanctionRow] = field(default_factory=dict)
     bans: dict[str, SanctionRow] = field(default_factory=dict)
+    #: Pending invitations by invitee.
+    invitations: dict[str, InvitationRow] = field(default_factory=dict)
     #: Direct conversations: (blocker, blocked) pairs between the two members. This writer is
     #: the only one that changes them (user.block goes to the pair's direct conversation).
     blocks: set[tuple[str, str]] = field(default_factory=set)
@@ -233,6 +250,15 @@ class DropBlock(msgspec.Struct, tag=True):
     blocked: str
 
 
+class PutInvitation(msgspec.Struct, tag=True):
+    row: InvitationRow
+
+
+class DropInvitation(msgspec.Struct, tag=True):
+    conv: str
+    user: str
+
+
 class PutOutbox(msgspec.Struct, tag=True):
     record: EventRecord
     #: The log partition of `record.conv`: each shard's relay checkpoint has one owner.
@@ -267,6 +293,11 @@ class AuditQuery(msgspec.Struct, kw_only=True, frozen=True):
 
 #: `Account.suspended_until` of an indefinite suspension (the largest integer JSON keeps exact).
 SUSPENDED_FOREVER = 2**53 - 1
+#: Who may put a user into a conversation directly (everyone else invites them): anyone, their
+#: contacts (people they share a direct chat or a small group with), or nobody.
+WHO_MAY_ADD = ("anyone", "contacts", "nobody")
+#: A user who chose nothing: Telegram's default (Matrix invites everyone, always).
+WHO_MAY_ADD_DEFAULT = "anyone"
 
 
 class Account(msgspec.Struct, kw_only=True):
@@ -285,6 +316,8 @@ class Account(msgspec.Struct, kw_only=True):
     guest: bool = False
     #: Tokens carry the generation they were issued in; bumping it refuses every older token.
     token_gen: int = 0
+    #: Who may add this user to a conversation directly (WHO_MAY_ADD).
+    who_may_add: str = WHO_MAY_ADD_DEFAULT
 
 
 class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
@@ -296,6 +329,7 @@ class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
     suspended_until: int | None | msgspec.UnsetType = msgspec.UNSET
     suspend_reason: str | None | msgspec.UnsetType = msgspec.UNSET
     password_hash: str | msgspec.UnsetType = msgspec.UNSET
+    who_may_add: str | msgspec.UnsetType = msgspec.UNSET
     #: Increment `token_gen`: every token issued before is refused from now on.
     cut_sessions: bool = False
 
@@ -359,7 +393,7 @@ class PutAudit(msgspec.Struct, tag=True):
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
     InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
-    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock,
+    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock, PutInvitation, DropInvitation,
 ]
 
 # ---- what chat_core needs read before it can decide a batch -------------------------------

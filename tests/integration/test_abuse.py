@@ -10,6 +10,7 @@ import pytest
 
 from parley.errors import ParleyError
 from parley.sdk import Client, register
+from tests.integration.test_access import event_where
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +56,8 @@ async def test_a_flood_of_room_password_guesses_leaves_other_conversations_fast(
     await asyncio.gather(o.close(), a.close(), b.close(), *(g.close() for g in guessers))
 
 
-#: A well-formed request of every write op, on a conversation that does not exist: the limit is
-#: counted before anything is looked up, so refusals count too.
+#: A well-formed request of every op but hello and ping, on a conversation that does not exist:
+#: the limit is counted before anything is looked up, so refusals count too.
 SAMPLES: dict[str, dict[str, object]] = {
     "send": {"conv": "c-nope", "cmid": "m", "text": "hi"},
     "edit": {"conv": "c-nope", "seq": 1, "text": "hi"},
@@ -68,26 +69,35 @@ SAMPLES: dict[str, dict[str, object]] = {
     "conv.invite": {"conv": "c-nope", "users": ["u-nobody"]},
     "conv.join": {"conv": "c-nope"},
     "conv.leave": {"conv": "c-nope"},
+    "invite.accept": {"conv": "c-nope"},
+    "invite.decline": {"conv": "c-nope"},
     "conv.update": {"conv": "c-nope", "title": "t"},
     "member.role": {"conv": "c-nope", "user": "u-nobody", "role": "member"},
     **{op: {"conv": "c-nope", "user": "u-nobody"}
        for op in ("member.mute", "member.unmute", "member.kick", "member.ban", "member.unban")},
     "user.block": {"user": "u-nobody"},
     "user.unblock": {"user": "u-nobody"},
+    "history": {"conv": "c-nope"},
+    "sync": {},
+    "conv.list": {},
+    "invite.list": {},
+    "presence": {"users": ["u-nobody"]},
+    "typing": {"conv": "c-nope"},
 }
 
 
-async def test_every_write_has_a_per_user_rate_limit(fresh_server):
+async def test_every_request_has_a_per_user_rate_limit(fresh_server):
     """Only `send` was limited: 200 edits went through in 1.2 s. Every write op now counts against
-    its family's limit (parley.limits.WRITE_RATES), each family a setting."""
+    its family's limit (parley.limits.RATES), each family a setting; so does every read, which
+    costs the store a query."""
     from typing import get_args
 
     from parley import frames as F
-    from parley.limits import WRITE_RATES
+    from parley.limits import RATES
 
-    ops = sorted(t.__struct_config__.tag for t in get_args(F.WriteRequest))
-    assert sorted(SAMPLES) == ops  # a new write op needs a sample here
-    env = {f"PARLEY_{family.upper()}_BURST": "2" for family in set(WRITE_RATES.values())}
+    ops = sorted(t.__struct_config__.tag for t in get_args(F.AnyRequest) if t not in (F.Hello, F.Ping))
+    assert sorted(SAMPLES) == ops  # a new op needs a sample here
+    env = {f"PARLEY_{family.upper()}_BURST": "2" for family in set(RATES.values())}
     proc = fresh_server(**env)
     for op in ops:
         user = await register(proc.base_url, "w" + op.replace(".", "_"), "correct horse")
@@ -170,3 +180,54 @@ async def test_a_typing_flood_reaches_members_once_per_interval(server, make_use
     await asyncio.sleep(0.5)
     assert [e for e in b.drain_events() if e["type"] == "typing"] == []
     await asyncio.gather(a.close(), b.close())
+
+
+async def privacy(base_url: str, token: str, **choice: str) -> tuple[int, dict]:
+    """PATCH /v1/me/privacy with `choice`, or GET it without."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        method = "PATCH" if choice else "GET"
+        async with http.request(method, f"{base_url}/v1/me/privacy", json=choice or None) as resp:
+            return resp.status, await resp.json()
+
+
+async def test_adding_someone_to_a_conversation_respects_their_choice_and_their_blocks(server, make_user):
+    """One user once put a stranger into 300 new groups. Who may add a user directly is now the
+    user's choice; anyone else gets an invitation, and a user who blocks the inviter gets neither."""
+    stranger, shy, friend = await make_user(), await make_user(), await make_user()
+    assert await privacy(server.base_url, shy.token) == (200, {"who_may_add": "anyone"})  # Telegram's default
+    assert await privacy(server.base_url, shy.token, who_may_add="contacts") == (200, {"who_may_add": "contacts"})
+    assert (await privacy(server.base_url, shy.token, who_may_add="strangers"))[0] == 422
+    x = await Client.connect(server.base_url, stranger.token)
+    s = await Client.connect(server.base_url, shy.token)
+    f = await Client.connect(server.base_url, friend.token)
+    await f.request("conv.create", kind="direct", members=[shy.user_id])  # friends: they share a chat
+
+    created = await x.request("conv.create", kind="group", members=[shy.user_id], title="cheap watches")
+    assert created["invited"] == [shy.user_id]
+    spam = created["conv"]["id"]
+    invite = await s.next_event("invite.new")
+    assert (invite["conv"], invite["by"], invite["title"]) == (spam, stranger.user_id, "cheap watches")
+    assert spam not in [c["id"] for c in (await s.request("conv.list"))["convs"]]
+    assert [i["conv"] for i in (await s.request("invite.list"))["invites"]] == [spam]
+    await s.request("invite.decline", conv=spam)
+    assert (await s.next_event("invite.removed"))["accepted"] is False
+    assert (await s.request("invite.list"))["invites"] == []
+
+    # A contact adds directly; an invitation accepted makes a member, by the inviter.
+    group = (await f.request("conv.create", kind="group", members=[shy.user_id]))["conv"]["id"]
+    assert group in [c["id"] for c in (await s.request("conv.list"))["convs"]]
+    assert (await x.request("conv.invite", conv=spam, users=[shy.user_id]))["invited"] == [shy.user_id]
+    assert (await s.request("invite.accept", conv=spam))["conv"]["role"] == "member"
+    joined = await event_where(x, "member.joined", conv=spam, user=shy.user_id)
+    assert joined["by"] == stranger.user_id
+
+    # Blocks win: a blocked inviter can neither add nor invite, and an invitation from them is hidden.
+    pending = (await x.request("conv.create", kind="group", members=[shy.user_id]))["conv"]["id"]
+    await s.request("user.block", user=stranger.user_id)
+    with pytest.raises(ParleyError) as refused:
+        await x.request("conv.create", kind="group", members=[shy.user_id])
+    assert refused.value.rule == "blocked"
+    assert pending not in [i["conv"] for i in (await s.request("invite.list"))["invites"]]
+    await asyncio.gather(x.close(), s.close(), f.close())

@@ -11,7 +11,7 @@ from gateway.hub import Hub
 from gateway.room_passwords import RoomPasswords
 from gateway.session import Session
 from gateway.write_facts import WriteFacts
-from gateway.write_limits import WriteLimits
+from gateway.request_limits import RequestLimits
 from gateway.ws import WsEndpoint
 from parley import frames as F
 from parley.errors import Unavailable
@@ -39,6 +39,13 @@ class AnsweringLog:
         self._hub.on_message(Reply(cmd.session, cmd.body.rid, encode({"op": "ok", "rid": cmd.body.rid, "seq": 1})))
 
 
+class NoChoices:
+    """Accounts where nobody chose who may add them."""
+
+    async def who_may_add(self, user_ids: object) -> dict[str, str]:
+        return {}
+
+
 def endpoint(fail: bool = False, log: list[Command] | None = None) -> tuple[WsEndpoint, Session, RecordingTransport]:
     limits = Limits()
     hub = Hub("gw", limits)
@@ -51,7 +58,7 @@ def endpoint(fail: bool = False, log: list[Command] | None = None) -> tuple[WsEn
     rooms = RoomPasswords(OneRoom(), CountingPasswords(), Limiter("room password", 10, 60),  # type: ignore[arg-type]
                           Limiter("room password per room", 10, 60), threads=1, queue_max=8)
     ws = WsEndpoint(hub, None, None, commands, None, None, limits,  # type: ignore[arg-type]
-                    WriteLimits(limits), WriteFacts(rooms))
+                    RequestLimits(limits), WriteFacts(rooms, NoChoices(), None))  # type: ignore[arg-type]
     return ws, session, transport
 
 
@@ -103,3 +110,14 @@ async def test_a_room_password_never_enters_the_command_log():
     assert create.edge == EdgeFacts(password_hash="hash(new secret)") and create.body.password is None
     assert update.edge == EdgeFacts(password_hash="hash(newer secret)") and update.body.password is F.UNSET
     assert not any(word in encode(c.body) for c in published for word in (b"secret", b"sesame", b"barley"))
+
+
+def test_every_request_but_hello_and_ping_has_a_rate_limit_family():
+    from typing import get_args
+
+    from gateway.request_limits import UNLIMITED
+    from parley.limits import RATES
+
+    limited = {t.__struct_config__.tag for t in get_args(F.AnyRequest) if t not in UNLIMITED}
+    assert set(RATES) == limited
+    assert all(Limits().rate(family) for family in set(RATES.values()))  # each family is a setting

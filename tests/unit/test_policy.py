@@ -235,3 +235,10 @@ def test_guests_join_only_where_guests_are_admitted(guest, allow_guests, denied)
     s = Subject(kind="group", visibility="public", role=None, guest=guest, allow_guests=allow_guests)
     denial = policy.decide(s, Action.JOIN)
     assert (denial.rule if denial else None) == denied
+
+
+@pytest.mark.parametrize(("who_may_add", "contact", "directly"), [
+    ("anyone", False, True), ("anyone", True, True), ("contacts", True, True), ("contacts", False, False),
+    ("nobody", True, False), ("nobody", False, False)])
+def test_who_may_add_a_user_directly_is_their_choice(who_may_add, contact, directly):
+    assert policy.adds_directly(who_may_add, contact) is directly

@@ -7,7 +7,7 @@ import asyncio
 
 from gateway.hub import Hub
 from gateway.session import Session
-from gateway.write_limits import WriteLimits
+from gateway.request_limits import RequestLimits
 from gateway.ws import WsEndpoint
 from parley.errors import NotFound
 from parley.limits import Limits
@@ -50,7 +50,7 @@ def typist(*convs: str) -> tuple[WsEndpoint, Session, RecordingTransport, Signal
     session = Session("s1", "alice", None, None, transport, limits.send_queue_max)  # type: ignore[arg-type]
     hub.add(session)
     signals, reads = Signals(), MemberOf(*convs)
-    ws = WsEndpoint(hub, reads, None, None, signals, None, limits, WriteLimits(limits), None)  # type: ignore[arg-type]
+    ws = WsEndpoint(hub, reads, None, None, signals, None, limits, RequestLimits(limits), None)  # type: ignore[arg-type]
     return ws, session, transport, signals, reads
 
 

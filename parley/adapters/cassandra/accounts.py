@@ -3,13 +3,15 @@
 users (0001): id -> username, password_hash, created_at; users_by_name: the username claim
 (LWT) and login's (id, hash). account_state (0003): role, status, suspension, guest, token
 generation and `rev`, written by LWT only; a user older than 0003 has no row there and reads as
-the defaults. accounts_by_name: the search index (see search_accounts). Registration spends an
-invite code (`invites`) by LWT.
+the defaults. account_privacy (0005): the user's "who may add me" choice, plain writes (the user
+alone sets it; no row: the default). accounts_by_name: the search index (see search_accounts).
+Registration spends an invite code (`invites`) by LWT.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from contextlib import aclosing
 from typing import Any
 
@@ -19,7 +21,7 @@ from parley.adapters.cassandra.database import CAS_ROUNDS, NO_LIMIT, PAGE, Cassa
 from parley.adapters.cassandra.session import Row
 from parley.adapters.cassandra.writes import Statement
 from parley.errors import Conflict, Forbidden, Unavailable
-from parley.records import Account, AccountPatch, AccountQuery
+from parley.records import WHO_MAY_ADD_DEFAULT, Account, AccountPatch, AccountQuery
 
 #: Usernames are clustered in partitions named by their first NAME_BUCKET_CHARS characters.
 NAME_BUCKET_CHARS = 2
@@ -38,14 +40,16 @@ def _successor(prefix: str) -> str:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
-def _account(user: Row, state: Row | None) -> Account:
+def _account(user: Row, state: Row | None, privacy: Row | None = None) -> Account:
     """A `users` row (id, username, password_hash, created_at) with its account_state row
-    (id, role, status, suspended_until, suspend_reason, guest, token_gen, rev), if any."""
+    (id, role, status, suspended_until, suspend_reason, guest, token_gen, rev) and its
+    account_privacy row (who_may_add), if any."""
+    who_may_add = privacy[0] if privacy is not None and privacy[0] else WHO_MAY_ADD_DEFAULT
     if state is None:
-        return Account(id=user[0], username=user[1], created_at=user[3])
+        return Account(id=user[0], username=user[1], created_at=user[3], who_may_add=who_may_add)
     return Account(id=user[0], username=user[1], created_at=user[3], role=state[1], status=state[2] or "active",
                    suspended_until=state[3], suspend_reason=state[4], guest=bool(state[5]),
-                   token_gen=int(state[6] or 0))
+                   token_gen=int(state[6] or 0), who_may_add=who_may_add)
 
 
 class CassandraAccounts(CassandraDatabase):
@@ -98,8 +102,14 @@ class CassandraAccounts(CassandraDatabase):
         return user, state
 
     async def account(self, user_id: str) -> Account | None:
-        user, state = await self._account_rows(user_id)
-        return None if user is None else _account(user, state)
+        (user, state), privacy = await asyncio.gather(self._account_rows(user_id),
+                                                      self._one("privacy_get", [user_id]))
+        return None if user is None else _account(user, state, privacy)
+
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]:
+        ids = sorted(user_ids)
+        rows = await self._gather(self._one("privacy_get", [user_id]) for user_id in ids)
+        return {user_id: row[0] for user_id, row in zip(ids, rows) if row is not None and row[0]}
 
     async def account_by_name(self, username: str) -> Account | None:
         row = await self._one("user_by_name", [username])
@@ -119,6 +129,8 @@ class CassandraAccounts(CassandraDatabase):
         user, state = await self._account_rows(user_id)
         if user is None:
             return None
+        if not isinstance(patch.who_may_add, msgspec.UnsetType):  # the user's own choice: no CAS needed
+            await self._batch([("privacy_put", [user_id, patch.who_may_add])])
         old_name, old_hash = user[1], user[2]
         name = old_name if isinstance(patch.username, msgspec.UnsetType) else patch.username
         pw = old_hash if isinstance(patch.password_hash, msgspec.UnsetType) else patch.password_hash
@@ -144,7 +156,8 @@ class CassandraAccounts(CassandraDatabase):
             await self._lwt("user_release_name", [old_name, user_id])
         elif pw != old_hash:
             await self._lwt("user_name_set_hash", [pw, name, user_id])
-        return new
+        privacy = await self._one("privacy_get", [user_id])
+        return msgspec.structs.replace(new, who_may_add=_account(user, state, privacy).who_may_add)
 
     async def _set_state(self, user: Row, state: Row | None, patch: AccountPatch, name: str) -> Account:
         """Compare-and-set of account_state on `rev`: the account after `patch`."""

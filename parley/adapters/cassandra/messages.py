@@ -26,7 +26,9 @@ from parley.adapters.cassandra.session import CqlSession, Row
 from parley.adapters.cassandra.writes import Statement, pack, plan_writes
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
-from parley.records import ConvRow, ConvState, EventRecord, Facts, MemberRow, Mutation, Needs, SanctionRow
+from parley.records import (
+    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, SanctionRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +92,10 @@ class CassandraMessages(CassandraDatabase):
             row = await self._one("conv_get", [conv_id])
             if row is None:
                 return
-            (stored, newest), members, cursors, settings, sanctions = await asyncio.gather(
+            (stored, newest), members, cursors, settings, sanctions, invitations = await asyncio.gather(
                 self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
-                self._one("settings_get", [conv_id]), self._all("sanctions_of", [conv_id]))
+                self._one("settings_get", [conv_id]), self._all("sanctions_of", [conv_id]),
+                self._all("invitations_of", [conv_id]))
             read = {r[0]: int(r[1] or 0) for r in cursors}
             state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
                 r[0]: MemberRow(conv=conv_id, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
@@ -100,6 +103,8 @@ class CassandraMessages(CassandraDatabase):
             for r in sanctions:
                 sanction = _sanction(conv_id, r)
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
+            for user_id, by, at in invitations:
+                state.invitations[user_id] = InvitationRow(conv=conv_id, user=user_id, by=by, at=int(at))
             # A direct conversation carries the blocks between its two members.
             if state.row.kind == "direct" and len(state.members) == 2:
                 first, second = sorted(state.members)
@@ -293,6 +298,13 @@ class CassandraMessages(CassandraDatabase):
                 msg = by_seq.get(seq)
                 if msg is not None:
                     msg.reactions.setdefault(emoji, []).append(user)
+
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]:
+        pending = await self._all("invitations_of_user", [user])
+        rows = await self._gather(self._conv_row(r[0]) for r in pending)
+        found = [(InvitationRow(conv=r[0], user=user, by=r[1], at=int(r[2])), row)
+                 for r, row in zip(pending, rows) if row is not None]
+        return sorted(found, key=lambda f: (f[0].at, f[0].conv))
 
     async def member_ids(self, conv: str) -> list[str]:
         return [r[0] for r in await self._all("members_of", [conv])]

@@ -61,6 +61,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                          "AND username >= ? AND username < ? LIMIT ?"),
     ("name_bucket_put", "INSERT INTO account_name_buckets (shard, bucket) VALUES (?, ?)"),
     ("name_buckets", "SELECT bucket FROM account_name_buckets WHERE shard = ?"),
+    # "who may add me" (0005): the user's own choice, plain writes
+    ("privacy_put", "INSERT INTO account_privacy (id, who_may_add) VALUES (?, ?)"),
+    ("privacy_get", "SELECT who_may_add FROM account_privacy WHERE id = ?"),
     # invites: single use, by LWT; created_by (never null) keeps a missing code from matching
     ("invite_create", f"INSERT INTO invites ({_INVITE_COLS}) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
     ("invite_get", f"SELECT {_INVITE_COLS} FROM invites WHERE code = ?"),
@@ -100,6 +103,14 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("sanction_put", f"INSERT INTO sanctions ({_SANCTION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"),
     ("sanction_drop", "DELETE FROM sanctions WHERE conv_id = ? AND user_id = ? AND kind = ?"),
     ("sanctions_of", f"SELECT {_SANCTION_COLS} FROM sanctions WHERE conv_id = ?"),
+    # invitations (0005): by conversation, read whole with it, and by invitee
+    ("invitation_put", "INSERT INTO invitations (conv_id, user_id, invited_by, at) VALUES (?, ?, ?, ?)"),
+    ("invitation_drop", "DELETE FROM invitations WHERE conv_id = ? AND user_id = ?"),
+    ("invitations_of", "SELECT user_id, invited_by, at FROM invitations WHERE conv_id = ?"),
+    ("invitation_by_user_put", "INSERT INTO invitations_by_user (user_id, conv_id, invited_by, at) "
+                               "VALUES (?, ?, ?, ?)"),
+    ("invitation_by_user_drop", "DELETE FROM invitations_by_user WHERE user_id = ? AND conv_id = ?"),
+    ("invitations_of_user", "SELECT conv_id, invited_by, at FROM invitations_by_user WHERE user_id = ?"),
     # blocks (0004): by blocker, and by blocked user (written in the same logged batch)
     ("block_put", "INSERT INTO blocks (blocker, blocked, at) VALUES (?, ?, ?)"),
     ("block_drop", "DELETE FROM blocks WHERE blocker = ? AND blocked = ?"),

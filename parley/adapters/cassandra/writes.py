@@ -15,9 +15,9 @@ from parley.adapters.cassandra.partitions import DAY_MS, IdClock, bucket_of, id_
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import (
-    AuditEntry, ConvRow, CreateConv, DropBlock, DropMember, DropSanction, InsertMessage, MemberRow, Mutation, PutAudit,
-    PutBlock, PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner, SetReaction, SetReadSeq,
-    UpdateConv, UpdateMessage,
+    AuditEntry, ConvRow, CreateConv, DropBlock, DropInvitation, DropMember, DropSanction, InsertMessage, InvitationRow,
+    MemberRow, Mutation, PutAudit, PutBlock, PutInvitation, PutMember, PutOutbox, PutSanction, SanctionRow,
+    SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 #: Logged batches spanning partitions are refused past 50 KiB by default
@@ -98,6 +98,7 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
     settings: dict[str, ConvRow] = {}
     sanctions: dict[tuple[str, str, str], SanctionRow | None] = {}
     blocks: dict[tuple[str, str], int | None] = {}
+    invitations: dict[tuple[str, str], InvitationRow | None] = {}
     for m in mutations:
         match m:
             case CreateConv():
@@ -160,6 +161,10 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 blocks[(m.blocker, m.blocked)] = m.at
             case DropBlock():
                 blocks[(m.blocker, m.blocked)] = None
+            case PutInvitation():
+                invitations[(m.row.conv, m.row.user)] = m.row
+            case DropInvitation():
+                invitations[(m.conv, m.user)] = None
             case _:
                 assert_never(m)
 
@@ -187,6 +192,12 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
         else:
             plan.logged.append(("blocked_by_put", [blocked, blocker, at]))
             plan.blocks.append(("block_put", [blocker, blocked, at]))
+    for (conv, user), irow in invitations.items():
+        if irow is None:
+            plan.logged += [("invitation_drop", [conv, user]), ("invitation_by_user_drop", [user, conv])]
+        else:
+            plan.logged += [("invitation_put", [conv, user, irow.by, irow.at]),
+                            ("invitation_by_user_put", [user, conv, irow.by, irow.at])]
     plan.logged.extend(("conv_set_owner", [owner, conv]) for conv, owner in owners.items())
     for (conv, user), mrow in members.items():
         if mrow is None:

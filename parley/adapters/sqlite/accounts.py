@@ -4,21 +4,23 @@ same transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
 
-from parley.adapters.sqlite.database import SqliteDatabase, transaction
+from parley.adapters.sqlite.database import SqliteDatabase, chunks, marks, transaction
 from parley.errors import Conflict, Forbidden
-from parley.records import Account, AccountPatch, AccountQuery
+from parley.records import WHO_MAY_ADD_DEFAULT, Account, AccountPatch, AccountQuery
 
-_ACCOUNT_COLS = "id, username, created_at, role, status, suspended_until, suspend_reason, guest, token_gen"
+_ACCOUNT_COLS = ("id, username, created_at, role, status, suspended_until, suspend_reason, guest, token_gen, "
+                 "who_may_add")
 
 
 def _account(row: Sequence[Any]) -> Account:
     return Account(id=row[0], username=row[1], created_at=row[2], role=row[3], status=row[4],
-                   suspended_until=row[5], suspend_reason=row[6], guest=bool(row[7]), token_gen=row[8])
+                   suspended_until=row[5], suspend_reason=row[6], guest=bool(row[7]), token_gen=row[8],
+                   who_may_add=row[9] or WHO_MAY_ADD_DEFAULT)
 
 
 class SqliteAccounts(SqliteDatabase):
@@ -64,7 +66,8 @@ class SqliteAccounts(SqliteDatabase):
         def run(conn: sqlite3.Connection) -> Account | None:
             sets: list[str] = []
             args: list[Any] = []
-            for name in ("username", "role", "status", "suspended_until", "suspend_reason", "password_hash"):
+            for name in ("username", "role", "status", "suspended_until", "suspend_reason", "password_hash",
+                         "who_may_add"):
                 value = getattr(patch, name)
                 if value is not msgspec.UNSET:
                     sets.append(f"{name} = ?")
@@ -100,4 +103,13 @@ class SqliteAccounts(SqliteDatabase):
             sql = (f"SELECT {_ACCOUNT_COLS} FROM users" + (" WHERE " + " AND ".join(conds) if conds else "")
                    + " ORDER BY username LIMIT ?")
             return [_account(r) for r in conn.execute(sql, [*args, query.limit])]
+        return await self._read(run)
+
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]:
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for part in chunks(sorted(user_ids)):
+                out.update(conn.execute(f"SELECT id, who_may_add FROM users WHERE id IN ({marks(len(part))}) "
+                                        "AND who_may_add IS NOT NULL", part))
+            return out
         return await self._read(run)

@@ -17,12 +17,15 @@ import msgspec
 from parley.adapters.sqlite.attachments import ATTACHMENT_COLS, attachment_row
 from parley.adapters.sqlite.database import CHUNK, SqliteDatabase, chunks, marks
 from parley.adapters.sqlite.rows import (
-    CONV_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_row, member_row, message_row, sanction_row,
+    CONV_COLS, INVITATION_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_row, invitation_row, member_row,
+    message_row, sanction_row,
 )
 from parley.adapters.sqlite.writes import write
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
-from parley.records import ConvRow, ConvState, EventRecord, Facts, MemberRow, Mutation, Needs, PutOutbox
+from parley.records import (
+    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, PutOutbox,
+)
 
 _record_decode = msgspec.msgpack.Decoder(EventRecord).decode
 
@@ -69,6 +72,10 @@ class SqliteMessages(SqliteDatabase):
                 sanction = sanction_row(row)
                 state = facts.convs[sanction.conv]
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
+            for row in conn.execute(f"SELECT {INVITATION_COLS} FROM invitations WHERE conv IN ({marks(len(part))})",
+                                    part):
+                invitation = invitation_row(row)
+                facts.convs[invitation.conv].invitations[invitation.user] = invitation
         # A direct conversation carries the blocks between its two members.
         pairs = {tuple(sorted(s.members)): s for s in facts.convs.values() if s.row.kind == "direct" and len(s.members) == 2}
         for ppart in chunks(sorted(pairs), CHUNK // 4):
@@ -203,6 +210,15 @@ class SqliteMessages(SqliteDatabase):
                 msg = by_seq.get(seq)
                 if msg is not None:
                     msg.reactions.setdefault(emoji, []).append(user)
+
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[InvitationRow, ConvRow]]:
+            icols = ", ".join(f"i.{c.strip()}" for c in INVITATION_COLS.split(","))
+            cols = ", ".join(f"c.{c.strip()}" for c in CONV_COLS.split(","))
+            rows = conn.execute(f"SELECT {icols}, {cols} FROM invitations i JOIN convs c ON c.id = i.conv "
+                                "WHERE i.user = ? ORDER BY i.at, i.conv", (user,))
+            return [(invitation_row(r[:4]), conv_row(r[4:])) for r in rows]
+        return await self._read(run)
 
     async def block_peers(self, user: str) -> set[str]:
         def run(conn: sqlite3.Connection) -> set[str]:

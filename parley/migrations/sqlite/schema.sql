@@ -5,7 +5,7 @@ CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'active',
     suspended_until INTEGER, suspend_reason TEXT, guest INTEGER NOT NULL DEFAULT 0,
-    token_gen INTEGER NOT NULL DEFAULT 0);
+    token_gen INTEGER NOT NULL DEFAULT 0, who_may_add TEXT);
 CREATE INDEX IF NOT EXISTS users_by_status ON users (status, username);
 CREATE TABLE IF NOT EXISTS invites (
     code TEXT PRIMARY KEY, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
@@ -49,6 +49,10 @@ CREATE TABLE IF NOT EXISTS sanctions (
     conv TEXT NOT NULL, user TEXT NOT NULL, kind TEXT NOT NULL, until INTEGER NOT NULL, by TEXT NOT NULL,
     at INTEGER NOT NULL, reason TEXT,
     PRIMARY KEY (conv, user, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invitations (
+    conv TEXT NOT NULL, user TEXT NOT NULL, by TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (conv, user)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS invitations_by_user ON invitations (user, conv);
 CREATE TABLE IF NOT EXISTS blocks (
     blocker TEXT NOT NULL, blocked TEXT NOT NULL, at INTEGER NOT NULL,
     PRIMARY KEY (blocker, blocked)) WITHOUT ROWID;

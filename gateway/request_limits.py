@@ -1,5 +1,7 @@
-"""Every write's per-user rate limit at the gateway, before it reaches the command log: one
-`Limiter` per family of ops (parley.limits.WRITE_RATES), looked up by the request's type."""
+"""Every request's per-user rate limit at the gateway, before it costs anything further (a command
+on the log, a store read): one `Limiter` per family of ops (parley.limits.RATES), looked up by
+the request's type. `hello` and `ping` have none: one opens a session (sessions per user are
+capped), the other is answered from memory."""
 
 from __future__ import annotations
 
@@ -8,24 +10,29 @@ from typing import get_args
 from limits.aio.storage import Storage
 
 from parley import frames as F
-from parley.limits import WRITE_RATES, Limits
+from parley.limits import RATES, Limits
 from parley.ratelimit import Limiter
 
+#: The requests no rate limit applies to.
+UNLIMITED = (F.Hello, F.Ping)
 
-class WriteLimits:
+
+class RequestLimits:
     """Guests send under their own, stricter limit; every other family is the same for them."""
 
     def __init__(self, limits: Limits, storage: Storage | None = None) -> None:
         families: dict[str, Limiter] = {}
         self._member: dict[type, Limiter] = {}
-        for request in get_args(F.WriteRequest):
-            name = WRITE_RATES[request.__struct_config__.tag]
+        for request in get_args(F.AnyRequest):
+            if request in UNLIMITED:
+                continue
+            name = RATES[request.__struct_config__.tag]
             if name not in families:
                 families[name] = Limiter(name, *limits.rate(name), storage)
             self._member[request] = families[name]
         self._guest = {**self._member, F.Send: Limiter("guest send", limits.guest_send_burst,
                                                         limits.guest_send_window_s, storage)}
 
-    async def hit(self, user: str, guest: bool, req: F.WriteRequest) -> None:
+    async def hit(self, user: str, guest: bool, req: F.AnyRequest) -> None:
         """Count `req` against `user`'s limit of its family; RateLimited past it."""
         await (self._guest if guest else self._member)[type(req)].hit(user)
