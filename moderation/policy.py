@@ -224,6 +224,8 @@ _MODERATOR = ROLE_RANK["moderator"]
 #: from the spam rules (read-only, slow mode, flood) of their own conversation. An edit is writing
 #: to the conversation again: every rule of a send that can apply to it applies (slow mode counts
 #: edits as messages; an edit carries no mentions, and repeating a text in place is no flood).
+#: Adding a reaction and pinning write to the members too: no muted member does, and no one in a
+#: direct chat blocked either way. A title is text every member reads: the link rule applies.
 RULES: list[Rule] = [
     Rule("guests", frozenset({Action.JOIN}),
          lambda s, p: s.guest and not s.allow_guests,
@@ -231,16 +233,16 @@ RULES: list[Rule] = [
     Rule("banned", frozenset({Action.JOIN}),
          lambda s, p: s.banned_until > s.now,
          lambda s, p: f"you are banned from this conversation {_until(s.banned_until, s.now)}"),
-    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.INVITE}),
+    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, Action.INVITE}),
          lambda s, p: s.blocked,
          lambda s, p: "this user does not accept messages or invitations from you"),
-    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT}),
+    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN}),
          lambda s, p: s.blocking,
          lambda s, p: "you blocked this user; unblock them to write to them"),
     Rule("target_banned", frozenset({Action.INVITE}),
          lambda s, p: s.target_banned_until > s.now,
          lambda s, p: "this user is banned from the conversation; unban them first"),
-    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.START_CALL}),
+    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, Action.START_CALL}),
          lambda s, p: s.muted_until > s.now,
          lambda s, p: f"you are muted in this conversation {_until(s.muted_until, s.now)}"),
     Rule("read_only", frozenset({Action.SEND, Action.EDIT_OWN}),
@@ -256,7 +258,7 @@ RULES: list[Rule] = [
          lambda s, p: s.repeats >= p.flood_repeats and s.rank < _MODERATOR,
          lambda s, p: (f"the same message {s.repeats} times within {p.flood_window_s} s is a flood; "
                        f"you are muted for {_seconds(p.flood_mute_s * 1000)}")),
-    Rule("new_account_links", frozenset({Action.SEND, Action.EDIT_OWN}),
+    Rule("new_account_links", frozenset({Action.SEND, Action.EDIT_OWN, Action.SET_INFO}),
          lambda s, p: s.links > p.new_account_max_links and _is_new(s, p),
          lambda s, p: (f"new accounts may post at most {p.new_account_max_links} links per message "
                        f"for their first {_seconds(p.new_account_s * 1000)}")),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat_core.decide import Batch, Decision, Operation, Result, remove_member
+from chat_core.decide import SYSTEM, Batch, Decision, Operation, Result, needs_age_for_links, remove_member
 from moderation import policy
 from moderation.policy import Action, Subject
 from parley import events as E
@@ -75,6 +75,7 @@ def _invite_users(state: ConvState, users: list[str], by: str, now: int, batch: 
 def _create_needs(core: ChatCore, cmd: Command, body: F.ConvCreate, needs: Needs) -> None:
     needs.users.update(body.members)
     needs.blocks.update((cmd.user, u) for u in body.members)
+    needs_age_for_links(core, cmd, body.title, needs)
 
 
 def _create(d: Decision, body: F.ConvCreate) -> Result:
@@ -110,6 +111,11 @@ def _create(d: Decision, body: F.ConvCreate) -> Result:
         if existing.row.owner == cmd.user and cmd.user in existing.members:
             return E.ConvResult(rid=d.rid, conv=existing.view(cmd.user))  # a replayed create
         raise Conflict("conversation id already in use")
+    if body.kind != "direct" and body.title:  # a title is text every member (and invitee) reads
+        flag = d.check_text(Subject(kind=body.kind, visibility=body.visibility, role="owner", now=now),
+                            Action.SET_INFO, body.title, "conv")
+        if flag is not None:
+            d.audit(SYSTEM, "conv.flag", cmd.conv, flag, sender=cmd.user)
     row = ConvRow(
         id=cmd.conv, kind=body.kind, title=None if body.kind == "direct" else body.title,
         visibility=body.visibility, password_hash=cmd.edge.password_hash if cmd.edge else None,

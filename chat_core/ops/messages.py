@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat_core.decide import SYSTEM, Decision, Operation, Result, put_mute
+from chat_core.decide import SYSTEM, Decision, Operation, Result, needs_age_for_links, put_mute
 from moderation import policy
-from moderation.policy import Action, Subject
+from moderation.policy import Action
 from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -52,18 +52,17 @@ def _send(d: Decision, body: F.Send) -> Result:
         s = d.subject(state)
         s.last_sent_at = state.last_sent.get(user, 0)
         s.repeats = repeats
-        _direct_blocks(state, user, s)
         s.links = policy.count_links(body.text)
         if body.mentions:
             s.mentions = len(set(body.mentions))
         if s.links or s.mentions:
-            s.account_age_ms = _account_age(d, user)
+            s.account_age_ms = d.account_age(user)
         denial = policy.decide(s, Action.SEND, core.instance)
         if denial is not None:
             if denial.rule == "flood":
                 _auto_mute(d, state, user, denial.reason)
             policy.raise_for(denial)
-        flag = _screen(d, body.text)
+        flag = d.screen(body.text)
     member = state.members.get(user)
     if member is None:
         raise NotFound("no such conversation")
@@ -97,43 +96,12 @@ def _send(d: Decision, body: F.Send) -> Result:
     return E.SendResult(rid=d.rid, conv=cmd.conv, seq=seq, ts=now)
 
 
-def _direct_blocks(state: ConvState, user: str, s: Subject) -> None:
-    """A direct chat's blocks between `user` and the peer, into `s` (nothing to do elsewhere)."""
-    if state.blocks:
-        peer = next((u for u in state.members if u != user), None)
-        s.blocked = (peer, user) in state.blocks
-        s.blocking = (user, peer) in state.blocks
-
-
 def _auto_mute(d: Decision, state: ConvState, user: str, reason: str) -> None:
     """The flood rule's sanction: a timed mute by `system`, announced and audited like a human one."""
     until = d.now + d.core.instance.flood_mute_s * 1000
     put_mute(state, user, until, SYSTEM, reason, d.now, d.batch)
     state.floods.pop(user, None)
     d.audit(SYSTEM, "member.mute", user, reason, until=until, auto=True, rule="flood")
-
-
-def _account_age(d: Decision, user: str) -> int | None:
-    created = d.core.created_at.get(user)
-    if created is None:
-        created = d.facts.created_at.get(user)
-    return None if created is None else d.now - created
-
-
-def _screen(d: Decision, text: str) -> str | None:
-    """The content filter's verdict: raises on a rejection (audited), returns a flag's reason."""
-    content_filter = d.core.content_filter
-    if content_filter is None:
-        return None
-    cmd = d.cmd
-    verdict = content_filter.check(text, conv=cmd.conv, sender=cmd.user)
-    if verdict is None:
-        return None
-    if verdict.action == "reject":
-        # A refused text is not stored, so the entry keeps only who and why.
-        d.audit(SYSTEM, "message.reject", cmd.user, verdict.reason, rule="content_filter")
-        raise Forbidden(verdict.reason, rule="content_filter")
-    return verdict.reason
 
 
 def _check_attachment(d: Decision, attachment: str) -> None:
@@ -158,8 +126,7 @@ def _visible_message(d: Decision, state: ConvState, member: MemberRow | None, se
 
 def _edit_needs(core: ChatCore, cmd: Command, body: F.Edit, needs: Needs) -> None:
     _message_needs(core, cmd, body, needs)
-    if policy.count_links(body.text) and cmd.user not in core.created_at:
-        needs.accounts.add(cmd.user)
+    needs_age_for_links(core, cmd, body.text, needs)
 
 
 def _edit(d: Decision, body: F.Edit) -> Result:
@@ -180,12 +147,7 @@ def _edit(d: Decision, body: F.Edit) -> Result:
     if d.core.enforce:
         s = d.subject(state)
         s.last_sent_at = state.last_sent.get(cmd.user, 0)
-        _direct_blocks(state, cmd.user, s)
-        s.links = policy.count_links(body.text)
-        if s.links:
-            s.account_age_ms = _account_age(d, cmd.user)
-        d.check(s, Action.EDIT_OWN)
-        flag = _screen(d, body.text)
+        flag = d.check_text(s, Action.EDIT_OWN, body.text)
     state.last_sent[cmd.user] = now  # slow mode counts an edit as a message
     msg.text, msg.edited_at = body.text, now
     d.facts.edits[key] = edits
@@ -225,7 +187,6 @@ def _react(d: Decision, body: F.React) -> Result:
     state = d.conv()
     s = d.subject(state)
     if body.on:
-        _direct_blocks(state, cmd.user, s)
         d.check(s, Action.REACT)
     else:  # taking one's reaction back: any member, muted or not
         d.check(s, Action.READ)

@@ -4,17 +4,21 @@ read-only, guests, permission overrides), announced to every member in their own
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import msgspec
 
-from chat_core.decide import Decision, Operation, Result
+from chat_core.decide import SYSTEM, Decision, Operation, Result, needs_age_for_links
 from moderation import policy
 from moderation.policy import Action
 from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest
 from parley.frames import UNSET
-from parley.records import PutMember, UpdateConv
+from parley.records import Command, Needs, PutMember, UpdateConv
+
+if TYPE_CHECKING:
+    from chat_core.core import ChatCore
 
 
 #: The settings a conversation's row takes as given (permissions and password are converted).
@@ -52,6 +56,10 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
         new.password_hash = None
     if new.visibility != "public" and new.password_hash is not None:
         new.password_hash = None  # a private conversation is reached by invitation only
+    if isinstance(body.title, str) and body.title != row.title:  # text every member reads
+        flag = d.check_text(s, Action.SET_INFO, body.title, "conv")
+        if flag is not None:
+            d.audit(SYSTEM, "conv.flag", row.id, flag, sender=cmd.user)
     for name in _PLAIN:
         if getattr(new, name) != getattr(row, name):
             changed[name] = getattr(new, name)
@@ -75,4 +83,9 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
     return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
 
 
-UPDATE = Operation(F.ConvUpdate, _update)
+def _update_needs(core: ChatCore, cmd: Command, body: F.ConvUpdate, needs: Needs) -> None:
+    if isinstance(body.title, str):
+        needs_age_for_links(core, cmd, body.title, needs)
+
+
+UPDATE = Operation(F.ConvUpdate, _update, _update_needs)

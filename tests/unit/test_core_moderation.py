@@ -341,6 +341,38 @@ def test_a_message_takes_a_bounded_number_of_reactions():
     assert run(core, react("u0", "❤️"), facts=facts).reply["op"] == "ok"
 
 
+def test_a_conversations_title_passes_the_content_filter_and_the_link_rule():
+    """A sibling of reactions' hole: a title reaches every member (and every invitee, in
+    invite.new) as text, so it is screened like a message's text."""
+    state = conv(("o", "owner"), ("m", "member"))
+    core = core_with(state, content_filter=WordList(["scam"]), instance=InstancePolicy(new_account_s=3600))
+    r = run(core, cmd("o", F.ConvUpdate(rid="1", conv="c1", title="a scam")))
+    denied(r, "content_filter")
+    assert state.row.title == "t" and [e.action for e in r.audit] == ["conv.reject"]
+    create = cmd("o", F.ConvCreate(rid="2", kind="group", title="cheap scam"), conv="c2")
+    denied(run(core, create), "content_filter")
+    linked = cmd("o", F.ConvCreate(rid="3", kind="group", title="see www.spam.example"), conv="c3")
+    assert core.needs([linked]).accounts == {"o"}
+    denied(run(core, linked, facts=Facts(created_at={"o": NOW - 60_000})), "new_account_links")
+    denied(run(core, cmd("o", F.ConvUpdate(rid="4", conv="c1", title="www.spam.example"))), "new_account_links")
+    assert run(core, cmd("o", F.ConvUpdate(rid="5", conv="c1", title="news"))).reply["op"] == "ok"
+
+
+def test_pins_obey_mutes_and_blocks_like_sends():
+    state = conv(("o", "owner"), ("mod", "moderator"))
+    state.row.last_seq = 1
+    core = core_with(state)
+    run(core, cmd("o", F.MemberMute(rid="mute", conv="c1", user="mod")))
+    denied(run(core, cmd("mod", F.Pin(rid="p", conv="c1", seq=1)), facts=own_messages("o", 1)), "muted")
+    direct = ChatCore()
+    d = direct_conv_id("a", "b")
+    run(direct, cmd("a", F.ConvCreate(rid="c", kind="direct", members=["b"]), conv=d), facts=Facts(users={"b"}))
+    run(direct, send("b", conv_id=d))
+    run(direct, block("b", "a"), facts=Facts(users={"a"}))
+    pin = cmd("a", F.Pin(rid="p", conv=d, seq=1), conv=d)
+    denied(run(direct, pin, facts=own_messages("b", 1, conv_id=d)), "blocked")
+
+
 def test_a_duplicate_flood_is_refused_and_mutes_automatically_with_an_audit_entry():
     core = core_with(conv(("o", "owner"), ("m", "member")), instance=InstancePolicy(flood_repeats=3,
                                                                                       flood_window_s=30))

@@ -39,9 +39,11 @@ FLOOR: dict[tuple[str, Action], str] = {
 STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] = {
     "plain": ({}, {}),
     "muted": ({"muted_until": NOW + 60_000},
-              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.START_CALL)}),
+              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                            Action.START_CALL)}),
     "muted forever": ({"muted_until": FOREVER},
-                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.START_CALL)}),
+                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                    Action.START_CALL)}),
     "mute expired": ({"muted_until": NOW}, {}),
     # An edit is writing to the conversation again: the rules of a send apply to it (issue 12).
     "read-only": ({"read_only": True}, {a: ("read_only", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
@@ -49,13 +51,14 @@ STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] =
                             {a: ("slow_mode", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
     "slow mode, waited": ({"slow_mode_s": 30, "last_sent_at": NOW - 30_000}, {}),
     "blocked by the peer": ({"blocked": True}, {a: ("blocked", None)
-                                                for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.INVITE)}),
+                                                for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                          Action.INVITE)}),
     "blocking the peer": ({"blocking": True}, {a: ("blocking", None)
-                                               for a in (Action.SEND, Action.EDIT_OWN, Action.REACT)}),
+                                               for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN)}),
     "flood": ({"repeats": 5}, {Action.SEND: ("flood", MOD)}),
     "4 repeats": ({"repeats": 4}, {}),
     "new account, a link": ({"account_age_ms": 60_000, "links": 1},
-                            {Action.SEND: ("new_account_links", None), Action.EDIT_OWN: ("new_account_links", None)}),
+                            {a: ("new_account_links", None) for a in (Action.SEND, Action.EDIT_OWN, Action.SET_INFO)}),
     "old account, links": ({"account_age_ms": 2 * 86_400_000, "links": 3}, {}),
     "new account, 6 mentions": ({"account_age_ms": 60_000, "mentions": 6},
                                 {Action.SEND: ("new_account_mentions", None)}),

@@ -50,7 +50,8 @@ def typist(*convs: str) -> tuple[WsEndpoint, Session, RecordingTransport, Signal
     session = Session("s1", "alice", None, None, transport, limits.send_queue_max)  # type: ignore[arg-type]
     hub.add(session)
     signals, reads = Signals(), MemberOf(*convs)
-    ws = WsEndpoint(hub, reads, None, None, signals, None, limits, RequestLimits(limits), None)  # type: ignore[arg-type]
+    ws = WsEndpoint(hub, reads, None, None, signals, None, limits,  # type: ignore[arg-type]
+                    RequestLimits(limits), None)  # type: ignore[arg-type]
     return ws, session, transport, signals, reads
 
 
