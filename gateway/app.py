@@ -15,14 +15,18 @@ from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
+from gateway.privacy_settings import PrivacyRoutes
 from gateway.profiles import ProfileAnnouncer, ProfileRoutes
 from gateway.reads import Reads
 from gateway.received import ReceivedAcks
+from gateway.request_limits import RequestLimits
 from gateway.rest import AuthRoutes, MemberRoutes, add_routes, errors_as_json
 from gateway.revocations import RevocationFollower, bus_announcer
+from gateway.room_passwords import RoomPasswords
 from gateway.security_headers import add_security_headers
 from gateway.session_routes import SessionRoutes
 from gateway.uploads import Thumbnailer, UploadRoutes
+from gateway.write_facts import WriteFacts
 from gateway.ws import WsEndpoint
 from moderation.admin import openapi
 from moderation.admin.routes import register as register_admin
@@ -58,10 +62,13 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     thumbnailer = Thumbnailer(attachments)
     contacts = Contacts(store, fanout, reads.blocks)
     received = ReceivedAcks(commands, hub.gateway_id)
+    room_passwords = RoomPasswords(
+        store, passwords, Limiter("room password", *limits.rate("room_password"), limits_storage),
+        Limiter("room password per room", *limits.rate("room_password_room"), limits_storage),
+        threads=limits.password_threads, queue_max=limits.password_queue_max)
     ws = WsEndpoint(hub, reads, authenticator, commands, fanout, contacts, limits,
-                    Limiter("send", limits.send_burst, limits.send_window_s, limits_storage), presence,
-                    guest_send_limiter=Limiter("guest send", limits.guest_send_burst, limits.guest_send_window_s,
-                                               limits_storage), received=received)
+                    RequestLimits(limits, limits_storage), WriteFacts(room_passwords, store, contacts), presence,
+                    received=received)
     app.router.add_get("/v1/ws", ws.handle)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
               if limits.ip_auth_burst > 0 else None)
@@ -76,6 +83,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     SessionRoutes(logins, authenticator, store, passwords, password_attempts, per_ip).mount(app)
     register_admin(app, AdminService(store, runner, revoker), authenticator, openapi.document)
     follower = RevocationFollower(store, hub, sessions.revocation_poll_s)
+    PrivacyRoutes(store, authenticator, Limiter("privacy", *limits.rate("settings"), limits_storage)).mount(app)
     UploadRoutes(store, attachments, authenticator, limits,
                  Limiter("upload", limits.upload_burst, limits.upload_window_s, limits_storage),
                  thumbnailer).mount(app)
@@ -99,6 +107,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         await asyncio.gather(*tasks, return_exceptions=True)
         await received.flush()  # what sessions acknowledged before the end
         await contacts.stop()
+        room_passwords.close()
 
     async def going_away(_: web.Application) -> None:
         """SIGTERM: every session is told 4009 and flushed before the server closes sockets."""

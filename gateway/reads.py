@@ -1,6 +1,6 @@
 """The read path, served by the gateway straight from the store: conv.list (with each
 conversation's newest message and the profiles to show it), conv.members, receipts, history,
-sync."""
+sync, invite.list."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from moderation import policy
 from moderation.policy import Action
 from parley import events as E
 from parley.errors import NotFound
-from parley.events import ConvListItem, ConvSync, LastMessage
-from parley.frames import ConvMembers, History, Message
+from parley.events import ConvListItem, ConvSync, Invitation, LastMessage
+from parley.frames import ConvMembers, ConvView, History, Message
 from parley.limits import CONV_LIST_PROFILES_MAX, SYNC_PAGE
 from parley.ports import MessageStore, Store
 from parley.previews import preview
@@ -71,6 +71,16 @@ class Reads:
         members = [m for m in (found[1] if found else []) if m.user != user]
         named = row.kind != "channel" and len(members) + 1 <= self._receipts_max_members
         return tally_receipts(rid, conv, seq, members, named)
+
+    async def invitations(self, user: str) -> list[Invitation]:
+        """`user`'s pending invitations, except those from someone they block or who blocks
+        them: blocks win over invitations."""
+        pending = await self._store.invitations(user)
+        if not pending:
+            return []
+        blocked = await self.blocks.peers(user)
+        return [Invitation(conv=row.id, kind=row.kind, title=row.title, by=invitation.by, at=invitation.at)
+                for invitation, row in pending if invitation.by not in blocked]
 
     async def history(self, user: str, req: History) -> list[Message]:
         _, member = await self.readable(req.conv, user)

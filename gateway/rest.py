@@ -230,7 +230,8 @@ def capabilities(limits: Limits) -> dict[str, Any]:
         "protocol": 1,
         "subprotocols": ["parley.v1.json"],
         "limits": {**limits.public(), "heartbeat_s": limits.heartbeat_s},
-        "rate_limits": {"send": {"burst": limits.send_burst, "window_s": limits.send_window_s}},
+        "rate_limits": {family: dict(zip(("burst", "window_s"), limits.rate(family)))
+                        for family in sorted(set(L.RATES.values()))},
         "uploads": {"max_bytes": limits.max_upload_bytes, "mime": list(limits.upload_mime),
                     "max_per_message": L.MAX_ATTACHMENTS_PER_MESSAGE,
                     "max_name_chars": L.MAX_ATTACHMENT_NAME_CHARS},

@@ -20,7 +20,9 @@ from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.received import ReceivedAcks
+from gateway.request_limits import RequestLimits
 from gateway.session import Session
+from gateway.write_facts import EDGE_CHECKED, WriteFacts
 from parley import events as E
 from parley import frames as F
 from parley import hops
@@ -32,8 +34,7 @@ from parley.health import count_refused
 from parley.ids import new_session_id
 from parley.limits import Limits
 from parley.ports import LogProducer
-from parley.ratelimit import Limiter
-from parley.records import Command, EventRecord
+from parley.records import Command, EdgeFacts, EventRecord
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = ("parley.v1.json",)
@@ -45,19 +46,19 @@ def now_ms() -> int:
 
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
-                 fanout: Fanout, contacts: Contacts, limits: Limits, send_limiter: Limiter,
-                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None,
+                 fanout: Fanout, contacts: Contacts, limits: Limits, request_limits: RequestLimits,
+                 write_facts: WriteFacts, presence: GatewayPresence | None = None, *,
                  received: ReceivedAcks | None = None) -> None:
         self._hub = hub
         self._presence = presence
         self._contacts = contacts
         self._reads = reads
         self._auth = auth
-        self._guest_send_limiter = guest_send_limiter or send_limiter
         self._commands = commands
         self._fanout = fanout
         self._limits = limits
-        self._send_limiter = send_limiter
+        self._request_limits = request_limits
+        self._write_facts = write_facts
         self._received = received if received is not None else ReceivedAcks(commands, hub.gateway_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -195,12 +196,13 @@ class WsEndpoint:
         if isinstance(req, F.Typing):
             await self._typing(session, req)
             return encode(E.Ok(rid=req.rid))
-        if isinstance(req, F.PresenceGet):
-            return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         if isinstance(req, F.Hello):
             raise BadRequest("this session already said hello")
+        await self._request_limits.hit(session.user, session.guest, req)
         if isinstance(req, F.Auth):
             return await self._reauth(session, req)
+        if isinstance(req, F.PresenceGet):
+            return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         await session.settled()
         if isinstance(req, F.History):
             return encode(E.HistoryResult(rid=req.rid, messages=await self._reads.history(session.user, req)))
@@ -213,6 +215,8 @@ class WsEndpoint:
             return encode(await self._reads.members(session.user, req))
         if isinstance(req, F.Receipts):
             return encode(await self._reads.receipts(session.user, req.rid, req.conv, req.seq))
+        if isinstance(req, F.InviteList):
+            return encode(E.InviteListResult(rid=req.rid, invites=await self._reads.invitations(session.user)))
         raise BadRequest(f"unsupported op {type(req).__name__}")
 
     async def _write(self, session: Session, req: F.WriteRequest) -> None:
@@ -220,13 +224,12 @@ class WsEndpoint:
             raise BadRequest("a request with this rid is still in flight")
         if len(session.inflight) >= self._limits.inflight_max:
             raise RateLimited("too many requests in flight; wait for replies", retry_after_ms=100)
-        if session.guest:
-            if isinstance(req, (F.ConvCreate, F.ConvInvite)):
-                raise Forbidden("guests cannot create conversations, open direct chats or invite")
-            if isinstance(req, F.Send):
-                await self._guest_send_limiter.hit(session.user)
-        elif isinstance(req, F.Send):
-            await self._send_limiter.hit(session.user)
+        if session.guest and isinstance(req, (F.ConvCreate, F.ConvInvite)):
+            raise Forbidden("guests cannot create conversations, open direct chats or invite")
+        await self._request_limits.hit(session.user, session.guest, req)
+        edge: EdgeFacts | None = None
+        if isinstance(req, EDGE_CHECKED):
+            req, edge = await self._write_facts.establish(session.user, req)
         conv = route(session.user, req)
         if isinstance(req, (F.UserBlock, F.UserUnblock)):
             self._reads.blocks.forget(session.user)
@@ -236,7 +239,7 @@ class WsEndpoint:
         try:
             with hops.GATEWAY_ACK.time():
                 await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
-                                                     session.role, session.guest, hops.start()))
+                                                     session.role, session.guest, hops.start(), edge))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             raise
@@ -251,7 +254,14 @@ class WsEndpoint:
         return encode(E.AuthResult(rid=req.rid, expires_at=who.claims.expires_at))
 
     async def _typing(self, session: Session, req: F.Typing) -> None:
-        await self._reads.readable(req.conv, session.user)
+        if not session.typing_due(req.conv, time.monotonic(), self._limits.typing_interval_s):
+            return  # one signal per interval is all the members need: the rest is dropped
+        try:
+            await self._request_limits.hit(session.user, session.guest, req)
+            await self._reads.readable(req.conv, session.user)
+        except ParleyError:
+            session.typing_refused(req.conv)
+            raise
         record = EventRecord(req.conv, E.encode_event(E.UserTyping(conv=req.conv, user=session.user)))
         # Typing is hidden between users who block each other, either way.
         await self._fanout.send(record, skip_user=session.user, skip=await self._reads.blocks.peers(session.user))

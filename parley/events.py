@@ -155,6 +155,24 @@ class UserUnblocked(Event, tag="user.unblocked"):
     user: str
 
 
+class InviteNew(Event, tag="invite.new"):
+    """To the invitee's sessions: an invitation to accept (`invite.accept`) or decline."""
+
+    conv: str
+    kind: str
+    title: str | None
+    by: str
+    #: ms since the epoch.
+    at: int
+
+
+class InviteRemoved(Event, tag="invite.removed"):
+    """To the invitee's sessions: the invitation is settled (accepted: they are a member now)."""
+
+    conv: str
+    accepted: bool
+
+
 class PresenceChanged(Event, tag="presence", omit_defaults=True):
     user: str
     status: Literal["online", "offline"]
@@ -178,7 +196,8 @@ class Resync(Event, tag="resync", omit_defaults=True):
 AnyEvent = Union[
     MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, DeliveredReceipt, UserTyping,
     MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
-    ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated,
+    ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated, InviteNew,
+    InviteRemoved,
 ]
 
 #: `{"type":...}` becomes `{"op":"event","type":...}`: msgspec writes a tag before any field.
@@ -297,10 +316,33 @@ class ReceiptsResult(Ok):
     read: list[str] | None
 
 
-class ConvResult(Ok):
-    """conv.create, conv.join, conv.update: the conversation as the caller sees it."""
+class ConvResult(Ok, omit_defaults=True):
+    """conv.create, conv.join, conv.update, invite.accept: the conversation as the caller sees it."""
 
     conv: ConvView
+    #: conv.create: the members who were invited instead of added (their choice); absent if none.
+    invited: list[str] = []
+
+
+class InviteResult(Ok):
+    """conv.invite: who was added, and who was invited instead (their choice)."""
+
+    added: list[str]
+    invited: list[str]
+
+
+class Invitation(msgspec.Struct):
+    """A pending invitation, as `invite.list` lists it (the fields of `invite.new`)."""
+
+    conv: str
+    kind: str
+    title: str | None
+    by: str
+    at: int
+
+
+class InviteListResult(Ok):
+    invites: list[Invitation]
 
 
 class SendResult(Ok):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypeGuard, Union, get_args
 
+import emoji
 import msgspec
 from msgspec import Meta
 
@@ -81,6 +82,18 @@ class ConvInvite(Request, tag="conv.invite", frozen=True):
 
 
 class ConvList(Request, tag="conv.list", frozen=True):
+    pass
+
+
+class InviteAccept(Request, tag="invite.accept", frozen=True):
+    conv: Id
+
+
+class InviteDecline(Request, tag="invite.decline", frozen=True):
+    conv: Id
+
+
+class InviteList(Request, tag="invite.list", frozen=True):
     pass
 
 
@@ -233,14 +246,14 @@ AnyRequest = Union[
     Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
-    ConvMembers, Received, Receipts,
+    ConvMembers, Received, Receipts, InviteAccept, InviteDecline, InviteList,
 ]
 #: Moderation requests that act on one member of a conversation.
 MemberAction = Union[MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban]
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
 WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Send, Edit, Delete, React, Read,
                      MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
-                     UserBlock, UserUnblock, Received]
+                     UserBlock, UserUnblock, Received, InviteAccept, InviteDecline]
 _WRITE_TYPES = get_args(WriteRequest)
 
 
@@ -305,6 +318,8 @@ def check_request(req: AnyRequest, max_text_chars: int) -> None:
         # A message may be attachments alone (a photo without a caption); an edit may not empty one.
         if not req.text.strip() and not (isinstance(req, Send) and req.attachments):
             raise BadRequest("text must not be empty")
+    if isinstance(req, React) and not emoji.is_emoji(req.emoji):
+        raise BadRequest("a reaction is one emoji (Unicode's emoji list), not text")
     if isinstance(req, History) and req.before is not None and req.after is not None:
         raise BadRequest("give at most one of `before` and `after`")
     if isinstance(req, ConvCreate):

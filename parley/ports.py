@@ -4,15 +4,15 @@ Cassandra, S3)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from parley.frames import Message
 from parley.records import (
-    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, Invite,
-    MemberRow, Mutation, Needs, RefreshToken, Report, ReportQuery, Revocation, SessionFamily,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts,
+    InvitationRow, Invite, MemberRow, Mutation, Needs, RefreshToken, Report, ReportQuery, Revocation, SessionFamily,
 )
 
 
@@ -154,6 +154,8 @@ class MessageStore(Protocol):
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None: ...  # admin inspection
     #: The messages `user` sent in `conv` with seq > after_seq, ascending (privacy export/delete).
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]: ...
+    #: `user`'s pending invitations with their conversations, oldest first (`invite.list`).
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]: ...
 
 
 class AccountStore(Protocol):
@@ -174,6 +176,9 @@ class AccountStore(Protocol):
     async def search_directory(self, prefix: str, limit: int) -> list[Account]:
         """Active, discoverable, non-guest accounts with a search term (parley/profiles.py
         search_terms) starting with `prefix` (a search key), by username, at most `limit`."""
+    #: The "who may add me" choices of those of `user_ids` who made one (the others have the
+    #: default, WHO_MAY_ADD_DEFAULT): one read for a whole conv.create or conv.invite.
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]: ...
 
 
 class ModerationStore(Protocol):

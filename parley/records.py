@@ -11,6 +11,22 @@ import msgspec
 from parley.frames import ConvView, Message, WriteRequest
 
 
+class EdgeFacts(msgspec.Struct, array_like=True, frozen=True):
+    """What the gateway established before publishing a write, so that the conversation's single
+    writer never waits for it: work too slow for the writer's loop (argon2) or reads beyond the
+    conversation. The writer decides with these facts; it trusts them as it trusts the log."""
+
+    #: conv.create and conv.update: the new room password's argon2 hash (the plaintext never
+    #: enters the log). conv.join: the stored hash the given password matched; the writer admits
+    #: the join only while the room's hash is still this one.
+    password_hash: str | None = None
+    #: conv.create and conv.invite: the "who may add me" choice of the named users who made one
+    #: other than WHO_MAY_ADD_DEFAULT, and those of them who share a conversation with the actor
+    #: (their contacts: gateway/contacts.py).
+    who_may_add: dict[str, str] = {}
+    contacts: list[str] = []
+
+
 class Command(msgspec.Struct, array_like=True, frozen=True):
     """One client write, keyed by conversation: the unit of the command log."""
 
@@ -26,6 +42,8 @@ class Command(msgspec.Struct, array_like=True, frozen=True):
     guest: bool = False
     #: Stage timestamps (parley.hops): where its time goes.
     t_ns: list[int] = []
+    #: What the gateway checked for the writer (None for most writes).
+    edge: EdgeFacts | None = None
 
 
 class EventRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -111,6 +129,16 @@ class SanctionRow(msgspec.Struct, kw_only=True):
     reason: str | None = None
 
 
+class InvitationRow(msgspec.Struct, kw_only=True):
+    """An invitation to a conversation, pending until its invitee accepts or declines it: how
+    someone is brought in whose choice does not let the inviter add them directly."""
+
+    conv: str
+    user: str
+    by: str
+    at: int  # ms since the epoch
+
+
 @dataclass(slots=True)
 class Flood:
     """The last text a member sent (by hash) and how often in a row, for duplicate-flood checks."""
@@ -129,6 +157,8 @@ class ConvState:
     members: dict[str, MemberRow]
     mutes: dict[str, SanctionRow] = field(default_factory=dict)
     bans: dict[str, SanctionRow] = field(default_factory=dict)
+    #: Pending invitations by invitee.
+    invitations: dict[str, InvitationRow] = field(default_factory=dict)
     #: Direct conversations: (blocker, blocked) pairs between the two members. This writer is
     #: the only one that changes them (user.block goes to the pair's direct conversation).
     blocks: set[tuple[str, str]] = field(default_factory=set)
@@ -196,6 +226,8 @@ class UpdateMessage(msgspec.Struct, tag=True):
     text: str | None
     edited_at: int | None
     deleted: bool
+    #: An edit: the message's edits so far, this one included (a delete keeps the stored count).
+    edits: int = 0
 
 
 class SetReaction(msgspec.Struct, tag=True):
@@ -234,6 +266,15 @@ class DropBlock(msgspec.Struct, tag=True):
     blocked: str
 
 
+class PutInvitation(msgspec.Struct, tag=True):
+    row: InvitationRow
+
+
+class DropInvitation(msgspec.Struct, tag=True):
+    conv: str
+    user: str
+
+
 class PutOutbox(msgspec.Struct, tag=True):
     record: EventRecord
     #: The log partition of `record.conv`: each shard's relay checkpoint has one owner.
@@ -268,6 +309,11 @@ class AuditQuery(msgspec.Struct, kw_only=True, frozen=True):
 
 #: `Account.suspended_until` of an indefinite suspension (the largest integer JSON keeps exact).
 SUSPENDED_FOREVER = 2**53 - 1
+#: Who may put a user into a conversation directly (everyone else invites them): anyone, their
+#: contacts (people they share a direct chat or a small group with), or nobody.
+WHO_MAY_ADD = ("anyone", "contacts", "nobody")
+#: A user who chose nothing: Telegram's default (Matrix invites everyone, always).
+WHO_MAY_ADD_DEFAULT = "anyone"
 
 
 class Account(msgspec.Struct, kw_only=True):
@@ -292,6 +338,8 @@ class Account(msgspec.Struct, kw_only=True):
     avatar: str | None = None
     status_text: str | None = None
     discoverable: bool = True
+    #: Who may add this user to a conversation directly (WHO_MAY_ADD).
+    who_may_add: str = WHO_MAY_ADD_DEFAULT
 
 
 class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
@@ -307,6 +355,7 @@ class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
     avatar: str | None | msgspec.UnsetType = msgspec.UNSET
     status_text: str | None | msgspec.UnsetType = msgspec.UNSET
     discoverable: bool | msgspec.UnsetType = msgspec.UNSET
+    who_may_add: str | msgspec.UnsetType = msgspec.UNSET
     #: Increment `token_gen`: every token issued before is refused from now on.
     cut_sessions: bool = False
 
@@ -415,7 +464,7 @@ class PutAudit(msgspec.Struct, tag=True):
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
     InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
-    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock, SetDeliveredSeq,
+    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock, SetDeliveredSeq, PutInvitation, DropInvitation,
 ]
 
 # ---- what chat_core needs read before it can decide a batch -------------------------------
@@ -448,10 +497,9 @@ class Facts:
     idem: dict[IdemKey, tuple[int, int]] = field(default_factory=dict)
     messages: dict[MsgKey, Message] = field(default_factory=dict)
     attachments: dict[str, AttachmentRow] = field(default_factory=dict)
-    #: Room passwords are argon2 work, done off the writer's loop: the requests (session, rid)
-    #: of conv.join whose password matched, and the hashes of conv.create passwords.
-    passwords_ok: set[tuple[str, str]] = field(default_factory=set)
-    password_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: How often each of `Needs.messages` was edited; absent: never (a message carries no count
+    #: on the wire, so it is kept beside the message).
+    edits: dict[MsgKey, int] = field(default_factory=dict)
     #: users.created_at of `Needs.accounts` (and of `Needs.users` that exist).
     created_at: dict[str, int] = field(default_factory=dict)
     #: (blocker, blocked) among `Needs.blocks` pairs, either way.

@@ -45,7 +45,7 @@ async def build_app(settings: Settings) -> web.Application:
     fanout = Fanout(MemberCache(store), hub, bus, min_members=settings.conv_subject_min_members)
     if settings.conv_subject_min_members:
         hub.follower = ConvFollower(inbox, fanout.members, store, hub, settings.conv_subject_min_members)
-    chat_core = chat_core_service(settings, store, commands, events, bus, passwords)
+    chat_core = chat_core_service(settings, store, commands, events, bus)
     delivery = DeliveryWorker(events, fanout)
     delivery_task: list[asyncio.Task[None]] = []
 

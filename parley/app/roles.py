@@ -110,13 +110,13 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
 # ---- chat_core ----------------------------------------------------------------------------
 
 def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Command],
-                      events: LogProducer[EventRecord], bus: GatewayBus, passwords: Passwords,
+                      events: LogProducer[EventRecord], bus: GatewayBus,
                       partitions: int = 1) -> ChatCoreService:
     """chat_core with the instance policy and the content filter the settings name."""
     instance = InstancePolicy.from_json(settings.policy_json) if settings.policy_json else DEFAULT_INSTANCE
-    return ChatCoreService(store, commands, events, bus, passwords, partitions, instance=instance,
-                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s,
-                           receipts_max_members=settings.limits.receipts_max_members)
+    return ChatCoreService(store, commands, events, bus, partitions, instance=instance,
+                           content_filter=filters.configured(settings), limits=settings.limits,
+                           policy_refresh_s=settings.policy_refresh_s)
 
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:
@@ -129,7 +129,7 @@ async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Applicati
     await events.start()
     stack.push_async_callback(events.stop)
     commands = _consumer(settings, topics.COMMANDS, topics.CHAT_CORE_GROUP, Command, name)
-    service = chat_core_service(settings, store, commands, events, bus, Passwords(), settings.kafka_partitions)
+    service = chat_core_service(settings, store, commands, events, bus, settings.kafka_partitions)
     await commands.start()
     stack.push_async_callback(commands.stop)  # leaves the group after the service stopped
     await service.start()

@@ -26,6 +26,23 @@ async def test_account_creation_times_are_prefetched(reopen):
 
 
 
+async def test_an_account_keeps_who_may_add_it(reopen):
+    store = await reopen()
+    for n, name in enumerate(("alice", "bob", "carol")):
+        await store.create_user(f"u{n}", name, "hash", n)
+    assert (await store.account("u0")).who_may_add == "anyone"  # type: ignore[union-attr]  # the default
+    after = await store.update_account("u0", AccountPatch(who_may_add="contacts"))
+    assert after is not None and after.who_may_add == "contacts"
+    after = await store.update_account("u1", AccountPatch(who_may_add="nobody", role="moderator"))
+    assert after is not None and (after.who_may_add, after.role) == ("nobody", "moderator")
+    after = await store.update_account("u1", AccountPatch(role=None))
+    assert after is not None and after.who_may_add == "nobody"  # UNSET stays
+    store = await reopen()
+    assert (await store.account("u0")).who_may_add == "contacts"  # type: ignore[union-attr]
+    assert await store.who_may_add(["u0", "u1", "u2", "ghost"]) == {"u0": "contacts", "u1": "nobody"}
+    assert await store.who_may_add([]) == {}
+
+
 async def test_accounts_carry_role_status_suspension_and_token_generation(reopen):
     store = await reopen()
     await store.create_user("u1", "alice", "hash", 1)

@@ -62,6 +62,9 @@ SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.UserUpdated(user=PROFILE), {"user": PROFILE}),
     (E.Resync(), {}),
     (E.Resync(conv="c1"), {"conv": "c1"}),
+    (E.InviteNew(conv="c1", kind="group", title=None, by="a", at=5),
+     {"conv": "c1", "kind": "group", "title": None, "by": "a", "at": 5}),
+    (E.InviteRemoved(conv="c1", accepted=False), {"conv": "c1", "accepted": False}),
 ]
 
 
@@ -92,6 +95,11 @@ def test_an_ok_result_is_op_ok_then_rid_then_its_fields():
     assert encode(E.Ok(rid="r1")) == b'{"op":"ok","rid":"r1"}'
     assert encode(E.SendResult(rid="r1", conv="c1", seq=3, ts=10)) == b'{"op":"ok","rid":"r1","conv":"c1","seq":3,"ts":10}'
     assert encode(E.SanctionResult(rid="r1", until=None)) == b'{"op":"ok","rid":"r1","until":null}'
+    assert encode(E.ConvResult(rid="r1", conv=VIEW)) == encode({"op": "ok", "rid": "r1", "conv": VIEW})
+    assert encode(E.ConvResult(rid="r1", conv=VIEW, invited=["b"])) == encode(
+        {"op": "ok", "rid": "r1", "conv": VIEW, "invited": ["b"]})
+    assert encode(E.InviteResult(rid="r1", added=["a"], invited=[])) == \
+        b'{"op":"ok","rid":"r1","added":["a"],"invited":[]}'
     sync = E.SyncResult(rid="r1", convs=[E.ConvSync(conv="c1", last_seq=3, read_seq=1, unread=2, messages=[MSG],
                                                     more=False)])
     assert encode(sync) == encode({"op": "ok", "rid": "r1", "convs": [

@@ -21,7 +21,7 @@ MOD = "moderator"
 
 #: THE declaration. (kind, action) -> the lowest role allowed; anything absent is impossible.
 FLOOR: dict[tuple[str, Action], str] = {
-    **{(k, Action.READ): "member" for k in KINDS},
+    **{(k, a): "member" for k in KINDS for a in (Action.READ, Action.REACT)},
     **{("direct", a): "member" for a in (Action.SEND, Action.EDIT_OWN, Action.PIN, Action.START_CALL)},
     ("group", Action.SEND): "member", ("group", Action.EDIT_OWN): "member",
     ("group", Action.START_CALL): "member", ("group", Action.DELETE_ANY): MOD, ("group", Action.KICK): MOD,
@@ -39,19 +39,26 @@ FLOOR: dict[tuple[str, Action], str] = {
 STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] = {
     "plain": ({}, {}),
     "muted": ({"muted_until": NOW + 60_000},
-              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.START_CALL)}),
+              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                            Action.START_CALL)}),
     "muted forever": ({"muted_until": FOREVER},
-                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.START_CALL)}),
+                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                    Action.START_CALL)}),
     "mute expired": ({"muted_until": NOW}, {}),
-    "read-only": ({"read_only": True}, {Action.SEND: ("read_only", MOD)}),
-    "slow mode, too soon": ({"slow_mode_s": 30, "last_sent_at": NOW - 10_000}, {Action.SEND: ("slow_mode", MOD)}),
+    # An edit is writing to the conversation again: the rules of a send apply to it (issue 12).
+    "read-only": ({"read_only": True}, {a: ("read_only", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
+    "slow mode, too soon": ({"slow_mode_s": 30, "last_sent_at": NOW - 10_000},
+                            {a: ("slow_mode", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
     "slow mode, waited": ({"slow_mode_s": 30, "last_sent_at": NOW - 30_000}, {}),
-    "blocked by the peer": ({"blocked": True}, {Action.SEND: ("blocked", None), Action.INVITE: ("blocked", None)}),
-    "blocking the peer": ({"blocking": True}, {Action.SEND: ("blocking", None)}),
+    "blocked by the peer": ({"blocked": True}, {a: ("blocked", None)
+                                                for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                          Action.INVITE)}),
+    "blocking the peer": ({"blocking": True}, {a: ("blocking", None)
+                                               for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN)}),
     "flood": ({"repeats": 5}, {Action.SEND: ("flood", MOD)}),
     "4 repeats": ({"repeats": 4}, {}),
     "new account, a link": ({"account_age_ms": 60_000, "links": 1},
-                            {Action.SEND: ("new_account_links", None), Action.EDIT_OWN: ("new_account_links", None)}),
+                            {a: ("new_account_links", None) for a in (Action.SEND, Action.EDIT_OWN, Action.SET_INFO)}),
     "old account, links": ({"account_age_ms": 2 * 86_400_000, "links": 3}, {}),
     "new account, 6 mentions": ({"account_age_ms": 60_000, "mentions": 6},
                                 {Action.SEND: ("new_account_mentions", None)}),
@@ -231,3 +238,10 @@ def test_guests_join_only_where_guests_are_admitted(guest, allow_guests, denied)
     s = Subject(kind="group", visibility="public", role=None, guest=guest, allow_guests=allow_guests)
     denial = policy.decide(s, Action.JOIN)
     assert (denial.rule if denial else None) == denied
+
+
+@pytest.mark.parametrize(("who_may_add", "contact", "directly"), [
+    ("anyone", False, True), ("anyone", True, True), ("contacts", True, True), ("contacts", False, False),
+    ("nobody", True, False), ("nobody", False, False)])
+def test_who_may_add_a_user_directly_is_their_choice(who_may_add, contact, directly):
+    assert policy.adds_directly(who_may_add, contact) is directly

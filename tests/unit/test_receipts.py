@@ -15,6 +15,7 @@ from gateway.received import ReceivedAcks
 from parley import frames as F
 from parley.errors import RateLimited, Unavailable
 from parley.frames import Message
+from parley.limits import Limits
 from parley.previews import preview
 from parley.records import Command, MemberRow, PutOutbox, SetDeliveredSeq
 from tests.unit.test_core import cmd, decide, group
@@ -46,7 +47,7 @@ def test_a_delivered_cursor_moves_forward_only_and_reading_counts_as_receiving()
 
 @pytest.mark.parametrize(("kind", "members", "told"), [("group", 3, True), ("group", 4, False), ("channel", 2, False)])
 def test_delivered_events_only_in_small_conversations_that_are_not_channels(kind, members, told):
-    core = ChatCore(receipts_max_members=3)
+    core = ChatCore(limits=Limits(receipts_max_members=3))
     core.convs["c1"] = group(*[f"u{i}" for i in range(members)], kind=kind, last_seq=1)
     _, mutations = decide(core, received("u1", 1))
     assert [m for m in mutations if isinstance(m, SetDeliveredSeq)] == [SetDeliveredSeq("c1", "u1", 1)]

@@ -3,14 +3,16 @@
 users (0001): id -> username, password_hash, created_at; users_by_name: the username claim
 (LWT) and login's (id, hash). account_state (0003): role, status, suspension, guest, token
 generation and `rev`, written by LWT only; a user older than 0003 has no row there and reads as
-the defaults. accounts_by_name: the search index (see search_accounts). Registration spends an
-invite code (`invites`) by LWT. profiles (0005): display name, avatar, status line and
-discoverability; directory_terms: the people directory (see search_directory).
+the defaults. account_privacy: the user's "who may add me" choice, plain writes (the user
+alone sets it; no row: the default). accounts_by_name: the search index (see search_accounts).
+Registration spends an invite code (`invites`) by LWT. profiles: display name, avatar, status
+line and discoverability; directory_terms: the people directory (see search_directory).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 from contextlib import aclosing
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +24,7 @@ from parley.adapters.cassandra.session import Row
 from parley.adapters.cassandra.writes import Statement
 from parley.errors import Conflict, Forbidden, Unavailable
 from parley.profiles import MIN_DIRECTORY_PREFIX, key_successor, search_terms
-from parley.records import Account, AccountPatch, AccountQuery
+from parley.records import WHO_MAY_ADD_DEFAULT, Account, AccountPatch, AccountQuery
 
 #: Usernames are clustered in partitions named by their first NAME_BUCKET_CHARS characters.
 NAME_BUCKET_CHARS = 2
@@ -38,10 +40,11 @@ def term_bucket(term: str) -> str:
     return term[:MIN_DIRECTORY_PREFIX]
 
 
-def _account(user: Row, state: Row | None, profile: Row | None = None) -> Account:
+def _account(user: Row, state: Row | None, profile: Row | None = None, privacy: Row | None = None) -> Account:
     """A `users` row (id, username, password_hash, created_at) with its account_state row
-    (id, role, status, suspended_until, suspend_reason, guest, token_gen, rev) and its profiles
-    row (id, display_name, avatar, status_text, discoverable), if any."""
+    (id, role, status, suspended_until, suspend_reason, guest, token_gen, rev), its profiles
+    row (id, display_name, avatar, status_text, discoverable) and its account_privacy row
+    (who_may_add), if any."""
     account = Account(id=user[0], username=user[1], created_at=user[3])
     if state is not None:
         account = Account(id=user[0], username=user[1], created_at=user[3], role=state[1],
@@ -50,6 +53,7 @@ def _account(user: Row, state: Row | None, profile: Row | None = None) -> Accoun
     if profile is not None:
         account.display_name, account.avatar, account.status_text = profile[1], profile[2], profile[3]
         account.discoverable = profile[4] is not False
+    account.who_may_add = privacy[0] if privacy is not None and privacy[0] else WHO_MAY_ADD_DEFAULT
     return account
 
 
@@ -112,12 +116,18 @@ class CassandraAccounts(CassandraDatabase):
         return user, state, profile
 
     async def account(self, user_id: str) -> Account | None:
-        user, state, profile = await self._account_rows(user_id)
-        return None if user is None else _account(user, state, profile)
+        (user, state, profile), privacy = await asyncio.gather(self._account_rows(user_id),
+                                                               self._one("privacy_get", [user_id]))
+        return None if user is None else _account(user, state, profile, privacy)
 
     async def accounts(self, user_ids: Sequence[str]) -> list[Account]:
         found = await self._gather(self.account(u) for u in dict.fromkeys(user_ids))
         return [a for a in found if a is not None]
+
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]:
+        ids = sorted(user_ids)
+        rows = await self._gather(self._one("privacy_get", [user_id]) for user_id in ids)
+        return {user_id: row[0] for user_id, row in zip(ids, rows) if row is not None and row[0]}
 
     async def account_by_name(self, username: str) -> Account | None:
         row = await self._one("user_by_name", [username])
@@ -138,6 +148,8 @@ class CassandraAccounts(CassandraDatabase):
         user, state, profile = await self._account_rows(user_id)
         if user is None:
             return None
+        if not isinstance(patch.who_may_add, msgspec.UnsetType):  # the user's own choice: no CAS needed
+            await self._batch([("privacy_put", [user_id, patch.who_may_add])])
         old_name, old_hash = user[1], user[2]
         name = old_name if isinstance(patch.username, msgspec.UnsetType) else patch.username
         pw = old_hash if isinstance(patch.password_hash, msgspec.UnsetType) else patch.password_hash
@@ -172,7 +184,8 @@ class CassandraAccounts(CassandraDatabase):
             await self._lwt("user_release_name", [old_name, user_id])
         elif pw != old_hash:
             await self._lwt("user_name_set_hash", [pw, name, user_id])
-        return new
+        privacy = await self._one("privacy_get", [user_id])
+        return msgspec.structs.replace(new, who_may_add=_account(user, state, None, privacy).who_may_add)
 
     async def _set_state(self, user: Row, state: Row | None, patch: AccountPatch, name: str) -> Account:
         """Compare-and-set of account_state on `rev`: the account after `patch`."""

@@ -26,7 +26,9 @@ from parley.adapters.cassandra.session import CqlSession, Row
 from parley.adapters.cassandra.writes import Statement, pack, plan_writes
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
-from parley.records import ConvRow, ConvState, EventRecord, Facts, MemberRow, Mutation, Needs, SanctionRow
+from parley.records import (
+    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, SanctionRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +100,20 @@ class CassandraMessages(CassandraAttachments):
             row = await self._one("conv_get", [conv_id])
             if row is None:
                 return
-            (stored, newest), members, cursors, got, settings, sanctions = await asyncio.gather(
-                self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
-                self._all("delivered_of", [conv_id]), self._one("settings_get", [conv_id]),
-                self._all("sanctions_of", [conv_id]))
+            # Two gathers in one: asyncio.gather is typed for at most six awaitables.
+            ((stored, newest), members, cursors, got, settings, sanctions), invitations = await asyncio.gather(
+                asyncio.gather(
+                    self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
+                    self._all("delivered_of", [conv_id]), self._one("settings_get", [conv_id]),
+                    self._all("sanctions_of", [conv_id])),
+                self._all("invitations_of", [conv_id]))
             state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
                 m.user: m for m in _members(conv_id, members, cursors, got)})
             for r in sanctions:
                 sanction = _sanction(conv_id, r)
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
+            for user_id, by, at in invitations:
+                state.invitations[user_id] = InvitationRow(conv=conv_id, user=user_id, by=by, at=int(at))
             # A direct conversation carries the blocks between its two members.
             if state.row.kind == "direct" and len(state.members) == 2:
                 first, second = sorted(state.members)
@@ -130,11 +137,14 @@ class CassandraMessages(CassandraAttachments):
 
         async def message(key: tuple[str, int]) -> None:
             conv_id, seq = key
-            row = await self._one("message_get", [conv_id, bucket_of(seq), seq])
+            row, edits = await asyncio.gather(self._one("message_get", [conv_id, bucket_of(seq), seq]),
+                                              self._one("message_edits_get", [conv_id, bucket_of(seq), seq]))
             if row is not None:
                 msg = _message(row, conv_id)
                 await self._attach_reactions([msg])
                 facts.messages[key] = msg
+                if edits is not None and edits[0]:
+                    facts.edits[key] = int(edits[0])
 
         async def attachment(attachment_id: str) -> None:
             row = await self.attachment(attachment_id)
@@ -297,6 +307,13 @@ class CassandraMessages(CassandraAttachments):
                 msg = by_seq.get(seq)
                 if msg is not None:
                     msg.reactions.setdefault(emoji, []).append(user)
+
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]:
+        pending = await self._all("invitations_of_user", [user])
+        rows = await self._gather(self._conv_row(r[0]) for r in pending)
+        found = [(InvitationRow(conv=r[0], user=user, by=r[1], at=int(r[2])), row)
+                 for r, row in zip(pending, rows) if row is not None]
+        return sorted(found, key=lambda f: (f[0].at, f[0].conv))
 
     async def member_ids(self, conv: str) -> list[str]:
         return [r[0] for r in await self._all("members_of", [conv])]

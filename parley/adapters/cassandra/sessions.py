@@ -1,4 +1,4 @@
-"""The Cassandra store's login sessions (0005): session_families by user, refresh_tokens by hash
+"""The Cassandra store's login sessions (0008): session_families by user, refresh_tokens by hash
 (spent by LWT), and the revocations log by minute. Everything is written USING TTL, so nothing
 needs purging: a family and a token live until their expiry, a log entry for
 REVOCATION_LOG_KEEP_S."""

@@ -70,6 +70,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("term_put", "INSERT INTO directory_terms (bucket, term, user_id) VALUES (?, ?, ?)"),
     ("term_drop", "DELETE FROM directory_terms WHERE bucket = ? AND term = ? AND user_id = ?"),
     ("term_range", "SELECT term, user_id FROM directory_terms WHERE bucket = ? AND term >= ? AND term < ? LIMIT ?"),
+    # "who may add me" (0009): the user's own choice, plain writes
+    ("privacy_put", "INSERT INTO account_privacy (id, who_may_add) VALUES (?, ?)"),
+    ("privacy_get", "SELECT who_may_add FROM account_privacy WHERE id = ?"),
     # invites: single use, by LWT; created_by (never null) keeps a missing code from matching
     ("invite_create", f"INSERT INTO invites ({_INVITE_COLS}) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
     ("invite_get", f"SELECT {_INVITE_COLS} FROM invites WHERE code = ?"),
@@ -109,6 +112,14 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("sanction_put", f"INSERT INTO sanctions ({_SANCTION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"),
     ("sanction_drop", "DELETE FROM sanctions WHERE conv_id = ? AND user_id = ? AND kind = ?"),
     ("sanctions_of", f"SELECT {_SANCTION_COLS} FROM sanctions WHERE conv_id = ?"),
+    # invitations (0009): by conversation, read whole with it, and by invitee
+    ("invitation_put", "INSERT INTO invitations (conv_id, user_id, invited_by, at) VALUES (?, ?, ?, ?)"),
+    ("invitation_drop", "DELETE FROM invitations WHERE conv_id = ? AND user_id = ?"),
+    ("invitations_of", "SELECT user_id, invited_by, at FROM invitations WHERE conv_id = ?"),
+    ("invitation_by_user_put", "INSERT INTO invitations_by_user (user_id, conv_id, invited_by, at) "
+                               "VALUES (?, ?, ?, ?)"),
+    ("invitation_by_user_drop", "DELETE FROM invitations_by_user WHERE user_id = ? AND conv_id = ?"),
+    ("invitations_of_user", "SELECT conv_id, invited_by, at FROM invitations_by_user WHERE user_id = ?"),
     # blocks (0004): by blocker, and by blocked user (written in the same logged batch)
     ("block_put", "INSERT INTO blocks (blocker, blocked, at) VALUES (?, ?, ?)"),
     ("block_drop", "DELETE FROM blocks WHERE blocker = ? AND blocked = ?"),
@@ -147,6 +158,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                       "LIMIT ?"),
     ("messages_asc", f"SELECT {_MSG_COLS} FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq < ? "
                      "ORDER BY seq ASC LIMIT ?"),
+    # edit counts (0009): written with each edit, read with the message by chat_core
+    ("message_edits_put", "INSERT INTO message_edits (conv_id, bucket, seq, edits) VALUES (?, ?, ?, ?)"),
+    ("message_edits_get", "SELECT edits FROM message_edits WHERE conv_id = ? AND bucket = ? AND seq = ?"),
     ("reaction_put", "INSERT INTO reactions (conv_id, bucket, seq, emoji, user_id) VALUES (?, ?, ?, ?, ?)"),
     ("reaction_drop", "DELETE FROM reactions WHERE conv_id = ? AND bucket = ? AND seq = ? AND emoji = ? AND user_id = ?"),
     ("reactions_in", "SELECT seq, emoji, user_id FROM reactions WHERE conv_id = ? AND bucket = ? AND seq >= ? "
@@ -172,7 +186,7 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("attachment_media_get", "SELECT width, height, thumbs FROM attachment_media WHERE id = ?"),
     ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
                        "WHERE id = ?"),
-    # login sessions (0005): every row expires with its TTL; a family is written whole (but for
+    # login sessions (0008): every row expires with its TTL; a family is written whole (but for
     # revoked_at, which only a revocation writes) at login and again, with the new TTL, per refresh
     ("family_put", "INSERT INTO session_families (user_id, id, created_at, last_used_at, expires_at, label, "
                    "token_gen) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),

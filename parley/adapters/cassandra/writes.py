@@ -15,9 +15,9 @@ from parley.adapters.cassandra.partitions import DAY_MS, IdClock, bucket_of, id_
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import (
-    AuditEntry, ConvRow, CreateConv, DropBlock, DropMember, DropSanction, InsertMessage, MemberRow, Mutation, PutAudit,
-    PutBlock, PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq,
-    UpdateConv, UpdateMessage,
+    AuditEntry, ConvRow, CreateConv, DropBlock, DropInvitation, DropMember, DropSanction, InsertMessage, InvitationRow,
+    MemberRow, Mutation, PutAudit, PutBlock, PutInvitation, PutMember, PutOutbox, PutSanction, SanctionRow,
+    SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 #: Logged batches spanning partitions are refused past 50 KiB by default
@@ -93,11 +93,13 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
     delivered: dict[tuple[str, str], int] = {}
     inserts: dict[tuple[str, int], Message] = {}
     updates: dict[tuple[str, int], UpdateMessage] = {}
+    edit_counts: dict[tuple[str, int], int] = {}
     reactions: dict[tuple[str, int, str, str], bool] = {}
     idem: set[tuple[str, str, str]] = set()
     settings: dict[str, ConvRow] = {}
     sanctions: dict[tuple[str, str, str], SanctionRow | None] = {}
     blocks: dict[tuple[str, str], int | None] = {}
+    invitations: dict[tuple[str, str], InvitationRow | None] = {}
     for m in mutations:
         match m:
             case CreateConv():
@@ -128,6 +130,8 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 inserts[(msg.conv, msg.seq)] = msgspec.structs.replace(msg)
                 idem.add(key3)
             case UpdateMessage():
+                if m.edits and not m.deleted:  # a delete keeps the stored count
+                    edit_counts[(m.conv, m.seq)] = max(edit_counts.get((m.conv, m.seq), 0), m.edits)
                 new = inserts.get((m.conv, m.seq))
                 if new is not None:
                     new.text, new.edited_at, new.deleted = m.text, m.edited_at, m.deleted
@@ -160,6 +164,10 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 blocks[(m.blocker, m.blocked)] = m.at
             case DropBlock():
                 blocks[(m.blocker, m.blocked)] = None
+            case PutInvitation():
+                invitations[(m.row.conv, m.row.user)] = m.row
+            case DropInvitation():
+                invitations[(m.conv, m.user)] = None
             case _:
                 assert_never(m)
 
@@ -187,6 +195,12 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
         else:
             plan.logged.append(("blocked_by_put", [blocked, blocker, at]))
             plan.blocks.append(("block_put", [blocker, blocked, at]))
+    for (conv, user), irow in invitations.items():
+        if irow is None:
+            plan.logged += [("invitation_drop", [conv, user]), ("invitation_by_user_drop", [user, conv])]
+        else:
+            plan.logged += [("invitation_put", [conv, user, irow.by, irow.at]),
+                            ("invitation_by_user_put", [user, conv, irow.by, irow.at])]
     plan.logged.extend(("conv_set_owner", [owner, conv]) for conv, owner in owners.items())
     for (conv, user), mrow in members.items():
         if mrow is None:
@@ -202,6 +216,8 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
             plan.logged.append(("message_delete", [None, u.edited_at, True, None, conv, bucket_of(seq), seq]))
         else:
             plan.logged.append(("message_edit", [u.text, u.edited_at, False, conv, bucket_of(seq), seq]))
+    plan.logged.extend(("message_edits_put", [conv, bucket_of(seq), seq, edits])
+                       for (conv, seq), edits in edit_counts.items())
     for (conv, seq, emoji, user), on in reactions.items():
         plan.logged.append(("reaction_put" if on else "reaction_drop", [conv, bucket_of(seq), seq, emoji, user]))
     plan.heads = [("head_set", [seq, seq, conv]) for conv, seq in sorted(heads.items())]

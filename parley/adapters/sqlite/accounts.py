@@ -4,26 +4,27 @@ same transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
 
-from parley.adapters.sqlite.database import SqliteDatabase, marks, transaction
+from parley.adapters.sqlite.database import SqliteDatabase, chunks, marks, transaction
 from parley.errors import Conflict, Forbidden
 from parley.profiles import key_successor, search_terms
-from parley.records import Account, AccountPatch, AccountQuery
+from parley.records import WHO_MAY_ADD_DEFAULT, Account, AccountPatch, AccountQuery
 
 _ACCOUNT_COLS = ("id, username, created_at, role, status, suspended_until, suspend_reason, guest, token_gen, "
-                 "display_name, avatar, status_text, discoverable")
+                 "display_name, avatar, status_text, discoverable, who_may_add")
 _PATCHED = ("username", "role", "status", "suspended_until", "suspend_reason", "password_hash", "display_name",
-            "avatar", "status_text", "discoverable")
+            "avatar", "status_text", "discoverable", "who_may_add")
 
 
 def _account(row: Sequence[Any]) -> Account:
     return Account(id=row[0], username=row[1], created_at=row[2], role=row[3], status=row[4],
                    suspended_until=row[5], suspend_reason=row[6], guest=bool(row[7]), token_gen=row[8],
-                   display_name=row[9], avatar=row[10], status_text=row[11], discoverable=bool(row[12]))
+                   display_name=row[9], avatar=row[10], status_text=row[11], discoverable=bool(row[12]),
+                   who_may_add=row[13] or WHO_MAY_ADD_DEFAULT)
 
 
 def _put_terms(conn: sqlite3.Connection, user_id: str, username: str, display_name: str | None) -> None:
@@ -133,4 +134,13 @@ class SqliteAccounts(SqliteDatabase):
                 "AND u.status = 'active' AND u.guest = 0 AND u.discoverable = 1 ORDER BY u.username LIMIT ?",
                 (prefix, key_successor(prefix), limit))
             return [_account(r) for r in rows]
+        return await self._read(run)
+
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]:
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for part in chunks(sorted(user_ids)):
+                out.update(conn.execute(f"SELECT id, who_may_add FROM users WHERE id IN ({marks(len(part))}) "
+                                        "AND who_may_add IS NOT NULL", part))
+            return out
         return await self._read(run)

@@ -10,11 +10,12 @@ import msgspec
 from parley.adapters.sqlite.database import marks
 from parley.adapters.sqlite.moderation import AUDIT_INSERT, audit_params
 from parley.adapters.sqlite.rows import (
-    CONV_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_settings, json_encode,
+    CONV_COLS, INVITATION_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_settings, json_encode,
 )
 from parley.records import (
-    CreateConv, DropBlock, DropMember, DropSanction, InsertMessage, Mutation, PutAudit, PutBlock, PutMember,
-    PutOutbox, PutSanction, SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
+    CreateConv, DropBlock, DropInvitation, DropMember, DropSanction, InsertMessage, Mutation, PutAudit, PutBlock,
+    PutInvitation, PutMember, PutOutbox, PutSanction, SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq,
+    SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 _record_encode = msgspec.msgpack.Encoder().encode
@@ -23,6 +24,7 @@ _INSERT_CONV = f"INSERT INTO convs ({CONV_COLS}) VALUES ({marks(N_CONV)})"
 _INSERT_SANCTION = f"INSERT OR REPLACE INTO sanctions ({SANCTION_COLS}) VALUES ({marks(7)})"
 _INSERT_MEMBER = f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(7)})"
 _INSERT_MESSAGE = f"INSERT INTO messages ({MSG_COLS}) VALUES ({marks(11)})"
+_INSERT_INVITATION = f"INSERT OR REPLACE INTO invitations ({INVITATION_COLS}) VALUES ({marks(4)})"
 
 
 def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
@@ -65,14 +67,19 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
                      json_encode(x.mentions) if x.mentions else None, x.edited_at, int(x.deleted)))
         case UpdateMessage():
             return ("UPDATE messages SET text = ?, edited_at = ?, deleted = ?, "
-                    "attachments = CASE WHEN ? THEN NULL ELSE attachments END WHERE conv = ? AND seq = ?",
-                    (m.text, m.edited_at, int(m.deleted), int(m.deleted), m.conv, m.seq))
+                    "attachments = CASE WHEN ? THEN NULL ELSE attachments END, "
+                    "edits = CASE WHEN ? THEN edits ELSE ? END WHERE conv = ? AND seq = ?",
+                    (m.text, m.edited_at, int(m.deleted), int(m.deleted), int(m.deleted), m.edits, m.conv, m.seq))
         case SetReaction():
             if m.on:
                 return ("INSERT INTO reactions (conv, seq, emoji, user) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                         (m.conv, m.seq, m.emoji, m.user))
             return ("DELETE FROM reactions WHERE conv = ? AND seq = ? AND emoji = ? AND user = ?",
                     (m.conv, m.seq, m.emoji, m.user))
+        case PutInvitation(row=r):
+            return _INSERT_INVITATION, (r.conv, r.user, r.by, r.at)
+        case DropInvitation():
+            return "DELETE FROM invitations WHERE conv = ? AND user = ?", (m.conv, m.user)
         case PutOutbox():
             return "INSERT INTO outbox (record, shard) VALUES (?, ?)", (_record_encode(m.record), m.shard)
         case PutAudit():

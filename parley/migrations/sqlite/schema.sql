@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS users (
     created_at INTEGER NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'active',
     suspended_until INTEGER, suspend_reason TEXT, guest INTEGER NOT NULL DEFAULT 0,
     token_gen INTEGER NOT NULL DEFAULT 0, display_name TEXT, avatar TEXT, status_text TEXT,
-    discoverable INTEGER NOT NULL DEFAULT 1);
+    discoverable INTEGER NOT NULL DEFAULT 1, who_may_add TEXT);
 -- The directory: one row per search term of a user (parley/profiles.py search_terms), so a
 -- prefix is one range of the primary key.
 CREATE TABLE IF NOT EXISTS user_search_terms (
@@ -36,7 +36,7 @@ CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
 CREATE TABLE IF NOT EXISTS messages (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
     cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
-    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, edits INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conv, seq)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender, cmid);
 CREATE TABLE IF NOT EXISTS reactions (
@@ -55,6 +55,10 @@ CREATE TABLE IF NOT EXISTS sanctions (
     conv TEXT NOT NULL, user TEXT NOT NULL, kind TEXT NOT NULL, until INTEGER NOT NULL, by TEXT NOT NULL,
     at INTEGER NOT NULL, reason TEXT,
     PRIMARY KEY (conv, user, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invitations (
+    conv TEXT NOT NULL, user TEXT NOT NULL, by TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (conv, user)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS invitations_by_user ON invitations (user, conv);
 CREATE TABLE IF NOT EXISTS blocks (
     blocker TEXT NOT NULL, blocked TEXT NOT NULL, at INTEGER NOT NULL,
     PRIMARY KEY (blocker, blocked)) WITHOUT ROWID;
