@@ -56,7 +56,8 @@ async def test_a_flood_of_room_password_guesses_leaves_other_conversations_fast(
     await asyncio.gather(o.close(), a.close(), b.close(), *(g.close() for g in guessers))
 
 
-#: A well-formed request of every op but hello and ping, on a conversation that does not exist:
+#: A well-formed request of every op but hello, ping and received (gathered per conversation into
+#: one command per interval, gateway/received.py), on a conversation that does not exist:
 #: the limit is counted before anything is looked up, so refusals count too.
 SAMPLES: dict[str, dict[str, object]] = {
     "send": {"conv": "c-nope", "cmid": "m", "text": "hi"},
@@ -83,6 +84,9 @@ SAMPLES: dict[str, dict[str, object]] = {
     "invite.list": {},
     "presence": {"users": ["u-nobody"]},
     "typing": {"conv": "c-nope"},
+    "conv.members": {"conv": "c-nope"},
+    "receipts": {"conv": "c-nope", "seq": 1},
+    "auth": {"token": "not-a-token"},
 }
 
 
@@ -95,7 +99,7 @@ async def test_every_request_has_a_per_user_rate_limit(fresh_server):
     from parley import frames as F
     from parley.limits import RATES
 
-    ops = sorted(t.__struct_config__.tag for t in get_args(F.AnyRequest) if t not in (F.Hello, F.Ping))
+    ops = sorted(t.__struct_config__.tag for t in get_args(F.AnyRequest) if t not in (F.Hello, F.Ping, F.Received))
     assert sorted(SAMPLES) == ops  # a new op needs a sample here
     env = {f"PARLEY_{family.upper()}_BURST": "2" for family in set(RATES.values())}
     proc = fresh_server(**env)
