@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from gateway.interest import ConvFollower
 from gateway.session import Session, wire_frame
-from parley import hops
+from parley import hops, tracing
 from parley.closecodes import CloseCode
 from parley.errors import Unavailable
 from parley.frames import error_frame
@@ -70,14 +70,16 @@ class Hub:
 
     def on_message(self, msg: GatewayMessage) -> None:
         if isinstance(msg, Deliver):
-            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
-            self.push_to(msg.users, msg.frame)
+            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH, trace=msg.trace)
+            with tracing.active(tracing.follow("gateway.push", msg.trace, tracing.SpanKind.CONSUMER)):
+                self.push_to(msg.users, msg.frame)
             if msg.membership is not None and self.follower is not None:
                 self.follower.changed(msg.membership)
         elif isinstance(msg, Broadcast):
-            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
+            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH, trace=msg.trace)
             if self.follower is not None:
-                self.follower.broadcast(msg.conv, msg.frame)
+                with tracing.active(tracing.follow("gateway.push", msg.trace, tracing.SpanKind.CONSUMER)):
+                    self.follower.broadcast(msg.conv, msg.frame)
         elif isinstance(msg, Reply):
             if msg.session == REST_SESSION:
                 waiting = self._rest_inflight.pop(msg.rid, None)

@@ -37,10 +37,18 @@ class Keyed(Protocol):
     @property
     def conv(self) -> str: ...
 
+    @property
+    def trace(self) -> str | None: ...
+
 
 K = TypeVar("K", bound=Keyed)
 T = TypeVar("T")
 
+
+def trace_headers(traceparent: str | None) -> list[tuple[str, bytes]] | None:
+    """The record's trace context as the W3C header Kafka tools read (Parley's consumers read
+    the same value from the record itself, where the outbox keeps it too)."""
+    return [("traceparent", traceparent.encode())] if traceparent is not None else None
 
 
 class KafkaLogProducer(Generic[K]):
@@ -92,7 +100,8 @@ class KafkaLogProducer(Generic[K]):
                 # its future waits for the ack. Queue all, then wait: the records share batches
                 # and round trips instead of taking one each.
                 send, topic, encode = self._producer.send, self._topic, self._encode
-                acks = [await send(topic, encode(item), key=item.conv.encode()) for item in items]
+                acks = [await send(topic, encode(item), key=item.conv.encode(), headers=trace_headers(item.trace))
+                        for item in items]
                 for failed in await asyncio.gather(*acks, return_exceptions=True):
                     if isinstance(failed, BaseException):
                         raise failed
