@@ -78,6 +78,7 @@ def configure(role: str, instance: str, level: str, fmt: str = "json") -> None:
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 @web.middleware
@@ -96,7 +97,9 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
         raise
     finally:
         resource = request.match_info.route.resource
-        ACCESS.info("%s %s %d", request.method, request.path, status, extra={
+        # Probes and scrapes come every few seconds from every orchestrator and Prometheus.
+        level = logging.DEBUG if request.path in PROBES else logging.INFO
+        ACCESS.log(level, "%s %s %d", request.method, request.path, status, extra={
             "method": request.method, "route": resource.canonical if resource is not None else "unmatched",
             "status": status, "duration_ms": round((time.perf_counter() - started) * 1000, 2),
             "remote": request.remote})
