@@ -17,7 +17,7 @@ import logging
 import time
 from collections import deque
 
-from parley import hops, tracing
+from parley import hops, metrics, tracing
 from parley.errors import ParleyError
 from parley.ports import LogProducer, MessageStore
 from parley.records import EventRecord
@@ -40,6 +40,15 @@ class OutboxRelay:
         self._checkpoint_every_s = checkpoint_every_s
         self._replay_page = replay_page
         self._burst_max = burst_max
+        metrics.OUTBOX_PENDING.set_function(lambda: len(self._pending))
+        metrics.OUTBOX_AGE.set_function(self._oldest_age_s)
+
+    def _oldest_age_s(self) -> float:
+        """Since the oldest pending event was stored (its STORED stamp), at scrape time."""
+        if not self._pending:
+            return 0.0
+        t_ns = self._pending[0][2].t_ns
+        return (time.time_ns() - t_ns[hops.Stage.STORED]) / 1e9 if len(t_ns) > hops.Stage.STORED else 0.0
 
     def shards(self) -> set[int]:
         return set(self._relayed)

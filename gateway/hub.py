@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Sequence
 
 from gateway.interest import ConvFollower
 from gateway.session import Session, wire_frame
-from parley import hops, tracing
+from parley import hops, metrics, tracing
 from parley.closecodes import CloseCode
 from parley.errors import Unavailable
 from parley.frames import error_frame
@@ -32,6 +32,7 @@ class Hub:
         self._rest_inflight: dict[str, tuple[float, asyncio.Future[bytes]]] = {}
         #: The conversation subjects this gateway follows; None: large conversations are off.
         self.follower: ConvFollower | None = None
+        metrics.CONNECTIONS.set_function(lambda: len(self.sessions))
 
     def add(self, session: Session) -> bool:
         """True if this is the user's first session here."""
@@ -62,9 +63,12 @@ class Hub:
         """Write `frame` to every session of `users` here."""
         by_user = self._by_user
         wire = wire_frame(frame)  # built once, written as-is to every recipient
+        written = 0
         for user in users:
             for session in by_user.get(user, ()):
                 session.push(frame, wire)
+                written += 1
+        metrics.DELIVERIES.inc(written)
 
     # ---- bus ------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from gateway.reads import Reads
 from gateway.session import Session
 from parley import events as E
 from parley import frames as F
-from parley import hops, tracing
+from parley import hops, metrics, tracing
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
 from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unavailable
@@ -72,8 +72,10 @@ class WsEndpoint:
             if connect is not None:
                 connect.end()
         if hello is None:
+            metrics.CONNECTS.labels(metrics.result_of(ws.close_code)).inc()
             return ws
         session, welcome = hello
+        metrics.CONNECTS.labels("ok").inc()
         links = (connect.get_span_context(),) if connect is not None else ()
         hub = self._hub
         try:
@@ -113,6 +115,7 @@ class WsEndpoint:
             await session.stop()
             if not ws.closed:
                 await ws.close()
+            metrics.DISCONNECTS.labels(metrics.result_of(ws.close_code)).inc()
         return ws
 
     # ---- hello ----------------------------------------------------------------------------
@@ -191,8 +194,10 @@ class WsEndpoint:
                 await self._write(session, req)  # answered later, by chat_core
                 return
             session.push(await self._answer(session, req))
+            metrics.answered(req)
         except ParleyError as err:
             count_refused(err)
+            metrics.answered(req, err)
             session.push(error_frame(err, req.rid))
         except Exception:
             log.exception("request %s failed", type(req).__name__)
