@@ -78,8 +78,8 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
         Panel("Log publish ack p99", _p99('hop=~"gateway_publish_ack|relay_publish_ack"', "hop"), "s", "{{hop}}"),
         Panel("Oldest unrelayed event", "max(parley_outbox_oldest_seconds)", "s"),
         Panel("Outbox pending per chat-core", "parley_outbox_pending", legend="{{instance}}"),
-        Panel("Unavailable answers by cause",
-              'sum by (cause) (rate(parley_requests_refused_total{code="unavailable"}[5m]))', "ops", "{{cause}}"),
+        Panel("Refused answers by code and cause",
+              'sum by (code, cause) (rate(parley_requests_refused_total[5m]))', "ops", "{{code}} {{cause}}"),
     ]),
     "push-and-calls": ("Parley: push and calls", [
         # Push and calls export no metrics of their own yet (issue 15: "as those roles land"):

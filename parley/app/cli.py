@@ -189,6 +189,8 @@ async def _serve(settings: Settings, role: str | None) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None)
     await site.start()
+    if settings.metrics_port:
+        await web.TCPSite(runner, settings.host, settings.metrics_port).start()
     log.info("%s %s serving http://%s:%d (data in %s)", describe(), role or "dev", settings.host, settings.port,
              settings.data_dir.resolve())
     stop = asyncio.Event()
