@@ -187,10 +187,12 @@ async def _serve(settings: Settings, role: str | None) -> None:
         app.middlewares.insert(1 if tracing.enabled() else 0, logs.access_log)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None)
+    # "*": every interface, IPv4 and IPv6 alike (a socket per family), for dual-stack clusters.
+    host = None if settings.host == "*" else settings.host
+    site = web.TCPSite(runner, host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None)
     await site.start()
     if settings.metrics_port:
-        await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+        await web.TCPSite(runner, host, settings.metrics_port).start()
     log.info("%s %s serving http://%s:%d (data in %s)", describe(), role or "dev", settings.host, settings.port,
              settings.data_dir.resolve())
     stop = asyncio.Event()
