@@ -120,12 +120,17 @@ def rendered() -> dict[str, str]:
             for name, (title, panels) in DASHBOARDS.items()}
 
 
-def main() -> int:
-    OUT.mkdir(exist_ok=True)
-    for name, text in rendered().items():
-        (OUT / name).write_text(text)
-    print(f"wrote {len(DASHBOARDS)} dashboards to {OUT}", file=sys.stderr)
+def write(out: Path, files: dict[str, str]) -> int:
+    """Each rendered file into `out` (the entry point of this module and of observability.k8s)."""
+    out.mkdir(exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text)
+    print(f"wrote {', '.join(files)} to {out}", file=sys.stderr)
     return 0
+
+
+def main() -> int:
+    return write(OUT, rendered())
 
 
 if __name__ == "__main__":

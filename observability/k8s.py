@@ -5,7 +5,6 @@ rules and dashboards are kept once, here, and never by hand in the manifests."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
@@ -40,12 +39,5 @@ def rendered() -> dict[str, str]:
     return {"prometheusrule.yaml": dump([prometheus_rule()]), "dashboards.yaml": dump(dashboard_maps())}
 
 
-def main() -> int:
-    for name, text in rendered().items():
-        (OUT / name).write_text(text)
-    print(f"wrote {', '.join(rendered())} to {OUT}", file=sys.stderr)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(dashboards.write(OUT, rendered()))

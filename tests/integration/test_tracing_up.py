@@ -84,16 +84,24 @@ def pushed(receiver: OtlpReceiver, trace_id: str, relay_step: str) -> bool:
                and by_id.get(by_id[s.parent_id].parent_id, s).name == relay_step for s in spans)
 
 
-async def test_one_message_is_one_trace_over_every_hop_with_the_right_parents(
-        traced_up: ParleyProcess, receiver: OtlpReceiver, make_traced_user: MakeUser) -> None:
-    alice, bob = await make_traced_user(), await make_traced_user()
-    clients = [await Client.connect(traced_up.base_url, u.token) for u in (alice, bob)]
+async def traced_send(up: ParleyProcess, receiver: OtlpReceiver, make_user: MakeUser,
+                      text: str) -> tuple[list[Client], str]:
+    """Alice sends `text` to a group with Bob; once Bob has it and its trace reached a gateway
+    push: their clients and the message's trace id."""
+    alice, bob = await make_user(), await make_user()
+    clients = [await Client.connect(up.base_url, u.token) for u in (alice, bob)]
     conv = (await clients[0].request("conv.create", kind="group", members=[bob.user_id], title="t"))["conv"]["id"]
     after_ns = time.time_ns()
-    await sent_and_seen(clients[0], clients[1], conv, "traced")
+    await sent_and_seen(clients[0], clients[1], conv, text)
     await receiver.wait_for(lambda: any(s.name == "ws Send" and s.start_ns >= after_ns for s in receiver.spans))
     trace_id = send_trace(receiver, after_ns)
     await receiver.wait_for(lambda: pushed(receiver, trace_id, "relay.publish"))
+    return clients, trace_id
+
+
+async def test_one_message_is_one_trace_over_every_hop_with_the_right_parents(
+        traced_up: ParleyProcess, receiver: OtlpReceiver, make_traced_user: MakeUser) -> None:
+    clients, trace_id = await traced_send(traced_up, receiver, make_traced_user, "traced")
     await asyncio.sleep(1)  # the other gateway's push, if the two sessions are on both
     await close_all(*clients)
     spans = receiver.trace(trace_id)
@@ -122,14 +130,7 @@ async def test_one_message_is_one_trace_over_every_hop_with_the_right_parents(
 
 async def test_a_message_relayed_after_a_chat_core_restart_continues_its_trace(
         traced_up: ParleyProcess, receiver: OtlpReceiver, make_traced_user: MakeUser) -> None:
-    alice, bob = await make_traced_user(), await make_traced_user()
-    clients = [await Client.connect(traced_up.base_url, u.token) for u in (alice, bob)]
-    conv = (await clients[0].request("conv.create", kind="group", members=[bob.user_id], title="t"))["conv"]["id"]
-    after_ns = time.time_ns()
-    await sent_and_seen(clients[0], clients[1], conv, "relayed again")
-    await receiver.wait_for(lambda: any(s.name == "ws Send" and s.start_ns >= after_ns for s in receiver.spans))
-    trace_id = send_trace(receiver, after_ns)
-    await receiver.wait_for(lambda: pushed(receiver, trace_id, "relay.publish"))
+    clients, trace_id = await traced_send(traced_up, receiver, make_traced_user, "relayed again")
     # A crash between the store write and the publish, made certain: both chat-cores frozen, their
     # relay checkpoints forgotten, then killed. Their successors replay the outbox from its start.
     cores = [p["pid"] for p in traced_up.topology()["processes"] if p["role"] == "chat-core"]
