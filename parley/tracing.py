@@ -173,12 +173,16 @@ def start(name: str, parent: str | None, kind: SpanKind = SpanKind.INTERNAL, *,
         return None
     remote = parse(parent)
     ctx = trace.set_span_in_context(NonRecordingSpan(remote)) if remote is not None else otel_context.Context()
-    return _tracer.start_span(name, ctx, kind, links=[Link(link) for link in links], start_time=start_time)
+    span = _tracer.start_span(name, ctx, kind, links=[Link(link) for link in links], start_time=start_time)
+    # Not sampled: nothing to record here, and nothing to carry on (every hop after would drop
+    # it too): None costs the rest of the pipeline nothing.
+    return span if span.is_recording() else None
 
 
 def follow(name: str, parent: str | None, kind: SpanKind) -> Span | None:
     """A span continuing the trace a record carries; None if it carries none (tracing was off
-    where it came from, or it is an ephemeral signal: typing, presence)."""
+    where it came from, its trace is not sampled, or it is an ephemeral signal: typing,
+    presence)."""
     return start(name, parent, kind) if parent is not None else None
 
 
