@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import IO, TypeVar
 
 import msgspec
@@ -187,8 +187,11 @@ def follow(name: str, parent: str | None, kind: SpanKind) -> Span | None:
 
 
 def inner(name: str, kind: SpanKind = SpanKind.INTERNAL) -> Span | None:
-    """A span under the current one (make it current with `active`)."""
-    return _tracer.start_span(name, kind=kind) if _tracer is not None else None
+    """A span under the current one (make it current with `active`); None unless the current
+    one is recording (an unsampled request would otherwise start a trace of its own here)."""
+    if _tracer is None or not trace.get_current_span().is_recording():
+        return None
+    return _tracer.start_span(name, kind=kind)
 
 
 def child(name: str, parent: Span | None, *, start_time: int | None = None,
@@ -203,14 +206,15 @@ def child(name: str, parent: Span | None, *, start_time: int | None = None,
     return span
 
 
-@contextlib.contextmanager
-def active(span: Span | None) -> Iterator[None]:
-    """`span` is the current span inside (so `current()`, logs and child spans see it), then ends."""
+def active(span: Span | None) -> contextlib.AbstractContextManager[object]:
+    """`span` is the current span inside (so `current()`, logs and child spans see it), then ends.
+    Without a span, a shared no-op: the common case (tracing off, or not sampled) on the hot path."""
     if span is None:
-        yield
-        return
-    with trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True):
-        yield
+        return _NOTHING
+    return trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True)
+
+
+_NOTHING = contextlib.nullcontext()
 
 
 def carried(span: Span | None) -> str | None:
