@@ -22,7 +22,7 @@ from tests.conftest import ParleyProcess
 from tests.integration.test_messaging import MakeUser, close_all
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 PRODUCER, CONSUMER, SERVER = 4, 5, 2  # OTLP's SpanKind numbers
 
@@ -140,7 +140,7 @@ async def test_a_message_relayed_after_a_chat_core_restart_continues_its_trace(
         db.execute("DELETE FROM relay")
     for pid in cores:
         os.kill(pid, signal.SIGKILL)
-    await receiver.wait_for(lambda: pushed(receiver, trace_id, "relay.replay"), timeout_s=90)
+    await receiver.wait_for(lambda: pushed(receiver, trace_id, "relay.replay"), timeout_s=150)
     await close_all(*clients)
 
     spans = receiver.trace(trace_id)
