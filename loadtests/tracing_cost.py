@@ -33,6 +33,8 @@ RATIOS: dict[str, float | None] = {"off": None, "1%": 0.01, "100%": 1.0}
 
 
 class _Sink(BaseHTTPRequestHandler):
+    """Accepts OTLP exports and drops them: what a collector costs Parley, without its work."""
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
         self.send_response(200)
@@ -90,7 +92,11 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--sink", type=int, metavar="PORT",
+                        help="only serve a discarding OTLP/HTTP sink on this port (for `make bench` runs with tracing on)")
     args = parser.parse_args()
+    if args.sink is not None:
+        ThreadingHTTPServer(("127.0.0.1", args.sink), _Sink).serve_forever()
     if args.child is not None:
         print(json.dumps(measure(args.messages)))
         return 0

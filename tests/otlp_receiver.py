@@ -97,20 +97,3 @@ class OtlpReceiver:
             while not found():
                 await asyncio.sleep(0.1)
 
-
-class _Discard(BaseHTTPRequestHandler):
-    """Accepts OTLP exports and drops them: a sink for benchmarks, costing no decoding."""
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-if __name__ == "__main__":  # python -m tests.otlp_receiver PORT: the tracing benchmark's sink
-    import sys
-    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), _Discard).serve_forever()
