@@ -82,9 +82,11 @@ DASHBOARDS: dict[str, tuple[str, list[Panel]]] = {
               'sum by (code, cause) (rate(parley_requests_refused_total[5m]))', "ops", "{{code}} {{cause}}"),
     ]),
     "push-and-calls": ("Parley: push and calls", [
-        # Push and calls export no metrics of their own yet (issue 15: "as those roles land"):
-        # push is not wired to the pipeline and calls have no protocol ops. Until then, the
-        # sends that will trigger pushes, and the processes that will run them.
+        # Push's sender counts its outcomes, but push is not wired to the pipeline yet (no role
+        # of `parley up` sends); calls export nothing yet and have no protocol ops.
+        Panel("Pushes by provider and outcome", "sum by (provider, outcome) (rate(parley_push_total[5m]))", "ops",
+              "{{provider}} {{outcome}}"),
+        Panel("Push failure ratio (SLO: < 5%)", "parley:push_failures:ratio10m", "percentunit", "{{provider}}"),
         Panel("Sends that may notify offline members", 'sum(rate(parley_requests_total{op="send",code="ok"}[5m]))',
               "ops"),
         Panel("Processes by role", "count by (role) (parley_process_info)", legend="{{role}}"),

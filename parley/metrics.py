@@ -41,6 +41,13 @@ OUTBOX_PENDING = Gauge("parley_outbox_pending", "Stored events this chat-core's 
 OUTBOX_AGE = Gauge("parley_outbox_oldest_seconds", "Age of the oldest stored event this chat-core's relay has "
                    "not published yet (0 when none waits).")
 
+# ---- push ---------------------------------------------------------------------------------
+
+PUSHES = Counter("parley_push", "Push notifications once retries are over, by provider and outcome (`sent`; "
+                 "`pruned`: the token is gone; `failed`: a rejection sending again will not fix; `dead`: "
+                 "retries exhausted).", ["provider", "outcome"])
+PUSH_RETRIES = Counter("parley_push_retries", "Push notifications sent again (one per extra attempt).")
+
 # ---- process ------------------------------------------------------------------------------
 
 LOOP_LAG = Histogram("parley_event_loop_lag_seconds", "How late the event loop ran a timer: time the process "

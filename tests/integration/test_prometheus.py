@@ -33,6 +33,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300),
                                  reason="prometheus: `make test` installs Debian's package")]
 
 RULES = Path(__file__).resolve().parents[2] / "observability" / "prometheus" / "rules.yml"
+#: Exported by no process of `parley up` yet: push's sender counts, but no role sends pushes
+#: (push is not wired to the pipeline). Expressions reading them are skipped, by name.
+NOT_IN_UP = ("parley_push_", "parley:push_")
 #: A metric or recording-rule name, with its label matchers if any.
 SELECTOR = re.compile(r"\b((?:parley[_:]|process_)[a-zA-Z0-9_:]*)(\{[^}]*\})?")
 
@@ -126,9 +129,13 @@ async def test_every_panel_and_rule_returns_series_from_a_scraped_topology(
         empty = []
         for name, (_, panels) in dashboards.DASHBOARDS.items():
             for panel in panels:
+                if any(skip in panel.expr for skip in NOT_IN_UP):
+                    continue
                 if not await query(http, prometheus, panel.expr):
                     empty.append(f"dashboard {name}: {panel.title}: {panel.expr}")
         for rule in rules():
+            if any(skip in rule["expr"] for skip in NOT_IN_UP):
+                continue
             if "record" in rule:
                 for expr in (rule["expr"], rule["record"]):
                     if not await query(http, prometheus, expr):

@@ -18,7 +18,8 @@ from parley.ratelimit import Limiter
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 #: Labels whose values come from a fixed set (ops, codes, rules, limits, log topics/partitions, ...).
-BOUNDED_LABELS = {"role", "id", "hop", "code", "cause", "op", "rule", "limit", "result", "topic", "partition"}
+BOUNDED_LABELS = {"role", "id", "hop", "code", "cause", "op", "rule", "limit", "result", "topic", "partition",
+                  "provider", "outcome"}
 
 
 def declared() -> dict[str, tuple[str, tuple[str, ...]]]:
