@@ -29,9 +29,12 @@ apt_install = command -v $(1) >/dev/null 2>&1 || { \
 browser:
 	@$(call apt_install,chromium,chromium)
 
-# Debian's coturn for the TURN tests (started on loopback by tests/turn_server.py, never as a service).
+# Debian's coturn for the TURN tests (started on loopback by tests/turn_server.py, never as a service),
+# and Debian's prometheus: promtool checks and unit-tests the rules, and the integration test
+# scrapes `parley up` with a real Prometheus (never started as a service).
 servers:
 	@$(call apt_install,turnserver,coturn)
+	@$(call apt_install,promtool,prometheus)
 
 dev: install
 	$(VENV)/bin/parley dev --host $(HOST) --port $(PORT) --data-dir $(DATA)
