@@ -1,0 +1,72 @@
+"""The master's view of channel posts: every worker's deliveries of each post added up, so one
+post's time to its last delivery and deliveries per second cover subscribers on all workers.
+Values in, values out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loadtests.locust.ledger import Spread
+
+#: A Spread on the wire between a worker and the master: [conv, seq, deliveries, first_ms, last_ms].
+SpreadRow = tuple[str, int, int, float, float]
+
+
+def to_rows(spreads: list[Spread]) -> list[SpreadRow]:
+    return [(s.conv, s.seq, s.deliveries, s.first_ms, s.last_ms) for s in spreads]
+
+
+@dataclass
+class _Post:
+    deliveries: int
+    first_ms: float
+    last_ms: float
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * p // 100))  # ceil without floats' rounding
+    return ordered[int(rank) - 1]
+
+
+class FanoutTally:
+    def __init__(self, subscribers: dict[str, int]) -> None:
+        #: conv -> sessions expected to get each post.
+        self._subscribers = subscribers
+        self._posts: dict[tuple[str, int], _Post] = {}
+
+    def add(self, rows: list[SpreadRow]) -> None:
+        for conv, seq, deliveries, first_ms, last_ms in rows:
+            if conv not in self._subscribers:
+                continue
+            post = self._posts.get((conv, seq))
+            if post is None:
+                self._posts[(conv, seq)] = _Post(deliveries, first_ms, last_ms)
+            else:
+                post.deliveries += deliveries
+                post.first_ms = min(post.first_ms, first_ms)
+                post.last_ms = max(post.last_ms, last_ms)
+
+    def report(self) -> dict[str, object]:
+        """Per channel: posts seen, time to the last delivery (p50/p99/max over posts), each
+        post's deliveries per second (median), and posts some subscriber never got."""
+        out: dict[str, object] = {}
+        for conv, expected in self._subscribers.items():
+            posts = [p for (c, _), p in self._posts.items() if c == conv]
+            if not posts:
+                out[conv] = {"subscribers": expected, "posts": 0}
+                continue
+            lasts = [p.last_ms for p in posts]
+            rates = [p.deliveries / (p.last_ms / 1000) for p in posts if p.last_ms > 0]
+            out[conv] = {
+                "subscribers": expected,
+                "posts": len(posts),
+                "time_to_last_delivery_ms": {"p50": percentile(lasts, 50), "p99": percentile(lasts, 99),
+                                             "max": max(lasts)},
+                "time_to_first_delivery_ms_p50": percentile([p.first_ms for p in posts], 50),
+                "deliveries_per_s_p50": percentile(rates, 50) if rates else None,
+                "posts_short_of_subscribers": sum(1 for p in posts if p.deliveries < expected),
+            }
+        return out
