@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 from loadtests.locust.ledger import Spread
 
-#: A Spread on the wire between a worker and the master: [conv, seq, deliveries, first_ms, last_ms].
-SpreadRow = tuple[str, int, int, float, float]
+#: A Spread on the wire between a worker and the master: [conv, seq, deliveries, first_ms, last_ms, sent_ns].
+SpreadRow = tuple[str, int, int, float, float, int]
 
 
 def to_rows(spreads: list[Spread]) -> list[SpreadRow]:
-    return [(s.conv, s.seq, s.deliveries, s.first_ms, s.last_ms) for s in spreads]
+    return [(s.conv, s.seq, s.deliveries, s.first_ms, s.last_ms, s.sent_ns) for s in spreads]
 
 
 @dataclass
@@ -22,6 +22,7 @@ class _Post:
     deliveries: int
     first_ms: float
     last_ms: float
+    sent_ns: int
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -38,25 +39,27 @@ class FanoutTally:
         self._posts: dict[tuple[str, int], _Post] = {}
 
     def add(self, rows: list[SpreadRow]) -> None:
-        for conv, seq, deliveries, first_ms, last_ms in rows:
+        for conv, seq, deliveries, first_ms, last_ms, sent_ns in rows:
             if conv not in self._subscribers:
                 continue
             post = self._posts.get((conv, seq))
             if post is None:
-                self._posts[(conv, seq)] = _Post(deliveries, first_ms, last_ms)
+                self._posts[(conv, seq)] = _Post(deliveries, first_ms, last_ms, sent_ns)
             else:
                 post.deliveries += deliveries
                 post.first_ms = min(post.first_ms, first_ms)
                 post.last_ms = max(post.last_ms, last_ms)
 
-    def report(self) -> dict[str, object]:
-        """Per channel: posts seen, time to the last delivery (p50/p99/max over posts), each
-        post's deliveries per second (median), and posts some subscriber never got."""
+    def report(self, sent_before_ns: int) -> dict[str, object]:
+        """Per channel, over the posts sent before `sent_before_ns` (later ones may have met
+        subscribers that were stopping): how many, time to the last delivery (p50/p99/max over
+        posts), each post's deliveries per second (median), and posts some subscriber never got."""
         out: dict[str, object] = {}
         for conv, expected in self._subscribers.items():
-            posts = [p for (c, _), p in self._posts.items() if c == conv]
+            seen = [p for (c, _), p in self._posts.items() if c == conv]
+            posts = [p for p in seen if p.sent_ns < sent_before_ns]
             if not posts:
-                out[conv] = {"subscribers": expected, "posts": 0}
+                out[conv] = {"subscribers": expected, "posts": 0, "posts_left_out_at_stop": len(seen)}
                 continue
             lasts = [p.last_ms for p in posts]
             rates = [p.deliveries / (p.last_ms / 1000) for p in posts if p.last_ms > 0]
@@ -68,5 +71,6 @@ class FanoutTally:
                 "time_to_first_delivery_ms_p50": percentile([p.first_ms for p in posts], 50),
                 "deliveries_per_s_p50": percentile(rates, 50) if rates else None,
                 "posts_short_of_subscribers": sum(1 for p in posts if p.deliveries < expected),
+                "posts_left_out_at_stop": len(seen) - len(posts),
             }
         return out

@@ -22,6 +22,7 @@ class _Entry:
     expected: frozenset[str] | None = None  # None until acked on this worker
     got: set[str] = field(default_factory=set)
     first_ms: float | None = None
+    sent_ns: int = 0  # the send stamp the deliveries carry
     last_ms: float | None = None
 
 
@@ -48,6 +49,8 @@ class Spread:
     deliveries: int
     first_ms: float
     last_ms: float
+    #: When it was sent, on the run's clock (latency.py).
+    sent_ns: int
 
 
 class DeliveryLedger:
@@ -60,9 +63,11 @@ class DeliveryLedger:
         entry = self._entries.setdefault((conv, seq), _Entry(now_s))
         entry.expected, entry.since_s = expected, now_s
 
-    def delivered(self, conv: str, seq: int, user: str, latency_ms: float, now_s: float) -> bool:
-        """A member got the message; False if it had it already (live, then again in a sync)."""
+    def delivered(self, conv: str, seq: int, user: str, latency_ms: float, now_s: float, *, sent_ns: int) -> bool:
+        """A member got the message (sent at `sent_ns`); False if it had it already (live, then
+        again in a sync)."""
         entry = self._entries.setdefault((conv, seq), _Entry(now_s))
+        entry.sent_ns = sent_ns
         if user in entry.got:
             return False
         entry.got.add(user)
@@ -84,7 +89,8 @@ class DeliveryLedger:
                 continue
             del self._entries[key]
             if entry.got and entry.first_ms is not None and entry.last_ms is not None:
-                self._spreads[key] = Spread(key[0], key[1], len(entry.got), entry.first_ms, entry.last_ms)
+                self._spreads[key] = Spread(key[0], key[1], len(entry.got), entry.first_ms, entry.last_ms,
+                                            entry.sent_ns)
             if entry.expected is not None and not complete:
                 if in_grace:
                     unsettled += 1

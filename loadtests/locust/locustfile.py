@@ -61,7 +61,7 @@ def _on_init(environment: Environment, **_: object) -> None:
     options = environment.parsed_options
     if options is None or not options.parley_plan or isinstance(runner, WorkerRunner):
         return  # a worker makes its context at its first user (the plan comes with the spawn)
-    _state["tally"] = MasterTally(load_plan(options.parley_plan))
+    _state["tally"] = MasterTally(load_plan(options.parley_plan), options.parley_clock, options.parley_grace_s)
     if isinstance(runner, MasterRunner):
         runner.register_message(REPORT_MESSAGE, lambda msg, **_: _state["tally"].add(msg.data))
 
@@ -94,6 +94,9 @@ def _on_spawning_complete(**_: object) -> None:
 
 @events.test_stop.add_listener
 def _stop(environment: Environment, **_: object) -> None:
+    tally: MasterTally | None = _state.get("tally")
+    if tally is not None:
+        tally.stopped()
     ctx: WorkerContext | None = _state.pop("context", None)
     if ctx is not None:
         ctx.stop()

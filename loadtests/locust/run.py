@@ -200,7 +200,7 @@ def _run_locust(args: argparse.Namespace, url: str, results: Path, workers: int,
         injector.join(timeout=5)
     return {"requests": _requests(results / "locust.json"), "parley": _read_json(results / "parley-summary.json"),
             "fault": fault or None, "usage": usage.usage_json(usage.role_usage(before, last, wall), wall, None),
-            "rss_peak_mib": _rss_by_role(peak),
+            "rss_before_mib": _rss_by_role(before), "rss_peak_mib": _rss_by_role(peak),
             "locust_exit_code": master.exited()}
 
 

@@ -89,7 +89,7 @@ class WorkerContext:
         if stamp is None or stamp.sent_ns < self._started_ns or not isinstance(conv, str) or not isinstance(seq, int):
             return  # not a load-test message of this run
         latency = elapsed_ms(stamp)
-        if self.ledger.delivered(conv, seq, receiver, latency, time.monotonic()):
+        if self.ledger.delivered(conv, seq, receiver, latency, time.monotonic(), sent_ns=stamp.sent_ns):
             kind = "channel" if conv in self._channels else "group"
             self.record(f"send->delivery {kind}", latency, None)
 
@@ -118,10 +118,18 @@ class WorkerContext:
 class MasterTally:
     """On the master (or the only process): the workers' reports added up."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, clock: Clock, grace_s: float) -> None:
         # Every member gets a post, its poster's own session included.
         self.fanout = FanoutTally({c.id: len(c.members) for c in plan.convs if c.kind == "channel"})
         self.unsettled = 0
+        self._clock = clock
+        self._grace_ns = int(grace_s * 1e9)
+        self._stopped_ns: int | None = None
+
+    def stopped(self) -> None:
+        """The test stops: posts sent within the grace before now may not have reached everyone
+        (subscribers are being stopped), so they are left out of the figures."""
+        self._stopped_ns = now_ns(self._clock)
 
     def add(self, report: Report) -> None:
         rows = report.get("spreads")
@@ -132,7 +140,8 @@ class MasterTally:
             self.unsettled += unsettled
 
     def summary(self) -> dict[str, object]:
-        return {"channels": self.fanout.report(), "acked_unsettled_at_stop": self.unsettled}
+        stopped = self._stopped_ns if self._stopped_ns is not None else now_ns(self._clock)
+        return {"channels": self.fanout.report(stopped - self._grace_ns), "acked_unsettled_at_stop": self.unsettled}
 
 
 def _row(raw: object) -> SpreadRow:

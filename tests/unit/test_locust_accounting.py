@@ -26,7 +26,7 @@ def test_a_stamp_reads_back_and_other_text_is_not_one():
 
 def test_a_message_acked_but_not_delivered_to_an_online_member_is_overdue_after_the_grace():
     ledger = DeliveryLedger()
-    ledger.delivered("c", 1, "a", 3.0, now_s=0.0)  # a delivery may come before the ack
+    ledger.delivered("c", 1, "a", 3.0, now_s=0.0, sent_ns=1)  # a delivery may come before the ack
     ledger.acked("c", 1, frozenset({"a", "b"}), now_s=0.1)
     assert ledger.settle(now_s=5.0, grace_s=10.0).overdue == []
     settled = ledger.settle(now_s=10.2, grace_s=10.0)
@@ -37,9 +37,9 @@ def test_a_message_acked_but_not_delivered_to_an_online_member_is_overdue_after_
 def test_a_complete_message_retires_at_once_and_a_repeat_delivery_is_not_counted():
     ledger = DeliveryLedger()
     ledger.acked("c", 2, frozenset({"a", "b"}), now_s=0.0)
-    assert ledger.delivered("c", 2, "a", 4.0, now_s=0.0)
-    assert not ledger.delivered("c", 2, "a", 9.0, now_s=0.0)
-    ledger.delivered("c", 2, "b", 7.0, now_s=0.0)
+    assert ledger.delivered("c", 2, "a", 4.0, now_s=0.0, sent_ns=1)
+    assert not ledger.delivered("c", 2, "a", 9.0, now_s=0.0, sent_ns=1)
+    ledger.delivered("c", 2, "b", 7.0, now_s=0.0, sent_ns=1)
     assert ledger.settle(now_s=0.1, grace_s=10.0).overdue == []
     [spread] = ledger.take_spreads()
     assert (spread.deliveries, spread.first_ms, spread.last_ms) == (2, 4.0, 7.0)
@@ -55,11 +55,11 @@ def test_at_the_end_what_is_still_within_its_grace_is_unsettled_not_lost():
 
 def test_the_master_adds_up_a_posts_deliveries_from_every_worker():
     tally = FanoutTally({"ch": 4})
-    tally.add([("ch", 1, 2, 3.0, 10.0), ("other", 1, 9, 1.0, 1.0)])
-    tally.add([("ch", 1, 2, 2.0, 40.0), ("ch", 2, 3, 1.0, 5.0)])
-    report = tally.report()["ch"]
+    tally.add([("ch", 1, 2, 3.0, 10.0, 100), ("other", 1, 9, 1.0, 1.0, 100)])
+    tally.add([("ch", 1, 2, 2.0, 40.0, 100), ("ch", 2, 3, 1.0, 5.0, 200), ("ch", 3, 1, 1.0, 1.0, 900)])
+    report = tally.report(sent_before_ns=500)["ch"]  # post 3 was sent as the test stopped
     assert isinstance(report, dict)
-    assert report["posts"] == 2 and report["posts_short_of_subscribers"] == 1
+    assert report["posts"] == 2 and report["posts_short_of_subscribers"] == 1 and report["posts_left_out_at_stop"] == 1
     assert report["time_to_last_delivery_ms"] == {"p50": 5.0, "p99": 40.0, "max": 40.0}
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
 
