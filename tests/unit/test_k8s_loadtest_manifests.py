@@ -12,13 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 
+from tests.k8s_schema import K8S_VERSIONS, assert_valid
+
 ROOT = Path(__file__).resolve().parents[2]
 LOADTEST = ROOT / "k8s" / "loadtest"
-K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 #: Active WebSocket users one Locust worker process sustains (docs/loadtesting.md).
 MAX_USERS_PER_WORKER = 2500
 #: The namespaced sysctls Kubernetes deems safe (allowed by Pod Security baseline and restricted).
@@ -84,10 +84,7 @@ def test_kustomization_lists_every_manifest() -> None:
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("source,obj", OBJECTS, ids=[f"{f}:{o['kind']}/{o['metadata']['name']}" for f, o in OBJECTS])
 def test_every_object_is_valid_for_kubernetes(source: str, obj: Obj, version: str) -> None:
-    try:
-        kubernetes_validate.validate(obj, version, strict=True)
-    except kubernetes_validate.ValidationError as err:
-        pytest.fail(f"{source} at {'.'.join(map(str, err.path))}: {err.message}")
+    assert_valid(source, obj, version)
 
 
 def test_the_image_runs_the_repositorys_locustfile() -> None:
