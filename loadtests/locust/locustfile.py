@@ -61,7 +61,8 @@ def _on_init(environment: Environment, **_: object) -> None:
     options = environment.parsed_options
     if options is None or not options.parley_plan or isinstance(runner, WorkerRunner):
         return  # a worker makes its context at its first user (the plan comes with the spawn)
-    _state["tally"] = MasterTally(load_plan(options.parley_plan), options.parley_clock, options.parley_grace_s)
+    _state["tally"] = MasterTally(load_plan(options.parley_plan), int(options.num_users or 0), options.parley_clock,
+                                  options.parley_grace_s)
     if isinstance(runner, MasterRunner):
         runner.register_message(REPORT_MESSAGE, lambda msg, **_: _state["tally"].add(msg.data))
 

@@ -72,7 +72,10 @@ def scenario(args: argparse.Namespace) -> Scenario:
         layout = Layout(chatters=chatters, group_size=min(args.group_size, chatters), chat_rate=rate)
         return Scenario(layout, {"storm": "kill", "rolling": "rolling"}.get(args.scenario))
     if args.scenario == "channel":
-        return Scenario(Layout(subscribers=users - 1, post_rate=args.rate if args.rate is not None else 1.0), None)
+        # --channel-members above the users: members who are offline (each worker starts its
+        # first accounts, the poster first of all).
+        members = max(users, args.channel_members or users)
+        return Scenario(Layout(subscribers=members - 1, post_rate=args.rate if args.rate is not None else 1.0), None)
     if args.scenario == "biggroup":
         size = min(users, args.big_group)
         return Scenario(Layout(chatters=size, group_size=size, chat_rate=args.rate if args.rate is not None else 5.0),
@@ -107,6 +110,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--chat-fraction", type=float, default=0.01)
     ap.add_argument("--group-size", type=int, default=50)
     ap.add_argument("--big-group", type=int, default=1000)
+    ap.add_argument("--channel-members", type=int, default=0,
+                    help="channel: members in all (default: the users); those above the users stay offline")
     ap.add_argument("--rate", type=float, default=None,
                     help="sends/s in all (chat: 0.2 per chatter; biggroup: 5) or posts/s (channel: 1)")
     ap.add_argument("--fault-at", type=float, default=None, help="seconds after all users started (default: a third in)")
@@ -136,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             (results / "sut").mkdir(exist_ok=True)
             sut = asyncio.run(start_server(args.system, results / "sut", {}))
             url, accounts_file = sut.url, results / "accounts.json"
-            _make_accounts(results / "sut", args.users, accounts_file)
-        plan = asyncio.run(build_plan(url, args.scenario, read_accounts(accounts_file)[:args.users], plan_of.layout,
-                                      workers))
+            _make_accounts(results / "sut", max(args.users, plan_of.layout.needs()), accounts_file)
+        accounts = read_accounts(accounts_file)[:max(args.users, plan_of.layout.needs())]
+        plan = asyncio.run(build_plan(url, args.scenario, accounts, plan_of.layout, workers))
         write_plan(plan, results / "plan.json")
         (results / "plan-summary.json").write_text(json.dumps(summary(plan), indent=2))
         report = _run_locust(args, url, results, workers, plan_of, sut)

@@ -118,9 +118,10 @@ class WorkerContext:
 class MasterTally:
     """On the master (or the only process): the workers' reports added up."""
 
-    def __init__(self, plan: Plan, clock: Clock, grace_s: float) -> None:
-        # Every member gets a post, its poster's own session included.
-        self.fanout = FanoutTally({c.id: len(c.members) for c in plan.convs if c.kind == "channel"})
+    def __init__(self, plan: Plan, users: int, clock: Clock, grace_s: float) -> None:
+        # Every member online gets a post, its poster's own session included; in a channel
+        # scenario every user is a member, and members beyond the users stay offline.
+        self.fanout = FanoutTally({c.id: min(len(c.members), users) for c in plan.convs if c.kind == "channel"})
         self.unsettled = 0
         self._clock = clock
         self._grace_ns = int(grace_s * 1e9)

@@ -48,6 +48,19 @@ class Unexpected(Exception):
     """A close or an error frame the test did not cause: a Locust failure."""
 
 
+class Dropped(Unexpected):
+    """A request (not a send) lost with its socket; after an expected close (a drain) it is
+    no failure: the session reconnects and the next ping or sync goes out then."""
+
+    def __init__(self, code: int | None) -> None:
+        super().__init__(f"connection lost (code {code})")
+        self.code = code
+
+    @property
+    def expected(self) -> bool:
+        return self.code in EXPECTED_CLOSES
+
+
 @dataclass
 class _Pending:
     frame: Frame
@@ -228,7 +241,7 @@ class ProtocolSession:
                 if not cut:
                     break
         except (ParleyError, Unexpected, gevent.Timeout) as exc:
-            if not self._closing:
+            if self._counts(exc):
                 self._record("sync", _ms_since(started), exc)
             return
         self._record("sync", _ms_since(started), None)
@@ -243,10 +256,15 @@ class ProtocolSession:
             try:
                 self.request({"op": "ping", "rid": self.next_rid()})
             except (ParleyError, Unexpected, gevent.Timeout) as exc:
-                if not self._closing:
+                if self._counts(exc):
                     self._record("ping", _ms_since(started), exc)
                 continue
             self._record("ping", _ms_since(started), None)
+
+    def _counts(self, exc: BaseException) -> bool:
+        """Whether a failed ping or sync is a failure: not when we are closing, nor when a
+        drain (4009) took its socket."""
+        return not self._closing and not (isinstance(exc, Dropped) and exc.expected)
 
     # ---- connecting -----------------------------------------------------------------------
 
@@ -293,7 +311,7 @@ class ProtocolSession:
         """Requests other than sends die with their socket; sends wait to be written again."""
         for pending in list(self._pending.values()):
             if not pending.resend and not pending.result.ready():
-                pending.result.set_exception(Unexpected(f"connection lost (code {code})"))
+                pending.result.set_exception(Dropped(code))
 
     def _resend(self) -> None:
         ws = self._ws

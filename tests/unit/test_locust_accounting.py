@@ -90,6 +90,9 @@ def test_the_chat_scenario_is_one_percent_in_groups_of_fifty_at_a_fifth_of_a_sen
     assert storm.fault == "kill"
     channel = scenario(_args(["--scenario", "channel", "--users", "300", "--spawn-rate", "100", "--duration", "9"]))
     assert len(channel.layout.channel) == 300 and channel.layout.needs() == 300
+    offline = scenario(_args(["--scenario", "channel", "--users", "10", "--spawn-rate", "9", "--duration", "9",
+                              "--channel-members", "100"]))
+    assert offline.layout.needs() == 100
     assert Layout(chatters=1000, group_size=1000).groups == [list(range(1000))]
 
 
