@@ -67,6 +67,10 @@ class _Pending:
     result: AsyncResult
     #: A send survives a reconnect (written again, same cmid); other requests fail with the socket.
     resend: bool
+    #: Written on some socket: after a drop, the reconnect writes it again; one never written
+    #: yet is written by its own caller once the session is back (never both: the server
+    #: refuses a rid that is still in flight).
+    written: bool = False
 
 
 class ProtocolSession:
@@ -126,13 +130,13 @@ class ProtocolSession:
     def request(self, frame: Frame, *, resend: bool = False) -> Frame:
         """Write `frame` (waiting for a reconnect in progress) and return its `ok`; raises the
         ParleyError of an `error`, or gevent.Timeout."""
-        result: AsyncResult = AsyncResult()
+        pending = _Pending(frame, AsyncResult(), resend)
         rid: str = frame["rid"]
-        self._pending[rid] = _Pending(frame, result, resend)
+        self._pending[rid] = pending
         try:
             with gevent.Timeout(self._timeout_s):
-                self._write_when_online(frame)
-                reply: Frame = result.get()
+                self._write_when_online(pending)
+                reply: Frame = pending.result.get()
         finally:
             self._pending.pop(rid, None)
         return reply
@@ -143,7 +147,7 @@ class ProtocolSession:
     def next_rid(self) -> str:
         return str(next(self._rids))
 
-    def _write_when_online(self, frame: Frame) -> None:
+    def _write_when_online(self, pending: _Pending) -> None:
         while True:
             self._online.wait()
             if self._closing:
@@ -151,7 +155,8 @@ class ProtocolSession:
             ws = self._ws
             try:
                 if ws is not None:
-                    ws.send(encode_frame(frame))
+                    ws.send(encode_frame(pending.frame))
+                    pending.written = True
                     return
             except (OSError, websocket.WebSocketException):
                 pass  # dropped under us: the reader reconnects, and we write again
@@ -316,7 +321,7 @@ class ProtocolSession:
     def _resend(self) -> None:
         ws = self._ws
         for pending in list(self._pending.values()):
-            if pending.resend and not pending.result.ready() and ws is not None:
+            if pending.resend and pending.written and not pending.result.ready() and ws is not None:
                 try:
                     ws.send(encode_frame(pending.frame))
                 except (OSError, websocket.WebSocketException):
