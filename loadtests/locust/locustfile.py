@@ -117,11 +117,14 @@ class ParleyUser(User):
     wait_time = constant(0)  # the behaviour paces itself
 
     def on_start(self) -> None:
+        # A user without a session stops at its first task: StopUser from on_start is logged by
+        # Locust as an error with a traceback, from a task it is the documented way out.
+        self._behaviour: Behaviour = _Stopped()
         ctx = _context(self.environment)
         index = ctx.take_account()
         if index is None:
             log.warning("more users than this worker has accounts in the plan: a user stops")
-            raise StopUser()
+            return
         account = ctx.plan.accounts[index]
         role, conv = ctx.role(index)
         self._ctx, self._conv = ctx, conv
@@ -131,7 +134,7 @@ class ParleyUser(User):
         try:
             self._session.start()  # a failure is recorded as `connect`
         except Exception:
-            raise StopUser() from None
+            return
         ctx.came_online(conv, account.user_id)
         self._behaviour = _behaviour(ctx, self._session, role, conv)
 
@@ -144,6 +147,11 @@ class ParleyUser(User):
         if session is not None:
             self._ctx.went_offline(self._conv, session.user_id)
             session.close()
+
+
+class _Stopped:
+    def step(self) -> None:
+        raise StopUser()
 
 
 def _behaviour(ctx: WorkerContext, session: ProtocolSession, role: str, conv: Conv | None) -> Behaviour:
