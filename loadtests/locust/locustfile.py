@@ -29,8 +29,8 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.locust.behaviours import Behaviour, Hold, Sender
 from loadtests.locust.latency import CLOCKS
-from loadtests.locust.plan import Conv
-from loadtests.locust.worker import REPORT_MESSAGE, MasterTally, Report, WorkerContext, load_plan
+from loadtests.locust.plan import Conv, read_plan
+from loadtests.locust.worker import REPORT_MESSAGE, MasterTally, Report, WorkerContext
 from loadtests.locust.wsclient import ProtocolSession
 
 log = logging.getLogger("parley.locust")
@@ -61,7 +61,7 @@ def _on_init(environment: Environment, **_: object) -> None:
     options = environment.parsed_options
     if options is None or not options.parley_plan or isinstance(runner, WorkerRunner):
         return  # a worker makes its context at its first user (the plan comes with the spawn)
-    _state["tally"] = MasterTally(load_plan(options.parley_plan), int(options.num_users or 0), options.parley_clock,
+    _state["tally"] = MasterTally(read_plan(Path(options.parley_plan)), int(options.num_users or 0), options.parley_clock,
                                   options.parley_grace_s)
     if isinstance(runner, MasterRunner):
         runner.register_message(REPORT_MESSAGE, lambda msg, **_: _state["tally"].add(msg.data))
@@ -81,7 +81,7 @@ def _context(environment: Environment) -> WorkerContext:
             else:
                 _state["tally"].add(data)
 
-        ctx = WorkerContext(load_plan(options.parley_plan), worker, url=environment.host or "",
+        ctx = WorkerContext(read_plan(Path(options.parley_plan)), worker, url=environment.host or "",
                             clock=options.parley_clock, grace_s=options.parley_grace_s,
                             record=partial(_record, environment), report=report, all_started=_all_started)
         _state["context"] = ctx

@@ -43,7 +43,7 @@ class Plan(msgspec.Struct):
     workers: list[list[int]] = []
 
     def accounts_of(self, worker: int) -> list[int]:
-        """A worker's accounts; a run with one process (no workers) runs them all."""
+        """A worker's accounts (Locust's worker index; 0 in a run without workers)."""
         if worker >= len(self.workers):
             raise ValueError(f"the plan has accounts for {len(self.workers)} workers, not worker {worker}")
         return self.workers[worker]

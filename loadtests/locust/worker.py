@@ -9,7 +9,6 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import gevent
 import msgspec
@@ -18,7 +17,7 @@ from gevent.event import Event
 from loadtests.locust.fanout_tally import FanoutTally, SpreadRow, to_rows
 from loadtests.locust.latency import Clock, elapsed_ms, now_ns, read_stamp
 from loadtests.locust.ledger import DeliveryLedger
-from loadtests.locust.plan import Conv, Plan, Role, read_plan, roles
+from loadtests.locust.plan import Conv, Plan, Role, roles
 from parley.sdk.wire import Frame
 
 #: (name, response time in ms, the failure or None): one Locust request event.
@@ -150,6 +149,3 @@ def _row(raw: object) -> SpreadRow:
     row: SpreadRow = msgspec.convert(raw, SpreadRow)
     return row
 
-
-def load_plan(path: str) -> Plan:
-    return read_plan(Path(path))

@@ -94,10 +94,6 @@ class ProtocolSession:
         self.heartbeat_s = 30.0
         self.reconnects = 0
 
-    @property
-    def online(self) -> bool:
-        return self._online.is_set()
-
     # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -160,7 +156,8 @@ class ProtocolSession:
                     return
             except (OSError, websocket.WebSocketException):
                 pass  # dropped under us: the reader reconnects, and we write again
-            self._online.clear()
+            if self._ws is ws:  # (not if the reader has already put a new socket in its place)
+                self._online.clear()
 
     # ---- reading --------------------------------------------------------------------------
 
