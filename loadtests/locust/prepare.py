@@ -21,8 +21,16 @@ from parley.sdk import Account as SdkAccount
 from parley.sdk import AiohttpTransport, Client
 
 
+#: How long the owner waits to hear every invite's member.joined.
+INVITES_DELIVERED_S = 600.0
+
+
 async def make_channel(url: str, accounts: list[Account], members: list[int]) -> str:
-    """A channel owned by its first member (the poster) with every other member invited."""
+    """A channel owned by its first member (the poster) with every other member invited; returns
+    once the owner has heard every member.joined. Otherwise, on `parley up`, the delivery workers
+    were still fanning those events out when the subscribers connected, and each arriving
+    subscriber got the rest of them: ~n^2/2 frames (2 million for 2,000) that starved the
+    Locust workers."""
     owner, rest = members[0], [accounts[i].user_id for i in members[1:]]
     async with aiohttp.ClientSession() as http:
         async with await Client.connect(url, accounts[owner].token, transport=AiohttpTransport(http),
@@ -32,6 +40,9 @@ async def make_channel(url: str, accounts: list[Account], members: list[int]) ->
             for start in range(0, len(rest), L.MAX_MEMBERS_PER_REQUEST):
                 await client.request("conv.invite", timeout=120.0, conv=conv,
                                      users=rest[start:start + L.MAX_MEMBERS_PER_REQUEST])
+            async with asyncio.timeout(INVITES_DELIVERED_S):
+                for _ in rest:
+                    await client.next_event("member.joined", conv=conv, timeout=INVITES_DELIVERED_S)
     return conv
 
 
