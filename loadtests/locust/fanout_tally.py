@@ -17,6 +17,10 @@ def to_rows(spreads: list[Spread]) -> list[SpreadRow]:
     return [(s.conv, s.seq, s.deliveries, s.first_ms, s.last_ms, s.sent_ns) for s in spreads]
 
 
+#: Short posts listed by seq in the report.
+SHORT_LISTED = 10
+
+
 @dataclass
 class _Post:
     deliveries: int
@@ -56,21 +60,25 @@ class FanoutTally:
         posts), each post's deliveries per second (median), and posts some subscriber never got."""
         out: dict[str, object] = {}
         for conv, expected in self._subscribers.items():
-            seen = [p for (c, _), p in self._posts.items() if c == conv]
-            posts = [p for p in seen if p.sent_ns < sent_before_ns]
-            if not posts:
-                out[conv] = {"subscribers": expected, "posts": 0, "posts_left_out_at_stop": len(seen)}
+            posts = {seq: p for (c, seq), p in self._posts.items() if c == conv}
+            counted = [p for p in posts.values() if p.sent_ns < sent_before_ns]
+            if not counted:
+                out[conv] = {"subscribers": expected, "posts": 0, "posts_left_out_at_stop": len(posts)}
                 continue
-            lasts = [p.last_ms for p in posts]
-            rates = [p.deliveries / (p.last_ms / 1000) for p in posts if p.last_ms > 0]
+            short = {seq: p.deliveries for seq, p in sorted(posts.items())
+                     if p.sent_ns < sent_before_ns and p.deliveries < expected}
+            lasts = [p.last_ms for p in counted]
+            rates = [p.deliveries / (p.last_ms / 1000) for p in counted if p.last_ms > 0]
             out[conv] = {
                 "subscribers": expected,
-                "posts": len(posts),
+                "posts": len(counted),
                 "time_to_last_delivery_ms": {"p50": percentile(lasts, 50), "p99": percentile(lasts, 99),
                                              "max": max(lasts)},
-                "time_to_first_delivery_ms_p50": percentile([p.first_ms for p in posts], 50),
+                "time_to_first_delivery_ms_p50": percentile([p.first_ms for p in counted], 50),
                 "deliveries_per_s_p50": percentile(rates, 50) if rates else None,
-                "posts_short_of_subscribers": sum(1 for p in posts if p.deliveries < expected),
-                "posts_left_out_at_stop": len(seen) - len(posts),
+                "posts_short_of_subscribers": len(short),
+                # seq -> deliveries of the first short posts: where to look in the history
+                "short_posts": dict(list(short.items())[:SHORT_LISTED]),
+                "posts_left_out_at_stop": len(posts) - len(counted),
             }
         return out

@@ -114,7 +114,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
                     help="channel: members in all (default: the users); those above the users stay offline")
     ap.add_argument("--rate", type=float, default=None,
                     help="sends/s in all (chat: 0.2 per chatter; biggroup: 5) or posts/s (channel: 1)")
-    ap.add_argument("--fault-at", type=float, default=None, help="seconds after all users started (default: a third in)")
+    ap.add_argument("--fault-at", type=float, default=None,
+                    help="seconds after Locust starts (default: the ramp plus a third of the duration)")
     ap.add_argument("--clock", choices=CLOCKS, default="mono")
     ap.add_argument("--grace-s", type=float, default=10.0)
     ap.add_argument("--results", type=Path, default=None)

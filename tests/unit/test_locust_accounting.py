@@ -60,6 +60,7 @@ def test_the_master_adds_up_a_posts_deliveries_from_every_worker():
     report = tally.report(sent_before_ns=500)["ch"]  # post 3 was sent as the test stopped
     assert isinstance(report, dict)
     assert report["posts"] == 2 and report["posts_short_of_subscribers"] == 1 and report["posts_left_out_at_stop"] == 1
+    assert report["short_posts"] == {2: 3}
     assert report["time_to_last_delivery_ms"] == {"p50": 5.0, "p99": 40.0, "max": 40.0}
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
 
