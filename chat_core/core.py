@@ -22,6 +22,7 @@ from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.errors import ParleyError
 from parley.events import Ok
 from parley.frames import encode, error_frame
+from parley.limits import RECEIPTS_MAX_MEMBERS
 from parley.records import Command, ConvState, Facts, IdemKey, Needs
 
 
@@ -30,7 +31,7 @@ class ChatCore:
 
     def __init__(self, max_convs: int = 50_000, max_idem: int = 200_000, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 enforce: bool = True) -> None:
+                 enforce: bool = True, receipts_max_members: int = RECEIPTS_MAX_MEMBERS) -> None:
         self.convs: OrderedDict[str, ConvState] = OrderedDict()
         #: (seq, ts) of stored sends by idempotency key.
         self.idem: OrderedDict[IdemKey, tuple[int, int]] = OrderedDict()
@@ -44,6 +45,8 @@ class ChatCore:
             content_filter, AllowAll) else content_filter
         #: False only to measure the policy's cost (loadtests.policy_bench): sends skip every rule.
         self.enforce = enforce
+        #: Conversations up to this size (not channels) tell their members each `delivered`.
+        self.receipts_max_members = receipts_max_members
 
     def needs(self, cmds: list[Command]) -> Needs:
         """What the store must read before `handle` can decide these commands."""

@@ -15,6 +15,7 @@ from moderation.filters import ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.auth import Passwords
 from parley.health import pipeline_task
+from parley.limits import RECEIPTS_MAX_MEMBERS
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
 
@@ -25,9 +26,9 @@ class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
                  bus: GatewayBus, passwords: Passwords, partitions: int = 1, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 policy_refresh_s: float = 10.0) -> None:
+                 policy_refresh_s: float = 10.0, receipts_max_members: int = RECEIPTS_MAX_MEMBERS) -> None:
         """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer."""
-        core = ChatCore(instance=instance, content_filter=content_filter)
+        core = ChatCore(instance=instance, content_filter=content_filter, receipts_max_members=receipts_max_members)
         self.relay = OutboxRelay(store, events)
         self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
         self._store = store

@@ -20,6 +20,7 @@ from collections import deque
 
 from aiohttp import WSMsgType, web
 
+from parley.auth import Claims
 from parley.closecodes import CloseCode
 from parley.events import Resync, encode_event
 from parley.limits import SEND_QUEUE_MAX_BYTES
@@ -49,17 +50,21 @@ def unwrap(wire: bytes) -> bytes:
 class Session:
     __slots__ = ("id", "user", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
                  "last_seen", "_settled", "_close", "_writer", "role", "guest", "_pending", "_queued_bytes",
-                 "_max_queue_bytes", "_closing_at")
+                 "_max_queue_bytes", "_closing_at",
+                 "claims")
 
     def __init__(self, session_id: str, user: str, device: str | None, ws: web.WebSocketResponse,
                  transport: asyncio.Transport, max_queue: int, *, max_queue_bytes: int = SEND_QUEUE_MAX_BYTES,
-                 role: str | None = None, guest: bool = False) -> None:
+                 role: str | None = None, guest: bool = False, claims: Claims | None = None) -> None:
         self.id = session_id
         self.user = user
         self.device = device
         #: From the token: the instance role ("admin", "moderator" or None) and the guest flag.
         self.role = role
         self.guest = guest
+        #: The claims of the token the session stands on (replaced by `auth`): the hub ends the
+        #: session when they expire or a revocation names them. None: no token (tests).
+        self.claims = claims
         self.ws = ws
         self._transport = transport
         #: Wire frames pushed during this pass of the event loop, written together at its end.

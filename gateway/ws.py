@@ -19,13 +19,14 @@ from gateway.contacts import Contacts
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
+from gateway.received import ReceivedAcks
 from gateway.session import Session
 from parley import events as E
 from parley import frames as F
 from parley import hops
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
-from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unavailable
+from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unauthorized, Unavailable
 from parley.frames import FrameError, encode, error_frame
 from parley.health import count_refused
 from parley.ids import new_session_id
@@ -45,7 +46,8 @@ def now_ms() -> int:
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
                  fanout: Fanout, contacts: Contacts, limits: Limits, send_limiter: Limiter,
-                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None) -> None:
+                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None,
+                 received: ReceivedAcks | None = None) -> None:
         self._hub = hub
         self._presence = presence
         self._contacts = contacts
@@ -56,6 +58,7 @@ class WsEndpoint:
         self._fanout = fanout
         self._limits = limits
         self._send_limiter = send_limiter
+        self._received = received if received is not None else ReceivedAcks(commands, hub.gateway_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
@@ -147,10 +150,11 @@ class WsEndpoint:
             return None
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,
-                          role=who.role, guest=who.guest)
+                          role=who.role, guest=who.guest, claims=who.claims)
         return session, encode(E.HelloResult(
             rid=req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
+            expires_at=who.claims.expires_at,
         ))
 
     async def _refuse_extra_session(self, ws: web.WebSocketResponse, rid: str) -> None:
@@ -170,6 +174,10 @@ class WsEndpoint:
             session.push(error_frame(exc.error, exc.rid))
             return
         try:
+            if isinstance(req, F.Received):  # answered now, sent on gathered (gateway/received.py)
+                self._received.note(session.user, req.conv, req.seq)
+                session.push(encode(E.Ok(rid=req.rid)))
+                return
             if F.is_write(req):
                 await self._write(session, req)  # answered later, by chat_core
                 return
@@ -191,13 +199,20 @@ class WsEndpoint:
             return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         if isinstance(req, F.Hello):
             raise BadRequest("this session already said hello")
+        if isinstance(req, F.Auth):
+            return await self._reauth(session, req)
         await session.settled()
         if isinstance(req, F.History):
             return encode(E.HistoryResult(rid=req.rid, messages=await self._reads.history(session.user, req)))
         if isinstance(req, F.Sync):
             return encode(E.SyncResult(rid=req.rid, convs=await self._reads.sync(session.user, req.since)))
         if isinstance(req, F.ConvList):
-            return encode(E.ConvListResult(rid=req.rid, convs=await self._reads.conv_list(session.user)))
+            convs, profiles = await self._reads.conv_list(session.user)
+            return encode(E.ConvListResult(rid=req.rid, convs=convs, profiles=profiles))
+        if isinstance(req, F.ConvMembers):
+            return encode(await self._reads.members(session.user, req))
+        if isinstance(req, F.Receipts):
+            return encode(await self._reads.receipts(session.user, req.rid, req.conv, req.seq))
         raise BadRequest(f"unsupported op {type(req).__name__}")
 
     async def _write(self, session: Session, req: F.WriteRequest) -> None:
@@ -225,6 +240,15 @@ class WsEndpoint:
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             raise
+
+    async def _reauth(self, session: Session, req: F.Auth) -> bytes:
+        """A fresh token for the live session: checked like hello's; the session then stands on
+        it (its expiry, its role). A refused one leaves the session on the token it had."""
+        who = await self._auth.principal(req.token)
+        if who.user_id != session.user:
+            raise Unauthorized("the token is another user's")
+        session.claims, session.role = who.claims, who.role
+        return encode(E.AuthResult(rid=req.rid, expires_at=who.claims.expires_at))
 
     async def _typing(self, session: Session, req: F.Typing) -> None:
         await self._reads.readable(req.conv, session.user)

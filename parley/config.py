@@ -95,13 +95,38 @@ def _check_kafka_durability(replication_factor: int, min_insync_replicas: int | 
 
 
 @dataclass(frozen=True)
+class SessionLifetimes:
+    """How long a login lasts, and how soon every gateway learns that one ended."""
+
+    #: A refresh token's lifetime; each refresh starts a new one, so a login unused this long ends.
+    refresh_ttl_s: int = 30 * 24 * 3600
+    #: How often each gateway reads the revocation log (what processes without a bus revoke).
+    revocation_poll_s: float = 2.0
+
+    @classmethod
+    def from_env(cls, token_ttl_s: int) -> "SessionLifetimes":
+        lifetimes = cls(refresh_ttl_s=_env_int("PARLEY_REFRESH_TTL_S", cls.refresh_ttl_s),
+                        revocation_poll_s=_env_float("PARLEY_REVOCATION_POLL_S", cls.revocation_poll_s))
+        if token_ttl_s < 1:
+            raise ValueError(f"PARLEY_TOKEN_TTL_S must be at least 1, not {token_ttl_s}")
+        if lifetimes.refresh_ttl_s <= token_ttl_s:
+            raise ValueError(f"PARLEY_REFRESH_TTL_S ({lifetimes.refresh_ttl_s}) must be longer than "
+                             f"PARLEY_TOKEN_TTL_S ({token_ttl_s})")
+        if lifetimes.revocation_poll_s <= 0:
+            raise ValueError(f"PARLEY_REVOCATION_POLL_S must be positive, not {lifetimes.revocation_poll_s}")
+        return lifetimes
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path(".parley")
     #: Configured signing key (PARLEY_JWT_SECRET); None = generated into the data dir.
     jwt_secret: bytes | None = None
-    token_ttl_s: int = 30 * 24 * 3600
+    #: An access token's lifetime: a client refreshes it (rotating refresh tokens) before it ends.
+    token_ttl_s: int = 15 * 60
+    sessions: SessionLifetimes = field(default_factory=SessionLifetimes)
     #: SQLite `synchronous`: FULL survives power loss, NORMAL (WAL) only process crashes.
     sqlite_synchronous: str = "FULL"
     limits: Limits = field(default_factory=Limits)
@@ -229,6 +254,12 @@ class Settings:
             export_burst=_env_int("PARLEY_EXPORT_BURST", d.export_burst),
             export_window_s=_env_int("PARLEY_EXPORT_WINDOW_S", d.export_window_s),
             drain_timeout_s=_env_float("PARLEY_DRAIN_TIMEOUT_S", d.drain_timeout_s),
+            directory_burst=_env_int("PARLEY_DIRECTORY_BURST", d.directory_burst),
+            directory_window_s=_env_int("PARLEY_DIRECTORY_WINDOW_S", d.directory_window_s),
+            profile_burst=_env_int("PARLEY_PROFILE_BURST", d.profile_burst),
+            profile_window_s=_env_int("PARLEY_PROFILE_WINDOW_S", d.profile_window_s),
+            max_avatar_bytes=_env_int("PARLEY_MAX_AVATAR_BYTES", d.max_avatar_bytes),
+            receipts_max_members=_env_int("PARLEY_RECEIPTS_MAX_MEMBERS", d.receipts_max_members),
         )
         conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)
         if conv_subject_min_members != 0 and conv_subject_min_members < 3:
@@ -245,6 +276,7 @@ class Settings:
         if any(livekit.values()) and not all(livekit.values()):
             raise ValueError("set all of PARLEY_LIVEKIT_URL, PARLEY_LIVEKIT_API_KEY and PARLEY_LIVEKIT_API_SECRET, "
                              "or none (calls off)")
+        token_ttl_s = _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s)
         turn_urls, turn_secret = _env_strings("PARLEY_TURN_URLS"), os.environ.get("PARLEY_TURN_SECRET") or None
         if turn_urls and not turn_secret:
             raise ValueError("PARLEY_TURN_URLS needs PARLEY_TURN_SECRET (coturn's static-auth-secret)")
@@ -276,7 +308,8 @@ class Settings:
             "turn_urls": turn_urls,
             "turn_secret": turn_secret,
             "jwt_secret": secret.encode() if secret else None,
-            "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
+            "token_ttl_s": token_ttl_s,
+            "sessions": SessionLifetimes.from_env(token_ttl_s),
             "sqlite_synchronous": os.environ.get("PARLEY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
             "limits": limits,
             "conv_subject_min_members": conv_subject_min_members,

@@ -51,6 +51,12 @@ class Ping(Request, tag="ping", frozen=True):
     pass
 
 
+class Auth(Request, tag="auth", frozen=True):
+    """A fresh access token for the live session (same user): its expiry moves to the token's."""
+
+    token: Annotated[str, Meta(max_length=8192)]
+
+
 class ConvCreate(Request, tag="conv.create", frozen=True):
     kind: Kind
     members: Users = []
@@ -190,6 +196,28 @@ class PresenceGet(Request, tag="presence", frozen=True):
     users: Annotated[list[Id], Meta(min_length=1, max_length=L.PRESENCE_QUERY_MAX)]
 
 
+class ConvMembers(Request, tag="conv.members", frozen=True):
+    """A page of the members, in user id order, with their profiles."""
+
+    conv: Id
+    after: Id | None = None
+    limit: Annotated[int, Meta(ge=1, le=L.MEMBERS_PAGE_MAX)] = L.MEMBERS_PAGE_MAX
+
+
+class Received(Request, tag="received", frozen=True):
+    """One of the caller's devices holds every message of `conv` up to `seq` (delivered)."""
+
+    conv: Id
+    seq: Seq
+
+
+class Receipts(Request, tag="receipts", frozen=True):
+    """Who of the members has message `seq` delivered and who has read it."""
+
+    conv: Id
+    seq: Seq
+
+
 class History(Request, tag="history", frozen=True):
     conv: Id
     before: Cursor | None = None
@@ -202,16 +230,17 @@ class Sync(Request, tag="sync", frozen=True):
 
 
 AnyRequest = Union[
-    Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
+    Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
+    ConvMembers, Received, Receipts,
 ]
 #: Moderation requests that act on one member of a conversation.
 MemberAction = Union[MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban]
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
 WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Send, Edit, Delete, React, Read,
                      MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
-                     UserBlock, UserUnblock]
+                     UserBlock, UserUnblock, Received]
 _WRITE_TYPES = get_args(WriteRequest)
 
 

@@ -18,6 +18,16 @@ MAX_TITLE_CHARS = 256
 MAX_MEMBERS_PER_REQUEST = 1000
 #: Users one `presence` request may ask about.
 PRESENCE_QUERY_MAX = 200
+#: A page of `conv.members`, and the profiles one `conv.list` answer carries at most.
+MEMBERS_PAGE_MAX = 200
+CONV_LIST_PROFILES_MAX = 200
+#: Characters of a conversation list's preview of its last message.
+PREVIEW_CHARS = 140
+#: The default of Limits.receipts_max_members (PARLEY_RECEIPTS_MAX_MEMBERS).
+RECEIPTS_MAX_MEMBERS = 32
+#: How long a gateway gathers `received` acknowledgements before it sends them on, one
+#: command per conversation and user.
+RECEIVED_FLUSH_S = 0.5
 #: Presence is shared in direct chats and groups up to this size (not channels, not crowds).
 PRESENCE_MAX_MEMBERS = 256
 ROOM_PASSWORD_MAX_CHARS = 256
@@ -37,6 +47,9 @@ UPLOAD_MIME_DEFAULT = (
 #: Login attempts per username (right or wrong) within the window; a successful login clears
 #: the count, so only guessing reaches it. Over it, every attempt is refused before the hash.
 LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 10, 300
+#: How long the revocation log keeps an entry: gateways read the last seconds of it, or, after
+#: losing the store for a while, as far back as they were last up to date.
+REVOCATION_LOG_KEEP_S = 3600
 #: Bytes of frames queued for one session whose socket backed up, before `resync` and close
 #: 4008 (Centrifugo's default is the same). A reader that stops reading holds at most this,
 #: plus the socket's own buffer (64 KiB) and one frame larger than the bound.
@@ -94,6 +107,18 @@ class Limits(msgspec.Struct, frozen=True):
     #: Data exports (GET /v1/me/export) per user: each reads everything the user sent.
     export_burst: int = 5
     export_window_s: int = 3600
+    #: Directory searches (GET /v1/users?q=) per user: each is a range read, and enumeration costs.
+    directory_burst: int = 30
+    directory_window_s: int = 60
+    #: Profile changes (PATCH /v1/me/profile, PUT /v1/me/avatar) per user: each is an
+    #: event to everyone who shares a conversation with them.
+    profile_burst: int = 10
+    profile_window_s: int = 60
+    #: Largest avatar image accepted (PUT /v1/me/avatar).
+    max_avatar_bytes: int = 5 * 1024 * 1024
+    #: Conversations of at most this many members get a `delivered` event per member and answer
+    #: `receipts` per member; larger ones answer counts (docs/protocol.md, Delivered and read).
+    receipts_max_members: int = RECEIPTS_MAX_MEMBERS
     #: On SIGTERM, how long sessions told 4009 may take to flush (and, in `parley dev`, the
     #: commands already taken to be processed) before the server closes what is left.
     drain_timeout_s: float = 5.0

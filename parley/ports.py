@@ -12,7 +12,7 @@ import msgspec
 from parley.frames import Message
 from parley.records import (
     Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, Invite,
-    MemberRow, Mutation, Needs, Report, ReportQuery,
+    MemberRow, Mutation, Needs, RefreshToken, Report, ReportQuery, Revocation, SessionFamily,
 )
 
 
@@ -77,7 +77,13 @@ class Reply(msgspec.Struct, tag=True, array_like=True):
     frame: bytes
 
 
-GatewayMessage = Deliver | Reply | Broadcast
+class Revoke(msgspec.Struct, tag=True, array_like=True):
+    """End the live sessions a revocation names (close 4003), to each gateway holding the user."""
+
+    revocation: Revocation
+
+
+GatewayMessage = Deliver | Reply | Broadcast | Revoke
 
 
 class GatewayBus(Protocol):
@@ -119,6 +125,11 @@ class Attachments(Protocol):
     async def presign_put(self, key: str, mime: str, size: int, expires_s: int) -> Presigned: ...
     async def presign_get(self, key: str, name: str, mime: str, expires_s: int) -> Presigned: ...
     async def size(self, key: str) -> int | None: ...  # None: nothing stored under `key`
+    #: The object's bytes (None: nothing stored), for the server's own use (thumbnails); the
+    #: caller checks `size` against its bound first.
+    async def read(self, key: str) -> bytes | None: ...
+    #: An object the server makes (a thumbnail, an avatar), stored or replaced whole.
+    async def put(self, key: str, data: bytes, mime: str) -> None: ...
 
 
 class MessageStore(Protocol):
@@ -159,6 +170,10 @@ class AccountStore(Protocol):
     async def account_by_name(self, username: str) -> Account | None: ...
     async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None: ...  # after; None: no user
     async def search_accounts(self, query: AccountQuery) -> list[Account]: ...  # by username
+    async def accounts(self, user_ids: Sequence[str]) -> list[Account]: ...  # those that exist, in the order asked
+    async def search_directory(self, prefix: str, limit: int) -> list[Account]:
+        """Active, discoverable, non-guest accounts with a search term (parley/profiles.py
+        search_terms) starting with `prefix` (a search key), by username, at most `limit`."""
 
 
 class ModerationStore(Protocol):
@@ -197,7 +212,30 @@ class AttachmentStore(Protocol):
     async def attachment(self, attachment_id: str) -> AttachmentRow | None: ...
 
 
-class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, Protocol):
+class SessionStore(Protocol):
+    """Login sessions: one family per login with its refresh tokens (kept by their hash, each
+    spent once for its successor), and the revocation log every gateway follows to end the live
+    sessions that another process revoked. Families and tokens are kept until they expire (an
+    adapter may drop them after `expires_at`), log entries for REVOCATION_LOG_KEEP_S."""
+
+    async def create_session_family(self, family: SessionFamily, first: RefreshToken) -> None: ...
+    async def session_family(self, user_id: str, family_id: str) -> SessionFamily | None: ...
+    async def session_families(self, user_id: str) -> list[SessionFamily]: ...  # oldest first, revoked ones too
+    async def refresh_token(self, token_hash: str) -> RefreshToken | None: ...
+
+    async def rotate_refresh_token(self, used: RefreshToken, successor: RefreshToken, at: int) -> bool:
+        """Conditional: spends `used` at `at`, stores `successor` and moves its family's last use
+        and expiry to `at` and the successor's. False if `used` was spent already: nothing moves
+        (the caller revokes the family, so a successor stored on the way is of no use)."""
+
+    async def revoke_session_family(self, user_id: str, family_id: str, at: int) -> bool:
+        """False if the user has no such family or it was revoked already."""
+
+    async def append_revocation(self, revocation: Revocation) -> None: ...
+    async def revocations_since(self, at: int) -> list[Revocation]: ...  # at or after `at`, oldest first
+
+
+class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, SessionStore, Protocol):
     """The whole store, as the composition roots open it: every concern on one database, and
     the readiness probe. A caller that needs one concern takes its port."""
 

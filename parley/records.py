@@ -74,6 +74,9 @@ class MemberRow(msgspec.Struct, kw_only=True):
     visible_from: int
     read_seq: int
     joined_at: int
+    #: The highest seq one of this member's devices acknowledged receiving (`received`); reading
+    #: implies receiving, so what counts is max(delivered_seq, read_seq).
+    delivered_seq: int = 0
 
 
 class AttachmentRow(msgspec.Struct, kw_only=True):
@@ -88,6 +91,11 @@ class AttachmentRow(msgspec.Struct, kw_only=True):
     size: int
     created_at: int
     uploaded: bool = False
+    #: Images (parley/thumbnails.py), once uploaded: the upright size, and the longest sides of
+    #: the thumbnails stored beside the object (under `thumbnail_key(id, size)`); none otherwise.
+    width: int | None = None
+    height: int | None = None
+    thumbs: list[int] = []
 
 
 class SanctionRow(msgspec.Struct, kw_only=True):
@@ -166,6 +174,14 @@ class SetReadSeq(msgspec.Struct, tag=True):
     conv: str
     user: str
     read_seq: int
+
+
+class SetDeliveredSeq(msgspec.Struct, tag=True):
+    """Moves a member's delivered cursor forward (never back: the store keeps the larger)."""
+
+    conv: str
+    user: str
+    delivered_seq: int
 
 
 class InsertMessage(msgspec.Struct, tag=True):
@@ -270,6 +286,12 @@ class Account(msgspec.Struct, kw_only=True):
     guest: bool = False
     #: Tokens carry the generation they were issued in; bumping it refuses every older token.
     token_gen: int = 0
+    #: The profile (parley/profiles.py): a name to show, the avatar's version (its images are
+    #: stored under keys made from it), a short status line, and whether the directory lists them.
+    display_name: str | None = None
+    avatar: str | None = None
+    status_text: str | None = None
+    discoverable: bool = True
 
 
 class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
@@ -281,6 +303,10 @@ class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
     suspended_until: int | None | msgspec.UnsetType = msgspec.UNSET
     suspend_reason: str | None | msgspec.UnsetType = msgspec.UNSET
     password_hash: str | msgspec.UnsetType = msgspec.UNSET
+    display_name: str | None | msgspec.UnsetType = msgspec.UNSET
+    avatar: str | None | msgspec.UnsetType = msgspec.UNSET
+    status_text: str | None | msgspec.UnsetType = msgspec.UNSET
+    discoverable: bool | msgspec.UnsetType = msgspec.UNSET
     #: Increment `token_gen`: every token issued before is refused from now on.
     cut_sessions: bool = False
 
@@ -337,6 +363,51 @@ class ReportQuery(msgspec.Struct, kw_only=True, frozen=True):
     limit: int = 50
 
 
+class SessionFamily(msgspec.Struct, kw_only=True):
+    """One login (a "session" in the user's list of their sessions): the access tokens it issues
+    name it, and its refresh tokens replace one another until it is revoked or expires."""
+
+    id: str
+    user_id: str
+    created_at: int  # ms since the epoch
+    #: The login or the latest refresh.
+    last_used_at: int
+    #: When its newest refresh token expires: every refresh moves it (an idle login ends).
+    expires_at: int
+    #: What the client called itself at login (`device_name`), or its User-Agent.
+    label: str
+    #: The account's token generation at login: a later cut (suspension, deletion, a revoked
+    #: role, "log out everywhere") ends the family with every token of that generation.
+    token_gen: int
+    revoked_at: int | None = None
+
+
+class RefreshToken(msgspec.Struct, kw_only=True, frozen=True):
+    """A refresh token as stored: its SHA-256 (the token itself is only ever with the client)."""
+
+    hash: str
+    family: str
+    user_id: str
+    expires_at: int
+    #: When it was exchanged for its successor; a spent token coming back is a stolen copy.
+    used_at: int | None = None
+
+
+class Revocation(msgspec.Struct, kw_only=True, frozen=True):
+    """An entry of the revocation log: the live sessions of `user_id` that it names end (close
+    4003). Applying one twice changes nothing, so readers may read an entry more than once."""
+
+    id: str
+    at: int  # ms since the epoch
+    user_id: str
+    #: Sessions standing on a token of this login session family...
+    family: str | None = None
+    #: ...or on a token of an older generation than this (the account was cut).
+    token_gen: int | None = None
+    #: The close reason the sessions are given ("signed out", "account suspended", ...).
+    reason: str
+
+
 class PutAudit(msgspec.Struct, tag=True):
     entry: AuditEntry
 
@@ -344,7 +415,7 @@ class PutAudit(msgspec.Struct, tag=True):
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
     InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
-    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock,
+    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock, SetDeliveredSeq,
 ]
 
 # ---- what chat_core needs read before it can decide a batch -------------------------------

@@ -62,7 +62,10 @@ class ParleyProcess(ChildProcess):
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
     """One server shared by the protocol tests (each test makes its own users and conversations);
     they run against `parley dev` and again, unchanged, against `parley up`'s 2 gateways."""
-    proc = ParleyProcess(tmp_path_factory.mktemp(f"shared-{request.param}") / "data", mode=request.param)
+    # Every test registers its users from 127.0.0.1: the per-IP limit (its own tests use their own
+    # servers) would refuse a suite that registers more than 100 a minute.
+    proc = ParleyProcess(tmp_path_factory.mktemp(f"shared-{request.param}") / "data", mode=request.param,
+                         env={"PARLEY_IP_AUTH_BURST": "100000"})
     proc.start()
     yield proc
     proc.stop()

@@ -13,7 +13,7 @@ from chat_core.decide import Operation
 from chat_core.ops import blocks, member_actions, membership, messages, settings
 
 OPERATIONS: dict[type, Operation[Any]] = {op.request: op for op in (
-    messages.SEND, messages.EDIT, messages.DELETE, messages.REACT, messages.READ, messages.PIN,
+    messages.SEND, messages.EDIT, messages.DELETE, messages.REACT, messages.READ, messages.PIN, messages.RECEIVED,
     membership.CREATE, membership.JOIN, membership.LEAVE, membership.INVITE,
     settings.UPDATE,
     member_actions.ROLE, member_actions.MUTE, member_actions.UNMUTE, member_actions.KICK, member_actions.BAN,

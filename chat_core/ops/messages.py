@@ -17,7 +17,8 @@ from parley.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley.frames import Message
 from parley.limits import MAX_PINS
 from parley.records import (
-    Command, ConvState, Flood, InsertMessage, MemberRow, Needs, SetReaction, UpdateConv, UpdateMessage,
+    AttachmentRow, Command, ConvState, Flood, InsertMessage, MemberRow, Needs, SetDeliveredSeq, SetReaction, UpdateConv,
+    UpdateMessage,
 )
 
 if TYPE_CHECKING:
@@ -96,7 +97,11 @@ def _send(d: Decision, body: F.Send) -> Result:
     batch.mutations.append(InsertMessage(msg))
     if flag is not None:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{seq}", flag, sender=user)
-    batch.emit(cmd.conv, E.MessageNew(message=msg))
+    if attachments:
+        files = [_file_info(d.facts.attachments[a]) for a in attachments]
+        batch.emit(cmd.conv, E.MessageNew(message=msg, files=files))
+    else:
+        batch.emit(cmd.conv, E.MessageNew(message=msg))
     return E.SendResult(rid=d.rid, conv=cmd.conv, seq=seq, ts=now)
 
 
@@ -129,6 +134,11 @@ def _screen(d: Decision, text: str) -> str | None:
         d.audit(SYSTEM, "message.reject", cmd.user, verdict.reason, rule="content_filter")
         raise Forbidden(verdict.reason, rule="content_filter")
     return verdict.reason
+
+
+def _file_info(row: AttachmentRow) -> E.FileInfo:
+    return E.FileInfo(id=row.id, name=row.name, size=row.size, mime=row.mime, width=row.width, height=row.height,
+                      thumbs=list(row.thumbs))
 
 
 def _check_attachment(d: Decision, attachment: str) -> None:
@@ -243,6 +253,22 @@ def _read(d: Decision, body: F.Read) -> Result:
     return None
 
 
+def _received(d: Decision, body: F.Received) -> Result:
+    """A member's devices hold the messages up to `seq`: their delivered cursor moves forward.
+    Sent by the gateway (gathered from `received` requests); its reply reaches no one."""
+    cmd = d.cmd
+    state = d.conv()
+    member = policy.authorize(state.row, state.members.get(cmd.user), Action.READ, d.core.instance)
+    seq = min(body.seq, state.row.last_seq)
+    if seq <= max(member.delivered_seq, member.read_seq):  # reading implies receiving
+        return None
+    member.delivered_seq = seq
+    d.batch.mutations.append(SetDeliveredSeq(cmd.conv, cmd.user, seq))
+    if state.row.kind != "channel" and len(state.members) <= d.core.receipts_max_members:
+        d.batch.emit(cmd.conv, E.DeliveredReceipt(conv=cmd.conv, user=cmd.user, seq=seq))
+    return None
+
+
 def _pin(d: Decision, body: F.Pin) -> Result:
     cmd = d.cmd
     state = d.conv()
@@ -271,4 +297,5 @@ EDIT = Operation(F.Edit, _edit, _edit_needs)
 DELETE = Operation(F.Delete, _delete, _message_needs)
 REACT = Operation(F.React, _react, _message_needs)
 READ = Operation(F.Read, _read)
+RECEIVED = Operation(F.Received, _received)
 PIN = Operation(F.Pin, _pin, _message_needs)

@@ -55,8 +55,8 @@ async def build_app(settings: Settings) -> web.Application:
 
     attachments = attachments_for(settings, secret)
     app = gateway_app(hub=hub, store=store, tokens=tokens, passwords=passwords, commands=commands,
-                      fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready,
-                      routes=attachment_routes(attachments))
+                      fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
+                      sessions=settings.sessions, ready=ready, routes=attachment_routes(attachments))
 
     async def pipeline(_: web.Application) -> AsyncIterator[None]:
         await chat_core.start()

@@ -3,7 +3,10 @@
 Registering through the API spends one argon2 hash per account (~10/s per core); 100k accounts
 would take hours. These accounts get no password at all: their stored hash is empty, which no
 password verifies (as a guest's), so a password login to one is impossible and only the tokens
-written here work. A shared hash of a known password would have been as fast but would let
+written here work. Each account gets a login session (parley/session_families.py), so its
+token is checked and revocable like any other; the access token lives `--ttl-s` (a day by
+default: a load test outlives the 15-minute default and the Locust client does not refresh), and
+the refresh token is written too. A shared hash of a known password would have been as fast but would let
 anyone who knows it log in as any of them. Refused unless the instance allows it
 (PARLEY_ALLOW_LOADTEST_USERS=1, off by default), and audited as actor "cli".
 """
@@ -23,13 +26,17 @@ from parley.auth import USERNAME_RE, Tokens, load_or_create_secret
 from parley.config import Settings
 from parley.ids import new_user_id
 from parley.ports import Store
-from parley.records import AuditEntry
+from parley.records import Account, AuditEntry
+from parley.session_families import Logins, Revoker
 
 #: What a load-test account stores as its password hash: verifies no password.
 NO_PASSWORD = ""
 #: Accounts created at once: enough to keep a Cassandra cluster busy; SQLite writes them in turn.
 CONCURRENCY = 64
 DEFAULT_PREFIX = "lt"
+#: The access tokens' lifetime unless --ttl-s says otherwise: longer than any load test.
+DEFAULT_TTL_S = 24 * 3600
+LOGIN_LABEL = "load test"
 
 
 def usernames(prefix: str, count: int) -> list[str]:
@@ -41,15 +48,20 @@ def usernames(prefix: str, count: int) -> list[str]:
     return names
 
 
-async def create_accounts(store: Store, tokens: Tokens, names: list[str], ttl_s: int) -> list[dict[str, str]]:
-    """The accounts, created CONCURRENCY at a time; returns {user_id, username, token} per account."""
+async def create_accounts(store: Store, logins: Logins, names: list[str]) -> list[dict[str, str]]:
+    """The accounts and a login session each, CONCURRENCY at a time; returns {user_id, username,
+    token, refresh_token} per account."""
+
+    async def one(name: str, at: int) -> dict[str, str]:
+        user_id = new_user_id()
+        await store.create_user(user_id, name, NO_PASSWORD, at)
+        pair = await logins.start(Account(id=user_id, username=name, created_at=at), LOGIN_LABEL)
+        return {"user_id": user_id, "username": name, "token": pair.token, "refresh_token": pair.refresh_token}
+
     made: list[dict[str, str]] = []
     for start in range(0, len(names), CONCURRENCY):
-        batch = [(new_user_id(), name) for name in names[start:start + CONCURRENCY]]
         at = now_ms()
-        await asyncio.gather(*(store.create_user(user_id, name, NO_PASSWORD, at) for user_id, name in batch))
-        made.extend({"user_id": user_id, "username": name, "token": tokens.issue(user_id, ttl_s=ttl_s)}
-                    for user_id, name in batch)
+        made.extend(await asyncio.gather(*(one(name, at) for name in names[start:start + CONCURRENCY])))
     return made
 
 
@@ -67,13 +79,18 @@ async def loadtest_users(settings: Settings, count: int, out: Path, prefix: str,
     except ValueError as err:
         print(f"parley admin loadtest-users: {err}", file=sys.stderr)
         return 2
+    ttl_s = ttl_s or DEFAULT_TTL_S
+    if ttl_s >= settings.sessions.refresh_ttl_s:
+        print(f"parley admin loadtest-users: --ttl-s must be shorter than PARLEY_REFRESH_TTL_S "
+              f"({settings.sessions.refresh_ttl_s})", file=sys.stderr)
+        return 2
     secret = settings.jwt_secret or load_or_create_secret(settings.data_dir)
-    tokens = Tokens(secret, settings.token_ttl_s)
     # An account lost to a power cut is made again by the next run: no fsync per account
     # (3,000+/s on SQLite instead of ~400/s).
     store = await open_store(dataclasses.replace(settings, sqlite_synchronous="NORMAL"))
     try:
-        accounts = await create_accounts(store, tokens, names, ttl_s or settings.token_ttl_s)
+        logins = Logins(store, Tokens(secret, ttl_s), settings.sessions.refresh_ttl_s, Revoker(store))
+        accounts = await create_accounts(store, logins, names)
         await store.append_audit([AuditEntry(
             at=now_ms(), actor="cli", action="loadtest.users", target=accounts[0]["user_id"],
             details={"count": count, "first": names[0], "last": names[-1], "out": str(out)})])

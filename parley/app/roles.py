@@ -101,8 +101,9 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
 
     attachments = attachments_for(settings, secret)
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
-                       fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready,
-                       presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis),
+                       fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
+                       sessions=settings.sessions, ready=ready, presence=presence,
+                       limits_storage=rate_limit_storage(settings.redis_url, redis),
                        routes=attachment_routes(attachments))
 
 
@@ -114,7 +115,8 @@ def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Co
     """chat_core with the instance policy and the content filter the settings name."""
     instance = InstancePolicy.from_json(settings.policy_json) if settings.policy_json else DEFAULT_INSTANCE
     return ChatCoreService(store, commands, events, bus, passwords, partitions, instance=instance,
-                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s)
+                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s,
+                           receipts_max_members=settings.limits.receipts_max_members)
 
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:

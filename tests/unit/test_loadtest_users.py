@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from parley.app.stores import open_store
 from parley.auth import Passwords, Tokens, load_or_create_secret
 from parley.config import Settings
 from parley.records import AuditQuery
+from parley.session_families import Logins, Revoker
 from tests.cassandra_model import ModelSession
 
 
@@ -46,13 +48,16 @@ def test_allowed_it_writes_working_tokens_for_accounts_no_password_opens(tmp_pat
     accounts = json.loads(out.read_text())
     assert len(accounts) == 130 and len({a["user_id"] for a in accounts}) == 130
     assert out.stat().st_mode & 0o077 == 0  # bearer tokens: the owner's only
+    # A day, not the 15-minute default: a load test outlives it and its client does not refresh.
+    claims = Tokens(load_or_create_secret(tmp_path), 60).verify(accounts[0]["token"])
+    assert claims.expires_at - time.time() > 23 * 3600 and accounts[0]["refresh_token"]
     asyncio.run(_check_accounts(tmp_path, accounts))
 
 
 async def _check_accounts(tmp_path: Path, accounts: list[dict[str, str]]) -> None:
     store = await open_store(Settings.from_env(data_dir=tmp_path))
     try:
-        auth = Authenticator(Tokens(load_or_create_secret(tmp_path), 3600), store)
+        auth = Authenticator(Tokens(load_or_create_secret(tmp_path), 3600), store, store)
         for account in (accounts[0], accounts[-1]):
             assert (await auth.principal(account["token"])).user_id == account["user_id"]
             found = await store.user_by_name(account["username"])
@@ -64,13 +69,14 @@ async def _check_accounts(tmp_path: Path, accounts: list[dict[str, str]]) -> Non
         await store.close()
 
 
-async def test_accounts_go_through_the_accounts_port_on_cassandra_too():
+async def test_accounts_and_their_logins_go_through_the_store_ports_on_cassandra_too():
     store = CassandraStore(ModelSession())
     tokens = Tokens(b"k" * 32, 3600)
-    made = await create_accounts(store, tokens, usernames("lt", 70), ttl_s=60)
+    made = await create_accounts(store, Logins(store, tokens, 7200, Revoker(store)), usernames("lt", 70))
     account = await store.account_by_name(made[69]["username"])
     assert account is not None and account.id == made[69]["user_id"] and account.status == "active"
-    assert tokens.verify(made[69]["token"]).user_id == account.id
+    principal = await Authenticator(tokens, store, store).principal(made[69]["token"])
+    assert principal.user_id == account.id
 
 
 def test_names_are_valid_usernames_and_differ_between_runs():

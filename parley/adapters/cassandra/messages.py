@@ -19,8 +19,8 @@ from contextlib import aclosing
 
 import msgspec
 
-from parley.adapters.cassandra.attachments import attachment_row
-from parley.adapters.cassandra.database import NO_LIMIT, CassandraDatabase
+from parley.adapters.cassandra.attachments import CassandraAttachments
+from parley.adapters.cassandra.database import NO_LIMIT
 from parley.adapters.cassandra.partitions import ID_SHIFT, IdClock, bucket_of, outbox_tb
 from parley.adapters.cassandra.session import CqlSession, Row
 from parley.adapters.cassandra.writes import Statement, pack, plan_writes
@@ -55,7 +55,15 @@ def _sanction(conv: str, r: Row) -> SanctionRow:
     return SanctionRow(conv=conv, user=r[1], kind=r[2], until=int(r[3]), by=r[4], at=int(r[5]), reason=r[6])
 
 
-class CassandraMessages(CassandraDatabase):
+
+def _members(conv: str, members: list[Row], cursors: list[Row], delivered: list[Row]) -> list[MemberRow]:
+    """`members_of` rows (user, role, visible_from, joined_at) with their read and delivered cursors."""
+    read = {r[0]: int(r[1] or 0) for r in cursors}
+    got = {r[0]: int(r[1] or 0) for r in delivered}
+    return [MemberRow(conv=conv, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
+                      joined_at=r[3], delivered_seq=got.get(r[0], 0)) for r in members]
+
+class CassandraMessages(CassandraAttachments):
     """Implements parley.ports.MessageStore."""
 
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
@@ -90,13 +98,12 @@ class CassandraMessages(CassandraDatabase):
             row = await self._one("conv_get", [conv_id])
             if row is None:
                 return
-            (stored, newest), members, cursors, settings, sanctions = await asyncio.gather(
+            (stored, newest), members, cursors, got, settings, sanctions = await asyncio.gather(
                 self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
-                self._one("settings_get", [conv_id]), self._all("sanctions_of", [conv_id]))
-            read = {r[0]: int(r[1] or 0) for r in cursors}
+                self._all("delivered_of", [conv_id]), self._one("settings_get", [conv_id]),
+                self._all("sanctions_of", [conv_id]))
             state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
-                r[0]: MemberRow(conv=conv_id, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
-                                joined_at=r[3]) for r in members})
+                m.user: m for m in _members(conv_id, members, cursors, got)})
             for r in sanctions:
                 sanction = _sanction(conv_id, r)
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
@@ -130,9 +137,9 @@ class CassandraMessages(CassandraDatabase):
                 facts.messages[key] = msg
 
         async def attachment(attachment_id: str) -> None:
-            row = await self._one("attachment_get", [attachment_id])
+            row = await self.attachment(attachment_id)
             if row is not None:
-                facts.attachments[attachment_id] = attachment_row(row)
+                facts.attachments[attachment_id] = row
 
         async def pair(a: str, b: str) -> None:
             facts.blocks.update(await self._blocks_between(a, b))
@@ -302,14 +309,12 @@ class CassandraMessages(CassandraDatabase):
     # ---- admin inspection -----------------------------------------------------------------
 
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None:
-        row, members, cursors = await asyncio.gather(
-            self._conv_row(conv), self._all("members_of", [conv]), self._all("cursors_of", [conv]))
+        row, members, cursors, got = await asyncio.gather(
+            self._conv_row(conv), self._all("members_of", [conv]), self._all("cursors_of", [conv]),
+            self._all("delivered_of", [conv]))
         if row is None:
             return None
-        read = {r[0]: int(r[1] or 0) for r in cursors}
-        out = [MemberRow(conv=conv, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
-                         joined_at=r[3]) for r in members]
-        return row, sorted(out, key=lambda m: (m.joined_at, m.user))
+        return row, sorted(_members(conv, members, cursors, got), key=lambda m: (m.joined_at, m.user))
 
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]:
         """Walks the conversation's messages after `after_seq` in order and keeps the sender's:

@@ -16,7 +16,7 @@ from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import (
     AuditEntry, ConvRow, CreateConv, DropBlock, DropMember, DropSanction, InsertMessage, MemberRow, Mutation, PutAudit,
-    PutBlock, PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner, SetReaction, SetReadSeq,
+    PutBlock, PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq,
     UpdateConv, UpdateMessage,
 )
 
@@ -90,6 +90,7 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
     heads: dict[str, int] = {}
     members: dict[tuple[str, str], MemberRow | None] = {}
     cursors: dict[tuple[str, str], int] = {}
+    delivered: dict[tuple[str, str], int] = {}
     inserts: dict[tuple[str, int], Message] = {}
     updates: dict[tuple[str, int], UpdateMessage] = {}
     reactions: dict[tuple[str, int, str, str], bool] = {}
@@ -117,6 +118,8 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 members[(m.conv, m.user)] = None
             case SetReadSeq():
                 cursors[(m.conv, m.user)] = max(cursors.get((m.conv, m.user), 0), m.read_seq)
+            case SetDeliveredSeq():
+                delivered[(m.conv, m.user)] = max(delivered.get((m.conv, m.user), 0), m.delivered_seq)
             case InsertMessage():
                 msg = m.message
                 key3 = (msg.conv, msg.sender, msg.cmid)
@@ -193,6 +196,7 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                             ("user_conv_put", [user, conv])]
     # Cursors and heads only move forward: their write timestamp is the value itself.
     plan.logged.extend(("cursor_set", [seq, seq, conv, user]) for (conv, user), seq in cursors.items())
+    plan.logged.extend(("delivered_set", [seq, seq, conv, user]) for (conv, user), seq in delivered.items())
     for (conv, seq), u in updates.items():
         if u.deleted:
             plan.logged.append(("message_delete", [None, u.edited_at, True, None, conv, bucket_of(seq), seq]))

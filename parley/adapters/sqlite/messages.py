@@ -167,7 +167,8 @@ class SqliteMessages(SqliteDatabase):
                 f"LEFT JOIN members p ON c.kind = 'direct' AND p.conv = c.id AND p.user != m.user "
                 f"WHERE m.user = ? ORDER BY c.created_at, c.id", (user,))
             n = N_CONV
-            return [(conv_row(r[:n]), member_row(r[n:n + 6]), r[n + 6]) for r in rows]
+            m = n + len(MEMBER_COLS.split(","))
+            return [(conv_row(r[:n]), member_row(r[n:m]), r[m]) for r in rows]
         return await self._read(run)
 
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:

@@ -16,7 +16,7 @@ CONV_COLS = ("id, kind, title, visibility, password_hash, history, owner, create
              "read_only, permissions, pinned, allow_guests")
 N_CONV = 14
 SANCTION_COLS = "conv, user, kind, until, by, at, reason"
-MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at"
+MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at, delivered_seq"
 json_encode = msgspec.json.Encoder().encode
 _ids_decode = msgspec.json.Decoder(list[str])
 _seqs_decode = msgspec.json.Decoder(list[int])
@@ -51,4 +51,4 @@ def sanction_row(row: Sequence[Any]) -> SanctionRow:
 
 def member_row(row: Sequence[Any]) -> MemberRow:
     return MemberRow(conv=row[0], user=row[1], role=row[2], visible_from=row[3], read_seq=row[4],
-                     joined_at=row[5])
+                     joined_at=row[5], delivered_seq=row[6])

@@ -14,14 +14,14 @@ from parley.adapters.sqlite.rows import (
 )
 from parley.records import (
     CreateConv, DropBlock, DropMember, DropSanction, InsertMessage, Mutation, PutAudit, PutBlock, PutMember,
-    PutOutbox, PutSanction, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
+    PutOutbox, PutSanction, SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 _record_encode = msgspec.msgpack.Encoder().encode
 # Built once: a batch's statements are grouped by their text, so equal ones are one object.
 _INSERT_CONV = f"INSERT INTO convs ({CONV_COLS}) VALUES ({marks(N_CONV)})"
 _INSERT_SANCTION = f"INSERT OR REPLACE INTO sanctions ({SANCTION_COLS}) VALUES ({marks(7)})"
-_INSERT_MEMBER = f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(6)})"
+_INSERT_MEMBER = f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(7)})"
 _INSERT_MESSAGE = f"INSERT INTO messages ({MSG_COLS}) VALUES ({marks(11)})"
 
 
@@ -50,11 +50,14 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
         case DropBlock():
             return "DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (m.blocker, m.blocked)
         case PutMember(row=r):
-            return _INSERT_MEMBER, (r.conv, r.user, r.role, r.visible_from, r.read_seq, r.joined_at)
+            return _INSERT_MEMBER, (r.conv, r.user, r.role, r.visible_from, r.read_seq, r.joined_at, r.delivered_seq)
         case DropMember():
             return "DELETE FROM members WHERE conv = ? AND user = ?", (m.conv, m.user)
         case SetReadSeq():
             return "UPDATE members SET read_seq = ? WHERE conv = ? AND user = ?", (m.read_seq, m.conv, m.user)
+        case SetDeliveredSeq():
+            return ("UPDATE members SET delivered_seq = MAX(delivered_seq, ?) WHERE conv = ? AND user = ?",
+                    (m.delivered_seq, m.conv, m.user))
         case InsertMessage(message=x):
             return (_INSERT_MESSAGE,
                     (x.conv, x.seq, x.sender, x.ts, x.cmid, x.text, x.reply_to,

@@ -5,7 +5,13 @@ CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'active',
     suspended_until INTEGER, suspend_reason TEXT, guest INTEGER NOT NULL DEFAULT 0,
-    token_gen INTEGER NOT NULL DEFAULT 0);
+    token_gen INTEGER NOT NULL DEFAULT 0, display_name TEXT, avatar TEXT, status_text TEXT,
+    discoverable INTEGER NOT NULL DEFAULT 1);
+-- The directory: one row per search term of a user (parley/profiles.py search_terms), so a
+-- prefix is one range of the primary key.
+CREATE TABLE IF NOT EXISTS user_search_terms (
+    term TEXT NOT NULL, user TEXT NOT NULL,
+    PRIMARY KEY (term, user)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS users_by_status ON users (status, username);
 CREATE TABLE IF NOT EXISTS invites (
     code TEXT PRIMARY KEY, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
@@ -24,7 +30,7 @@ CREATE TABLE IF NOT EXISTS convs (
     read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB, allow_guests INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS members (
     conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
-    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conv, user)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
 CREATE TABLE IF NOT EXISTS messages (
@@ -60,4 +66,17 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
 CREATE TABLE IF NOT EXISTS attachments (
     id TEXT PRIMARY KEY, conv TEXT NOT NULL, uploader TEXT NOT NULL, name TEXT NOT NULL,
     mime TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
-    uploaded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+    uploaded INTEGER NOT NULL DEFAULT 0, width INTEGER, height INTEGER, thumbs BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_families (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, label TEXT NOT NULL, token_gen INTEGER NOT NULL, revoked_at INTEGER);
+CREATE INDEX IF NOT EXISTS session_families_by_user ON session_families (user_id, created_at);
+CREATE INDEX IF NOT EXISTS session_families_by_expiry ON session_families (expires_at);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    hash TEXT PRIMARY KEY, family TEXT NOT NULL, user_id TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    used_at INTEGER) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS revocations (
+    id TEXT PRIMARY KEY, at INTEGER NOT NULL, user_id TEXT NOT NULL, family TEXT, token_gen INTEGER,
+    reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS revocations_by_time ON revocations (at, id);
