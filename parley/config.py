@@ -220,6 +220,9 @@ class Settings:
     push_send_timeout_s: float = 10.0
     #: Sends of one push in all, the first included, before it is dead-lettered.
     push_retry_attempts: int = 5
+    #: `parley admin loadtest-users` may create accounts in bulk (PARLEY_ALLOW_LOADTEST_USERS=1):
+    #: off by default, for load-test instances only (docs/loadtesting.md).
+    allow_loadtest_users: bool = False
 
     @property
     def push_configured(self) -> bool:
@@ -381,6 +384,7 @@ class Settings:
             "apns_sandbox": _env_bool("PARLEY_APNS_SANDBOX", cls.apns_sandbox),
             "push_send_timeout_s": push_send_timeout_s,
             "push_retry_attempts": push_retry_attempts,
+            "allow_loadtest_users": _env_bool("PARLEY_ALLOW_LOADTEST_USERS", cls.allow_loadtest_users),
         }
         hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
         base.update(cassandra_hosts=hosts, cassandra_port=port)

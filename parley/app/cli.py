@@ -141,6 +141,13 @@ def _add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     revoke.add_argument("username")
     revoke.add_argument("role", nargs="?", choices=["admin", "moderator"],
                         help="only if they hold this role")
+    bulk = acts.add_parser("loadtest-users", help="create N load-test accounts without passwords and write their "
+                                                  "tokens to FILE (only with PARLEY_ALLOW_LOADTEST_USERS=1)")
+    bulk.add_argument("--count", type=int, required=True)
+    bulk.add_argument("--out", type=Path, required=True,
+                      help="JSON list of {user_id, username, token, refresh_token}")
+    bulk.add_argument("--prefix", default="lt", help="usernames are PREFIX-<run>-<n>")
+    bulk.add_argument("--ttl-s", type=int, default=None, help="access token lifetime (default: a day)")
 
 
 async def _admin(settings: Settings, action: str, username: str, role: str | None) -> int:
@@ -232,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
         return _migrate(Settings.from_env(), args)
     if args.command == "admin":
         settings = Settings.from_env(data_dir=args.data_dir)
+        if args.admin_command == "loadtest-users":
+            from parley.app.loadtest_users import loadtest_users
+            return asyncio.run(loadtest_users(settings, args.count, args.out, args.prefix, args.ttl_s))
         return asyncio.run(_admin(settings, args.admin_command, args.username, args.role))
     if args.command == "up":
         from parley.app.up import up
