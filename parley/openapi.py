@@ -43,7 +43,7 @@ class Operation:
     answers: tuple[Answer, ...]
     #: Error statuses this operation may answer -> why; their body is the document's error type.
     errors: Mapping[int, str] = field(default_factory=dict)
-    body: type | None = None
+    body: Any = None  # a Struct, or a union of tagged Structs
     query: type | None = None
     #: Path parameters that are integers (the rest are opaque string ids).
     int_params: tuple[str, ...] = ()
