@@ -11,6 +11,7 @@ import json
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import pytest
@@ -116,19 +117,20 @@ async def answer_or_close(ws: aiohttp.ClientWebSocketResponse, frame: Frame) -> 
         return None
 
 
-async def connect(http: aiohttp.ClientSession, base_url: str) -> aiohttp.ClientWebSocketResponse:
-    return await http.ws_connect(base_url.replace("http", "ws", 1) + "/v1/ws", protocols=("parley.v1.json",),
-                                 max_msg_size=0)
+def connect(http: aiohttp.ClientSession, base_url: str) -> Any:
+    """`async with connect(...) as ws`: the socket is closed however the example ends."""
+    return http.ws_connect(base_url.replace("http", "ws", 1) + "/v1/ws", protocols=("parley.v1.json",),
+                           max_msg_size=0)
 
 
 async def still_serving(http: aiohttp.ClientSession, target: Target) -> None:
     """A new session says hello and pings; the log holds no traceback."""
-    ws = await connect(http, target.server.base_url)
-    for rid, frame in (("h", {"op": "hello", "rid": "h", "token": target.user.token}), ("p", {"op": "ping", "rid": "p"})):
-        await ws.send_str(json.dumps(frame))
-        reply = await answer_or_close(ws, Frame("", rid=rid))
-        assert reply is not None and reply["op"] == "ok", reply
-    await ws.close()
+    async with connect(http, target.server.base_url) as ws:
+        for rid, frame in (("h", {"op": "hello", "rid": "h", "token": target.user.token}),
+                           ("p", {"op": "ping", "rid": "p"})):
+            await ws.send_str(json.dumps(frame))
+            reply = await answer_or_close(ws, Frame("", rid=rid))
+            assert reply is not None and reply["op"] == "ok", reply
     assert "Traceback" not in target.server.log(), target.server.log()
 
 
@@ -146,21 +148,20 @@ def test_every_frame_after_hello_is_answered_or_closes_the_session_with_a_docume
 
     async def run() -> None:
         async with aiohttp.ClientSession() as http:
-            ws = await connect(http, target.server.base_url)
-            await ws.send_str(json.dumps({"op": "hello", "rid": "h", "token": target.user.token}))
-            hello = await answer_or_close(ws, Frame("", rid="h"))
-            assert hello is not None and hello["op"] == "ok", hello
-            for frame in sequence:
-                await send(ws, frame)
-                answer = await answer_or_close(ws, frame)
-                if frame.closes is not None:
-                    assert answer is None, (frame, answer)  # the protocol closes: no answer
-                if answer is None:
-                    break
-            else:  # still open: the session goes on
-                await ws.send_str(json.dumps({"op": "ping", "rid": "after"}))
-                assert (await answer_or_close(ws, Frame("", rid="after"))) is not None
-            await ws.close()
+            async with connect(http, target.server.base_url) as ws:
+                await ws.send_str(json.dumps({"op": "hello", "rid": "h", "token": target.user.token}))
+                hello = await answer_or_close(ws, Frame("", rid="h"))
+                assert hello is not None and hello["op"] == "ok", hello
+                for frame in sequence:
+                    await send(ws, frame)
+                    answer = await answer_or_close(ws, frame)
+                    if frame.closes is not None:
+                        assert answer is None, (frame, answer)  # the protocol closes: no answer
+                    if answer is None:
+                        break
+                else:  # still open: the session goes on
+                    await ws.send_str(json.dumps({"op": "ping", "rid": "after"}))
+                    assert (await answer_or_close(ws, Frame("", rid="after"))) is not None
             await still_serving(http, target)
 
     asyncio.run(run())
@@ -174,13 +175,13 @@ def test_a_first_frame_other_than_a_good_hello_gets_an_error_and_a_documented_cl
 
     async def run() -> None:
         async with aiohttp.ClientSession() as http:
-            ws = await connect(http, target.server.base_url)
-            await send(ws, frame)
-            answer = await answer_or_close(ws, frame)
-            if answer is not None:  # an error (no hello, a bad token): the close follows it
-                assert answer["op"] == "error", answer
-                assert await answer_or_close(ws, frame) is None
-            assert ws.close_code in CLOSE_CODES - {CloseCode.NORMAL}, ws.close_code
+            async with connect(http, target.server.base_url) as ws:
+                await send(ws, frame)
+                answer = await answer_or_close(ws, frame)
+                if answer is not None:  # an error (no hello, a bad token): the close follows it
+                    assert answer["op"] == "error", answer
+                    assert await answer_or_close(ws, frame) is None
+                assert ws.close_code in CLOSE_CODES - {CloseCode.NORMAL}, ws.close_code
             await still_serving(http, target)
 
     asyncio.run(run())
