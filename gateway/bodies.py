@@ -1,8 +1,9 @@
 """The shapes of the client REST API that no other module types: the account bodies, which the
 auth routes read field by field (to answer the contract's 400/401 for each), and the answers the
 routes build as JSON objects. gateway/openapi.py documents the API with these and the Structs the
-routes decode with (reports, uploads, privacy); the schemathesis test checks every answer the
-server gives against them, so they cannot drift from what the routes send."""
+routes decode with (reports, uploads, privacy). The schemathesis test checks every answer the
+server gives against them: a route that stops sending a field, or sends it with another type,
+fails it (a new field does not: clients ignore fields they do not know)."""
 
 from __future__ import annotations
 
