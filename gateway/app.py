@@ -11,6 +11,7 @@ from limits.aio.storage import Storage
 
 from delivery.fanout import Fanout
 from gateway import client_faults
+from gateway import openapi as client_openapi
 from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
@@ -70,6 +71,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                     RequestLimits(limits, limits_storage), WriteFacts(room_passwords, store, contacts), presence,
                     received=received)
     app.router.add_get("/v1/ws", ws.handle)
+    app.router.add_get(client_openapi.PATH, client_openapi.serve)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
               if limits.ip_auth_burst > 0 else None)
     # One count per username for every check of its password: logins and account deletion.
