@@ -170,7 +170,8 @@ class ProfileRoutes:
 
     async def avatar(self, request: web.Request) -> web.Response:
         version, size = request.match_info["version"], request.match_info["size"]
-        if not _VERSION_RE.match(version) or not size.isdigit() or int(size) not in THUMB_SIZES:
+        # isdecimal, not isdigit: "²" is a digit that int() refuses.
+        if not _VERSION_RE.match(version) or not size.isdecimal() or int(size) not in THUMB_SIZES:
             raise NotFound("no such avatar")
         signed = await self._attachments.presign_get(avatar_key(version, int(size)), f"avatar-{size}.webp",
                                                      THUMB_MIME, AVATAR_URL_TTL_S)

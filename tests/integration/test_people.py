@@ -104,6 +104,12 @@ async def test_an_avatar_is_thumbnailed_served_by_version_and_removed(server, ma
     assert (await call(server.base_url, "PATCH", "/v1/me/profile", alice.token, json={"avatar": "x"}))[0] == 422
 
 
+@pytest.mark.parametrize("size", ["%C2%B2", "%E2%91%A0", "x96"])  # "²", "①": digits to str.isdigit, not to int()
+async def test_an_avatar_size_that_is_not_a_decimal_number_is_not_found(server, size):
+    status, body = await call(server.base_url, "GET", f"/v1/avatars/{'a' * 16}/{size}")
+    assert (status, body["error"]["code"]) == (404, "not_found")
+
+
 async def search(base_url: str, who: Account, q: str) -> list[str]:
     status, found = await call(base_url, "GET", f"/v1/users?q={q}", who.token)
     assert status == 200, found
