@@ -22,11 +22,14 @@ REF = "#/components/schemas/{name}"
 #: Path parameters declared as integers: ids and seqs, positive and at most 15 digits.
 INT_PARAM = {"type": "integer", "minimum": 1, "maximum": 10**15 - 1}
 STR_PARAM = {"type": "string", "minLength": 1, "maxLength": 64}
+#: A request body that is raw bytes (an operation's `body` is `bytes`), not JSON.
+BINARY = {"type": "string", "format": "binary"}
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """One documented success (or non-error) answer: its status and the type of its body."""
+    """One documented success (or non-error) answer: its status and the type of its body (None:
+    no body, as in a redirect)."""
 
     status: int
     type: Any
@@ -43,7 +46,8 @@ class Operation:
     answers: tuple[Answer, ...]
     #: Error statuses this operation may answer -> why; their body is the document's error type.
     errors: Mapping[int, str] = field(default_factory=dict)
-    body: Any = None  # a Struct, or a union of tagged Structs
+    body: Any = None  # a Struct, or a union of tagged Structs; `bytes`: raw bytes of `body_media_types`
+    body_media_types: tuple[str, ...] = ("application/json",)
     query: type | None = None
     #: Path parameters that are integers (the rest are opaque string ids).
     int_params: tuple[str, ...] = ()
@@ -89,7 +93,7 @@ def document(*, title: str, description: str, operations: Sequence[Operation], e
     query Struct becomes query parameters, and each error status answers `error_type`."""
     types: list[Any] = [error_type]
     for op in operations:
-        types += [a.type for a in op.answers] + [t for t in (op.body, op.query) if t is not None]
+        types += [t for t in (*(a.type for a in op.answers), op.body, op.query) if t not in (None, bytes)]
     unique = list(dict.fromkeys(types))
     schemas, components = msgspec.json.schema_components(unique, ref_template=REF)
     for component in components.values():
@@ -104,7 +108,8 @@ def document(*, title: str, description: str, operations: Sequence[Operation], e
         if op.query is not None:
             params += _query_parameters(components.pop(op.query.__name__, None) or by_type[op.query])
         responses: dict[str, Any] = {
-            str(a.status): {"description": a.description, "content": {a.media_type: {"schema": by_type[a.type]}}}
+            str(a.status): {"description": a.description}
+            | ({} if a.type is None else {"content": {a.media_type: {"schema": by_type[a.type]}}})
             for a in op.answers
         }
         responses.update({str(status): {"description": text, **error} for status, text in op.errors.items()})
@@ -114,7 +119,9 @@ def document(*, title: str, description: str, operations: Sequence[Operation], e
         if params:
             entry["parameters"] = params
         if op.body is not None:
-            entry["requestBody"] = {"required": False, "content": {"application/json": {"schema": by_type[op.body]}}}
+            body = BINARY if op.body is bytes else by_type[op.body]
+            entry["requestBody"] = {"required": False,
+                                    "content": {media: {"schema": body} for media in op.body_media_types}}
         entry["responses"] = responses
         if not op.secured:
             entry["security"] = []
