@@ -6,6 +6,7 @@ status codes, content type and schema, and the server logs no traceback."""
 from __future__ import annotations
 
 import asyncio
+import io
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import pytest
 import schemathesis
 from aiohttp import web
 from hypothesis import HealthCheck, settings
+from PIL import Image
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance, response_schema_conformance, status_code_conformance,
@@ -26,7 +28,8 @@ from moderation.admin.routes import PREFIX as ADMIN_PREFIX
 from parley import openapi
 from parley.adapters.local_attachments import LocalAttachments
 from parley.app.stores import attachment_routes
-from parley.sdk import Account, Client, register
+from parley.sdk import Account, Client, login, register
+from parley.thumbnails import THUMB_SIZES
 from tests.conftest import ParleyProcess
 from tests.integration.test_admin import served_routes
 
@@ -37,6 +40,9 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 #: Served by the gateway but not the client REST API: the WebSocket (docs/protocol.md), the admin
 #: API (its own document), the web client's files.
 NOT_REST = ("/v1/ws", "/", "/static")
+#: Routes that end the caller's login when they succeed: each generated call logs in anew, so
+#: the fuzzer's own token stays good for the routes fuzzed after them.
+ENDS_LOGIN = {("POST", "/v1/auth/logout"), ("POST", "/v1/auth/logout/all")}
 
 
 def blob_routes() -> set[tuple[str, str]]:
@@ -72,6 +78,8 @@ class Api:
     owner: Account
     conv: str
     attachment: str
+    #: The name and password of the user whose fresh logins the ENDS_LOGIN routes end.
+    leaver: tuple[str, str]
 
 
 async def _upload(base_url: str, user: Account, conv: str) -> str:
@@ -86,9 +94,13 @@ async def _upload(base_url: str, user: Account, conv: str) -> str:
     return ticket["id"]
 
 
+def _credentials() -> tuple[str, str]:
+    # A password no generated body will guess: DELETE /v1/me and POST /v1/me/password must not succeed.
+    return f"fuzz_{secrets.token_hex(4)}", secrets.token_urlsafe(24)
+
+
 async def _user(base_url: str) -> Account:
-    # A password no generated body will guess: DELETE /v1/me must not succeed.
-    return await register(base_url, f"fuzz_{secrets.token_hex(4)}", secrets.token_urlsafe(24))
+    return await register(base_url, *_credentials())
 
 
 async def _setup(base_url: str) -> Api:
@@ -99,7 +111,9 @@ async def _setup(base_url: str) -> Api:
         await client.send(conv, "something to report")
     finally:
         await client.close()
-    return Api(base_url, await _user(base_url), owner, conv, await _upload(base_url, owner, conv))
+    leaver = _credentials()
+    await register(base_url, *leaver)
+    return Api(base_url, await _user(base_url), owner, conv, await _upload(base_url, owner, conv), leaver)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +137,16 @@ def _auth(user: Account) -> dict[str, str]:
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_client_route_matches_its_openapi_document(case, client_api):
-    case.call_and_validate(base_url=client_api.base_url, headers=_auth(client_api.fuzzer), checks=CHECKS)
+    api = client_api
+    caller = (asyncio.run(login(api.base_url, *api.leaver)) if (case.method, case.path) in ENDS_LOGIN
+              else api.fuzzer)
+    case.call_and_validate(base_url=api.base_url, headers=_auth(caller), checks=CHECKS)
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "teal").save(buf, "PNG")
+    return buf.getvalue()
 
 
 @pytest.mark.fuzz
@@ -136,8 +159,28 @@ def test_the_routes_that_need_existing_ids_match_the_document_with_them(client_a
         schema["/v1/attachments/{id}"]["GET"].Case(path_parameters={"id": api.attachment}),
         schema["/v1/reports"]["POST"].Case(body={"kind": "message", "conv": api.conv, "seq": 1, "reason": "fuzz"}),
     ]
-    statuses = []
-    for case in cases:
-        response = case.call_and_validate(base_url=api.base_url, headers=_auth(api.owner), checks=CHECKS)
-        statuses.append(response.status_code)
+    statuses = [case.call_and_validate(base_url=api.base_url, headers=_auth(api.owner), checks=CHECKS).status_code
+                 for case in cases]
     assert statuses == [200, 200, 200, 201]
+
+
+@pytest.mark.fuzz
+def test_the_people_and_sessions_routes_match_the_document_with_real_ids(client_api):
+    api = client_api
+    other = asyncio.run(login(api.base_url, *api.leaver))
+
+    def call(path: str, method: str, caller: Account, **parts: object) -> schemathesis.Response:
+        case = schema[path][method].Case(**parts)  # type: ignore[arg-type]
+        return case.call_and_validate(base_url=api.base_url, headers=_auth(caller), checks=CHECKS)
+
+    me = call("/v1/me/avatar", "PUT", api.owner, body=_png(), media_type="image/png").json()
+    sessions = call("/v1/me/sessions", "GET", other).json()["sessions"]
+    statuses = [
+        call("/v1/avatars/{version}/{size}", "GET", api.owner,
+             path_parameters={"version": me["avatar"], "size": THUMB_SIZES[0]}).status_code,
+        call("/v1/users/{id}", "GET", api.owner, path_parameters={"id": other.user_id}).status_code,
+        call("/v1/users", "GET", api.owner, query={"ids": f"{other.user_id},{api.owner.user_id}"}).status_code,
+        call("/v1/auth/refresh", "POST", api.owner, body={"refresh_token": api.owner.refresh_token}).status_code,
+        call("/v1/me/sessions/{id}", "DELETE", other, path_parameters={"id": sessions[0]["id"]}).status_code,
+    ]
+    assert statuses == [302, 200, 200, 200, 200]
