@@ -157,22 +157,22 @@ def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
     a, b = alice.page, bob.page
     expect(b.locator("#conv-list .conv")).to_have_count(0, timeout=WAIT_MS)
 
-    # Alice opens a direct chat with Bob's id.
+    # Alice opens a direct chat with Bob by typing his username (bug 4: not his id).
     a.click("#new-direct")
-    a.fill("#direct-peer", bob.user_id)
+    a.fill("#direct-peer", bob.name)
     a.click("#direct-create")
     expect(a.locator("#direct-form")).to_be_hidden(timeout=WAIT_MS)
     expect(a.locator("#composer")).to_be_enabled(timeout=WAIT_MS)
-    expect(a.locator("#conv-title")).to_have_text(f"Direct: {bob.user_id}", timeout=WAIT_MS)
+    expect(a.locator("#conv-title")).to_have_text(bob.name, timeout=WAIT_MS)
     a_conv = a.locator("#conv-list .conv.selected")
     expect(a_conv).to_have_count(1, timeout=WAIT_MS)
     conv_id = a_conv.get_attribute("data-conv-id")
     assert conv_id
 
-    # Bob, without reloading, sees it appear: pushed to him as conv.updated, labelled with Alice's id.
+    # Bob, without reloading, sees it appear: pushed to him as conv.updated, labelled with Alice's name.
     b_conv = b.locator(f'#conv-list .conv[data-conv-id="{conv_id}"]')
     expect(b_conv).to_have_count(1, timeout=WAIT_MS)
-    expect(b_conv.locator(".conv-title")).to_have_text(f"Direct: {alice.user_id}", timeout=WAIT_MS)
+    expect(b_conv.locator(".conv-title")).to_have_text(alice.name, timeout=WAIT_MS)
     bob.wait_for_event(lambda ev: ev["type"] == "conv.updated" and ev["conv"]["id"] == conv_id,
                        f"conv.updated for {conv_id}")
 
@@ -186,7 +186,7 @@ def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
     # Bob has not opened the chat: it shows one unread; opening it shows Alice's text.
     expect(b_conv.locator(".unread")).to_have_text("1", timeout=WAIT_MS)
     b_conv.click()
-    expect(b.locator("#conv-title")).to_have_text(f"Direct: {alice.user_id}", timeout=WAIT_MS)
+    expect(b.locator("#conv-title")).to_have_text(alice.name, timeout=WAIT_MS)
     expect(b.locator(f'#messages .msg[data-seq="1"][data-sender="{alice.user_id}"] .msg-text')) \
         .to_have_text(hello, timeout=WAIT_MS)
     expect(b_conv.locator(".unread")).to_have_count(0, timeout=WAIT_MS)
