@@ -36,9 +36,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(
 class Person:
     """One browser context (its own localStorage) with one page, and what that page did."""
 
-    def __init__(self, browser: Any, name: str) -> None:
+    def __init__(self, browser: Any, name: str, **context_options: Any) -> None:
         self.name = name
-        self.context = browser.new_context(viewport={"width": 1000, "height": 650})
+        self.context = browser.new_context(**{"viewport": {"width": 1000, "height": 650}, **context_options})
         self.context.set_default_timeout(WAIT_MS)
         self.page = self.context.new_page()
         self.urls: list[str] = []            # every request and WebSocket the page opened
@@ -117,17 +117,25 @@ def require_chromium() -> Any:
 @contextmanager
 def two_people(screenshots: Path) -> Iterator[tuple[Person, Person]]:
     """Chromium with two separate contexts; screenshots of both pages are kept, pass or fail."""
+    with people(screenshots, ["a", "b"]) as (alice, bob):
+        yield alice, bob
+
+
+@contextmanager
+def people(screenshots: Path, letters: list[str], **context_options: Any) -> Iterator[list[Person]]:
+    """Chromium with one context per person (named web_<letter><unique suffix>); a screenshot
+    of each page is kept in `screenshots`, pass or fail."""
     sync_playwright = require_chromium()
     suffix = f"{os.getpid()}_{time.time_ns() % 10**9}"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
                                      timeout=WAIT_MS)
         try:
-            alice, bob = Person(browser, f"web_a{suffix}"), Person(browser, f"web_b{suffix}")
+            everyone = [Person(browser, f"web_{letter}{suffix}", **context_options) for letter in letters]
             try:
-                yield alice, bob
+                yield everyone
             finally:
-                for person in (alice, bob):
+                for person in everyone:
                     try:
                         person.page.screenshot(path=str(screenshots / f"{person.name}.png"), timeout=5_000)
                     except Exception:  # noqa: BLE001 - a screenshot must not hide the real failure

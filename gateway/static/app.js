@@ -874,6 +874,11 @@ function addMessage(m) {
   }
   if (m.sender === state.me && m.cmid) dropPending(m.cmid);
   if (m.sender) wantProfile(m.sender);
+  // Sending moves the sender's read cursor on the server, with no `read` event for it.
+  if (m.sender && m.sender !== state.me) {
+    const read = cursorsOf(m.conv).read;
+    read.set(m.sender, Math.max(read.get(m.sender) || 0, m.seq));
+  }
   return isNew;
 }
 
@@ -998,10 +1003,10 @@ function renderReceipt(m) {
 function renderActions(m) {
   const bar = el('div', 'msg-actions');
   const c = state.convs.get(m.conv);
-  bar.append(button('↩', 'Reply', () => startReply(m)), button('☺', 'Add reaction', (e) => openPicker(m, e.currentTarget)));
-  if (m.sender === state.me) bar.append(button('✎', 'Edit', () => startEdit(m)));
-  if (m.sender === state.me || (c && may(m.conv, 'kick'))) bar.append(button('🗑', 'Delete', () => deleteMessage(m)));
-  if (m.sender !== state.me) bar.append(button('⚑', 'Report', () => reportMessage(m)));
+  bar.append(button('Reply', null, () => startReply(m)), button('React', 'Add reaction', (e) => openPicker(m, e.currentTarget)));
+  if (m.sender === state.me) bar.append(button('Edit', null, () => startEdit(m)));
+  if (m.sender === state.me || (c && may(m.conv, 'kick'))) bar.append(button('Delete', null, () => deleteMessage(m)));
+  if (m.sender !== state.me) bar.append(button('Report', null, () => reportMessage(m)));
   return bar;
 }
 
