@@ -194,7 +194,7 @@ def test_three_people_in_a_group_and_a_direct_chat(server: ParleyProcess, shots:
         expect(reply.locator(".quote")).to_contain_text("hello team")
         expect(reply.locator(".mention")).to_have_text(f"@{bob.name}")
         b.locator('#messages .msg[data-seq="3"]').hover()
-        reply.get_by_role("button", name="Add reaction").click()
+        reply.get_by_role("button", name="React to this message").click()
         expect(b.locator("#emoji-picker")).to_be_visible()
         b.get_by_role("button", name="React with 🎉").click()
         expect(a.locator('#messages .msg[data-seq="3"] .reaction')).to_have_text("🎉 1")
@@ -340,3 +340,53 @@ def test_the_sign_in_page_says_what_went_wrong_beside_the_form(fresh_server: Cal
         expect(error).to_have_text(re.compile(r"^Too many attempts\. Try again in \d+ s\.$"))
         expect(page.locator("#status")).to_have_text("")
         snap(fay, shots, "fay-too-many-attempts")
+
+
+@pytest.mark.parametrize("server", ["dev"], indirect=True)
+def test_a_reported_message_reaches_the_staff_moderation_page(server: ParleyProcess, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    from tests.integration.test_admin import parley_admin
+
+    with people(shots, ["g", "h", "m"]) as (gil, hal, mod):
+        for person in (gil, hal, mod):
+            person.register(server.base_url)
+        g, h, m = gil.page, hal.page, mod.page
+        assert parley_admin(server, "grant", mod.name, "moderator").returncode == 0
+        m.click("#logout")   # the role is in the tokens of the next login
+        m.fill("#username", mod.name)
+        m.fill("#password", PASSWORD)
+        m.press("#password", "Enter")
+        expect(m.locator("#staff-open")).to_be_visible()
+
+        g.click("#new-direct")
+        search_and_pick(gil, "#direct-peer", hal.name, hal.name)
+        g.fill("#composer", "buy cheap watches")
+        g.press("#composer", "Enter")
+        h.locator("#conv-list .conv").first.click()
+        message = h.locator('#messages .msg[data-seq="1"]')
+        expect(message.locator(".msg-text")).to_have_text("buy cheap watches")
+        message.hover()
+        h.once("dialog", lambda d: d.accept("spam"))
+        message.get_by_role("button", name="Report").click()
+        expect(h.locator("#status")).to_have_text("Thank you: the report was sent to the moderators.")
+
+        m.click("#staff-open")
+        report = m.locator("#report-list .report", has_text="buy cheap watches")
+        expect(report).to_contain_text("Reason: spam")
+        report.get_by_role("button", name=re.compile("^Claim")).click()
+        expect(report).to_have_count(0)   # no longer open
+        m.select_option("#report-status", "claimed")
+        claimed = m.locator("#report-list .report", has_text="buy cheap watches")
+        claimed.get_by_role("button", name=re.compile("^Delete message of report")).click()
+        expect(g.locator('#messages .msg[data-seq="1"] .msg-text')).to_have_text("Message deleted")
+
+        m.fill("#user-q", gil.name)
+        m.click("#user-search button")
+        account = m.locator(f'#user-results .account[data-user-id="{gil.user_id}"]')
+        m.once("dialog", lambda d: d.accept("spamming"))
+        account.get_by_role("button", name=f"Suspend {gil.name}").click()
+        expect(account).to_contain_text("suspended: spamming")
+        expect(g.locator("#auth-view")).to_be_visible()   # the suspension ended Gil's login
+        snap(mod, shots, "moderator-users")
+        assert not axe_violations(mod), axe_violations(mod)
