@@ -888,7 +888,9 @@ function cursorsOf(convId) {
   return state.cursors.get(convId);
 }
 
-// The whole conversation is drawn again on a change: simple, and cheap for a few hundred messages.
+// The conversation is drawn again on a change (simple, and cheap for a few hundred messages),
+// but only nodes that differ replace what is on screen: the live region announces just those,
+// focus stays where it was, and loaded thumbnails are not fetched again.
 function renderMessages() {
   const convId = state.selected;
   const box = $('messages');
@@ -903,6 +905,7 @@ function renderMessages() {
     if (d !== day) {
       day = d;
       const divider = el('div', 'day-divider');
+      divider.dataset.key = `day-${d}`;
       divider.setAttribute('role', 'separator');
       divider.append(el('span', null, fmtDay(m.ts)));
       nodes.push(divider);
@@ -912,14 +915,34 @@ function renderMessages() {
     nodes.push(renderMessage(m, grouped, m === lastMine));
     prev = m;
   }
-  box.replaceChildren(...nodes);
+  reconcile(box, nodes);
   if (stick) scrollToBottom();
+}
+
+// Makes box's children equal to nodes (each with a unique data-key), keeping the present node of
+// a key when it was drawn from the same data (data-sig, taken before any image loaded).
+function reconcile(box, nodes) {
+  const old = new Map([...box.children].map((n) => [n.dataset.key, n]));
+  let cursor = box.firstElementChild;
+  for (const n of nodes) {
+    const sig = n.outerHTML;
+    const prev = old.get(n.dataset.key);
+    old.delete(n.dataset.key);
+    let keep = n;
+    if (prev && prev.dataset.sig === sig) keep = prev;
+    else if (prev) { if (prev === cursor) cursor = cursor.nextElementSibling; prev.remove(); }
+    if (keep === n) n.dataset.sig = sig;
+    if (keep === cursor) cursor = cursor.nextElementSibling;
+    else box.insertBefore(keep, cursor);
+  }
+  for (const n of old.values()) n.remove();
 }
 
 function renderMessage(m, grouped, showReceipt) {
   const mine = m.sender === state.me;
   const div = el('article', 'msg' + (mine ? ' mine' : '') + (m.deleted ? ' deleted' : '') + (grouped ? ' grouped' : ''));
   div.dataset.seq = m.seq;
+  div.dataset.key = `msg-${m.seq}`;
   div.dataset.sender = m.sender;
   div.tabIndex = -1;
   const name = displayName(m.sender);
