@@ -263,6 +263,23 @@ def test_three_people_in_a_group_and_a_direct_chat(server: ParleyProcess, shots:
         expect(c.locator(f'#conv-list .conv[data-conv-id="{group_id}"]')).to_have_count(0)
         expect(a.locator("#member-list .member")).to_have_count(2)
         snap(alice, shots, "alice-after-remove")
+
+        # Invite by name, rename, leave: what the members panel offers an owner and a member.
+        search_and_pick(alice, "#invite-name", carol.name, carol.name)
+        expect(a.locator("#member-list .member")).to_have_count(3)
+        expect(c.locator(f'#conv-list .conv[data-conv-id="{group_id}"]')).to_have_count(1)
+        a.fill("#rename-title", "Site crew")
+        a.click("#rename-form button")
+        expect(c.locator(f'#conv-{group_id} .conv-title')).to_have_text("Site crew")
+        expect(a.locator("#conv-title")).to_have_text("Site crew")
+        open_conv(bob, "Site crew")
+        b.click("#toggle-members")
+        expect(b.locator("#rename-form")).to_be_hidden()   # a member may not rename or invite
+        expect(b.locator("#invite-form")).to_be_hidden()
+        b.once("dialog", lambda d: d.accept())
+        b.click("#leave-conv")
+        expect(b.locator(f'#conv-{group_id}')).to_have_count(0)
+        expect(a.locator("#member-list .member")).to_have_count(2)
         for person in (alice, bob, carol):
             assert not [e for e in person.errors if "Content Security Policy" in e], person.errors
 
