@@ -407,3 +407,49 @@ def test_a_reported_message_reaches_the_staff_moderation_page(server: ParleyProc
         expect(g.locator("#auth-view")).to_be_visible()   # the suspension ended Gil's login
         snap(mod, shots, "moderator-users")
         assert not axe_violations(mod), axe_violations(mod)
+
+
+@pytest.mark.parametrize("server", ["dev"], indirect=True)
+def test_files_arrive_by_paste_and_by_drag_and_drop(server: ParleyProcess, shots: Path) -> None:
+    from playwright.sync_api import expect
+
+    with people(shots, ["p", "q"]) as (pia, quin):
+        pia.register(server.base_url)
+        quin.register(server.base_url)
+        p, q = pia.page, quin.page
+        p.click("#new-direct")
+        search_and_pick(pia, "#direct-peer", quin.name, quin.name)
+        # A screenshot pasted into the composer, and a text file dropped on the conversation.
+        image = list(png(300, 200))
+        p.evaluate("""bytes => {
+          const paste = new DataTransfer();
+          paste.items.add(new File([new Uint8Array(bytes)], 'pasted.png', {type: 'image/png'}));
+          document.getElementById('composer').dispatchEvent(
+            new ClipboardEvent('paste', {clipboardData: paste, bubbles: true, cancelable: true}));
+          const drop = new DataTransfer();
+          drop.items.add(new File(['minutes of the meeting'], 'notes.txt', {type: 'text/plain'}));
+          const main = document.getElementById('main');
+          main.dispatchEvent(new DragEvent('dragover', {dataTransfer: drop, bubbles: true, cancelable: true}));
+          main.dispatchEvent(new DragEvent('drop', {dataTransfer: drop, bubbles: true, cancelable: true}));
+        }""", image)
+        expect(p.locator("#upload-list .chip")).to_have_count(2)
+        expect(p.locator("#upload-list")).not_to_contain_text("uploading")
+        p.fill("#composer", "two files")
+        p.press("#composer", "Enter")
+        q.locator("#conv-list .conv").first.click()
+        files = q.locator('#messages .msg[data-seq="1"] .file')
+        expect(files).to_have_count(2)
+        expect(files.nth(0).locator("img.thumb")).to_have_count(1)   # an image: a preview
+        expect(files.nth(1).locator("img")).to_have_count(0)         # a text file: none
+        expect(files.nth(1).locator(".download")).to_contain_text("notes.txt")
+        with q.expect_download() as download:
+            files.nth(1).locator(".download").click()
+        assert Path(download.value.path()).read_text() == "minutes of the meeting"
+        # Bug 7 in the list: an attachment-only message's preview says what it holds.
+        p.set_input_files("#file-input", files=[{"name": "again.png", "mimeType": "image/png", "buffer": png(40, 40)}])
+        expect(p.locator("#upload-list .chip")).to_have_text(re.compile(r"^again\.png"))
+        expect(p.locator("#upload-list")).not_to_contain_text("uploading")
+        p.click("#send")
+        expect(q.locator("#conv-list .conv .conv-preview")).to_have_text("1 attachment")
+        expect(q.locator('#messages .msg[data-seq="2"] .download')).to_contain_text("again.png")
+        snap(quin, shots, "quin-files")
