@@ -198,6 +198,15 @@ def test_three_people_in_a_group_and_a_direct_chat(server: ParleyProcess, shots:
         expect(b.locator("#emoji-picker")).to_be_visible()
         b.get_by_role("button", name="React with 🎉").click()
         expect(a.locator('#messages .msg[data-seq="3"] .reaction')).to_have_text("🎉 1")
+        # Keyboard: arrow keys move through the messages, Tab reaches the focused one's actions.
+        b.locator("#messages").focus()
+        b.keyboard.press("End")
+        expect(b.locator('#messages .msg[data-seq="3"]')).to_be_focused()
+        b.keyboard.press("ArrowUp")
+        b.keyboard.press("ArrowUp")
+        expect(b.locator('#messages .msg[data-seq="1"]')).to_be_focused()
+        b.keyboard.press("Tab")
+        expect(b.locator('#messages .msg[data-seq="1"]').get_by_role("button", name="Reply")).to_be_focused()
         # Edit and delete, seen live by the others.
         a.locator('#messages .msg[data-seq="3"]').hover()
         a.locator('#messages .msg[data-seq="3"]').get_by_role("button", name="Edit").click()

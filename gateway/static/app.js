@@ -1591,6 +1591,17 @@ function onListKey(e) {
   } else if ((e.key === 'Enter' || e.key === ' ') && e.target === $('conv-list')) move(0);
 }
 
+// Arrow keys move through the messages; a focused message shows its actions, which Tab reaches.
+function onMessagesKey(e) {
+  const items = [...$('messages').querySelectorAll('.msg')];
+  if (!items.length || !['ArrowUp', 'ArrowDown', 'Home', 'End'].includes(e.key)) return;
+  const current = e.target.closest('.msg');
+  const at = current ? items.indexOf(current) : items.length;
+  const to = { ArrowUp: at - 1, ArrowDown: at + 1, Home: 0, End: items.length - 1 }[e.key];
+  e.preventDefault();
+  items[Math.max(0, Math.min(items.length - 1, to))].focus();
+}
+
 async function saveProfile() {
   showError('profile-error', '');
   const fields = { display_name: $('profile-name').value, status_text: $('profile-status').value };
@@ -1719,6 +1730,7 @@ function wire() {
     if (li) { selectConv(li.dataset.convId); $('composer').focus(); }
   });
   $('conv-list').addEventListener('keydown', onListKey);
+  $('messages').addEventListener('keydown', onMessagesKey);
   $('back').addEventListener('click', () => { const was = state.selected; selectConv(null); const li = was && $(`conv-${was}`); if (li) li.focus(); });
   $('load-older').addEventListener('click', loadOlder);
   $('composer-form').addEventListener('submit', (e) => { e.preventDefault(); sendComposer(); });
