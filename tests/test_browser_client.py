@@ -312,6 +312,8 @@ def test_a_phone_in_dark_mode(server: ParleyProcess, shots: Path) -> None:
         d.fill("#composer", "on the phone")
         d.press("#composer", "Enter")
         expect(e.locator("#conv-list .conv .unread")).to_have_text("1")
+        # Emil's page holds the message without showing it: delivered, not seen.
+        expect(d.locator('#messages .msg[data-seq="1"] .receipt')).to_have_text("✓✓ Delivered")
         snap(emil, shots, "emil-list")
         e.locator("#conv-list .conv").first.tap()
         expect(e.locator('#messages .msg[data-seq="1"] .msg-text')).to_have_text("on the phone")
@@ -319,6 +321,13 @@ def test_a_phone_in_dark_mode(server: ParleyProcess, shots: Path) -> None:
         e.click("#send")
         expect(d.locator('#messages .msg[data-seq="2"] .msg-text')).to_have_text("replying from the phone")
         expect(d.locator('#messages .msg[data-seq="1"] .receipt')).to_have_text("Seen")
+        # A new name reaches the other side live (user.updated).
+        e.click("#back")
+        e.click("#edit-profile")
+        e.fill("#profile-name", "Emil on a phone")
+        e.click("#profile-save")
+        expect(d.locator("#conv-title")).to_have_text("Emil on a phone")
+        expect(d.locator('#messages .msg[data-seq="2"] .msg-sender')).to_have_text("Emil on a phone")
         snap(dana, shots, "dana-conversation")
         assert not axe_violations(dana), axe_violations(dana)
         d.click("#back")
