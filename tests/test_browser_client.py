@@ -38,6 +38,14 @@ window.Notification.permission = 'default';
 """
 
 
+@pytest.fixture(autouse=True)
+def patient_expectations() -> None:
+    """Every expect() here waits up to WAIT_MS (its default, 5 s, is short on 2 busy cores)."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
+
+
 @pytest.fixture
 def shots(request: pytest.FixtureRequest) -> Iterator[Path]:
     folder = ARTIFACTS / re.sub(r"[^\w.-]+", "_", request.node.name)
