@@ -264,6 +264,8 @@ def test_three_people_in_a_group_and_a_direct_chat(server: ParleyProcess, shots:
         expect(c).to_have_title("(2) Parley")
         wait_until(carol, lambda: any(n["body"] == "psst" for n in c.evaluate("window.__notes")), "no notification")
 
+        a.fill("#composer", "an unsent thought")   # a draft survives the reload
+
         # Bug 5: after a reload the list is ordered by the newest message, not by creation:
         # the direct chat (newest message) is above the group created after it.
         a.reload()
@@ -271,6 +273,8 @@ def test_three_people_in_a_group_and_a_direct_chat(server: ParleyProcess, shots:
         expect(a.locator("#conv-list .conv")).to_have_count(2)
         assert a.locator("#conv-list .conv").first.get_attribute("data-conv-id") == direct_id
         expect(a.locator(f'#conv-{group_id} .conv-preview')).to_have_text("Bob Builder: are you there, carol?")
+        open_conv(alice, carol.name)
+        expect(a.locator("#composer")).to_have_value("an unsent thought")
 
         # Moderation from the panel: Alice removes Carol, whose list loses the group.
         open_conv(alice, "Team")

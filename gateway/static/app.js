@@ -402,6 +402,7 @@ function startSession() {
   state.token = localStorage.getItem(STORE.token);
   state.me = localStorage.getItem(STORE.user);
   if (!state.token) return showView('auth');
+  loadDrafts();
   scheduleRefresh();
   $('my-username').textContent = localStorage.getItem(STORE.name) || '';
   $('my-user-id').textContent = state.me || '';
@@ -429,6 +430,7 @@ function signOut() {
 }
 
 function logout(message) {
+  if (state.me) localStorage.removeItem(draftsKey());   // what was typed is not left for the next user
   for (const k of [STORE.token, STORE.user, STORE.name, STORE.refresh, STORE.expires]) localStorage.removeItem(k);
   closeSession(message);
 }
@@ -740,9 +742,22 @@ function renderAll() {
   renderTyping();
 }
 
+// Drafts outlive a reload: kept per account in localStorage (only text; files are not kept).
+function draftsKey() { return `parley.drafts.${state.me}`; }
+
+function loadDrafts() {
+  try { state.drafts = new Map(Object.entries(JSON.parse(localStorage.getItem(draftsKey()) || '{}'))); }
+  catch { state.drafts = new Map(); }
+}
+
+function keepDraft(convId, text) {
+  if (text.trim()) state.drafts.set(convId, text); else state.drafts.delete(convId);
+  localStorage.setItem(draftsKey(), JSON.stringify(Object.fromEntries(state.drafts)));
+}
+
 function selectConv(convId) {
   const before = state.selected;
-  if (before && before !== convId) state.drafts.set(before, $('composer').value);
+  if (before && before !== convId) keepDraft(before, $('composer').value);
   state.selected = convId;
   state.replyTo = null;
   state.editing = null;
@@ -818,8 +833,8 @@ function renderMembers() {
       const acts = el('span', 'member-actions');
       const name = displayName(m.user);
       if (may(convId, 'mute', m.role)) acts.append(button('Mute', `Mute ${name}`, () => moderate('member.mute', m.user, `${name} is muted.`)));
-      if (may(convId, 'kick', m.role)) acts.append(button('Remove', `Remove ${name}`, () => moderate('member.kick', m.user, `${name} was removed.`)));
-      if (may(convId, 'ban', m.role)) acts.append(button('Ban', `Ban ${name}`, () => moderate('member.ban', m.user, `${name} is banned.`)));
+      if (may(convId, 'kick', m.role)) acts.append(button('Remove', `Remove ${name}`, () => confirm(`Remove ${name} from the conversation?`) && moderate('member.kick', m.user, `${name} was removed.`)));
+      if (may(convId, 'ban', m.role)) acts.append(button('Ban', `Ban ${name}`, () => confirm(`Ban ${name} from the conversation?`) && moderate('member.ban', m.user, `${name} is banned.`)));
       li.append(acts);
     }
     return li;
@@ -1186,7 +1201,7 @@ function sendComposer() {
   $('pending').append(pendingEl);
   scrollToBottom();
   box.value = '';
-  state.drafts.delete(convId);
+  keepDraft(convId, '');
   state.uploads = [];
   state.replyTo = null;
   renderUploads();
@@ -1355,7 +1370,7 @@ function insertMention(u) {
 }
 
 function onComposerInput() {
-  if (state.selected) state.drafts.set(state.selected, $('composer').value);
+  if (state.selected) keepDraft(state.selected, $('composer').value);
   showError('composer-error', '');
   renderMentions();
   const now = Date.now();
