@@ -403,6 +403,7 @@ function startSession() {
   state.me = localStorage.getItem(STORE.user);
   if (!state.token) return showView('auth');
   loadDrafts();
+  $('enable-notifications').hidden = !('Notification' in window) || Notification.permission !== 'default';
   scheduleRefresh();
   $('my-username').textContent = localStorage.getItem(STORE.name) || '';
   $('my-user-id').textContent = state.me || '';
@@ -769,7 +770,11 @@ function selectConv(convId) {
   $('messages').replaceChildren();
   $('pending').replaceChildren();
   $('empty-hint').hidden = !!convId;
-  $('composer').disabled = $('send').disabled = $('attach').disabled = !convId;
+  // Channel subscribers read only: their composer says so instead of failing on send.
+  const c = convId && state.convs.get(convId);
+  const readOnly = !!c && c.kind === 'channel' && (ROLE_RANK[myRole(convId)] || 0) < ROLE_RANK.admin;
+  $('composer').disabled = $('send').disabled = $('attach').disabled = !convId || readOnly;
+  $('composer').placeholder = readOnly ? 'Only admins post in this channel' : 'Write a message';
   $('composer').value = (convId && state.drafts.get(convId)) || '';
   renderTyping();
   renderConvList();
