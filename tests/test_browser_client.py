@@ -449,6 +449,7 @@ def test_files_arrive_by_paste_and_by_drag_and_drop(server: ParleyProcess, shots
         p, q = pia.page, quin.page
         p.click("#new-direct")
         search_and_pick(pia, "#direct-peer", quin.name, quin.name)
+        expect(p.locator("#conv-title")).to_have_text(quin.name)   # the chat is open
         # A screenshot pasted into the composer, and a text file dropped on the conversation.
         image = list(png(300, 200))
         p.evaluate("""bytes => {
