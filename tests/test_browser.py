@@ -36,9 +36,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.timeout(
 class Person:
     """One browser context (its own localStorage) with one page, and what that page did."""
 
-    def __init__(self, browser: Any, name: str) -> None:
+    def __init__(self, browser: Any, name: str, **context_options: Any) -> None:
         self.name = name
-        self.context = browser.new_context(viewport={"width": 1000, "height": 650})
+        self.context = browser.new_context(**{"viewport": {"width": 1000, "height": 650}, **context_options})
         self.context.set_default_timeout(WAIT_MS)
         self.page = self.context.new_page()
         self.urls: list[str] = []            # every request and WebSocket the page opened
@@ -117,17 +117,25 @@ def require_chromium() -> Any:
 @contextmanager
 def two_people(screenshots: Path) -> Iterator[tuple[Person, Person]]:
     """Chromium with two separate contexts; screenshots of both pages are kept, pass or fail."""
+    with people(screenshots, ["a", "b"]) as (alice, bob):
+        yield alice, bob
+
+
+@contextmanager
+def people(screenshots: Path, letters: list[str], **context_options: Any) -> Iterator[list[Person]]:
+    """Chromium with one context per person (named web_<letter><unique suffix>); a screenshot
+    of each page is kept in `screenshots`, pass or fail."""
     sync_playwright = require_chromium()
     suffix = f"{os.getpid()}_{time.time_ns() % 10**9}"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
                                      timeout=WAIT_MS)
         try:
-            alice, bob = Person(browser, f"web_a{suffix}"), Person(browser, f"web_b{suffix}")
+            everyone = [Person(browser, f"web_{letter}{suffix}", **context_options) for letter in letters]
             try:
-                yield alice, bob
+                yield everyone
             finally:
-                for person in (alice, bob):
+                for person in everyone:
                     try:
                         person.page.screenshot(path=str(screenshots / f"{person.name}.png"), timeout=5_000)
                     except Exception:  # noqa: BLE001 - a screenshot must not hide the real failure
@@ -157,22 +165,22 @@ def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
     a, b = alice.page, bob.page
     expect(b.locator("#conv-list .conv")).to_have_count(0, timeout=WAIT_MS)
 
-    # Alice opens a direct chat with Bob's id.
+    # Alice opens a direct chat with Bob by typing his username (bug 4: not his id).
     a.click("#new-direct")
-    a.fill("#direct-peer", bob.user_id)
+    a.fill("#direct-peer", bob.name)
     a.click("#direct-create")
     expect(a.locator("#direct-form")).to_be_hidden(timeout=WAIT_MS)
     expect(a.locator("#composer")).to_be_enabled(timeout=WAIT_MS)
-    expect(a.locator("#conv-title")).to_have_text(f"Direct: {bob.user_id}", timeout=WAIT_MS)
+    expect(a.locator("#conv-title")).to_have_text(bob.name, timeout=WAIT_MS)
     a_conv = a.locator("#conv-list .conv.selected")
     expect(a_conv).to_have_count(1, timeout=WAIT_MS)
     conv_id = a_conv.get_attribute("data-conv-id")
     assert conv_id
 
-    # Bob, without reloading, sees it appear: pushed to him as conv.updated, labelled with Alice's id.
+    # Bob, without reloading, sees it appear: pushed to him as conv.updated, labelled with Alice's name.
     b_conv = b.locator(f'#conv-list .conv[data-conv-id="{conv_id}"]')
     expect(b_conv).to_have_count(1, timeout=WAIT_MS)
-    expect(b_conv.locator(".conv-title")).to_have_text(f"Direct: {alice.user_id}", timeout=WAIT_MS)
+    expect(b_conv.locator(".conv-title")).to_have_text(alice.name, timeout=WAIT_MS)
     bob.wait_for_event(lambda ev: ev["type"] == "conv.updated" and ev["conv"]["id"] == conv_id,
                        f"conv.updated for {conv_id}")
 
@@ -186,7 +194,7 @@ def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
     # Bob has not opened the chat: it shows one unread; opening it shows Alice's text.
     expect(b_conv.locator(".unread")).to_have_text("1", timeout=WAIT_MS)
     b_conv.click()
-    expect(b.locator("#conv-title")).to_have_text(f"Direct: {alice.user_id}", timeout=WAIT_MS)
+    expect(b.locator("#conv-title")).to_have_text(alice.name, timeout=WAIT_MS)
     expect(b.locator(f'#messages .msg[data-seq="1"][data-sender="{alice.user_id}"] .msg-text')) \
         .to_have_text(hello, timeout=WAIT_MS)
     expect(b_conv.locator(".unread")).to_have_count(0, timeout=WAIT_MS)
