@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import msgspec
 
-from calls.state import Call, Media
-from calls.tokens import Role, TokenMinter, room_name
+from calls.tokens import CallRoom, Role, TokenMinter, room_name
 from calls.turn import IceServer, ice_servers
 from parley.config import Settings
+from parley.frames import Media
 
 
 class CallJoin(msgspec.Struct, frozen=True, kw_only=True):
@@ -59,7 +59,7 @@ class JoinMinter:
                    stun_urls=settings.stun_urls, turn_urls=settings.turn_urls, turn_secret=settings.turn_secret,
                    turn_ttl_s=settings.turn_ttl_s, max_video_subscriptions=settings.call_max_video_subscriptions)
 
-    def join(self, call: Call, *, user: str, device: str, name: str, role: Role, now_s: int,
+    def join(self, call: CallRoom, *, user: str, device: str, name: str, role: Role, now_s: int,
              max_video_subscriptions: int | None = None) -> CallJoin:
         """`max_video_subscriptions`: the conversation's cap, if it has one (else the instance's)."""
         return CallJoin(

@@ -51,6 +51,10 @@ MAX_REASON_CHARS = 512
 MAX_SANCTION_S = 366 * 24 * 3600
 MAX_SLOW_MODE_S = 24 * 3600
 MAX_PINS = 50
+#: The most a conversation's call settings may say: participants per call, and video tracks a
+#: client subscribes to (the instance's defaults are settings: PARLEY_CALL_MAX_*).
+MAX_CALL_PARTICIPANTS = 1000
+MAX_CALL_VIDEO_SUBSCRIPTIONS = 100
 
 
 class Limits(msgspec.Struct, frozen=True):

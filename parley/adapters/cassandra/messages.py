@@ -20,7 +20,8 @@ from contextlib import aclosing
 import msgspec
 
 from parley.adapters.cassandra.attachments import attachment_row
-from parley.adapters.cassandra.database import NO_LIMIT, CassandraDatabase
+from parley.adapters.cassandra.calls import CassandraCalls
+from parley.adapters.cassandra.database import NO_LIMIT
 from parley.adapters.cassandra.partitions import ID_SHIFT, IdClock, bucket_of, outbox_tb
 from parley.adapters.cassandra.session import CqlSession, Row
 from parley.adapters.cassandra.writes import Statement, pack, plan_writes
@@ -55,8 +56,8 @@ def _sanction(conv: str, r: Row) -> SanctionRow:
     return SanctionRow(conv=conv, user=r[1], kind=r[2], until=int(r[3]), by=r[4], at=int(r[5]), reason=r[6])
 
 
-class CassandraMessages(CassandraDatabase):
-    """Implements parley.ports.MessageStore."""
+class CassandraMessages(CassandraCalls):
+    """Implements parley.ports.MessageStore (a conversation's calls come with it)."""
 
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
         super().__init__(session)
@@ -90,13 +91,15 @@ class CassandraMessages(CassandraDatabase):
             row = await self._one("conv_get", [conv_id])
             if row is None:
                 return
-            (stored, newest), members, cursors, settings, sanctions = await asyncio.gather(
-                self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
-                self._one("settings_get", [conv_id]), self._all("sanctions_of", [conv_id]))
+            ((stored, newest), members, cursors, settings, sanctions), (call, call_settings) = await asyncio.gather(
+                asyncio.gather(self._head(conv_id), self._all("members_of", [conv_id]),
+                               self._all("cursors_of", [conv_id]), self._one("settings_get", [conv_id]),
+                               self._all("sanctions_of", [conv_id])),
+                asyncio.gather(self._live_call(conv_id), self._call_settings(conv_id)))
             read = {r[0]: int(r[1] or 0) for r in cursors}
             state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
                 r[0]: MemberRow(conv=conv_id, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
-                                joined_at=r[3]) for r in members})
+                                joined_at=r[3]) for r in members}, call=call, call_settings=call_settings)
             for r in sanctions:
                 sanction = _sanction(conv_id, r)
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
@@ -127,6 +130,7 @@ class CassandraMessages(CassandraDatabase):
             if row is not None:
                 msg = _message(row, conv_id)
                 await self._attach_reactions([msg])
+                await self._attach_calls([msg])
                 facts.messages[key] = msg
 
         async def attachment(attachment_id: str) -> None:
@@ -137,10 +141,14 @@ class CassandraMessages(CassandraDatabase):
         async def pair(a: str, b: str) -> None:
             facts.blocks.update(await self._blocks_between(a, b))
 
+        async def call_members(conv_id: str) -> None:
+            await self._in_calls(await self.member_ids(conv_id), facts)
+
         pairs = sorted({(min(a, b), max(a, b)) for a, b in needs.blocks})
         await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users | needs.accounts)),
                             *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages)),
-                            *map(attachment, sorted(needs.attachments)), *(pair(a, b) for a, b in pairs)])
+                            *map(attachment, sorted(needs.attachments)), *(pair(a, b) for a, b in pairs),
+                            self._calls(sorted(needs.calls), facts), *map(call_members, sorted(needs.call_members))])
         return facts
 
     async def _blocks_between(self, a: str, b: str) -> set[tuple[str, str]]:
@@ -276,6 +284,7 @@ class CassandraMessages(CassandraDatabase):
         if newest:
             out.reverse()
         await self._attach_reactions(out)
+        await self._attach_calls(out)
         return out
 
     async def _attach_reactions(self, msgs: Sequence[Message]) -> None:
@@ -333,4 +342,5 @@ class CassandraMessages(CassandraDatabase):
             if len(out) >= limit:
                 break
         await self._attach_reactions(out)
+        await self._attach_calls(out)
         return out

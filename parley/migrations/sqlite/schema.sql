@@ -30,7 +30,7 @@ CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
 CREATE TABLE IF NOT EXISTS messages (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
     cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
-    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, call BLOB,
     PRIMARY KEY (conv, seq)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender, cmid);
 CREATE TABLE IF NOT EXISTS reactions (
@@ -61,3 +61,17 @@ CREATE TABLE IF NOT EXISTS attachments (
     id TEXT PRIMARY KEY, conv TEXT NOT NULL, uploader TEXT NOT NULL, name TEXT NOT NULL,
     mime TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
     uploaded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+-- Calls (0007): every call by id, its state as chat_core stores it (msgpack); at most one live call
+-- per conversation; `ringing_until` is the ring deadline of a call whose devices ring now.
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY, conv TEXT NOT NULL, live INTEGER NOT NULL, ringing_until INTEGER,
+    body BLOB NOT NULL) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS calls_live_by_conv ON calls (conv) WHERE live = 1;
+CREATE INDEX IF NOT EXISTS calls_ringing ON calls (ringing_until) WHERE ringing_until IS NOT NULL;
+CREATE TABLE IF NOT EXISTS call_settings (
+    conv TEXT PRIMARY KEY, enabled INTEGER NOT NULL, max_participants INTEGER,
+    max_video_subscriptions INTEGER) WITHOUT ROWID;
+-- Who takes part in a live call, across conversations: a callee found here is busy.
+CREATE TABLE IF NOT EXISTS call_members (
+    user TEXT NOT NULL, call TEXT NOT NULL, conv TEXT NOT NULL,
+    PRIMARY KEY (user, call)) WITHOUT ROWID;
