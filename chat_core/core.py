@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 from chat_core.decide import Batch, Decision, RoomPassword
 from chat_core.ops import OPERATIONS
+from chat_core.ops.calls import CallDefaults
 from moderation.filters import AllowAll, ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.errors import ParleyError
@@ -30,7 +31,7 @@ class ChatCore:
 
     def __init__(self, max_convs: int = 50_000, max_idem: int = 200_000, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 enforce: bool = True) -> None:
+                 enforce: bool = True, calls: CallDefaults = CallDefaults()) -> None:
         self.convs: OrderedDict[str, ConvState] = OrderedDict()
         #: (seq, ts) of stored sends by idempotency key.
         self.idem: OrderedDict[IdemKey, tuple[int, int]] = OrderedDict()
@@ -44,6 +45,7 @@ class ChatCore:
             content_filter, AllowAll) else content_filter
         #: False only to measure the policy's cost (loadtests.policy_bench): sends skip every rule.
         self.enforce = enforce
+        self.calls = calls
 
     def needs(self, cmds: list[Command]) -> Needs:
         """What the store must read before `handle` can decide these commands."""

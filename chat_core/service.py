@@ -8,6 +8,7 @@ import dataclasses
 import logging
 
 from chat_core.core import ChatCore
+from chat_core.ops.calls import CallDefaults
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
 from moderation import instance_policy
@@ -25,9 +26,9 @@ class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
                  bus: GatewayBus, passwords: Passwords, partitions: int = 1, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 policy_refresh_s: float = 10.0) -> None:
+                 policy_refresh_s: float = 10.0, calls: CallDefaults = CallDefaults()) -> None:
         """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer."""
-        core = ChatCore(instance=instance, content_filter=content_filter)
+        core = ChatCore(instance=instance, content_filter=content_filter, calls=calls)
         self.relay = OutboxRelay(store, events)
         self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
         self._store = store
@@ -43,14 +44,19 @@ class ChatCoreService:
                        pipeline_task(self._follow_policy_forever(), "policy")]
 
     async def _refresh_policy(self) -> None:
-        """The conversation defaults admins set at run time (PATCH /v1/admin/policies, kept in the
-        store) over PARLEY_POLICY's. Swapped whole between batches: no decision sees half of it."""
+        """The conversation defaults and call switches admins set at run time (PATCH
+        /v1/admin/policies, kept in the store) over PARLEY_POLICY's. Swapped whole between batches: no decision sees half of it."""
         try:
-            stored = (await self._store.instance_policy()).get("conv_defaults") or {}
-            defaults = {**self._base.defaults, **instance_policy.engine_defaults(stored)}
-            if defaults != self._core.instance.defaults:
-                self._core.instance = dataclasses.replace(self._base, defaults=defaults)
-                log.info("instance conversation defaults now %s", defaults)
+            stored = await self._store.instance_policy()
+            defaults = {**self._base.defaults, **instance_policy.engine_defaults(stored.get("conv_defaults") or {})}
+            calls = bool(stored.get("calls", self._base.calls))
+            guest_calls = bool(stored.get("guest_calls", self._base.guest_calls))
+            current = self._core.instance
+            if (defaults, calls, guest_calls) != (current.defaults, current.calls, current.guest_calls):
+                self._core.instance = dataclasses.replace(self._base, defaults=defaults, calls=calls,
+                                                          guest_calls=guest_calls)
+                log.info("instance conversation defaults now %s; calls %s, for guests %s", defaults, calls,
+                         guest_calls)
         except Exception:  # the store is away or the stored value is bad: keep the last good one
             log.warning("instance policy not refreshed", exc_info=True)
 

@@ -48,10 +48,11 @@ class Action(StrEnum):
     MANAGE_ROLES = "manage_roles"
     SET_PERMISSIONS = "set_permissions"  # the conversation's own permission overrides
     START_CALL = "start_call"
+    JOIN_CALL = "join_call"  # answer a call, or join one in progress (in a channel: listen)
     JOIN = "join"  # a non-member joining a public conversation
 
 
-_EVERY_KIND = {(kind, Action.READ): "member" for kind in KINDS}
+_EVERY_KIND = {(kind, action): "member" for kind in KINDS for action in (Action.READ, Action.JOIN_CALL)}
 #: The built-in floor: the lowest role allowed each action, per conversation kind. Absent means
 #: the action is not possible in that kind. Instance defaults and conversation overrides replace
 #: single entries; they cannot make possible what is absent here.
@@ -114,6 +115,9 @@ class InstancePolicy:
     flood_repeats: int = 5
     flood_window_s: int = 30
     flood_mute_s: int = 600
+    #: Calls on this instance at all (admins switch them off at run time), and for guests.
+    calls: bool = True
+    guest_calls: bool = False
     #: The resolved floor table: built-in entries with the defaults applied.
     table: Mapping[tuple[str, str], str] = field(init=False, repr=False, compare=False)
 
@@ -172,6 +176,8 @@ class Subject:
     #: Actions on a member: their role (None: not a member), and the role being given.
     target_role: str | None = None
     new_role: str | None = None
+    #: The conversation's own switch for calls.
+    calls_enabled: bool = True
 
     @property
     def staff(self) -> bool:
@@ -221,23 +227,31 @@ _MODERATOR = ROLE_RANK["moderator"]
 
 #: The attribute rules, in order; the first that fires denies. Moderators and above are exempt
 #: from the spam rules (read-only, slow mode, flood) of their own conversation.
+_CALL = frozenset({Action.START_CALL, Action.JOIN_CALL})
+
 RULES: list[Rule] = [
+    Rule("calls_off", _CALL,
+         lambda s, p: not p.calls or not s.calls_enabled,
+         lambda s, p: "calls are off on this server" if not p.calls else "calls are off in this conversation"),
     Rule("guests", frozenset({Action.JOIN}),
          lambda s, p: s.guest and not s.allow_guests,
          lambda s, p: "this room does not admit guests"),
+    Rule("guest_calls", _CALL,
+         lambda s, p: s.guest and not p.guest_calls,
+         lambda s, p: "guests may not take part in calls on this server"),
     Rule("banned", frozenset({Action.JOIN}),
          lambda s, p: s.banned_until > s.now,
          lambda s, p: f"you are banned from this conversation {_until(s.banned_until, s.now)}"),
-    Rule("blocked", frozenset({Action.SEND, Action.INVITE}),
+    Rule("blocked", frozenset({Action.SEND, Action.INVITE, *_CALL}),
          lambda s, p: s.blocked,
-         lambda s, p: "this user does not accept messages or invitations from you"),
-    Rule("blocking", frozenset({Action.SEND}),
+         lambda s, p: "this user does not accept messages, calls or invitations from you"),
+    Rule("blocking", frozenset({Action.SEND, *_CALL}),
          lambda s, p: s.blocking,
          lambda s, p: "you blocked this user; unblock them to write to them"),
     Rule("target_banned", frozenset({Action.INVITE}),
          lambda s, p: s.target_banned_until > s.now,
          lambda s, p: "this user is banned from the conversation; unban them first"),
-    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.START_CALL}),
+    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, *_CALL}),
          lambda s, p: s.muted_until > s.now,
          lambda s, p: f"you are muted in this conversation {_until(s.muted_until, s.now)}"),
     Rule("read_only", frozenset({Action.SEND}),

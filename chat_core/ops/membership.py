@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chat_core.decide import Batch, Decision, Operation, Result, RoomPassword, remove_member, request_key
+from chat_core.ops.calls import take_out_of_call
 from moderation import policy
 from moderation.policy import Action, Subject
 from parley import events as E
@@ -123,6 +124,7 @@ def _join(d: Decision, body: F.ConvJoin) -> Result:
 def _leave(d: Decision, body: F.ConvLeave) -> Result:
     state = d.conv()
     policy.member_or_hide(state.row, state.members.get(d.cmd.user))
+    take_out_of_call(d, state, d.cmd.user)
     remove_member(state, d.cmd.user, d.batch)
     return None
 
