@@ -334,14 +334,6 @@ class CallResult(Ok, omit_defaults=True):
     grant: CallGrant | None = None
 
 
-class CallEffects(Ok):
-    """call.reconcile (the calls role's): what LiveKit must be told besides what the events say.
-    `remove`: participant identities to put out of the room; `close_room`: delete the room."""
-
-    remove: list[str]
-    close_room: bool
-
-
 class CallSettingsResult(Ok):
     """call.settings: the conversation's call settings (null: the instance's default)."""
 

@@ -166,6 +166,16 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
         return self.ended_at - self.answered_at
 
 
+class RoomWork(msgspec.Struct, frozen=True, kw_only=True, tag="call.room", tag_field="type"):
+    """What the calls role does in a call's LiveKit room for its writer: put sessions out of it,
+    close it. It rides the outbox as an EventRecord addressed to nobody (`to=[]`), so it is as
+    durable as the decision that made it; only the calls role reads it."""
+
+    call: str
+    remove: tuple[RoomSession, ...] = ()
+    close: bool = False
+
+
 class CallSettings(msgspec.Struct, frozen=True, kw_only=True):
     """A conversation's call settings (`call.settings`); None: the instance's default."""
 

@@ -6,9 +6,10 @@ call when it leaves the conversation or is kicked or banned.
 Every transition is calls/state.py's. This module checks the policy first (moderation's engine:
 who may start, join, end), gives the state machine what it needs (the busy callees, the
 conversation's caps), and applies the outcome to the batch: the call stored, its events, who is
-in a live call (what makes a callee busy elsewhere), and, once per call, its record in the
-history (a message of kind `call`). Start and join answer a grant, which the gateway turns into
-a LiveKit token: no token goes through the log.
+in a live call (what makes a callee busy elsewhere), what the calls role must do in the LiveKit
+room (a `RoomWork` record in the outbox), and, once per call, its record in the history (a
+message of kind `call`). Start and join answer a grant, which the gateway turns into a LiveKit
+token: no token goes through the log.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import msgspec
 from msgspec.structs import replace
 
 from calls import state as S
-from calls.tokens import identity
 from chat_core.decide import Decision, Operation, Result
 from moderation import policy
 from moderation.policy import Action, Subject
@@ -29,7 +30,8 @@ from parley.errors import Conflict, Forbidden, NotFound
 from parley.frames import CallRecord, EndReason, Message, call_record_cmid
 from parley.ids import new_call_id
 from parley.records import (
-    Call, Command, ConvState, DropCallMember, InsertMessage, Needs, PutCall, PutCallMember, PutCallSettings,
+    Call, Command, ConvState, DropCallMember, EventRecord, InsertMessage, Needs, PutCall, PutCallMember,
+    PutCallSettings, RoomWork,
 )
 
 if TYPE_CHECKING:
@@ -99,10 +101,22 @@ def _max_participants(d: Decision, state: ConvState) -> int:
 # ---- applying an outcome ------------------------------------------------------------------
 
 
+_encode_work = msgspec.json.Encoder().encode
+
+
 def _apply(d: Decision, state: ConvState, before: Call | None, out: S.Outcome) -> None:
-    """The batch's share of a transition: nothing for a no-op."""
-    if out.noop is not None:
-        return
+    """The batch's share of a transition; for a no-op, at most work in the room (a removed
+    member's new connection to put out, an ended call's room to close again)."""
+    call, batch, conv = out.call, d.batch, state.row.id
+    if out.noop is None:
+        _store(d, state, before, out)
+    if out.remove or out.close_room:  # after the events: clients hear why before LiveKit puts them out
+        work = RoomWork(call=call.id, remove=out.remove, close=out.close_room)
+        batch.events.append(EventRecord(conv, _encode_work(work), to=[], t_ns=batch.t_ns))
+
+
+def _store(d: Decision, state: ConvState, before: Call | None, out: S.Outcome) -> None:
+    """The call as it now is, who takes part in it, its events and, when it ended, its record."""
     call, batch, conv = out.call, d.batch, state.row.id
     batch.mutations.append(PutCall(call))
     state.call = call if call.live else None
@@ -270,14 +284,10 @@ def _ring_timeout(d: Decision, body: F.CallRingTimeout) -> Result:
 
 
 def _reconcile(d: Decision, body: F.CallReconcile) -> Result:
-    """What LiveKit reported; the answer names what the calls role must still do in the room
-    (a removed member's new connection to put out, an ended call's room to close again)."""
     state = d.conv()
     call = _the_call(d, state, body.event.call)
-    out = S.reconcile(call, body.event, d.now)
-    _apply(d, state, call, out)
-    return E.CallEffects(rid=d.rid, remove=[identity(s.user, s.device) for s in out.remove],
-                         close_room=out.close_room)
+    _apply(d, state, call, S.reconcile(call, body.event, d.now))
+    return None
 
 
 def take_out_of_call(d: Decision, state: ConvState, user: str) -> None:

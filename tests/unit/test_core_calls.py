@@ -47,6 +47,13 @@ def stored(r: Run) -> Call:
     return r.of(PutCall)[-1].call
 
 
+def room_work(r: Run) -> list[dict[str, Any]]:
+    """The RoomWork records of the batch: addressed to nobody, for the calls role."""
+    work = [e for e, rec in r.events if e.get("type") == "call.room"]
+    assert all(rec.to == [] for e, rec in r.events if e.get("type") == "call.room")
+    return work
+
+
 def test_a_direct_call_rings_the_peer_and_grants_the_caller_a_speakers_place():
     core = calls_core(("a", "member"), ("b", "member"), kind="direct")
     r, call_id = started(core)
@@ -99,7 +106,8 @@ def test_a_declined_call_ends_with_its_record_and_frees_the_caller():
     core = calls_core(("a", "member"), ("b", "member"), kind="direct")
     _, call_id = started(core)
     r = run(core, cmd("b", F.CallDecline(rid="d", call=call_id)))
-    assert [e["type"] for e, _ in r.events] == ["call.declined", "call.ended", "message.new"]
+    assert [e["type"] for e, _ in r.events] == ["call.declined", "call.ended", "message.new", "call.room"]
+    assert room_work(r) == [{"type": "call.room", "call": call_id, "remove": [], "close": True}]
     assert r.event("call.ended") == {"op": "event", "type": "call.ended", "call": call_id, "conv": "c1",
                                      "reason": "declined", "duration": 0}
     assert r.of(DropCallMember) == [DropCallMember("a", call_id)]
@@ -221,7 +229,8 @@ def test_a_member_kicked_mid_call_leaves_it_hears_it_and_cannot_come_back():
     # Its token still works for a while: LiveKit's report of it coming back puts it out again.
     back = run(core, cmd("system", F.CallReconcile(rid="w", event=ParticipantJoined(
         call=call_id, user="b", device="phone", sid="PA_9"))))
-    assert back.reply == {"op": "ok", "rid": "w", "remove": ["b:phone"], "close_room": False}
+    assert back.reply == {"op": "ok", "rid": "w"} and room_work(back) == [
+        {"type": "call.room", "call": call_id, "remove": [["b", "phone", "PA_9"]], "close": False}]
 
 
 def test_a_join_to_an_ended_calls_room_closes_it_again():
@@ -230,7 +239,8 @@ def test_a_join_to_an_ended_calls_room_closes_it_again():
     ended = stored(run(core, cmd("a", F.CallEnd(rid="e", call=call_id))))
     r = run(core, cmd("system", F.CallReconcile(rid="w", event=ParticipantJoined(
         call=call_id, user="b", device="phone", sid="PA_1"))), facts=Facts(calls={call_id: ended}))
-    assert r.reply == {"op": "ok", "rid": "w", "remove": [], "close_room": True} and r.mutations == []
+    assert room_work(r) == [{"type": "call.room", "call": call_id, "remove": [], "close": True}]
+    assert not r.of(PutCall)  # only the work in the room: the call had ended
 
 
 def test_a_call_record_is_written_once_even_when_an_earlier_try_stored_it():
