@@ -48,7 +48,7 @@ class CommandRunner:
         self._rids = itertools.count(1)
 
     async def run(self, user: str, body: F.WriteRequest, *, instance_role: str | None = None,
-                  guest: bool = False) -> dict[str, Any]:
+                  guest: bool = False, device: str | None = None) -> dict[str, Any]:
         if isinstance(body, F.ConvCreate):
             raise ValueError("conv.create is not published from REST")
         rid = f"r{next(self._rids)}"
@@ -57,7 +57,7 @@ class CommandRunner:
         try:
             with hops.GATEWAY_ACK.time():
                 await self._commands.publish(Command(route(user, body), user, self._hub.gateway_id, REST_SESSION,
-                                                     body, instance_role, guest, hops.start()))
+                                                     body, instance_role, guest, hops.start(), device))
         except BaseException:
             self._hub.forget_reply(rid)
             raise
@@ -70,12 +70,12 @@ class CommandRunner:
         frame.pop("rid", None)
         return frame
 
-    async def run_op(self, user: str, op: str, fields: dict[str, Any], *, instance_role: str | None = None
-                     ) -> dict[str, Any]:
+    async def run_op(self, user: str, op: str, fields: dict[str, Any], *, instance_role: str | None = None,
+                     guest: bool = False, device: str | None = None) -> dict[str, Any]:
         """Publish write `op` built from `fields` (validated by the protocol's own frame types)."""
         try:
             body = msgspec.convert({"op": op, "rid": "pending", **fields}, F.WriteRequest)
         except msgspec.ValidationError as exc:
             raise BadRequest(f"not a valid {op}: {exc}") from None
-        return await self.run(user, body, instance_role=instance_role)
+        return await self.run(user, body, instance_role=instance_role, guest=guest, device=device)
 

@@ -14,6 +14,7 @@ import time
 from aiohttp import WSMsgType, web
 
 from delivery.fanout import Fanout
+from gateway.calls import calls_on
 from gateway.commands import route
 from gateway.contacts import Contacts
 from gateway.hub import Hub
@@ -36,6 +37,7 @@ from parley.records import Command, EventRecord
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = ("parley.v1.json",)
+_CALL_OPS = (F.CallStart, F.CallJoin, F.CallDecline, F.CallLeave, F.CallEnd)
 
 
 def now_ms() -> int:
@@ -147,7 +149,7 @@ class WsEndpoint:
             return None
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,
-                          role=who.role, guest=who.guest)
+                          role=who.role, guest=who.guest, name=who.account.username)
         return session, encode(E.HelloResult(
             rid=req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
@@ -213,6 +215,12 @@ class WsEndpoint:
         elif isinstance(req, F.Send):
             await self._send_limiter.hit(session.user)
         conv = route(session.user, req)
+        device: str | None = None  # what only calls tell apart: the rest of the log goes without
+        if isinstance(req, _CALL_OPS):
+            device = session.device or session.id
+            if isinstance(req, (F.CallStart, F.CallJoin)):
+                # The answer comes back with a grant; the hub turns it into a LiveKit join.
+                calls_on(self._hub.call_joins).expect(session.id, req.rid, session.user, device, session.name)
         if isinstance(req, (F.UserBlock, F.UserUnblock)):
             self._reads.blocks.forget(session.user)
             self._reads.blocks.forget(req.user)  # if they are on this gateway; elsewhere within the TTL
@@ -221,9 +229,11 @@ class WsEndpoint:
         try:
             with hops.GATEWAY_ACK.time():
                 await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
-                                                     session.role, session.guest, hops.start()))
+                                                     session.role, session.guest, hops.start(), device))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
+            if self._hub.call_joins is not None:
+                self._hub.call_joins.forget(session.id, req.rid)
             raise
 
     async def _typing(self, session: Session, req: F.Typing) -> None:

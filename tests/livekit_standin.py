@@ -16,10 +16,11 @@ import base64
 import datetime
 import hashlib
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 from aiohttp import web
@@ -38,6 +39,7 @@ from parley.app.localservers import free_port
 _STATUS = {"unauthenticated": 401, "permission_denied": 403, "not_found": 404, "bad_route": 404, "malformed": 400,
            "invalid_argument": 400, "unavailable": 503, "internal": 500}
 _ids = itertools.count(1)
+T = TypeVar("T")
 
 
 def signed_webhook(event: WebhookEvent, api_key: str, api_secret: str,
@@ -118,6 +120,10 @@ class LiveKitStandIn:
         people[identity] = info
         self._event("participant_joined", room, info)
         return info
+
+    def leave(self, room: str, identity: str) -> None:
+        """A participant disconnects by itself."""
+        self._leave(room, identity, DisconnectReason.CLIENT_INITIATED)
 
     def signed(self, event: WebhookEvent) -> tuple[bytes, str]:
         return signed_webhook(event, self.api_key, self.api_secret)
@@ -231,3 +237,56 @@ class LiveKitStandIn:
         except jwt.PyJWTError as exc:
             raise TwirpFailure("unauthenticated", f"the token does not verify: {exc}") from exc
         return claims, dict(jwt.decode(token, options={"verify_signature": False}).get("video", {}))
+
+
+class StandInThread:
+    """The stand-in on an event loop of its own thread, for servers started once per test session
+    (a test's own loop ends with the test). `call(fn)` runs `fn(standin)` on that loop, so the
+    stand-in's state is only ever touched from there."""
+
+    def __init__(self, standin: LiveKitStandIn) -> None:
+        self.standin = standin
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="livekit-standin", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.standin.start(), self._loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.standin.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def call(self, fn: Callable[[LiveKitStandIn], T]) -> T:
+        async def run() -> T:
+            return fn(self.standin)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a Parley process needs to use this LiveKit."""
+        return {"PARLEY_LIVEKIT_URL": self.standin.url, "PARLEY_LIVEKIT_API_KEY": self.standin.api_key,
+                "PARLEY_LIVEKIT_API_SECRET": self.standin.api_secret}
+
+    def connect(self, room: str, identity: str, name: str = "") -> list[tuple[bytes, str]]:
+        """A client enters `room` (as LiveKit's SDK would with a token): the signed webhooks of it."""
+        return self.call(lambda s: [s.signed(e) for e in _taken(s, lambda: s.join(room, identity, name))])
+
+    def disconnect(self, room: str, identity: str) -> list[tuple[bytes, str]]:
+        """A client leaves `room` by itself: the signed webhooks of it."""
+        return self.call(lambda s: [s.signed(e) for e in _taken(s, lambda: s.leave(room, identity))])
+
+    def asked(self) -> list[Asked]:
+        return self.call(lambda s: list(s.asked))
+
+    def take_webhooks(self) -> list[tuple[bytes, str]]:
+        """The signed webhooks of what happened since the last take (RoomService's doing included)."""
+        return self.call(lambda s: [s.signed(e) for e in _taken(s, lambda: None)])
+
+
+def _taken(standin: LiveKitStandIn, act: Callable[[], object]) -> list[WebhookEvent]:
+    act()
+    taken, standin.webhooks[:] = list(standin.webhooks), []
+    return taken
