@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from parley import events as E
-from parley.frames import ConvView, Message, encode
+from parley.frames import ConvView, EndReason, Media, Message, encode
 
 MSG = Message(conv="c1", seq=3, sender="a", ts=10, cmid="m3", text="hi")
 VIEW = ConvView(id="c1", kind="group", title=None, visibility="private", has_password=False, history="joined",
@@ -52,6 +52,22 @@ SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.PresenceChanged(user="b", status="offline", last_seen=7), {"user": "b", "status": "offline", "last_seen": 7}),
     (E.Resync(), {}),
     (E.Resync(conv="c1"), {"conv": "c1"}),
+    (E.CallRinging(call="c1-k1", conv="c1", media=Media.VIDEO, initiator="a", ringing=("b",), ring_deadline=9),
+     {"call": "c1-k1", "conv": "c1", "media": "video", "initiator": "a", "ringing": ["b"], "ring_deadline": 9}),
+    (E.CallAccepted(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallDeclined(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallDeclined(call="c1-k1", conv="c1", user="b", busy=True), {"call": "c1-k1", "conv": "c1", "user": "b",
+                                                                     "busy": True}),
+    (E.CallJoined(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallLeft(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallLeft(call="c1-k1", conv="c1", user="b", removed=True), {"call": "c1-k1", "conv": "c1", "user": "b",
+                                                                    "removed": True}),
+    (E.CallEnded(call="c1-k1", conv="c1", reason=EndReason.HANGUP, duration=60_000),
+     {"call": "c1-k1", "conv": "c1", "reason": "hangup", "duration": 60_000}),
 ]
 
 
