@@ -22,6 +22,8 @@ const state = {
   outbox: new Map(),     // cmid -> {conv, text, el}: sends not yet acknowledged, retried after reconnect
   typers: new Map(),     // conv id -> Map(user -> timeout id)
   lastTypingSent: 0, readTimer: null,
+  callsOn: false,        // the server has a LiveKit (GET /v1/client/capabilities)
+  call: null,            // the call shown in #call-bar: {id, conv, media, initiator, mine: incoming|outgoing|in}
 };
 
 // ---------- small helpers ----------
@@ -92,6 +94,7 @@ function startSession() {
   $('my-username').textContent = localStorage.getItem(STORE.name) || '';
   $('my-user-id').textContent = state.me || '';
   showView('chat');
+  loadCapabilities();
   connect();
 }
 
@@ -103,7 +106,8 @@ function logout(message) {
   clearTimeout(state.reconnectTimer);
   stopHeartbeat();
   state.pending.clear();
-  Object.assign(state, { token: null, me: null, selected: null, everConnected: false, backoff: 0 });
+  Object.assign(state, { token: null, me: null, selected: null, everConnected: false, backoff: 0, call: null });
+  renderCallBar();
   for (const k of ['convs', 'msgs', 'loaded', 'loading', 'noOlder', 'outbox', 'typers']) state[k].clear();
   $('conv-list').replaceChildren();
   selectConv(null);
@@ -297,6 +301,7 @@ function selectConv(convId) {
   $('pending').replaceChildren();
   $('empty-hint').hidden = !!convId;
   $('composer').disabled = $('send').disabled = !convId;
+  renderCallActions();
   $('conv-title').textContent = convId ? convLabel(state.convs.get(convId) || { id: convId }) : 'No conversation selected';
   renderTyping();
   renderConvList();
@@ -350,7 +355,8 @@ function addMessage(m) {
 }
 
 function renderMessage(m) {
-  const div = el('div', 'msg' + (m.sender === state.me ? ' mine' : '') + (m.deleted ? ' deleted' : ''));
+  const call = m.kind === 'call' ? ' call' + (m.call && m.call.missed ? ' missed' : '') : '';
+  const div = el('div', 'msg' + (m.sender === state.me ? ' mine' : '') + (m.deleted ? ' deleted' : '') + call);
   div.dataset.seq = m.seq;
   div.dataset.sender = m.sender;
   const meta = el('div', 'msg-meta');
@@ -496,8 +502,100 @@ function handleEvent(ev) {
       if (ev.user === state.me) { state.convs.delete(ev.conv); if (state.selected === ev.conv) selectConv(null); renderConvList(); }
       return;
     case 'resync': return resync();
-    default: return;   // reactions, presence, calls: not shown by this client
+    case 'call.ringing': case 'call.accepted': case 'call.declined': case 'call.left': case 'call.ended':
+      return onCallEvent(ev);
+    default: return;   // reactions, presence, call.joined: not shown by this client
   }
+}
+
+// ---------- calls ----------
+// This page rings, calls, answers, declines and hangs up, and shows the call records; it carries
+// no audio or video: that needs LiveKit's client SDK, which it does not load (its Content
+// Security Policy admits nothing from elsewhere, and the SDK is not vendored here). The `join`
+// of call.start and call.join (LiveKit URL, token, ICE servers) is what an app hands that SDK.
+
+async function loadCapabilities() {
+  const caps = await fetch('/v1/client/capabilities').then((r) => r.json()).catch(() => null);
+  state.callsOn = !!(caps && caps.features && caps.features.calls);
+  renderCallActions();
+}
+
+function renderCallActions() {
+  for (const id of ['call-audio', 'call-video']) {
+    $(id).hidden = !state.callsOn || !state.selected;
+    $(id).disabled = !!state.call;
+  }
+}
+
+function renderCallBar() {
+  const c = state.call;
+  $('call-bar').hidden = !c;
+  renderCallActions();
+  if (!c) return;
+  const conv = state.convs.get(c.conv);
+  const where = conv ? ` (${convLabel(conv)})` : '';
+  $('call-text').textContent = c.mine === 'incoming' ? `Incoming ${c.media} call from ${who(c.initiator)}${where}`
+    : c.mine === 'outgoing' ? `Calling…${where}` : `In ${c.media} call${where}`;
+  $('call-bar').className = c.mine;
+  $('call-accept').hidden = $('call-decline').hidden = c.mine !== 'incoming';
+  $('call-hangup').hidden = c.mine === 'incoming';
+  $('call-hangup').textContent = c.mine === 'outgoing' ? 'Cancel' : 'Hang up';
+  $('call-note').hidden = c.mine !== 'in';
+}
+
+function showCall(call, mine) {
+  state.call = { id: call.id || call.call, conv: call.conv, media: call.media, initiator: call.initiator, mine };
+  renderCallBar();
+}
+
+function endCall(message) {
+  state.call = null;
+  renderCallBar();
+  if (message) setStatus(message);
+}
+
+async function startCall(media) {
+  try {
+    const res = await request('call.start', { conv: state.selected, media });
+    showCall(res.call, res.call.state === 'ringing' ? 'outgoing' : 'in');
+  } catch { /* the error is already in the status line */ }
+}
+
+async function answerCall() {
+  const c = state.call;
+  try {
+    await request('call.join', { call: c.id });
+    if (state.call && state.call.id === c.id) showCall(c, 'in');
+  } catch { endCall(); }
+}
+
+function declineCall() {
+  request('call.decline', { call: state.call.id }).catch(() => {});
+  endCall();
+}
+
+function hangUp() {
+  request('call.leave', { call: state.call.id }).catch(() => {});
+  endCall();
+}
+
+function onCallEvent(ev) {
+  const c = state.call;
+  if (ev.type === 'call.ringing') {
+    if (ev.initiator !== state.me && ev.ringing.includes(state.me) && !c) return showCall(ev, 'incoming');
+    if (c && c.id === ev.call && c.mine === 'incoming' && !ev.ringing.includes(state.me)) endCall();
+    return;
+  }
+  if (!c || c.id !== ev.call) return;
+  if (ev.type === 'call.ended') return endCall(`Call ended: ${ev.reason}`);
+  if (ev.type === 'call.accepted') {
+    // Our own answer on another device stops this one ringing; the callee's answer connects a caller.
+    if (ev.user === state.me && ev.device !== deviceId()) return endCall('Answered on another device');
+    if (ev.user !== state.me && c.mine === 'outgoing') showCall(c, 'in');
+    return;
+  }
+  if (ev.user === state.me) return endCall();          // declined, or left, elsewhere (or removed)
+  if (ev.type === 'call.declined') setStatus(`${who(ev.user)} ${ev.busy ? 'is busy' : 'declined'}`);
 }
 
 function onMessageNew(m) {
@@ -596,6 +694,11 @@ function wire() {
   $('conv-list').addEventListener('keydown', (e) => { if (e.key === 'Enter') pick(e); });
   $('back').addEventListener('click', () => selectConv(null));
   $('load-older').addEventListener('click', loadOlder);
+  $('call-audio').addEventListener('click', () => startCall('audio'));
+  $('call-video').addEventListener('click', () => startCall('video'));
+  $('call-accept').addEventListener('click', answerCall);
+  $('call-decline').addEventListener('click', declineCall);
+  $('call-hangup').addEventListener('click', hangUp);
   $('composer-form').addEventListener('submit', (e) => { e.preventDefault(); sendComposer(); });
   $('composer').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendComposer(); }
