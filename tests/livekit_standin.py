@@ -7,15 +7,20 @@ verifies as LiveKit does (signature and expiry at leeway 0, then the grant the m
 otherwise. It keeps rooms and participants in memory, records every request it was asked, and
 queues the webhooks LiveKit would send for what happened, signed as LiveKit signs them (a token
 whose `sha256` claim is the base64 SHA-256 of the JSON body).
+
+`python -m tests.livekit_standin --port P --key K --secret S` serves one until SIGTERM (the
+benchmark's LiveKit: `python -m loadtests.bench calls`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import datetime
 import hashlib
 import itertools
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -96,9 +101,13 @@ class LiveKitStandIn:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/twirp/livekit.RoomService/{method}", self._serve)
+        app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -290,3 +299,27 @@ def _taken(standin: LiveKitStandIn, act: Callable[[], object]) -> list[WebhookEv
     act()
     taken, standin.webhooks[:] = list(standin.webhooks), []
     return taken
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.livekit_standin")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--secret", required=True)
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        standin = LiveKitStandIn(args.key, args.secret, port=args.port)
+        await standin.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await standin.stop()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
