@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,6 +136,7 @@ def _report(run: Run, times: CallTimes, watch: ServerWatch, win_start: int, win_
     ring, ok = percentiles(ring_us), percentiles(ok_us)
     good = ring["p99"] is not None and ring["p99"] <= args.p99_ms and not missing and not times.errors
     run.report.update({"calls_in_window": len(in_window), "call_starts_per_s": len(in_window) / args.duration,
+                       "machine_busy_pct": watch.machine_busy_pct, "loadavg_1m": os.getloadavg()[0],
                        "ringing_ms": ring, "start_ok_ms": ok, "ringing_missing": missing,
                        "errors": times.errors, "server_cpu_pct": watch.cpu_pct,
                        "server_loop_thread_cpu_pct": watch.loop_cpu_pct, "server_rss_max": watch.rss_max,
@@ -146,6 +148,8 @@ def _report(run: Run, times: CallTimes, watch: ServerWatch, win_start: int, win_
     run.say(f"start ok ms: {pct_line(ok)}")
     run.say(f"missing    : {missing} calls never rang; errors: {times.errors or 'none'}")
     run.say(f"server     : CPU {pct(watch.cpu_pct)} (event-loop thread {pct(watch.loop_cpu_pct)})")
+    run.say(f"noise      : machine busy {pct(watch.machine_busy_pct)} of {os.cpu_count()} cores during the window, "
+            f"load average {os.getloadavg()[0]:.1f}")
     for line in watch.lines(None, run.topology):
         run.say(line)
     run.say(f"verdict    : p99 <= {args.p99_ms:.0f} ms, every call rang, no errors, at {args.rate:g} call "
