@@ -16,7 +16,7 @@ import pytest
 from livekit.api import TokenVerifier
 
 from parley.errors import ParleyError
-from parley.sdk import Account, Client, call_action, start_call
+from parley.sdk import Account, Client, call_action, register, start_call
 from tests.conftest import RING_TIMEOUT_S, ParleyProcess
 from tests.integration.test_access import event_where
 from tests.livekit_standin import StandInThread
@@ -258,3 +258,23 @@ async def test_capabilities_say_calls_are_on_with_their_media_and_limits(server,
     assert caps["calls"] == {"calls": True, "media": ["audio", "video"], "max_participants": 32,
                              "max_video_subscriptions": 9}
     assert "ice_servers" not in caps["calls"] and personal["calls"]["ice_servers"] == []  # no STUN/TURN set here
+
+
+async def test_without_a_livekit_calls_are_off_and_say_so(fresh_server):
+    srv = fresh_server()  # no PARLEY_LIVEKIT_*: calls off
+    ann, bob = await register(srv.base_url, "calls_off_a", "correct horse"), await register(
+        srv.base_url, "calls_off_b", "correct horse")
+    a = await Client.connect(srv.base_url, ann.token)
+    conv = await direct(a, bob)
+    err = await refused(a.call_start(conv), "forbidden", "calls_off")
+    assert "LiveKit" in err.message
+    await refused(a.call_join(conv + "-k1"), "forbidden", "calls_off")
+    with pytest.raises(ParleyError) as rest:
+        await start_call(srv.base_url, bob.token, conv)
+    assert (rest.value.code, rest.value.rule, rest.value.http_status) == ("forbidden", "calls_off", 403)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(srv.base_url + "/v1/client/capabilities") as r:
+            caps = await r.json()
+    assert caps["features"]["calls"] is False and caps["calls"] == {
+        "calls": False, "media": [], "max_participants": 0, "max_video_subscriptions": 0}
+    await a.close()
