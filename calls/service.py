@@ -27,7 +27,7 @@ from parley import frames as F
 from parley.backoff import wait_out
 from parley.errors import ParleyError, Unavailable, error_body
 from parley.events import AnyCallEvent
-from parley.health import pipeline_task
+from parley.health import PipelineTasks
 from parley.ids import conv_of_call
 from parley.ports import CallStore, LogConsumer, LogProducer
 from parley.records import Command, EventRecord, RoomWork
@@ -74,18 +74,17 @@ class CallsService:
         self._timers = RingTimers()
         self._armed = asyncio.Event()
         self._rids = itertools.count(1)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = PipelineTasks()
 
     async def start(self) -> None:
-        self._tasks = [pipeline_task(self._follow(), "calls: records"), pipeline_task(self._ring(), "calls: timers")]
+        self._tasks.add(self._follow(), "calls: records")
+        self._tasks.add(self._ring(), "calls: timers")
 
     def running(self) -> bool:
-        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+        return self._tasks.running()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
         await self._rooms.aclose()
 
     def mount(self, app: web.Application) -> None:

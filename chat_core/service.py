@@ -15,7 +15,7 @@ from moderation import instance_policy
 from moderation.filters import ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.auth import Passwords
-from parley.health import pipeline_task
+from parley.health import PipelineTasks
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
 
@@ -35,17 +35,19 @@ class ChatCoreService:
         self._core = core
         self._base = instance
         self._policy_refresh_s = policy_refresh_s
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = PipelineTasks()
 
     async def start(self) -> None:
         await self._refresh_policy()
         await self.worker.settle()  # shards owned from the start are replayed before any new work
-        self._tasks = [pipeline_task(self.worker.run(), "chat_core"), pipeline_task(self.relay.run(), "relay"),
-                       pipeline_task(self._follow_policy_forever(), "policy")]
+        self._tasks.add(self.worker.run(), "chat_core")
+        self._tasks.add(self.relay.run(), "relay")
+        self._tasks.add(self._follow_policy_forever(), "policy")
 
     async def _refresh_policy(self) -> None:
         """The conversation defaults and call switches admins set at run time (PATCH
-        /v1/admin/policies, kept in the store) over PARLEY_POLICY's. Swapped whole between batches: no decision sees half of it."""
+        /v1/admin/policies, kept in the store) over PARLEY_POLICY's. Swapped whole between
+        batches: no decision sees half of it."""
         try:
             stored = await self._store.instance_policy()
             defaults = {**self._base.defaults, **instance_policy.engine_defaults(stored.get("conv_defaults") or {})}
@@ -66,10 +68,8 @@ class ChatCoreService:
             await self._refresh_policy()
 
     def running(self) -> bool:
-        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+        return self._tasks.running()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
         await self.relay.flush()

@@ -135,13 +135,19 @@ def two_people(screenshots: Path) -> Iterator[tuple[Person, Person]]:
             browser.close()
 
 
-def test_two_people_chat_in_the_web_client(server: ParleyProcess, tmp_path: Path) -> None:
-    with two_people(tmp_path) as (alice, bob):
+def with_two_people(server: ParleyProcess, screenshots: Path,
+                    scenario: Callable[[ParleyProcess, Person, Person], None]) -> None:
+    """Run `scenario` for two people; a failure names where their screenshots are."""
+    with two_people(screenshots) as (alice, bob):
         try:
-            chat(server, alice, bob)
+            scenario(server, alice, bob)
         except BaseException as exc:
-            exc.add_note(f"screenshots of both pages: {tmp_path}")
+            exc.add_note(f"screenshots of both pages: {screenshots}")
             raise
+
+
+def test_two_people_chat_in_the_web_client(server: ParleyProcess, tmp_path: Path) -> None:
+    with_two_people(server, tmp_path, chat)
 
 
 def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
@@ -235,12 +241,7 @@ def test_a_call_rings_is_answered_and_declined_in_the_web_client(server: ParleyP
     """The web client signals calls (it carries no media: see app.js): an incoming call rings with
     Accept and Decline, the caller sees "Calling…" then the call, hanging up ends it on both
     pages, and each call leaves its record in the conversation."""
-    with two_people(tmp_path) as (alice, bob):
-        try:
-            call(server, alice, bob)
-        except BaseException as exc:
-            exc.add_note(f"screenshots of both pages: {tmp_path}")
-            raise
+    with_two_people(server, tmp_path, call)
 
 
 def call(server: ParleyProcess, alice: Person, bob: Person) -> None:
