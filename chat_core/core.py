@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from chat_core.decide import Batch, Decision, RoomPassword
+from chat_core.decide import Batch, Decision
 from chat_core.ops import OPERATIONS
 from chat_core.ops.calls import CallDefaults
 from moderation.filters import AllowAll, ContentFilter
@@ -23,7 +23,11 @@ from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley.errors import ParleyError
 from parley.events import Ok
 from parley.frames import encode, error_frame
+from parley.limits import Limits
 from parley.records import Command, ConvState, Facts, IdemKey, Needs
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class ChatCore:
@@ -31,7 +35,7 @@ class ChatCore:
 
     def __init__(self, max_convs: int = 50_000, max_idem: int = 200_000, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 enforce: bool = True, calls: CallDefaults = CallDefaults()) -> None:
+                 limits: Limits = DEFAULT_LIMITS, enforce: bool = True, calls: CallDefaults = CallDefaults()) -> None:
         self.convs: OrderedDict[str, ConvState] = OrderedDict()
         #: (seq, ts) of stored sends by idempotency key.
         self.idem: OrderedDict[IdemKey, tuple[int, int]] = OrderedDict()
@@ -40,11 +44,15 @@ class ChatCore:
         self._max_convs = max_convs
         self._max_idem = max_idem
         self.instance = instance
+        #: The caps a writer applies (reactions and edits per message).
+        self.limits = limits
         #: None for AllowAll: the send path skips the call altogether.
         self.content_filter: ContentFilter | None = None if content_filter is None or isinstance(
             content_filter, AllowAll) else content_filter
         #: False only to measure the policy's cost (loadtests.policy_bench): sends skip every rule.
         self.enforce = enforce
+        #: Conversations up to this size (not channels) tell their members each `delivered`.
+        self.receipts_max_members = limits.receipts_max_members
         self.calls = calls
 
     def needs(self, cmds: list[Command]) -> Needs:
@@ -58,16 +66,6 @@ class ChatCore:
             if op.needs is not None:
                 op.needs(self, cmd, body, needs)
         return needs
-
-    def room_passwords(self, cmds: list[Command]) -> list[tuple[Command, RoomPassword]]:
-        """The room passwords to hash or verify before deciding these commands (after `absorb`)."""
-        found = []
-        for cmd in cmds:
-            password = OPERATIONS[type(cmd.body)].password
-            room = None if password is None else password(self, cmd, cmd.body)
-            if room is not None:
-                found.append((cmd, room))
-        return found
 
     def absorb(self, facts: Facts) -> None:
         for conv_id, state in facts.convs.items():

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import msgspec
 
 from moderation import policy
 from moderation.policy import FOREVER, Action, Subject
 from parley import events as E
-from parley.errors import NotFound
+from parley.errors import Forbidden, NotFound
 from parley.frames import WriteRequest
 from parley.ids import partition_of
 from parley.records import (
@@ -33,11 +33,6 @@ SYSTEM = "system"
 
 #: An operation's `ok` reply; None for one that carries only the `rid`.
 Result = E.Ok | None
-
-
-def request_key(cmd: Command) -> tuple[str, str]:
-    """Identifies one in-flight request: a session's rid."""
-    return (cmd.session, cmd.body.rid)
 
 
 @dataclass(slots=True)
@@ -99,17 +94,56 @@ class Decision(msgspec.Struct):
         return state
 
     def subject(self, state: ConvState) -> Subject:
-        """What the policy core needs about the conversation and the actor."""
+        """What the policy core needs about the conversation and the actor (in a direct chat,
+        the blocks between the actor and the peer too)."""
         row, cmd = state.row, self.cmd
         member = state.members.get(cmd.user)
         mute = state.mutes.get(cmd.user)
-        return Subject(kind=row.kind, visibility=row.visibility, role=member.role if member else None, now=self.now,
-                       instance_role=cmd.instance_role, slow_mode_s=row.slow_mode_s, read_only=row.read_only,
-                       overrides=row.permissions or None, muted_until=mute.until if mute else 0,
-                       guest=cmd.guest, allow_guests=row.allow_guests)
+        s = Subject(kind=row.kind, visibility=row.visibility, role=member.role if member else None, now=self.now,
+                    instance_role=cmd.instance_role, slow_mode_s=row.slow_mode_s, read_only=row.read_only,
+                    overrides=row.permissions or None, muted_until=mute.until if mute else 0,
+                    guest=cmd.guest, allow_guests=row.allow_guests)
+        if state.blocks:
+            peer = next((u for u in state.members if u != cmd.user), None)
+            s.blocked = (peer, cmd.user) in state.blocks
+            s.blocking = (cmd.user, peer) in state.blocks
+        return s
 
     def check(self, s: Subject, action: Action) -> None:
         policy.check(s, action, self.core.instance)
+
+    def account_age(self, user: str) -> int | None:
+        """ms since `user`'s account was created; None when it was not read (not needed)."""
+        created = self.core.created_at.get(user)
+        if created is None:
+            created = self.facts.created_at.get(user)
+        return None if created is None else self.now - created
+
+    def screen(self, text: str, of: str = "message") -> str | None:
+        """The content filter's verdict on the text of a message (or of a conv's title): raises on
+        a rejection (audited as `<of>.reject`), returns a flag's reason."""
+        content_filter = self.core.content_filter
+        if content_filter is None:
+            return None
+        cmd = self.cmd
+        verdict = content_filter.check(text, conv=cmd.conv, sender=cmd.user)
+        if verdict is None:
+            return None
+        if verdict.action == "reject":
+            # A refused text is not stored, so the entry keeps only who and why.
+            self.audit(SYSTEM, f"{of}.reject", cmd.user, verdict.reason, rule="content_filter")
+            raise Forbidden(verdict.reason, rule="content_filter")
+        return verdict.reason
+
+    def check_text(self, s: Subject, action: Action, text: str, of: str = "message") -> str | None:
+        """`action` bringing `text` others read (an edit, a title): the policy with the text's links
+        counted (and the account's age, when it has some), then the content filter; a flag's
+        reason, if it flagged the text."""
+        s.links = policy.count_links(text)
+        if s.links:
+            s.account_age_ms = self.account_age(self.cmd.user)
+        self.check(s, action)
+        return self.screen(text, of)
 
     def audit(self, actor: str, action: str, target: str, reason: str | None,
               **details: str | int | bool | None) -> None:
@@ -126,13 +160,6 @@ class Decision(msgspec.Struct):
         self.audit(self.cmd.user, action, target, reason, **details)
 
 
-class RoomPassword(NamedTuple):
-    """A room password a request brings: to hash for storing (`stored_hash` None) or to verify."""
-
-    password: str
-    stored_hash: str | None
-
-
 Body = TypeVar("Body", bound=WriteRequest)
 
 
@@ -146,11 +173,15 @@ class Operation(Generic[Body]):
     needs: Callable[[ChatCore, Command, Body, Needs], None] | None = None
     #: The command's conversation is read before deciding; False where it need not exist.
     reads_conv: bool = True
-    #: The room password to hash or verify before deciding (argon2, in threads: worker.py).
-    password: Callable[[ChatCore, Command, Body], RoomPassword | None] | None = None
 
 
 # ---- shared by several families ---------------------------------------------------------
+
+
+def needs_age_for_links(core: ChatCore, cmd: Command, text: str | None, needs: Needs) -> None:
+    """The actor's account age is read when `text` has links (the new-account link rule)."""
+    if text and policy.count_links(text) and cmd.user not in core.created_at:
+        needs.accounts.add(cmd.user)
 
 
 def shown_until(until: int) -> int | None:

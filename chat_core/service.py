@@ -7,15 +7,15 @@ import asyncio
 import dataclasses
 import logging
 
-from chat_core.core import ChatCore
+from chat_core.core import DEFAULT_LIMITS, ChatCore
 from chat_core.ops.calls import CallDefaults
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
 from moderation import instance_policy
 from moderation.filters import ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
-from parley.auth import Passwords
 from parley.health import PipelineTasks
+from parley.limits import Limits
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
 
@@ -24,13 +24,14 @@ log = logging.getLogger(__name__)
 
 class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
-                 bus: GatewayBus, passwords: Passwords, partitions: int = 1, *,
+                 bus: GatewayBus, partitions: int = 1, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 policy_refresh_s: float = 10.0, calls: CallDefaults = CallDefaults()) -> None:
+                 limits: Limits = DEFAULT_LIMITS, policy_refresh_s: float = 10.0,
+                 calls: CallDefaults = CallDefaults()) -> None:
         """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer."""
-        core = ChatCore(instance=instance, content_filter=content_filter, calls=calls)
+        core = ChatCore(instance=instance, content_filter=content_filter, limits=limits, calls=calls)
         self.relay = OutboxRelay(store, events)
-        self.worker = CommandWorker(core, commands, store, bus, self.relay, passwords, partitions=partitions)
+        self.worker = CommandWorker(core, commands, store, bus, self.relay, partitions=partitions)
         self._store = store
         self._core = core
         self._base = instance

@@ -12,10 +12,8 @@ import logging
 import time
 
 from chat_core.core import ChatCore
-from chat_core.decide import request_key
 from chat_core.relay import OutboxRelay
 from parley import hops
-from parley.auth import Passwords
 from parley.backoff import wait_out
 from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
@@ -28,13 +26,12 @@ log = logging.getLogger(__name__)
 
 class CommandWorker:
     def __init__(self, core: ChatCore, source: LogConsumer[Command], store: MessageStore, bus: GatewayBus,
-                 relay: OutboxRelay, passwords: Passwords, batch_max: int = 512, partitions: int = 1) -> None:
+                 relay: OutboxRelay, batch_max: int = 512, partitions: int = 1) -> None:
         self._core = core
         self._source = source
         self._store = store
         self._bus = bus
         self._relay = relay
-        self._passwords = passwords
         self._batch_max = batch_max
         self._partitions = partitions
         #: Partitions gained and lost since the worker last settled (the log's rebalance hooks).
@@ -98,7 +95,6 @@ class CommandWorker:
             needs = core.needs(cmds)
             facts = await self._store.prefetch(needs) if needs else Facts()
             core.absorb(facts)
-            await self._room_passwords(cmds, facts)
         except ParleyError as err:
             await self._reply_all(cmds, err)
             return
@@ -132,17 +128,3 @@ class CommandWorker:
         count_refused(err, len(cmds))
         for cmd in cmds:
             await self._bus.to_gateway(cmd.gateway, Reply(cmd.session, cmd.body.rid, error_frame(err, cmd.body.rid)))
-
-    async def _room_passwords(self, cmds: list[Command], facts: Facts) -> None:
-        """argon2 costs tens of ms: hash and verify room passwords in threads, before deciding."""
-        async def verify(cmd: Command, hashed: str, password: str) -> None:
-            if await asyncio.to_thread(self._passwords.verify, hashed, password):
-                facts.passwords_ok.add(request_key(cmd))
-
-        async def hash_(cmd: Command, password: str) -> None:
-            facts.password_hashes[request_key(cmd)] = await asyncio.to_thread(self._passwords.hash, password)
-
-        work = [verify(cmd, room.stored_hash, room.password) if room.stored_hash is not None
-                else hash_(cmd, room.password) for cmd, room in self._core.room_passwords(cmds)]
-        if work:
-            await asyncio.gather(*work)

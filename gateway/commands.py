@@ -15,7 +15,7 @@ from parley import hops
 from parley.errors import BadRequest, NotFound, error_for_code
 from parley.ids import conv_of_call, direct_conv_id, new_conv_id
 from parley.ports import LogProducer
-from parley.records import Command
+from parley.records import Command, EdgeFacts
 
 _reply = msgspec.json.Decoder(dict[str, Any])
 
@@ -57,7 +57,8 @@ class CommandRunner:
         try:
             with hops.GATEWAY_ACK.time():
                 await self._commands.publish(Command(route(user, body), user, self._hub.gateway_id, REST_SESSION,
-                                                     body, instance_role, guest, hops.start(), device))
+                                                     body, instance_role, guest, hops.start(),
+                                                     None if device is None else EdgeFacts(device=device)))
         except BaseException:
             self._hub.forget_reply(rid)
             raise

@@ -11,11 +11,16 @@ from gateway.interest import ConvFollower
 from gateway.session import Session, wire_frame
 from parley import hops
 from parley.closecodes import CloseCode
-from parley.errors import Unavailable
+from parley.errors import Unauthorized, Unavailable
 from parley.frames import error_frame
 from parley.health import count_refused
 from parley.limits import CLOSE_GRACE_S, Limits
-from parley.ports import Broadcast, Deliver, GatewayMessage, Reply
+from parley.ports import Broadcast, Deliver, GatewayMessage, Reply, Revoke
+from parley.records import Revocation
+from parley.session_families import revocation_ends
+
+#: The close reason of a session whose token expired without an `auth` with a fresh one.
+TOKEN_EXPIRED = "token expired: send auth with a fresh token, or reconnect"
 
 if TYPE_CHECKING:  # gateway.calls runs commands through this hub
     from gateway.calls import CallJoins
@@ -84,6 +89,8 @@ class Hub:
             hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
             if self.follower is not None:
                 self.follower.broadcast(msg.conv, msg.frame)
+        elif isinstance(msg, Revoke):
+            self.revoke(msg.revocation)
         elif isinstance(msg, Reply):
             if msg.session == REST_SESSION:
                 waiting = self._rest_inflight.pop(msg.rid, None)
@@ -108,12 +115,16 @@ class Hub:
     def forget_reply(self, rid: str) -> None:
         self._rest_inflight.pop(rid, None)
 
-    def disconnect_user(self, user: str, code: int, reason: bytes) -> int:
-        """Close every session of `user` on this gateway (suspended, deleted, role revoked)."""
-        sessions = list(self._by_user.get(user, ()))
-        for session in sessions:
-            session.close_after_flush(code, reason)
-        return len(sessions)
+    def revoke(self, revocation: Revocation) -> int:
+        """Close (4003) the sessions here that `revocation` ends; how many. From the bus or the
+        revocation log, maybe both, maybe more than once: a closing session is not counted."""
+        ended = 0
+        for session in self._by_user.get(revocation.user_id, ()):
+            claims = session.claims
+            if claims is not None and not session.closing and revocation_ends(revocation, claims):
+                session.close_after_flush(CloseCode.BAD_TOKEN, revocation.reason.encode()[:120])
+                ended += 1
+        return ended
 
     # ---- presence (the embedded default: this process is the only gateway) ----------------
 
@@ -129,16 +140,21 @@ class Hub:
             await asyncio.sleep(every_s)
             self.sweep(time.monotonic())
 
-    def sweep(self, now: float) -> None:
-        """One pass instead of a timer per session: idle sessions close 4002, sessions stuck in
-        their close are cut, and requests that chat_core did not answer in time are answered
-        `unavailable` (the client may resend)."""
+    def sweep(self, now: float, wall: float | None = None) -> None:
+        """One pass instead of a timer per session: idle sessions close 4002, sessions whose
+        token expired (`wall`: unix seconds, default now) are told `unauthorized` and close 4003,
+        sessions stuck in their close are cut, and requests that chat_core did not answer in time
+        are answered `unavailable` (the client may resend)."""
         idle_after = 2 * self._limits.heartbeat_s
+        wall = time.time() if wall is None else wall
         for session in list(self.sessions.values()):
             if session.cut_if_stuck(now, CLOSE_GRACE_S):
                 continue
             if now - session.last_seen > idle_after:
                 session.close_after_flush(CloseCode.IDLE, b"idle: ping at least every heartbeat_s")
+            elif session.claims is not None and session.claims.expires_at <= wall and not session.closing:
+                session.push(error_frame(Unauthorized(TOKEN_EXPIRED)))
+                session.close_after_flush(CloseCode.BAD_TOKEN, b"token expired")
             if session.inflight:
                 late = [rid for rid, deadline in session.inflight.items() if deadline < now]
                 for rid in late:

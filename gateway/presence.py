@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from parley.errors import Unavailable
@@ -23,8 +23,9 @@ PRESENCE_TTL_S = 15.0
 
 
 class SharedPresence(Protocol):
-    """The write side of `parley.adapters.redis_state.RedisPresence`."""
+    """`parley.adapters.redis_state.RedisPresence`: this gateway's writes, and `locate`."""
 
+    async def locate(self, users: Sequence[str]) -> dict[str, list[str]]: ...
     async def connected(self, user: str, gateway_id: str) -> bool: ...
     async def disconnected(self, user: str, gateway_id: str) -> bool: ...
     async def heartbeat(self, gateway_id: str, ttl_s: float) -> bool: ...
@@ -39,6 +40,10 @@ class GatewayPresence:
         #: Some registration did not reach Redis: the next beat registers everyone again.
         self._stale = False
         self.alive = False
+
+    async def locate(self, users: Sequence[str]) -> dict[str, list[str]]:
+        """Which gateways hold sessions of `users` (parley.ports.Presence)."""
+        return await self._shared.locate(users)
 
     async def connected(self, user: str) -> bool:
         """Registers the user's first session here; True if they have none anywhere else."""

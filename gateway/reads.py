@@ -1,25 +1,33 @@
-"""The read path, served by the gateway straight from the store: conv.list, history, sync."""
+"""The read path, served by the gateway straight from the store: conv.list (with each
+conversation's newest message and the profiles to show it), conv.members, receipts, history,
+sync, invite.list."""
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
 
+import msgspec
+
 from moderation import policy
 from moderation.policy import Action
+from parley import events as E
 from parley.errors import NotFound
-from parley.events import ConvSync
-from parley.frames import ConvView, History, Message
-from parley.limits import SYNC_PAGE
-from parley.ports import MessageStore
+from parley.events import ConvListItem, ConvSync, Invitation, LastMessage
+from parley.frames import ConvMembers, ConvView, History, Message
+from parley.limits import CONV_LIST_PROFILES_MAX, SYNC_PAGE
+from parley.ports import MessageStore, Store
+from parley.previews import preview
+from parley.profiles import Profile, public_profile
 from parley.records import ConvRow, MemberRow, conv_view
 
 _END = 2**62  # an exclusive upper bound above any seq
 
 
 class Reads:
-    def __init__(self, store: MessageStore) -> None:
+    def __init__(self, store: Store, receipts_max_members: int) -> None:
         self._store = store
+        self._receipts_max_members = receipts_max_members
         self.blocks = BlockCache(store)
 
     async def readable(self, conv: str, user: str) -> tuple[ConvRow, MemberRow]:
@@ -29,8 +37,50 @@ class Reads:
         row, member = found
         return row, policy.authorize(row, member, Action.READ)
 
-    async def conv_list(self, user: str) -> list[ConvView]:
-        return [conv_view(row, member, peer) for row, member, peer in await self._store.conv_list(user)]
+    async def conv_list(self, user: str) -> tuple[list[ConvListItem], dict[str, Profile]]:
+        """The caller's conversations, each with its newest visible message (one batched read),
+        and the profiles of the direct peers and last senders (at most CONV_LIST_PROFILES_MAX)."""
+        found = await self._store.conv_list(user)
+        pages = [(row.id, member.visible_from, _END, 1, True) for row, member, _ in found]
+        items: list[ConvListItem] = []
+        people: dict[str, None] = {}  # ordered: peers and senders of the list's first conversations first
+        for (row, member, peer), newest in zip(found, await self._store.message_pages(pages)):
+            last = _last_message(newest[-1]) if newest else None
+            items.append(ConvListItem(**msgspec.structs.asdict(conv_view(row, member, peer)), last_message=last))
+            for someone in (peer, last.sender if last else None):
+                if someone is not None and someone != user:
+                    people[someone] = None
+        return items, await self.profiles(list(people)[:CONV_LIST_PROFILES_MAX])
+
+    async def profiles(self, users: list[str]) -> dict[str, Profile]:
+        return {a.id: public_profile(a) for a in await self._store.accounts(users)} if users else {}
+
+    async def members(self, user: str, req: ConvMembers) -> E.MembersResult:
+        await self.readable(req.conv, user)
+        found = await self._store.conv_members(req.conv)
+        if found is None:
+            raise NotFound("no such conversation")
+        rows = sorted((m for m in found[1] if req.after is None or m.user > req.after), key=lambda m: m.user)
+        page = rows[:req.limit]
+        return E.MembersResult(rid=req.rid, members=[E.MemberInfo(m.user, m.role, m.joined_at) for m in page],
+                               profiles=await self.profiles([m.user for m in page]), more=len(rows) > req.limit)
+
+    async def receipts(self, user: str, rid: str, conv: str, seq: int) -> E.ReceiptsResult:
+        row, _ = await self.readable(conv, user)
+        found = await self._store.conv_members(conv)
+        members = [m for m in (found[1] if found else []) if m.user != user]
+        named = row.kind != "channel" and len(members) + 1 <= self._receipts_max_members
+        return tally_receipts(rid, conv, seq, members, named)
+
+    async def invitations(self, user: str) -> list[Invitation]:
+        """`user`'s pending invitations, except those from someone they block or who blocks
+        them: blocks win over invitations."""
+        pending = await self._store.invitations(user)
+        if not pending:
+            return []
+        blocked = await self.blocks.peers(user)
+        return [Invitation(conv=row.id, kind=row.kind, title=row.title, by=invitation.by, at=invitation.at)
+                for invitation, row in pending if invitation.by not in blocked]
 
     async def history(self, user: str, req: History) -> list[Message]:
         _, member = await self.readable(req.conv, user)
@@ -53,6 +103,20 @@ class Reads:
             out.append(ConvSync(conv=row.id, last_seq=row.last_seq, read_seq=view.read_seq, unread=view.unread,
                                 messages=messages[:SYNC_PAGE], more=len(messages) > SYNC_PAGE))
         return out
+
+
+def tally_receipts(rid: str, conv: str, seq: int, members: list[MemberRow], named: bool) -> E.ReceiptsResult:
+    """Who has `seq` delivered (reading implies receiving) and read, by name or only counted. Pure."""
+    delivered = sorted(m.user for m in members if max(m.delivered_seq, m.read_seq) >= seq)
+    read = sorted(m.user for m in members if m.read_seq >= seq)
+    return E.ReceiptsResult(rid=rid, conv=conv, seq=seq, members=len(members), delivered_count=len(delivered),
+                            read_count=len(read), delivered=delivered if named else None,
+                            read=read if named else None)
+
+
+def _last_message(msg: Message) -> LastMessage:
+    return LastMessage(seq=msg.seq, ts=msg.ts, sender=msg.sender, preview=preview(msg),
+                       attachments=len(msg.attachments), deleted=msg.deleted)
 
 
 class BlockCache:

@@ -1,7 +1,8 @@
 """REST routes of the gateway: accounts (register, login, guest), reports, privacy (export,
 delete), client capabilities, health, and the web client; the shared REST plumbing (error
-mapping, JSON bodies, bearer tokens). The admin API's routes live in moderation.admin.routes and
-are mounted next to these (same error middleware)."""
+mapping, JSON bodies, bearer tokens). The admin API's routes live in moderation.admin.routes,
+those of login sessions (refresh, logout, my sessions, password) in gateway/session_routes.py;
+both are mounted next to these (same error middleware)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from calls.join import CallCapabilities
 from moderation import instance_policy, privacy, reports
 from moderation.admin import bodies as B
 from moderation.admin.routes import bearer_token, decode_body, json_response
-from moderation.admin.service import Commands, Sessions
+from moderation.admin.service import Commands
 from parley import __version__
 from parley import limits as L
 from parley.accounts import Authenticator, now_ms, refuse_login
@@ -31,6 +32,9 @@ from parley.ids import new_user_id
 from parley.limits import Limits
 from parley.ports import Store
 from parley.ratelimit import Limiter
+from parley.records import Account
+from parley.session_families import Logins, Revoker, session_label
+from parley.thumbnails import THUMB_MIME, THUMB_SIZES
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -92,23 +96,30 @@ def client_ip(request: web.Request) -> str:
     return request.remote or "unknown"
 
 
+async def ip_limit(per_ip: Limiter | None, request: web.Request) -> None:
+    """Counts the request against its client IP's limit (None: no such limit)."""
+    if per_ip is not None:
+        await per_ip.hit(client_ip(request))
+
+
 class AuthRoutes:
     """register/login per docs/protocol.md, under the instance's registration policy, and guest tokens.
     Login attempts are limited per username against guessing (a success clears the count, so
-    only failures add up between successes, as Rocket.Chat counts them); all three per client IP."""
+    only failures add up between successes, as Rocket.Chat counts them); all three per client IP.
+    A login (a registration too) starts a login session family: parley/session_families.py."""
 
     def __init__(self, store: Store, tokens: Tokens, passwords: Passwords, password_attempts: Limiter,
-                 per_ip: Limiter | None = None) -> None:
+                 logins: Logins, per_ip: Limiter | None = None) -> None:
         self._store = store
         self._tokens = tokens
         self._passwords = passwords
         self._password_attempts = password_attempts
+        self._logins = logins
         self._per_ip = per_ip
         self._decoy: str | None = None
 
     async def _ip_limit(self, request: web.Request) -> None:
-        if self._per_ip is not None:
-            await self._per_ip.hit(client_ip(request))
+        await ip_limit(self._per_ip, request)
 
     async def register(self, request: web.Request) -> web.Response:
         await self._ip_limit(request)
@@ -125,12 +136,14 @@ class AuthRoutes:
         else:
             invite = None
         status = "pending" if policy.registration == "approval" else "active"
+        label = session_label(body.get("device_name"), request.headers.get("User-Agent"))
         hashed = await asyncio.to_thread(self._passwords.hash, password)
-        user_id = new_user_id()
-        await self._store.create_user(user_id, username, hashed, now_ms(), status=status, invite=invite)
+        user_id, created = new_user_id(), now_ms()
+        await self._store.create_user(user_id, username, hashed, created, status=status, invite=invite)
         if status == "pending":  # no token until a moderator approves
             return web.json_response({"user_id": user_id, "status": "pending"}, status=202)
-        return web.json_response({"user_id": user_id, "token": self._tokens.issue(user_id)}, status=201)
+        account = Account(id=user_id, username=username, created_at=created)
+        return json_response(await self._logins.start(account, label), 201)
 
     async def login(self, request: web.Request) -> web.Response:
         await self._ip_limit(request)
@@ -141,6 +154,7 @@ class AuthRoutes:
         username = username.strip().lower()
         if not worth_checking(username, password):
             raise Unauthorized("wrong username or password")
+        label = session_label(body.get("device_name"), request.headers.get("User-Agent"))
         # Every attempt counts, before any hashing: while the name is over its limit, the right
         # password is refused like a wrong one, so guessing learns nothing past the limit.
         await self._password_attempts.hit(username)
@@ -154,12 +168,11 @@ class AuthRoutes:
         if account is None:
             raise Unauthorized("wrong username or password")
         refuse_login(account, now_ms())  # pending, declined, suspended: 403 with the reason
-        roles = (account.role,) if account.role else ()
-        return web.json_response({"user_id": account.id,
-                                  "token": self._tokens.issue(account.id, roles, gen=account.token_gen)})
+        return json_response(await self._logins.start(account, label))
 
     async def guest(self, request: web.Request) -> web.Response:
-        """A short-lived token for a new guest account: random handle, no password."""
+        """A short-lived token for a new guest account: random handle, no password, no refresh
+        token (no login session family): the guest's session ends with the token."""
         await self._ip_limit(request)
         policy = await instance_policy.load(self._store)
         if not policy.guests:
@@ -180,13 +193,13 @@ class MemberRoutes:
     """What any signed-in user may do over REST: report, export their data, delete the account;
     each limited per user."""
 
-    def __init__(self, store: Store, auth: Authenticator, commands: Commands, sessions: Sessions,
+    def __init__(self, store: Store, auth: Authenticator, commands: Commands, revoker: Revoker,
                  passwords: Passwords, password_attempts: Limiter, report_limiter: Limiter,
                  export_limiter: Limiter) -> None:
         self._store = store
         self._auth = auth
         self._commands = commands
-        self._sessions = sessions
+        self._revoker = revoker
         self._passwords = passwords
         self._password_attempts = password_attempts
         self._report_limiter = report_limiter
@@ -208,7 +221,7 @@ class MemberRoutes:
         body = await decode_body(request, B.DeleteAccountBody)
         if not who.guest:  # the password is checked: it counts with the logins of the name
             await self._password_attempts.hit(who.account.username)
-        return json_response(await privacy.delete_account(self._store, self._commands, self._sessions,
+        return json_response(await privacy.delete_account(self._store, self._commands, self._revoker,
                                                           self._passwords, who, body.password))
 
 
@@ -218,7 +231,8 @@ def capabilities(limits: Limits, calls: CallCapabilities) -> dict[str, Any]:
         "protocol": 1,
         "subprotocols": ["parley.v1.json"],
         "limits": {**limits.public(), "heartbeat_s": limits.heartbeat_s},
-        "rate_limits": {"send": {"burst": limits.send_burst, "window_s": limits.send_window_s}},
+        "rate_limits": {family: dict(zip(("burst", "window_s"), limits.rate(family)))
+                        for family in sorted(set(L.RATES.values()))},
         "uploads": {"max_bytes": limits.max_upload_bytes, "mime": list(limits.upload_mime),
                     "max_per_message": L.MAX_ATTACHMENTS_PER_MESSAGE,
                     "max_name_chars": L.MAX_ATTACHMENT_NAME_CHARS},
@@ -226,9 +240,14 @@ def capabilities(limits: Limits, calls: CallCapabilities) -> dict[str, Any]:
             "direct": True, "groups": True, "channels": True, "public_rooms": True,
             "room_passwords": True, "edit": True, "delete": True, "reactions": True,
             "read_receipts": True, "typing": True, "sync": True,
-            "attachments": True, "presence": False, "calls": calls.calls, "push": False,
+            # Presence events are sent by every gateway (gateway/contacts.py), so this is true.
+            "attachments": True, "presence": True, "calls": calls.calls, "push": False,
             "reports": True, "data_export": True, "account_deletion": True,
+            "profiles": True, "directory": True, "thumbnails": True, "delivered_receipts": True,
         },
+        "media": {"thumb_sizes": list(THUMB_SIZES), "thumb_mime": THUMB_MIME,
+                  "avatar_max_bytes": limits.max_avatar_bytes},
+        "receipts_max_members": limits.receipts_max_members,
         "calls": msgspec.to_builtins(calls),
     }
 

@@ -20,11 +20,14 @@ from collections import deque
 
 from aiohttp import WSMsgType, web
 
+from parley.auth import Claims
 from parley.closecodes import CloseCode
 from parley.events import Resync, encode_event
 from parley.limits import SEND_QUEUE_MAX_BYTES
 
 RESYNC = encode_event(Resync())
+#: A session's typing times are pruned once it holds this many conversations.
+TYPING_PRUNE_AT = 16
 #: Write directly while the transport holds less than this; above it, queue behind the writer
 #: (aiohttp pauses writing at 64 KiB, so the writer's drain and this bound agree).
 DIRECT_WRITE_MAX = 64 * 1024
@@ -49,11 +52,13 @@ def unwrap(wire: bytes) -> bytes:
 class Session:
     __slots__ = ("id", "user", "name", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
                  "last_seen", "_settled", "_close", "_writer", "role", "guest", "_pending", "_queued_bytes",
-                 "_max_queue_bytes", "_closing_at")
+                 "_max_queue_bytes", "_closing_at", "_typed",
+                 "claims")
 
     def __init__(self, session_id: str, user: str, device: str | None, ws: web.WebSocketResponse,
                  transport: asyncio.Transport, max_queue: int, *, max_queue_bytes: int = SEND_QUEUE_MAX_BYTES,
-                 role: str | None = None, guest: bool = False, name: str = "") -> None:
+                 role: str | None = None, guest: bool = False, claims: Claims | None = None,
+                 name: str = "") -> None:
         self.id = session_id
         self.user = user
         #: The user's display name (its username): what others see of it in a call.
@@ -62,6 +67,9 @@ class Session:
         #: From the token: the instance role ("admin", "moderator" or None) and the guest flag.
         self.role = role
         self.guest = guest
+        #: The claims of the token the session stands on (replaced by `auth`): the hub ends the
+        #: session when they expire or a revocation names them. None: no token (tests).
+        self.claims = claims
         self.ws = ws
         self._transport = transport
         #: Wire frames pushed during this pass of the event loop, written together at its end.
@@ -80,6 +88,8 @@ class Session:
         #: Monotonic time a close was asked for (None: not asked, or the socket closes elsewhere).
         self._closing_at: float | None = None
         self._writer: asyncio.Task[None] | None = None
+        #: conv -> monotonic time of the last typing signal that fanned out; made on first use.
+        self._typed: dict[str, float] | None = None
 
     # ---- outgoing -------------------------------------------------------------------------
 
@@ -197,6 +207,27 @@ class Session:
                 await self._writer
             except asyncio.CancelledError:
                 pass
+
+    # ---- typing ---------------------------------------------------------------------------
+
+    def typing_due(self, conv: str, now: float, interval_s: float) -> bool:
+        """Whether a typing signal for `conv` fans out now (and from now on counts as the last
+        one): at most one per conversation per `interval_s`."""
+        typed = self._typed
+        if typed is None:
+            typed = self._typed = {}
+        last = typed.get(conv)
+        if last is not None and now - last < interval_s:
+            return False
+        if len(typed) >= TYPING_PRUNE_AT:  # conversations typed in long ago are as good as absent
+            self._typed = typed = {c: t for c, t in typed.items() if now - t < interval_s}
+        typed[conv] = now
+        return True
+
+    def typing_refused(self, conv: str) -> None:
+        """The signal for `conv` was refused: the next one is checked again, not dropped."""
+        if self._typed is not None:
+            self._typed.pop(conv, None)
 
     # ---- request bookkeeping --------------------------------------------------------------
 

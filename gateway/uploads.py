@@ -9,11 +9,16 @@ so what members were sent cannot be replaced through the upload URL that is stil
     POST /v1/uploads {conv, name, mime, size}  -> 201 {id, upload_url, method, headers, expires_at}
     (client PUTs the bytes to upload_url with exactly `headers`)
     POST /v1/uploads/{id}/complete             -> 200 attachment (now usable in `send`)
-    GET  /v1/attachments/{id}                  -> 200 attachment + {url, expires_at}
+    GET  /v1/attachments/{id}                  -> 200 attachment + {url, expires_at, thumbnails}
+
+Completing the upload of an image makes its thumbnails (parley/thumbnails.py) in a thread and
+stores them beside the object, before the attachment can be sent: every message that carries it
+knows its size and thumbnails.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Annotated, Any
 
@@ -35,6 +40,10 @@ from parley.mime import normalize_mime, sanitize_file_name
 from parley.ports import Attachments, Presigned, Store
 from parley.ratelimit import Limiter
 from parley.records import AttachmentRow, MemberRow
+from parley.thumbnails import THUMB_MIME, NotAnImage, Thumbnails, is_image, make_thumbnails, thumbnail_key
+
+#: Thumbnails made at once per gateway: each holds an image's pixels in memory and a thread.
+THUMBNAILING_AT_ONCE = 2
 
 
 class UploadBody(msgspec.Struct, frozen=True):
@@ -77,11 +86,42 @@ def _view(row: AttachmentRow) -> dict[str, Any]:
     return msgspec.structs.asdict(row)
 
 
+class Thumbnailer:
+    """Thumbnails of stored images, made in a thread, a few at a time, stored beside the object."""
+
+    def __init__(self, attachments: Attachments, at_once: int = THUMBNAILING_AT_ONCE) -> None:
+        self._attachments = attachments
+        self._slots = asyncio.Semaphore(at_once)
+
+    async def images(self, data: bytes) -> Thumbnails | None:
+        """None if `data` is not an image this server decodes."""
+        async with self._slots:
+            try:
+                return await asyncio.to_thread(make_thumbnails, data)
+            except NotAnImage:
+                return None
+
+    async def make(self, key: str, data: bytes) -> Thumbnails | None:
+        """Stored beside `key`; None if `data` is not an image (it stays a plain file)."""
+        thumbs = await self.images(data)
+        if thumbs is None:
+            return None
+        await asyncio.gather(*(self._attachments.put(thumbnail_key(key, size), image, THUMB_MIME)
+                               for size, image in thumbs.images.items()))
+        return thumbs
+
+    async def urls(self, request: web.Request, key: str, sizes: list[int], expires_s: int) -> dict[str, str]:
+        signed = await asyncio.gather(*(self._attachments.presign_get(thumbnail_key(key, size), f"{size}.webp",
+                                                                      THUMB_MIME, expires_s) for size in sizes))
+        return {str(size): absolute_url(request, url) for size, url in zip(sizes, signed)}
+
+
 class UploadRoutes:
     def __init__(self, store: Store, attachments: Attachments, auth: Authenticator, limits: Limits,
-                 declarations: Limiter) -> None:
+                 declarations: Limiter, thumbnailer: Thumbnailer) -> None:
         self._store = store
         self._attachments = attachments
+        self._thumbnailer = thumbnailer
         self._auth = auth
         self._limits = limits
         self._declarations = declarations
@@ -98,7 +138,7 @@ class UploadRoutes:
                             mime=body.mime, size=body.size, created_at=int(time.time() * 1000))
         await self._store.put_attachment(row)
         put = await self._attachments.presign_put(row.id, row.mime, row.size, L.UPLOAD_URL_TTL_S)
-        return web.json_response({"id": row.id, "upload_url": _absolute(request, put), "method": put.method,
+        return web.json_response({"id": row.id, "upload_url": absolute_url(request, put), "method": put.method,
                                   "headers": put.headers, "expires_at": put.expires_at}, status=201)
 
     async def complete(self, request: web.Request) -> web.Response:
@@ -111,6 +151,11 @@ class UploadRoutes:
         stored = await self._attachments.size(row.id)
         if stored != row.size:
             raise Conflict(f"the upload is not complete: {stored or 0} of {row.size} bytes stored")
+        if is_image(row.mime):
+            data = await self._attachments.read(row.id)
+            thumbs = await self._thumbnailer.make(row.id, data) if data is not None else None
+            if thumbs is not None:
+                row.width, row.height, row.thumbs = thumbs.width, thumbs.height, sorted(thumbs.images)
         row.uploaded = True
         await self._store.put_attachment(row)
         return web.json_response(_view(row))
@@ -124,8 +169,10 @@ class UploadRoutes:
             raise NotFound("no such attachment")
         policy.authorize(*found, Action.READ)
         # Short-lived: a URL handed out works until it expires, membership changes or not.
-        get = await self._attachments.presign_get(row.id, row.name, row.mime, self._limits.download_url_ttl_s)
-        return web.json_response({**_view(row), "url": _absolute(request, get), "expires_at": get.expires_at})
+        ttl = self._limits.download_url_ttl_s
+        get = await self._attachments.presign_get(row.id, row.name, row.mime, ttl)
+        return web.json_response({**_view(row), "url": absolute_url(request, get), "expires_at": get.expires_at,
+                                  "thumbnails": await self._thumbnailer.urls(request, row.id, row.thumbs, ttl)})
 
     def mount(self, app: web.Application) -> None:
         app.router.add_post("/v1/uploads", self.create)
@@ -133,6 +180,6 @@ class UploadRoutes:
         app.router.add_get("/v1/attachments/{id}", self.fetch)
 
 
-def _absolute(request: web.Request, signed: Presigned) -> str:
+def absolute_url(request: web.Request, signed: Presigned) -> str:
     """S3 URLs are absolute already; the embedded gateway's are paths on this server."""
     return str(request.url.join(URL(signed.url, encoded=True)))

@@ -20,20 +20,22 @@ from gateway.contacts import Contacts
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
 from gateway.reads import Reads
+from gateway.received import ReceivedAcks
+from gateway.request_limits import RequestLimits
 from gateway.session import Session
+from gateway.write_facts import EDGE_CHECKED, WriteFacts
 from parley import events as E
 from parley import frames as F
 from parley import hops
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
-from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unavailable
+from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unauthorized, Unavailable
 from parley.frames import FrameError, encode, error_frame
 from parley.health import count_refused
 from parley.ids import new_session_id
 from parley.limits import Limits
 from parley.ports import LogProducer
-from parley.ratelimit import Limiter
-from parley.records import Command, EventRecord
+from parley.records import Command, EdgeFacts, EventRecord
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = ("parley.v1.json",)
@@ -46,18 +48,20 @@ def now_ms() -> int:
 
 class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
-                 fanout: Fanout, contacts: Contacts, limits: Limits, send_limiter: Limiter,
-                 presence: GatewayPresence | None = None, *, guest_send_limiter: Limiter | None = None) -> None:
+                 fanout: Fanout, contacts: Contacts, limits: Limits, request_limits: RequestLimits,
+                 write_facts: WriteFacts, presence: GatewayPresence | None = None, *,
+                 received: ReceivedAcks | None = None) -> None:
         self._hub = hub
         self._presence = presence
         self._contacts = contacts
         self._reads = reads
         self._auth = auth
-        self._guest_send_limiter = guest_send_limiter or send_limiter
         self._commands = commands
         self._fanout = fanout
         self._limits = limits
-        self._send_limiter = send_limiter
+        self._request_limits = request_limits
+        self._write_facts = write_facts
+        self._received = received if received is not None else ReceivedAcks(commands, hub.gateway_id)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
@@ -149,10 +153,11 @@ class WsEndpoint:
             return None
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,
-                          role=who.role, guest=who.guest, name=who.account.username)
+                          role=who.role, guest=who.guest, claims=who.claims, name=who.account.username)
         return session, encode(E.HelloResult(
             rid=req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
+            expires_at=who.claims.expires_at,
         ))
 
     async def _refuse_extra_session(self, ws: web.WebSocketResponse, rid: str) -> None:
@@ -172,6 +177,10 @@ class WsEndpoint:
             session.push(error_frame(exc.error, exc.rid))
             return
         try:
+            if isinstance(req, F.Received):  # answered now, sent on gathered (gateway/received.py)
+                self._received.note(session.user, req.conv, req.seq)
+                session.push(encode(E.Ok(rid=req.rid)))
+                return
             if F.is_write(req):
                 await self._write(session, req)  # answered later, by chat_core
                 return
@@ -189,17 +198,27 @@ class WsEndpoint:
         if isinstance(req, F.Typing):
             await self._typing(session, req)
             return encode(E.Ok(rid=req.rid))
-        if isinstance(req, F.PresenceGet):
-            return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         if isinstance(req, F.Hello):
             raise BadRequest("this session already said hello")
+        await self._request_limits.hit(session.user, session.guest, req)
+        if isinstance(req, F.Auth):
+            return await self._reauth(session, req)
+        if isinstance(req, F.PresenceGet):
+            return encode(E.PresenceResult(rid=req.rid, presence=await self._contacts.status(session.user, req.users)))
         await session.settled()
         if isinstance(req, F.History):
             return encode(E.HistoryResult(rid=req.rid, messages=await self._reads.history(session.user, req)))
         if isinstance(req, F.Sync):
             return encode(E.SyncResult(rid=req.rid, convs=await self._reads.sync(session.user, req.since)))
         if isinstance(req, F.ConvList):
-            return encode(E.ConvListResult(rid=req.rid, convs=await self._reads.conv_list(session.user)))
+            convs, profiles = await self._reads.conv_list(session.user)
+            return encode(E.ConvListResult(rid=req.rid, convs=convs, profiles=profiles))
+        if isinstance(req, F.ConvMembers):
+            return encode(await self._reads.members(session.user, req))
+        if isinstance(req, F.Receipts):
+            return encode(await self._reads.receipts(session.user, req.rid, req.conv, req.seq))
+        if isinstance(req, F.InviteList):
+            return encode(E.InviteListResult(rid=req.rid, invites=await self._reads.invitations(session.user)))
         raise BadRequest(f"unsupported op {type(req).__name__}")
 
     async def _write(self, session: Session, req: F.WriteRequest) -> None:
@@ -207,17 +226,16 @@ class WsEndpoint:
             raise BadRequest("a request with this rid is still in flight")
         if len(session.inflight) >= self._limits.inflight_max:
             raise RateLimited("too many requests in flight; wait for replies", retry_after_ms=100)
-        if session.guest:
-            if isinstance(req, (F.ConvCreate, F.ConvInvite)):
-                raise Forbidden("guests cannot create conversations, open direct chats or invite")
-            if isinstance(req, F.Send):
-                await self._guest_send_limiter.hit(session.user)
-        elif isinstance(req, F.Send):
-            await self._send_limiter.hit(session.user)
+        if session.guest and isinstance(req, (F.ConvCreate, F.ConvInvite)):
+            raise Forbidden("guests cannot create conversations, open direct chats or invite")
+        await self._request_limits.hit(session.user, session.guest, req)
+        edge: EdgeFacts | None = None
+        if isinstance(req, EDGE_CHECKED):
+            req, edge = await self._write_facts.establish(session.user, req)
         conv = route(session.user, req)
-        device: str | None = None  # what only calls tell apart: the rest of the log goes without
-        if isinstance(req, _CALL_OPS):
+        if isinstance(req, _CALL_OPS):  # what only calls tell apart: the rest of the log goes without
             device = session.device or session.id
+            edge = EdgeFacts(device=device)
             if isinstance(req, (F.CallStart, F.CallJoin)):
                 # The answer comes back with a grant; the hub turns it into a LiveKit join.
                 calls_on(self._hub.call_joins).expect(session.id, req.rid, session.user, device, session.name)
@@ -229,15 +247,31 @@ class WsEndpoint:
         try:
             with hops.GATEWAY_ACK.time():
                 await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
-                                                     session.role, session.guest, hops.start(), device))
+                                                     session.role, session.guest, hops.start(), edge))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             if self._hub.call_joins is not None:
                 self._hub.call_joins.forget(session.id, req.rid)
             raise
 
+    async def _reauth(self, session: Session, req: F.Auth) -> bytes:
+        """A fresh token for the live session: checked like hello's; the session then stands on
+        it (its expiry, its role). A refused one leaves the session on the token it had."""
+        who = await self._auth.principal(req.token)
+        if who.user_id != session.user:
+            raise Unauthorized("the token is another user's")
+        session.claims, session.role = who.claims, who.role
+        return encode(E.AuthResult(rid=req.rid, expires_at=who.claims.expires_at))
+
     async def _typing(self, session: Session, req: F.Typing) -> None:
-        await self._reads.readable(req.conv, session.user)
+        if not session.typing_due(req.conv, time.monotonic(), self._limits.typing_interval_s):
+            return  # one signal per interval is all the members need: the rest is dropped
+        try:
+            await self._request_limits.hit(session.user, session.guest, req)
+            await self._reads.readable(req.conv, session.user)
+        except ParleyError:
+            session.typing_refused(req.conv)
+            raise
         record = EventRecord(req.conv, E.encode_event(E.UserTyping(conv=req.conv, user=session.user)))
         # Typing is hidden between users who block each other, either way.
         await self._fanout.send(record, skip_user=session.user, skip=await self._reads.blocks.peers(session.user))

@@ -1,5 +1,6 @@
 """The users and groups a run needs: registered through the API (argon2 makes that slow, so they
-are cached on a kept data dir) and groups of consecutive users made with conv.create.
+are cached on a kept data dir, and a later run refreshes their logins instead) and groups of
+consecutive users made with conv.create.
 """
 
 from __future__ import annotations
@@ -15,30 +16,54 @@ import aiohttp
 
 from loadtests.runtime import log
 from loadtests.slices import ignore_events
-from parley.errors import ParleyError
-from parley.sdk import Account, AiohttpTransport, Client, register
+from parley.errors import ParleyError, Unauthorized
+from parley.sdk import Account, AiohttpTransport, Client, login, refresh, register
 
 PASSWORD = "bench-password-1"
 ACCOUNTS_FILE = "bench-accounts.json"
 
 
 class AccountCache:
-    """Accounts registered on a kept data dir, so a rerun skips argon2 (tokens survive restarts)."""
+    """Accounts registered on a kept data dir, so a rerun skips argon2. Their access tokens have
+    expired by then: `register_users` refreshes each login first (and saves the new tokens: a
+    refresh token is good once)."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
         self.accounts: list[Account] = []
         if path is not None and path.exists():
-            raw = json.loads(path.read_text())
-            self.accounts = [Account(a["user_id"], a["token"], a["username"]) for a in raw]
+            self.accounts = [Account(**a) for a in json.loads(path.read_text())]
 
     def save(self) -> None:
         if self._path is not None:
             self._path.write_text(json.dumps([a.__dict__ for a in self.accounts]))
 
 
+async def renew_logins(url: str, cache: AccountCache, concurrency: int) -> None:
+    """Fresh tokens for every cached account: a refresh, or a login where the refresh token is
+    gone (a cache from before refresh tokens, a login unused for the refresh lifetime)."""
+    gate = asyncio.Semaphore(concurrency)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+
+        async def one(account: Account) -> Account:
+            async with gate:
+                via = AiohttpTransport(http)
+                if account.refresh_token is not None:
+                    try:
+                        return await refresh(url, account, transport=via)
+                    except Unauthorized:
+                        pass
+                return await login(url, account.username, PASSWORD, transport=via)
+
+        cache.accounts = list(await asyncio.gather(*(one(a) for a in cache.accounts)))
+    cache.save()
+
+
 async def register_users(url: str, n: int, cache: AccountCache, concurrency: int) -> float:
-    """Register until the cache holds n accounts; returns seconds spent."""
+    """Renew the cached logins, then register until the cache holds n accounts; returns seconds
+    spent."""
+    if cache.accounts:
+        await renew_logins(url, cache, concurrency)
     missing = n - len(cache.accounts)
     if missing <= 0:
         return 0.0

@@ -106,8 +106,9 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         "machine": machine(), "code": code_version(), "knobs": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     lines = [f"Parley benchmark: {scenario}", f"code       : {report['code']}"]
-    # Every bench account registers from this one IP: the per-IP auth limit would stop it.
-    env: dict[str, str] = {"PARLEY_IP_AUTH_BURST": "0"}
+    # Every bench account registers from this one IP: the per-IP auth limit would stop it. Slice
+    # processes connect with bare access tokens (they refresh nothing): a day outlasts any run.
+    env: dict[str, str] = {"PARLEY_IP_AUTH_BURST": "0", "PARLEY_TOKEN_TTL_S": str(24 * 3600)}
     if scenario != "idle":
         per_user = max(rates) / users
         if per_user > DEFAULT_USER_RATE_LIMIT:

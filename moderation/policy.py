@@ -35,7 +35,8 @@ FOREVER = 2**62
 
 
 class Action(StrEnum):
-    READ = "read"  # history, receipts, reactions, typing: any member
+    READ = "read"  # history, receipts, typing, taking a reaction back: any member
+    REACT = "react"  # adding a reaction: any member who may write (not while muted)
     SEND = "send"
     EDIT_OWN = "edit_own"
     DELETE_ANY = "delete_any"
@@ -52,7 +53,7 @@ class Action(StrEnum):
     JOIN = "join"  # a non-member joining a public conversation
 
 
-_EVERY_KIND = {(kind, action): "member" for kind in KINDS for action in (Action.READ, Action.JOIN_CALL)}
+_EVERY_KIND = {(kind, action): "member" for kind in KINDS for action in (Action.READ, Action.REACT, Action.JOIN_CALL)}
 #: The built-in floor: the lowest role allowed each action, per conversation kind. Absent means
 #: the action is not possible in that kind. Instance defaults and conversation overrides replace
 #: single entries; they cannot make possible what is absent here.
@@ -163,9 +164,9 @@ class Subject:
     last_sent_at: int = 0
     #: The same text as this one, sent by the actor within the flood window (this one included).
     repeats: int = 0
-    #: Direct: the peer blocks the actor. Invite: the invitee blocks the actor.
+    #: Direct (send, edit): the peer blocks the actor. Invite: the invitee blocks the actor.
     blocked: bool = False
-    #: Direct: the actor blocks the peer.
+    #: Direct (send, edit): the actor blocks the peer.
     blocking: bool = False
     #: Invite: the invitee's ban (0: none).
     target_banned_until: int = 0
@@ -224,11 +225,15 @@ def _is_new(s: Subject, p: InstancePolicy) -> bool:
 
 
 _MODERATOR = ROLE_RANK["moderator"]
-
-#: The attribute rules, in order; the first that fires denies. Moderators and above are exempt
-#: from the spam rules (read-only, slow mode, flood) of their own conversation.
 _CALL = frozenset({Action.START_CALL, Action.JOIN_CALL})
 
+#: The attribute rules, in order; the first that fires denies. Moderators and above are exempt
+#: from the spam rules (read-only, slow mode, flood) of their own conversation. An edit is writing
+#: to the conversation again: every rule of a send that can apply to it applies (slow mode counts
+#: edits as messages; an edit carries no mentions, and repeating a text in place is no flood).
+#: Adding a reaction and pinning write to the members too: no muted member does, and no one in a
+#: direct chat blocked either way. A title is text every member reads: the link rule applies.
+#: Starting and joining a call are writing to the members as well.
 RULES: list[Rule] = [
     Rule("calls_off", _CALL,
          lambda s, p: not p.calls or not s.calls_enabled,
@@ -242,22 +247,22 @@ RULES: list[Rule] = [
     Rule("banned", frozenset({Action.JOIN}),
          lambda s, p: s.banned_until > s.now,
          lambda s, p: f"you are banned from this conversation {_until(s.banned_until, s.now)}"),
-    Rule("blocked", frozenset({Action.SEND, Action.INVITE, *_CALL}),
+    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, Action.INVITE, *_CALL}),
          lambda s, p: s.blocked,
          lambda s, p: "this user does not accept messages, calls or invitations from you"),
-    Rule("blocking", frozenset({Action.SEND, *_CALL}),
+    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, *_CALL}),
          lambda s, p: s.blocking,
          lambda s, p: "you blocked this user; unblock them to write to them"),
     Rule("target_banned", frozenset({Action.INVITE}),
          lambda s, p: s.target_banned_until > s.now,
          lambda s, p: "this user is banned from the conversation; unban them first"),
-    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, *_CALL}),
+    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, *_CALL}),
          lambda s, p: s.muted_until > s.now,
          lambda s, p: f"you are muted in this conversation {_until(s.muted_until, s.now)}"),
-    Rule("read_only", frozenset({Action.SEND}),
+    Rule("read_only", frozenset({Action.SEND, Action.EDIT_OWN}),
          lambda s, p: s.read_only and s.rank < _MODERATOR,
          lambda s, p: "this conversation is read-only; only moderators and above may post"),
-    Rule("slow_mode", frozenset({Action.SEND}),
+    Rule("slow_mode", frozenset({Action.SEND, Action.EDIT_OWN}),
          lambda s, p: (s.slow_mode_s > 0 and s.rank < _MODERATOR
                        and s.now - s.last_sent_at < s.slow_mode_s * 1000),
          lambda s, p: (f"slow mode: one message every {s.slow_mode_s} s; wait "
@@ -267,7 +272,7 @@ RULES: list[Rule] = [
          lambda s, p: s.repeats >= p.flood_repeats and s.rank < _MODERATOR,
          lambda s, p: (f"the same message {s.repeats} times within {p.flood_window_s} s is a flood; "
                        f"you are muted for {_seconds(p.flood_mute_s * 1000)}")),
-    Rule("new_account_links", frozenset({Action.SEND, Action.EDIT_OWN}),
+    Rule("new_account_links", frozenset({Action.SEND, Action.EDIT_OWN, Action.SET_INFO}),
          lambda s, p: s.links > p.new_account_max_links and _is_new(s, p),
          lambda s, p: (f"new accounts may post at most {p.new_account_max_links} links per message "
                        f"for their first {_seconds(p.new_account_s * 1000)}")),
@@ -367,6 +372,13 @@ def authorize(row: ConvRow, member: MemberRow | None, action: Action,
 def may(row: ConvRow, member: MemberRow, action: Action, instance: InstancePolicy = DEFAULT_INSTANCE) -> bool:
     needed = min_role(row.kind, action, row.permissions, instance)
     return needed is not None and ROLE_RANK[member.role] >= ROLE_RANK[needed]
+
+
+def adds_directly(who_may_add: str, contact: bool) -> bool:
+    """Whether a conversation's creator or inviter may put this user into it at once, by the
+    user's "who may add me" choice; otherwise the user gets an invitation. Blocks come first:
+    a user who blocks the inviter is neither added nor invited (the `blocked` rule of INVITE)."""
+    return who_may_add == "anyone" or (who_may_add == "contacts" and contact)
 
 
 _LINK = re.compile(r"https?://|www\.", re.IGNORECASE)

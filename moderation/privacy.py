@@ -1,7 +1,7 @@
 """A user's privacy rights: export everything Parley holds about them, and delete the account.
 
 Deletion first anonymizes the account row (the one step that can be refused: the rename) and
-cuts its tokens and sessions, then tombstones the user's messages and leaves their conversations
+cuts its tokens, logins and live sessions, then tombstones the user's messages and leaves their conversations
 through chat_core (the single writer of both), one `delete` per message and one `conv.leave` per
 conversation. So a deletion that cannot happen changes nothing, and one that happened cannot be
 undone by a refusal half-way. Messages in conversations the user had already left are not
@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 
 from moderation.admin.bodies import DataExport, DeletionReceipt
-from moderation.admin.service import Commands, Sessions
+from moderation.admin.service import Commands
 from parley.accounts import Principal, now_ms
 from parley.auth import DELETED_PREFIX, Passwords
-from parley.closecodes import CloseCode
 from parley.errors import Forbidden, NotFound, ParleyError
 from parley.frames import Message
 from parley.ports import Store
 from parley.records import AccountPatch, AuditEntry, conv_view
+from parley.session_families import Revoker
 
 PAGE = 500
 #: Deletes in flight at once while erasing an account (chat_core batches them).
@@ -47,7 +47,7 @@ async def export(store: Store, who: Principal) -> DataExport:
                       messages=messages)
 
 
-async def delete_account(store: Store, commands: Commands, sessions: Sessions, passwords: Passwords,
+async def delete_account(store: Store, commands: Commands, revoker: Revoker, passwords: Passwords,
                          who: Principal, password: str | None) -> DeletionReceipt:
     if not who.guest:
         found = await store.user_by_name(who.account.username)
@@ -58,11 +58,12 @@ async def delete_account(store: Store, commands: Commands, sessions: Sessions, p
     user = who.user_id
     convs = await store.conv_list(user)
     # Conflict if the anonymized name is taken (only by an account registered before such names
-    # were reserved): then nothing else has happened. Afterwards the account is gone for good.
-    await store.update_account(user, AccountPatch(
+    # were reserved): then nothing else has happened. Afterwards the account is gone for good,
+    # with every token, login and live session of it.
+    await revoker.cut_account(store, user, AccountPatch(
         username=DELETED_PREFIX + user, password_hash="", status="deleted", role=None, suspended_until=None,
-        suspend_reason=None, cut_sessions=True))
-    sessions.disconnect_user(user, CloseCode.BAD_TOKEN, b"account deleted")
+        suspend_reason=None, display_name=None, avatar=None, status_text=None, discoverable=False),
+        "account deleted")
     limit = asyncio.Semaphore(CONCURRENCY)
     kept: list[tuple[str, int]] = []
     deleted = 0

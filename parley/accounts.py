@@ -1,17 +1,18 @@
-"""Who is calling: a verified token and the account it names, checked on every use of a token
-(each REST request, each WebSocket hello), so a suspension, a deletion or a revoked role cuts
-tokens already issued."""
+"""Who is calling: a verified token, the account it names and the login session family that
+issued it, checked on every use of a token (each REST request, each WebSocket hello and `auth`),
+so a suspension, a deletion, a revoked role or a revoked login cuts tokens already issued."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from parley.auth import Claims, Tokens
 from parley.errors import Forbidden, Unauthorized
-from parley.ports import AccountStore
-from parley.records import SUSPENDED_FOREVER, Account
+from parley.ports import AccountStore, SessionStore
+from parley.records import SUSPENDED_FOREVER, Account, SessionFamily
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +22,8 @@ class Principal:
     role: str | None
     guest: bool
     account: Account
+    #: The token's claims: its expiry and its login session family.
+    claims: Claims
 
 
 def now_ms() -> int:
@@ -51,25 +54,49 @@ def refuse_login(account: Account, now: int) -> None:
         raise Forbidden(suspension_message(account))
 
 
-def check_token_use(account: Account | None, claims: Claims, now: int) -> Account:
-    """A token is good while its account exists, is active, is not suspended, and the token is of
-    the account's current generation. Unauthorized means "log in again", Forbidden "you may not"."""
+def check_account(account: Account | None, gen: int, now: int) -> Account:
+    """A token, or a login, of token generation `gen` is good while its account exists, is
+    active, is not suspended, and `gen` is the account's current generation. Unauthorized means
+    "log in again", Forbidden "you may not"."""
     if account is None or account.status == "deleted":
         raise Unauthorized("no such account")
-    if claims.gen < account.token_gen:
+    if gen < account.token_gen:
         raise Unauthorized("token revoked; log in again")
     refuse_login(account, now)
     return account
 
 
-class Authenticator:
-    """Token -> Principal, with the account check. One store read per use."""
+def check_token_use(account: Account | None, claims: Claims, now: int) -> Account:
+    return check_account(account, claims.gen, now)
 
-    def __init__(self, tokens: Tokens, store: AccountStore) -> None:
+
+def family_alive(family: SessionFamily, account: Account | None, now: int) -> bool:
+    """A login session family lasts until it is revoked, its newest refresh token expires, or
+    its account is cut (its token generation moved past the family's); pure."""
+    return (family.revoked_at is None and family.expires_at > now and account is not None
+            and family.token_gen >= account.token_gen)
+
+
+class Authenticator:
+    """Token -> Principal, with the account check and the login session check: two store reads
+    per use, made together."""
+
+    def __init__(self, tokens: Tokens, accounts: AccountStore, sessions: SessionStore) -> None:
         self.tokens = tokens
-        self._store = store
+        self._accounts = accounts
+        self._sessions = sessions
 
     async def principal(self, token: str) -> Principal:
         claims = self.tokens.verify(token)
-        account = check_token_use(await self._store.account(claims.user_id), claims, now_ms())
-        return Principal(claims.user_id, claims.instance_role, claims.guest or account.guest, account)
+        now = now_ms()
+        if claims.family is None:
+            if not claims.guest:  # a token from before login sessions: nothing could revoke it
+                raise Unauthorized("token without a login session; log in again")
+            account = check_token_use(await self._accounts.account(claims.user_id), claims, now)
+        else:
+            found, family = await asyncio.gather(self._accounts.account(claims.user_id),
+                                                 self._sessions.session_family(claims.user_id, claims.family))
+            account = check_token_use(found, claims, now)
+            if family is None or not family_alive(family, account, now):
+                raise Unauthorized("session revoked; log in again")
+        return Principal(claims.user_id, claims.instance_role, claims.guest or account.guest, account, claims)

@@ -2,8 +2,9 @@
 
 Token claims beyond the standard ones: `roles` (the instance role, "admin" or "moderator", from
 the users table at login; an external identity provider's token may carry it too), `guest`
-(a short-lived guest token) and `gen` (the account's token generation: suspending, deleting or
-revoking a role bumps it, which refuses every token issued before).
+(a short-lived guest token), `gen` (the account's token generation: suspending, deleting or
+revoking a role bumps it, which refuses every token issued before) and `sid` (the login session
+family that issued it: parley/session_families.py; guests have none).
 """
 
 from __future__ import annotations
@@ -96,6 +97,8 @@ class Claims:
     guest: bool = False
     #: The account's token generation when this token was issued (0 when the token has none).
     gen: int = 0
+    #: The login session family that issued it (`sid`); None for a guest's token.
+    family: str | None = None
 
     @property
     def instance_role(self) -> str | None:
@@ -109,15 +112,17 @@ class Tokens:
         if len(secret) < 32:
             raise ValueError("the JWT secret must be at least 32 bytes")
         self._secret = secret
-        self._ttl_s = ttl_s
+        #: Lifetime of an access token (a guest's is the instance policy's).
+        self.ttl_s = ttl_s
         self._issuer = issuer
         self._audience = audience
 
     def issue(self, user_id: str, roles: tuple[str, ...] = (), *, guest: bool = False, gen: int = 0,
-              ttl_s: int | None = None) -> str:
-        now = int(time.time())
+              ttl_s: int | None = None, family: str | None = None, now: int | None = None) -> str:
+        """`now` (unix seconds) is the caller's when it tells the client the expiry too."""
+        now = int(time.time()) if now is None else now
         claims: dict[str, object] = {
-            "sub": user_id, "iat": now, "exp": now + (self._ttl_s if ttl_s is None else ttl_s),
+            "sub": user_id, "iat": now, "exp": now + (self.ttl_s if ttl_s is None else ttl_s),
             "iss": self._issuer, "aud": self._audience,
         }
         if roles:
@@ -126,6 +131,8 @@ class Tokens:
             claims["guest"] = True
         if gen:
             claims["gen"] = gen
+        if family is not None:
+            claims["sid"] = family
         return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def verify(self, token: str) -> Claims:
@@ -141,12 +148,12 @@ class Tokens:
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
         sub, roles = claims["sub"], claims.get("roles", [])
-        guest, gen = claims.get("guest", False), claims.get("gen", 0)
+        guest, gen, family = claims.get("guest", False), claims.get("gen", 0), claims.get("sid")
         if (not isinstance(sub, str) or not isinstance(roles, list) or not isinstance(guest, bool)
-                or not isinstance(gen, int) or isinstance(gen, bool)):
+                or not isinstance(gen, int) or isinstance(gen, bool) or not isinstance(family, (str, type(None)))):
             raise Unauthorized("invalid token claims")
         return Claims(user_id=sub, roles=tuple(str(r) for r in roles), expires_at=int(claims["exp"]),
-                      guest=guest, gen=gen)
+                      guest=guest, gen=gen, family=family)
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:

@@ -95,13 +95,38 @@ def _check_kafka_durability(replication_factor: int, min_insync_replicas: int | 
 
 
 @dataclass(frozen=True)
+class SessionLifetimes:
+    """How long a login lasts, and how soon every gateway learns that one ended."""
+
+    #: A refresh token's lifetime; each refresh starts a new one, so a login unused this long ends.
+    refresh_ttl_s: int = 30 * 24 * 3600
+    #: How often each gateway reads the revocation log (what processes without a bus revoke).
+    revocation_poll_s: float = 2.0
+
+    @classmethod
+    def from_env(cls, token_ttl_s: int) -> "SessionLifetimes":
+        lifetimes = cls(refresh_ttl_s=_env_int("PARLEY_REFRESH_TTL_S", cls.refresh_ttl_s),
+                        revocation_poll_s=_env_float("PARLEY_REVOCATION_POLL_S", cls.revocation_poll_s))
+        if token_ttl_s < 1:
+            raise ValueError(f"PARLEY_TOKEN_TTL_S must be at least 1, not {token_ttl_s}")
+        if lifetimes.refresh_ttl_s <= token_ttl_s:
+            raise ValueError(f"PARLEY_REFRESH_TTL_S ({lifetimes.refresh_ttl_s}) must be longer than "
+                             f"PARLEY_TOKEN_TTL_S ({token_ttl_s})")
+        if lifetimes.revocation_poll_s <= 0:
+            raise ValueError(f"PARLEY_REVOCATION_POLL_S must be positive, not {lifetimes.revocation_poll_s}")
+        return lifetimes
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path(".parley")
     #: Configured signing key (PARLEY_JWT_SECRET); None = generated into the data dir.
     jwt_secret: bytes | None = None
-    token_ttl_s: int = 30 * 24 * 3600
+    #: An access token's lifetime: a client refreshes it (rotating refresh tokens) before it ends.
+    token_ttl_s: int = 15 * 60
+    sessions: SessionLifetimes = field(default_factory=SessionLifetimes)
     #: SQLite `synchronous`: FULL survives power loss, NORMAL (WAL) only process crashes.
     sqlite_synchronous: str = "FULL"
     limits: Limits = field(default_factory=Limits)
@@ -212,6 +237,40 @@ class Settings:
             max_sessions_per_user=_env_int("PARLEY_MAX_SESSIONS_PER_USER", d.max_sessions_per_user),
             send_burst=_env_int("PARLEY_SEND_BURST", d.send_burst),
             send_window_s=_env_int("PARLEY_SEND_WINDOW_S", d.send_window_s),
+            edit_burst=_env_int("PARLEY_EDIT_BURST", d.edit_burst),
+            edit_window_s=_env_int("PARLEY_EDIT_WINDOW_S", d.edit_window_s),
+            delete_burst=_env_int("PARLEY_DELETE_BURST", d.delete_burst),
+            delete_window_s=_env_int("PARLEY_DELETE_WINDOW_S", d.delete_window_s),
+            react_burst=_env_int("PARLEY_REACT_BURST", d.react_burst),
+            react_window_s=_env_int("PARLEY_REACT_WINDOW_S", d.react_window_s),
+            read_burst=_env_int("PARLEY_READ_BURST", d.read_burst),
+            read_window_s=_env_int("PARLEY_READ_WINDOW_S", d.read_window_s),
+            create_burst=_env_int("PARLEY_CREATE_BURST", d.create_burst),
+            create_window_s=_env_int("PARLEY_CREATE_WINDOW_S", d.create_window_s),
+            invite_burst=_env_int("PARLEY_INVITE_BURST", d.invite_burst),
+            invite_window_s=_env_int("PARLEY_INVITE_WINDOW_S", d.invite_window_s),
+            membership_burst=_env_int("PARLEY_MEMBERSHIP_BURST", d.membership_burst),
+            membership_window_s=_env_int("PARLEY_MEMBERSHIP_WINDOW_S", d.membership_window_s),
+            settings_burst=_env_int("PARLEY_SETTINGS_BURST", d.settings_burst),
+            settings_window_s=_env_int("PARLEY_SETTINGS_WINDOW_S", d.settings_window_s),
+            moderation_burst=_env_int("PARLEY_MODERATION_BURST", d.moderation_burst),
+            moderation_window_s=_env_int("PARLEY_MODERATION_WINDOW_S", d.moderation_window_s),
+            block_burst=_env_int("PARLEY_BLOCK_BURST", d.block_burst),
+            block_window_s=_env_int("PARLEY_BLOCK_WINDOW_S", d.block_window_s),
+            call_burst=_env_int("PARLEY_CALL_BURST", d.call_burst),
+            call_window_s=_env_int("PARLEY_CALL_WINDOW_S", d.call_window_s),
+            fetch_burst=_env_int("PARLEY_FETCH_BURST", d.fetch_burst),
+            fetch_window_s=_env_int("PARLEY_FETCH_WINDOW_S", d.fetch_window_s),
+            room_password_burst=_env_int("PARLEY_ROOM_PASSWORD_BURST", d.room_password_burst),
+            room_password_window_s=_env_int("PARLEY_ROOM_PASSWORD_WINDOW_S", d.room_password_window_s),
+            room_password_room_burst=_env_int("PARLEY_ROOM_PASSWORD_ROOM_BURST", d.room_password_room_burst),
+            room_password_room_window_s=_env_int("PARLEY_ROOM_PASSWORD_ROOM_WINDOW_S", d.room_password_room_window_s),
+            typing_interval_s=_env_float("PARLEY_TYPING_INTERVAL_S", d.typing_interval_s),
+            max_reactions_per_message=_env_int("PARLEY_MAX_REACTIONS_PER_MESSAGE", d.max_reactions_per_message),
+            max_reactions_per_user=_env_int("PARLEY_MAX_REACTIONS_PER_USER", d.max_reactions_per_user),
+            max_edits_per_message=_env_int("PARLEY_MAX_EDITS_PER_MESSAGE", d.max_edits_per_message),
+            password_threads=_env_int("PARLEY_PASSWORD_THREADS", d.password_threads),
+            password_queue_max=_env_int("PARLEY_PASSWORD_QUEUE_MAX", d.password_queue_max),
             max_upload_bytes=_env_int("PARLEY_MAX_UPLOAD_BYTES", d.max_upload_bytes),
             upload_mime=_env_list("PARLEY_UPLOAD_MIME", UPLOAD_MIME_DEFAULT),
             download_url_ttl_s=_env_int("PARLEY_DOWNLOAD_URL_TTL_S", d.download_url_ttl_s),
@@ -226,6 +285,12 @@ class Settings:
             export_burst=_env_int("PARLEY_EXPORT_BURST", d.export_burst),
             export_window_s=_env_int("PARLEY_EXPORT_WINDOW_S", d.export_window_s),
             drain_timeout_s=_env_float("PARLEY_DRAIN_TIMEOUT_S", d.drain_timeout_s),
+            directory_burst=_env_int("PARLEY_DIRECTORY_BURST", d.directory_burst),
+            directory_window_s=_env_int("PARLEY_DIRECTORY_WINDOW_S", d.directory_window_s),
+            profile_burst=_env_int("PARLEY_PROFILE_BURST", d.profile_burst),
+            profile_window_s=_env_int("PARLEY_PROFILE_WINDOW_S", d.profile_window_s),
+            max_avatar_bytes=_env_int("PARLEY_MAX_AVATAR_BYTES", d.max_avatar_bytes),
+            receipts_max_members=_env_int("PARLEY_RECEIPTS_MAX_MEMBERS", d.receipts_max_members),
         )
         conv_subject_min_members = _env_int("PARLEY_CONV_SUBJECT_MIN_MEMBERS", cls.conv_subject_min_members)
         if conv_subject_min_members != 0 and conv_subject_min_members < 3:
@@ -242,6 +307,7 @@ class Settings:
         if any(livekit.values()) and not all(livekit.values()):
             raise ValueError("set all of PARLEY_LIVEKIT_URL, PARLEY_LIVEKIT_API_KEY and PARLEY_LIVEKIT_API_SECRET, "
                              "or none (calls off)")
+        token_ttl_s = _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s)
         turn_urls, turn_secret = _env_strings("PARLEY_TURN_URLS"), os.environ.get("PARLEY_TURN_SECRET") or None
         if turn_urls and not turn_secret:
             raise ValueError("PARLEY_TURN_URLS needs PARLEY_TURN_SECRET (coturn's static-auth-secret)")
@@ -273,7 +339,8 @@ class Settings:
             "turn_urls": turn_urls,
             "turn_secret": turn_secret,
             "jwt_secret": secret.encode() if secret else None,
-            "token_ttl_s": _env_int("PARLEY_TOKEN_TTL_S", cls.token_ttl_s),
+            "token_ttl_s": token_ttl_s,
+            "sessions": SessionLifetimes.from_env(token_ttl_s),
             "sqlite_synchronous": os.environ.get("PARLEY_SQLITE_SYNCHRONOUS", cls.sqlite_synchronous).upper(),
             "limits": limits,
             "conv_subject_min_members": conv_subject_min_members,

@@ -16,6 +16,7 @@ from typing import Literal, Union
 import msgspec
 
 from parley.frames import CallState, ConvView, EndReason, Media, Message, encode
+from parley.profiles import Profile
 
 # ---- events --------------------------------------------------------------------------------
 
@@ -30,8 +31,23 @@ class MessageEvent(Event):
     message: Message
 
 
-class MessageNew(MessageEvent, tag="message.new"):
-    pass
+class FileInfo(msgspec.Struct, omit_defaults=True):
+    """An attachment of a new message as its recipients need it to show it: what it is, how big,
+    and for images their size and the thumbnails (longest sides) `GET /v1/attachments/{id}`
+    signs URLs for. Non-images have no `width`, `height` or `thumbs`."""
+
+    id: str
+    name: str
+    size: int
+    mime: str
+    width: int | None = None
+    height: int | None = None
+    thumbs: list[int] = []
+
+
+class MessageNew(MessageEvent, tag="message.new", omit_defaults=True):
+    #: One per id of `message.attachments`, in that order; absent when there are none.
+    files: list[FileInfo] = []
 
 
 class MessageEdited(MessageEvent, tag="message.edited"):
@@ -51,6 +67,15 @@ class Reaction(Event, tag="reaction"):
 
 
 class ReadReceipt(Event, tag="read"):
+    conv: str
+    user: str
+    seq: int
+
+
+class DeliveredReceipt(Event, tag="delivered"):
+    """One of `user`'s devices received every message up to `seq` (conversations up to
+    receipts_max_members, not channels)."""
+
     conv: str
     user: str
     seq: int
@@ -130,11 +155,36 @@ class UserUnblocked(Event, tag="user.unblocked"):
     user: str
 
 
+class InviteNew(Event, tag="invite.new"):
+    """To the invitee's sessions: an invitation to accept (`invite.accept`) or decline."""
+
+    conv: str
+    kind: str
+    title: str | None
+    by: str
+    #: ms since the epoch.
+    at: int
+
+
+class InviteRemoved(Event, tag="invite.removed"):
+    """To the invitee's sessions: the invitation is settled (accepted: they are a member now)."""
+
+    conv: str
+    accepted: bool
+
+
 class PresenceChanged(Event, tag="presence", omit_defaults=True):
     user: str
     status: Literal["online", "offline"]
     #: ms since the epoch; with "offline" only.
     last_seen: int | None = None
+
+
+class UserUpdated(Event, tag="user.updated"):
+    """A user changed their profile: to their own sessions and everyone who shares a
+    conversation with them."""
+
+    user: Profile
 
 
 class Resync(Event, tag="resync", omit_defaults=True):
@@ -199,9 +249,10 @@ class CallEnded(CallEvent, tag="call.ended", kw_only=True):
 AnyCallEvent = CallRinging | CallAccepted | CallDeclined | CallJoined | CallLeft | CallEnded
 
 AnyEvent = Union[
-    MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, UserTyping,
+    MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, DeliveredReceipt, UserTyping,
     MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
-    ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync,
+    ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated, InviteNew,
+    InviteRemoved,
     CallRinging, CallAccepted, CallDeclined, CallJoined, CallLeft, CallEnded,
 ]
 
@@ -229,10 +280,17 @@ class HelloResult(Ok):
     server_time: int
     heartbeat_s: int
     limits: dict[str, int]
+    #: When the token expires (unix seconds): the session ends then (4003) unless `auth` moves it.
+    expires_at: int
 
 
 class PingResult(Ok):
     server_time: int
+
+
+class AuthResult(Ok):
+    #: The session's new expiry (unix seconds): the fresh token's.
+    expires_at: int
 
 
 class UserPresence(msgspec.Struct):
@@ -264,14 +322,83 @@ class SyncResult(Ok):
     convs: list[ConvSync]
 
 
+class LastMessage(msgspec.Struct):
+    """What a conversation list shows of a conversation's newest message the caller may see."""
+
+    seq: int
+    ts: int
+    sender: str
+    #: The text, white space collapsed, cut to PREVIEW_CHARS (an ellipsis ends a cut one); for a
+    #: message of attachments alone, e.g. "2 attachments"; null when deleted.
+    preview: str | None
+    attachments: int
+    deleted: bool
+
+
+class ConvListItem(ConvView, kw_only=True):
+    """A `conv` object in a `conv.list` answer: with its newest message (null: none yet)."""
+
+    last_message: LastMessage | None = None
+
+
 class ConvListResult(Ok):
-    convs: list[ConvView]
+    convs: list[ConvListItem]
+    #: Profiles of the direct peers and the last senders (at most CONV_LIST_PROFILES_MAX).
+    profiles: dict[str, Profile] = {}
 
 
-class ConvResult(Ok):
-    """conv.create, conv.join, conv.update: the conversation as the caller sees it."""
+class MemberInfo(msgspec.Struct):
+    user: str
+    role: str
+    joined_at: int
+
+
+class MembersResult(Ok):
+    members: list[MemberInfo]
+    profiles: dict[str, Profile]
+    #: More members after the last one: ask again with `after` = its user.
+    more: bool
+
+
+class ReceiptsResult(Ok):
+    conv: str
+    seq: int
+    #: Members besides the caller, and how many of them have `seq` delivered and read.
+    members: int
+    delivered_count: int
+    read_count: int
+    #: Who, in conversations up to receipts_max_members that are not channels; else null.
+    delivered: list[str] | None
+    read: list[str] | None
+
+
+class ConvResult(Ok, omit_defaults=True):
+    """conv.create, conv.join, conv.update, invite.accept: the conversation as the caller sees it."""
 
     conv: ConvView
+    #: conv.create: the members who were invited instead of added (their choice); absent if none.
+    invited: list[str] = []
+
+
+class InviteResult(Ok):
+    """conv.invite: who was added, and who was invited instead (their choice)."""
+
+    added: list[str]
+    invited: list[str]
+
+
+class Invitation(msgspec.Struct):
+    """A pending invitation, as `invite.list` lists it (the fields of `invite.new`)."""
+
+    conv: str
+    kind: str
+    title: str | None
+    by: str
+    at: int
+
+
+class InviteListResult(Ok):
+    invites: list[Invitation]
 
 
 class SendResult(Ok):

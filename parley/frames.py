@@ -13,6 +13,7 @@ import json
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeGuard, Union, get_args
 
+import emoji
 import msgspec
 from msgspec import Meta
 
@@ -133,6 +134,12 @@ class Ping(Request, tag="ping", frozen=True):
     pass
 
 
+class Auth(Request, tag="auth", frozen=True):
+    """A fresh access token for the live session (same user): its expiry moves to the token's."""
+
+    token: Annotated[str, Meta(max_length=8192)]
+
+
 class ConvCreate(Request, tag="conv.create", frozen=True):
     kind: Kind
     members: Users = []
@@ -157,6 +164,18 @@ class ConvInvite(Request, tag="conv.invite", frozen=True):
 
 
 class ConvList(Request, tag="conv.list", frozen=True):
+    pass
+
+
+class InviteAccept(Request, tag="invite.accept", frozen=True):
+    conv: Id
+
+
+class InviteDecline(Request, tag="invite.decline", frozen=True):
+    conv: Id
+
+
+class InviteList(Request, tag="invite.list", frozen=True):
     pass
 
 
@@ -272,6 +291,28 @@ class PresenceGet(Request, tag="presence", frozen=True):
     users: Annotated[list[Id], Meta(min_length=1, max_length=L.PRESENCE_QUERY_MAX)]
 
 
+class ConvMembers(Request, tag="conv.members", frozen=True):
+    """A page of the members, in user id order, with their profiles."""
+
+    conv: Id
+    after: Id | None = None
+    limit: Annotated[int, Meta(ge=1, le=L.MEMBERS_PAGE_MAX)] = L.MEMBERS_PAGE_MAX
+
+
+class Received(Request, tag="received", frozen=True):
+    """One of the caller's devices holds every message of `conv` up to `seq` (delivered)."""
+
+    conv: Id
+    seq: Seq
+
+
+class Receipts(Request, tag="receipts", frozen=True):
+    """Who of the members has message `seq` delivered and who has read it."""
+
+    conv: Id
+    seq: Seq
+
+
 class History(Request, tag="history", frozen=True):
     conv: Id
     before: Cursor | None = None
@@ -332,9 +373,10 @@ class CallReconcile(Request, tag="call.reconcile", frozen=True):
 
 
 AnyRequest = Union[
-    Hello, Ping, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
+    Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
+    ConvMembers, Received, Receipts, InviteAccept, InviteDecline, InviteList,
     CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
 ]
 
@@ -343,7 +385,7 @@ MemberAction = Union[MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
 WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Send, Edit, Delete, React, Read,
                      MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
-                     UserBlock, UserUnblock,
+                     UserBlock, UserUnblock, Received, InviteAccept, InviteDecline,
                      CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
                      CallRingTimeout, CallReconcile]
 _WRITE_TYPES = get_args(WriteRequest)
@@ -412,6 +454,8 @@ def check_request(req: AnyRequest, max_text_chars: int) -> None:
         # A message may be attachments alone (a photo without a caption); an edit may not empty one.
         if not req.text.strip() and not (isinstance(req, Send) and req.attachments):
             raise BadRequest("text must not be empty")
+    if isinstance(req, React) and not emoji.is_emoji(req.emoji):
+        raise BadRequest("a reaction is one emoji (Unicode's emoji list), not text")
     if isinstance(req, History) and req.before is not None and req.after is not None:
         raise BadRequest("give at most one of `before` and `after`")
     if isinstance(req, ConvCreate):

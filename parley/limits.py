@@ -18,6 +18,16 @@ MAX_TITLE_CHARS = 256
 MAX_MEMBERS_PER_REQUEST = 1000
 #: Users one `presence` request may ask about.
 PRESENCE_QUERY_MAX = 200
+#: A page of `conv.members`, and the profiles one `conv.list` answer carries at most.
+MEMBERS_PAGE_MAX = 200
+CONV_LIST_PROFILES_MAX = 200
+#: Characters of a conversation list's preview of its last message.
+PREVIEW_CHARS = 140
+#: The default of Limits.receipts_max_members (PARLEY_RECEIPTS_MAX_MEMBERS).
+RECEIPTS_MAX_MEMBERS = 32
+#: How long a gateway gathers `received` acknowledgements before it sends them on, one
+#: command per conversation and user.
+RECEIVED_FLUSH_S = 0.5
 #: Presence is shared in direct chats and groups up to this size (not channels, not crowds).
 PRESENCE_MAX_MEMBERS = 256
 ROOM_PASSWORD_MAX_CHARS = 256
@@ -37,6 +47,9 @@ UPLOAD_MIME_DEFAULT = (
 #: Login attempts per username (right or wrong) within the window; a successful login clears
 #: the count, so only guessing reaches it. Over it, every attempt is refused before the hash.
 LOGIN_ATTEMPTS, LOGIN_WINDOW_S = 10, 300
+#: How long the revocation log keeps an entry: gateways read the last seconds of it, or, after
+#: losing the store for a while, as far back as they were last up to date.
+REVOCATION_LOG_KEEP_S = 3600
 #: Bytes of frames queued for one session whose socket backed up, before `resync` and close
 #: 4008 (Centrifugo's default is the same). A reader that stops reading holds at most this,
 #: plus the socket's own buffer (64 KiB) and one frame larger than the bound.
@@ -55,6 +68,32 @@ MAX_PINS = 50
 #: client subscribes to (the instance's defaults are settings: PARLEY_CALL_MAX_*).
 MAX_CALL_PARTICIPANTS = 1000
 MAX_CALL_VIDEO_SUBSCRIPTIONS = 100
+
+#: Every request's per-user rate limit, by family: op -> the name of its `Limits` pair
+#: (`<name>_burst` per `<name>_window_s`). One table for every op but `hello` and `ping`: an op
+#: missing here fails the gateway's start.
+RATES: dict[str, str] = {
+    "send": "send",
+    "edit": "edit",
+    "delete": "delete",
+    "react": "react", "pin": "settings",
+    "read": "read",
+    "conv.create": "create",
+    "conv.invite": "invite",
+    "conv.join": "membership", "conv.leave": "membership", "invite.accept": "membership",
+    "invite.decline": "membership",
+    "conv.update": "settings",
+    "member.role": "moderation", "member.mute": "moderation", "member.unmute": "moderation",
+    "member.kick": "moderation", "member.ban": "moderation", "member.unban": "moderation",
+    "user.block": "block", "user.unblock": "block",
+    "call.start": "call", "call.join": "call", "call.decline": "call", "call.leave": "call", "call.end": "call",
+    "call.settings": "settings",
+    # reads: each costs the store a query (typing only when it is not dropped: a membership check)
+    "history": "fetch", "sync": "fetch", "conv.list": "fetch", "invite.list": "fetch", "presence": "fetch",
+    "typing": "fetch", "conv.members": "fetch", "receipts": "fetch",
+    # a live session's new access token: a signature check and a read of the login
+    "auth": "fetch",
+}
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -75,6 +114,59 @@ class Limits(msgspec.Struct, frozen=True):
     #: Sends per user: `send_burst` within `send_window_s` (100 per 5 s = 20/s sustained, bursts of 100).
     send_burst: int = 100
     send_window_s: int = 5
+    #: The other writes per user, one pair per family of RATES. Edits bound what one user
+    #: pushes to every member besides sends (each edit carries the whole message again).
+    edit_burst: int = 20
+    edit_window_s: int = 60
+    delete_burst: int = 60
+    delete_window_s: int = 60
+    react_burst: int = 60
+    react_window_s: int = 60
+    #: Read receipts: generous, clients send one as messages scroll by.
+    read_burst: int = 300
+    read_window_s: int = 60
+    #: conv.create (groups, channels, direct chats opened) and conv.invite requests.
+    create_burst: int = 20
+    create_window_s: int = 600
+    invite_burst: int = 30
+    invite_window_s: int = 600
+    #: conv.join, conv.leave, invite.accept and invite.decline.
+    membership_burst: int = 30
+    membership_window_s: int = 60
+    #: conv.update and pin.
+    settings_burst: int = 30
+    settings_window_s: int = 60
+    #: member.role, mute, unmute, kick, ban, unban: moderators act in bursts during a raid.
+    moderation_burst: int = 60
+    moderation_window_s: int = 60
+    block_burst: int = 30
+    block_window_s: int = 60
+    #: call.start, join, decline, leave, end: each rings, or reaches LiveKit through a token.
+    call_burst: int = 60
+    call_window_s: int = 60
+    #: Reads (history, sync, conv.list, invite.list, presence, typing's membership check): a
+    #: client catching up after a long absence pages many histories at once.
+    fetch_burst: int = 600
+    fetch_window_s: int = 60
+    #: A session's typing signals fan out at most once per conversation per this many seconds;
+    #: the others are answered `ok` and dropped (clients repeat typing while the user types).
+    typing_interval_s: float = 3.0
+    #: Distinct reactions (emoji) on one message, and reactions of one user on one message
+    #: (Discord's 20; Telegram's 3 per user for Premium): a message and its every copy stay small.
+    max_reactions_per_message: int = 20
+    max_reactions_per_user: int = 3
+    #: Edits of one message: each edit sends the whole message to every member again.
+    max_edits_per_message: int = 50
+    #: conv.join with a password, per user and per room, counted before any hashing: every
+    #: attempt counts, right or wrong.
+    room_password_burst: int = 10
+    room_password_window_s: int = 60
+    room_password_room_burst: int = 60
+    room_password_room_window_s: int = 60
+    #: Threads of one gateway hashing and checking room passwords (argon2), and the checks that
+    #: may wait for them before more are answered `rate_limited`.
+    password_threads: int = 2
+    password_queue_max: int = 64
     #: A command not answered by chat_core within this many seconds is answered `unavailable`.
     command_timeout_s: float = 10.0
     #: Largest attachment an upload may declare (25 MiB).
@@ -98,9 +190,25 @@ class Limits(msgspec.Struct, frozen=True):
     #: Data exports (GET /v1/me/export) per user: each reads everything the user sent.
     export_burst: int = 5
     export_window_s: int = 3600
+    #: Directory searches (GET /v1/users?q=) per user: each is a range read, and enumeration costs.
+    directory_burst: int = 30
+    directory_window_s: int = 60
+    #: Profile changes (PATCH /v1/me/profile, PUT /v1/me/avatar) per user: each is an
+    #: event to everyone who shares a conversation with them.
+    profile_burst: int = 10
+    profile_window_s: int = 60
+    #: Largest avatar image accepted (PUT /v1/me/avatar).
+    max_avatar_bytes: int = 5 * 1024 * 1024
+    #: Conversations of at most this many members get a `delivered` event per member and answer
+    #: `receipts` per member; larger ones answer counts (docs/protocol.md, Delivered and read).
+    receipts_max_members: int = RECEIPTS_MAX_MEMBERS
     #: On SIGTERM, how long sessions told 4009 may take to flush (and, in `parley dev`, the
     #: commands already taken to be processed) before the server closes what is left.
     drain_timeout_s: float = 5.0
+
+    def rate(self, name: str) -> tuple[int, int]:
+        """The (burst, window_s) pair called `name`."""
+        return getattr(self, f"{name}_burst"), getattr(self, f"{name}_window_s")
 
     def mime_allowed(self, mime: str) -> bool:
         return any(mime == m or (m.endswith("/") and mime.startswith(m)) for m in self.upload_mime)

@@ -4,15 +4,15 @@ Cassandra, S3)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import msgspec
 
 from parley.frames import Message
 from parley.records import (
-    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts, Invite,
-    MemberRow, Mutation, Needs, Report, ReportQuery,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts,
+    InvitationRow, Invite, MemberRow, Mutation, Needs, RefreshToken, Report, ReportQuery, Revocation, SessionFamily,
 )
 
 
@@ -77,7 +77,13 @@ class Reply(msgspec.Struct, tag=True, array_like=True):
     frame: bytes
 
 
-GatewayMessage = Deliver | Reply | Broadcast
+class Revoke(msgspec.Struct, tag=True, array_like=True):
+    """End the live sessions a revocation names (close 4003), to each gateway holding the user."""
+
+    revocation: Revocation
+
+
+GatewayMessage = Deliver | Reply | Broadcast | Revoke
 
 
 class GatewayBus(Protocol):
@@ -119,6 +125,11 @@ class Attachments(Protocol):
     async def presign_put(self, key: str, mime: str, size: int, expires_s: int) -> Presigned: ...
     async def presign_get(self, key: str, name: str, mime: str, expires_s: int) -> Presigned: ...
     async def size(self, key: str) -> int | None: ...  # None: nothing stored under `key`
+    #: The object's bytes (None: nothing stored), for the server's own use (thumbnails); the
+    #: caller checks `size` against its bound first.
+    async def read(self, key: str) -> bytes | None: ...
+    #: An object the server makes (a thumbnail, an avatar), stored or replaced whole.
+    async def put(self, key: str, data: bytes, mime: str) -> None: ...
 
 
 class MessageStore(Protocol):
@@ -143,6 +154,8 @@ class MessageStore(Protocol):
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None: ...  # admin inspection
     #: The messages `user` sent in `conv` with seq > after_seq, ascending (privacy export/delete).
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]: ...
+    #: `user`'s pending invitations with their conversations, oldest first (`invite.list`).
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]: ...
 
 
 class AccountStore(Protocol):
@@ -159,6 +172,13 @@ class AccountStore(Protocol):
     async def account_by_name(self, username: str) -> Account | None: ...
     async def update_account(self, user_id: str, patch: AccountPatch) -> Account | None: ...  # after; None: no user
     async def search_accounts(self, query: AccountQuery) -> list[Account]: ...  # by username
+    async def accounts(self, user_ids: Sequence[str]) -> list[Account]: ...  # those that exist, in the order asked
+    async def search_directory(self, prefix: str, limit: int) -> list[Account]:
+        """Active, discoverable, non-guest accounts with a search term (parley/profiles.py
+        search_terms) starting with `prefix` (a search key), by username, at most `limit`."""
+    #: The "who may add me" choices of those of `user_ids` who made one (the others have the
+    #: default, WHO_MAY_ADD_DEFAULT): one read for a whole conv.create or conv.invite.
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]: ...
 
 
 class ModerationStore(Protocol):
@@ -197,6 +217,29 @@ class AttachmentStore(Protocol):
     async def attachment(self, attachment_id: str) -> AttachmentRow | None: ...
 
 
+class SessionStore(Protocol):
+    """Login sessions: one family per login with its refresh tokens (kept by their hash, each
+    spent once for its successor), and the revocation log every gateway follows to end the live
+    sessions that another process revoked. Families and tokens are kept until they expire (an
+    adapter may drop them after `expires_at`), log entries for REVOCATION_LOG_KEEP_S."""
+
+    async def create_session_family(self, family: SessionFamily, first: RefreshToken) -> None: ...
+    async def session_family(self, user_id: str, family_id: str) -> SessionFamily | None: ...
+    async def session_families(self, user_id: str) -> list[SessionFamily]: ...  # oldest first, revoked ones too
+    async def refresh_token(self, token_hash: str) -> RefreshToken | None: ...
+
+    async def rotate_refresh_token(self, used: RefreshToken, successor: RefreshToken, at: int) -> bool:
+        """Conditional: spends `used` at `at`, stores `successor` and moves its family's last use
+        and expiry to `at` and the successor's. False if `used` was spent already: nothing moves
+        (the caller revokes the family, so a successor stored on the way is of no use)."""
+
+    async def revoke_session_family(self, user_id: str, family_id: str, at: int) -> bool:
+        """False if the user has no such family or it was revoked already."""
+
+    async def append_revocation(self, revocation: Revocation) -> None: ...
+    async def revocations_since(self, at: int) -> list[Revocation]: ...  # at or after `at`, oldest first
+
+
 class RingingCall(msgspec.Struct, frozen=True):
     conv: str
     call: str
@@ -215,7 +258,7 @@ class CallStore(Protocol):
         ...
 
 
-class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, CallStore, Protocol):
+class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, SessionStore, CallStore, Protocol):
     """The whole store, as the composition roots open it: every concern on one database, and
     the readiness probe. A caller that needs one concern takes its port."""
 

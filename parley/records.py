@@ -11,6 +11,24 @@ import msgspec
 from parley.frames import CallState, ConvView, EndReason, Media, Message, WriteRequest
 
 
+class EdgeFacts(msgspec.Struct, array_like=True, frozen=True):
+    """What the gateway established before publishing a write, so that the conversation's single
+    writer never waits for it: work too slow for the writer's loop (argon2) or reads beyond the
+    conversation. The writer decides with these facts; it trusts them as it trusts the log."""
+
+    #: conv.create and conv.update: the new room password's argon2 hash (the plaintext never
+    #: enters the log). conv.join: the stored hash the given password matched; the writer admits
+    #: the join only while the room's hash is still this one.
+    password_hash: str | None = None
+    #: conv.create and conv.invite: the "who may add me" choice of the named users who made one
+    #: other than WHO_MAY_ADD_DEFAULT, and those of them who share a conversation with the actor
+    #: (their contacts: gateway/contacts.py).
+    who_may_add: dict[str, str] = {}
+    contacts: list[str] = []
+    #: Calls: the actor's device (its `hello` device id, else its session): calls tell devices apart.
+    device: str | None = None
+
+
 class Command(msgspec.Struct, array_like=True, frozen=True):
     """One client write, keyed by conversation: the unit of the command log."""
 
@@ -26,8 +44,8 @@ class Command(msgspec.Struct, array_like=True, frozen=True):
     guest: bool = False
     #: Stage timestamps (parley.hops): where its time goes.
     t_ns: list[int] = []
-    #: The actor's device (its `hello` device id, else its session): calls tell devices apart.
-    device: str | None = None
+    #: What the gateway checked for the writer (None for most writes).
+    edge: EdgeFacts | None = None
 
 
 class EventRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -76,6 +94,9 @@ class MemberRow(msgspec.Struct, kw_only=True):
     visible_from: int
     read_seq: int
     joined_at: int
+    #: The highest seq one of this member's devices acknowledged receiving (`received`); reading
+    #: implies receiving, so what counts is max(delivered_seq, read_seq).
+    delivered_seq: int = 0
 
 
 class AttachmentRow(msgspec.Struct, kw_only=True):
@@ -90,6 +111,11 @@ class AttachmentRow(msgspec.Struct, kw_only=True):
     size: int
     created_at: int
     uploaded: bool = False
+    #: Images (parley/thumbnails.py), once uploaded: the upright size, and the longest sides of
+    #: the thumbnails stored beside the object (under `thumbnail_key(id, size)`); none otherwise.
+    width: int | None = None
+    height: int | None = None
+    thumbs: list[int] = []
 
 
 class SanctionRow(msgspec.Struct, kw_only=True):
@@ -184,6 +210,16 @@ class CallSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_video_subscriptions: int | None = None
 
 
+class InvitationRow(msgspec.Struct, kw_only=True):
+    """An invitation to a conversation, pending until its invitee accepts or declines it: how
+    someone is brought in whose choice does not let the inviter add them directly."""
+
+    conv: str
+    user: str
+    by: str
+    at: int  # ms since the epoch
+
+
 @dataclass(slots=True)
 class Flood:
     """The last text a member sent (by hash) and how often in a row, for duplicate-flood checks."""
@@ -202,6 +238,8 @@ class ConvState:
     members: dict[str, MemberRow]
     mutes: dict[str, SanctionRow] = field(default_factory=dict)
     bans: dict[str, SanctionRow] = field(default_factory=dict)
+    #: Pending invitations by invitee.
+    invitations: dict[str, InvitationRow] = field(default_factory=dict)
     #: Direct conversations: (blocker, blocked) pairs between the two members. This writer is
     #: the only one that changes them (user.block goes to the pair's direct conversation).
     blocks: set[tuple[str, str]] = field(default_factory=set)
@@ -252,6 +290,14 @@ class SetReadSeq(msgspec.Struct, tag=True):
     read_seq: int
 
 
+class SetDeliveredSeq(msgspec.Struct, tag=True):
+    """Moves a member's delivered cursor forward (never back: the store keeps the larger)."""
+
+    conv: str
+    user: str
+    delivered_seq: int
+
+
 class InsertMessage(msgspec.Struct, tag=True):
     message: Message
 
@@ -264,6 +310,8 @@ class UpdateMessage(msgspec.Struct, tag=True):
     text: str | None
     edited_at: int | None
     deleted: bool
+    #: An edit: the message's edits so far, this one included (a delete keeps the stored count).
+    edits: int = 0
 
 
 class SetReaction(msgspec.Struct, tag=True):
@@ -302,6 +350,15 @@ class DropBlock(msgspec.Struct, tag=True):
     blocked: str
 
 
+class PutInvitation(msgspec.Struct, tag=True):
+    row: InvitationRow
+
+
+class DropInvitation(msgspec.Struct, tag=True):
+    conv: str
+    user: str
+
+
 class PutOutbox(msgspec.Struct, tag=True):
     record: EventRecord
     #: The log partition of `record.conv`: each shard's relay checkpoint has one owner.
@@ -336,6 +393,11 @@ class AuditQuery(msgspec.Struct, kw_only=True, frozen=True):
 
 #: `Account.suspended_until` of an indefinite suspension (the largest integer JSON keeps exact).
 SUSPENDED_FOREVER = 2**53 - 1
+#: Who may put a user into a conversation directly (everyone else invites them): anyone, their
+#: contacts (people they share a direct chat or a small group with), or nobody.
+WHO_MAY_ADD = ("anyone", "contacts", "nobody")
+#: A user who chose nothing: Telegram's default (Matrix invites everyone, always).
+WHO_MAY_ADD_DEFAULT = "anyone"
 
 
 class Account(msgspec.Struct, kw_only=True):
@@ -354,6 +416,14 @@ class Account(msgspec.Struct, kw_only=True):
     guest: bool = False
     #: Tokens carry the generation they were issued in; bumping it refuses every older token.
     token_gen: int = 0
+    #: The profile (parley/profiles.py): a name to show, the avatar's version (its images are
+    #: stored under keys made from it), a short status line, and whether the directory lists them.
+    display_name: str | None = None
+    avatar: str | None = None
+    status_text: str | None = None
+    discoverable: bool = True
+    #: Who may add this user to a conversation directly (WHO_MAY_ADD).
+    who_may_add: str = WHO_MAY_ADD_DEFAULT
 
 
 class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
@@ -365,6 +435,11 @@ class AccountPatch(msgspec.Struct, kw_only=True, frozen=True):
     suspended_until: int | None | msgspec.UnsetType = msgspec.UNSET
     suspend_reason: str | None | msgspec.UnsetType = msgspec.UNSET
     password_hash: str | msgspec.UnsetType = msgspec.UNSET
+    display_name: str | None | msgspec.UnsetType = msgspec.UNSET
+    avatar: str | None | msgspec.UnsetType = msgspec.UNSET
+    status_text: str | None | msgspec.UnsetType = msgspec.UNSET
+    discoverable: bool | msgspec.UnsetType = msgspec.UNSET
+    who_may_add: str | msgspec.UnsetType = msgspec.UNSET
     #: Increment `token_gen`: every token issued before is refused from now on.
     cut_sessions: bool = False
 
@@ -421,6 +496,51 @@ class ReportQuery(msgspec.Struct, kw_only=True, frozen=True):
     limit: int = 50
 
 
+class SessionFamily(msgspec.Struct, kw_only=True):
+    """One login (a "session" in the user's list of their sessions): the access tokens it issues
+    name it, and its refresh tokens replace one another until it is revoked or expires."""
+
+    id: str
+    user_id: str
+    created_at: int  # ms since the epoch
+    #: The login or the latest refresh.
+    last_used_at: int
+    #: When its newest refresh token expires: every refresh moves it (an idle login ends).
+    expires_at: int
+    #: What the client called itself at login (`device_name`), or its User-Agent.
+    label: str
+    #: The account's token generation at login: a later cut (suspension, deletion, a revoked
+    #: role, "log out everywhere") ends the family with every token of that generation.
+    token_gen: int
+    revoked_at: int | None = None
+
+
+class RefreshToken(msgspec.Struct, kw_only=True, frozen=True):
+    """A refresh token as stored: its SHA-256 (the token itself is only ever with the client)."""
+
+    hash: str
+    family: str
+    user_id: str
+    expires_at: int
+    #: When it was exchanged for its successor; a spent token coming back is a stolen copy.
+    used_at: int | None = None
+
+
+class Revocation(msgspec.Struct, kw_only=True, frozen=True):
+    """An entry of the revocation log: the live sessions of `user_id` that it names end (close
+    4003). Applying one twice changes nothing, so readers may read an entry more than once."""
+
+    id: str
+    at: int  # ms since the epoch
+    user_id: str
+    #: Sessions standing on a token of this login session family...
+    family: str | None = None
+    #: ...or on a token of an older generation than this (the account was cut).
+    token_gen: int | None = None
+    #: The close reason the sessions are given ("signed out", "account suspended", ...).
+    reason: str
+
+
 class PutAudit(msgspec.Struct, tag=True):
     entry: AuditEntry
 
@@ -452,7 +572,7 @@ class DropCallMember(msgspec.Struct, tag=True):
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
     InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
-    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock,
+    UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock, SetDeliveredSeq, PutInvitation, DropInvitation,
     PutCall, PutCallSettings, PutCallMember, DropCallMember,
 ]
 
@@ -490,10 +610,9 @@ class Facts:
     idem: dict[IdemKey, tuple[int, int]] = field(default_factory=dict)
     messages: dict[MsgKey, Message] = field(default_factory=dict)
     attachments: dict[str, AttachmentRow] = field(default_factory=dict)
-    #: Room passwords are argon2 work, done off the writer's loop: the requests (session, rid)
-    #: of conv.join whose password matched, and the hashes of conv.create passwords.
-    passwords_ok: set[tuple[str, str]] = field(default_factory=set)
-    password_hashes: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: How often each of `Needs.messages` was edited; absent: never (a message carries no count
+    #: on the wire, so it is kept beside the message).
+    edits: dict[MsgKey, int] = field(default_factory=dict)
     #: users.created_at of `Needs.accounts` (and of `Needs.users` that exist).
     created_at: dict[str, int] = field(default_factory=dict)
     #: (blocker, blocked) among `Needs.blocks` pairs, either way.

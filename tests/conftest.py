@@ -84,8 +84,11 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """One server shared by the protocol tests (each test makes its own users and conversations);
     they run against `parley dev` and again, unchanged, against `parley up`'s 2 gateways. Calls
     are on, with the LiveKit stand-in."""
+    # Every test registers its users from 127.0.0.1: the per-IP limit (its own tests use their own
+    # servers) would refuse a suite that registers more than 100 a minute.
     proc = ParleyProcess(tmp_path_factory.mktemp(f"shared-{request.param}") / "data", mode=request.param,
-                         env={**livekit.env, "PARLEY_CALL_RING_TIMEOUT_S": str(RING_TIMEOUT_S)})
+                         env={"PARLEY_IP_AUTH_BURST": "100000", **livekit.env,
+                              "PARLEY_CALL_RING_TIMEOUT_S": str(RING_TIMEOUT_S)})
     proc.start()
     yield proc
     proc.stop()

@@ -11,6 +11,8 @@ import json
 import os
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -279,3 +281,42 @@ def call(server: ParleyProcess, alice: Person, bob: Person) -> None:
     expect(records.nth(1)).to_have_text("Declined audio call", timeout=WAIT_MS)
     for person in (alice, bob):
         assert not person.errors, f"{person.name}'s page reported errors: {person.errors}"
+def test_the_web_client_keeps_its_login_fresh_and_logout_ends_it(fresh_server: Callable[..., ParleyProcess],
+                                                                   tmp_path: Path) -> None:
+    """Access tokens of 3 s: the page refreshes them over REST and hands each to its live socket
+    (`auth`), so one WebSocket outlives many tokens; logout ends the login on the server."""
+    from playwright.sync_api import expect
+
+    ttl_s = 3
+    server = fresh_server(PARLEY_TOKEN_TTL_S=str(ttl_s))
+    with two_people(tmp_path) as (alice, _):
+        alice.register(server.base_url)
+        page = alice.page
+        sockets = lambda: [u for u in alice.urls if urlsplit(u).scheme == "ws"]  # noqa: E731
+        page.wait_for_timeout(3 * ttl_s * 1000)
+        assert sum(u.endswith("/v1/auth/refresh") for u in alice.urls) >= 2, alice.urls
+        expect(page.locator("#status")).to_have_text("Connected", timeout=WAIT_MS)
+        assert len(sockets()) == 1  # the first socket, still open on a fresh token
+        refresh_token = page.evaluate("localStorage.getItem('parley.refresh_token')")
+        assert refresh_token
+        page.click("#logout")
+        expect(page.locator("#auth-view")).to_be_visible(timeout=WAIT_MS)
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not any(u.endswith("/v1/auth/logout") for u in alice.urls):
+            assert time.monotonic() < deadline, alice.urls
+            page.wait_for_timeout(50)
+        page.wait_for_timeout(500)  # the request reaches the server
+        assert refresh_status(server, refresh_token) == 401  # the login is over on the server too
+        assert page.evaluate("localStorage.getItem('parley.refresh_token')") is None
+        assert not alice.errors, alice.errors
+
+
+def refresh_status(server: ParleyProcess, refresh_token: str) -> int:
+    request = urllib.request.Request(server.base_url + "/v1/auth/refresh", method="POST",
+                                     data=json.dumps({"refresh_token": refresh_token}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as err:
+        return err.code

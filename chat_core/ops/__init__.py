@@ -13,8 +13,8 @@ from chat_core.decide import Operation
 from chat_core.ops import blocks, calls, member_actions, membership, messages, settings
 
 OPERATIONS: dict[type, Operation[Any]] = {op.request: op for op in (
-    messages.SEND, messages.EDIT, messages.DELETE, messages.REACT, messages.READ, messages.PIN,
-    membership.CREATE, membership.JOIN, membership.LEAVE, membership.INVITE,
+    messages.SEND, messages.EDIT, messages.DELETE, messages.REACT, messages.READ, messages.PIN, messages.RECEIVED,
+    membership.CREATE, membership.JOIN, membership.LEAVE, membership.INVITE, membership.ACCEPT, membership.DECLINE,
     settings.UPDATE,
     member_actions.ROLE, member_actions.MUTE, member_actions.UNMUTE, member_actions.KICK, member_actions.BAN,
     member_actions.UNBAN,

@@ -81,7 +81,8 @@ def _the_call(d: Decision, state: ConvState, call_id: str) -> Call:
 
 
 def _device(d: Decision) -> str:
-    return d.cmd.device or d.cmd.session
+    edge = d.cmd.edge
+    return edge.device if edge is not None and edge.device else d.cmd.session
 
 
 def _subject(d: Decision, state: ConvState) -> Subject:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chat_core.decide import SYSTEM, Decision, Operation, Result, put_mute
+from chat_core.decide import SYSTEM, Decision, Operation, Result, needs_age_for_links, put_mute
 from moderation import policy
 from moderation.policy import Action
 from parley import events as E
@@ -17,7 +17,8 @@ from parley.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley.frames import Message
 from parley.limits import MAX_PINS
 from parley.records import (
-    Command, ConvState, Flood, InsertMessage, MemberRow, Needs, SetReaction, UpdateConv, UpdateMessage,
+    AttachmentRow, Command, ConvState, Flood, InsertMessage, MemberRow, Needs, SetDeliveredSeq, SetReaction, UpdateConv,
+    UpdateMessage,
 )
 
 if TYPE_CHECKING:
@@ -52,21 +53,17 @@ def _send(d: Decision, body: F.Send) -> Result:
         s = d.subject(state)
         s.last_sent_at = state.last_sent.get(user, 0)
         s.repeats = repeats
-        if state.blocks:
-            peer = next((u for u in state.members if u != user), None)
-            s.blocked = (peer, user) in state.blocks
-            s.blocking = (user, peer) in state.blocks
         s.links = policy.count_links(body.text)
         if body.mentions:
             s.mentions = len(set(body.mentions))
         if s.links or s.mentions:
-            s.account_age_ms = _account_age(d, user)
+            s.account_age_ms = d.account_age(user)
         denial = policy.decide(s, Action.SEND, core.instance)
         if denial is not None:
             if denial.rule == "flood":
                 _auto_mute(d, state, user, denial.reason)
             policy.raise_for(denial)
-        flag = _screen(d, body.text)
+        flag = d.screen(body.text)
     member = state.members.get(user)
     if member is None:
         raise NotFound("no such conversation")
@@ -96,7 +93,11 @@ def _send(d: Decision, body: F.Send) -> Result:
     batch.mutations.append(InsertMessage(msg))
     if flag is not None:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{seq}", flag, sender=user)
-    batch.emit(cmd.conv, E.MessageNew(message=msg))
+    if attachments:
+        files = [_file_info(d.facts.attachments[a]) for a in attachments]
+        batch.emit(cmd.conv, E.MessageNew(message=msg, files=files))
+    else:
+        batch.emit(cmd.conv, E.MessageNew(message=msg))
     return E.SendResult(rid=d.rid, conv=cmd.conv, seq=seq, ts=now)
 
 
@@ -108,27 +109,9 @@ def _auto_mute(d: Decision, state: ConvState, user: str, reason: str) -> None:
     d.audit(SYSTEM, "member.mute", user, reason, until=until, auto=True, rule="flood")
 
 
-def _account_age(d: Decision, user: str) -> int | None:
-    created = d.core.created_at.get(user)
-    if created is None:
-        created = d.facts.created_at.get(user)
-    return None if created is None else d.now - created
-
-
-def _screen(d: Decision, text: str) -> str | None:
-    """The content filter's verdict: raises on a rejection (audited), returns a flag's reason."""
-    content_filter = d.core.content_filter
-    if content_filter is None:
-        return None
-    cmd = d.cmd
-    verdict = content_filter.check(text, conv=cmd.conv, sender=cmd.user)
-    if verdict is None:
-        return None
-    if verdict.action == "reject":
-        # A refused text is not stored, so the entry keeps only who and why.
-        d.audit(SYSTEM, "message.reject", cmd.user, verdict.reason, rule="content_filter")
-        raise Forbidden(verdict.reason, rule="content_filter")
-    return verdict.reason
+def _file_info(row: AttachmentRow) -> E.FileInfo:
+    return E.FileInfo(id=row.id, name=row.name, size=row.size, mime=row.mime, width=row.width, height=row.height,
+                      thumbs=list(row.thumbs))
 
 
 def _check_attachment(d: Decision, attachment: str) -> None:
@@ -153,8 +136,7 @@ def _visible_message(d: Decision, state: ConvState, member: MemberRow | None, se
 
 def _edit_needs(core: ChatCore, cmd: Command, body: F.Edit, needs: Needs) -> None:
     _message_needs(core, cmd, body, needs)
-    if policy.count_links(body.text) and cmd.user not in core.created_at:
-        needs.accounts.add(cmd.user)
+    needs_age_for_links(core, cmd, body.text, needs)
 
 
 def _edit(d: Decision, body: F.Edit) -> Result:
@@ -168,16 +150,20 @@ def _edit(d: Decision, body: F.Edit) -> Result:
         raise BadRequest("a call's record cannot be edited")
     if msg.deleted:
         raise Conflict("the message was deleted")
+    key = (msg.conv, msg.seq)
+    edits = d.facts.edits.get(key, 0) + 1
+    if edits > d.core.limits.max_edits_per_message:
+        raise Conflict(f"a message may be edited at most {d.core.limits.max_edits_per_message} times; "
+                       "send a new one")
     flag: str | None = None
     if d.core.enforce:
         s = d.subject(state)
-        s.links = policy.count_links(body.text)
-        if s.links:
-            s.account_age_ms = _account_age(d, cmd.user)
-        d.check(s, Action.EDIT_OWN)
-        flag = _screen(d, body.text)
+        s.last_sent_at = state.last_sent.get(cmd.user, 0)
+        flag = d.check_text(s, Action.EDIT_OWN, body.text)
+    state.last_sent[cmd.user] = now  # slow mode counts an edit as a message
     msg.text, msg.edited_at = body.text, now
-    d.batch.mutations.append(UpdateMessage(msg.conv, msg.seq, msg.text, now, False))
+    d.facts.edits[key] = edits
+    d.batch.mutations.append(UpdateMessage(msg.conv, msg.seq, msg.text, now, False, edits))
     if flag is not None:
         d.audit(SYSTEM, "message.flag", f"{cmd.conv}/{msg.seq}", flag, sender=cmd.user)
     d.batch.emit(cmd.conv, E.MessageEdited(message=msg))
@@ -211,15 +197,20 @@ def _delete(d: Decision, body: F.Delete) -> Result:
 def _react(d: Decision, body: F.React) -> Result:
     cmd = d.cmd
     state = d.conv()
-    member = policy.authorize(state.row, state.members.get(cmd.user), Action.READ, d.core.instance)
-    msg = _visible_message(d, state, member, body.seq)
+    s = d.subject(state)
+    if body.on:
+        d.check(s, Action.REACT)
+    else:  # taking one's reaction back: any member, muted or not
+        d.check(s, Action.READ)
+    msg = _visible_message(d, state, state.members[cmd.user], body.seq)
     if msg.deleted:
         raise Conflict("the message was deleted")
-    users = msg.reactions.setdefault(body.emoji, [])
+    users = msg.reactions.get(body.emoji, [])
     if body.on == (cmd.user in users):
         return None
     if body.on:
-        users.append(cmd.user)
+        _check_reaction_caps(d, msg, body.emoji)
+        msg.reactions.setdefault(body.emoji, []).append(cmd.user)
     else:
         users.remove(cmd.user)
         if not users:
@@ -227,6 +218,17 @@ def _react(d: Decision, body: F.React) -> Result:
     d.batch.mutations.append(SetReaction(cmd.conv, body.seq, body.emoji, cmd.user, body.on))
     d.batch.emit(cmd.conv, E.Reaction(conv=cmd.conv, seq=body.seq, emoji=body.emoji, user=cmd.user, on=body.on))
     return None
+
+
+def _check_reaction_caps(d: Decision, msg: Message, emoji: str) -> None:
+    """A message takes a bounded number of distinct reactions, and each user a few of them."""
+    limits, user = d.core.limits, d.cmd.user
+    if emoji not in msg.reactions and len(msg.reactions) >= limits.max_reactions_per_message:
+        raise Conflict(f"a message takes at most {limits.max_reactions_per_message} different reactions; "
+                       "add yours to one of them")
+    if sum(user in users for users in msg.reactions.values()) >= limits.max_reactions_per_user:
+        raise Conflict(f"you may put at most {limits.max_reactions_per_user} reactions on one message; "
+                       "take one back first")
 
 
 def _read(d: Decision, body: F.Read) -> Result:
@@ -242,6 +244,22 @@ def _read(d: Decision, body: F.Read) -> Result:
     # Channels keep who-read-what private: only the reader's own devices hear it.
     to = [cmd.user] if state.row.kind == "channel" else None
     d.batch.emit(cmd.conv, E.ReadReceipt(conv=cmd.conv, user=cmd.user, seq=body.seq), to=to)
+    return None
+
+
+def _received(d: Decision, body: F.Received) -> Result:
+    """A member's devices hold the messages up to `seq`: their delivered cursor moves forward.
+    Sent by the gateway (gathered from `received` requests); its reply reaches no one."""
+    cmd = d.cmd
+    state = d.conv()
+    member = policy.authorize(state.row, state.members.get(cmd.user), Action.READ, d.core.instance)
+    seq = min(body.seq, state.row.last_seq)
+    if seq <= max(member.delivered_seq, member.read_seq):  # reading implies receiving
+        return None
+    member.delivered_seq = seq
+    d.batch.mutations.append(SetDeliveredSeq(cmd.conv, cmd.user, seq))
+    if state.row.kind != "channel" and len(state.members) <= d.core.receipts_max_members:
+        d.batch.emit(cmd.conv, E.DeliveredReceipt(conv=cmd.conv, user=cmd.user, seq=seq))
     return None
 
 
@@ -273,4 +291,5 @@ EDIT = Operation(F.Edit, _edit, _edit_needs)
 DELETE = Operation(F.Delete, _delete, _message_needs)
 REACT = Operation(F.React, _react, _message_needs)
 READ = Operation(F.Read, _read)
+RECEIVED = Operation(F.Received, _received)
 PIN = Operation(F.Pin, _pin, _message_needs)

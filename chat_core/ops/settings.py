@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from chat_core.decide import Decision, Operation, Result, RoomPassword, request_key
+from chat_core.decide import SYSTEM, Decision, Operation, Result, needs_age_for_links
 from moderation import policy
 from moderation.policy import Action
 from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest
 from parley.frames import UNSET
-from parley.records import Command, PutMember, UpdateConv
+from parley.records import Command, Needs, PutMember, UpdateConv
 
 if TYPE_CHECKING:
     from chat_core.core import ChatCore
@@ -25,17 +25,17 @@ if TYPE_CHECKING:
 _PLAIN = ("title", "visibility", "history", "slow_mode_s", "read_only", "allow_guests")
 
 
-def _password(core: ChatCore, cmd: Command, body: F.ConvUpdate) -> RoomPassword | None:
-    return RoomPassword(body.password, None) if isinstance(body.password, str) else None
-
-
 def _update(d: Decision, body: F.ConvUpdate) -> Result:
     cmd, batch = d.cmd, d.batch
     state = d.conv()
     row = state.row
     s = d.subject(state)
     given = {name: value for name in _PLAIN if (value := getattr(body, name)) is not UNSET}
-    if given or body.password is not UNSET:
+    if isinstance(body.password, str):  # hashed at the gateway: a plaintext here was not (an older gateway)
+        raise BadRequest("the password could not be set; retry")
+    # A new password arrives as its hash (the gateway hashed it), a cleared one as null.
+    new_hash = cmd.edge.password_hash if cmd.edge else None
+    if given or body.password is not UNSET or new_hash is not None:
         d.check(s, Action.SET_INFO)
     if body.permissions is not UNSET:
         d.check(s, Action.SET_PERMISSIONS)
@@ -47,18 +47,19 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
     changed: dict[str, str | int | bool | None] = {}
     if body.permissions is not UNSET:
         new.permissions = {str(k): v for k, v in body.permissions.items()}
-    if body.password is not UNSET:
-        if body.password is None:
-            new.password_hash = None
-        else:
-            if new.visibility != "public":
-                raise BadRequest("only public conversations take a password")
-            new.password_hash = d.facts.password_hashes.get(request_key(cmd))
-            if new.password_hash is None:
-                raise BadRequest("the password could not be set")
-            changed["password"] = "set"
+    if new_hash is not None:
+        if new.visibility != "public":
+            raise BadRequest("only public conversations take a password")
+        new.password_hash = new_hash
+        changed["password"] = "set"
+    elif body.password is None:
+        new.password_hash = None
     if new.visibility != "public" and new.password_hash is not None:
         new.password_hash = None  # a private conversation is reached by invitation only
+    if isinstance(body.title, str) and body.title != row.title:  # text every member reads
+        flag = d.check_text(s, Action.SET_INFO, body.title, "conv")
+        if flag is not None:
+            d.audit(SYSTEM, "conv.flag", row.id, flag, sender=cmd.user)
     for name in _PLAIN:
         if getattr(new, name) != getattr(row, name):
             changed[name] = getattr(new, name)
@@ -82,4 +83,9 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
     return E.ConvResult(rid=d.rid, conv=state.view(cmd.user))
 
 
-UPDATE = Operation(F.ConvUpdate, _update, password=_password)
+def _update_needs(core: ChatCore, cmd: Command, body: F.ConvUpdate, needs: Needs) -> None:
+    if isinstance(body.title, str):
+        needs_age_for_links(core, cmd, body.title, needs)
+
+
+UPDATE = Operation(F.ConvUpdate, _update, _update_needs)

@@ -3,13 +3,17 @@
 'use strict';
 
 const $ = (id) => document.getElementById(id);
-const STORE = { token: 'parley.token', user: 'parley.user_id', name: 'parley.username', device: 'parley.device_id' };
+const STORE = {
+  token: 'parley.token', user: 'parley.user_id', name: 'parley.username', device: 'parley.device_id',
+  refresh: 'parley.refresh_token', expires: 'parley.expires_at',
+};
+const REFRESH_AHEAD_MAX_S = 60;  // refresh the access token this long before it expires (at most)
 const TYPING_SHOW_MS = 3000;    // how long "X is typing…" stays after a typing event
 const TYPING_SEND_MS = 2000;    // at most one typing request per this interval
 const PAGE = 50;                // history page size
 
 const state = {
-  token: null, me: null,
+  token: null, me: null, refreshTimer: null, live: false,   // live: hello answered on the socket
   ws: null, ridSeq: 0, pending: new Map(),   // rid -> {resolve, reject, op, quiet}
   limits: { max_text_chars: 16384, history_max: 200 },
   heartbeat: null, lastFrameAt: 0, backoff: 0, reconnectTimer: null, everConnected: false,
@@ -80,17 +84,80 @@ async function authenticate(kind) {
     if (res.status === 429 && res.headers.get('Retry-After')) msg += ` (retry in ${res.headers.get('Retry-After')} s)`;
     return setStatus(msg, 'error');
   }
-  localStorage.setItem(STORE.token, body.token);
+  keepTokens(body);
   localStorage.setItem(STORE.user, body.user_id);
   localStorage.setItem(STORE.name, username);
   $('password').value = '';
   startSession();
 }
 
+// ---------- keeping the login fresh ----------
+// The access token lives minutes; the refresh token gets the next pair and is spent doing so.
+// Tabs share both through localStorage, and refresh one at a time (Web Locks where the page has
+// them): a refresh token spent twice is taken for a stolen one, and ends the login.
+
+function keepTokens(pair) {
+  localStorage.setItem(STORE.token, pair.token);
+  localStorage.setItem(STORE.refresh, pair.refresh_token);
+  localStorage.setItem(STORE.expires, String(pair.expires_at));
+  state.token = pair.token;
+  scheduleRefresh();
+}
+
+function expiresAt() { return Number(localStorage.getItem(STORE.expires)) || 0; }
+
+function scheduleRefresh() {
+  clearTimeout(state.refreshTimer);
+  const left = expiresAt() - Date.now() / 1000;
+  const ahead = Math.min(REFRESH_AHEAD_MAX_S, left / 4);
+  state.refreshTimer = setTimeout(() => refreshTokens().catch(() => {}), Math.max(0, (left - ahead) * 1000));
+}
+
+function oneTabAtATime(fn) {
+  return navigator.locks ? navigator.locks.request('parley.refresh', fn) : fn();
+}
+
+// Resolves once this tab holds a fresh token (and the live socket stands on it); rejects with
+// {code:'unauthorized'} when the login is over, or another error to try again later.
+function refreshTokens() {
+  return oneTabAtATime(async () => {
+    const known = state.token;
+    if (localStorage.getItem(STORE.token) !== known) {
+      state.token = localStorage.getItem(STORE.token);   // another tab refreshed meanwhile
+    } else {
+      const refresh_token = localStorage.getItem(STORE.refresh);
+      if (!refresh_token) throw { code: 'unauthorized', message: 'no refresh token' };
+      let res;
+      try {
+        res = await fetch('/v1/auth/refresh', {
+          method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ refresh_token }),
+        });
+      } catch (e) {
+        state.refreshTimer = setTimeout(() => refreshTokens().catch(() => {}), 5000);
+        throw { code: 'disconnected', message: e.message };
+      }
+      const body = await res.json().catch(() => null);
+      if (!res.ok || !body || !body.token) throw { code: res.status === 401 ? 'unauthorized' : 'unavailable' };
+      keepTokens(body);
+    }
+    scheduleRefresh();
+    if (state.live) await request('auth', { token: state.token }, { quiet: true }).catch(() => {});
+  });
+}
+
+// Another tab refreshed: this one's socket moves onto the new token too.
+function onStorage(e) {
+  if (e.key !== STORE.token || !e.newValue || e.newValue === state.token || !state.me) return;
+  state.token = e.newValue;
+  scheduleRefresh();
+  if (state.live) request('auth', { token: state.token }, { quiet: true }).catch(() => {});
+}
+
 function startSession() {
   state.token = localStorage.getItem(STORE.token);
   state.me = localStorage.getItem(STORE.user);
   if (!state.token) return showView('auth');
+  scheduleRefresh();
   $('my-username').textContent = localStorage.getItem(STORE.name) || '';
   $('my-user-id').textContent = state.me || '';
   showView('chat');
@@ -98,15 +165,23 @@ function startSession() {
   connect();
 }
 
+// The logout button: this login ends on the server too (its other tabs' sockets close 4003).
+function signOut() {
+  const token = state.token;
+  if (token) fetch('/v1/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${token}` } }).catch(() => {});
+  logout();
+}
+
 function logout(message) {
-  for (const k of [STORE.token, STORE.user, STORE.name]) localStorage.removeItem(k);
+  for (const k of [STORE.token, STORE.user, STORE.name, STORE.refresh, STORE.expires]) localStorage.removeItem(k);
+  clearTimeout(state.refreshTimer);
   const ws = state.ws;
   state.ws = null;                 // cleared first so onclose does not schedule a reconnect
   if (ws) ws.close(1000);
   clearTimeout(state.reconnectTimer);
   stopHeartbeat();
   state.pending.clear();
-  Object.assign(state, { token: null, me: null, selected: null, everConnected: false, backoff: 0, call: null });
+  Object.assign(state, { token: null, me: null, selected: null, everConnected: false, backoff: 0, live: false, call: null });
   renderCallBar();
   for (const k of ['convs', 'msgs', 'loaded', 'loading', 'noOlder', 'outbox', 'typers']) state[k].clear();
   $('conv-list').replaceChildren();
@@ -134,6 +209,8 @@ function connect() {
 async function onOpen(ws) {
   let hello;
   try {
+    // Back from sleep with an expired token: the next pair first (hello would be refused).
+    if (expiresAt() - Date.now() / 1000 < 5) await refreshTokens();
     hello = await request('hello', { token: state.token, device_id: deviceId() });
   } catch (err) {
     if (err.code === 'unauthorized') return logout('Your session has expired, please log in again.');
@@ -141,6 +218,7 @@ async function onOpen(ws) {
     return;
   }
   if (ws !== state.ws) return;
+  state.live = true;
   state.backoff = 0;
   if (hello.limits) Object.assign(state.limits, hello.limits);
   startHeartbeat(hello.heartbeat_s || 30);
@@ -162,10 +240,19 @@ function deviceId() {
 function onClose(ws, ev) {
   if (ws !== state.ws) return;     // an old socket already handled, or a deliberate logout
   state.ws = null;
+  state.live = false;
   stopHeartbeat();
   for (const p of state.pending.values()) p.reject({ code: 'disconnected', message: 'connection lost' });
   state.pending.clear();
-  if (ev.code === 4003) return logout('Your session is no longer valid, please log in again.');
+  if (ev.code === 4003) {
+    // The token ran out (a background tab's timers run late) or the login was ended: a refresh
+    // tells which.
+    refreshTokens().then(() => connect(), (err) => {
+      if (err.code === 'unauthorized') logout('Your session is no longer valid, please log in again.');
+      else state.reconnectTimer = setTimeout(() => { if (state.token) connect(); }, 5000);
+    });
+    return;
+  }
   // Exponential backoff with jitter so a restarting server is not stampeded by every client.
   const delay = Math.min(30000, 1000 * 2 ** state.backoff) * (0.5 + Math.random() / 2);
   state.backoff = Math.min(state.backoff + 1, 5);
@@ -672,7 +759,7 @@ function toggleForm(id) {
 function wire() {
   $('auth-form').addEventListener('submit', (e) => { e.preventDefault(); authenticate('login'); });
   $('register').addEventListener('click', () => authenticate('register'));
-  $('logout').addEventListener('click', () => logout());
+  $('logout').addEventListener('click', () => signOut());
   $('copy-id').addEventListener('click', () => copyText(state.me || '')
     .then(() => setStatus('User id copied'), () => setStatus('Copy failed; select the id by hand', 'error')));
   $('new-direct').addEventListener('click', () => toggleForm('direct-form'));
@@ -704,6 +791,7 @@ function wire() {
     if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendComposer(); }
   });
   $('composer').addEventListener('input', onComposerInput);
+  window.addEventListener('storage', onStorage);
   document.addEventListener('visibilitychange', () => { if (!document.hidden && state.selected) markRead(state.selected); });
 }
 

@@ -17,10 +17,10 @@ from moderation.admin import bodies as B
 from moderation.instance_policy import InstancePolicy, PolicyPatch
 from parley.accounts import Principal, now_ms
 from parley.auth import INSTANCE_RANK
-from parley.closecodes import CloseCode
 from parley.errors import BadRequest, Conflict, Forbidden, NotFound
 from parley.limits import MAX_REASON_CHARS
 from parley.ports import Store
+from parley.session_families import Revoker
 from parley.records import (
     SUSPENDED_FOREVER, Account, AccountPatch, AccountQuery, AuditEntry, AuditQuery, Invite, Report, ReportQuery,
 )
@@ -33,17 +33,11 @@ class Commands(Protocol):
                      instance_role: str | None = None) -> dict[str, Any]: ...
 
 
-class Sessions(Protocol):
-    """Live sessions of this gateway (the Hub)."""
-
-    def disconnect_user(self, user: str, code: int, reason: bytes) -> int: ...
-
-
 class AdminService:
-    def __init__(self, store: Store, commands: Commands, sessions: Sessions) -> None:
+    def __init__(self, store: Store, commands: Commands, revoker: Revoker) -> None:
         self._store = store
         self._commands = commands
-        self._sessions = sessions
+        self._revoker = revoker
 
     # ---- audit ----------------------------------------------------------------------------
 
@@ -97,11 +91,13 @@ class AdminService:
     async def suspend(self, actor: Principal, user_id: str, body: B.SuspendBody) -> Account:
         await self._target(actor, user_id)
         until = SUSPENDED_FOREVER if body.duration_s is None else now_ms() + body.duration_s * 1000
-        account = await self._patch(user_id, AccountPatch(suspended_until=until, suspend_reason=body.reason,
-                                                          cut_sessions=True))
-        cut = self._sessions.disconnect_user(user_id, CloseCode.POLICY, b"account suspended")
+        # Every token, login and live session of the account ends, on every gateway.
+        account = await self._revoker.cut_account(self._store, user_id, AccountPatch(
+            suspended_until=until, suspend_reason=body.reason), "account suspended")
+        if account is None:
+            raise NotFound("no such user")
         await self.audit(actor, "user.suspend", user_id, reason=body.reason,
-                         details={"until": until, "duration_s": body.duration_s, "sessions_closed": cut})
+                         details={"until": until, "duration_s": body.duration_s})
         return account
 
     async def unsuspend(self, actor: Principal, user_id: str, body: B.ReasonBody) -> Account:

@@ -63,6 +63,29 @@ class LocalAttachments:
         except FileNotFoundError:
             return None
 
+    async def read(self, key: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(self.path(key).read_bytes)
+        except FileNotFoundError:
+            return None
+
+    async def put(self, key: str, data: bytes, mime: str) -> None:
+        """Written aside, synced, then renamed into place: readers see the old or the new whole."""
+        path = self.path(key)
+
+        def run() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(f"{path.name}.{secrets.token_hex(4)}.part")
+            try:
+                with open(part, "wb") as file:
+                    file.write(data)
+                    file.flush()
+                    os.fsync(file.fileno())
+                os.replace(part, path)
+            finally:
+                part.unlink(missing_ok=True)
+        await asyncio.to_thread(run)
+
     # ---- serving the URLs -----------------------------------------------------------------
 
     def check(self, method: str, key: str, query: Mapping[str, str], *signed: str | int) -> None:

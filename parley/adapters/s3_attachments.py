@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
@@ -29,6 +29,7 @@ from parley.mime import content_disposition
 from parley.ports import Presigned
 
 _MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+T = TypeVar("T")
 
 
 class S3Attachments:
@@ -65,15 +66,28 @@ class S3Attachments:
                          headers={}, expires_at=int(time.time()) + expires_s)
 
     async def size(self, key: str) -> int | None:
+        head = await self._object_call(lambda: self._client.head_object(Bucket=self._bucket, Key=key))
+        return None if head is None else int(head["ContentLength"])
+
+    async def read(self, key: str) -> bytes | None:
+        return await self._object_call(
+            lambda: bytes(self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()))
+
+    async def put(self, key: str, data: bytes, mime: str) -> None:
+        await self._object_call(
+            lambda: self._client.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=mime))
+
+    async def _object_call(self, call: Callable[[], T]) -> T | None:
+        """`call` on the bucket, in a thread: None when the object is missing; a failure of the
+        storage is Unavailable."""
         try:
-            head = await asyncio.to_thread(self._client.head_object, Bucket=self._bucket, Key=key)
+            return await asyncio.to_thread(call)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in _MISSING:
                 return None
             raise Unavailable(f"attachment storage failed: {exc}", retry_after_ms=1000) from exc
         except BotoCoreError as exc:
             raise Unavailable(f"attachment storage unreachable: {exc}", retry_after_ms=1000) from exc
-        return int(head["ContentLength"])
 
     async def _presign(self, method: str, params: Mapping[str, object], expires_s: int) -> str:
         try:

@@ -139,10 +139,13 @@ def _add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
 async def _admin(settings: Settings, action: str, username: str, role: str | None) -> int:
     """Writes the users table of the configured store directly (SQLite: safe while `parley dev`
     runs, WAL) and audits it as actor "cli". A revoke bumps the token generation, so tokens that
-    carry the role are refused from the next request on; a grant takes effect at the next login."""
+    carry the role are refused from the next request on, and writes the revocation log, which
+    the gateways read within seconds to close the user's live sessions; a grant takes effect at
+    the next login (or refresh)."""
     from parley.accounts import now_ms
     from parley.records import AccountPatch, AuditEntry
     from parley.app.stores import open_store
+    from parley.session_families import Revoker
 
     store = await open_store(settings)
     try:
@@ -151,14 +154,14 @@ async def _admin(settings: Settings, action: str, username: str, role: str | Non
             print(f"parley admin: no user named {username!r} in {settings.data_dir}", file=sys.stderr)
             return 1
         if action == "grant":
-            patch = AccountPatch(role=role)
+            await store.update_account(account.id, AccountPatch(role=role))
         else:
             if account.role is None or (role is not None and account.role != role):
                 print(f"parley admin: {account.username} is not {role or 'instance staff'}", file=sys.stderr)
                 return 1
             role = account.role
-            patch = AccountPatch(role=None, cut_sessions=True)
-        await store.update_account(account.id, patch)
+            # No bus here: the gateways learn of it from the revocation log.
+            await Revoker(store).cut_account(store, account.id, AccountPatch(role=None), "role revoked")
         await store.append_audit([AuditEntry(at=now_ms(), actor="cli", action=f"role.{action}", target=account.id,
                                              details={"role": role, "username": account.username})])
         print(f"{action} {role}: {account.username} ({account.id})")

@@ -52,7 +52,7 @@ async def build_app(settings: Settings) -> web.Application:
     call_records: InProcessLog[EventRecord] = InProcessLog(EVENT_BACKLOG)
     calls = calls_service(settings, store, commands, call_records, "calls-" + hub.gateway_id)
     relayed: LogProducer[EventRecord] = events if calls is None else LogTee(events, call_records, wants)
-    chat_core = chat_core_service(settings, store, commands, relayed, bus, passwords)
+    chat_core = chat_core_service(settings, store, commands, relayed, bus)
     delivery = DeliveryWorker(events, fanout)
     delivery_task: list[asyncio.Task[None]] = []
 
@@ -63,8 +63,8 @@ async def build_app(settings: Settings) -> web.Application:
 
     attachments = attachments_for(settings, secret)
     app = gateway_app(hub=hub, store=store, tokens=tokens, passwords=passwords, commands=commands,
-                      fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready,
-                      calls=JoinMinter.from_settings(settings),
+                      fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
+                      sessions=settings.sessions, ready=ready, calls=JoinMinter.from_settings(settings),
                       routes=[*attachment_routes(attachments), *([] if calls is None else [calls.mount])])
 
     async def pipeline(_: web.Application) -> AsyncIterator[None]:

@@ -106,24 +106,25 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
 
     attachments = attachments_for(settings, secret)
     return gateway_app(hub=hub, store=store, tokens=tokens, passwords=Passwords(), commands=commands,
-                       fanout=fanout, attachments=attachments, limits=settings.limits, ready=ready,
-                       presence=presence, limits_storage=rate_limit_storage(settings.redis_url, redis),
+                       fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
+                       sessions=settings.sessions, ready=ready, presence=presence,
+                       limits_storage=rate_limit_storage(settings.redis_url, redis),
                        calls=JoinMinter.from_settings(settings), routes=attachment_routes(attachments))
 
 
 # ---- chat_core ----------------------------------------------------------------------------
 
 def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Command],
-                      events: LogProducer[EventRecord], bus: GatewayBus, passwords: Passwords,
+                      events: LogProducer[EventRecord], bus: GatewayBus,
                       partitions: int = 1) -> ChatCoreService:
     """chat_core with the instance policy and the content filter the settings name."""
     instance = InstancePolicy.from_json(settings.policy_json) if settings.policy_json else DEFAULT_INSTANCE
     calls = CallDefaults(ring_timeout_ms=settings.call_ring_timeout_s * 1000,
                          max_participants=settings.call_max_participants,
                          max_video_subscriptions=settings.call_max_video_subscriptions)
-    return ChatCoreService(store, commands, events, bus, passwords, partitions, instance=instance,
-                           content_filter=filters.configured(settings), policy_refresh_s=settings.policy_refresh_s,
-                           calls=calls)
+    return ChatCoreService(store, commands, events, bus, partitions, instance=instance,
+                           content_filter=filters.configured(settings), limits=settings.limits,
+                           policy_refresh_s=settings.policy_refresh_s, calls=calls)
 
 
 def calls_service(settings: Settings, store: Store, commands: LogProducer[Command],
@@ -148,7 +149,7 @@ async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Applicati
     await events.start()
     stack.push_async_callback(events.stop)
     commands = _consumer(settings, topics.COMMANDS, topics.CHAT_CORE_GROUP, Command, name)
-    service = chat_core_service(settings, store, commands, events, bus, Passwords(), settings.kafka_partitions)
+    service = chat_core_service(settings, store, commands, events, bus, settings.kafka_partitions)
     await commands.start()
     stack.push_async_callback(commands.stop)  # leaves the group after the service stopped
     await service.start()

@@ -3,7 +3,8 @@ WebSocket session that can outlive its sockets. Tests, the benchmark and bots al
 protocol through it.
 
     transport.py   the seam: HTTP requests and WebSockets (aiohttp by default, or an app in-process)
-    rest.py        register, login, upload, attachment, calls for bots (start_call, call_action)
+    rest.py        register, login, refresh, logout, my sessions, password, upload, attachment, calls
+                   for bots (start_call, call_action)
     connection.py  one WebSocket: hello, frames out and in
     session.py     Client: requests by rid, reconnect with backoff, resend, recovery sync
     catchup.py     the watermark a sync asks from, and delivering each message once
@@ -14,7 +15,10 @@ RateLimited and Unavailable `retry_after_ms`).
 """
 
 from parley.sdk.events import EventHook, Frame
-from parley.sdk.rest import Account, attachment, call_action, login, register, start_call, upload
+from parley.sdk.rest import (
+    Account, attachment, call_action, change_password, list_sessions, login, logout, logout_everywhere, refresh,
+    register, revoke_session, start_call, upload,
+)
 from parley.sdk.session import Client
 from parley.sdk.transport import AiohttpTransport, AppTransport, HttpResponse, Transport, WebSocket
 
@@ -30,8 +34,14 @@ __all__ = [
     "WebSocket",
     "attachment",
     "call_action",
+    "change_password",
+    "list_sessions",
     "login",
+    "logout",
+    "logout_everywhere",
+    "refresh",
     "register",
+    "revoke_session",
     "start_call",
     "upload",
 ]

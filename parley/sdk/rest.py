@@ -1,4 +1,5 @@
-"""The SDK's REST calls: accounts (register, login) and attachments (upload, fetch).
+"""The SDK's REST calls: accounts (register, login), login sessions (refresh, logout, my
+sessions, password change) and attachments (upload, fetch).
 
 A refusal raises the `parley.errors` class of its wire code, whose `http_status` is the status
 the server answered (415 for a MIME type it does not take, 422 for an invalid body, ...).
@@ -18,9 +19,17 @@ from parley.sdk.transport import AiohttpTransport, HttpResponse, Transport
 
 @dataclass(frozen=True)
 class Account:
+    """A login: the access token (`token`, good until `expires_at`, unix seconds) and the
+    refresh token that gets the next pair (until `refresh_expires_at`). A refresh spends the
+    refresh token: keep the newest Account (`refresh`, `Client.account`), never an older one,
+    whose reuse the server takes for theft and answers by ending the login."""
+
     user_id: str
     token: str
     username: str
+    refresh_token: str | None = None
+    expires_at: int | None = None
+    refresh_expires_at: int | None = None
 
 
 async def register(
@@ -37,6 +46,17 @@ async def login(
     return await _auth(base_url, "/v1/auth/login", username, password, transport)
 
 
+async def refresh(base_url: str, account: Account, *, transport: Transport | None = None) -> Account:
+    """POST /v1/auth/refresh: the next pair of the login. Unauthorized when the login is over
+    (revoked, expired, or `account` is not the newest: then the login is revoked for good)."""
+    if account.refresh_token is None:
+        raise ValueError("this account has no refresh token (a guest, or a bare access token)")
+    async with _borrowed(transport) as via:
+        body = await _rest(via, "POST", base_url.rstrip("/") + "/v1/auth/refresh",
+                           {"refresh_token": account.refresh_token})
+    return _account(body, account.username)
+
+
 async def _auth(
     base_url: str, path: str, username: str, password: str, transport: Transport | None
 ) -> Account:
@@ -45,11 +65,58 @@ async def _auth(
                            {"username": username, "password": password})
     # The server lowercases names; echo its spelling when it sends one.
     name = body.get("username")
-    return Account(
-        user_id=str(body["user_id"]),
-        token=str(body["token"]),
-        username=name if isinstance(name, str) else username.lower(),
-    )
+    return _account(body, name if isinstance(name, str) else username.lower())
+
+
+def _account(body: Frame, username: str) -> Account:
+    def number(key: str) -> int | None:
+        value = body.get(key)
+        return value if isinstance(value, int) else None
+
+    refresh_token = body.get("refresh_token")
+    return Account(user_id=str(body["user_id"]), token=str(body["token"]), username=username,
+                   refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+                   expires_at=number("expires_at"), refresh_expires_at=number("refresh_expires_at"))
+
+
+async def logout(base_url: str, token: str, *, transport: Transport | None = None) -> int:
+    """POST /v1/auth/logout: this login ends (its live sessions close 4003); how many ended."""
+    return await _ended(base_url, "POST", "/v1/auth/logout", token, transport)
+
+
+async def logout_everywhere(base_url: str, token: str, *, transport: Transport | None = None) -> int:
+    """POST /v1/auth/logout/all: every login of the user ends; how many were live."""
+    return await _ended(base_url, "POST", "/v1/auth/logout/all", token, transport)
+
+
+async def list_sessions(base_url: str, token: str, *, transport: Transport | None = None) -> list[Frame]:
+    """GET /v1/me/sessions: the user's live logins (`id`, `label`, `created_at`, `last_used_at`,
+    `expires_at`, `current`), most recently used first."""
+    async with _borrowed(transport) as via:
+        body = await _rest(via, "GET", base_url.rstrip("/") + "/v1/me/sessions", None, token)
+    sessions = body.get("sessions")
+    return [s for s in sessions if isinstance(s, dict)] if isinstance(sessions, list) else []
+
+
+async def revoke_session(base_url: str, token: str, session_id: str, *, transport: Transport | None = None) -> None:
+    """DELETE /v1/me/sessions/{id}: that login ends; NotFound if the user has no such live one."""
+    await _ended(base_url, "DELETE", f"/v1/me/sessions/{session_id}", token, transport)
+
+
+async def change_password(base_url: str, token: str, old_password: str, new_password: str,
+                          *, transport: Transport | None = None) -> int:
+    """POST /v1/me/password: Forbidden if `old_password` is wrong; every other login of the user
+    ends (how many)."""
+    async with _borrowed(transport) as via:
+        body = await _rest(via, "POST", base_url.rstrip("/") + "/v1/me/password",
+                           {"old_password": old_password, "new_password": new_password}, token)
+    return int(body["sessions_revoked"])
+
+
+async def _ended(base_url: str, method: str, path: str, token: str, transport: Transport | None) -> int:
+    async with _borrowed(transport) as via:
+        body = await _rest(via, method, base_url.rstrip("/") + path, None, token)
+    return int(body["sessions_revoked"])
 
 
 async def upload(

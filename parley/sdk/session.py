@@ -1,7 +1,9 @@
 """A protocol session that outlives its sockets: requests and their replies by rid, and, with
 `reconnect=True`, reconnecting with backoff, resending unacknowledged sends (the server
 de-duplicates them by cmid) and catching up with `sync`, delivering each message once (the
-bookkeeping for that is `parley.sdk.catchup`).
+bookkeeping for that is `parley.sdk.catchup`). Connected with an `Account`, it also keeps the
+login fresh: before the access token expires it refreshes it over REST and hands the new one to
+the live socket (`auth`); a reconnect says hello with the newest.
 
 The rid table lives here, not in the connection: a pending send outlives the socket it was
 written to, and is written again on the next one.
@@ -14,6 +16,7 @@ import contextlib
 import itertools
 import logging
 import random
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +29,7 @@ from parley.errors import Forbidden, ParleyError, Unauthorized, Unavailable
 from parley.sdk.catchup import Catchup, sync_replay
 from parley.sdk.connection import Connection, error_from_frame, open_connection, ws_url
 from parley.sdk.events import EventHook, EventT, Frame, Inbox
+from parley.sdk.rest import Account, refresh
 from parley.sdk.transport import AiohttpTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -33,6 +37,9 @@ log = logging.getLogger(__name__)
 _DEFAULT_HEARTBEAT_S = 30.0
 _BACKOFF_START_S = 0.1
 _BACKOFF_CAP_S = 5.0
+#: A token is refreshed this long before it expires: a quarter of its lifetime, at most a minute.
+_REFRESH_AHEAD_MAX_S = 60.0
+_REFRESH_RETRY_S = 1.0
 # Reconnecting cannot help after these: the token is bad, or we sent a frame the server
 # refuses, which a re-sent pending send would only repeat.
 _FINAL_CLOSE_CODES = frozenset({CloseCode.BAD_TOKEN, CloseCode.TOO_BIG})
@@ -56,8 +63,8 @@ class _Pending:
 
 @dataclass(frozen=True)
 class _Options:
+    base_url: str
     ws_url: str
-    token: str
     device_id: str | None
     reconnect: bool
     max_reconnect_attempts: int
@@ -77,12 +84,20 @@ class Client:
     #: When set, events go to this callback as they arrive instead of the buffer that
     #: `next_event`/`events()`/`drain_events` read (a load generator has no use for the buffer).
     on_event: EventHook | None
+    #: The newest tokens of the login (None when connected with a bare token): an application
+    #: that keeps its login across runs saves this one, since each refresh spends the last.
+    account: Account | None
 
-    def __init__(self, transport: Transport, owns_transport: bool, options: _Options) -> None:
+    def __init__(self, transport: Transport, owns_transport: bool, options: _Options, token: str | Account) -> None:
         """Use `Client.connect`."""
         self._transport = transport
         self._owns_transport = owns_transport
         self._opts = options
+        self.account = token if isinstance(token, Account) else None
+        #: What hello says; the newest access token once refreshed.
+        self._token = token.token if isinstance(token, Account) else token
+        #: When the current access token was received (its lifetime tells when to refresh).
+        self._token_since = time.time()
         self.hello = {}
         self.user_id = ""
         self.close_code = None
@@ -102,12 +117,13 @@ class Client:
         self._sync_rid: str | None = None
         self._reader: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     @classmethod
     async def connect(
         cls,
         base_url: str,
-        token: str,
+        token: str | Account,
         *,
         device_id: str | None = None,
         reconnect: bool = False,
@@ -118,13 +134,19 @@ class Client:
     ) -> Client:
         """Open a session and say hello; raises a ParleyError if the server refuses it.
 
+        `token`: an Account (from register, login or refresh) keeps itself fresh for as long as
+        the client runs; a bare access token lasts until it expires (close 4003).
         `transport`: shared and left open (the default is aiohttp's, owned and closed by the
         client). `on_event`: see the attribute of that name; it must not block.
         """
-        opts = _Options(ws_url(base_url), token, device_id, reconnect, max_reconnect_attempts)
-        client = cls(transport if transport is not None else AiohttpTransport(), transport is None, opts)
+        opts = _Options(base_url, ws_url(base_url), device_id, reconnect, max_reconnect_attempts)
+        client = cls(transport if transport is not None else AiohttpTransport(), transport is None, opts, token)
         client.on_event = on_event
         try:
+            account = client.account
+            if (account is not None and account.refresh_token is not None and account.expires_at is not None
+                    and account.expires_at <= time.time() + 1):
+                await client._refresh_now(account)  # expired (kept from an earlier run): hello would refuse it
             conn = await client._open()
         except BaseException:
             await client._release_transport()
@@ -134,6 +156,9 @@ class Client:
         client._reader = asyncio.create_task(client._run(conn), name="parley-client-reader")
         if heartbeat:
             client._heartbeat = asyncio.create_task(client._beat(), name="parley-client-heartbeat")
+        if client.account is not None and client.account.refresh_token is not None:
+            client._refresher = asyncio.create_task(client._keep_fresh(client.account),
+                                                    name="parley-client-refresh")
         return client
 
     @property
@@ -322,7 +347,7 @@ class Client:
                 async with asyncio.timeout(2.0):
                     await conn.socket.close()
         # The reader may be sleeping in a reconnect backoff: stop it rather than wait.
-        for task in (self._reader, self._heartbeat):
+        for task in (self._reader, self._heartbeat, self._refresher):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait({task})
@@ -342,8 +367,9 @@ class Client:
         self._ready.set()
         self._closed.set()
         self._inbox.close()
-        if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
-            self._heartbeat.cancel()
+        for task in (self._heartbeat, self._refresher):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
 
     async def _release_transport(self) -> None:
         if self._owns_transport:
@@ -353,7 +379,7 @@ class Client:
 
     async def _open(self) -> Connection:
         """Connect and complete hello; sets `hello`/`user_id`. Raises a ParleyError."""
-        hello: Frame = {"op": "hello", "rid": self._next_rid(), "token": self._opts.token}
+        hello: Frame = {"op": "hello", "rid": self._next_rid(), "token": self._token}
         if self._opts.device_id is not None:
             hello["device_id"] = self._opts.device_id
         conn = await open_connection(self._transport, self._opts.ws_url, hello, self._on_frame)
@@ -517,6 +543,38 @@ class Client:
                 await self.request("ping", timeout=interval)
             except (ParleyError, TimeoutError) as exc:
                 log.debug("parley sdk: heartbeat ping failed: %s", exc)
+
+
+    # ---- keeping the login fresh (connected with an Account) -------------------------------
+
+    async def _keep_fresh(self, account: Account) -> None:
+        """Before the access token expires: the next pair over REST, then `auth` on the live
+        socket. A login that is over (revoked, expired) is left to end: the server closes the
+        session 4003 when the token runs out. A refresh that fails otherwise is tried again."""
+        while not self._terminal:
+            expires_at = account.expires_at if account.expires_at is not None else self.hello.get("expires_at")
+            if not isinstance(expires_at, int):
+                return
+            ahead = min(_REFRESH_AHEAD_MAX_S, (expires_at - self._token_since) / 4)
+            await asyncio.sleep(max(0.0, expires_at - ahead - time.time()))
+            try:
+                account = await self._refresh_now(account)
+            except (Unauthorized, Forbidden) as exc:
+                log.debug("parley sdk: the login is over: %s", exc)
+                return
+            except (ParleyError, ConnectionError, TimeoutError) as exc:
+                log.debug("parley sdk: refresh failed, trying again: %s", exc)
+                await asyncio.sleep(_REFRESH_RETRY_S)
+
+    async def _refresh_now(self, account: Account) -> Account:
+        fresh = await refresh(self._opts.base_url, account, transport=self._transport)
+        self.account, self._token, self._token_since = fresh, fresh.token, time.time()
+        if self._ready.is_set() and not self._terminal:
+            try:
+                await self.request("auth", token=fresh.token)
+            except (Unavailable, TimeoutError) as exc:  # dropped meanwhile: the reconnect's hello has it
+                log.debug("parley sdk: auth not delivered: %s", exc)
+        return fresh
 
 
 def _new_cmid() -> str:

@@ -148,3 +148,16 @@ async def test_local_urls_are_refused_with_the_json_error_body_and_served_withou
         assert b'"code":"forbidden"' in body.replace(b" ", b"")
     # A key that is no attachment id cannot reach outside the directory, signed or not.
     assert (await harness.get(signed.replace(key, "..%2F..%2Fetc%2Fpasswd", 1)))[0] in (403, 404)
+
+
+async def test_the_server_reads_an_upload_and_stores_objects_of_its_own_beside_it(harness):
+    key = new_attachment_id()
+    await harness.upload(key)
+    assert await harness.store.read(key) == BODY
+    assert await harness.store.read(new_attachment_id()) is None
+    thumb = key + "t96"
+    await harness.store.put(thumb, b"first", "image/webp")
+    await harness.store.put(thumb, b"webp bytes", "image/webp")  # made again: replaced whole
+    assert await harness.store.read(thumb) == b"webp bytes"
+    status, headers, body = await harness.get(await harness.store.presign_get(thumb, "t.webp", "image/webp", 60))
+    assert (status, headers["Content-Type"], body) == (200, "image/webp", b"webp bytes")

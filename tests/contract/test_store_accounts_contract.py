@@ -26,6 +26,23 @@ async def test_account_creation_times_are_prefetched(reopen):
 
 
 
+async def test_an_account_keeps_who_may_add_it(reopen):
+    store = await reopen()
+    for n, name in enumerate(("alice", "bob", "carol")):
+        await store.create_user(f"u{n}", name, "hash", n)
+    assert (await store.account("u0")).who_may_add == "anyone"  # type: ignore[union-attr]  # the default
+    after = await store.update_account("u0", AccountPatch(who_may_add="contacts"))
+    assert after is not None and after.who_may_add == "contacts"
+    after = await store.update_account("u1", AccountPatch(who_may_add="nobody", role="moderator"))
+    assert after is not None and (after.who_may_add, after.role) == ("nobody", "moderator")
+    after = await store.update_account("u1", AccountPatch(role=None))
+    assert after is not None and after.who_may_add == "nobody"  # UNSET stays
+    store = await reopen()
+    assert (await store.account("u0")).who_may_add == "contacts"  # type: ignore[union-attr]
+    assert await store.who_may_add(["u0", "u1", "u2", "ghost"]) == {"u0": "contacts", "u1": "nobody"}
+    assert await store.who_may_add([]) == {}
+
+
 async def test_accounts_carry_role_status_suspension_and_token_generation(reopen):
     store = await reopen()
     await store.create_user("u1", "alice", "hash", 1)
@@ -91,3 +108,61 @@ async def test_an_invite_is_consumed_once_with_the_account_it_creates(reopen):
     assert [i.code for i in await store.invites(include_used=False, limit=10)] == ["k2", "old"]
     used = [i for i in await store.invites(include_used=True, limit=10) if i.code == "k1"]
     assert used[0].used_by == "u1" and used[0].used_at == 5
+
+
+async def test_a_profile_is_kept_with_the_account_and_patched_field_by_field(reopen):
+    store = await reopen()
+    await store.create_user("u1", "alice", "hash", 1)
+    fresh = await store.account("u1")
+    assert fresh is not None and (fresh.display_name, fresh.avatar, fresh.status_text, fresh.discoverable) == (
+        None, None, None, True)
+    await store.update_account("u1", AccountPatch(display_name="Alice Liddell", status_text="down the hole"))
+    after = await store.update_account("u1", AccountPatch(avatar="v1", discoverable=False, role="moderator"))
+    assert after is not None and (after.display_name, after.avatar, after.status_text, after.discoverable,
+                                  after.role) == ("Alice Liddell", "v1", "down the hole", False, "moderator")
+    store = await reopen()  # durable
+    again = await store.account("u1")
+    assert again is not None and (again.display_name, again.avatar, again.discoverable) == ("Alice Liddell", "v1",
+                                                                                           False)
+    cleared = await store.update_account("u1", AccountPatch(status_text=None))
+    assert cleared is not None and (cleared.status_text, cleared.display_name) == (None, "Alice Liddell")
+
+
+async def test_accounts_are_read_in_batches_in_the_order_asked(reopen):
+    store = await reopen()
+    await store.create_user("u1", "alice", "hash", 1)
+    await store.create_user("u2", "bob", "hash", 2)
+    found = await store.accounts(["u2", "ghost", "u1", "u2"])
+    assert [a.username for a in found] == ["bob", "alice"]
+    assert await store.accounts([]) == []
+
+
+async def test_the_directory_finds_names_and_display_name_words_by_prefix(reopen):
+    store = await reopen()
+    await store.create_user("u1", "alice", "h", 1)
+    await store.create_user("u2", "bob", "h", 2)
+    await store.create_user("u3", "zed", "h", 3)
+    await store.update_account("u2", AccountPatch(display_name="Zoë Alvarez"))
+    names = lambda found: [a.username for a in found]  # noqa: E731
+    assert names(await store.search_directory("al", 10)) == ["alice", "bob"]  # a username, a display-name word
+    assert names(await store.search_directory("zo", 10)) == ["bob"]  # accents and case folded
+    assert names(await store.search_directory("zoe al", 10)) == ["bob"]  # the whole display name
+    assert names(await store.search_directory("al", 1)) == ["alice"]
+    await store.update_account("u2", AccountPatch(display_name="Robert"))  # old terms are gone
+    assert names(await store.search_directory("zo", 10)) == []
+    assert names(await store.search_directory("ro", 10)) == ["bob"]
+    await store.update_account("u1", AccountPatch(username="alicia"))  # a rename moves its term
+    assert names(await store.search_directory("alice", 10)) == []
+    assert names(await store.search_directory("alic", 10)) == ["alicia"]
+
+
+async def test_the_directory_lists_only_active_discoverable_members(reopen):
+    store = await reopen()
+    await store.create_user("u1", "ann", "h", 1)
+    await store.create_user("u2", "anna", "h", 2, status="pending")
+    await store.create_user("u3", "annette", "", 3, guest=True)
+    await store.create_user("u4", "anne", "h", 4)
+    await store.update_account("u4", AccountPatch(discoverable=False))
+    assert [a.username for a in await store.search_directory("an", 10)] == ["ann"]
+    await store.update_account("u4", AccountPatch(discoverable=True))
+    assert [a.username for a in await store.search_directory("an", 10)] == ["ann", "anne"]

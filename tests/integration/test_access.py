@@ -36,7 +36,7 @@ async def test_a_non_member_gets_no_events_no_history_and_learns_nothing(server,
     await a.send(conv, "secret")
     await a.request("typing", conv=conv)
     for op, fields in [("history", {}), ("send", {"cmid": "x", "text": "hi"}), ("typing", {}),
-                       ("read", {"seq": 1}), ("react", {"seq": 1, "emoji": "x", "on": True}),
+                       ("read", {"seq": 1}), ("react", {"seq": 1, "emoji": "👍", "on": True}),
                        ("edit", {"seq": 1, "text": "x"}), ("delete", {"seq": 1}), ("conv.leave", {}),
                        ("conv.join", {}), ("conv.invite", {"users": [eve.user_id]})]:
         err = await expect_error("not_found", e.request(op, conv=conv, **fields))
@@ -84,7 +84,7 @@ async def test_joined_history_hides_earlier_messages_and_full_history_shows_them
     assert [m["text"] for m in (await b.request("history", conv=full))["messages"]] == ["before", "after"]
     synced = {e["conv"]: [m["text"] for m in e["messages"]] for e in (await b.request("sync"))["convs"]}
     assert synced == {joined: ["after"], full: ["before", "after"]}
-    await expect_error("not_found", b.request("react", conv=joined, seq=1, emoji="x", on=True))
+    await expect_error("not_found", b.request("react", conv=joined, seq=1, emoji="👍", on=True))
     await expect_error("bad_request", b.send(joined, "re", reply_to=1))
     # Leaving and rejoining starts a new window: what was said meanwhile stays hidden.
     await a.request("conv.invite", conv=joined, users=[carol.user_id])

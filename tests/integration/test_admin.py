@@ -25,6 +25,7 @@ from moderation.admin.routes import PREFIX, ROUTES
 from parley.adapters.local_attachments import LocalAttachments
 from parley.app.stores import attachment_routes
 from parley.auth import Tokens
+from parley.config import SessionLifetimes
 from parley.errors import ParleyError
 from parley.limits import Limits
 from parley.sdk import Account, Client, login, register
@@ -99,8 +100,8 @@ def served_routes(prefix: str = "/") -> list[tuple[str, str]]:
     """Every (method, path) the gateway serves under `prefix`, read from its real router."""
     local = LocalAttachments(Path("unused"), b"k" * 32)  # so the embedded object store's routes are served too
     app = gateway_app(hub=Hub("gw", Limits()), store=None, tokens=Tokens(b"k" * 32, 60),  # type: ignore[arg-type]
-                      passwords=None, commands=None, fanout=None,  # type: ignore[arg-type]
-                      attachments=local, limits=Limits(), ready=None,  # type: ignore[arg-type]
+                      passwords=None, commands=None, fanout=None, bus=None,  # type: ignore[arg-type]
+                      attachments=local, limits=Limits(), sessions=SessionLifetimes(), ready=None,  # type: ignore[arg-type]
                       routes=attachment_routes(local))
     out = []
     for route in app.router.routes():
@@ -220,6 +221,19 @@ async def test_the_cli_grants_a_role_that_the_next_login_carries_and_a_revoke_cu
     assert missing.returncode == 1 and "no user" in missing.stderr
 
 
+async def test_a_role_revoked_with_the_cli_closes_the_staff_members_live_session_within_seconds(srv):
+    mod = await staff(srv, "moderator")
+    live = await Client.connect(srv.base_url, mod.token)
+    revoked = parley_admin(srv, "revoke", mod.username)  # another process, which writes the store only
+    assert revoked.returncode == 0, revoked.stderr
+    started = time.monotonic()
+    assert await live.wait_closed(timeout=10) == 4003
+    assert time.monotonic() - started < 5
+    with pytest.raises(ParleyError) as refused:
+        await Client.connect(srv.base_url, mod.token)
+    assert refused.value.code == "unauthorized"
+
+
 # ---- users --------------------------------------------------------------------------------
 
 
@@ -231,7 +245,7 @@ async def test_a_suspension_closes_live_sessions_refuses_login_and_old_tokens_un
                                  {"reason": "spam links", "duration_s": 3600})
     assert status == 200 and account["suspend_reason"] == "spam links"
     assert account["suspended_until"] > time.time() * 1000 + 3500_000
-    assert await live.wait_closed() == 4008
+    assert await live.wait_closed() == 4003
     with pytest.raises(ParleyError) as refused:
         await Client.connect(srv.base_url, bob.token)
     assert refused.value.code == "unauthorized"  # the old token's generation is gone
@@ -503,6 +517,7 @@ async def test_guests_get_short_tokens_cannot_create_and_send_under_a_stricter_l
         assert status == 201 and guest["username"].startswith("guest-")
         claims = jwt.decode(guest["token"], options={"verify_signature": False})
         assert claims["guest"] is True and claims["exp"] - claims["iat"] == 900 and "roles" not in claims
+        assert "refresh_token" not in guest  # a guest's session ends with its token
         g = await Client.connect(srv.base_url, guest["token"])
         for op, fields in [("conv.create", {"kind": "group", "members": []}),
                            ("conv.create", {"kind": "direct", "members": [alice.user_id]})]:

@@ -146,6 +146,10 @@ async def test_binary_frames_are_refused_with_an_error(server, make_user):
         await ws.close()
 
 
+#: What register and login answer: an access token and the refresh token of the new login.
+TOKEN_PAIR = {"user_id", "token", "expires_at", "refresh_token", "refresh_expires_at"}
+
+
 async def test_rest_errors_are_json_with_the_protocol_codes(server):
     async with aiohttp.ClientSession() as http:
         async def post(path: str, body: object) -> tuple[int, dict]:
@@ -155,7 +159,7 @@ async def test_rest_errors_are_json_with_the_protocol_codes(server):
                 return resp.status, await resp.json()
 
         status, body = await post("/v1/auth/register", {"username": "Restful_1", "password": "long enough"})
-        assert status == 201 and set(body) == {"user_id", "token"}
+        assert status == 201 and set(body) == TOKEN_PAIR
         status, body = await post("/v1/auth/register", {"username": "restful_1", "password": "long enough"})
         assert status == 409 and body["error"]["code"] == "conflict"  # names are lowercased
         for bad in ({"username": "ab", "password": "long enough"}, {"username": "x y z", "password": "long enough"},
@@ -168,7 +172,7 @@ async def test_rest_errors_are_json_with_the_protocol_codes(server):
         status, body = await post("/v1/auth/login", {"username": "restful_1", "password": "wrong password"})
         assert status == 401 and body["error"]["code"] == "unauthorized"
         status, body = await post("/v1/auth/login", {"username": "RESTFUL_1", "password": "long enough"})
-        assert status == 200 and set(body) == {"user_id", "token"}
+        assert status == 200 and set(body) == TOKEN_PAIR
         async with http.get(server.base_url + "/v1/nothing-here") as resp:
             assert resp.status == 404 and (await resp.json())["error"]["code"] == "not_found"
 

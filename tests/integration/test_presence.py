@@ -4,7 +4,9 @@ connect and last disconnect, and the `presence` request. Runs on `parley dev` an
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import urllib.request
 
 import pytest
 
@@ -14,6 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 async def test_a_contact_sees_online_then_offline_with_last_seen(server, make_user):
+    # Bug 9 of issue 17: the capabilities said presence: false while these events were sent.
+    with urllib.request.urlopen(server.base_url + "/v1/client/capabilities") as resp:
+        assert json.load(resp)["features"]["presence"] is True
     alice, bob = await make_user(), await make_user()
     b = await Client.connect(server.base_url, bob.token)
     a = await Client.connect(server.base_url, alice.token)  # not contacts yet: bob hears nothing

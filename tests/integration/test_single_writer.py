@@ -24,7 +24,6 @@ from parley import frames as F
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.adapters.cassandra.store import CassandraStore
 from parley.adapters.sqlite.store import SqliteStore
-from parley.auth import Passwords
 from parley.ports import GatewayMessage, Reply, Store
 from parley.records import Command, EventRecord
 from tests.cassandra_model import ModelSession
@@ -42,8 +41,7 @@ class Consumer:
         bus = LocalBus()
         bus.attach("gw", self._on_message)
         self.relay = OutboxRelay(self.store, InProcessLog[EventRecord](10_000))
-        self.worker = CommandWorker(ChatCore(), InProcessLog[Command](10_000), self.store, bus, self.relay,
-                                    Passwords())
+        self.worker = CommandWorker(ChatCore(), InProcessLog[Command](10_000), self.store, bus, self.relay)
 
     def _on_message(self, msg: GatewayMessage) -> None:
         assert isinstance(msg, Reply)

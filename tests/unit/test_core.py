@@ -6,12 +6,11 @@ import msgspec
 import pytest
 
 from chat_core.core import ChatCore
-from chat_core.decide import request_key
 from parley import frames as F
 from parley.ids import direct_conv_id
 from parley.records import (
-    AttachmentRow, Command, ConvRow, ConvState, CreateConv, EventRecord, Facts, InsertMessage, MemberRow, PutMember,
-    PutOutbox, SetConvHead, SetReadSeq,
+    AttachmentRow, Command, ConvRow, ConvState, CreateConv, EdgeFacts, EventRecord, Facts, InsertMessage, MemberRow,
+    PutMember, PutOutbox, SetConvHead, SetReadSeq,
 )
 
 NOW = 1_700_000_000_000
@@ -193,14 +192,38 @@ def test_join_needs_a_public_room_and_its_password():
     core = ChatCore()
     core.convs["c1"] = group("a", visibility="public")
     core.convs["c1"].row.password_hash = "argon2-hash"
-    join = cmd("b", F.ConvJoin(rid="j", conv="c1", password="guess"))
+    join = cmd("b", F.ConvJoin(rid="j", conv="c1"))  # the gateway found the password wrong: no hash
     replies, _ = decide(core, join)
     assert replies[0]["code"] == "forbidden"
-    replies, _ = decide(core, join, facts=Facts(passwords_ok={request_key(join)}))
+    # The gateway matched the password against the hash it read, and the command says which.
+    matched = Command("c1", "b", "gw", "s1", F.ConvJoin(rid="j", conv="c1"), edge=EdgeFacts("argon2-hash"))
+    replies, _ = decide(core, matched)
     assert replies[0]["conv"]["role"] == "member"
     core.convs["c2"] = ConvState(msgspec.structs.replace(group("a").row, id="c2"), {})
     replies, _ = decide(core, cmd("b", F.ConvJoin(rid="k", conv="c2"), conv="c2"))
     assert replies[0]["code"] == "not_found"
+
+
+def test_a_password_changed_after_the_gateway_checked_refuses_the_join():
+    core = ChatCore()
+    core.convs["c1"] = group("a", visibility="public")
+    core.convs["c1"].row.password_hash = "new-hash"
+    matched_old = Command("c1", "b", "gw", "s1", F.ConvJoin(rid="j", conv="c1"), edge=EdgeFacts("old-hash"))
+    replies, mutations = decide(core, matched_old)
+    assert (replies[0]["code"], replies[0]["rule"]) == ("forbidden", "password") and mutations == []
+
+
+def test_a_new_rooms_password_arrives_as_its_hash():
+    core = ChatCore()
+    create = Command("c9", "a", "gw", "s1", F.ConvCreate(rid="n", kind="group", visibility="public"),
+                     edge=EdgeFacts("argon2-hash"))
+    replies, mutations = decide(core, create)
+    assert replies[0]["conv"]["has_password"] is True
+    (created,) = [m for m in mutations if isinstance(m, CreateConv)]
+    assert created.row.password_hash == "argon2-hash"
+    plaintext = cmd("a", F.ConvCreate(rid="p", kind="group", visibility="public", password="sesame"), conv="c8")
+    replies, mutations = decide(core, plaintext)
+    assert replies[0]["code"] == "bad_request" and mutations == []
 
 
 def test_read_moves_forward_only_and_is_private_in_channels():

@@ -15,7 +15,7 @@ from parley import frames as F
 from parley.frames import CallState, Media, ParticipantJoined
 from parley.ids import conv_of_call
 from parley.records import (
-    Call, CallSettings, Command, DropCallMember, Facts, InsertMessage, PutCall, PutCallMember, PutCallSettings,
+    Call, CallSettings, Command, DropCallMember, EdgeFacts, Facts, InsertMessage, PutCall, PutCallMember, PutCallSettings,
     SanctionRow,
 )
 from tests.unit.test_core_moderation import NOW, Run, conv, core_with, denied, run
@@ -25,7 +25,7 @@ RING_MS = 45_000
 
 def cmd(user: str, body: F.WriteRequest, device: str = "phone", guest: bool = False,
         instance_role: str | None = None) -> Command:
-    return Command("c1", user, "gw", "s-" + user, body, instance_role, guest, device=device)
+    return Command("c1", user, "gw", "s-" + user, body, instance_role, guest, edge=EdgeFacts(device=device))
 
 
 def start(user: str = "a", media: Media = Media.AUDIO, **kw: Any) -> Command:

@@ -9,14 +9,14 @@ import msgspec
 import pytest
 
 from chat_core.core import ChatCore
-from chat_core.decide import request_key
 from moderation.filters import WordList
 from moderation.policy import InstancePolicy
 from parley import frames as F
 from parley.ids import direct_conv_id
+from parley.limits import Limits
 from parley.records import (
-    AuditEntry, Command, ConvRow, ConvState, DropBlock, DropMember, DropSanction, Facts, InsertMessage, MemberRow,
-    PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, UpdateConv,
+    AuditEntry, Command, ConvRow, ConvState, DropBlock, DropMember, DropSanction, EdgeFacts, Facts, InsertMessage,
+    MemberRow, PutAudit, PutBlock, PutMember, PutOutbox, PutSanction, UpdateConv, UpdateMessage,
 )
 
 NOW = 1_700_000_000_000
@@ -203,16 +203,24 @@ def test_conv_update_changes_settings_tells_every_member_and_is_audited():
     assert run(core, cmd("o", F.ConvUpdate(rid="5", conv="c1", title="news"))).mutations == []
 
 
+def with_password_hash(user: str, body: F.WriteRequest, hashed: str) -> Command:
+    """A write as the gateway publishes it: the password hashed there, the plaintext gone."""
+    return Command("c1", user, "gw", "s-" + user, body, edge=EdgeFacts(password_hash=hashed))
+
+
 def test_a_room_password_is_set_from_its_hash_and_cleared_with_privacy():
     state = conv(("o", "owner"), visibility="public")
     core = core_with(state)
-    update = cmd("o", F.ConvUpdate(rid="1", conv="c1", password="sesame"))
-    r = run(core, update, facts=Facts(password_hashes={request_key(update): "argon2-hash"}))
+    r = run(core, with_password_hash("o", F.ConvUpdate(rid="1", conv="c1"), "argon2-hash"))
     assert state.row.password_hash == "argon2-hash" and r.reply["conv"]["has_password"] is True
     assert r.audit[0].details == {"password": "set"}  # never the password or its hash
     r = run(core, cmd("o", F.ConvUpdate(rid="2", conv="c1", visibility="private")))
     assert state.row.password_hash is None and r.audit[0].details == {"visibility": "private", "password": "cleared"}
-    denied(run(core, cmd("o", F.ConvUpdate(rid="3", conv="c1", password="x"))), None, "bad_request")
+    denied(run(core, with_password_hash("o", F.ConvUpdate(rid="3", conv="c1"), "h")), None, "bad_request")
+    # A plaintext password never reaches the writer from a gateway of this version: one that does
+    # is refused, not stored as no password at all.
+    state.row.visibility = "public"
+    denied(run(core, cmd("o", F.ConvUpdate(rid="4", conv="c1", password="sesame"))), None, "bad_request")
 
 
 def test_read_only_and_slow_mode_hold_members_back_but_not_moderators():
@@ -227,6 +235,142 @@ def test_read_only_and_slow_mode_hold_members_back_but_not_moderators():
     state.row.read_only = True
     denied(run(core, send("m"), now=NOW + 10**6), "read_only")
     assert run(core, send("mod")).reply["op"] == "ok"
+
+
+def edit(user: str, seq: int, text: str = "fixed", conv_id: str = "c1") -> Command:
+    return cmd(user, F.Edit(rid=f"e{next(_n)}", conv=conv_id, seq=seq, text=text), conv_id)
+
+
+def own_messages(user: str, *seqs: int, conv_id: str = "c1") -> Facts:
+    return Facts(messages={(conv_id, s): F.Message(conv=conv_id, seq=s, sender=user, ts=NOW, cmid=f"x{s}", text="t")
+                           for s in seqs})
+
+
+def test_edits_obey_slow_mode_read_only_and_mutes_like_sends():
+    """200 edits once went through in 1.2 s under a one-hour slow mode, and members edited old
+    messages of a read-only room."""
+    state = conv(("o", "owner"), ("mod", "moderator"), ("m", "member"))
+    state.row.slow_mode_s, state.row.last_seq = 3600, 1
+    core = core_with(state)
+    assert run(core, send("m")).reply["op"] == "ok"
+    reply = denied(run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 1_000), "slow_mode")
+    assert reply["retry_after_ms"] == 3_599_000
+    # An edit counts as a message of slow mode: the next send waits the whole interval after it.
+    assert run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 3_600_000).reply["op"] == "ok"
+    denied(run(core, send("m"), now=NOW + 3_601_000), "slow_mode")
+    assert [run(core, edit("mod", 2), facts=own_messages("mod", 2)).reply["op"] for _ in range(3)] == ["ok"] * 3
+    state.row.slow_mode_s, state.row.read_only = 0, True
+    denied(run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 10**8), "read_only")
+    assert run(core, edit("mod", 2), facts=own_messages("mod", 2)).reply["op"] == "ok"
+    state.row.read_only = False
+    run(core, cmd("mod", F.MemberMute(rid="mute", conv="c1", user="m")))
+    denied(run(core, edit("m", 1), facts=own_messages("m", 1), now=NOW + 10**8), "muted")
+
+
+def test_a_message_takes_a_bounded_number_of_edits():
+    """400 edits of 16 KB once reached every member as 6.5 MB in 1.7 s: besides the edit rate
+    limit, a message is edited at most max_edits_per_message times."""
+    state = conv(("o", "owner"), ("m", "member"))
+    state.row.last_seq = 1
+    core = core_with(state, limits=Limits(max_edits_per_message=2))
+    facts = own_messages("m", 1)
+    assert core.needs([edit("m", 1)]).messages == {("c1", 1)}
+    first, second = run(core, edit("m", 1), edit("m", 1), facts=facts).of(UpdateMessage)
+    assert (first.edits, second.edits) == (1, 2)
+    reply = denied(run(core, edit("m", 1), facts=facts), None, "conflict")
+    assert "2" in reply["message"]
+    facts = own_messages("m", 1)
+    facts.edits[("c1", 1)] = 2  # as the store counted them
+    denied(run(core, edit("m", 1), facts=facts), None, "conflict")
+    assert run(core, cmd("m", F.Delete(rid="d", conv="c1", seq=1)), facts=facts).reply["op"] == "ok"
+
+
+def test_edits_in_a_direct_chat_obey_blocks_like_sends():
+    core = ChatCore()
+    d = direct_conv_id("a", "b")
+    run(core, cmd("a", F.ConvCreate(rid="c", kind="direct", members=["b"]), conv=d), facts=Facts(users={"b"}))
+    assert run(core, send("a", conv_id=d)).reply["op"] == "ok"
+    run(core, block("b", "a"), facts=Facts(users={"a"}))
+    denied(run(core, edit("a", 1, conv_id=d), facts=own_messages("a", 1, conv_id=d)), "blocked")
+    run(core, block("b", "a", on=False), facts=Facts(users={"a"}, blocks={("b", "a")}))
+    run(core, block("a", "b"), facts=Facts(users={"b"}))
+    denied(run(core, edit("a", 1, conv_id=d), facts=own_messages("a", 1, conv_id=d)), "blocking")
+
+
+def react(user: str, emoji: str, on: bool = True, seq: int = 1, conv_id: str = "c1") -> Command:
+    return cmd(user, F.React(rid=f"r{next(_n)}", conv=conv_id, seq=seq, emoji=emoji, on=on), conv_id)
+
+
+def test_a_muted_member_may_not_react_but_may_take_a_reaction_back():
+    state = conv(("o", "owner"), ("m", "member"))
+    state.row.last_seq = 1
+    core = core_with(state)
+    message = own_messages("o", 1)  # one copy, as the store would read it again
+    assert run(core, react("m", "👍"), facts=message).reply["op"] == "ok"
+    run(core, cmd("o", F.MemberMute(rid="mute", conv="c1", user="m")))
+    denied(run(core, react("m", "🎉"), facts=message), "muted")
+    r = run(core, react("m", "👍", on=False), facts=message)
+    assert r.reply["op"] == "ok" and r.event("reaction")["on"] is False
+
+
+def test_a_channel_subscriber_reacts_and_a_blocked_peer_does_not():
+    channel = conv(("o", "owner"), ("sub", "member"), kind="channel")
+    channel.row.last_seq = 1
+    assert run(core_with(channel), react("sub", "🎉"), facts=own_messages("o", 1)).reply["op"] == "ok"
+    core = ChatCore()
+    d = direct_conv_id("a", "b")
+    run(core, cmd("a", F.ConvCreate(rid="c", kind="direct", members=["b"]), conv=d), facts=Facts(users={"b"}))
+    run(core, send("b", conv_id=d))
+    run(core, block("b", "a"), facts=Facts(users={"a"}))
+    denied(run(core, react("a", "👍", conv_id=d), facts=own_messages("b", 1, conv_id=d)), "blocked")
+
+
+def test_a_message_takes_a_bounded_number_of_reactions():
+    """300 distinct reactions once fit on one message (18 KB on every copy of it)."""
+    state = conv(("o", "owner"), *((f"u{i}", "member") for i in range(4)))
+    state.row.last_seq = 1
+    core = core_with(state, limits=Limits(max_reactions_per_message=3, max_reactions_per_user=2))
+    facts = own_messages("o", 1)
+    for user, emoji in (("u0", "👍"), ("u0", "🎉"), ("u1", "❤️")):
+        facts.messages[("c1", 1)].reactions.setdefault(emoji, []).append(user)
+    reply = denied(run(core, react("u2", "😂"), facts=facts), None, "conflict")
+    assert "3" in reply["message"]
+    assert run(core, react("u2", "👍"), facts=facts).reply["op"] == "ok"  # one already there: fine
+    denied(run(core, react("u0", "❤️"), facts=facts), None, "conflict")  # u0 has 2 on this message
+    assert run(core, react("u0", "👍", on=False), facts=facts).reply["op"] == "ok"
+    assert run(core, react("u0", "❤️"), facts=facts).reply["op"] == "ok"
+
+
+def test_a_conversations_title_passes_the_content_filter_and_the_link_rule():
+    """A sibling of reactions' hole: a title reaches every member (and every invitee, in
+    invite.new) as text, so it is screened like a message's text."""
+    state = conv(("o", "owner"), ("m", "member"))
+    core = core_with(state, content_filter=WordList(["scam"]), instance=InstancePolicy(new_account_s=3600))
+    r = run(core, cmd("o", F.ConvUpdate(rid="1", conv="c1", title="a scam")))
+    denied(r, "content_filter")
+    assert state.row.title == "t" and [e.action for e in r.audit] == ["conv.reject"]
+    create = cmd("o", F.ConvCreate(rid="2", kind="group", title="cheap scam"), conv="c2")
+    denied(run(core, create), "content_filter")
+    linked = cmd("o", F.ConvCreate(rid="3", kind="group", title="see www.spam.example"), conv="c3")
+    assert core.needs([linked]).accounts == {"o"}
+    denied(run(core, linked, facts=Facts(created_at={"o": NOW - 60_000})), "new_account_links")
+    denied(run(core, cmd("o", F.ConvUpdate(rid="4", conv="c1", title="www.spam.example"))), "new_account_links")
+    assert run(core, cmd("o", F.ConvUpdate(rid="5", conv="c1", title="news"))).reply["op"] == "ok"
+
+
+def test_pins_obey_mutes_and_blocks_like_sends():
+    state = conv(("o", "owner"), ("mod", "moderator"))
+    state.row.last_seq = 1
+    core = core_with(state)
+    run(core, cmd("o", F.MemberMute(rid="mute", conv="c1", user="mod")))
+    denied(run(core, cmd("mod", F.Pin(rid="p", conv="c1", seq=1)), facts=own_messages("o", 1)), "muted")
+    direct = ChatCore()
+    d = direct_conv_id("a", "b")
+    run(direct, cmd("a", F.ConvCreate(rid="c", kind="direct", members=["b"]), conv=d), facts=Facts(users={"b"}))
+    run(direct, send("b", conv_id=d))
+    run(direct, block("b", "a"), facts=Facts(users={"a"}))
+    pin = cmd("a", F.Pin(rid="p", conv=d, seq=1), conv=d)
+    denied(run(direct, pin, facts=own_messages("b", 1, conv_id=d)), "blocked")
 
 
 def test_a_duplicate_flood_is_refused_and_mutes_automatically_with_an_audit_entry():

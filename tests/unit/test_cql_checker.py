@@ -69,11 +69,14 @@ def test_statements_that_need_lwt_are_the_claims_the_name_and_the_checkpoint():
         # accounts and the admin API (migration 0003)
         "user_release_name", "user_name_set_hash", "state_init", "state_cas", "invite_create", "invite_use",
         "counter_init", "counter_cas", "report_put", "report_claim_open", "report_reclaim", "report_resolve",
+        # login sessions (migration 0005): a refresh token is spent once
+        "refresh_put", "refresh_spend",
         # the migration runner's lease
         "migration_lock_take", "migration_lock_renew", "migration_lock_release"}
 
 
-@pytest.mark.parametrize("table", ["users_by_name", "account_state", "invites", "counters", "reports", "schema_lock"])
+@pytest.mark.parametrize("table", ["users_by_name", "account_state", "invites", "counters", "reports", "schema_lock",
+                                   "refresh_tokens"])
 def test_rows_kept_by_lwt_are_never_written_without_one(table: str):
     """Mixing LWT and plain writes on one row breaks the LWT's linearizability: every write to
     these tables is conditional."""

@@ -12,19 +12,28 @@ import pytest
 
 from parley import events as E
 from parley.frames import ConvView, EndReason, Media, Message, encode
+from parley.profiles import Profile
 
 MSG = Message(conv="c1", seq=3, sender="a", ts=10, cmid="m3", text="hi")
+PROFILE = Profile(id="b", username="bob", display_name="Bob", avatar=None, status_text="away")
 VIEW = ConvView(id="c1", kind="group", title=None, visibility="private", has_password=False, history="joined",
                 owner="a", created_at=1, last_seq=3, read_seq=3, unread=0, role="owner")
 
 #: One sample of every event, and the fields it sends after `op` and `type`, in wire order.
 SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.MessageNew(message=MSG), {"message": MSG}),
+    (E.MessageNew(message=MSG, files=[E.FileInfo(id="a1", name="cat.png", size=9, mime="image/png", width=640,
+                                                 height=480, thumbs=[96, 480]),
+                                      E.FileInfo(id="a2", name="x.pdf", size=5, mime="application/pdf")]),
+     {"message": MSG, "files": [{"id": "a1", "name": "cat.png", "size": 9, "mime": "image/png", "width": 640,
+                                 "height": 480, "thumbs": [96, 480]},
+                                {"id": "a2", "name": "x.pdf", "size": 5, "mime": "application/pdf"}]}),
     (E.MessageEdited(message=MSG), {"message": MSG}),
     (E.MessageDeleted(message=MSG), {"message": MSG}),
     (E.Reaction(conv="c1", seq=3, emoji="+1", user="b", on=True),
      {"conv": "c1", "seq": 3, "emoji": "+1", "user": "b", "on": True}),
     (E.ReadReceipt(conv="c1", user="b", seq=3), {"conv": "c1", "user": "b", "seq": 3}),
+    (E.DeliveredReceipt(conv="c1", user="b", seq=3), {"conv": "c1", "user": "b", "seq": 3}),
     (E.UserTyping(conv="c1", user="b"), {"conv": "c1", "user": "b"}),
     (E.MemberJoined(conv="c1", user="b", role="member"), {"conv": "c1", "user": "b", "role": "member"}),
     (E.MemberJoined(conv="c1", user="b", role="member", by="a"),
@@ -50,8 +59,12 @@ SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.UserUnblocked(user="b"), {"user": "b"}),
     (E.PresenceChanged(user="b", status="online"), {"user": "b", "status": "online"}),
     (E.PresenceChanged(user="b", status="offline", last_seen=7), {"user": "b", "status": "offline", "last_seen": 7}),
+    (E.UserUpdated(user=PROFILE), {"user": PROFILE}),
     (E.Resync(), {}),
     (E.Resync(conv="c1"), {"conv": "c1"}),
+    (E.InviteNew(conv="c1", kind="group", title=None, by="a", at=5),
+     {"conv": "c1", "kind": "group", "title": None, "by": "a", "at": 5}),
+    (E.InviteRemoved(conv="c1", accepted=False), {"conv": "c1", "accepted": False}),
     (E.CallRinging(call="c1-k1", conv="c1", media=Media.VIDEO, initiator="a", ringing=("b",), ring_deadline=9),
      {"call": "c1-k1", "conv": "c1", "media": "video", "initiator": "a", "ringing": ["b"], "ring_deadline": 9}),
     (E.CallAccepted(call="c1-k1", conv="c1", user="b", device="phone"),
@@ -98,14 +111,20 @@ def test_an_ok_result_is_op_ok_then_rid_then_its_fields():
     assert encode(E.Ok(rid="r1")) == b'{"op":"ok","rid":"r1"}'
     assert encode(E.SendResult(rid="r1", conv="c1", seq=3, ts=10)) == b'{"op":"ok","rid":"r1","conv":"c1","seq":3,"ts":10}'
     assert encode(E.SanctionResult(rid="r1", until=None)) == b'{"op":"ok","rid":"r1","until":null}'
+    assert encode(E.ConvResult(rid="r1", conv=VIEW)) == encode({"op": "ok", "rid": "r1", "conv": VIEW})
+    assert encode(E.ConvResult(rid="r1", conv=VIEW, invited=["b"])) == encode(
+        {"op": "ok", "rid": "r1", "conv": VIEW, "invited": ["b"]})
+    assert encode(E.InviteResult(rid="r1", added=["a"], invited=[])) == \
+        b'{"op":"ok","rid":"r1","added":["a"],"invited":[]}'
     sync = E.SyncResult(rid="r1", convs=[E.ConvSync(conv="c1", last_seq=3, read_seq=1, unread=2, messages=[MSG],
                                                     more=False)])
     assert encode(sync) == encode({"op": "ok", "rid": "r1", "convs": [
         {"conv": "c1", "last_seq": 3, "read_seq": 1, "unread": 2, "messages": [MSG], "more": False}]})
     hello = E.HelloResult(rid="r1", session_id="s", user_id="u", server_time=5, heartbeat_s=30,
-                          limits={"max_frame_bytes": 65536})
+                          limits={"max_frame_bytes": 65536}, expires_at=900)
     assert encode(hello) == encode({"op": "ok", "rid": "r1", "session_id": "s", "user_id": "u", "server_time": 5,
-                                    "heartbeat_s": 30, "limits": {"max_frame_bytes": 65536}})
+                                    "heartbeat_s": 30, "limits": {"max_frame_bytes": 65536}, "expires_at": 900})
+    assert encode(E.AuthResult(rid="r2", expires_at=901)) == b'{"op":"ok","rid":"r2","expires_at":901}'
 
 
 # ---- docs/protocol.md names the same events --------------------------------------------------

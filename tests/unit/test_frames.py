@@ -124,3 +124,18 @@ def test_a_frame_that_is_not_valid_json_keeps_its_rid_when_the_rid_is_readable(r
 def test_an_empty_token_decodes_and_is_left_to_the_token_check():
     req = decode_request('{"op":"hello","rid":"h","token":""}', 10)
     assert isinstance(req, F.Hello) and req.token == ""
+
+
+@pytest.mark.parametrize("reaction", ["👍", "👍🏽", "❤️", "🏳️‍🌈", "👨‍👩‍👧", "🇫🇷", "#️⃣", "🫠"])
+def test_a_reaction_is_one_emoji(reaction):
+    req = decode_request(F.encode({"op": "react", "rid": "r", "conv": "c", "seq": 1, "emoji": reaction, "on": True}),
+                         10)
+    assert isinstance(req, F.React) and req.emoji == reaction
+
+
+@pytest.mark.parametrize("reaction", ["BUY CHEAP www.spam.tld", "x", "+1", ":thumbsup:", "👍👍", " 👍", "\u200d"])
+def test_anything_but_one_emoji_is_no_reaction(reaction):
+    """Reactions took any 32 characters: "BUY CHEAP www.spam.tld" went to every member, past the
+    content filter and the new-account link rule (issue 12)."""
+    e = err(F.encode({"op": "react", "rid": "r", "conv": "c", "seq": 1, "emoji": reaction, "on": True}))
+    assert (e.error.code, e.rid) == ("bad_request", "r")

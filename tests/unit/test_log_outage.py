@@ -18,7 +18,6 @@ from delivery.worker import DeliveryWorker
 from parley import frames as F
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.adapters.sqlite.store import SqliteStore
-from parley.auth import Passwords
 from parley.errors import Unavailable
 from parley.ports import GatewayMessage, Reply
 from parley.records import Command, EventRecord
@@ -59,8 +58,7 @@ async def test_chat_core_answers_after_the_log_failed_its_poll_and_commits(tmp_p
     bus = LocalBus()
     bus.attach("gw", on_message)
     commands: FlakyLog[Command] = FlakyLog()
-    worker = CommandWorker(ChatCore(), commands, store, bus, OutboxRelay(store, InProcessLog[EventRecord](100)),
-                           Passwords())
+    worker = CommandWorker(ChatCore(), commands, store, bus, OutboxRelay(store, InProcessLog[EventRecord](100)))
     task = asyncio.create_task(worker.run())
     try:
         for n in range(3):

@@ -21,7 +21,7 @@ MOD = "moderator"
 
 #: THE declaration. (kind, action) -> the lowest role allowed; anything absent is impossible.
 FLOOR: dict[tuple[str, Action], str] = {
-    **{(k, a): "member" for k in KINDS for a in (Action.READ, Action.JOIN_CALL)},
+    **{(k, a): "member" for k in KINDS for a in (Action.READ, Action.REACT, Action.JOIN_CALL)},
     **{("direct", a): "member" for a in (Action.SEND, Action.EDIT_OWN, Action.PIN, Action.START_CALL)},
     ("group", Action.SEND): "member", ("group", Action.EDIT_OWN): "member",
     ("group", Action.START_CALL): "member", ("group", Action.DELETE_ANY): MOD, ("group", Action.KICK): MOD,
@@ -40,21 +40,28 @@ CALLS = (Action.START_CALL, Action.JOIN_CALL)
 STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] = {
     "plain": ({}, {}),
     "muted": ({"muted_until": NOW + 60_000},
-              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, *CALLS)}),
+              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, *CALLS)}),
     "muted forever": ({"muted_until": FOREVER},
-                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, *CALLS)}),
+                      {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                    *CALLS)}),
     "mute expired": ({"muted_until": NOW}, {}),
-    "read-only": ({"read_only": True}, {Action.SEND: ("read_only", MOD)}),
-    "slow mode, too soon": ({"slow_mode_s": 30, "last_sent_at": NOW - 10_000}, {Action.SEND: ("slow_mode", MOD)}),
+    # An edit is writing to the conversation again: the rules of a send apply to it (issue 12).
+    "read-only": ({"read_only": True}, {a: ("read_only", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
+    "slow mode, too soon": ({"slow_mode_s": 30, "last_sent_at": NOW - 10_000},
+                            {a: ("slow_mode", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
     "slow mode, waited": ({"slow_mode_s": 30, "last_sent_at": NOW - 30_000}, {}),
-    "blocked by the peer": ({"blocked": True}, {a: ("blocked", None) for a in (Action.SEND, Action.INVITE, *CALLS)}),
-    "blocking the peer": ({"blocking": True}, {a: ("blocking", None) for a in (Action.SEND, *CALLS)}),
+    "blocked by the peer": ({"blocked": True}, {a: ("blocked", None)
+                                                for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                          Action.INVITE, *CALLS)}),
+    "blocking the peer": ({"blocking": True}, {a: ("blocking", None)
+                                               for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                         *CALLS)}),
     "calls off in the conversation": ({"calls_enabled": False}, {a: ("calls_off", None) for a in CALLS}),
     "a guest": ({"guest": True}, {a: ("guest_calls", None) for a in CALLS}),
     "flood": ({"repeats": 5}, {Action.SEND: ("flood", MOD)}),
     "4 repeats": ({"repeats": 4}, {}),
     "new account, a link": ({"account_age_ms": 60_000, "links": 1},
-                            {Action.SEND: ("new_account_links", None), Action.EDIT_OWN: ("new_account_links", None)}),
+                            {a: ("new_account_links", None) for a in (Action.SEND, Action.EDIT_OWN, Action.SET_INFO)}),
     "old account, links": ({"account_age_ms": 2 * 86_400_000, "links": 3}, {}),
     "new account, 6 mentions": ({"account_age_ms": 60_000, "mentions": 6},
                                 {Action.SEND: ("new_account_mentions", None)}),
@@ -241,3 +248,10 @@ def test_the_instance_switches_calls_off_and_lets_guests_call(action):
     off = policy.decide(subject("group", "owner"), action, InstancePolicy(calls=False))
     assert off is not None and off.rule == "calls_off" and "server" in off.reason
     assert policy.decide(subject("group", "member", guest=True), action, InstancePolicy(guest_calls=True)) is None
+
+
+@pytest.mark.parametrize(("who_may_add", "contact", "directly"), [
+    ("anyone", False, True), ("anyone", True, True), ("contacts", True, True), ("contacts", False, False),
+    ("nobody", True, False), ("nobody", False, False)])
+def test_who_may_add_a_user_directly_is_their_choice(who_may_add, contact, directly):
+    assert policy.adds_directly(who_may_add, contact) is directly

@@ -9,12 +9,14 @@ import pytest
 
 from moderation.privacy import delete_account
 from parley.accounts import Principal
+from parley.auth import Claims
 from parley.config import Settings
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.ports import Store
 from parley.records import Account, ConvRow, CreateConv, InsertMessage, MemberRow, PutMember, SetConvHead
 from parley.app.stores import open_store
+from parley.session_families import Revoker
 
 
 class RecordingCommands:
@@ -29,13 +31,13 @@ class RecordingCommands:
         return {}
 
 
-class RecordingSessions:
-    def __init__(self) -> None:
-        self.cut: list[str] = []
+#: The deleting user's token (its claims do not matter to deletion).
+CLAIMS = Claims(user_id="u-deleting", roles=(), expires_at=2**40)
 
-    def disconnect_user(self, user: str, code: int, reason: bytes) -> int:
-        self.cut.append(user)
-        return 0
+
+async def cut_users(store: Store) -> list[str]:
+    """Whose live sessions were ended: the users in the revocation log."""
+    return [r.user_id for r in await store.revocations_since(0)]
 
 
 class PlainPasswords:
@@ -64,11 +66,11 @@ async def test_a_deletion_that_cannot_rename_the_account_tombstones_nothing(tmp_
         victim = await owner_of_a_group_with_a_message(store, "u-victim")
         # A name taken before such names were reserved: the rename to it must fail.
         await store.create_user("u-squatter", "deleted-u-victim", "hash of x", 2)
-        commands, sessions = RecordingCommands(), RecordingSessions()
+        commands = RecordingCommands()
         with pytest.raises(Conflict):
-            await delete_account(store, commands, sessions, PlainPasswords(),  # type: ignore[arg-type]
-                                 Principal("u-victim", None, False, victim), "pw")
-        assert commands.ops == [] and sessions.cut == []  # no message tombstoned, no conversation left
+            await delete_account(store, commands, Revoker(store), PlainPasswords(),  # type: ignore[arg-type]
+                                 Principal("u-victim", None, False, victim, CLAIMS), "pw")
+        assert commands.ops == [] and await cut_users(store) == []  # no message tombstoned, no conversation left
         after = await store.account("u-victim")
         assert after is not None and (after.username, after.status, after.token_gen) == ("victim", "active", 0)
     finally:
@@ -79,12 +81,12 @@ async def test_a_deletion_renames_first_then_tombstones_and_leaves(tmp_path: Pat
     store = await open_store(Settings(data_dir=tmp_path, sqlite_synchronous="NORMAL"))
     try:
         alice = await owner_of_a_group_with_a_message(store, "u-alice")
-        commands, sessions = RecordingCommands(), RecordingSessions()
-        receipt = await delete_account(store, commands, sessions, PlainPasswords(),  # type: ignore[arg-type]
-                                       Principal("u-alice", None, False, alice), "pw")
+        commands = RecordingCommands()
+        receipt = await delete_account(store, commands, Revoker(store), PlainPasswords(),  # type: ignore[arg-type]
+                                       Principal("u-alice", None, False, alice, CLAIMS), "pw")
         assert [(op, fields) for _, op, fields in commands.ops] == [
             ("delete", {"conv": "c1", "seq": 1}), ("conv.leave", {"conv": "c1"})]
-        assert (receipt.messages_deleted, receipt.conversations_left, sessions.cut) == (1, 1, ["u-alice"])
+        assert (receipt.messages_deleted, receipt.conversations_left, await cut_users(store)) == (1, 1, ["u-alice"])
         gone = await store.account("u-alice")
         assert gone is not None and (gone.username, gone.status) == ("deleted-u-alice", "deleted")
     finally:

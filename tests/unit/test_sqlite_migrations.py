@@ -172,3 +172,24 @@ async def test_a_version_2_users_table_gains_roles_status_and_suspension(tmp_pat
         await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+async def test_a_version_6_user_gains_a_profile_and_is_found_in_the_directory_by_username(tmp_path: Path):
+    path = tmp_path / "parley.db"
+    with sqlite3.connect(path) as conn:  # a version 2 users table, as a version 6 build left it behind
+        conn.executescript(V2_USERS + "PRAGMA user_version=2;")
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:  # back to version 6: the profile columns and terms come with 7
+        conn.executescript("ALTER TABLE users DROP COLUMN display_name; ALTER TABLE users DROP COLUMN avatar;"
+                           "ALTER TABLE users DROP COLUMN status_text; ALTER TABLE users DROP COLUMN discoverable;"
+                           "DROP TABLE user_search_terms; PRAGMA user_version=6;")
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    try:
+        alice = await store.account("u1")
+        assert alice is not None and (alice.display_name, alice.discoverable) == (None, True)
+        assert [a.id for a in await store.search_directory("al", 10)] == ["u1"]
+    finally:
+        await store.close()

@@ -14,7 +14,6 @@ from chat_core.worker import CommandWorker
 from parley import frames as F
 from parley.adapters.inprocess import InProcessLog, LocalBus
 from parley.adapters.sqlite.store import SqliteStore
-from parley.auth import Passwords
 from parley.ports import GatewayMessage, Reply
 from parley.records import Command, EventRecord, Facts
 
@@ -46,7 +45,7 @@ async def test_a_bug_costs_one_batch_not_the_writer(tmp_path: Path):
     bus.attach("gw", on_message)
     commands: InProcessLog[Command] = InProcessLog(100)
     worker = CommandWorker(BuggyOnce(), commands, store, bus,
-                           OutboxRelay(store, InProcessLog[EventRecord](100)), Passwords())
+                           OutboxRelay(store, InProcessLog[EventRecord](100)))
     task = asyncio.create_task(worker.run())
     try:
         for rid in ("first", "second"):

@@ -1,4 +1,4 @@
-"""The Cassandra store's calls (migration 0005): every call by id (`calls`), each conversation's
+"""The Cassandra store's calls (migration 0010): every call by id (`calls`), each conversation's
 live call (`live_calls`), the ring timers the calls role arms again when it starts
 (`ring_timers`), the conversations' call settings, who takes part in a live call
 (`call_members`), and the records of finished calls beside their messages (`message_calls`).

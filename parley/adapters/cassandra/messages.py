@@ -19,7 +19,7 @@ from contextlib import aclosing
 
 import msgspec
 
-from parley.adapters.cassandra.attachments import attachment_row
+from parley.adapters.cassandra.attachments import CassandraAttachments
 from parley.adapters.cassandra.calls import CassandraCalls
 from parley.adapters.cassandra.database import NO_LIMIT
 from parley.adapters.cassandra.partitions import ID_SHIFT, IdClock, bucket_of, outbox_tb
@@ -27,7 +27,9 @@ from parley.adapters.cassandra.session import CqlSession, Row
 from parley.adapters.cassandra.writes import Statement, pack, plan_writes
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
-from parley.records import ConvRow, ConvState, EventRecord, Facts, MemberRow, Mutation, Needs, SanctionRow
+from parley.records import (
+    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, SanctionRow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,15 @@ def _sanction(conv: str, r: Row) -> SanctionRow:
     return SanctionRow(conv=conv, user=r[1], kind=r[2], until=int(r[3]), by=r[4], at=int(r[5]), reason=r[6])
 
 
-class CassandraMessages(CassandraCalls):
+
+def _members(conv: str, members: list[Row], cursors: list[Row], delivered: list[Row]) -> list[MemberRow]:
+    """`members_of` rows (user, role, visible_from, joined_at) with their read and delivered cursors."""
+    read = {r[0]: int(r[1] or 0) for r in cursors}
+    got = {r[0]: int(r[1] or 0) for r in delivered}
+    return [MemberRow(conv=conv, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
+                      joined_at=r[3], delivered_seq=got.get(r[0], 0)) for r in members]
+
+class CassandraMessages(CassandraAttachments, CassandraCalls):
     """Implements parley.ports.MessageStore (a conversation's calls come with it)."""
 
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
@@ -91,18 +101,22 @@ class CassandraMessages(CassandraCalls):
             row = await self._one("conv_get", [conv_id])
             if row is None:
                 return
-            ((stored, newest), members, cursors, settings, sanctions), (call, call_settings) = await asyncio.gather(
-                asyncio.gather(self._head(conv_id), self._all("members_of", [conv_id]),
-                               self._all("cursors_of", [conv_id]), self._one("settings_get", [conv_id]),
-                               self._all("sanctions_of", [conv_id])),
+            # Gathers in one: asyncio.gather is typed for at most six awaitables.
+            (((stored, newest), members, cursors, got, settings, sanctions), invitations,
+             (call, call_settings)) = await asyncio.gather(
+                asyncio.gather(
+                    self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
+                    self._all("delivered_of", [conv_id]), self._one("settings_get", [conv_id]),
+                    self._all("sanctions_of", [conv_id])),
+                self._all("invitations_of", [conv_id]),
                 asyncio.gather(self._live_call(conv_id), self._call_settings(conv_id)))
-            read = {r[0]: int(r[1] or 0) for r in cursors}
             state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
-                r[0]: MemberRow(conv=conv_id, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
-                                joined_at=r[3]) for r in members}, call=call, call_settings=call_settings)
+                m.user: m for m in _members(conv_id, members, cursors, got)}, call=call, call_settings=call_settings)
             for r in sanctions:
                 sanction = _sanction(conv_id, r)
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
+            for user_id, by, at in invitations:
+                state.invitations[user_id] = InvitationRow(conv=conv_id, user=user_id, by=by, at=int(at))
             # A direct conversation carries the blocks between its two members.
             if state.row.kind == "direct" and len(state.members) == 2:
                 first, second = sorted(state.members)
@@ -126,17 +140,20 @@ class CassandraMessages(CassandraCalls):
 
         async def message(key: tuple[str, int]) -> None:
             conv_id, seq = key
-            row = await self._one("message_get", [conv_id, bucket_of(seq), seq])
+            row, edits = await asyncio.gather(self._one("message_get", [conv_id, bucket_of(seq), seq]),
+                                              self._one("message_edits_get", [conv_id, bucket_of(seq), seq]))
             if row is not None:
                 msg = _message(row, conv_id)
                 await self._attach_reactions([msg])
                 await self._attach_calls([msg])
                 facts.messages[key] = msg
+                if edits is not None and edits[0]:
+                    facts.edits[key] = int(edits[0])
 
         async def attachment(attachment_id: str) -> None:
-            row = await self._one("attachment_get", [attachment_id])
+            row = await self.attachment(attachment_id)
             if row is not None:
-                facts.attachments[attachment_id] = attachment_row(row)
+                facts.attachments[attachment_id] = row
 
         async def pair(a: str, b: str) -> None:
             facts.blocks.update(await self._blocks_between(a, b))
@@ -300,6 +317,13 @@ class CassandraMessages(CassandraCalls):
                 if msg is not None:
                     msg.reactions.setdefault(emoji, []).append(user)
 
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]:
+        pending = await self._all("invitations_of_user", [user])
+        rows = await self._gather(self._conv_row(r[0]) for r in pending)
+        found = [(InvitationRow(conv=r[0], user=user, by=r[1], at=int(r[2])), row)
+                 for r, row in zip(pending, rows) if row is not None]
+        return sorted(found, key=lambda f: (f[0].at, f[0].conv))
+
     async def member_ids(self, conv: str) -> list[str]:
         return [r[0] for r in await self._all("members_of", [conv])]
 
@@ -311,14 +335,12 @@ class CassandraMessages(CassandraCalls):
     # ---- admin inspection -----------------------------------------------------------------
 
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None:
-        row, members, cursors = await asyncio.gather(
-            self._conv_row(conv), self._all("members_of", [conv]), self._all("cursors_of", [conv]))
+        row, members, cursors, got = await asyncio.gather(
+            self._conv_row(conv), self._all("members_of", [conv]), self._all("cursors_of", [conv]),
+            self._all("delivered_of", [conv]))
         if row is None:
             return None
-        read = {r[0]: int(r[1] or 0) for r in cursors}
-        out = [MemberRow(conv=conv, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
-                         joined_at=r[3]) for r in members]
-        return row, sorted(out, key=lambda m: (m.joined_at, m.user))
+        return row, sorted(_members(conv, members, cursors, got), key=lambda m: (m.joined_at, m.user))
 
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]:
         """Walks the conversation's messages after `after_seq` in order and keeps the sender's:

@@ -16,6 +16,7 @@ _INVITE_COLS = "code, created_by, created_at, expires_at, used_by, used_at"
 _REPORT_COLS = "id, filed, status, claimed_by, claimed_at, resolved_by, resolved_at, resolution, note"
 _SETTINGS_COLS = "conv_id, slow_mode_s, read_only, allow_guests, permissions, pinned"
 _SANCTION_COLS = "conv_id, user_id, kind, until, issued_by, at, reason"
+_FAMILY_COLS = "user_id, id, created_at, last_used_at, expires_at, label, token_gen, revoked_at"
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,17 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                          "AND username >= ? AND username < ? LIMIT ?"),
     ("name_bucket_put", "INSERT INTO account_name_buckets (shard, bucket) VALUES (?, ?)"),
     ("name_buckets", "SELECT bucket FROM account_name_buckets WHERE shard = ?"),
+    # profiles: plain upserts of the whole row, by its owner only
+    ("profile_get", "SELECT id, display_name, avatar, status_text, discoverable FROM profiles WHERE id = ?"),
+    ("profile_put", "INSERT INTO profiles (id, display_name, avatar, status_text, discoverable) "
+                    "VALUES (?, ?, ?, ?, ?)"),
+    # the directory: bucket = the term's first two characters
+    ("term_put", "INSERT INTO directory_terms (bucket, term, user_id) VALUES (?, ?, ?)"),
+    ("term_drop", "DELETE FROM directory_terms WHERE bucket = ? AND term = ? AND user_id = ?"),
+    ("term_range", "SELECT term, user_id FROM directory_terms WHERE bucket = ? AND term >= ? AND term < ? LIMIT ?"),
+    # "who may add me" (0009): the user's own choice, plain writes
+    ("privacy_put", "INSERT INTO account_privacy (id, who_may_add) VALUES (?, ?)"),
+    ("privacy_get", "SELECT who_may_add FROM account_privacy WHERE id = ?"),
     # invites: single use, by LWT; created_by (never null) keeps a missing code from matching
     ("invite_create", f"INSERT INTO invites ({_INVITE_COLS}) VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"),
     ("invite_get", f"SELECT {_INVITE_COLS} FROM invites WHERE code = ?"),
@@ -100,6 +112,14 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("sanction_put", f"INSERT INTO sanctions ({_SANCTION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"),
     ("sanction_drop", "DELETE FROM sanctions WHERE conv_id = ? AND user_id = ? AND kind = ?"),
     ("sanctions_of", f"SELECT {_SANCTION_COLS} FROM sanctions WHERE conv_id = ?"),
+    # invitations (0009): by conversation, read whole with it, and by invitee
+    ("invitation_put", "INSERT INTO invitations (conv_id, user_id, invited_by, at) VALUES (?, ?, ?, ?)"),
+    ("invitation_drop", "DELETE FROM invitations WHERE conv_id = ? AND user_id = ?"),
+    ("invitations_of", "SELECT user_id, invited_by, at FROM invitations WHERE conv_id = ?"),
+    ("invitation_by_user_put", "INSERT INTO invitations_by_user (user_id, conv_id, invited_by, at) "
+                               "VALUES (?, ?, ?, ?)"),
+    ("invitation_by_user_drop", "DELETE FROM invitations_by_user WHERE user_id = ? AND conv_id = ?"),
+    ("invitations_of_user", "SELECT conv_id, invited_by, at FROM invitations_by_user WHERE user_id = ?"),
     # blocks (0004): by blocker, and by blocked user (written in the same logged batch)
     ("block_put", "INSERT INTO blocks (blocker, blocked, at) VALUES (?, ?, ?)"),
     ("block_drop", "DELETE FROM blocks WHERE blocker = ? AND blocked = ?"),
@@ -120,6 +140,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("user_conv_drop", "DELETE FROM convs_by_user WHERE user_id = ? AND conv_id = ?"),
     ("user_convs", "SELECT conv_id FROM convs_by_user WHERE user_id = ?"),
     ("cursor_set", "UPDATE read_cursors USING TIMESTAMP ? SET read_seq = ? WHERE conv_id = ? AND user_id = ?"),
+    ("delivered_set", "UPDATE delivered_cursors USING TIMESTAMP ? SET delivered_seq = ? "
+                      "WHERE conv_id = ? AND user_id = ?"),
+    ("delivered_of", "SELECT user_id, delivered_seq FROM delivered_cursors WHERE conv_id = ?"),
     ("cursors_of", "SELECT user_id, read_seq FROM read_cursors WHERE conv_id = ?"),
     ("cursor_get", "SELECT read_seq FROM read_cursors WHERE conv_id = ? AND user_id = ?"),
     # messages: claimed with IF NOT EXISTS (one conditional batch per (conv, bucket))
@@ -135,6 +158,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                       "LIMIT ?"),
     ("messages_asc", f"SELECT {_MSG_COLS} FROM messages WHERE conv_id = ? AND bucket = ? AND seq >= ? AND seq < ? "
                      "ORDER BY seq ASC LIMIT ?"),
+    # edit counts (0009): written with each edit, read with the message by chat_core
+    ("message_edits_put", "INSERT INTO message_edits (conv_id, bucket, seq, edits) VALUES (?, ?, ?, ?)"),
+    ("message_edits_get", "SELECT edits FROM message_edits WHERE conv_id = ? AND bucket = ? AND seq = ?"),
     ("reaction_put", "INSERT INTO reactions (conv_id, bucket, seq, emoji, user_id) VALUES (?, ?, ?, ?, ?)"),
     ("reaction_drop", "DELETE FROM reactions WHERE conv_id = ? AND bucket = ? AND seq = ? AND emoji = ? AND user_id = ?"),
     ("reactions_in", "SELECT seq, emoji, user_id FROM reactions WHERE conv_id = ? AND bucket = ? AND seq >= ? "
@@ -156,9 +182,11 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     # attachments: one row per id; an insert sets every column, so it replaces the row whole
     ("attachment_put", "INSERT INTO attachments (id, conv_id, uploader, name, mime, size, created_at, uploaded) "
                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    ("attachment_media_put", "INSERT INTO attachment_media (id, width, height, thumbs) VALUES (?, ?, ?, ?)"),
+    ("attachment_media_get", "SELECT width, height, thumbs FROM attachment_media WHERE id = ?"),
     ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
                        "WHERE id = ?"),
-    # calls (0005): written by chat_core's batches with its conversations, plain writes (one writer each)
+    # calls (0010): written by chat_core's batches with its conversations, plain writes (one writer each)
     ("call_put", "INSERT INTO calls (call_id, conv_id, body) VALUES (?, ?, ?)"),
     ("call_get", "SELECT body FROM calls WHERE call_id = ?"),
     ("live_call_put", "INSERT INTO live_calls (conv_id, call_id, body) VALUES (?, ?, ?)"),
@@ -175,6 +203,24 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("calls_of_user", "SELECT call_id FROM call_members WHERE user_id = ?"),
     ("message_call_put", "INSERT INTO message_calls (conv_id, bucket, seq, record) VALUES (?, ?, ?, ?)"),
     ("message_call_get", "SELECT record FROM message_calls WHERE conv_id = ? AND bucket = ? AND seq = ?"),
+    # login sessions (0008): every row expires with its TTL; a family is written whole (but for
+    # revoked_at, which only a revocation writes) at login and again, with the new TTL, per refresh
+    ("family_put", "INSERT INTO session_families (user_id, id, created_at, last_used_at, expires_at, label, "
+                   "token_gen) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+    ("family_get", f"SELECT {_FAMILY_COLS} FROM session_families WHERE user_id = ? AND id = ?"),
+    ("families_of", f"SELECT {_FAMILY_COLS} FROM session_families WHERE user_id = ?"),
+    ("family_revoke", "UPDATE session_families USING TTL ? SET revoked_at = ? WHERE user_id = ? AND id = ?"),
+    # refresh tokens: every write is an LWT (inserted IF NOT EXISTS, spent IF used_at = null)
+    ("refresh_put", "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) VALUES (?, ?, ?, ?) "
+                    "IF NOT EXISTS USING TTL ?"),
+    ("refresh_get", "SELECT token_hash, family_id, user_id, expires_at, used_at FROM refresh_tokens "
+                    "WHERE token_hash = ?"),
+    ("refresh_spend", "UPDATE refresh_tokens USING TTL ? SET used_at = ? WHERE token_hash = ? IF used_at = null"),
+    # the revocation log: appended, read by minute, never updated (rows expire)
+    ("revocation_put", "INSERT INTO revocations (bucket, at, id, user_id, family_id, token_gen, reason) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
+    ("revocations_in", "SELECT at, id, user_id, family_id, token_gen, reason FROM revocations "
+                       "WHERE bucket = ? AND at >= ?"),
     # readiness: a node of the local datacenter answers (any one: the node's own table, no quorum)
     ("store_ping", "SELECT release_version FROM system.local WHERE key = 'local'", "LOCAL_ONE"),
     # the migration runner's own tables (created by the runner, not by a migration; prepared on

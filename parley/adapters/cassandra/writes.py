@@ -16,10 +16,10 @@ from parley.adapters.cassandra.partitions import DAY_MS, IdClock, bucket_of, id_
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import (
-    AuditEntry, Call, CallSettings, ConvRow, CreateConv, DropBlock, DropCallMember, DropMember, DropSanction,
-    InsertMessage, MemberRow, Mutation, PutAudit, PutBlock, PutCall, PutCallMember, PutCallSettings, PutMember,
-    PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner, SetReaction, SetReadSeq, UpdateConv,
-    UpdateMessage,
+    AuditEntry, Call, CallSettings, ConvRow, CreateConv, DropBlock, DropCallMember, DropInvitation, DropMember,
+    DropSanction, InsertMessage, InvitationRow, MemberRow, Mutation, PutAudit, PutBlock, PutCall, PutCallMember,
+    PutCallSettings, PutInvitation, PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner,
+    SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 #: Logged batches spanning partitions are refused past 50 KiB by default
@@ -103,8 +103,10 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
     heads: dict[str, int] = {}
     members: dict[tuple[str, str], MemberRow | None] = {}
     cursors: dict[tuple[str, str], int] = {}
+    delivered: dict[tuple[str, str], int] = {}
     inserts: dict[tuple[str, int], Message] = {}
     updates: dict[tuple[str, int], UpdateMessage] = {}
+    edit_counts: dict[tuple[str, int], int] = {}
     reactions: dict[tuple[str, int, str, str], bool] = {}
     idem: set[tuple[str, str, str]] = set()
     settings: dict[str, ConvRow] = {}
@@ -116,6 +118,7 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
     live: dict[str, Call | None] = {}
     call_settings: dict[str, CallSettings] = {}
     call_members: dict[tuple[str, str], str | None] = {}
+    invitations: dict[tuple[str, str], InvitationRow | None] = {}
     for m in mutations:
         match m:
             case CreateConv():
@@ -136,6 +139,8 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 members[(m.conv, m.user)] = None
             case SetReadSeq():
                 cursors[(m.conv, m.user)] = max(cursors.get((m.conv, m.user), 0), m.read_seq)
+            case SetDeliveredSeq():
+                delivered[(m.conv, m.user)] = max(delivered.get((m.conv, m.user), 0), m.delivered_seq)
             case InsertMessage():
                 msg = m.message
                 key3 = (msg.conv, msg.sender, msg.cmid)
@@ -144,6 +149,8 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 inserts[(msg.conv, msg.seq)] = msgspec.structs.replace(msg)
                 idem.add(key3)
             case UpdateMessage():
+                if m.edits and not m.deleted:  # a delete keeps the stored count
+                    edit_counts[(m.conv, m.seq)] = max(edit_counts.get((m.conv, m.seq), 0), m.edits)
                 new = inserts.get((m.conv, m.seq))
                 if new is not None:
                     new.text, new.edited_at, new.deleted = m.text, m.edited_at, m.deleted
@@ -189,6 +196,10 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 call_members[(m.user, m.call)] = m.conv
             case DropCallMember():
                 call_members[(m.user, m.call)] = None
+            case PutInvitation():
+                invitations[(m.row.conv, m.row.user)] = m.row
+            case DropInvitation():
+                invitations[(m.conv, m.user)] = None
             case _:
                 assert_never(m)
 
@@ -219,6 +230,12 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
         else:
             plan.logged.append(("blocked_by_put", [blocked, blocker, at]))
             plan.blocks.append(("block_put", [blocker, blocked, at]))
+    for (conv, user), irow in invitations.items():
+        if irow is None:
+            plan.logged += [("invitation_drop", [conv, user]), ("invitation_by_user_drop", [user, conv])]
+        else:
+            plan.logged += [("invitation_put", [conv, user, irow.by, irow.at]),
+                            ("invitation_by_user_put", [user, conv, irow.by, irow.at])]
     plan.logged.extend(("conv_set_owner", [owner, conv]) for conv, owner in owners.items())
     for (conv, user), mrow in members.items():
         if mrow is None:
@@ -228,11 +245,14 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                             ("user_conv_put", [user, conv])]
     # Cursors and heads only move forward: their write timestamp is the value itself.
     plan.logged.extend(("cursor_set", [seq, seq, conv, user]) for (conv, user), seq in cursors.items())
+    plan.logged.extend(("delivered_set", [seq, seq, conv, user]) for (conv, user), seq in delivered.items())
     for (conv, seq), u in updates.items():
         if u.deleted:
             plan.logged.append(("message_delete", [None, u.edited_at, True, None, conv, bucket_of(seq), seq]))
         else:
             plan.logged.append(("message_edit", [u.text, u.edited_at, False, conv, bucket_of(seq), seq]))
+    plan.logged.extend(("message_edits_put", [conv, bucket_of(seq), seq, edits])
+                       for (conv, seq), edits in edit_counts.items())
     for (conv, seq, emoji, user), on in reactions.items():
         plan.logged.append(("reaction_put" if on else "reaction_drop", [conv, bucket_of(seq), seq, emoji, user]))
     plan.heads = [("head_set", [seq, seq, conv]) for conv, seq in sorted(heads.items())]

@@ -4,21 +4,33 @@ same transaction."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import msgspec
 
-from parley.adapters.sqlite.database import SqliteDatabase, transaction
+from parley.adapters.sqlite.database import SqliteDatabase, chunks, marks, transaction
 from parley.errors import Conflict, Forbidden
-from parley.records import Account, AccountPatch, AccountQuery
+from parley.profiles import key_successor, search_terms
+from parley.records import WHO_MAY_ADD_DEFAULT, Account, AccountPatch, AccountQuery
 
-_ACCOUNT_COLS = "id, username, created_at, role, status, suspended_until, suspend_reason, guest, token_gen"
+_ACCOUNT_COLS = ("id, username, created_at, role, status, suspended_until, suspend_reason, guest, token_gen, "
+                 "display_name, avatar, status_text, discoverable, who_may_add")
+_PATCHED = ("username", "role", "status", "suspended_until", "suspend_reason", "password_hash", "display_name",
+            "avatar", "status_text", "discoverable", "who_may_add")
 
 
 def _account(row: Sequence[Any]) -> Account:
     return Account(id=row[0], username=row[1], created_at=row[2], role=row[3], status=row[4],
-                   suspended_until=row[5], suspend_reason=row[6], guest=bool(row[7]), token_gen=row[8])
+                   suspended_until=row[5], suspend_reason=row[6], guest=bool(row[7]), token_gen=row[8],
+                   display_name=row[9], avatar=row[10], status_text=row[11], discoverable=bool(row[12]),
+                   who_may_add=row[13] or WHO_MAY_ADD_DEFAULT)
+
+
+def _put_terms(conn: sqlite3.Connection, user_id: str, username: str, display_name: str | None) -> None:
+    conn.execute("DELETE FROM user_search_terms WHERE user = ?", (user_id,))
+    conn.executemany("INSERT INTO user_search_terms (term, user) VALUES (?, ?)",
+                     [(term, user_id) for term in search_terms(username, display_name)])
 
 
 class SqliteAccounts(SqliteDatabase):
@@ -38,6 +50,7 @@ class SqliteAccounts(SqliteDatabase):
                     conn.execute("INSERT INTO users (id, username, password_hash, created_at, status, guest) "
                                  "VALUES (?,?,?,?,?,?)",
                                  (user_id, username, password_hash, created_at, status, int(guest)))
+                    _put_terms(conn, user_id, username, None)
             except sqlite3.IntegrityError:
                 raise Conflict("username is taken") from None
         await self._write(run)
@@ -64,7 +77,7 @@ class SqliteAccounts(SqliteDatabase):
         def run(conn: sqlite3.Connection) -> Account | None:
             sets: list[str] = []
             args: list[Any] = []
-            for name in ("username", "role", "status", "suspended_until", "suspend_reason", "password_hash"):
+            for name in _PATCHED:
                 value = getattr(patch, name)
                 if value is not msgspec.UNSET:
                     sets.append(f"{name} = ?")
@@ -76,6 +89,9 @@ class SqliteAccounts(SqliteDatabase):
                     if sets:
                         conn.execute(f"UPDATE users SET {', '.join(sets)} WHERE id = ?", [*args, user_id])
                     row = conn.execute(f"SELECT {_ACCOUNT_COLS} FROM users WHERE id = ?", (user_id,)).fetchone()
+                    if row is not None and (patch.username is not msgspec.UNSET
+                                            or patch.display_name is not msgspec.UNSET):
+                        _put_terms(conn, user_id, row[1], row[9])
             except sqlite3.IntegrityError:
                 raise Conflict("username is taken") from None
             return _account(row) if row else None
@@ -100,4 +116,31 @@ class SqliteAccounts(SqliteDatabase):
             sql = (f"SELECT {_ACCOUNT_COLS} FROM users" + (" WHERE " + " AND ".join(conds) if conds else "")
                    + " ORDER BY username LIMIT ?")
             return [_account(r) for r in conn.execute(sql, [*args, query.limit])]
+        return await self._read(run)
+
+    async def accounts(self, user_ids: Sequence[str]) -> list[Account]:
+        def run(conn: sqlite3.Connection) -> list[Account]:
+            ids = list(dict.fromkeys(user_ids))
+            found = {r[0]: _account(r) for r in conn.execute(
+                f"SELECT {_ACCOUNT_COLS} FROM users WHERE id IN ({marks(len(ids))})", ids)} if ids else {}
+            return [found[i] for i in ids if i in found]
+        return await self._read(run)
+
+    async def search_directory(self, prefix: str, limit: int) -> list[Account]:
+        def run(conn: sqlite3.Connection) -> list[Account]:
+            rows = conn.execute(
+                f"SELECT {', '.join('u.' + c for c in _ACCOUNT_COLS.split(', '))} FROM users u WHERE u.id IN "
+                "(SELECT user FROM user_search_terms WHERE term >= ? AND term < ?) "
+                "AND u.status = 'active' AND u.guest = 0 AND u.discoverable = 1 ORDER BY u.username LIMIT ?",
+                (prefix, key_successor(prefix), limit))
+            return [_account(r) for r in rows]
+        return await self._read(run)
+
+    async def who_may_add(self, user_ids: Collection[str]) -> dict[str, str]:
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            out: dict[str, str] = {}
+            for part in chunks(sorted(user_ids)):
+                out.update(conn.execute(f"SELECT id, who_may_add FROM users WHERE id IN ({marks(len(part))}) "
+                                        "AND who_may_add IS NOT NULL", part))
+            return out
         return await self._read(run)

@@ -18,12 +18,15 @@ from parley.adapters.sqlite.attachments import ATTACHMENT_COLS, attachment_row
 from parley.adapters.sqlite.calls import prefetch_calls
 from parley.adapters.sqlite.database import CHUNK, SqliteDatabase, chunks, marks
 from parley.adapters.sqlite.rows import (
-    CONV_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_row, member_row, message_row, sanction_row,
+    CONV_COLS, INVITATION_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_row, invitation_row, member_row,
+    message_row, sanction_row,
 )
 from parley.adapters.sqlite.writes import write
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
-from parley.records import ConvRow, ConvState, EventRecord, Facts, MemberRow, Mutation, Needs, PutOutbox
+from parley.records import (
+    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, PutOutbox,
+)
 
 _record_decode = msgspec.msgpack.Decoder(EventRecord).decode
 
@@ -44,9 +47,11 @@ def idem_lookup_sql(n: int) -> str:
 
 
 def message_lookup_sql(n: int) -> str:
+    """The messages of n (conv, seq) keys, each row with its edit count last."""
     keys = ",".join("(?,?)" for _ in range(n))
     cols = ", ".join(f"m.{c.strip()}" for c in MSG_COLS.split(","))
-    return f"WITH k(conv, seq) AS (VALUES {keys}) SELECT {cols} FROM k JOIN messages m ON m.conv = k.conv AND m.seq = k.seq"
+    return (f"WITH k(conv, seq) AS (VALUES {keys}) SELECT {cols}, m.edits FROM k "
+            "JOIN messages m ON m.conv = k.conv AND m.seq = k.seq")
 
 
 class SqliteMessages(SqliteDatabase):
@@ -68,6 +73,10 @@ class SqliteMessages(SqliteDatabase):
                 sanction = sanction_row(row)
                 state = facts.convs[sanction.conv]
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
+            for row in conn.execute(f"SELECT {INVITATION_COLS} FROM invitations WHERE conv IN ({marks(len(part))})",
+                                    part):
+                invitation = invitation_row(row)
+                facts.convs[invitation.conv].invitations[invitation.user] = invitation
         # A direct conversation carries the blocks between its two members.
         pairs = {tuple(sorted(s.members)): s for s in facts.convs.values() if s.row.kind == "direct" and len(s.members) == 2}
         for ppart in chunks(sorted(pairs), CHUNK // 4):
@@ -87,6 +96,8 @@ class SqliteMessages(SqliteDatabase):
         for mpart in chunks(sorted(needs.messages), CHUNK // 2):
             for row in conn.execute(message_lookup_sql(len(mpart)), [x for k in mpart for x in k]):
                 facts.messages[(row[0], row[1])] = message_row(row)
+                if row[-1]:
+                    facts.edits[(row[0], row[1])] = row[-1]
         self._attach_reactions(conn, list(facts.messages.values()))
         for apart in chunks(sorted(needs.attachments)):
             for row in conn.execute(
@@ -169,7 +180,8 @@ class SqliteMessages(SqliteDatabase):
                 f"LEFT JOIN members p ON c.kind = 'direct' AND p.conv = c.id AND p.user != m.user "
                 f"WHERE m.user = ? ORDER BY c.created_at, c.id", (user,))
             n = N_CONV
-            return [(conv_row(r[:n]), member_row(r[n:n + 6]), r[n + 6]) for r in rows]
+            m = n + len(MEMBER_COLS.split(","))
+            return [(conv_row(r[:n]), member_row(r[n:m]), r[m]) for r in rows]
         return await self._read(run)
 
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:
@@ -201,6 +213,15 @@ class SqliteMessages(SqliteDatabase):
                 msg = by_seq.get(seq)
                 if msg is not None:
                     msg.reactions.setdefault(emoji, []).append(user)
+
+    async def invitations(self, user: str) -> list[tuple[InvitationRow, ConvRow]]:
+        def run(conn: sqlite3.Connection) -> list[tuple[InvitationRow, ConvRow]]:
+            icols = ", ".join(f"i.{c.strip()}" for c in INVITATION_COLS.split(","))
+            cols = ", ".join(f"c.{c.strip()}" for c in CONV_COLS.split(","))
+            rows = conn.execute(f"SELECT {icols}, {cols} FROM invitations i JOIN convs c ON c.id = i.conv "
+                                "WHERE i.user = ? ORDER BY i.at, i.conv", (user,))
+            return [(invitation_row(r[:4]), conv_row(r[4:])) for r in rows]
+        return await self._read(run)
 
     async def block_peers(self, user: str) -> set[str]:
         def run(conn: sqlite3.Connection) -> set[str]:

@@ -35,10 +35,16 @@ SCHEMA_VERSION = max(_STEPS)
 SCHEMA = resources.files("parley.migrations").joinpath("sqlite", "schema.sql").read_text(encoding="utf-8")
 
 _ADD_COLUMN = re.compile(r"^ALTER TABLE (\w+) ADD COLUMN (\w+) ")
+_COPY_FROM = re.compile(r"^INSERT .* FROM (\w+)", re.DOTALL)
 
 
 def _needed(conn: sqlite3.Connection, sql: str) -> bool:
-    """An ADD COLUMN is skipped when its table is absent (SCHEMA creates it whole) or has it."""
+    """An ADD COLUMN is skipped when its table is absent (SCHEMA creates it whole) or has it; an
+    INSERT ... SELECT FROM a table that is absent has nothing to copy."""
+    copy = _COPY_FROM.match(sql)
+    if copy is not None:
+        return bool(conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (copy.group(1),)).fetchone())
     match = _ADD_COLUMN.match(sql)
     if match is None:
         return True

@@ -1,5 +1,5 @@
-"""The SQLite rows of conversations, members, messages and sanctions: their columns, and the
-records they are read back as."""
+"""The SQLite rows of conversations, members, messages, sanctions and invitations: their columns,
+and the records they are read back as."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ from typing import Any
 import msgspec
 
 from parley.frames import CallRecord, Message
-from parley.records import ConvRow, MemberRow, SanctionRow
+from parley.records import ConvRow, InvitationRow, MemberRow, SanctionRow
 
 MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted, call"
 CONV_COLS = ("id, kind, title, visibility, password_hash, history, owner, created_at, last_seq, slow_mode_s, "
              "read_only, permissions, pinned, allow_guests")
 N_CONV = 14
 SANCTION_COLS = "conv, user, kind, until, by, at, reason"
-MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at"
+MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at, delivered_seq"
+INVITATION_COLS = "conv, user, by, at"
 json_encode = msgspec.json.Encoder().encode
 _ids_decode = msgspec.json.Decoder(list[str])
 _seqs_decode = msgspec.json.Decoder(list[int])
@@ -58,4 +59,8 @@ def sanction_row(row: Sequence[Any]) -> SanctionRow:
 
 def member_row(row: Sequence[Any]) -> MemberRow:
     return MemberRow(conv=row[0], user=row[1], role=row[2], visible_from=row[3], read_seq=row[4],
-                     joined_at=row[5])
+                     joined_at=row[5], delivered_seq=row[6])
+
+
+def invitation_row(row: Sequence[Any]) -> InvitationRow:
+    return InvitationRow(conv=row[0], user=row[1], by=row[2], at=row[3])

@@ -14,20 +14,22 @@ from parley.adapters.sqlite.calls import (
 from parley.adapters.sqlite.database import marks
 from parley.adapters.sqlite.moderation import AUDIT_INSERT, audit_params
 from parley.adapters.sqlite.rows import (
-    CONV_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, call_record, conv_settings, json_encode,
+    CONV_COLS, INVITATION_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, call_record, conv_settings,
+    json_encode,
 )
 from parley.records import (
-    CreateConv, DropBlock, DropCallMember, DropMember, DropSanction, InsertMessage, Mutation, PutAudit, PutBlock,
-    PutCall, PutCallMember, PutCallSettings, PutMember, PutOutbox, PutSanction, SetConvHead, SetConvOwner,
-    SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
+    CreateConv, DropBlock, DropCallMember, DropInvitation, DropMember, DropSanction, InsertMessage, Mutation,
+    PutAudit, PutBlock, PutCall, PutCallMember, PutCallSettings, PutInvitation, PutMember, PutOutbox, PutSanction,
+    SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 _record_encode = msgspec.msgpack.Encoder().encode
 # Built once: a batch's statements are grouped by their text, so equal ones are one object.
 _INSERT_CONV = f"INSERT INTO convs ({CONV_COLS}) VALUES ({marks(N_CONV)})"
 _INSERT_SANCTION = f"INSERT OR REPLACE INTO sanctions ({SANCTION_COLS}) VALUES ({marks(7)})"
-_INSERT_MEMBER = f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(6)})"
+_INSERT_MEMBER = f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(7)})"
 _INSERT_MESSAGE = f"INSERT INTO messages ({MSG_COLS}) VALUES ({marks(12)})"
+_INSERT_INVITATION = f"INSERT OR REPLACE INTO invitations ({INVITATION_COLS}) VALUES ({marks(4)})"
 
 
 def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
@@ -55,11 +57,14 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
         case DropBlock():
             return "DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (m.blocker, m.blocked)
         case PutMember(row=r):
-            return _INSERT_MEMBER, (r.conv, r.user, r.role, r.visible_from, r.read_seq, r.joined_at)
+            return _INSERT_MEMBER, (r.conv, r.user, r.role, r.visible_from, r.read_seq, r.joined_at, r.delivered_seq)
         case DropMember():
             return "DELETE FROM members WHERE conv = ? AND user = ?", (m.conv, m.user)
         case SetReadSeq():
             return "UPDATE members SET read_seq = ? WHERE conv = ? AND user = ?", (m.read_seq, m.conv, m.user)
+        case SetDeliveredSeq():
+            return ("UPDATE members SET delivered_seq = MAX(delivered_seq, ?) WHERE conv = ? AND user = ?",
+                    (m.delivered_seq, m.conv, m.user))
         case InsertMessage(message=x):
             return (_INSERT_MESSAGE,
                     (x.conv, x.seq, x.sender, x.ts, x.cmid, x.text, x.reply_to,
@@ -68,14 +73,19 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
                      call_record(x.call)))
         case UpdateMessage():
             return ("UPDATE messages SET text = ?, edited_at = ?, deleted = ?, "
-                    "attachments = CASE WHEN ? THEN NULL ELSE attachments END WHERE conv = ? AND seq = ?",
-                    (m.text, m.edited_at, int(m.deleted), int(m.deleted), m.conv, m.seq))
+                    "attachments = CASE WHEN ? THEN NULL ELSE attachments END, "
+                    "edits = CASE WHEN ? THEN edits ELSE ? END WHERE conv = ? AND seq = ?",
+                    (m.text, m.edited_at, int(m.deleted), int(m.deleted), int(m.deleted), m.edits, m.conv, m.seq))
         case SetReaction():
             if m.on:
                 return ("INSERT INTO reactions (conv, seq, emoji, user) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
                         (m.conv, m.seq, m.emoji, m.user))
             return ("DELETE FROM reactions WHERE conv = ? AND seq = ? AND emoji = ? AND user = ?",
                     (m.conv, m.seq, m.emoji, m.user))
+        case PutInvitation(row=r):
+            return _INSERT_INVITATION, (r.conv, r.user, r.by, r.at)
+        case DropInvitation():
+            return "DELETE FROM invitations WHERE conv = ? AND user = ?", (m.conv, m.user)
         case PutOutbox():
             return "INSERT INTO outbox (record, shard) VALUES (?, ?)", (_record_encode(m.record), m.shard)
         case PutAudit():

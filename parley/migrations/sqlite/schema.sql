@@ -5,7 +5,13 @@ CREATE TABLE IF NOT EXISTS users (
     id TEXT PRIMARY KEY, username TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL, role TEXT, status TEXT NOT NULL DEFAULT 'active',
     suspended_until INTEGER, suspend_reason TEXT, guest INTEGER NOT NULL DEFAULT 0,
-    token_gen INTEGER NOT NULL DEFAULT 0);
+    token_gen INTEGER NOT NULL DEFAULT 0, display_name TEXT, avatar TEXT, status_text TEXT,
+    discoverable INTEGER NOT NULL DEFAULT 1, who_may_add TEXT);
+-- The directory: one row per search term of a user (parley/profiles.py search_terms), so a
+-- prefix is one range of the primary key.
+CREATE TABLE IF NOT EXISTS user_search_terms (
+    term TEXT NOT NULL, user TEXT NOT NULL,
+    PRIMARY KEY (term, user)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS users_by_status ON users (status, username);
 CREATE TABLE IF NOT EXISTS invites (
     code TEXT PRIMARY KEY, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
@@ -24,13 +30,13 @@ CREATE TABLE IF NOT EXISTS convs (
     read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB, allow_guests INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS members (
     conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
-    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL,
+    read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conv, user)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
 CREATE TABLE IF NOT EXISTS messages (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
     cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
-    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, call BLOB,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, edits INTEGER NOT NULL DEFAULT 0, call BLOB,
     PRIMARY KEY (conv, seq)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender, cmid);
 CREATE TABLE IF NOT EXISTS reactions (
@@ -49,6 +55,10 @@ CREATE TABLE IF NOT EXISTS sanctions (
     conv TEXT NOT NULL, user TEXT NOT NULL, kind TEXT NOT NULL, until INTEGER NOT NULL, by TEXT NOT NULL,
     at INTEGER NOT NULL, reason TEXT,
     PRIMARY KEY (conv, user, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS invitations (
+    conv TEXT NOT NULL, user TEXT NOT NULL, by TEXT NOT NULL, at INTEGER NOT NULL,
+    PRIMARY KEY (conv, user)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS invitations_by_user ON invitations (user, conv);
 CREATE TABLE IF NOT EXISTS blocks (
     blocker TEXT NOT NULL, blocked TEXT NOT NULL, at INTEGER NOT NULL,
     PRIMARY KEY (blocker, blocked)) WITHOUT ROWID;
@@ -60,8 +70,21 @@ CREATE TRIGGER IF NOT EXISTS audit_append_only_delete BEFORE DELETE ON audit
 CREATE TABLE IF NOT EXISTS attachments (
     id TEXT PRIMARY KEY, conv TEXT NOT NULL, uploader TEXT NOT NULL, name TEXT NOT NULL,
     mime TEXT NOT NULL, size INTEGER NOT NULL, created_at INTEGER NOT NULL,
-    uploaded INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
--- Calls (0007): every call by id, its state as chat_core stores it (msgpack); at most one live call
+    uploaded INTEGER NOT NULL DEFAULT 0, width INTEGER, height INTEGER, thumbs BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_families (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, created_at INTEGER NOT NULL, last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL, label TEXT NOT NULL, token_gen INTEGER NOT NULL, revoked_at INTEGER);
+CREATE INDEX IF NOT EXISTS session_families_by_user ON session_families (user_id, created_at);
+CREATE INDEX IF NOT EXISTS session_families_by_expiry ON session_families (expires_at);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    hash TEXT PRIMARY KEY, family TEXT NOT NULL, user_id TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    used_at INTEGER) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS refresh_tokens_by_expiry ON refresh_tokens (expires_at);
+CREATE TABLE IF NOT EXISTS revocations (
+    id TEXT PRIMARY KEY, at INTEGER NOT NULL, user_id TEXT NOT NULL, family TEXT, token_gen INTEGER,
+    reason TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS revocations_by_time ON revocations (at, id);
+-- Calls (0012): every call by id, its state as chat_core stores it (msgpack); at most one live call
 -- per conversation; `ringing_until` is the ring deadline of a call whose devices ring now.
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY, conv TEXT NOT NULL, live INTEGER NOT NULL, ringing_until INTEGER,

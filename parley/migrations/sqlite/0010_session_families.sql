@@ -1,0 +1,2 @@
+-- Version 10 only adds the login session tables (session_families, refresh_tokens, revocations),
+-- which schema.sql creates.
