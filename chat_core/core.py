@@ -20,6 +20,7 @@ from chat_core.ops import OPERATIONS
 from chat_core.ops.calls import CallDefaults
 from moderation.filters import AllowAll, ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
+from parley import metrics
 from parley.errors import ParleyError
 from parley.events import Ok
 from parley.frames import encode, error_frame
@@ -97,5 +98,7 @@ class ChatCore:
         try:
             result = decide(Decision(self, cmd, facts, now_ms, batch), body)
         except ParleyError as err:
+            metrics.answered(body, err)
             return error_frame(err, body.rid)
+        metrics.answered(body)
         return encode(Ok(rid=body.rid) if result is None else result)

@@ -49,10 +49,13 @@ class Batch:
     outbox: list[PutOutbox] = field(default_factory=list)
     #: Stage timestamps of the command being decided, given to its events (parley.hops).
     t_ns: list[int] = field(default_factory=list)
+    #: Trace context of the command being decided, given to its events (parley.tracing).
+    trace: str | None = None
 
     def emit(self, conv: str, event: E.Event, *, to: list[str] | None = None,
              also: list[str] | None = None, members_changed: bool = False) -> None:
-        self.events.append(EventRecord(conv, E.encode_event(event), to, also, members_changed, self.t_ns))
+        self.events.append(EventRecord(conv, E.encode_event(event), to, also, members_changed, self.t_ns,
+                                       self.trace))
 
     def finish(self, convs: dict[str, ConvState], partitions: int = 1) -> list[Mutation]:
         """All mutations in write order; outbox rows last, in event order, each in the shard of

@@ -17,7 +17,7 @@ import logging
 import time
 from collections import deque
 
-from parley import hops
+from parley import hops, metrics, tracing
 from parley.errors import ParleyError
 from parley.ports import LogProducer, MessageStore
 from parley.records import EventRecord
@@ -40,6 +40,15 @@ class OutboxRelay:
         self._checkpoint_every_s = checkpoint_every_s
         self._replay_page = replay_page
         self._burst_max = burst_max
+        metrics.OUTBOX_PENDING.set_function(lambda: len(self._pending))
+        metrics.OUTBOX_AGE.set_function(self._oldest_age_s)
+
+    def _oldest_age_s(self) -> float:
+        """Since the oldest pending event was stored (its STORED stamp), at scrape time."""
+        if not self._pending:
+            return 0.0
+        t_ns = self._pending[0][2].t_ns
+        return (time.time_ns() - t_ns[hops.Stage.STORED]) / 1e9 if len(t_ns) > hops.Stage.STORED else 0.0
 
     def shards(self) -> set[int]:
         return set(self._relayed)
@@ -51,7 +60,12 @@ class OutboxRelay:
             relayed = await self._store.relay_checkpoint(shard)
             self._checkpointed[shard] = relayed
             while page := await self._store.outbox_after(shard, relayed, self._replay_page):
-                await self._events.publish_many([record for _, record in page])
+                # A replayed event continues the trace its row carries (its writer may be gone).
+                records, spans = tracing.hop([record for _, record in page], "relay.replay", tracing.SpanKind.PRODUCER)
+                try:
+                    await self._events.publish_many(records)
+                finally:
+                    tracing.end_all(spans)
                 relayed = page[-1][0]
             self._relayed[shard] = relayed
 
@@ -101,9 +115,14 @@ class OutboxRelay:
                     pending[i] = item = (shard, outbox_id, hops.restamp(record, hops.Stage.RELAY_PUBLISH))
                     fresh.append(item)
             if fresh:
-                with hops.RELAY_ACK.time():
-                    # raises while the log is down: retried next round
-                    await self._events.publish_many([record for _, _, record in fresh])
+                records, spans = tracing.hop([record for _, _, record in fresh], "relay.publish",
+                                             tracing.SpanKind.PRODUCER)
+                try:
+                    with hops.RELAY_ACK.time():
+                        # raises while the log is down: retried next round
+                        await self._events.publish_many(records)
+                finally:
+                    tracing.end_all(spans)
                 for shard, outbox_id, _ in fresh:
                     if shard in relayed:
                         relayed[shard] = outbox_id

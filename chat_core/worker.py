@@ -12,8 +12,9 @@ import logging
 import time
 
 from chat_core.core import ChatCore
+from chat_core.decide import Batch
 from chat_core.relay import OutboxRelay
-from parley import hops
+from parley import hops, tracing
 from parley.backoff import wait_out
 from parley.errors import Internal, ParleyError, Unavailable
 from parley.frames import error_frame
@@ -101,11 +102,25 @@ class CommandWorker:
         batch = core.begin()
         now = int(time.time() * 1000)
         replies = []
-        for cmd in cmds:
-            batch.t_ns = hops.stamp(cmd.t_ns, hops.Stage.CORE_CONSUMED, consumed_ns)
-            replies.append(core.handle(cmd, facts, now, batch))
+        # A span per traced command, from its consumption to its reply; its events carry it.
+        spans = [tracing.follow("chat_core.command", cmd.trace, tracing.SpanKind.CONSUMER) for cmd in cmds]
+        try:
+            for cmd, span in zip(cmds, spans):
+                batch.t_ns = hops.stamp(cmd.t_ns, hops.Stage.CORE_CONSUMED, consumed_ns)
+                batch.trace = tracing.carried(span)
+                with tracing.active(tracing.child("chat_core.decide", span)):  # validation and policy
+                    replies.append(core.handle(cmd, facts, now, batch))
+            await self._write(cmds, batch, replies, spans)
+        finally:
+            tracing.end_all([span for span in spans if span is not None])
+
+    async def _write(self, cmds: list[Command], batch: Batch, replies: list[bytes],
+                     spans: list[tracing.Span | None]) -> None:
+        """The batch's one durable write, then the relay's share and the replies."""
+        core = self._core
         mutations = batch.finish(core.convs, self._partitions)
         if mutations:
+            write_ns = time.time_ns()
             try:
                 outbox_ids = await self._store.apply(mutations)
             except ParleyError as err:
@@ -119,6 +134,8 @@ class CommandWorker:
                 return
             core.committed(batch)
             stored_ns = time.time_ns()
+            for span in spans:  # the batch's write, in the trace of each of its commands
+                tracing.child("store.write", span, start_time=write_ns, end_time=stored_ns)
             self._relay.enqueue([(row.shard, outbox_id, hops.restamp(row.record, hops.Stage.STORED, stored_ns))
                                  for outbox_id, row in zip(outbox_ids, batch.outbox)])
         for cmd, frame in zip(cmds, replies):

@@ -128,10 +128,10 @@ class Fanout:
         for record, users, on_conv in routes:
             t_ns = hops.stamp(record.t_ns, hops.Stage.BUS_PUBLISH)
             if on_conv:
-                out.append(ToConv(record.conv, Broadcast(record.conv, record.frame, t_ns)))
+                out.append(ToConv(record.conv, Broadcast(record.conv, record.frame, t_ns, record.trace)))
                 continue
             membership = record.conv if record.members_changed else None
-            out.extend(ToGateway(gateway, Deliver(here, record.frame, membership, t_ns))
+            out.extend(ToGateway(gateway, Deliver(here, record.frame, membership, t_ns, record.trace))
                        for gateway, here in route(users, where).items())
         return out
 

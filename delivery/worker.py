@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from delivery.fanout import Fanout, Outgoing, Resolved
-from parley import hops
+from parley import hops, tracing
 from parley.backoff import wait_out
 from parley.errors import Unavailable
 from parley.ports import LogConsumer
@@ -32,7 +32,12 @@ class DeliveryWorker:
             try:
                 records = await self._source.next_batch(self._batch_max)
                 consumed_ns = time.time_ns()
-                await self.deliver([hops.restamp(r, hops.Stage.DELIVERY_CONSUMED, consumed_ns) for r in records])
+                # A span per traced event, over its fan-out; the bus messages carry it.
+                traced, spans = tracing.hop(records, "delivery.fanout", tracing.SpanKind.CONSUMER)
+                try:
+                    await self.deliver([hops.restamp(r, hops.Stage.DELIVERY_CONSUMED, consumed_ns) for r in traced])
+                finally:
+                    tracing.end_all(spans)
                 await self._source.commit()
             except Unavailable as err:  # the log is away: what was not committed comes again
                 await wait_out(err, log, "delivery")

@@ -12,6 +12,7 @@ from limits.aio.storage import Storage
 from calls.join import CallCapabilities, JoinMinter
 from delivery.fanout import Fanout
 from gateway import client_faults
+from gateway import openapi as client_openapi
 from gateway.calls import CallJoins, CallRoutes
 from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
@@ -74,6 +75,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                     RequestLimits(limits, limits_storage), WriteFacts(room_passwords, store, contacts), presence,
                     received=received)
     app.router.add_get("/v1/ws", ws.handle)
+    app.router.add_get(client_openapi.PATH, client_openapi.serve)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
               if limits.ip_auth_burst > 0 else None)
     # One count per username for every check of its password: logins and account deletion.

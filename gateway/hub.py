@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from gateway.interest import ConvFollower
 from gateway.session import Session, wire_frame
-from parley import hops
+from parley import hops, metrics, tracing
 from parley.closecodes import CloseCode
 from parley.errors import Unauthorized, Unavailable
 from parley.frames import error_frame
@@ -41,6 +41,7 @@ class Hub:
         self._rest_inflight: dict[str, tuple[float, asyncio.Future[bytes]]] = {}
         #: The conversation subjects this gateway follows; None: large conversations are off.
         self.follower: ConvFollower | None = None
+        metrics.CONNECTIONS.set_function(lambda: len(self.sessions))
         #: Turns call.start and call.join answers into LiveKit joins; None: no LiveKit, no calls.
         self.call_joins: CallJoins | None = None
 
@@ -73,22 +74,27 @@ class Hub:
         """Write `frame` to every session of `users` here."""
         by_user = self._by_user
         wire = wire_frame(frame)  # built once, written as-is to every recipient
+        written = 0
         for user in users:
             for session in by_user.get(user, ()):
                 session.push(frame, wire)
+                written += 1
+        metrics.DELIVERIES.inc(written)
 
     # ---- bus ------------------------------------------------------------------------------
 
     def on_message(self, msg: GatewayMessage) -> None:
         if isinstance(msg, Deliver):
-            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
-            self.push_to(msg.users, msg.frame)
+            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH, trace=msg.trace)
+            with tracing.active(tracing.follow("gateway.push", msg.trace, tracing.SpanKind.CONSUMER)):
+                self.push_to(msg.users, msg.frame)
             if msg.membership is not None and self.follower is not None:
                 self.follower.changed(msg.membership)
         elif isinstance(msg, Broadcast):
-            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH)
+            hops.stamp(msg.t_ns, hops.Stage.GATEWAY_PUSH, trace=msg.trace)
             if self.follower is not None:
-                self.follower.broadcast(msg.conv, msg.frame)
+                with tracing.active(tracing.follow("gateway.push", msg.trace, tracing.SpanKind.CONSUMER)):
+                    self.follower.broadcast(msg.conv, msg.frame)
         elif isinstance(msg, Revoke):
             self.revoke(msg.revocation)
         elif isinstance(msg, Reply):

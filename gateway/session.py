@@ -20,6 +20,7 @@ from collections import deque
 
 from aiohttp import WSMsgType, web
 
+from parley import metrics
 from parley.auth import Claims
 from parley.closecodes import CloseCode
 from parley.events import Resync, encode_event
@@ -129,6 +130,7 @@ class Session:
         queue = self._queue
         # One frame larger than the byte bound still goes alone (a big sync reply); more do not.
         if len(queue) >= self._max_queue or (queue and self._queued_bytes + len(payload) > self._max_queue_bytes):
+            metrics.QUEUE_OVERFLOWS.inc()
             queue.clear()
             queue.append(RESYNC)
             self._queued_bytes = len(RESYNC)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 
 from aiohttp import WSMsgType, web
 
@@ -26,7 +27,7 @@ from gateway.session import Session
 from gateway.write_facts import EDGE_CHECKED, WriteFacts
 from parley import events as E
 from parley import frames as F
-from parley import hops
+from parley import hops, metrics, tracing
 from parley.accounts import Authenticator
 from parley.closecodes import CloseCode
 from parley.errors import BadRequest, Forbidden, Internal, ParleyError, RateLimited, Unauthorized, Unavailable
@@ -36,6 +37,7 @@ from parley.ids import new_session_id
 from parley.limits import Limits
 from parley.ports import LogProducer
 from parley.records import Command, EdgeFacts, EventRecord
+from parley.tracing import Span, SpanContext
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = ("parley.v1.json",)
@@ -66,11 +68,21 @@ class WsEndpoint:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
                                    protocols=SUBPROTOCOLS)
-        await ws.prepare(request)
-        hello = await self._hello(request, ws)
+        # The handshake's span ends once hello is answered; each frame's span links to it (a
+        # span lasting the whole connection would never be exported while it is open).
+        connect = tracing.start("ws.connect", None, tracing.SpanKind.SERVER)
+        try:
+            await ws.prepare(request)
+            hello = await self._hello(request, ws)
+        finally:
+            if connect is not None:
+                connect.end()
         if hello is None:
+            metrics.CONNECTS.labels(metrics.result_of(ws.close_code)).inc()
             return ws
         session, welcome = hello
+        metrics.CONNECTS.labels("ok").inc()
+        links = (connect.get_span_context(),) if connect is not None else ()
         hub = self._hub
         try:
             # Findable before it hears `ok`; online news only for a first session anywhere.
@@ -93,7 +105,7 @@ class WsEndpoint:
             async for msg in ws:
                 session.last_seen = time.monotonic()
                 if msg.type is WSMsgType.TEXT:
-                    await self._on_frame(session, msg.data)
+                    await self._on_frame(session, msg.data, links)
                 elif msg.type is WSMsgType.BINARY:
                     session.push(error_frame(BadRequest("frames are JSON text; binary is not accepted")))
                 else:
@@ -109,6 +121,7 @@ class WsEndpoint:
             await session.stop()
             if not ws.closed:
                 await ws.close()
+            metrics.DISCONNECTS.labels(metrics.result_of(ws.close_code)).inc()
         return ws
 
     # ---- hello ----------------------------------------------------------------------------
@@ -170,12 +183,19 @@ class WsEndpoint:
 
     # ---- requests -------------------------------------------------------------------------
 
-    async def _on_frame(self, session: Session, data: str) -> None:
+    async def _on_frame(self, session: Session, data: str, links: Sequence[SpanContext] = ()) -> None:
+        span = tracing.start("ws.frame", None, tracing.SpanKind.SERVER, links=links)
+        with tracing.active(span):
+            await self._on_request(session, data, span)
+
+    async def _on_request(self, session: Session, data: str, span: Span | None) -> None:
         try:
             req = F.decode_request(data, self._limits.max_text_chars)
         except FrameError as exc:
             session.push(error_frame(exc.error, exc.rid))
             return
+        if span is not None:
+            span.update_name(f"ws {type(req).__name__}")
         try:
             if isinstance(req, F.Received):  # answered now, sent on gathered (gateway/received.py)
                 self._received.note(session.user, req.conv, req.seq)
@@ -185,8 +205,10 @@ class WsEndpoint:
                 await self._write(session, req)  # answered later, by chat_core
                 return
             session.push(await self._answer(session, req))
+            metrics.answered(req)
         except ParleyError as err:
             count_refused(err)
+            metrics.answered(req, err)
             session.push(error_frame(err, req.rid))
         except Exception:
             log.exception("request %s failed", type(req).__name__)
@@ -245,9 +267,10 @@ class WsEndpoint:
         # In flight before it is published: with a broker, the reply can beat publish()'s return.
         session.inflight[req.rid] = time.monotonic() + self._limits.command_timeout_s
         try:
-            with hops.GATEWAY_ACK.time():
+            with hops.GATEWAY_ACK.time(), tracing.active(publish := tracing.inner("command.publish", tracing.SpanKind.PRODUCER)):
                 await self._commands.publish(Command(conv, session.user, self._hub.gateway_id, session.id, req,
-                                                     session.role, session.guest, hops.start(), edge))
+                                                     session.role, session.guest, hops.start(), edge,
+                                                     tracing.carried(publish)))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
             if self._hub.call_joins is not None:

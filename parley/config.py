@@ -159,6 +159,9 @@ class Settings:
     gateway_id: str | None = None
     #: Share the port with other gateways on this host (SO_REUSEPORT), as `parley up` does.
     reuse_port: bool = False
+    #: A second port of this process's own, serving the same routes (for `/metrics` and the probes
+    #: of processes that share the client port: Prometheus must reach each one).
+    metrics_port: int | None = None
     #: After the drain, how long the HTTP server waits for open requests before closing them.
     shutdown_timeout_s: float = 10.0
     #: None = attachments in a directory of the data dir, served by the gateway itself.
@@ -217,6 +220,9 @@ class Settings:
     push_send_timeout_s: float = 10.0
     #: Sends of one push in all, the first included, before it is dead-lettered.
     push_retry_attempts: int = 5
+    #: `parley admin loadtest-users` may create accounts in bulk (PARLEY_ALLOW_LOADTEST_USERS=1):
+    #: off by default, for load-test instances only (docs/loadtesting.md).
+    allow_loadtest_users: bool = False
 
     @property
     def push_configured(self) -> bool:
@@ -355,6 +361,7 @@ class Settings:
             "redis_url": os.environ.get("PARLEY_REDIS_URL", cls.redis_url),
             "gateway_id": os.environ.get("PARLEY_GATEWAY_ID") or None,
             "reuse_port": _env_bool("PARLEY_REUSE_PORT", cls.reuse_port),
+            "metrics_port": _env_int("PARLEY_METRICS_PORT", 0) or None,
             "shutdown_timeout_s": _env_float("PARLEY_SHUTDOWN_TIMEOUT_S", cls.shutdown_timeout_s),
             "s3": S3Settings.from_env(),
             "store": os.environ.get("PARLEY_STORE", cls.store).lower(),
@@ -379,6 +386,7 @@ class Settings:
             "apns_sandbox": _env_bool("PARLEY_APNS_SANDBOX", cls.apns_sandbox),
             "push_send_timeout_s": push_send_timeout_s,
             "push_retry_attempts": push_retry_attempts,
+            "allow_loadtest_users": _env_bool("PARLEY_ALLOW_LOADTEST_USERS", cls.allow_loadtest_users),
         }
         hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
         base.update(cassandra_hosts=hosts, cassandra_port=port)

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+from prometheus_client.openmetrics import exposition as openmetrics
 
+from parley import metrics
 from parley.errors import ParleyError
 
 log = logging.getLogger(__name__)
@@ -71,12 +73,24 @@ def add_health_routes(app: web.Application, ready: Ready, identity: str | None =
         ok = all(checks.values())
         return web.json_response({"ready": ok, "checks": checks, **who}, status=200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def scrape(request: web.Request) -> web.Response:
+        # OpenMetrics when the scraper asks for it (Prometheus does): only it carries exemplars,
+        # the trace ids on the latency histograms.
+        if "application/openmetrics-text" in request.headers.get("Accept", ""):
+            return web.Response(body=openmetrics.generate_latest(REGISTRY),
+                                headers={"Content-Type": openmetrics.CONTENT_TYPE_LATEST})
         return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def loop_lag(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(metrics.watch_event_loop(), name="event loop lag")
+        yield
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", scrape)
+    app.cleanup_ctx.append(loop_lag)
 
 
 def pipeline_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

@@ -24,6 +24,7 @@ from typing import TypeVar
 import msgspec
 from prometheus_client import Gauge, Histogram
 
+from parley import tracing
 from parley.ports import Deliver
 from parley.records import EventRecord
 
@@ -73,15 +74,16 @@ def start() -> list[int]:
     return [time.time_ns()]
 
 
-def stamp(t_ns: list[int], stage: Stage, now: int | None = None) -> list[int]:
+def stamp(t_ns: list[int], stage: Stage, now: int | None = None, *, trace: str | None = None) -> list[int]:
     """`t_ns` with `stage`'s stamp appended, and the hop to it observed; unchanged (and nothing
-    observed) unless `t_ns` holds exactly the stages before this one."""
+    observed) unless `t_ns` holds exactly the stages before this one. `trace` (the message's
+    traceparent) becomes the end-to-end observation's exemplar when sampled."""
     if len(t_ns) != stage:
         return t_ns
     now = time.time_ns() if now is None else now
     _HOPS[stage].observe((now - t_ns[-1]) / 1e9)
     if stage == Stage.GATEWAY_PUSH:
-        PIPELINE.observe((now - t_ns[0]) / 1e9)
+        PIPELINE.observe((now - t_ns[0]) / 1e9, tracing.exemplar(trace))
     return [*t_ns, now]
 
 

@@ -57,6 +57,8 @@ class Deliver(msgspec.Struct, tag=True, array_like=True):
     membership: str | None = None
     #: Stage timestamps (parley.hops), from its event's.
     t_ns: list[int] = []
+    #: W3C traceparent of the delivery span that sent it (parley.tracing).
+    trace: str | None = None
 
 
 class Broadcast(msgspec.Struct, tag=True, array_like=True):
@@ -67,6 +69,8 @@ class Broadcast(msgspec.Struct, tag=True, array_like=True):
     frame: bytes
     #: Stage timestamps (parley.hops), from its event's.
     t_ns: list[int] = []
+    #: W3C traceparent of the delivery span that sent it (parley.tracing).
+    trace: str | None = None
 
 
 class Reply(msgspec.Struct, tag=True, array_like=True):

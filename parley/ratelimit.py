@@ -26,6 +26,7 @@ from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
+from parley import metrics
 from parley.errors import RateLimited, Unavailable
 
 Clock = Callable[[], float]
@@ -155,4 +156,5 @@ class Limiter:
 
     def _refuse(self, retry_ms: int) -> None:
         retry_ms = max(1, retry_ms)
+        metrics.RATE_LIMITED.labels(self._name).inc()
         raise RateLimited(f"too many {self._name} requests; retry in {retry_ms} ms", retry_after_ms=retry_ms)

@@ -46,6 +46,8 @@ class Command(msgspec.Struct, array_like=True, frozen=True):
     t_ns: list[int] = []
     #: What the gateway checked for the writer (None for most writes).
     edge: EdgeFacts | None = None
+    #: W3C traceparent of the span that published it (parley.tracing); None while tracing is off.
+    trace: str | None = None
 
 
 class EventRecord(msgspec.Struct, array_like=True, frozen=True):
@@ -61,6 +63,10 @@ class EventRecord(msgspec.Struct, array_like=True, frozen=True):
     members_changed: bool = False
     #: Stage timestamps (parley.hops), from its command's.
     t_ns: list[int] = []
+    #: W3C traceparent of the span it continues (parley.tracing): stored with the outbox row, so
+    #: a relay replaying it after a crash continues its trace. None while tracing is off (and in
+    #: rows stored before the field existed).
+    trace: str | None = None
 
 
 # ---- stored state -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Literal
 
+from parley import metrics
 from parley.config import Settings
 from push.notification import Failed, Platform, PushRequest
 from push.providers import Pushkin
@@ -49,4 +50,14 @@ async def send_all(pushkins: Mapping[Provider, Pushkin], requests: Sequence[Push
     for part in await asyncio.gather(*(send_with_retries(pushkins[provider], batch, policy, sleep=sleep)
                                        for provider, batch in by_provider.items())):
         delivery.add(part)
+    _count(delivery)
     return delivery
+
+
+def _count(delivery: Delivery) -> None:
+    outcomes = (("sent", delivery.sent), ("pruned", delivery.pruned), ("failed", delivery.failed),
+                ("dead", delivery.dead))
+    for outcome, items in outcomes:
+        for item in items:
+            metrics.PUSHES.labels(PROVIDERS[item.request.platform], outcome).inc()
+    metrics.PUSH_RETRIES.inc(delivery.retried)

@@ -8,17 +8,19 @@ caller has made durable, and what was returned but not committed is delivered ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 import msgspec
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, TopicAlreadyExistsError
 
+from parley import metrics
 from parley.errors import Unavailable
 from parley.ports import PartitionsHook
 
@@ -37,10 +39,18 @@ class Keyed(Protocol):
     @property
     def conv(self) -> str: ...
 
+    @property
+    def trace(self) -> str | None: ...
+
 
 K = TypeVar("K", bound=Keyed)
 T = TypeVar("T")
 
+
+def trace_headers(traceparent: str | None) -> list[tuple[str, bytes]] | None:
+    """The record's trace context as the W3C header Kafka tools read (Parley's consumers read
+    the same value from the record itself, where the outbox keeps it too)."""
+    return [("traceparent", traceparent.encode())] if traceparent is not None else None
 
 
 class KafkaLogProducer(Generic[K]):
@@ -92,7 +102,8 @@ class KafkaLogProducer(Generic[K]):
                 # its future waits for the ack. Queue all, then wait: the records share batches
                 # and round trips instead of taking one each.
                 send, topic, encode = self._producer.send, self._topic, self._encode
-                acks = [await send(topic, encode(item), key=item.conv.encode()) for item in items]
+                acks = [await send(topic, encode(item), key=item.conv.encode(), headers=trace_headers(item.trace))
+                        for item in items]
                 for failed in await asyncio.gather(*acks, return_exceptions=True):
                     if isinstance(failed, BaseException):
                         raise failed
@@ -124,6 +135,7 @@ class KafkaLogConsumer(Generic[T]):
                  rebalance_timeout_ms: int = 10_000, commit_timeout_ms: int = 5_000,
                  fetch_max_wait_ms: int = 500, commit_interval_ms: int = 0) -> None:
         self._decode = msgspec.msgpack.Decoder(item_type).decode
+        self._topic = topic
         self._on_assigned: PartitionsHook | None = None
         self._on_revoked: PartitionsHook | None = None
         #: A rebalance happened since next_batch last returned: return early so the caller settles.
@@ -183,6 +195,7 @@ class KafkaLogConsumer(Generic[T]):
                 self._healthy = False
                 raise Unavailable("the log is unavailable; retry", retry_after_ms=RETRY_AFTER_MS) from err
             items: list[T] = []
+            self._observe_lag(fetched)
             for tp, records in fetched.items():
                 for record in records:
                     try:
@@ -197,6 +210,17 @@ class KafkaLogConsumer(Generic[T]):
                 return items
             if self._durable:  # idle: nothing would commit them until the next batch
                 await self._commit_durable()
+
+    def _observe_lag(self, fetched: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Per partition: what the broker holds past what this consumer has taken (the high
+        watermark of the fetch). A poll that found nothing anywhere means every partition is
+        caught up; otherwise a partition without records keeps its last value."""
+        consumer = self._consumer
+        for tp in consumer.assignment() if not fetched else fetched:
+            records = fetched.get(tp)
+            highwater = consumer.highwater(tp)
+            lag = highwater - (records[-1].offset + 1) if records and highwater is not None else 0
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, lag))
 
     async def commit(self) -> None:
         self._durable.update(self._returned)
@@ -234,6 +258,9 @@ class KafkaLogConsumer(Generic[T]):
         # it later could skip or undo that owner's progress, even if the partition came back.
         self._returned = {tp: o for tp, o in self._returned.items() if tp.partition not in partitions}
         self._durable = {tp: o for tp, o in self._durable.items() if tp.partition not in partitions}
+        for partition in partitions:  # another member reports them now
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(self._topic, str(partition))
         if self._on_revoked is not None:
             self._on_revoked(partitions)
 

@@ -28,7 +28,7 @@ from nats.errors import FlushTimeoutError, OutboundBufferLimitError
 
 from parley import topics
 from parley.errors import Unavailable
-from parley.ports import Broadcast, GatewayMessage
+from parley.ports import Broadcast, GatewayMessage, Reply, Revoke
 
 log = logging.getLogger(__name__)
 
@@ -104,15 +104,19 @@ class NatsBus:
         return bool(self._nc.is_connected)
 
     async def to_gateway(self, gateway_id: str, msg: GatewayMessage) -> None:
-        await self._publish(topics.gateway_subject(gateway_id), self._encode(msg))
+        await self._publish(topics.gateway_subject(gateway_id), self._encode(msg),
+                            None if isinstance(msg, (Reply, Revoke)) else msg.trace)
 
     async def publish_conv(self, conv: str, msg: Broadcast) -> None:
         """Once for every gateway subscribed to the conversation (see `GatewayInbox.join_conv`)."""
-        await self._publish(topics.conv_subject(conv), self._encode(msg))
+        await self._publish(topics.conv_subject(conv), self._encode(msg), msg.trace)
 
-    async def _publish(self, subject: str, payload: bytes) -> None:
+    async def _publish(self, subject: str, payload: bytes, traceparent: str | None) -> None:
+        # The trace context also as the W3C header (no instrumentation exists for nats-py), for
+        # tools watching the subjects; the gateway reads it from the message itself.
+        headers = {"traceparent": traceparent} if traceparent is not None else None
         try:
-            await self._nc.publish(subject, payload)
+            await self._nc.publish(subject, payload, headers=headers)
         except OutboundBufferLimitError as err:
             raise Unavailable("the bus is reconnecting and its buffer is full; retry",
                               retry_after_ms=self._retry_after_ms) from err

@@ -7,17 +7,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from aiohttp import web
 
+from parley import logs, tracing
 from parley.config import Settings
 from parley.errors import ParleyError
 from parley.version import describe
 
 log = logging.getLogger("parley")
+#: The default of every command's --log-level.
+LOG_LEVEL = os.environ.get("PARLEY_LOG_LEVEL", "INFO")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,18 +33,20 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8080)
     dev.add_argument("--data-dir", type=Path, default=Path(".parley"))
-    dev.add_argument("--log-level", default="INFO")
+    dev.add_argument("--log-level", default=LOG_LEVEL)
+    dev.add_argument("--trace", metavar="FILE", help="trace every request and message: each span as a JSON line "
+                                                     "in FILE (no collector needed; OTEL_* variables otherwise)")
     run = sub.add_parser("run", help="run one role of the scale-out topology (configured by PARLEY_* variables)")
     run.add_argument("role", choices=["gateway", "chat-core", "delivery", "calls"])
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8080, help="clients (gateway) or /healthz and /readyz (workers)")
     run.add_argument("--data-dir", type=Path, default=Path(".parley"))
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", default=LOG_LEVEL)
     up = sub.add_parser("up", help="run the scale-out topology on this machine: brokers, 2 of every role")
     up.add_argument("--host", default="127.0.0.1")
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--data-dir", type=Path, default=Path(".parley-up"))
-    up.add_argument("--log-level", default="INFO")
+    up.add_argument("--log-level", default=LOG_LEVEL)
     _add_migrate(sub)
     _add_admin_parser(sub)
     return parser
@@ -66,7 +73,7 @@ def _add_migrate(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> 
     mig.add_argument("--timeout", type=float, default=600.0, metavar="S", help="how long --wait waits")
     mig.add_argument("--lock-timeout", type=float, default=LOCK_WAIT_S, metavar="S",
                      help="how long to wait for another `parley migrate` to finish")
-    mig.add_argument("--log-level", default="INFO")
+    mig.add_argument("--log-level", default=LOG_LEVEL)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -134,6 +141,13 @@ def _add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     revoke.add_argument("username")
     revoke.add_argument("role", nargs="?", choices=["admin", "moderator"],
                         help="only if they hold this role")
+    bulk = acts.add_parser("loadtest-users", help="create N load-test accounts without passwords and write their "
+                                                  "tokens to FILE (only with PARLEY_ALLOW_LOADTEST_USERS=1)")
+    bulk.add_argument("--count", type=int, required=True)
+    bulk.add_argument("--out", type=Path, required=True,
+                      help="JSON list of {user_id, username, token, refresh_token}")
+    bulk.add_argument("--prefix", default="lt", help="usernames are PREFIX-<run>-<n>")
+    bulk.add_argument("--ttl-s", type=int, default=None, help="access token lifetime (default: a day)")
 
 
 async def _admin(settings: Settings, action: str, username: str, role: str | None) -> int:
@@ -177,10 +191,18 @@ async def _serve(settings: Settings, role: str | None) -> None:
     else:
         from parley.app.roles import build_role
         app = await build_role(role, settings)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s)
+    if _access_log(role):
+        # Inside the tracing middleware (first when tracing is on), so each line carries its
+        # request's trace ids; outside everything else, so it logs the status the client got.
+        app.middlewares.insert(1 if tracing.enabled() else 0, logs.access_log)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.shutdown_timeout_s, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None)
+    # "*": every interface, IPv4 and IPv6 alike (a socket per family), for dual-stack clusters.
+    host = None if settings.host == "*" else settings.host
+    site = web.TCPSite(runner, host, settings.port, backlog=4096, reuse_port=settings.reuse_port or None)
     await site.start()
+    if settings.metrics_port:
+        await web.TCPSite(runner, host, settings.metrics_port).start()
     log.info("%s %s serving http://%s:%d (data in %s)", describe(), role or "dev", settings.host, settings.port,
              settings.data_dir.resolve())
     stop = asyncio.Event()
@@ -191,6 +213,12 @@ async def _serve(settings: Settings, role: str | None) -> None:
     log.info("shutting down: telling clients to reconnect, draining")
     await runner.cleanup()
     log.info("stopped")
+
+
+def _access_log(role: str | None) -> bool:
+    """On by default for a role of the topology, off for `parley dev` (`PARLEY_ACCESS_LOG`)."""
+    wanted = os.environ.get("PARLEY_ACCESS_LOG", "").strip().lower()
+    return wanted in ("1", "true", "yes", "on") if wanted else role is not None
 
 
 def _run(coro: "asyncio.Future[None] | object") -> None:
@@ -204,17 +232,25 @@ def _run(coro: "asyncio.Future[None] | object") -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    role = args.role if args.command == "run" else args.command
+    instance = f"{socket.gethostname()}-{os.getpid()}"
+    logs.configure(role, instance, args.log_level, os.environ.get("PARLEY_LOG_FORMAT", "json"))
     if args.command == "migrate":
         return _migrate(Settings.from_env(), args)
     if args.command == "admin":
         settings = Settings.from_env(data_dir=args.data_dir)
+        if args.admin_command == "loadtest-users":
+            from parley.app.loadtest_users import loadtest_users
+            return asyncio.run(loadtest_users(settings, args.count, args.out, args.prefix, args.ttl_s))
         return asyncio.run(_admin(settings, args.admin_command, args.username, args.role))
     if args.command == "up":
         from parley.app.up import up
         up(args.host, args.port, args.data_dir)
         return 0
     settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
-    _run(_serve(settings, args.role if args.command == "run" else None))
+    tracing.configure(role, instance, getattr(args, "trace", None))
+    try:
+        _run(_serve(settings, args.role if args.command == "run" else None))
+    finally:
+        tracing.shutdown()
     return 0

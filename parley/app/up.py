@@ -51,6 +51,8 @@ class Child:
     port: int
     process: ChildProcess
     restarts: int = 0
+    #: Where Prometheus scrapes it: gateways share `port`, so each gets one of its own.
+    metrics_port: int = 0
 
     @property
     def name(self) -> str:
@@ -90,8 +92,12 @@ class Topology:
             for n in range(1, REPLICAS[role] + 1):
                 self.children.append(self._child(f"{role}-{n}", role, free_port(), env))
         for n in range(1, REPLICAS["gateway"] + 1):
-            self.children.append(self._child(f"gateway-{n}", "gateway", self.port,
-                                             {**env, "PARLEY_REUSE_PORT": "true", "PARLEY_GATEWAY_ID": f"gw-{n}"}))
+            metrics_port = free_port()
+            gateway = self._child(f"gateway-{n}", "gateway", self.port, {
+                **env, "PARLEY_REUSE_PORT": "true", "PARLEY_GATEWAY_ID": f"gw-{n}",
+                "PARLEY_METRICS_PORT": str(metrics_port)})
+            gateway.metrics_port = metrics_port
+            self.children.append(gateway)
         # Workers first: a gateway that answers can be used at once. Each group starts together
         # (joining a consumer group takes seconds) and is waited for as a whole.
         for group in ([c for c in self.children if c.role != "gateway"], [c for c in self.children if c.role == "gateway"]):
@@ -136,7 +142,8 @@ class Topology:
             "port": self.port, "data_dir": str(self.data_dir),
             "brokers": {name: {"address": b.address, "pid": b.pid}
                         for name, b in self.brokers.items()},
-            "processes": [{"name": c.name, "role": c.role, "port": c.port, "pid": c.process.pid,
+            "processes": [{"name": c.name, "role": c.role, "port": c.port, "metrics_port": c.metrics_port or c.port,
+                           "pid": c.process.pid,
                            "restarts": c.restarts, "log": str(c.process.log_path)} for c in self.children],
         }
         tmp = self.data_dir / "topology.json.tmp"

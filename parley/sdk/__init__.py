@@ -2,46 +2,53 @@
 WebSocket session that can outlive its sockets. Tests, the benchmark and bots all speak the
 protocol through it.
 
+    wire.py        frames as a client builds and reads them (no I/O, no loop: the Locust load
+                   generator, on gevent, shares it)
     transport.py   the seam: HTTP requests and WebSockets (aiohttp by default, or an app in-process)
     rest.py        register, login, refresh, logout, my sessions, password, upload, attachment, calls
                    for bots (start_call, call_action)
     connection.py  one WebSocket: hello, frames out and in
     session.py     Client: requests by rid, reconnect with backoff, resend, recovery sync
     catchup.py     the watermark a sync asks from, and delivering each message once
-    events.py      decoding incoming frames, and the events a user reads
+    events.py      the events a user reads
 
 Every refusal raises the `parley.errors` class of its wire code (Forbidden carries `rule`,
 RateLimited and Unavailable `retry_after_ms`).
+
+The names below are imported on first use, so that `parley.sdk.wire` and `parley.sdk.catchup`
+can be imported without asyncio and aiohttp (gevent's load generator must not load them).
 """
 
-from parley.sdk.events import EventHook, Frame
-from parley.sdk.rest import (
-    Account, attachment, call_action, change_password, list_sessions, login, logout, logout_everywhere, refresh,
-    register, revoke_session, start_call, upload,
-)
-from parley.sdk.session import Client
-from parley.sdk.transport import AiohttpTransport, AppTransport, HttpResponse, Transport, WebSocket
+from __future__ import annotations
 
-__all__ = [
-    "Account",
-    "AiohttpTransport",
-    "AppTransport",
-    "Client",
-    "EventHook",
-    "Frame",
-    "HttpResponse",
-    "Transport",
-    "WebSocket",
-    "attachment",
-    "call_action",
-    "change_password",
-    "list_sessions",
-    "login",
-    "logout",
-    "logout_everywhere",
-    "refresh",
-    "register",
-    "revoke_session",
-    "start_call",
-    "upload",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from parley.sdk.events import EventHook
+    from parley.sdk.rest import (
+        Account, attachment, call_action, change_password, list_sessions, login, logout, logout_everywhere,
+        refresh, register, revoke_session, start_call, upload,
+    )
+    from parley.sdk.session import Client
+    from parley.sdk.transport import AiohttpTransport, AppTransport, HttpResponse, Transport, WebSocket
+    from parley.sdk.wire import Frame
+
+#: name -> the module that defines it.
+_HOMES = {
+    "Account": "rest", "attachment": "rest", "change_password": "rest", "list_sessions": "rest", "login": "rest",
+    "logout": "rest", "logout_everywhere": "rest", "refresh": "rest", "register": "rest", "revoke_session": "rest",
+    "upload": "rest", "start_call": "rest", "call_action": "rest",
+    "AiohttpTransport": "transport", "AppTransport": "transport", "HttpResponse": "transport",
+    "Transport": "transport", "WebSocket": "transport",
+    "Client": "session", "EventHook": "events", "Frame": "wire",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'parley.sdk' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"parley.sdk.{home}"), name)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from parley.sdk.events import Frame
+from parley.sdk.wire import Frame
 
 
 class _SeenSeqs:

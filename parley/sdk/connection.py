@@ -10,38 +10,14 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-import msgspec
-
 from parley.closecodes import CloseCode
-from parley.errors import ParleyError, Unauthorized, Unavailable, error_for_code
-from parley.sdk.events import Frame, decode_frame
+from parley.errors import Unauthorized, Unavailable
+from parley.sdk.wire import Frame, decode_frame, encode_frame, error_from_frame
 from parley.sdk.transport import Transport, WebSocket
 
 log = logging.getLogger(__name__)
 
 _HELLO_TIMEOUT_S = 10.0
-
-
-def ws_url(base_url: str) -> str:
-    """The protocol's WebSocket URL on the server at `base_url` (http(s):// or ws(s)://)."""
-    base = base_url.rstrip("/")
-    if base.startswith("https://"):
-        base = "wss://" + base[len("https://") :]
-    elif base.startswith("http://"):
-        base = "ws://" + base[len("http://") :]
-    return base + "/v1/ws"
-
-
-def error_from_frame(frame: Frame) -> ParleyError:
-    """The ParleyError an `error` frame carries."""
-    retry = frame.get("retry_after_ms")
-    rule = frame.get("rule")
-    return error_for_code(
-        str(frame.get("code", "internal")),
-        str(frame.get("message", "")),
-        retry if isinstance(retry, int) else None,
-        rule=rule if isinstance(rule, str) else None,
-    )
 
 
 class Connection:
@@ -56,7 +32,7 @@ class Connection:
         self.hello = hello
 
     async def write(self, frame: Frame) -> None:
-        await self.socket.send(msgspec.json.encode(frame))
+        await self.socket.send(encode_frame(frame))
 
     async def write_raw(self, data: bytes) -> None:
         """One text frame as given, valid or not."""
@@ -96,7 +72,7 @@ async def open_connection(
 
 async def _greet(ws: WebSocket, hello: Frame, on_early_frame: Callable[[Frame], None]) -> Frame:
     try:
-        await ws.send(msgspec.json.encode(hello))
+        await ws.send(encode_frame(hello))
     except ConnectionError as exc:
         raise Unavailable(f"connection lost: {exc}") from exc
     # Read inline, before any reader task exists, so nothing can interleave with hello.

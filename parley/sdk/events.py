@@ -1,4 +1,4 @@
-"""What the SDK receives: the one place an incoming frame is decoded, and the buffer of events
+"""What the SDK receives (frames are decoded in `parley.sdk.wire`): the buffer of events
 (and other unasked-for frames) that a user of the SDK reads with `next_event`, `events()`,
 `drain_events` and `recv_raw`.
 
@@ -16,24 +16,9 @@ from typing import Any, TypeVar
 import msgspec
 
 from parley import events as E
+from parley.sdk.wire import Frame
 
-#: A decoded JSON object: a frame, an event, a REST body.
-Frame = dict[str, Any]
 EventHook = Callable[[Frame], None]
-
-
-def json_object(data: bytes) -> Frame | None:
-    """A JSON object, or None for anything else (the caller decides how bad that is)."""
-    try:
-        value = msgspec.json.decode(data)
-    except msgspec.DecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def decode_frame(data: bytes) -> Frame | None:
-    """An incoming WebSocket frame (a reply or an event); None for one that is not a JSON object."""
-    return json_object(data)
 
 
 EventT = TypeVar("EventT", bound=E.Event)

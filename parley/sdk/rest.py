@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import msgspec
 
 from parley.errors import Internal, ParleyError, error_for_code
-from parley.sdk.events import Frame, json_object
+from parley.sdk.wire import Frame, json_object
 from parley.sdk.transport import AiohttpTransport, HttpResponse, Transport
 
 

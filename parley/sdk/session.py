@@ -17,7 +17,6 @@ import itertools
 import logging
 import random
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,9 +26,11 @@ import msgspec
 from parley.closecodes import CloseCode
 from parley.errors import Forbidden, ParleyError, Unauthorized, Unavailable
 from parley.sdk.catchup import Catchup, sync_replay
-from parley.sdk.connection import Connection, error_from_frame, open_connection, ws_url
-from parley.sdk.events import EventHook, EventT, Frame, Inbox
+from parley.sdk.connection import Connection, open_connection
+from parley.sdk.events import EventHook, EventT, Inbox
 from parley.sdk.rest import Account, refresh
+from parley.sdk.wire import (Frame, error_from_frame, hello_frame, new_cmid, reply_rid, send_frame, sync_frame,
+                             ws_url)
 from parley.sdk.transport import AiohttpTransport, Transport
 
 log = logging.getLogger(__name__)
@@ -186,14 +187,7 @@ class Client:
         self, conv: str, text: str, *, cmid: str | None = None, timeout: float = 10.0, **extra: Any
     ) -> Frame:
         """Send a message; with `reconnect=True` it is re-sent (same cmid) after a drop."""
-        frame = {
-            "op": "send",
-            "rid": self._next_rid(),
-            "conv": conv,
-            "cmid": cmid or _new_cmid(),
-            "text": text,
-            **extra,
-        }
+        frame = send_frame(self._next_rid(), conv, text, cmid, **extra)
         return await self._call(frame, timeout, resend=True)
 
     async def submit(self, op: str, **fields: Any) -> asyncio.Future[Frame]:
@@ -204,7 +198,7 @@ class Client:
         progress.
         """
         if op == "send" and "cmid" not in fields:
-            fields["cmid"] = _new_cmid()
+            fields["cmid"] = new_cmid()
         frame = {"op": op, "rid": self._next_rid(), **fields}
         return await self._begin(frame, resend=op == "send")
 
@@ -379,9 +373,7 @@ class Client:
 
     async def _open(self) -> Connection:
         """Connect and complete hello; sets `hello`/`user_id`. Raises a ParleyError."""
-        hello: Frame = {"op": "hello", "rid": self._next_rid(), "token": self._token}
-        if self._opts.device_id is not None:
-            hello["device_id"] = self._opts.device_id
+        hello = hello_frame(self._next_rid(), self._token, self._opts.device_id)
         conn = await open_connection(self._transport, self._opts.ws_url, hello, self._on_frame)
         self.hello = conn.hello
         self.user_id = str(conn.hello.get("user_id", ""))
@@ -470,14 +462,13 @@ class Client:
     # ---- incoming frames ------------------------------------------------------------------
 
     def _on_frame(self, frame: Frame) -> None:
-        op = frame.get("op")
-        rid = frame.get("rid")
-        if op in ("ok", "error") and isinstance(rid, str):
+        rid = reply_rid(frame)
+        if rid is not None:
             pending = self._pending.pop(rid, None)
             if pending is not None:
                 self._settle(pending, frame)
                 return
-        if op == "event" and frame.get("type") == "resync" and self._opts.reconnect:
+        if frame.get("op") == "event" and frame.get("type") == "resync" and self._opts.reconnect:
             self._sync_wanted = True
         self._deliver(frame)
 
@@ -517,7 +508,7 @@ class Client:
     async def _start_recovery_sync(self, conn: Connection) -> None:
         self._sync_wanted = False
         rid = self._next_rid()
-        frame: Frame = {"op": "sync", "rid": rid, "since": dict(self.last_seq)}
+        frame = sync_frame(rid, self.last_seq)
         self._pending[rid] = _Pending(frame, None, written=True)
         self._sync_rid = rid
         # On failure the read loop sees the drop, and the reconnect asks for a new sync.
@@ -575,7 +566,3 @@ class Client:
             except (Unavailable, TimeoutError) as exc:  # dropped meanwhile: the reconnect's hello has it
                 log.debug("parley sdk: auth not delivered: %s", exc)
         return fresh
-
-
-def _new_cmid() -> str:
-    return uuid.uuid4().hex

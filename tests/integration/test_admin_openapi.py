@@ -37,6 +37,7 @@ def admin_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
         pytest.fail(f"the server logged a traceback:\n{proc.log()}")
 
 
+@pytest.mark.fuzz
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_the_admin_api_matches_its_openapi_document(case, admin_api):

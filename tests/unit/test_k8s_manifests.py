@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import yaml
 from aiohttp import web
@@ -20,14 +19,13 @@ from parley.config import Settings
 from parley.health import add_health_routes
 from parley.app.roles import ROLES
 from parley.app.stores import cluster_settings
+from tests.k8s_schema import K8S_VERSIONS, assert_valid
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "k8s" / "base"
 README = ROOT / "k8s" / "README.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
 CODE_DIRS = ("parley", "gateway", "chat_core", "delivery", "moderation")
-#: The oldest Kubernetes the base claims to run on (k8s/README.md) and the newest schemas bundled.
-K8S_VERSIONS = ("1.29", kubernetes_validate.utils.latest_version())
 KUSTOMIZATION = "kustomization.yaml"
 
 Obj = dict[str, Any]
@@ -140,11 +138,7 @@ def test_kustomization_lists_every_manifest_in_the_base() -> None:
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("source,obj", OBJECTS, ids=[f"{f}:{_id(o)}" for f, o in OBJECTS])
 def test_every_object_is_valid_for_kubernetes(source: str, obj: Obj, version: str) -> None:
-    # strict: an unknown (e.g. misspelt) field is an error, not silently dropped by the API server.
-    try:
-        kubernetes_validate.validate(obj, version, strict=True)
-    except kubernetes_validate.ValidationError as err:
-        pytest.fail(f"{source} {_id(obj)} at {'.'.join(map(str, err.path))}: {err.message}")
+    assert_valid(source, obj, version)
 
 
 def test_names_are_unique_per_kind() -> None:

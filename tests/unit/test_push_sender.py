@@ -29,3 +29,17 @@ async def test_a_platform_without_a_configured_provider_fails_without_being_sent
     delivery = await send_all({"fcm": fcm}, [req("a", "apns"), req("b", "fcm")], RetryPolicy(), sleep=Sleeps())
     assert delivery.failed == [Failed(req("a", "apns"), "provider_not_configured")]
     assert [s.request.device_id for s in delivery.sent] == ["b"] and fcm.calls == [["b"]]
+
+
+async def test_outcomes_are_counted_by_provider_and_outcome() -> None:
+    from prometheus_client import REGISTRY
+
+    def counted(provider: str, outcome: str) -> float:
+        return REGISTRY.get_sample_value("parley_push_total", {"provider": provider, "outcome": outcome}) or 0.0
+
+    before = (counted("fcm", "sent"), counted("apns", "failed"),
+              REGISTRY.get_sample_value("parley_push_retries_total") or 0.0)
+    fcm = ScriptedPushkin(lambda r, n: Sent(r) if n > 1 else Retry(r, "UNAVAILABLE"))
+    await send_all({"fcm": fcm}, [req("a", "apns"), req("b", "fcm")], RetryPolicy(attempts=3), sleep=Sleeps())
+    assert (counted("fcm", "sent"), counted("apns", "failed"),
+            REGISTRY.get_sample_value("parley_push_retries_total")) == (before[0] + 1, before[1] + 1, before[2] + 1)

@@ -1,0 +1,245 @@
+"""Distributed tracing: one trace per message, over every hop, with the OpenTelemetry SDK.
+
+A write's trace context travels with it as a W3C `traceparent` string (`trace` on `Command`,
+`EventRecord`, `Deliver` and `Broadcast`), so it survives every transport the same way its
+`t_ns` stamps do: in-process queues, Kafka records, the outbox row (a relay that adopts a shard
+after a crash continues the trace of what it replays) and NATS messages. The Kafka and NATS
+adapters also write it as a `traceparent` header, the standard carrier other tools read.
+
+Off unless configured (`configure`): then every function here is a constant-time no-op and
+records carry `trace=None`. Configured by the standard variables: an OTLP/HTTP exporter when
+`OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) or `OTEL_TRACES_EXPORTER=otlp` is set,
+sampling by `OTEL_TRACES_SAMPLER` (default here: `parentbased_traceidratio` at
+`OTEL_TRACES_SAMPLER_ARG`, default 0.01), the service name `parley-<role>` unless
+`OTEL_SERVICE_NAME` says otherwise; `parley dev --trace FILE` writes every span as a JSON line
+to FILE instead, for a newcomer without a collector. `OTEL_SDK_DISABLED=true` wins over all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from typing import IO, TypeVar
+
+import msgspec
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+
+from parley.ports import Broadcast, Deliver
+from parley.records import Command, EventRecord
+
+#: What a trace context rides on: every record with a `trace` field.
+Traced = TypeVar("Traced", Command, EventRecord, Deliver, Broadcast)
+
+#: Never traced: probes and scrapes (noise), and the WebSocket upgrade, whose request lasts the
+#: whole connection (its handshake and each frame get their own spans in gateway/ws.py).
+UNTRACED_URLS = "/v1/ws,/metrics,/healthz,/readyz"
+
+_tracer: trace.Tracer | None = None
+_provider: TracerProvider | None = None
+
+
+def enabled() -> bool:
+    return _tracer is not None
+
+
+def _wanted(trace_file: str | None) -> bool:
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    if trace_file:
+        return True
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return False
+    return exporter == "otlp" or bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                                      or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+def _sampler(local: bool) -> Sampler | None:
+    """None: the SDK reads `OTEL_TRACES_SAMPLER` itself. Parley's default is parent-based ratio
+    sampling (a trace is kept or dropped whole, decided where it starts), everything locally."""
+    if local:
+        return ALWAYS_ON
+    if os.environ.get("OTEL_TRACES_SAMPLER"):
+        return None
+    return ParentBased(TraceIdRatioBased(float(os.environ.get("OTEL_TRACES_SAMPLER_ARG") or 0.01)))
+
+
+class JsonLinesExporter(SpanExporter):
+    """Each finished span as one JSON line (the SDK's own `to_json`), for `parley dev --trace`."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self._out = out
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            self._out.write(span.to_json(indent=None) + "\n")
+        self._out.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        self._out.close()
+
+
+def configure(role: str, instance: str, trace_file: str | None = None) -> bool:
+    """Set up this process's tracing if the environment (or `trace_file`) asks for it; True if
+    it did. Call once, before the role's applications are built (the aiohttp instrumentations
+    hook application and session creation)."""
+    global _tracer, _provider
+    if not _wanted(trace_file):
+        return False
+    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"parley-{role}",
+                                "service.instance.id": instance, "parley.role": role})
+    provider = TracerProvider(resource=resource, sampler=_sampler(trace_file is not None))
+    if trace_file:
+        provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(open(trace_file, "a", encoding="utf-8"))))
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", UNTRACED_URLS)
+    from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
+    from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
+    AioHttpServerInstrumentor().instrument(tracer_provider=provider)
+    AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    _provider = provider
+    _tracer = provider.get_tracer("parley")
+    return True
+
+
+def shutdown() -> None:
+    """Export what is buffered (at the end of the process)."""
+    if _provider is not None:
+        _provider.shutdown()
+
+
+# ---- the carrier: W3C traceparent ------------------------------------------------------------
+
+def traceparent(ctx: SpanContext) -> str:
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
+
+
+def parse(carrier: str | None) -> SpanContext | None:
+    """The remote span context of a `traceparent`, or None if there is none or it is malformed
+    (a bad header from elsewhere must not break the pipeline)."""
+    if not carrier:
+        return None
+    parts = carrier.split("-")
+    if len(parts) != 4 or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        ctx = SpanContext(int(parts[1], 16), int(parts[2], 16), is_remote=True, trace_flags=TraceFlags(int(parts[3], 16)))
+    except ValueError:
+        return None
+    return ctx if ctx.is_valid else None
+
+
+def current() -> str | None:
+    """The `traceparent` of the current span, for a record about to leave this process."""
+    if _tracer is None:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    return traceparent(ctx) if ctx.is_valid else None
+
+
+def ids() -> tuple[str, str] | None:
+    """(trace_id, span_id) in hex of the current span, for log lines and exemplars."""
+    if _tracer is None:
+        return None
+    ctx = trace.get_current_span().get_span_context()
+    return (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}") if ctx.is_valid and ctx.trace_flags.sampled else None
+
+
+def exemplar(carrier: str | None) -> dict[str, str] | None:
+    """A histogram exemplar naming the trace of `carrier` if it is sampled (Prometheus links the
+    latency bucket to that trace)."""
+    ctx = parse(carrier) if _tracer is not None else None
+    return {"trace_id": f"{ctx.trace_id:032x}"} if ctx is not None and ctx.trace_flags.sampled else None
+
+
+# ---- spans ---------------------------------------------------------------------------------
+
+def start(name: str, parent: str | None, kind: SpanKind = SpanKind.INTERNAL, *,
+          links: Sequence[SpanContext] = (), start_time: int | None = None) -> Span | None:
+    """A span that is a child of the remote `parent` (a new trace if None); end it yourself.
+    None while tracing is off."""
+    if _tracer is None:
+        return None
+    remote = parse(parent)
+    ctx = trace.set_span_in_context(NonRecordingSpan(remote)) if remote is not None else otel_context.Context()
+    span = _tracer.start_span(name, ctx, kind, links=[Link(link) for link in links], start_time=start_time)
+    # Not sampled: nothing to record here, and nothing to carry on (every hop after would drop
+    # it too): None costs the rest of the pipeline nothing.
+    return span if span.is_recording() else None
+
+
+def follow(name: str, parent: str | None, kind: SpanKind) -> Span | None:
+    """A span continuing the trace a record carries; None if it carries none (tracing was off
+    where it came from, its trace is not sampled, or it is an ephemeral signal: typing,
+    presence)."""
+    return start(name, parent, kind) if parent is not None else None
+
+
+def inner(name: str, kind: SpanKind = SpanKind.INTERNAL) -> Span | None:
+    """A span under the current one (make it current with `active`); None unless the current
+    one is recording (an unsampled request would otherwise start a trace of its own here)."""
+    if _tracer is None or not trace.get_current_span().is_recording():
+        return None
+    return _tracer.start_span(name, kind=kind)
+
+
+def child(name: str, parent: Span | None, *, start_time: int | None = None,
+          end_time: int | None = None) -> Span | None:
+    """A span under a local `parent`; with `end_time` it is ended at once (a shared step, such
+    as a batch's store write, shown in each of its messages' traces with its real times)."""
+    if _tracer is None or parent is None:
+        return None
+    span = _tracer.start_span(name, trace.set_span_in_context(parent), start_time=start_time)
+    if end_time is not None:
+        span.end(end_time)
+    return span
+
+
+def active(span: Span | None) -> contextlib.AbstractContextManager[object]:
+    """`span` is the current span inside (so `current()`, logs and child spans see it), then ends.
+    Without a span, a shared no-op: the common case (tracing off, or not sampled) on the hot path."""
+    if span is None:
+        return _NOTHING
+    return trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True)
+
+
+_NOTHING = contextlib.nullcontext()
+
+
+def carried(span: Span | None) -> str | None:
+    """The `traceparent` a record leaving with `span` as its parent carries."""
+    return traceparent(span.get_span_context()) if span is not None else None
+
+
+def hop(items: Sequence[Traced], name: str, kind: SpanKind) -> tuple[list[Traced], list[Span]]:
+    """One span per traced item (a child of what it carries), and the items carrying their new
+    span: a worker's step over a batch (the relay's publish, delivery's fan-out). End the spans
+    with `end_all` when the step is done."""
+    if _tracer is None:
+        return list(items), []
+    spans: list[Span] = []
+    out: list[Traced] = []
+    for item in items:
+        span = follow(name, item.trace, kind)
+        if span is None:
+            out.append(item)
+            continue
+        spans.append(span)
+        out.append(msgspec.structs.replace(item, trace=carried(span)))
+    return out, spans
+
+
+def end_all(spans: Sequence[Span]) -> None:
+    for span in spans:
+        span.end()
