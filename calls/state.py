@@ -14,168 +14,25 @@ report it; a user is in the room while any of its devices is.
 A call ends once: when its last participant leaves (in a direct call, when either side leaves),
 when nobody answered before the ring timeout, when every callee declined or was busy, on
 `call.end`, or when LiveKit reports the room finished.
+
+The call, what it announces and what the room reports are the kernel's (parley.records,
+parley.events, parley.frames: chat_core stores them, clients and webhooks speak them); only the
+transitions are here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
-import msgspec
 from msgspec.structs import replace
 
 from parley.errors import Conflict, Forbidden
-
-
-class Media(StrEnum):
-    AUDIO = "audio"
-    VIDEO = "video"
-
-
-class CallState(StrEnum):
-    RINGING = "ringing"  # nobody has answered yet
-    ACTIVE = "active"    # answered (or a call nobody is rung for, such as a channel's live room)
-    ENDED = "ended"
-
-
-class EndReason(StrEnum):
-    HANGUP = "hangup"      # answered, then everyone left (or someone ended it)
-    MISSED = "missed"      # nobody answered: the ring timed out or the caller gave up
-    DECLINED = "declined"  # every callee declined (some may have been busy)
-    BUSY = "busy"          # every callee was in another call
-    FAILED = "failed"      # the media side failed (LiveKit unreachable, its server shut down)
-
-
-class Session(msgspec.Struct, frozen=True, array_like=True, order=True):
-    """One device's connection to the call's LiveKit room; `sid` is LiveKit's participant sid,
-    new on every (re)connection, which tells a late webhook of an old connection from a new one."""
-
-    user: str
-    device: str
-    sid: str
-
-
-class Call(msgspec.Struct, frozen=True, kw_only=True):
-    """A call as its conversation's writer stores it (msgspec encodes it as it is)."""
-
-    id: str
-    conv: str
-    media: Media
-    initiator: str
-    #: A call of a direct conversation ends when either side leaves, as a phone call does.
-    direct: bool
-    #: Users at most in the call at once: the conversation's override, or the instance default.
-    max_participants: int
-    state: CallState
-    started_at: int
-    ring_deadline: int
-    #: Callees rung at the start (never the initiator).
-    invited: frozenset[str] = frozenset()
-    #: Callees whose devices ring now.
-    ringing: frozenset[str] = frozenset()
-    #: Users who answered or joined (ever; those who left since are also in `left`).
-    accepted: frozenset[str] = frozenset()
-    declined: frozenset[str] = frozenset()
-    busy: frozenset[str] = frozenset()
-    left: frozenset[str] = frozenset()
-    #: Users removed by moderation (kicked or banned mid-call): never let back into this call.
-    removed: frozenset[str] = frozenset()
-    present: frozenset[Session] = frozenset()
-    #: Users announced in the room (`call.joined` sent, no `call.left` since). A session replaced
-    #: by a reconnection keeps its user here until the new one arrives.
-    in_room: frozenset[str] = frozenset()
-    #: Sessions that have left the room: a join webhook for one of them arrives late, ignore it.
-    gone: frozenset[str] = frozenset()
-    answered_at: int | None = None
-    ended_at: int | None = None
-    end_reason: EndReason | None = None
-
-    @property
-    def in_call(self) -> frozenset[str]:
-        """Users taking part now: the initiator and those who answered, less those who left."""
-        return (self.accepted | {self.initiator}) - self.left
-
-    @property
-    def duration(self) -> int:
-        """Milliseconds from the answer to the end: 0 until the call ends, and for one nobody answered."""
-        if self.answered_at is None or self.ended_at is None:
-            return 0
-        return self.ended_at - self.answered_at
-
-
-# ---- what a transition announces ----------------------------------------------------------
-
-
-class CallEvent(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    call: str
-    conv: str
-
-
-class CallRinging(CallEvent, tag="call.ringing", frozen=True):
-    """A call started (and who rings for it); sent again with `ringing` empty when the ring
-    timeout passes while a group call goes on."""
-
-    media: Media
-    initiator: str
-    ringing: tuple[str, ...]
-    ring_deadline: int
-
-
-class CallAccepted(CallEvent, tag="call.accepted", frozen=True):
-    """A user answered (or joined a call in progress) on `device`: its other devices stop ringing."""
-
-    user: str
-    device: str
-
-
-class CallDeclined(CallEvent, tag="call.declined", frozen=True):
-    """A callee declined on `device`, or was found `busy` in another call (then no device)."""
-
-    user: str
-    device: str | None = None
-    busy: bool = False
-
-
-class CallJoined(CallEvent, tag="call.joined", frozen=True):
-    """A user's first device entered the LiveKit room."""
-
-    user: str
-    device: str
-
-
-class CallLeft(CallEvent, tag="call.left", frozen=True):
-    """A user left the call (hung up, its last device left the room, or `removed` by moderation)."""
-
-    user: str
-    device: str | None = None
-    removed: bool = False
-
-
-class CallEnded(CallEvent, tag="call.ended", frozen=True):
-    reason: EndReason
-    #: Milliseconds from the answer to the end; 0 for a call nobody answered.
-    duration: int
-
-
-AnyCallEvent = CallRinging | CallAccepted | CallDeclined | CallJoined | CallLeft | CallEnded
-
-
-class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
-    """The one entry a finished call leaves in its conversation's history (a message of kind
-    `call`), so a device that was off sees the call, or that it was missed, on sync."""
-
-    call: str
-    media: Media
-    initiator: str
-    #: The initiator and everyone who answered or joined, sorted.
-    participants: tuple[str, ...]
-    reason: EndReason
-    started_at: int
-    ended_at: int
-    duration: int
-    missed: bool
-
+from parley.events import (AnyCallEvent, CallAccepted, CallDeclined, CallEnded, CallJoined, CallLeft,
+                           CallRinging)
+from parley.frames import (CallRecord, CallState, EndReason, Media, ParticipantJoined, ParticipantLeft,
+                           RoomEvent, RoomFinished)
+from parley.records import Call, RoomSession
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -186,40 +43,11 @@ class Outcome:
     #: Set exactly once per call: by the transition that ended it.
     record: CallRecord | None = None
     #: Sessions the calls role removes from the room (RoomService remove_participant).
-    remove: tuple[Session, ...] = ()
+    remove: tuple[RoomSession, ...] = ()
     #: The call is over: the calls role deletes its room (and whoever is still in it).
     close_room: bool = False
     #: Why nothing changed; None when the call changed.
     noop: str | None = None
-
-
-# ---- inputs from LiveKit's webhooks (calls/webhooks.py makes them) ------------------------
-
-
-class ParticipantJoined(msgspec.Struct, frozen=True, kw_only=True):
-    call: str
-    user: str
-    device: str
-    sid: str
-
-
-class ParticipantLeft(msgspec.Struct, frozen=True, kw_only=True):
-    call: str
-    user: str
-    device: str
-    sid: str
-    #: The same identity connected again (LiveKit's DUPLICATE_IDENTITY or MIGRATION): this
-    #: session's end is not the user leaving.
-    replaced: bool = False
-
-
-class RoomFinished(msgspec.Struct, frozen=True, kw_only=True):
-    call: str
-    #: The room ended because its server shut down, not because the call was over.
-    failed: bool = False
-
-
-RoomEvent = ParticipantJoined | ParticipantLeft | RoomFinished
 
 
 # ---- transitions --------------------------------------------------------------------------
@@ -353,9 +181,9 @@ def reconcile(call: Call, event: RoomEvent, now: int) -> Outcome:
     """Apply what LiveKit reported (a verified webhook). Duplicates and out-of-order deliveries
     are harmless: a session is known by its sid, and a session that left never comes back."""
     if isinstance(event, ParticipantJoined):
-        return _participant_joined(call, Session(event.user, event.device, event.sid), now)
+        return _participant_joined(call, RoomSession(event.user, event.device, event.sid), now)
     if isinstance(event, ParticipantLeft):
-        return _participant_left(call, Session(event.user, event.device, event.sid), event.replaced, now)
+        return _participant_left(call, RoomSession(event.user, event.device, event.sid), event.replaced, now)
     if call.state is CallState.ENDED:
         return _unchanged(call, "the call has ended")
     return _finish(call, now, EndReason.FAILED if event.failed else _over(call))
@@ -364,7 +192,7 @@ def reconcile(call: Call, event: RoomEvent, now: int) -> Outcome:
 # ---- the parts ------------------------------------------------------------------------------
 
 
-def _participant_joined(call: Call, session: Session, now: int) -> Outcome:
+def _participant_joined(call: Call, session: RoomSession, now: int) -> Outcome:
     if call.state is CallState.ENDED:
         # A token outlives its call: the join recreated the room, which goes again.
         return Outcome(call, noop="the call has ended", close_room=True)
@@ -388,7 +216,7 @@ def _participant_joined(call: Call, session: Session, now: int) -> Outcome:
     return Outcome(out, tuple(events))
 
 
-def _participant_left(call: Call, session: Session, replaced: bool, now: int) -> Outcome:
+def _participant_left(call: Call, session: RoomSession, replaced: bool, now: int) -> Outcome:
     if call.state is CallState.ENDED:
         return _unchanged(call, "the call has ended")
     if session.sid in call.gone:
@@ -419,7 +247,7 @@ def _settle(call: Call, now: int, event: AnyCallEvent) -> Outcome:
     return Outcome(call, (event,))
 
 
-def _after_leaving(call: Call, now: int, event: AnyCallEvent, removed: tuple[Session, ...]) -> Outcome:
+def _after_leaving(call: Call, now: int, event: AnyCallEvent, removed: tuple[RoomSession, ...]) -> Outcome:
     """A user left: the call is over when nobody is left in it, or when a side of a direct call
     that was answered hangs up."""
     if not call.in_call or (call.direct and call.state is CallState.ACTIVE):
@@ -444,7 +272,7 @@ def _finish(call: Call, now: int, reason: EndReason, events: tuple[AnyCallEvent,
                    record=record, close_room=True)
 
 
-def _out_of_call(call: Call, user: str) -> tuple[Call, tuple[Session, ...]]:
+def _out_of_call(call: Call, user: str) -> tuple[Call, tuple[RoomSession, ...]]:
     """`user` leaves the call and the room; the sessions the calls role removes from the room."""
     sessions = frozenset(s for s in call.present if s.user == user)
     out = replace(call, left=call.left | {user}, in_room=call.in_room - {user}, present=call.present - sessions,

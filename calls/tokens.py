@@ -18,11 +18,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from livekit.api import AccessToken, VideoGrants
 from livekit.protocol.room import RoomConfiguration
 
-from calls.state import Call, Media
+from parley.frames import Media
 
 #: A LiveKit server may serve more than Parley: its rooms carry this prefix, and webhooks for
 #: other rooms are none of Parley's business.
@@ -37,6 +38,20 @@ PUBLISH_SOURCES: dict[Media, tuple[str, ...]] = {
     Media.AUDIO: ("microphone",),
     Media.VIDEO: ("camera", "microphone", "screen_share", "screen_share_audio"),
 }
+
+
+class CallRoom(Protocol):
+    """What a token needs of a call: the stored call (parley.records.Call) and the view the
+    writer answers with (parley.events.CallView) both have it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def media(self) -> Media: ...
+
+    @property
+    def max_participants(self) -> int: ...
 
 
 class Role(StrEnum):
@@ -95,7 +110,7 @@ class TokenMinter:
     ttl_s: int
     empty_timeout_s: int
 
-    def mint(self, call: Call, *, user: str, device: str, name: str, role: Role) -> str:
+    def mint(self, call: CallRoom, *, user: str, device: str, name: str, role: Role) -> str:
         """A token to enter `call`'s room for `ttl_s`. LiveKit refreshes the token of a connected
         client by itself, so a short TTL bounds only how late a token can be first used: removing
         someone from a call is RoomService's job (calls/livekit.py), not the token's."""

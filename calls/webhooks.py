@@ -11,9 +11,9 @@ from google.protobuf.json_format import ParseError
 from livekit.api import TokenVerifier, WebhookReceiver
 from livekit.protocol.models import DisconnectReason, RoomEndReason
 
-from calls.state import ParticipantJoined, ParticipantLeft, RoomEvent, RoomFinished
 from calls.tokens import call_of_room, parse_identity
 from parley.errors import BadRequest, Unauthorized
+from parley.frames import ParticipantJoined, ParticipantLeft, RoomEvent, RoomFinished
 
 #: The participant's connection was taken over by a new one of the same identity: not a leave.
 _REPLACED = frozenset({DisconnectReason.DUPLICATE_IDENTITY, DisconnectReason.MIGRATION})

@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 from chat_core.decide import Batch, Decision
 from chat_core.ops import OPERATIONS
+from chat_core.ops.calls import CallDefaults
 from moderation.filters import AllowAll, ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
 from parley import metrics
@@ -35,7 +36,7 @@ class ChatCore:
 
     def __init__(self, max_convs: int = 50_000, max_idem: int = 200_000, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 limits: Limits = DEFAULT_LIMITS, enforce: bool = True) -> None:
+                 limits: Limits = DEFAULT_LIMITS, enforce: bool = True, calls: CallDefaults = CallDefaults()) -> None:
         self.convs: OrderedDict[str, ConvState] = OrderedDict()
         #: (seq, ts) of stored sends by idempotency key.
         self.idem: OrderedDict[IdemKey, tuple[int, int]] = OrderedDict()
@@ -53,6 +54,7 @@ class ChatCore:
         self.enforce = enforce
         #: Conversations up to this size (not channels) tell their members each `delivered`.
         self.receipts_max_members = limits.receipts_max_members
+        self.calls = calls
 
     def needs(self, cmds: list[Command]) -> Needs:
         """What the store must read before `handle` can decide these commands."""

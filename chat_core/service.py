@@ -8,12 +8,13 @@ import dataclasses
 import logging
 
 from chat_core.core import DEFAULT_LIMITS, ChatCore
+from chat_core.ops.calls import CallDefaults
 from chat_core.relay import OutboxRelay
 from chat_core.worker import CommandWorker
 from moderation import instance_policy
 from moderation.filters import ContentFilter
 from moderation.policy import DEFAULT_INSTANCE, InstancePolicy
-from parley.health import pipeline_task
+from parley.health import PipelineTasks
 from parley.limits import Limits
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
@@ -25,32 +26,40 @@ class ChatCoreService:
     def __init__(self, store: Store, commands: LogConsumer[Command], events: LogProducer[EventRecord],
                  bus: GatewayBus, partitions: int = 1, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
-                 limits: Limits = DEFAULT_LIMITS, policy_refresh_s: float = 10.0) -> None:
+                 limits: Limits = DEFAULT_LIMITS, policy_refresh_s: float = 10.0,
+                 calls: CallDefaults = CallDefaults()) -> None:
         """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer."""
-        core = ChatCore(instance=instance, content_filter=content_filter, limits=limits)
+        core = ChatCore(instance=instance, content_filter=content_filter, limits=limits, calls=calls)
         self.relay = OutboxRelay(store, events)
         self.worker = CommandWorker(core, commands, store, bus, self.relay, partitions=partitions)
         self._store = store
         self._core = core
         self._base = instance
         self._policy_refresh_s = policy_refresh_s
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks = PipelineTasks()
 
     async def start(self) -> None:
         await self._refresh_policy()
         await self.worker.settle()  # shards owned from the start are replayed before any new work
-        self._tasks = [pipeline_task(self.worker.run(), "chat_core"), pipeline_task(self.relay.run(), "relay"),
-                       pipeline_task(self._follow_policy_forever(), "policy")]
+        self._tasks.add(self.worker.run(), "chat_core")
+        self._tasks.add(self.relay.run(), "relay")
+        self._tasks.add(self._follow_policy_forever(), "policy")
 
     async def _refresh_policy(self) -> None:
-        """The conversation defaults admins set at run time (PATCH /v1/admin/policies, kept in the
-        store) over PARLEY_POLICY's. Swapped whole between batches: no decision sees half of it."""
+        """The conversation defaults and call switches admins set at run time (PATCH
+        /v1/admin/policies, kept in the store) over PARLEY_POLICY's. Swapped whole between
+        batches: no decision sees half of it."""
         try:
-            stored = (await self._store.instance_policy()).get("conv_defaults") or {}
-            defaults = {**self._base.defaults, **instance_policy.engine_defaults(stored)}
-            if defaults != self._core.instance.defaults:
-                self._core.instance = dataclasses.replace(self._base, defaults=defaults)
-                log.info("instance conversation defaults now %s", defaults)
+            stored = await self._store.instance_policy()
+            defaults = {**self._base.defaults, **instance_policy.engine_defaults(stored.get("conv_defaults") or {})}
+            calls = bool(stored.get("calls", self._base.calls))
+            guest_calls = bool(stored.get("guest_calls", self._base.guest_calls))
+            current = self._core.instance
+            if (defaults, calls, guest_calls) != (current.defaults, current.calls, current.guest_calls):
+                self._core.instance = dataclasses.replace(self._base, defaults=defaults, calls=calls,
+                                                          guest_calls=guest_calls)
+                log.info("instance conversation defaults now %s; calls %s, for guests %s", defaults, calls,
+                         guest_calls)
         except Exception:  # the store is away or the stored value is bad: keep the last good one
             log.warning("instance policy not refreshed", exc_info=True)
 
@@ -60,10 +69,8 @@ class ChatCoreService:
             await self._refresh_policy()
 
     def running(self) -> bool:
-        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+        return self._tasks.running()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.stop()
         await self.relay.flush()

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from aiohttp import web
 from limits.aio.storage import Storage
 
+from calls.join import CallCapabilities, JoinMinter
 from delivery.fanout import Fanout
 from gateway import client_faults
 from gateway import openapi as client_openapi
+from gateway.calls import CallJoins, CallRoutes
 from gateway.contacts import Contacts
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
@@ -48,10 +50,12 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                 commands: LogProducer[Command], fanout: Fanout, bus: GatewayBus, attachments: Attachments,
                 limits: Limits, sessions: SessionLifetimes, ready: Ready,
                 presence: GatewayPresence | None = None, limits_storage: Storage | None = None,
+                calls: JoinMinter | None = None,
                 routes: Sequence[Callable[[web.Application], None]] = ()) -> web.Application:
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
     this gateway is the only one: it answers `locate` itself and counts rate limits in memory.
-    `routes` mount what an adapter serves through the gateway (the local object store's URLs).
+    `calls`: LiveKit's join minter (None: calls off). `routes` mount what an adapter or another
+    role serves through the gateway (the local object store's URLs; `parley dev`'s webhooks).
     Revocations go out on `bus` to the gateways presence finds the user on."""
     app = web.Application(middlewares=[errors_as_json], client_max_size=limits.max_frame_bytes,
                           handler_args={"logger": client_faults.LOGGER})
@@ -81,7 +85,11 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     members = MemberRoutes(store, authenticator, runner, revoker, passwords, password_attempts,
                            Limiter("report", limits.report_burst, limits.report_window_s, limits_storage),
                            Limiter("export", limits.export_burst, limits.export_window_s, limits_storage))
-    add_routes(app, auth, members, limits, ready, hub.gateway_id)
+    hub.call_joins = None if calls is None else CallJoins(calls)
+    call_routes = CallRoutes(authenticator, runner, hub.call_joins)
+    call_routes.mount(app)
+    add_routes(app, auth, members, limits, ready, hub.gateway_id,
+               CallCapabilities(calls=False) if calls is None else calls.capabilities(), call_routes.ice_servers)
     SessionRoutes(logins, authenticator, store, passwords, password_attempts, per_ip).mount(app)
     register_admin(app, AdminService(store, runner, revoker), authenticator, openapi.document)
     follower = RevocationFollower(store, hub, sessions.revocation_poll_s)

@@ -12,21 +12,29 @@ import msgspec
 from gateway.hub import REST_SESSION, Hub
 from parley import frames as F
 from parley import hops
-from parley.errors import BadRequest, error_for_code
-from parley.ids import direct_conv_id, new_conv_id
+from parley.errors import BadRequest, NotFound, error_for_code
+from parley.ids import conv_of_call, direct_conv_id, new_conv_id
 from parley.ports import LogProducer
-from parley.records import Command
+from parley.records import Command, EdgeFacts
 
 _reply = msgspec.json.Decoder(dict[str, Any])
 
 
 def route(user: str, req: F.WriteRequest) -> str:
     """The conversation a write belongs to, i.e. its log key and single writer. A new direct chat
-    and a block are about a pair: both go to the pair's derived direct conversation."""
+    and a block are about a pair: both go to the pair's derived direct conversation; a call's
+    request goes to the conversation its id carries."""
     if isinstance(req, F.ConvCreate):
         return direct_conv_id(user, req.members[0]) if req.kind == "direct" else new_conv_id()
     if isinstance(req, (F.UserBlock, F.UserUnblock)):
         return direct_conv_id(user, req.user)
+    if isinstance(req, (F.CallJoin, F.CallDecline, F.CallLeave, F.CallEnd)):
+        conv = conv_of_call(req.call)
+        if not conv:
+            raise NotFound("no such call")
+        return conv
+    if isinstance(req, (F.CallRingTimeout, F.CallReconcile)):
+        raise BadRequest("only the calls role sends this")
     return req.conv
 
 
@@ -40,7 +48,7 @@ class CommandRunner:
         self._rids = itertools.count(1)
 
     async def run(self, user: str, body: F.WriteRequest, *, instance_role: str | None = None,
-                  guest: bool = False) -> dict[str, Any]:
+                  guest: bool = False, device: str | None = None) -> dict[str, Any]:
         if isinstance(body, F.ConvCreate):
             raise ValueError("conv.create is not published from REST")
         rid = f"r{next(self._rids)}"
@@ -49,7 +57,8 @@ class CommandRunner:
         try:
             with hops.GATEWAY_ACK.time():
                 await self._commands.publish(Command(route(user, body), user, self._hub.gateway_id, REST_SESSION,
-                                                     body, instance_role, guest, hops.start()))
+                                                     body, instance_role, guest, hops.start(),
+                                                     None if device is None else EdgeFacts(device=device)))
         except BaseException:
             self._hub.forget_reply(rid)
             raise
@@ -62,12 +71,12 @@ class CommandRunner:
         frame.pop("rid", None)
         return frame
 
-    async def run_op(self, user: str, op: str, fields: dict[str, Any], *, instance_role: str | None = None
-                     ) -> dict[str, Any]:
+    async def run_op(self, user: str, op: str, fields: dict[str, Any], *, instance_role: str | None = None,
+                     guest: bool = False, device: str | None = None) -> dict[str, Any]:
         """Publish write `op` built from `fields` (validated by the protocol's own frame types)."""
         try:
             body = msgspec.convert({"op": op, "rid": "pending", **fields}, F.WriteRequest)
         except msgspec.ValidationError as exc:
             raise BadRequest(f"not a valid {op}: {exc}") from None
-        return await self.run(user, body, instance_role=instance_role)
+        return await self.run(user, body, instance_role=instance_role, guest=guest, device=device)
 

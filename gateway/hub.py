@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from gateway.interest import ConvFollower
 from gateway.session import Session, wire_frame
@@ -20,6 +21,9 @@ from parley.session_families import revocation_ends
 
 #: The close reason of a session whose token expired without an `auth` with a fresh one.
 TOKEN_EXPIRED = "token expired: send auth with a fresh token, or reconnect"
+
+if TYPE_CHECKING:  # gateway.calls runs commands through this hub
+    from gateway.calls import CallJoins
 
 
 #: The session id of commands the gateway's REST API publishes (admin actions, account deletion);
@@ -38,6 +42,8 @@ class Hub:
         #: The conversation subjects this gateway follows; None: large conversations are off.
         self.follower: ConvFollower | None = None
         metrics.CONNECTIONS.set_function(lambda: len(self.sessions))
+        #: Turns call.start and call.join answers into LiveKit joins; None: no LiveKit, no calls.
+        self.call_joins: CallJoins | None = None
 
     def add(self, session: Session) -> bool:
         """True if this is the user's first session here."""
@@ -97,9 +103,10 @@ class Hub:
                 if waiting is not None and not waiting[1].done():
                     waiting[1].set_result(msg.frame)
                 return
+            frame = msg.frame if self.call_joins is None else self.call_joins.answer(msg.session, msg.rid, msg.frame)
             asker = self.sessions.get(msg.session)
             if asker is not None and msg.rid in asker.inflight:
-                asker.push(msg.frame)
+                asker.push(frame)
                 asker.answered(msg.rid)
 
     def expect_reply(self, rid: str) -> asyncio.Future[bytes]:
@@ -161,6 +168,8 @@ class Hub:
                     count_refused(late_answer, cause="no answer")
                     session.push(error_frame(late_answer, rid))
                     session.answered(rid)
+                    if self.call_joins is not None:
+                        self.call_joins.forget(session.id, rid)
         late_rest = [rid for rid, (deadline, _) in self._rest_inflight.items() if deadline < now]
         for rid in late_rest:
             _, future = self._rest_inflight.pop(rid)

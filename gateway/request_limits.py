@@ -34,6 +34,7 @@ class RequestLimits:
         self._guest = {**self._member, F.Send: Limiter("guest send", limits.guest_send_burst,
                                                         limits.guest_send_window_s, storage)}
 
-    async def hit(self, user: str, guest: bool, req: F.AnyRequest) -> None:
-        """Count `req` against `user`'s limit of its family; RateLimited past it."""
+    async def hit(self, user: str, guest: bool, req: F.AnyRequest | F.WriteRequest) -> None:
+        """Count `req` against `user`'s limit of its family; RateLimited past it. (A write a client
+        sent: the calls role's own writes are in WriteRequest only and never come through here.)"""
         await (self._guest if guest else self._member)[type(req)].hit(user)

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from calls.join import CallCapabilities
 from moderation import instance_policy, privacy, reports
 from moderation.admin import bodies as B
 from moderation.admin.routes import bearer_token, decode_body, json_response
@@ -224,7 +225,7 @@ class MemberRoutes:
                                                           self._passwords, who, body.password))
 
 
-def capabilities(limits: Limits) -> dict[str, Any]:
+def capabilities(limits: Limits, calls: CallCapabilities) -> dict[str, Any]:
     return {
         "version": __version__,
         "protocol": 1,
@@ -240,22 +241,29 @@ def capabilities(limits: Limits) -> dict[str, Any]:
             "room_passwords": True, "edit": True, "delete": True, "reactions": True,
             "read_receipts": True, "typing": True, "sync": True,
             # Presence events are sent by every gateway (gateway/contacts.py), so this is true.
-            "attachments": True, "presence": True, "calls": False, "push": False,
+            "attachments": True, "presence": True, "calls": calls.calls, "push": False,
             "reports": True, "data_export": True, "account_deletion": True,
             "profiles": True, "directory": True, "thumbnails": True, "delivered_receipts": True,
         },
         "media": {"thumb_sizes": list(THUMB_SIZES), "thumb_mime": THUMB_MIME,
                   "avatar_max_bytes": limits.max_avatar_bytes},
         "receipts_max_members": limits.receipts_max_members,
+        "calls": msgspec.to_builtins(calls),
     }
 
 
 def add_routes(app: web.Application, auth: AuthRoutes, members: MemberRoutes, limits: Limits, ready: Ready,
-               gateway_id: str) -> None:
-    caps = capabilities(limits)
+               gateway_id: str, calls: CallCapabilities,
+               ice_servers: Callable[[web.Request], Awaitable[list[Any] | None]]) -> None:
+    """`ice_servers`: the caller's, for a capabilities request with a token (TURN credentials are
+    per user); None without."""
+    caps = capabilities(limits, calls)
 
-    async def get_capabilities(_: web.Request) -> web.Response:
-        return web.json_response(caps)
+    async def get_capabilities(request: web.Request) -> web.Response:
+        personal = await ice_servers(request)
+        if personal is None:
+            return web.json_response(caps)
+        return web.json_response({**caps, "calls": {**caps["calls"], "ice_servers": personal}})
 
     async def index(_: web.Request) -> web.FileResponse:
         if not (STATIC / "index.html").exists():

@@ -51,16 +51,19 @@ def unwrap(wire: bytes) -> bytes:
 
 
 class Session:
-    __slots__ = ("id", "user", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
+    __slots__ = ("id", "user", "name", "device", "ws", "_transport", "_queue", "_max_queue", "inflight",
                  "last_seen", "_settled", "_close", "_writer", "role", "guest", "_pending", "_queued_bytes",
                  "_max_queue_bytes", "_closing_at", "_typed",
                  "claims")
 
     def __init__(self, session_id: str, user: str, device: str | None, ws: web.WebSocketResponse,
                  transport: asyncio.Transport, max_queue: int, *, max_queue_bytes: int = SEND_QUEUE_MAX_BYTES,
-                 role: str | None = None, guest: bool = False, claims: Claims | None = None) -> None:
+                 role: str | None = None, guest: bool = False, claims: Claims | None = None,
+                 name: str = "") -> None:
         self.id = session_id
         self.user = user
+        #: The user's display name (its username): what others see of it in a call.
+        self.name = name
         self.device = device
         #: From the token: the instance role ("admin", "moderator" or None) and the guest flag.
         self.role = role

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from aiohttp import WSMsgType, web
 
 from delivery.fanout import Fanout
+from gateway.calls import calls_on
 from gateway.commands import route
 from gateway.contacts import Contacts
 from gateway.hub import Hub
@@ -40,6 +41,7 @@ from parley.tracing import Span, SpanContext
 
 log = logging.getLogger(__name__)
 SUBPROTOCOLS = ("parley.v1.json",)
+_CALL_OPS = (F.CallStart, F.CallJoin, F.CallDecline, F.CallLeave, F.CallEnd)
 
 
 def now_ms() -> int:
@@ -164,7 +166,7 @@ class WsEndpoint:
             return None
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,
-                          role=who.role, guest=who.guest, claims=who.claims)
+                          role=who.role, guest=who.guest, claims=who.claims, name=who.account.username)
         return session, encode(E.HelloResult(
             rid=req.rid, session_id=session.id, user_id=session.user, server_time=now_ms(),
             heartbeat_s=self._limits.heartbeat_s, limits=self._limits.public(),
@@ -253,6 +255,12 @@ class WsEndpoint:
         if isinstance(req, EDGE_CHECKED):
             req, edge = await self._write_facts.establish(session.user, req)
         conv = route(session.user, req)
+        if isinstance(req, _CALL_OPS):  # what only calls tell apart: the rest of the log goes without
+            device = session.device or session.id
+            edge = EdgeFacts(device=device)
+            if isinstance(req, (F.CallStart, F.CallJoin)):
+                # The answer comes back with a grant; the hub turns it into a LiveKit join.
+                calls_on(self._hub.call_joins).expect(session.id, req.rid, session.user, device, session.name)
         if isinstance(req, (F.UserBlock, F.UserUnblock)):
             self._reads.blocks.forget(session.user)
             self._reads.blocks.forget(req.user)  # if they are on this gateway; elsewhere within the TTL
@@ -265,6 +273,8 @@ class WsEndpoint:
                                                      tracing.carried(publish)))
         except BaseException:
             session.answered(req.rid)  # the error frame is its answer
+            if self._hub.call_joins is not None:
+                self._hub.call_joins.forget(session.id, req.rid)
             raise
 
     async def _reauth(self, session: Session, req: F.Auth) -> bytes:

@@ -3,6 +3,9 @@ through the SDK (`parley.sdk`) and measures a `parley dev` server.
 
 Scenarios:
   idle    N sessions connect, say hello and stay; server RSS per session.
+  calls   C sessions, half calling the other half at R call starts/s (default 50), open loop;
+          call.start -> call.ringing on the callee's device, p99 (target 100 ms). The bench
+          starts the LiveKit stand-in of tests/ as the server's LiveKit (run from a checkout).
   groups  C sessions in groups of G, R sends/s in total, open loop (the schedule never waits for
           an ack: no coordinated omission); sends/s acked, deliveries/s, latency send -> receipt at
           every member (the sender's echo included), loss, error replies by code.
@@ -30,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.accounts import ACCOUNTS_FILE, AccountCache, create_groups, register_users
+from loadtests.call_load import create_pairs, scenario_calls
 from loadtests.report import code_version, machine
 from loadtests.runtime import log, raise_nofile, run_loop
 from loadtests.scenarios import Run, scenario_groups, scenario_idle
 from loadtests.server import Server, ServerUnderTest, start_server
+from parley.app.processes import ChildProcess, free_port, http_ok
 
 #: The server's default per-user send limit is 100 per 5 s; above this per-user rate the
 #: benchmark would measure the limiter, so it lifts the limit on a server it starts.
@@ -44,7 +49,7 @@ DEFAULT_RAMP = "200,300,400,500,600,700,800,900,1000,1200,1500"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("scenario", nargs="?", choices=("idle", "groups", "ramp"), default="groups")
+    p.add_argument("scenario", nargs="?", choices=("idle", "groups", "ramp", "calls"), default="groups")
     p.add_argument("--topology", choices=("dev", "up"), default="dev",
                    help="the server the bench starts: dev = `parley dev` (one process), up = `parley up` "
                         "(brokers, 2 gateways, 2 chat-core, 2 delivery; CPU and RSS per role) (default dev)")
@@ -57,13 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sessions", type=int, default=10_000, help="idle: sessions (default 10000)")
     p.add_argument("--connections", "-c", type=int, default=1000, help="groups/ramp: sessions (default 1000)")
     p.add_argument("--group", "-g", type=int, default=50, help="members per group (default 50)")
-    p.add_argument("--rate", "-r", type=float, default=500, help="groups: sends/s in total (default 500)")
+    p.add_argument("--rate", "-r", type=float,
+                   help="groups: sends/s in total (default 500); calls: call starts/s (default 50)")
     p.add_argument("--rates", default=DEFAULT_RAMP, help=f"ramp: sends/s per step (default {DEFAULT_RAMP})")
     p.add_argument("--duration", "-d", type=float, help="measured seconds per step (default 30; idle: hold 65)")
     p.add_argument("--warmup", "-w", type=float, default=5.0, help="unmeasured seconds first (default 5)")
     p.add_argument("--grace", type=float, default=10.0, help="seconds to wait for late receipts (default 10)")
     p.add_argument("--pause", type=float, default=3.0, help="ramp: seconds between steps (default 3)")
-    p.add_argument("--p99-ms", type=float, help="p99 target (default: 150 for groups, 250 for ramp)")
+    p.add_argument("--p99-ms", type=float, help="p99 target (default: 150 for groups, 250 for ramp, 100 for calls)")
     p.add_argument("--text-bytes", type=int, default=64, help="message text length (default 64)")
     p.add_argument("--procs", type=int, default=1, help="load processes (whole groups each; default 1)")
     p.add_argument("--register-concurrency", type=int, default=8)
@@ -90,7 +96,9 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         # idle: past 2 x heartbeat_s (60 s), so sessions must ping to be held.
         args.duration = 65.0 if scenario == "idle" else 30.0
     if args.p99_ms is None:
-        args.p99_ms = 150.0 if scenario == "groups" else 250.0
+        args.p99_ms = {"groups": 150.0, "calls": 100.0}.get(scenario, 250.0)
+    if args.rate is None:
+        args.rate = 50.0 if scenario == "calls" else 500.0
     rates = [args.rate] if scenario == "groups" else [float(r) for r in args.rates.split(",") if r]
     users = args.sessions if scenario == "idle" else args.connections
     report: dict[str, Any] = {
@@ -111,6 +119,10 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
             limit_note = (f"per-user send rate up to {per_user:.2f}/s <= {DEFAULT_USER_RATE_LIMIT:.0f}/s: "
                           "server rate limits at their defaults")
         report["rate_limit_note"] = limit_note
+    livekit: ChildProcess | None = None
+    if scenario == "calls":
+        livekit, lk_env = start_livekit()
+        env.update(lk_env)
     owned_tmp: Path | None = None
     server: ServerUnderTest
     if args.url:
@@ -134,6 +146,10 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         lines.append(f"server     : {server.label + ' started by the bench' if not args.url else 'external'} ({where})")
         if scenario == "idle":
             lines.append(f"knobs      : sessions={args.sessions} hold={args.duration:.0f}s procs={args.procs}")
+        elif scenario == "calls":
+            lines.append(f"knobs      : connections={args.connections} ({args.connections // 2} callers) "
+                         f"call starts={args.rate:g}/s warmup={args.warmup:g}s duration={args.duration:g}s "
+                         f"p99 target={args.p99_ms:g}ms")
         else:
             lines.append(f"knobs      : connections={args.connections} group={args.group} "
                          f"({math.ceil(args.connections / args.group)} groups) "
@@ -146,10 +162,14 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         accounts = cache.accounts[:users]
         setup = f"setup      : {users} users ({reg_s:.1f} s registering)"
         groups: list[tuple[str, list[int]]] = []
-        if scenario != "idle":
+        pairs: list[tuple[int, int, str]] = []
+        if scenario == "calls":
+            pairs, pair_s = await create_pairs(server.url, accounts)
+            setup += f", {len(pairs)} direct conversations ({pair_s:.1f} s)"
+        elif scenario != "idle":
             groups, grp_s = await create_groups(server.url, accounts, args.group)
             setup += f", {len(groups)} groups ({grp_s:.1f} s)"
-        if server.data_dir is not None and not args.no_restart and (reg_s or groups):
+        if server.data_dir is not None and not args.no_restart and (reg_s or groups or pairs):
             # A fresh process: argon2's and setup's memory do not count against the sessions.
             await server.stop()
             cleanup += server.leftovers
@@ -162,10 +182,14 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
         report["setup"] = {"users": users, "register_s": reg_s, "groups": len(groups)}
         if scenario == "idle":
             await scenario_idle(run, accounts)
+        elif scenario == "calls":
+            await scenario_calls(run, accounts, pairs)
         else:
             await scenario_groups(run, accounts, groups, rates)
     finally:
         await server.stop()
+        if livekit is not None:
+            livekit.stop()
         cleanup += server.leftovers
         if cleanup:
             report["cleanup"] = cleanup
@@ -176,6 +200,19 @@ async def main_async(args: argparse.Namespace) -> tuple[dict[str, Any], list[str
     report["wall_s"] = wall
     lines.append(f"wall       : {wall:.1f} s (setup included)")
     return report, lines
+
+
+def start_livekit() -> tuple[ChildProcess, dict[str, str]]:
+    """The LiveKit stand-in of tests/ in a process of its own, and the server's settings for it."""
+    port = free_port()
+    url, key, secret = f"http://127.0.0.1:{port}", "APIbench", "a-bench-livekit-secret-of-32-chars!"
+    standin = ChildProcess("livekit stand-in", [sys.executable, "-m", "tests.livekit_standin", "--port", str(port),
+                                                "--key", key, "--secret", secret],
+                           Path(tempfile.gettempdir()) / f"parley-bench-livekit-{port}.log",
+                           ready=http_ok(url + "/healthz"), ready_timeout_s=30.0, stop_timeout_s=10.0, poll_s=0.1)
+    standin.spawn()
+    standin.wait_ready()
+    return standin, {"PARLEY_LIVEKIT_URL": url, "PARLEY_LIVEKIT_API_KEY": key, "PARLEY_LIVEKIT_API_SECRET": secret}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,10 +21,10 @@ from livekit.protocol.webhook import WebhookEvent
 
 from calls import state as S
 from calls.join import JoinMinter
-from calls.state import Media, ParticipantJoined
 from calls.tokens import Role, TokenMinter
 from calls.webhooks import WebhookIntake
 from parley.config import Settings
+from parley.frames import Media, ParticipantJoined
 from tests.livekit_standin import signed_webhook  # signed as LiveKit signs (run from a checkout)
 
 KEY, SECRET = "APIbench", "a-bench-secret-of-at-least-32-chars!"

@@ -32,6 +32,9 @@ class InstancePolicy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     guest_ttl_s: GuestTtl = 3600
     #: Instance defaults of the conversation policy engine (minimum role per kind.action).
     conv_defaults: Annotated[dict[DefaultKey, MinRole], Meta(max_length=200)] = {}
+    #: Calls on this server (when LiveKit is configured), and for guests.
+    calls: bool = True
+    guest_calls: bool = False
 
 
 class PolicyPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -41,6 +44,8 @@ class PolicyPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     guests: bool | msgspec.UnsetType = msgspec.UNSET
     guest_ttl_s: GuestTtl | msgspec.UnsetType = msgspec.UNSET
     conv_defaults: Annotated[dict[DefaultKey, MinRole], Meta(max_length=200)] | msgspec.UnsetType = msgspec.UNSET
+    calls: bool | msgspec.UnsetType = msgspec.UNSET
+    guest_calls: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 def changes(patch: PolicyPatch) -> dict[str, Any]:

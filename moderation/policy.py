@@ -49,10 +49,11 @@ class Action(StrEnum):
     MANAGE_ROLES = "manage_roles"
     SET_PERMISSIONS = "set_permissions"  # the conversation's own permission overrides
     START_CALL = "start_call"
+    JOIN_CALL = "join_call"  # answer a call, or join one in progress (in a channel: listen)
     JOIN = "join"  # a non-member joining a public conversation
 
 
-_EVERY_KIND = {(kind, action): "member" for kind in KINDS for action in (Action.READ, Action.REACT)}
+_EVERY_KIND = {(kind, action): "member" for kind in KINDS for action in (Action.READ, Action.REACT, Action.JOIN_CALL)}
 #: The built-in floor: the lowest role allowed each action, per conversation kind. Absent means
 #: the action is not possible in that kind. Instance defaults and conversation overrides replace
 #: single entries; they cannot make possible what is absent here.
@@ -115,6 +116,9 @@ class InstancePolicy:
     flood_repeats: int = 5
     flood_window_s: int = 30
     flood_mute_s: int = 600
+    #: Calls on this instance at all (admins switch them off at run time), and for guests.
+    calls: bool = True
+    guest_calls: bool = False
     #: The resolved floor table: built-in entries with the defaults applied.
     table: Mapping[tuple[str, str], str] = field(init=False, repr=False, compare=False)
 
@@ -173,6 +177,8 @@ class Subject:
     #: Actions on a member: their role (None: not a member), and the role being given.
     target_role: str | None = None
     new_role: str | None = None
+    #: The conversation's own switch for calls.
+    calls_enabled: bool = True
 
     @property
     def staff(self) -> bool:
@@ -219,6 +225,7 @@ def _is_new(s: Subject, p: InstancePolicy) -> bool:
 
 
 _MODERATOR = ROLE_RANK["moderator"]
+_CALL = frozenset({Action.START_CALL, Action.JOIN_CALL})
 
 #: The attribute rules, in order; the first that fires denies. Moderators and above are exempt
 #: from the spam rules (read-only, slow mode, flood) of their own conversation. An edit is writing
@@ -226,23 +233,30 @@ _MODERATOR = ROLE_RANK["moderator"]
 #: edits as messages; an edit carries no mentions, and repeating a text in place is no flood).
 #: Adding a reaction and pinning write to the members too: no muted member does, and no one in a
 #: direct chat blocked either way. A title is text every member reads: the link rule applies.
+#: Starting and joining a call are writing to the members as well.
 RULES: list[Rule] = [
+    Rule("calls_off", _CALL,
+         lambda s, p: not p.calls or not s.calls_enabled,
+         lambda s, p: "calls are off on this server" if not p.calls else "calls are off in this conversation"),
     Rule("guests", frozenset({Action.JOIN}),
          lambda s, p: s.guest and not s.allow_guests,
          lambda s, p: "this room does not admit guests"),
+    Rule("guest_calls", _CALL,
+         lambda s, p: s.guest and not p.guest_calls,
+         lambda s, p: "guests may not take part in calls on this server"),
     Rule("banned", frozenset({Action.JOIN}),
          lambda s, p: s.banned_until > s.now,
          lambda s, p: f"you are banned from this conversation {_until(s.banned_until, s.now)}"),
-    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, Action.INVITE}),
+    Rule("blocked", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, Action.INVITE, *_CALL}),
          lambda s, p: s.blocked,
-         lambda s, p: "this user does not accept messages or invitations from you"),
-    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN}),
+         lambda s, p: "this user does not accept messages, calls or invitations from you"),
+    Rule("blocking", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, *_CALL}),
          lambda s, p: s.blocking,
          lambda s, p: "you blocked this user; unblock them to write to them"),
     Rule("target_banned", frozenset({Action.INVITE}),
          lambda s, p: s.target_banned_until > s.now,
          lambda s, p: "this user is banned from the conversation; unban them first"),
-    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, Action.START_CALL}),
+    Rule("muted", frozenset({Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, *_CALL}),
          lambda s, p: s.muted_until > s.now,
          lambda s, p: f"you are muted in this conversation {_until(s.muted_until, s.now)}"),
     Rule("read_only", frozenset({Action.SEND, Action.EDIT_OWN}),

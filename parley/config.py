@@ -263,6 +263,8 @@ class Settings:
             moderation_window_s=_env_int("PARLEY_MODERATION_WINDOW_S", d.moderation_window_s),
             block_burst=_env_int("PARLEY_BLOCK_BURST", d.block_burst),
             block_window_s=_env_int("PARLEY_BLOCK_WINDOW_S", d.block_window_s),
+            call_burst=_env_int("PARLEY_CALL_BURST", d.call_burst),
+            call_window_s=_env_int("PARLEY_CALL_WINDOW_S", d.call_window_s),
             fetch_burst=_env_int("PARLEY_FETCH_BURST", d.fetch_burst),
             fetch_window_s=_env_int("PARLEY_FETCH_WINDOW_S", d.fetch_window_s),
             room_password_burst=_env_int("PARLEY_ROOM_PASSWORD_BURST", d.room_password_burst),

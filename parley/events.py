@@ -15,7 +15,7 @@ from typing import Literal, Union
 
 import msgspec
 
-from parley.frames import ConvView, Message, encode
+from parley.frames import CallState, ConvView, EndReason, Media, Message, encode
 from parley.profiles import Profile
 
 # ---- events --------------------------------------------------------------------------------
@@ -193,11 +193,67 @@ class Resync(Event, tag="resync", omit_defaults=True):
     conv: str | None = None
 
 
+class CallEvent(Event, kw_only=True):
+    """An event about one call of a conversation (calls/state.py decides them)."""
+
+    call: str
+    conv: str
+
+
+class CallRinging(CallEvent, tag="call.ringing", kw_only=True):
+    """A call started (and who rings for it); sent again with `ringing` empty when the ring
+    timeout passes while a group call goes on."""
+
+    media: Media
+    initiator: str
+    ringing: tuple[str, ...]
+    ring_deadline: int
+
+
+class CallAccepted(CallEvent, tag="call.accepted", kw_only=True):
+    """A user answered (or joined a call in progress) on `device`: its other devices stop ringing."""
+
+    user: str
+    device: str
+
+
+class CallDeclined(CallEvent, tag="call.declined", kw_only=True, omit_defaults=True):
+    """A callee declined on `device`, or was found `busy` in another call (then no device)."""
+
+    user: str
+    device: str | None = None
+    busy: bool = False
+
+
+class CallJoined(CallEvent, tag="call.joined", kw_only=True):
+    """A user's first device entered the LiveKit room."""
+
+    user: str
+    device: str
+
+
+class CallLeft(CallEvent, tag="call.left", kw_only=True, omit_defaults=True):
+    """A user left the call (hung up, its last device left the room, or `removed` by moderation)."""
+
+    user: str
+    device: str | None = None
+    removed: bool = False
+
+
+class CallEnded(CallEvent, tag="call.ended", kw_only=True):
+    reason: EndReason
+    #: Milliseconds from the answer to the end; 0 for a call nobody answered.
+    duration: int
+
+
+AnyCallEvent = CallRinging | CallAccepted | CallDeclined | CallJoined | CallLeft | CallEnded
+
 AnyEvent = Union[
     MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, DeliveredReceipt, UserTyping,
     MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
     ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated, InviteNew,
     InviteRemoved,
+    CallRinging, CallAccepted, CallDeclined, CallJoined, CallLeft, CallEnded,
 ]
 
 #: `{"type":...}` becomes `{"op":"event","type":...}`: msgspec writes a tag before any field.
@@ -362,3 +418,53 @@ class SanctionResult(Ok):
     """member.mute, member.ban: when the sanction ends (ms since the epoch; null: never)."""
 
     until: int | None
+
+
+class CallView(msgspec.Struct, kw_only=True):
+    """The `call` object of docs/protocol.md: a call as every member may see it."""
+
+    id: str
+    conv: str
+    media: Media
+    state: CallState
+    initiator: str
+    direct: bool
+    max_participants: int
+    started_at: int
+    ring_deadline: int
+    #: Callees whose devices ring now.
+    ringing: list[str]
+    #: Users taking part now: the initiator and those who answered, less those who left.
+    participants: list[str]
+    #: Users with a device in the call's LiveKit room.
+    in_room: list[str]
+    answered_at: int | None
+    ended_at: int | None
+    end_reason: EndReason | None
+    duration: int
+
+
+class CallGrant(msgspec.Struct, kw_only=True):
+    """What the conversation's writer lets the caller's device do in the call's room. Between
+    chat_core and the gateway only: the gateway turns it into a `join` (a LiveKit token), so no
+    token ever goes through the command log or the outbox."""
+
+    role: Literal["speaker", "listener"]
+    max_video_subscriptions: int
+
+
+class CallResult(Ok, omit_defaults=True):
+    """call.start, call.join (with `grant`, which the gateway replaces by `join`), call.decline,
+    call.leave, call.end: the call as it now is."""
+
+    call: CallView
+    grant: CallGrant | None = None
+
+
+class CallSettingsResult(Ok):
+    """call.settings: the conversation's call settings (null: the instance's default)."""
+
+    conv: str
+    enabled: bool
+    max_participants: int | None
+    max_video_subscriptions: int | None

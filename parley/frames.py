@@ -10,6 +10,7 @@ cursors) live in `check_request`, a pure function.
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeGuard, Union, get_args
 
 import emoji
@@ -36,6 +37,87 @@ Reason = Annotated[str, Meta(min_length=1, max_length=L.MAX_REASON_CHARS)]
 Duration = Annotated[int, Meta(ge=1, le=L.MAX_SANCTION_S)]
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
+
+
+# ---- calls: the vocabulary requests, events, messages and the stored call share --------------
+
+
+class Media(StrEnum):
+    AUDIO = "audio"
+    VIDEO = "video"
+
+
+class CallState(StrEnum):
+    RINGING = "ringing"  # nobody has answered yet
+    ACTIVE = "active"    # answered (or a call nobody is rung for, such as a channel's live room)
+    ENDED = "ended"
+
+
+class EndReason(StrEnum):
+    HANGUP = "hangup"      # answered, then everyone left (or someone ended it)
+    MISSED = "missed"      # nobody answered: the ring timed out or the caller gave up
+    DECLINED = "declined"  # every callee declined (some may have been busy)
+    BUSY = "busy"          # every callee was in another call
+    FAILED = "failed"      # the media side failed (LiveKit unreachable, its server shut down)
+
+
+class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """The one entry a finished call leaves in its conversation's history (the `call` of a
+    message of kind `call`), so a device that was off sees the call, or that it was missed, on sync."""
+
+    call: str
+    media: Media
+    initiator: str
+    #: The initiator and everyone who answered or joined, sorted.
+    participants: tuple[str, ...]
+    reason: EndReason
+    started_at: int
+    ended_at: int
+    duration: int
+    missed: bool
+
+
+#: The cmid of a call's record in its conversation: one per call, whatever replays.
+_CALL_RECORD_CMID = "call:"
+
+
+def call_record_cmid(call_id: str) -> str:
+    return _CALL_RECORD_CMID + call_id
+
+
+def is_call_record(message: Message) -> bool:
+    """Whether `message` may be a call's record: a store that keeps records apart looks up only
+    these (a client may choose such a cmid too; then no record is found, and it stays text)."""
+    return message.cmid.startswith(_CALL_RECORD_CMID)
+
+
+# ---- what LiveKit's webhooks report about a call's room (calls/webhooks.py makes them) ------
+
+
+class ParticipantJoined(msgspec.Struct, frozen=True, kw_only=True, tag="participant_joined"):
+    call: str
+    user: str
+    device: str
+    sid: str
+
+
+class ParticipantLeft(msgspec.Struct, frozen=True, kw_only=True, tag="participant_left"):
+    call: str
+    user: str
+    device: str
+    sid: str
+    #: The same identity connected again (LiveKit's DUPLICATE_IDENTITY or MIGRATION): this
+    #: session's end is not the user leaving.
+    replaced: bool = False
+
+
+class RoomFinished(msgspec.Struct, frozen=True, kw_only=True, tag="room_finished"):
+    call: str
+    #: The room ended because its server shut down, not because the call was over.
+    failed: bool = False
+
+
+RoomEvent = ParticipantJoined | ParticipantLeft | RoomFinished
 
 
 class Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):
@@ -242,18 +324,70 @@ class Sync(Request, tag="sync", frozen=True):
     since: Annotated[dict[Id, Cursor], Meta(max_length=100_000)] = {}
 
 
+class CallStart(Request, tag="call.start", frozen=True):
+    """Call the conversation (every member of a direct chat or small group rings), or take part
+    in its live call if it has one."""
+
+    conv: Id
+    media: Media
+
+
+class CallJoin(Request, tag="call.join", frozen=True):
+    """Answer a call, or join one in progress."""
+
+    call: Id
+
+
+class CallDecline(Request, tag="call.decline", frozen=True):
+    call: Id
+
+
+class CallLeave(Request, tag="call.leave", frozen=True):
+    call: Id
+
+
+class CallEnd(Request, tag="call.end", frozen=True):
+    call: Id
+
+
+class CallSettingsUpdate(Request, tag="call.settings", frozen=True):
+    """A conversation's call settings; an absent field stays as it is, null returns to the
+    instance's default."""
+
+    conv: Id
+    enabled: bool | Unset = UNSET
+    max_participants: Annotated[int, Meta(ge=2, le=L.MAX_CALL_PARTICIPANTS)] | None | Unset = UNSET
+    max_video_subscriptions: Annotated[int, Meta(ge=0, le=L.MAX_CALL_VIDEO_SUBSCRIPTIONS)] | None | Unset = UNSET
+
+
+class CallRingTimeout(Request, tag="call.ring_timeout", frozen=True):
+    """The calls role's: the ring timer of `call` fired (never sent by clients)."""
+
+    call: Id
+
+
+class CallReconcile(Request, tag="call.reconcile", frozen=True):
+    """The calls role's: LiveKit reported `event` about a call's room (never sent by clients)."""
+
+    event: RoomEvent
+
+
 AnyRequest = Union[
     Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
     ConvMembers, Received, Receipts, InviteAccept, InviteDecline, InviteList,
+    CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
 ]
+
 #: Moderation requests that act on one member of a conversation.
 MemberAction = Union[MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban]
 #: Requests chat_core decides (they go through the command log); the rest the gateway answers.
 WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Send, Edit, Delete, React, Read,
                      MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
-                     UserBlock, UserUnblock, Received, InviteAccept, InviteDecline]
+                     UserBlock, UserUnblock, Received, InviteAccept, InviteDecline,
+                     CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
+                     CallRingTimeout, CallReconcile]
 _WRITE_TYPES = get_args(WriteRequest)
 
 
@@ -312,6 +446,8 @@ def decode_request(data: bytes | str, max_text_chars: int) -> AnyRequest:
 
 def check_request(req: AnyRequest, max_text_chars: int) -> None:
     """The shape rules msgspec cannot express. Pure; raises BadRequest or TooLarge."""
+    if isinstance(req, Send) and req.cmid.startswith(_CALL_RECORD_CMID):
+        raise BadRequest(f"cmids starting with {_CALL_RECORD_CMID!r} are the server's (call records)")
     if isinstance(req, (Send, Edit)):
         if len(req.text) > max_text_chars:
             raise TooLarge(f"text is longer than {max_text_chars} characters")
@@ -330,9 +466,9 @@ def check_request(req: AnyRequest, max_text_chars: int) -> None:
                 raise BadRequest("a direct conversation is private and has no password")
         if req.password is not None and req.visibility != "public":
             raise BadRequest("only public conversations take a password")
-    if isinstance(req, ConvUpdate) and all(
+    if isinstance(req, (ConvUpdate, CallSettingsUpdate)) and all(
             getattr(req, f) is UNSET for f in req.__struct_fields__ if f not in ("rid", "conv")):
-        raise BadRequest("conv.update changes nothing: give at least one setting")
+        raise BadRequest(f"{req.__struct_config__.tag} changes nothing: give at least one setting")
 
 
 # ---- wire objects the server sends -------------------------------------------------------
@@ -353,6 +489,9 @@ class Message(msgspec.Struct, kw_only=True):
     reactions: dict[str, list[str]] = {}
     edited_at: int | None = None
     deleted: bool = False
+    #: "text", or "call": the record of a finished call (`call`), written by the server.
+    kind: Literal["text", "call"] = "text"
+    call: CallRecord | None = None
 
 
 class ConvView(msgspec.Struct, kw_only=True):

@@ -103,3 +103,22 @@ def pipeline_task(coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[No
             log.error("%s stopped; the process is unhealthy until restarted", name, exc_info=done.exception())
     task.add_done_callback(ended)
     return task
+
+
+class PipelineTasks:
+    """The tasks a worker lives for (each a `pipeline_task`): running while none has ended, and
+    cancelled together when it stops."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def add(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(pipeline_task(coro, name))
+
+    def running(self) -> bool:
+        return bool(self._tasks) and not any(t.done() for t in self._tasks)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

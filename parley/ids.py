@@ -34,6 +34,22 @@ def new_session_id() -> str:
     return new_id("s")
 
 
+#: Between a call id's conversation and its own part; conversation ids never contain it.
+_CALL_SEPARATOR = "-"
+
+
+def new_call_id(conv: str) -> str:
+    """A call id carries its conversation, so a command about the call (a webhook's, a REST
+    caller's) finds the conversation's writer without a lookup."""
+    return f"{conv}{_CALL_SEPARATOR}{new_id('k')}"
+
+
+def conv_of_call(call_id: str) -> str:
+    """The conversation a call id names ("" for an id that names none: its writer finds no call)."""
+    conv, sep, own = call_id.rpartition(_CALL_SEPARATOR)
+    return conv if sep and own else ""
+
+
 def direct_conv_id(a: str, b: str) -> str:
     """The one direct conversation of a pair, whoever creates it: both sides derive the same id,
     so concurrent creates land on the same partition and the single writer dedupes them."""

@@ -64,6 +64,10 @@ MAX_REASON_CHARS = 512
 MAX_SANCTION_S = 366 * 24 * 3600
 MAX_SLOW_MODE_S = 24 * 3600
 MAX_PINS = 50
+#: The most a conversation's call settings may say: participants per call, and video tracks a
+#: client subscribes to (the instance's defaults are settings: PARLEY_CALL_MAX_*).
+MAX_CALL_PARTICIPANTS = 1000
+MAX_CALL_VIDEO_SUBSCRIPTIONS = 100
 
 #: Every request's per-user rate limit, by family: op -> the name of its `Limits` pair
 #: (`<name>_burst` per `<name>_window_s`). One table for every op but `hello` and `ping`: an op
@@ -82,6 +86,8 @@ RATES: dict[str, str] = {
     "member.role": "moderation", "member.mute": "moderation", "member.unmute": "moderation",
     "member.kick": "moderation", "member.ban": "moderation", "member.unban": "moderation",
     "user.block": "block", "user.unblock": "block",
+    "call.start": "call", "call.join": "call", "call.decline": "call", "call.leave": "call", "call.end": "call",
+    "call.settings": "settings",
     # reads: each costs the store a query (typing only when it is not dropped: a membership check)
     "history": "fetch", "sync": "fetch", "conv.list": "fetch", "invite.list": "fetch", "presence": "fetch",
     "typing": "fetch", "conv.members": "fetch", "receipts": "fetch",
@@ -135,6 +141,9 @@ class Limits(msgspec.Struct, frozen=True):
     moderation_window_s: int = 60
     block_burst: int = 30
     block_window_s: int = 60
+    #: call.start, join, decline, leave, end: each rings, or reaches LiveKit through a token.
+    call_burst: int = 60
+    call_window_s: int = 60
     #: Reads (history, sync, conv.list, invite.list, presence, typing's membership check): a
     #: client catching up after a long absence pages many histories at once.
     fetch_burst: int = 600

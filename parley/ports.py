@@ -244,7 +244,25 @@ class SessionStore(Protocol):
     async def revocations_since(self, at: int) -> list[Revocation]: ...  # at or after `at`, oldest first
 
 
-class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, SessionStore, Protocol):
+class RingingCall(msgspec.Struct, frozen=True):
+    conv: str
+    call: str
+    #: When its ring timeout ends it (ms since the epoch).
+    deadline: int
+
+
+class CallStore(Protocol):
+    """What the calls role reads of the calls chat_core writes (`PutCall` in `MessageStore.apply`;
+    the writer reads a conversation's live call with the conversation, `Needs.calls` by id)."""
+
+    async def ringing_calls(self, since: int, until: int) -> list[RingingCall]:
+        """The calls whose devices ring now, with a deadline in [since, until): their ring timers,
+        armed again when the calls role starts. The deadline is fixed at the start of a call, so
+        a caller that asks from well before now to the longest ring timeout from now gets all."""
+        ...
+
+
+class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, SessionStore, CallStore, Protocol):
     """The whole store, as the composition roots open it: every concern on one database, and
     the readiness probe. A caller that needs one concern takes its port."""
 

@@ -8,7 +8,7 @@ from typing import Union
 
 import msgspec
 
-from parley.frames import ConvView, Message, WriteRequest
+from parley.frames import CallState, ConvView, EndReason, Media, Message, WriteRequest
 
 
 class EdgeFacts(msgspec.Struct, array_like=True, frozen=True):
@@ -25,6 +25,8 @@ class EdgeFacts(msgspec.Struct, array_like=True, frozen=True):
     #: (their contacts: gateway/contacts.py).
     who_may_add: dict[str, str] = {}
     contacts: list[str] = []
+    #: Calls: the actor's device (its `hello` device id, else its session): calls tell devices apart.
+    device: str | None = None
 
 
 class Command(msgspec.Struct, array_like=True, frozen=True):
@@ -135,6 +137,85 @@ class SanctionRow(msgspec.Struct, kw_only=True):
     reason: str | None = None
 
 
+class RoomSession(msgspec.Struct, frozen=True, array_like=True, order=True):
+    """One device's connection to a call's LiveKit room; `sid` is LiveKit's participant sid,
+    new on every (re)connection, which tells a late webhook of an old connection from a new one."""
+
+    user: str
+    device: str
+    sid: str
+
+
+class Call(msgspec.Struct, frozen=True, kw_only=True):
+    """A call as its conversation's writer stores it; calls/state.py decides its transitions."""
+
+    id: str
+    conv: str
+    media: Media
+    initiator: str
+    #: A call of a direct conversation ends when either side leaves, as a phone call does.
+    direct: bool
+    #: Users at most in the call at once: the conversation's override, or the instance default.
+    max_participants: int
+    state: CallState
+    started_at: int
+    ring_deadline: int
+    #: Callees rung at the start (never the initiator).
+    invited: frozenset[str] = frozenset()
+    #: Callees whose devices ring now.
+    ringing: frozenset[str] = frozenset()
+    #: Users who answered or joined (ever; those who left since are also in `left`).
+    accepted: frozenset[str] = frozenset()
+    declined: frozenset[str] = frozenset()
+    busy: frozenset[str] = frozenset()
+    left: frozenset[str] = frozenset()
+    #: Users removed by moderation (kicked or banned mid-call): never let back into this call.
+    removed: frozenset[str] = frozenset()
+    present: frozenset[RoomSession] = frozenset()
+    #: Users announced in the room (`call.joined` sent, no `call.left` since). A session replaced
+    #: by a reconnection keeps its user here until the new one arrives.
+    in_room: frozenset[str] = frozenset()
+    #: Sessions that have left the room: a join webhook for one of them arrives late, ignore it.
+    gone: frozenset[str] = frozenset()
+    answered_at: int | None = None
+    ended_at: int | None = None
+    end_reason: EndReason | None = None
+
+    @property
+    def in_call(self) -> frozenset[str]:
+        """Users taking part now: the initiator and those who answered, less those who left."""
+        return (self.accepted | {self.initiator}) - self.left
+
+    @property
+    def live(self) -> bool:
+        return self.state is not CallState.ENDED
+
+    @property
+    def duration(self) -> int:
+        """Milliseconds from the answer to the end: 0 until the call ends, and for one nobody answered."""
+        if self.answered_at is None or self.ended_at is None:
+            return 0
+        return self.ended_at - self.answered_at
+
+
+class RoomWork(msgspec.Struct, frozen=True, kw_only=True, tag="call.room", tag_field="type"):
+    """What the calls role does in a call's LiveKit room for its writer: put sessions out of it,
+    close it. It rides the outbox as an EventRecord addressed to nobody (`to=[]`), so it is as
+    durable as the decision that made it; only the calls role reads it."""
+
+    call: str
+    remove: tuple[RoomSession, ...] = ()
+    close: bool = False
+
+
+class CallSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation's call settings (`call.settings`); None: the instance's default."""
+
+    enabled: bool = True
+    max_participants: int | None = None
+    max_video_subscriptions: int | None = None
+
+
 class InvitationRow(msgspec.Struct, kw_only=True):
     """An invitation to a conversation, pending until its invitee accepts or declines it: how
     someone is brought in whose choice does not let the inviter add them directly."""
@@ -172,6 +253,9 @@ class ConvState:
     #: restart forgets them, which costs at most one extra message per member.
     last_sent: dict[str, int] = field(default_factory=dict)
     floods: dict[str, Flood] = field(default_factory=dict)
+    #: The conversation's live call, if any (ended calls are read by id: `Needs.calls`).
+    call: Call | None = None
+    call_settings: CallSettings = field(default_factory=CallSettings)
 
     def view(self, user: str) -> ConvView:
         peer = None
@@ -467,10 +551,35 @@ class PutAudit(msgspec.Struct, tag=True):
     entry: AuditEntry
 
 
+class PutCall(msgspec.Struct, tag=True):
+    """The call as it now is; while it is live it is its conversation's live call."""
+
+    call: Call
+
+
+class PutCallSettings(msgspec.Struct, tag=True):
+    conv: str
+    settings: CallSettings
+
+
+class PutCallMember(msgspec.Struct, tag=True):
+    """`user` takes part in the live call `call` of `conv` (what makes a callee busy elsewhere)."""
+
+    user: str
+    call: str
+    conv: str
+
+
+class DropCallMember(msgspec.Struct, tag=True):
+    user: str
+    call: str
+
+
 Mutation = Union[
     CreateConv, SetConvHead, SetConvOwner, PutMember, DropMember, SetReadSeq,
     InsertMessage, UpdateMessage, SetReaction, PutOutbox, PutAudit,
     UpdateConv, PutSanction, DropSanction, PutBlock, DropBlock, SetDeliveredSeq, PutInvitation, DropInvitation,
+    PutCall, PutCallSettings, PutCallMember, DropCallMember,
 ]
 
 # ---- what chat_core needs read before it can decide a batch -------------------------------
@@ -490,10 +599,14 @@ class Needs:
     accounts: set[str] = field(default_factory=set)
     #: Pairs (a, b) whose blocks, either way, a decision needs.
     blocks: set[tuple[str, str]] = field(default_factory=set)
+    #: Calls by id (the live call of a conversation comes with the conversation).
+    calls: set[str] = field(default_factory=set)
+    #: Conversations whose members' live calls, in any conversation, a decision needs (busy).
+    call_members: set[str] = field(default_factory=set)
 
     def __bool__(self) -> bool:
         return bool(self.convs or self.users or self.idem or self.messages or self.attachments or self.accounts
-                    or self.blocks)
+                    or self.blocks or self.calls or self.call_members)
 
 
 @dataclass(slots=True)
@@ -510,6 +623,11 @@ class Facts:
     created_at: dict[str, int] = field(default_factory=dict)
     #: (blocker, blocked) among `Needs.blocks` pairs, either way.
     blocks: set[tuple[str, str]] = field(default_factory=set)
+    #: `Needs.calls` that exist.
+    calls: dict[str, Call] = field(default_factory=dict)
+    #: The members of `Needs.call_members` conversations who take part in a live call: user ->
+    #: the ids of those calls.
+    in_calls: dict[str, set[str]] = field(default_factory=dict)
 
 
 def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -> ConvView:

@@ -11,6 +11,8 @@ PUSH_DEAD = "parley.push.dead"
 
 CHAT_CORE_GROUP = "parley.chat-core"
 DELIVERY_GROUP = "parley.delivery"
+#: The calls role reads `parley.events` too: ring timers and the work in LiveKit's rooms.
+CALLS_GROUP = "parley.calls"
 
 # ---- NATS ----------------------------------------------------------------------------------
 GATEWAY_SUBJECT_PREFIX = "parley.gw."

@@ -16,12 +16,15 @@ import pytest
 
 from parley.app.processes import ChildProcess, free_port, http_ok
 from parley.sdk import Account, register
+from tests.livekit_standin import LiveKitStandIn, StandInThread
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 #: `parley dev` (everything in one process) or `parley up` (the scale-out topology).
 MODES = ("dev", "up")
+#: The shared servers' ring timeout: short, so that a missed call is seen within a test.
+RING_TIMEOUT_S = 6
 
 
 class ParleyProcess(ChildProcess):
@@ -58,14 +61,34 @@ class ParleyProcess(ChildProcess):
         return json.loads((self.data_dir / "topology.json").read_text())
 
 
+    def webhook_url(self) -> str:
+        """Where LiveKit's webhooks go: `parley dev` itself, or `parley up`'s calls role."""
+        if self.mode == "dev":
+            return self.base_url + "/v1/calls/livekit/webhook"
+        (calls,) = [p for p in self.topology()["processes"] if p["role"] == "calls"]
+        return f"http://127.0.0.1:{calls['port']}/v1/calls/livekit/webhook"
+
+
+@pytest.fixture(scope="session")
+def livekit() -> Iterator[StandInThread]:
+    """The LiveKit the shared servers use (tests/livekit_standin.py): no LiveKit installs here."""
+    standin = StandInThread(LiveKitStandIn("APIsharedstandin", "a-shared-stand-in-secret-of-32-chars"))
+    standin.start()
+    yield standin
+    standin.stop()
+
+
 @pytest.fixture(scope="session", params=MODES)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           livekit: StandInThread) -> Iterator[ParleyProcess]:
     """One server shared by the protocol tests (each test makes its own users and conversations);
-    they run against `parley dev` and again, unchanged, against `parley up`'s 2 gateways."""
+    they run against `parley dev` and again, unchanged, against `parley up`'s 2 gateways. Calls
+    are on, with the LiveKit stand-in."""
     # Every test registers its users from 127.0.0.1: the per-IP limit (its own tests use their own
     # servers) would refuse a suite that registers more than 100 a minute.
     proc = ParleyProcess(tmp_path_factory.mktemp(f"shared-{request.param}") / "data", mode=request.param,
-                         env={"PARLEY_IP_AUTH_BURST": "100000"})
+                         env={"PARLEY_IP_AUTH_BURST": "100000", **livekit.env,
+                              "PARLEY_CALL_RING_TIMEOUT_S": str(RING_TIMEOUT_S)})
     proc.start()
     yield proc
     proc.stop()

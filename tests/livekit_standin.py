@@ -7,19 +7,25 @@ verifies as LiveKit does (signature and expiry at leeway 0, then the grant the m
 otherwise. It keeps rooms and participants in memory, records every request it was asked, and
 queues the webhooks LiveKit would send for what happened, signed as LiveKit signs them (a token
 whose `sha256` claim is the base64 SHA-256 of the JSON body).
+
+`python -m tests.livekit_standin --port P --key K --secret S` serves one until SIGTERM (the
+benchmark's LiveKit: `python -m loadtests.bench calls`).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import datetime
 import hashlib
 import itertools
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 from aiohttp import web
@@ -38,6 +44,7 @@ from parley.app.localservers import free_port
 _STATUS = {"unauthenticated": 401, "permission_denied": 403, "not_found": 404, "bad_route": 404, "malformed": 400,
            "invalid_argument": 400, "unavailable": 503, "internal": 500}
 _ids = itertools.count(1)
+T = TypeVar("T")
 
 
 def signed_webhook(event: WebhookEvent, api_key: str, api_secret: str,
@@ -94,9 +101,13 @@ class LiveKitStandIn:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/twirp/livekit.RoomService/{method}", self._serve)
+        app.router.add_get("/healthz", self._healthz)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def _healthz(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -118,6 +129,10 @@ class LiveKitStandIn:
         people[identity] = info
         self._event("participant_joined", room, info)
         return info
+
+    def leave(self, room: str, identity: str) -> None:
+        """A participant disconnects by itself."""
+        self._leave(room, identity, DisconnectReason.CLIENT_INITIATED)
 
     def signed(self, event: WebhookEvent) -> tuple[bytes, str]:
         return signed_webhook(event, self.api_key, self.api_secret)
@@ -231,3 +246,80 @@ class LiveKitStandIn:
         except jwt.PyJWTError as exc:
             raise TwirpFailure("unauthenticated", f"the token does not verify: {exc}") from exc
         return claims, dict(jwt.decode(token, options={"verify_signature": False}).get("video", {}))
+
+
+class StandInThread:
+    """The stand-in on an event loop of its own thread, for servers started once per test session
+    (a test's own loop ends with the test). `call(fn)` runs `fn(standin)` on that loop, so the
+    stand-in's state is only ever touched from there."""
+
+    def __init__(self, standin: LiveKitStandIn) -> None:
+        self.standin = standin
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="livekit-standin", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.standin.start(), self._loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.standin.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def call(self, fn: Callable[[LiveKitStandIn], T]) -> T:
+        async def run() -> T:
+            return fn(self.standin)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a Parley process needs to use this LiveKit."""
+        return {"PARLEY_LIVEKIT_URL": self.standin.url, "PARLEY_LIVEKIT_API_KEY": self.standin.api_key,
+                "PARLEY_LIVEKIT_API_SECRET": self.standin.api_secret}
+
+    def connect(self, room: str, identity: str, name: str = "") -> list[tuple[bytes, str]]:
+        """A client enters `room` (as LiveKit's SDK would with a token): the signed webhooks of it."""
+        return self.call(lambda s: [s.signed(e) for e in _taken(s, lambda: s.join(room, identity, name))])
+
+    def disconnect(self, room: str, identity: str) -> list[tuple[bytes, str]]:
+        """A client leaves `room` by itself: the signed webhooks of it."""
+        return self.call(lambda s: [s.signed(e) for e in _taken(s, lambda: s.leave(room, identity))])
+
+    def asked(self) -> list[Asked]:
+        return self.call(lambda s: list(s.asked))
+
+    def take_webhooks(self) -> list[tuple[bytes, str]]:
+        """The signed webhooks of what happened since the last take (RoomService's doing included)."""
+        return self.call(lambda s: [s.signed(e) for e in _taken(s, lambda: None)])
+
+
+def _taken(standin: LiveKitStandIn, act: Callable[[], object]) -> list[WebhookEvent]:
+    act()
+    taken, standin.webhooks[:] = list(standin.webhooks), []
+    return taken
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.livekit_standin")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--secret", required=True)
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        standin = LiveKitStandIn(args.key, args.secret, port=args.port)
+        await standin.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await standin.stop()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -144,13 +145,19 @@ def people(screenshots: Path, letters: list[str], **context_options: Any) -> Ite
             browser.close()
 
 
-def test_two_people_chat_in_the_web_client(server: ParleyProcess, tmp_path: Path) -> None:
-    with two_people(tmp_path) as (alice, bob):
+def with_two_people(server: ParleyProcess, screenshots: Path,
+                    scenario: Callable[[ParleyProcess, Person, Person], None]) -> None:
+    """Run `scenario` for two people; a failure names where their screenshots are."""
+    with two_people(screenshots) as (alice, bob):
         try:
-            chat(server, alice, bob)
+            scenario(server, alice, bob)
         except BaseException as exc:
-            exc.add_note(f"screenshots of both pages: {tmp_path}")
+            exc.add_note(f"screenshots of both pages: {screenshots}")
             raise
+
+
+def test_two_people_chat_in_the_web_client(server: ParleyProcess, tmp_path: Path) -> None:
+    with_two_people(server, tmp_path, chat)
 
 
 def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
@@ -240,6 +247,48 @@ def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
     assert time.monotonic() - started < 60
 
 
+def test_a_call_rings_is_answered_and_declined_in_the_web_client(server: ParleyProcess, tmp_path: Path) -> None:
+    """The web client signals calls (it carries no media: see app.js): an incoming call rings with
+    Accept and Decline, the caller sees "Calling…" then the call, hanging up ends it on both
+    pages, and each call leaves its record in the conversation."""
+    with_two_people(server, tmp_path, call)
+
+
+def call(server: ParleyProcess, alice: Person, bob: Person) -> None:
+    from playwright.sync_api import expect
+
+    alice.register(server.base_url)
+    bob.register(server.base_url)
+    a, b = alice.page, bob.page
+    a.click("#new-direct")
+    a.fill("#direct-peer", bob.user_id)
+    a.click("#direct-create")
+    expect(a.locator("#call-audio")).to_be_enabled(timeout=WAIT_MS)
+
+    a.click("#call-audio")
+    expect(a.locator("#call-text")).to_have_text(f"Calling… (Direct: {bob.user_id})", timeout=WAIT_MS)
+    expect(a.locator("#call-hangup")).to_have_text("Cancel", timeout=WAIT_MS)
+    expect(b.locator("#call-bar")).to_be_visible(timeout=WAIT_MS)
+    expect(b.locator("#call-text")).to_contain_text(f"Incoming audio call from {alice.user_id}", timeout=WAIT_MS)
+    b.click("#call-accept")
+    for page in (a, b):
+        expect(page.locator("#call-text")).to_have_text(re.compile(r"^In audio call"), timeout=WAIT_MS)
+        expect(page.locator("#call-note")).to_be_visible(timeout=WAIT_MS)
+    a.click("#call-hangup")
+    for page in (a, b):
+        expect(page.locator("#call-bar")).to_be_hidden(timeout=WAIT_MS)
+    expect(b.locator("#status")).to_have_text("Call ended: hangup", timeout=WAIT_MS)
+
+    a.click("#call-audio")
+    expect(b.locator("#call-decline")).to_be_visible(timeout=WAIT_MS)
+    b.click("#call-decline")
+    expect(a.locator("#call-bar")).to_be_hidden(timeout=WAIT_MS)
+    records = a.locator("#messages .msg.call .msg-text")
+    expect(records).to_have_count(2, timeout=WAIT_MS)
+    expect(records.nth(0)).to_have_text(re.compile(r"^Audio call, 0:0\d$"), timeout=WAIT_MS)
+    expect(records.nth(1)).to_have_text("Declined audio call", timeout=WAIT_MS)
+    for person in (alice, bob):
+        assert not person.errors, f"{person.name}'s page reported errors: {person.errors}"
 def test_the_web_client_keeps_its_login_fresh_and_logout_ends_it(fresh_server: Callable[..., ParleyProcess],
                                                                    tmp_path: Path) -> None:
     """Access tokens of 3 s: the page refreshes them over REST and hands each to its live socket

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chat_core.decide import Operation
-from chat_core.ops import blocks, member_actions, membership, messages, settings
+from chat_core.ops import blocks, calls, member_actions, membership, messages, settings
 
 OPERATIONS: dict[type, Operation[Any]] = {op.request: op for op in (
     messages.SEND, messages.EDIT, messages.DELETE, messages.REACT, messages.READ, messages.PIN, messages.RECEIVED,
@@ -19,4 +19,5 @@ OPERATIONS: dict[type, Operation[Any]] = {op.request: op for op in (
     member_actions.ROLE, member_actions.MUTE, member_actions.UNMUTE, member_actions.KICK, member_actions.BAN,
     member_actions.UNBAN,
     blocks.BLOCK, blocks.UNBLOCK,
+    calls.START, calls.JOIN, calls.DECLINE, calls.LEAVE, calls.END, calls.SETTINGS, calls.RING_TIMEOUT, calls.RECONCILE,
 )}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chat_core.decide import Decision, Operation, Result, put_mute, remove_member, shown_until
+from chat_core.ops.calls import take_out_of_call
 from moderation.policy import FOREVER, Action
 from parley import events as E
 from parley import frames as F
@@ -102,6 +103,7 @@ def _lift(d: Decision, user: str, action: Action, kind: str,
 def _kick(d: Decision, body: F.MemberKick) -> Result:
     state = d.conv()
     _on_present_member(d, state, body.user, Action.KICK)
+    take_out_of_call(d, state, body.user)
     remove_member(state, body.user, d.batch, by=d.cmd.user, reason=body.reason)
     d.audit_moderator("member.kick", body.user, body.reason)
     return None
@@ -124,6 +126,7 @@ def _ban(d: Decision, body: F.MemberBan) -> Result:
     state.bans[body.user] = sanction
     batch.mutations.append(PutSanction(sanction))
     if member is not None:
+        take_out_of_call(d, state, body.user)
         remove_member(state, body.user, batch, by=cmd.user)
     batch.emit(row.id, E.MemberBanned(conv=row.id, user=body.user, by=cmd.user, until=shown_until(until),
                                       reason=body.reason), also=[body.user])

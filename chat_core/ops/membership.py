@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from chat_core.decide import SYSTEM, Batch, Decision, Operation, Result, needs_age_for_links, remove_member
+from chat_core.ops.calls import take_out_of_call
 from moderation import policy
 from moderation.policy import Action, Subject
 from parley import events as E
@@ -161,6 +162,7 @@ def _join(d: Decision, body: F.ConvJoin) -> Result:
 def _leave(d: Decision, body: F.ConvLeave) -> Result:
     state = d.conv()
     policy.member_or_hide(state.row, state.members.get(d.cmd.user))
+    take_out_of_call(d, state, d.cmd.user)
     remove_member(state, d.cmd.user, d.batch)
     return None
 

@@ -146,6 +146,8 @@ def _edit(d: Decision, body: F.Edit) -> Result:
     msg = _visible_message(d, state, member, body.seq)
     if msg.sender != cmd.user:
         raise Forbidden("only the sender may edit a message", rule="not_sender")
+    if msg.kind == "call":
+        raise BadRequest("a call's record cannot be edited")
     if msg.deleted:
         raise Conflict("the message was deleted")
     key = (msg.conv, msg.seq)

@@ -8,6 +8,7 @@ and an event lost in a crash is still in the outbox, so durability comes from th
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -16,6 +17,7 @@ from parley.errors import Unavailable
 from parley.ports import Broadcast, GatewayMessage, PartitionsHook
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class InProcessLog(Generic[T]):
@@ -50,6 +52,27 @@ class InProcessLog(Generic[T]):
 
     async def commit(self) -> None:
         """Nothing to do: the batch's effects are in the store before this is called."""
+
+
+class LogTee(Generic[T]):
+    """One producer for two in-process consumers: every item to `main`, and the items `wanted`
+    picks to `side` too (the calls role's share of the events, in `parley dev`). A full side log
+    drops what it cannot take rather than stop the main one: its consumer is the one behind."""
+
+    def __init__(self, main: InProcessLog[T], side: InProcessLog[T], wanted: Callable[[T], bool]) -> None:
+        self._main, self._side, self._wanted = main, side, wanted
+
+    async def publish(self, item: T) -> None:
+        await self.publish_many((item,))
+
+    async def publish_many(self, items: Sequence[T]) -> None:
+        await self._main.publish_many(items)
+        picked = [item for item in items if self._wanted(item)]
+        if picked:
+            try:
+                await self._side.publish_many(picked)
+            except Unavailable:
+                log.error("the side log is full: %d items not passed on", len(picked))
 
 
 Handler = Callable[[GatewayMessage], None]

@@ -1,7 +1,7 @@
 """`parley run ROLE`: one role of the scale-out topology per process, on Kafka (commands,
 events), NATS (gateway subjects) and Redis (presence, rate limits), with the store shared by
 all. Each role is an aiohttp application: the gateway serves clients, the workers serve only
-`/healthz` and `/readyz`. It composes; it decides nothing (the embedded default runs the same
+`/healthz` and `/readyz` (and the calls role LiveKit's webhooks). It composes; it decides nothing (the embedded default runs the same
 stages on in-process transports, see parley/embedded.py).
 """
 
@@ -16,6 +16,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from calls.join import JoinMinter
+from calls.livekit import LiveKitRoomService
+from calls.service import CallsService
+from calls.webhooks import WebhookIntake
+from chat_core.ops.calls import CallDefaults
 from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
 from delivery.worker import DeliveryWorker
@@ -104,7 +109,7 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
                        fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
                        sessions=settings.sessions, ready=ready, presence=presence,
                        limits_storage=rate_limit_storage(settings.redis_url, redis),
-                       routes=attachment_routes(attachments))
+                       calls=JoinMinter.from_settings(settings), routes=attachment_routes(attachments))
 
 
 # ---- chat_core ----------------------------------------------------------------------------
@@ -114,9 +119,24 @@ def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Co
                       partitions: int = 1) -> ChatCoreService:
     """chat_core with the instance policy and the content filter the settings name."""
     instance = InstancePolicy.from_json(settings.policy_json) if settings.policy_json else DEFAULT_INSTANCE
+    calls = CallDefaults(ring_timeout_ms=settings.call_ring_timeout_s * 1000,
+                         max_participants=settings.call_max_participants,
+                         max_video_subscriptions=settings.call_max_video_subscriptions)
     return ChatCoreService(store, commands, events, bus, partitions, instance=instance,
                            content_filter=filters.configured(settings), limits=settings.limits,
-                           policy_refresh_s=settings.policy_refresh_s)
+                           policy_refresh_s=settings.policy_refresh_s, calls=calls)
+
+
+def calls_service(settings: Settings, store: Store, commands: LogProducer[Command],
+                  records: LogConsumer[EventRecord], name: str) -> CallsService | None:
+    """The calls role's work, on the LiveKit the settings name; None when none is (calls off)."""
+    if not (settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret):
+        return None
+    return CallsService(rooms=LiveKitRoomService(settings.livekit_url, settings.livekit_api_key,
+                                                 settings.livekit_api_secret),
+                        intake=WebhookIntake(settings.livekit_api_key, settings.livekit_api_secret),
+                        commands=commands, records=records, store=store, name=name,
+                        ring_timeout_s=settings.call_ring_timeout_s)
 
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:
@@ -172,6 +192,32 @@ async def _delivery(settings: Settings, stack: AsyncExitStack) -> web.Applicatio
     return _health_app(ready, name, lambda: not task.done())
 
 
+# ---- calls --------------------------------------------------------------------------------
+
+async def _calls(settings: Settings, stack: AsyncExitStack) -> web.Application:
+    name = "calls-" + secrets.token_hex(3)
+    hops.register_process("calls", name)
+    store = await _store(settings, stack)
+    commands: KafkaLogProducer[Command] = _producer(settings, topics.COMMANDS, name)
+    await commands.start()
+    stack.push_async_callback(commands.stop)
+    records = _consumer(settings, topics.EVENTS, topics.CALLS_GROUP, EventRecord, name)
+    service = calls_service(settings, store, commands, records, name)
+    if service is None:
+        raise ValueError("the calls role needs PARLEY_LIVEKIT_URL, PARLEY_LIVEKIT_API_KEY and PARLEY_LIVEKIT_API_SECRET")
+    await records.start()
+    stack.push_async_callback(records.stop)
+    await service.start()
+    stack.push_async_callback(service.stop)
+
+    async def ready() -> dict[str, bool]:
+        return {"worker": service.running(), "kafka": commands.healthy and records.healthy,
+                "store": await answers(store.ping)}
+    app = _health_app(ready, name, service.running)
+    service.mount(app)
+    return app
+
+
 def _health_app(ready: Ready, name: str, alive: Callable[[], bool]) -> web.Application:
     app = web.Application()
     add_health_routes(app, ready, name, alive)
@@ -179,7 +225,7 @@ def _health_app(ready: Ready, name: str, alive: Callable[[], bool]) -> web.Appli
 
 
 ROLES: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[web.Application]]] = {
-    "gateway": _gateway, "chat-core": _chat_core, "delivery": _delivery,
+    "gateway": _gateway, "chat-core": _chat_core, "delivery": _delivery, "calls": _calls,
 }
 
 

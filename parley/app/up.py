@@ -1,8 +1,9 @@
 """`parley up`: the scale-out topology on one machine, for people who want the real thing.
 
 It starts the brokers from installed packages (tansu for Kafka, nats-server, redis-server),
-then 2 chat-core and 2 delivery workers, then 2 gateways sharing one port (SO_REUSEPORT, so
-clients land on either), each a `parley run ROLE` child process. `/healthz` on the port answers
+then 2 chat-core and 2 delivery workers (and, when a LiveKit is configured, the calls role), then
+2 gateways sharing one port (SO_REUSEPORT, so clients land on either), each a `parley run ROLE`
+child process. `/healthz` on the port answers
 once every role is ready. A child that dies is started again (as Kubernetes would); SIGTERM or
 Ctrl-C stops the gateways first (clients are told 4009), then the workers, then the brokers.
 Children are also told to stop if this process is killed outright.
@@ -26,14 +27,16 @@ from pathlib import Path
 from parley.auth import load_or_create_secret
 from parley.app.localservers import ServerProcess, kafka_server, nats_server, redis_server
 from parley.app.processes import ChildProcess, free_port, get_json, http_ok
+from calls.join import JoinMinter
 from parley.config import Settings
 from parley.app.roles import ensure_log_topics
 from parley.app.stores import open_store
 
 log = logging.getLogger("parley.app.up")
 
-#: Processes per role; the gateways share the public port.
-REPLICAS = {"chat-core": 2, "delivery": 2, "gateway": 2}
+#: Processes per role; the gateways share the public port. The calls role runs only with a LiveKit.
+REPLICAS = {"chat-core": 2, "delivery": 2, "calls": 1, "gateway": 2}
+WORKERS = ("chat-core", "delivery", "calls")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RESTART_BACKOFF_S = 1.0
@@ -84,7 +87,8 @@ class Topology:
             "PARLEY_NATS_URL": self.brokers["nats"].url,
             "PARLEY_REDIS_URL": self.brokers["redis"].url + "/0",
         }
-        for role in ("chat-core", "delivery"):
+        calls = JoinMinter.from_settings(Settings.from_env()) is not None
+        for role in WORKERS if calls else WORKERS[:2]:
             for n in range(1, REPLICAS[role] + 1):
                 self.children.append(self._child(f"{role}-{n}", role, free_port(), env))
         for n in range(1, REPLICAS["gateway"] + 1):
@@ -194,7 +198,7 @@ class Topology:
         self.stopping = True
         # Gateways first (clients hear 4009 and reconnect elsewhere), then the workers finish
         # what they took and leave their groups, then the brokers.
-        for role in ("gateway", "chat-core", "delivery"):
+        for role in ("gateway", *WORKERS):
             group = [c for c in self.children if c.role == role]
             for child in group:
                 child.process.send_signal(signal.SIGTERM)

@@ -5,7 +5,8 @@ protocol through it.
     wire.py        frames as a client builds and reads them (no I/O, no loop: the Locust load
                    generator, on gevent, shares it)
     transport.py   the seam: HTTP requests and WebSockets (aiohttp by default, or an app in-process)
-    rest.py        register, login, refresh, logout, my sessions, password, upload, attachment
+    rest.py        register, login, refresh, logout, my sessions, password, upload, attachment, calls
+                   for bots (start_call, call_action)
     connection.py  one WebSocket: hello, frames out and in
     session.py     Client: requests by rid, reconnect with backoff, resend, recovery sync
     catchup.py     the watermark a sync asks from, and delivering each message once
@@ -26,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from parley.sdk.events import EventHook
     from parley.sdk.rest import (
-        Account, attachment, change_password, list_sessions, login, logout, logout_everywhere, refresh, register,
-        revoke_session, upload,
+        Account, attachment, call_action, change_password, list_sessions, login, logout, logout_everywhere,
+        refresh, register, revoke_session, start_call, upload,
     )
     from parley.sdk.session import Client
     from parley.sdk.transport import AiohttpTransport, AppTransport, HttpResponse, Transport, WebSocket
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "Account": "rest", "attachment": "rest", "change_password": "rest", "list_sessions": "rest", "login": "rest",
     "logout": "rest", "logout_everywhere": "rest", "refresh": "rest", "register": "rest", "revoke_session": "rest",
-    "upload": "rest",
+    "upload": "rest", "start_call": "rest", "call_action": "rest",
     "AiohttpTransport": "transport", "AppTransport": "transport", "HttpResponse": "transport",
     "Transport": "transport", "WebSocket": "transport",
     "Client": "session", "EventHook": "events", "Frame": "wire",

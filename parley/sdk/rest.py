@@ -144,6 +144,27 @@ async def attachment(
         return await _rest(via, "GET", f"{base_url.rstrip('/')}/v1/attachments/{attachment_id}", None, token)
 
 
+async def start_call(
+    base_url: str, token: str, conv: str, media: str = "audio", *, device: str = "bot",
+    transport: Transport | None = None,
+) -> Frame:
+    """POST /v1/convs/{conv}/calls, as a bot calls: `call` and `join` (LiveKit's token for
+    `user:device`)."""
+    async with _borrowed(transport) as via:
+        return await _rest(via, "POST", f"{base_url.rstrip('/')}/v1/convs/{conv}/calls",
+                           {"media": media, "device": device}, token)
+
+
+async def call_action(
+    base_url: str, token: str, call: str, action: str, *, device: str = "bot", transport: Transport | None = None,
+) -> Frame:
+    """POST /v1/calls/{call}/{action}: `join` (answers `call` and `join`), `decline`, `leave` or
+    `end` (answer `call`)."""
+    body: Frame | None = {"device": device} if action == "join" else None
+    async with _borrowed(transport) as via:
+        return await _rest(via, "POST", f"{base_url.rstrip('/')}/v1/calls/{call}/{action}", body, token)
+
+
 @contextlib.asynccontextmanager
 async def _borrowed(transport: Transport | None) -> AsyncIterator[Transport]:
     """The caller's transport, left open; or the default one, for this call only."""

@@ -211,6 +211,27 @@ class Client:
         convs = reply.get("convs")
         return list(convs) if isinstance(convs, list) else []
 
+    # ---- calls (docs/protocol.md, Calls) -----------------------------------------------------
+
+    async def call_start(self, conv: str, media: str = "audio", timeout: float = 10.0) -> Frame:
+        """Call the conversation (or join its live call): `call`, and `join` (LiveKit's `url`,
+        `room`, `token`, `ice_servers`, `role`, `max_video_subscriptions`)."""
+        return await self.request("call.start", timeout, conv=conv, media=media)
+
+    async def call_join(self, call: str, timeout: float = 10.0) -> Frame:
+        """Answer a call on this device, or join one in progress: `call` and `join`."""
+        return await self.request("call.join", timeout, call=call)
+
+    async def call_decline(self, call: str, timeout: float = 10.0) -> Frame:
+        return await self.request("call.decline", timeout, call=call)
+
+    async def call_leave(self, call: str, timeout: float = 10.0) -> Frame:
+        return await self.request("call.leave", timeout, call=call)
+
+    async def call_end(self, call: str, timeout: float = 10.0) -> Frame:
+        """End the call for everyone (its initiator, either side of a direct call, or an admin)."""
+        return await self.request("call.end", timeout, call=call)
+
     async def _call(self, frame: Frame, timeout: float, *, resend: bool) -> Frame:
         rid: str = frame["rid"]
         async with asyncio.timeout(timeout):

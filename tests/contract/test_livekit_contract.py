@@ -19,7 +19,7 @@ import pytest
 
 from calls import state as S
 from calls.livekit import LiveKitRoomService, RoomParticipant
-from calls.state import Media
+from parley.frames import Media
 from calls.tokens import Role, TokenMinter, call_of_room, room_name
 from parley.errors import Internal
 from tests.livekit_standin import LiveKitStandIn

@@ -15,7 +15,8 @@ from livekit.api import AccessToken, VideoGrants
 
 from calls import state as S
 from calls.livekit import LiveKitRoomService
-from calls.state import CallEnded, CallJoined, CallLeft, CallState, EndReason, Media
+from parley.events import CallEnded, CallJoined, CallLeft
+from parley.frames import CallState, EndReason, Media
 from calls.tokens import identity, room_name
 from calls.webhooks import WebhookIntake
 from parley.app.localservers import free_port

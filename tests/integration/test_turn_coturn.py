@@ -14,7 +14,7 @@ from aioice import stun, turn
 
 from calls import state as S
 from calls.join import JoinMinter
-from calls.state import Media
+from parley.frames import Media
 from calls.tokens import Role
 from calls.turn import turn_credentials
 from parley.config import Settings

@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calls import state as S
-from calls.state import (Call, CallAccepted, CallDeclined, CallEnded, CallJoined, CallLeft, CallRinging, CallState,
-                         EndReason, Media, Outcome, ParticipantJoined, ParticipantLeft, RoomFinished, Session)
+from calls.state import Outcome
 from parley.errors import Conflict, Forbidden
+from parley.events import CallAccepted, CallDeclined, CallEnded, CallJoined, CallLeft, CallRinging
+from parley.frames import CallState, EndReason, Media, ParticipantJoined, ParticipantLeft, RoomFinished
+from parley.records import Call, RoomSession
 
 T0 = 1_700_000_000_000
 RING_MS = 45_000
@@ -220,7 +222,7 @@ def test_leaving_removes_the_users_other_devices_from_the_room() -> None:
     call = joined(call, "bob", "phone", "P1").call
     call = joined(call, "bob", "laptop", "L1").call
     out = S.leave(call, "bob", "phone", T0 + 5000)
-    assert out.remove == (Session("bob", "laptop", "L1"), Session("bob", "phone", "P1"))
+    assert out.remove == (RoomSession("bob", "laptop", "L1"), RoomSession("bob", "phone", "P1"))
     assert out.events == (CallLeft(call="k1", conv="c1", user="bob", device="phone"),)
     # their webhooks arrive afterwards: nothing more happens
     assert left(out.call, "bob", "laptop", "L1").noop == "this session has already left"
@@ -280,12 +282,12 @@ def test_a_removed_member_leaves_is_taken_out_of_the_room_and_may_not_come_back(
     call = joined(call, "cid", "c", "PC").call
     out = S.remove(call, "cid", T0 + 3)
     assert out.events == (CallLeft(call="k1", conv="c1", user="cid", removed=True),)
-    assert out.remove == (Session("cid", "c", "PC"),) and out.call.state is CallState.ACTIVE
+    assert out.remove == (RoomSession("cid", "c", "PC"),) and out.call.state is CallState.ACTIVE
     with pytest.raises(Forbidden):
         S.join(out.call, "cid", "c", T0 + 4)
     # its token is still valid for a while: a reconnection is removed again, and changes nothing
     back = joined(out.call, "cid", "c", "PC2")
-    assert back.call is out.call and back.remove == (Session("cid", "c", "PC2"),)
+    assert back.call is out.call and back.remove == (RoomSession("cid", "c", "PC2"),)
     assert S.remove(out.call, "cid", T0 + 5).noop == "already removed"
 
 
@@ -342,7 +344,7 @@ def test_a_reconnection_under_the_same_identity_is_not_a_leave() -> None:
                     else joined(out, "bob", "bob-phone", sid))
             assert step.events == () and step.call.state is CallState.ACTIVE
             out = step.call
-        assert out.present == {Session("ann", "ann-phone", "PA1"), Session("bob", "bob-phone", "PB2")}
+        assert out.present == {RoomSession("ann", "ann-phone", "PA1"), RoomSession("bob", "bob-phone", "PB2")}
 
 
 def test_a_leave_delivered_before_its_join_wins() -> None:

@@ -17,7 +17,8 @@ from livekit.api import TokenVerifier
 
 from calls import state as S
 from calls.join import CallJoin, JoinMinter, capabilities
-from calls.state import Call, Media
+from parley.frames import Media
+from parley.records import Call
 from calls.tokens import (DEPARTURE_TIMEOUT_S, Role, TokenMinter, call_of_room, identity, parse_identity, room_name)
 from calls.turn import IceServer, ice_servers, turn_credentials
 from parley.config import Settings

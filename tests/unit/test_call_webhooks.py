@@ -13,9 +13,9 @@ from livekit.api import AccessToken
 from livekit.protocol.models import DisconnectReason, ParticipantInfo, Room, RoomEndReason
 from livekit.protocol.webhook import WebhookEvent
 
-from calls.state import ParticipantJoined, ParticipantLeft, RoomFinished
 from calls.webhooks import WebhookIntake
 from parley.errors import BadRequest, Unauthorized
+from parley.frames import ParticipantJoined, ParticipantLeft, RoomFinished
 from tests.livekit_standin import signed_webhook
 
 KEY, SECRET = "APIhooks", "a-webhook-secret-of-at-least-32-chars"

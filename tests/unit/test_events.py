@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from parley import events as E
-from parley.frames import ConvView, Message, encode
+from parley.frames import ConvView, EndReason, Media, Message, encode
 from parley.profiles import Profile
 
 MSG = Message(conv="c1", seq=3, sender="a", ts=10, cmid="m3", text="hi")
@@ -65,6 +65,22 @@ SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
     (E.InviteNew(conv="c1", kind="group", title=None, by="a", at=5),
      {"conv": "c1", "kind": "group", "title": None, "by": "a", "at": 5}),
     (E.InviteRemoved(conv="c1", accepted=False), {"conv": "c1", "accepted": False}),
+    (E.CallRinging(call="c1-k1", conv="c1", media=Media.VIDEO, initiator="a", ringing=("b",), ring_deadline=9),
+     {"call": "c1-k1", "conv": "c1", "media": "video", "initiator": "a", "ringing": ["b"], "ring_deadline": 9}),
+    (E.CallAccepted(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallDeclined(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallDeclined(call="c1-k1", conv="c1", user="b", busy=True), {"call": "c1-k1", "conv": "c1", "user": "b",
+                                                                     "busy": True}),
+    (E.CallJoined(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallLeft(call="c1-k1", conv="c1", user="b", device="phone"),
+     {"call": "c1-k1", "conv": "c1", "user": "b", "device": "phone"}),
+    (E.CallLeft(call="c1-k1", conv="c1", user="b", removed=True), {"call": "c1-k1", "conv": "c1", "user": "b",
+                                                                    "removed": True}),
+    (E.CallEnded(call="c1-k1", conv="c1", reason=EndReason.HANGUP, duration=60_000),
+     {"call": "c1-k1", "conv": "c1", "reason": "hangup", "duration": 60_000}),
 ]
 
 

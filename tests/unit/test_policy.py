@@ -21,7 +21,7 @@ MOD = "moderator"
 
 #: THE declaration. (kind, action) -> the lowest role allowed; anything absent is impossible.
 FLOOR: dict[tuple[str, Action], str] = {
-    **{(k, a): "member" for k in KINDS for a in (Action.READ, Action.REACT)},
+    **{(k, a): "member" for k in KINDS for a in (Action.READ, Action.REACT, Action.JOIN_CALL)},
     **{("direct", a): "member" for a in (Action.SEND, Action.EDIT_OWN, Action.PIN, Action.START_CALL)},
     ("group", Action.SEND): "member", ("group", Action.EDIT_OWN): "member",
     ("group", Action.START_CALL): "member", ("group", Action.DELETE_ANY): MOD, ("group", Action.KICK): MOD,
@@ -34,16 +34,16 @@ FLOOR: dict[tuple[str, Action], str] = {
     ("channel", Action.BAN): "admin", ("channel", Action.SET_INFO): "admin",
     ("channel", Action.MANAGE_ROLES): "admin", ("channel", Action.SET_PERMISSIONS): "owner",
 }
+CALLS = (Action.START_CALL, Action.JOIN_CALL)
 #: Attribute states: the facts, and per action the rule that denies it (with the lowest role
 #: exempt from it, if any). Every state not listed for an action leaves it to the role floor.
 STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] = {
     "plain": ({}, {}),
     "muted": ({"muted_until": NOW + 60_000},
-              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
-                                            Action.START_CALL)}),
+              {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN, *CALLS)}),
     "muted forever": ({"muted_until": FOREVER},
                       {a: ("muted", None) for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
-                                                    Action.START_CALL)}),
+                                                    *CALLS)}),
     "mute expired": ({"muted_until": NOW}, {}),
     # An edit is writing to the conversation again: the rules of a send apply to it (issue 12).
     "read-only": ({"read_only": True}, {a: ("read_only", MOD) for a in (Action.SEND, Action.EDIT_OWN)}),
@@ -52,9 +52,12 @@ STATES: dict[str, tuple[dict[str, Any], dict[Action, tuple[str, str | None]]]] =
     "slow mode, waited": ({"slow_mode_s": 30, "last_sent_at": NOW - 30_000}, {}),
     "blocked by the peer": ({"blocked": True}, {a: ("blocked", None)
                                                 for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
-                                                          Action.INVITE)}),
+                                                          Action.INVITE, *CALLS)}),
     "blocking the peer": ({"blocking": True}, {a: ("blocking", None)
-                                               for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN)}),
+                                               for a in (Action.SEND, Action.EDIT_OWN, Action.REACT, Action.PIN,
+                                                         *CALLS)}),
+    "calls off in the conversation": ({"calls_enabled": False}, {a: ("calls_off", None) for a in CALLS}),
+    "a guest": ({"guest": True}, {a: ("guest_calls", None) for a in CALLS}),
     "flood": ({"repeats": 5}, {Action.SEND: ("flood", MOD)}),
     "4 repeats": ({"repeats": 4}, {}),
     "new account, a link": ({"account_age_ms": 60_000, "links": 1},
@@ -238,6 +241,13 @@ def test_guests_join_only_where_guests_are_admitted(guest, allow_guests, denied)
     s = Subject(kind="group", visibility="public", role=None, guest=guest, allow_guests=allow_guests)
     denial = policy.decide(s, Action.JOIN)
     assert (denial.rule if denial else None) == denied
+
+
+@pytest.mark.parametrize("action", [Action.START_CALL, Action.JOIN_CALL])
+def test_the_instance_switches_calls_off_and_lets_guests_call(action):
+    off = policy.decide(subject("group", "owner"), action, InstancePolicy(calls=False))
+    assert off is not None and off.rule == "calls_off" and "server" in off.reason
+    assert policy.decide(subject("group", "member", guest=True), action, InstancePolicy(guest_calls=True)) is None
 
 
 @pytest.mark.parametrize(("who_may_add", "contact", "directly"), [

@@ -20,6 +20,7 @@ from contextlib import aclosing
 import msgspec
 
 from parley.adapters.cassandra.attachments import CassandraAttachments
+from parley.adapters.cassandra.calls import CassandraCalls
 from parley.adapters.cassandra.database import NO_LIMIT
 from parley.adapters.cassandra.partitions import ID_SHIFT, IdClock, bucket_of, outbox_tb
 from parley.adapters.cassandra.session import CqlSession, Row
@@ -65,8 +66,8 @@ def _members(conv: str, members: list[Row], cursors: list[Row], delivered: list[
     return [MemberRow(conv=conv, user=r[0], role=r[1], visible_from=r[2], read_seq=read.get(r[0], 0),
                       joined_at=r[3], delivered_seq=got.get(r[0], 0)) for r in members]
 
-class CassandraMessages(CassandraAttachments):
-    """Implements parley.ports.MessageStore."""
+class CassandraMessages(CassandraAttachments, CassandraCalls):
+    """Implements parley.ports.MessageStore (a conversation's calls come with it)."""
 
     def __init__(self, session: CqlSession, *, idem_ttl_s: int = 7 * 86400, outbox_ttl_s: int = 7 * 86400) -> None:
         super().__init__(session)
@@ -100,15 +101,17 @@ class CassandraMessages(CassandraAttachments):
             row = await self._one("conv_get", [conv_id])
             if row is None:
                 return
-            # Two gathers in one: asyncio.gather is typed for at most six awaitables.
-            ((stored, newest), members, cursors, got, settings, sanctions), invitations = await asyncio.gather(
+            # Gathers in one: asyncio.gather is typed for at most six awaitables.
+            (((stored, newest), members, cursors, got, settings, sanctions), invitations,
+             (call, call_settings)) = await asyncio.gather(
                 asyncio.gather(
                     self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
                     self._all("delivered_of", [conv_id]), self._one("settings_get", [conv_id]),
                     self._all("sanctions_of", [conv_id])),
-                self._all("invitations_of", [conv_id]))
+                self._all("invitations_of", [conv_id]),
+                asyncio.gather(self._live_call(conv_id), self._call_settings(conv_id)))
             state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
-                m.user: m for m in _members(conv_id, members, cursors, got)})
+                m.user: m for m in _members(conv_id, members, cursors, got)}, call=call, call_settings=call_settings)
             for r in sanctions:
                 sanction = _sanction(conv_id, r)
                 (state.mutes if sanction.kind == "mute" else state.bans)[sanction.user] = sanction
@@ -142,6 +145,7 @@ class CassandraMessages(CassandraAttachments):
             if row is not None:
                 msg = _message(row, conv_id)
                 await self._attach_reactions([msg])
+                await self._attach_calls([msg])
                 facts.messages[key] = msg
                 if edits is not None and edits[0]:
                     facts.edits[key] = int(edits[0])
@@ -154,10 +158,14 @@ class CassandraMessages(CassandraAttachments):
         async def pair(a: str, b: str) -> None:
             facts.blocks.update(await self._blocks_between(a, b))
 
+        async def call_members(conv_id: str) -> None:
+            await self._in_calls(await self.member_ids(conv_id), facts)
+
         pairs = sorted({(min(a, b), max(a, b)) for a, b in needs.blocks})
         await self._gather([*map(conv, sorted(needs.convs)), *map(user, sorted(needs.users | needs.accounts)),
                             *map(idem, sorted(needs.idem)), *map(message, sorted(needs.messages)),
-                            *map(attachment, sorted(needs.attachments)), *(pair(a, b) for a, b in pairs)])
+                            *map(attachment, sorted(needs.attachments)), *(pair(a, b) for a, b in pairs),
+                            self._calls(sorted(needs.calls), facts), *map(call_members, sorted(needs.call_members))])
         return facts
 
     async def _blocks_between(self, a: str, b: str) -> set[tuple[str, str]]:
@@ -293,6 +301,7 @@ class CassandraMessages(CassandraAttachments):
         if newest:
             out.reverse()
         await self._attach_reactions(out)
+        await self._attach_calls(out)
         return out
 
     async def _attach_reactions(self, msgs: Sequence[Message]) -> None:
@@ -355,4 +364,5 @@ class CassandraMessages(CassandraAttachments):
             if len(out) >= limit:
                 break
         await self._attach_reactions(out)
+        await self._attach_calls(out)
         return out

@@ -186,6 +186,23 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     ("attachment_media_get", "SELECT width, height, thumbs FROM attachment_media WHERE id = ?"),
     ("attachment_get", "SELECT id, conv_id, uploader, name, mime, size, created_at, uploaded FROM attachments "
                        "WHERE id = ?"),
+    # calls (0010): written by chat_core's batches with its conversations, plain writes (one writer each)
+    ("call_put", "INSERT INTO calls (call_id, conv_id, body) VALUES (?, ?, ?)"),
+    ("call_get", "SELECT body FROM calls WHERE call_id = ?"),
+    ("live_call_put", "INSERT INTO live_calls (conv_id, call_id, body) VALUES (?, ?, ?)"),
+    ("live_call_get", "SELECT call_id, body FROM live_calls WHERE conv_id = ?"),
+    ("ring_timer_put", "INSERT INTO ring_timers (shard, hour, call_id, conv_id, deadline, ringing) "
+                       "VALUES (?, ?, ?, ?, ?, ?) USING TTL ?"),
+    ("ring_timers_in", "SELECT call_id, conv_id, deadline, ringing FROM ring_timers WHERE shard = ? AND hour = ?"),
+    ("call_settings_put", "INSERT INTO call_settings (conv_id, enabled, max_participants, max_video_subscriptions) "
+                          "VALUES (?, ?, ?, ?)"),
+    ("call_settings_get", "SELECT enabled, max_participants, max_video_subscriptions FROM call_settings "
+                          "WHERE conv_id = ?"),
+    ("call_member_put", "INSERT INTO call_members (user_id, call_id, conv_id) VALUES (?, ?, ?)"),
+    ("call_member_drop", "DELETE FROM call_members WHERE user_id = ? AND call_id = ?"),
+    ("calls_of_user", "SELECT call_id FROM call_members WHERE user_id = ?"),
+    ("message_call_put", "INSERT INTO message_calls (conv_id, bucket, seq, record) VALUES (?, ?, ?, ?)"),
+    ("message_call_get", "SELECT record FROM message_calls WHERE conv_id = ? AND bucket = ? AND seq = ?"),
     # login sessions (0008): every row expires with its TTL; a family is written whole (but for
     # revoked_at, which only a revocation writes) at login and again, with the new TTL, per refresh
     ("family_put", "INSERT INTO session_families (user_id, id, created_at, last_used_at, expires_at, label, "

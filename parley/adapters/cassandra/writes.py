@@ -5,6 +5,7 @@ for a missing case, and those statements packed into logged batches under the si
 from __future__ import annotations
 
 import uuid
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -15,9 +16,10 @@ from parley.adapters.cassandra.partitions import DAY_MS, IdClock, bucket_of, id_
 from parley.errors import Conflict
 from parley.frames import Message
 from parley.records import (
-    AuditEntry, ConvRow, CreateConv, DropBlock, DropInvitation, DropMember, DropSanction, InsertMessage, InvitationRow,
-    MemberRow, Mutation, PutAudit, PutBlock, PutInvitation, PutMember, PutOutbox, PutSanction, SanctionRow,
-    SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
+    AuditEntry, Call, CallSettings, ConvRow, CreateConv, DropBlock, DropCallMember, DropInvitation, DropMember,
+    DropSanction, InsertMessage, InvitationRow, MemberRow, Mutation, PutAudit, PutBlock, PutCall, PutCallMember,
+    PutCallSettings, PutInvitation, PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetConvOwner,
+    SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 #: Logged batches spanning partitions are refused past 50 KiB by default
@@ -29,6 +31,17 @@ _record_encode = msgspec.msgpack.Encoder().encode
 _details_encode = msgspec.json.Encoder().encode
 
 Statement = tuple[str, list[Any]]
+
+#: Ring timers are spread over this many partitions per hour of their deadline (`ring_timers`).
+RING_SHARDS = 4
+RING_HOUR_MS = 3_600_000
+#: Ring timers outlive any lookback of `ringing_calls` (CallStore): then they expire.
+RING_TIMER_TTL_S = 2 * 86400
+encode_packed = msgspec.msgpack.Encoder().encode
+
+
+def ring_shard(call_id: str) -> int:
+    return zlib.crc32(call_id.encode()) % RING_SHARDS
 
 
 @dataclass
@@ -99,6 +112,12 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
     settings: dict[str, ConvRow] = {}
     sanctions: dict[tuple[str, str, str], SanctionRow | None] = {}
     blocks: dict[tuple[str, str], int | None] = {}
+    calls: dict[str, Call] = {}
+    #: conv -> its live call after this batch (None: none), for the conversations a call of
+    #: this batch belongs to.
+    live: dict[str, Call | None] = {}
+    call_settings: dict[str, CallSettings] = {}
+    call_members: dict[tuple[str, str], str | None] = {}
     invitations: dict[tuple[str, str], InvitationRow | None] = {}
     for m in mutations:
         match m:
@@ -164,6 +183,19 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                 blocks[(m.blocker, m.blocked)] = m.at
             case DropBlock():
                 blocks[(m.blocker, m.blocked)] = None
+            case PutCall(call=c):
+                calls[c.id] = c
+                current = live.get(c.conv)
+                if c.live:
+                    live[c.conv] = c
+                elif current is None or current.id == c.id:
+                    live[c.conv] = None
+            case PutCallSettings():
+                call_settings[m.conv] = m.settings
+            case PutCallMember():
+                call_members[(m.user, m.call)] = m.conv
+            case DropCallMember():
+                call_members[(m.user, m.call)] = None
             case PutInvitation():
                 invitations[(m.row.conv, m.row.user)] = m.row
             case DropInvitation():
@@ -175,6 +207,9 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
         plan.claims.setdefault((conv, bucket_of(seq)), []).append(("message_claim", _message_params(msg)))
         plan.idem_keys.append((conv, msg.sender, msg.cmid))
         plan.logged.append(("idem_put", [conv, msg.sender, msg.cmid, seq, msg.ts, idem_ttl_s]))
+        if msg.call is not None:
+            plan.logged.append(("message_call_put", [conv, bucket_of(seq), seq, encode_packed(msg.call)]))
+    plan.logged.extend(_call_statements(calls, live, call_settings, call_members))
     for row in convs.values():
         plan.logged.append(("conv_insert", [row.id, row.kind, row.title, row.visibility, row.password_hash,
                                             row.history, row.owner, row.created_at]))
@@ -222,6 +257,26 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
         plan.logged.append(("reaction_put" if on else "reaction_drop", [conv, bucket_of(seq), seq, emoji, user]))
     plan.heads = [("head_set", [seq, seq, conv]) for conv, seq in sorted(heads.items())]
     return plan
+
+
+def _call_statements(calls: dict[str, Call], live: dict[str, Call | None], settings: dict[str, CallSettings],
+                     members: dict[tuple[str, str], str | None]) -> list[Statement]:
+    out: list[Statement] = []
+    bodies = {call_id: encode_packed(call) for call_id, call in calls.items()}
+    for call in calls.values():
+        out.append(("call_put", [call.id, call.conv, bodies[call.id]]))
+        out.append(("ring_timer_put", [ring_shard(call.id), call.ring_deadline // RING_HOUR_MS, call.id, call.conv,
+                                       call.ring_deadline, call.live and bool(call.ringing), RING_TIMER_TTL_S]))
+    for conv, now_live in live.items():
+        # No live call is an empty id and body, not a deletion: no tombstone per call.
+        out.append(("live_call_put", [conv, now_live.id, bodies[now_live.id]] if now_live is not None
+                    else [conv, "", b""]))
+    out.extend(("call_settings_put", [conv, s.enabled, s.max_participants, s.max_video_subscriptions])
+               for conv, s in settings.items())
+    for (user, call_id), in_conv in members.items():
+        out.append(("call_member_put", [user, call_id, in_conv]) if in_conv is not None
+                   else ("call_member_drop", [user, call_id]))
+    return out
 
 
 _SETTINGS = ("title", "visibility", "password_hash", "history", "slow_mode_s", "read_only", "allow_guests",

@@ -15,6 +15,7 @@ from operator import itemgetter
 import msgspec
 
 from parley.adapters.sqlite.attachments import ATTACHMENT_COLS, attachment_row
+from parley.adapters.sqlite.calls import prefetch_calls
 from parley.adapters.sqlite.database import CHUNK, SqliteDatabase, chunks, marks
 from parley.adapters.sqlite.rows import (
     CONV_COLS, INVITATION_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_row, invitation_row, member_row,
@@ -102,6 +103,7 @@ class SqliteMessages(SqliteDatabase):
             for row in conn.execute(
                     f"SELECT {ATTACHMENT_COLS} FROM attachments WHERE id IN ({marks(len(apart))})", apart):
                 facts.attachments[row[0]] = attachment_row(row)
+        prefetch_calls(conn, needs, facts)
         return facts
 
     async def apply(self, mutations: Sequence[Mutation]) -> list[int]:

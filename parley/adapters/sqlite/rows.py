@@ -8,10 +8,10 @@ from typing import Any
 
 import msgspec
 
-from parley.frames import Message
+from parley.frames import CallRecord, Message
 from parley.records import ConvRow, InvitationRow, MemberRow, SanctionRow
 
-MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted"
+MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted, call"
 CONV_COLS = ("id, kind, title, visibility, password_hash, history, owner, created_at, last_seq, slow_mode_s, "
              "read_only, permissions, pinned, allow_guests")
 N_CONV = 14
@@ -22,6 +22,12 @@ json_encode = msgspec.json.Encoder().encode
 _ids_decode = msgspec.json.Decoder(list[str])
 _seqs_decode = msgspec.json.Decoder(list[int])
 _perms_decode = msgspec.json.Decoder(dict[str, str])
+_record_decode = msgspec.json.Decoder(CallRecord).decode
+
+
+def call_record(record: CallRecord | None) -> bytes | None:
+    """The `call` column of a message: JSON, as the wire has it."""
+    return json_encode(record) if record is not None else None
 
 
 def message_row(row: Sequence[Any]) -> Message:
@@ -29,6 +35,7 @@ def message_row(row: Sequence[Any]) -> Message:
         conv=row[0], seq=row[1], sender=row[2], ts=row[3], cmid=row[4], text=row[5],
         reply_to=row[6], attachments=_ids_decode.decode(row[7]) if row[7] else [],
         mentions=_ids_decode.decode(row[8]) if row[8] else [], edited_at=row[9], deleted=bool(row[10]),
+        kind="call" if row[11] else "text", call=_record_decode(row[11]) if row[11] else None,
     )
 
 

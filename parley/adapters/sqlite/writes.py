@@ -7,15 +7,20 @@ from typing import Any, assert_never
 
 import msgspec
 
+from parley.adapters.sqlite.calls import (
+    DROP_CALL_MEMBER, PUT_CALL, PUT_CALL_MEMBER, PUT_CALL_SETTINGS, drop_call_member, put_call, put_call_member,
+    put_call_settings,
+)
 from parley.adapters.sqlite.database import marks
 from parley.adapters.sqlite.moderation import AUDIT_INSERT, audit_params
 from parley.adapters.sqlite.rows import (
-    CONV_COLS, INVITATION_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, conv_settings, json_encode,
+    CONV_COLS, INVITATION_COLS, MEMBER_COLS, MSG_COLS, N_CONV, SANCTION_COLS, call_record, conv_settings,
+    json_encode,
 )
 from parley.records import (
-    CreateConv, DropBlock, DropInvitation, DropMember, DropSanction, InsertMessage, Mutation, PutAudit, PutBlock,
-    PutInvitation, PutMember, PutOutbox, PutSanction, SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq,
-    SetReadSeq, UpdateConv, UpdateMessage,
+    CreateConv, DropBlock, DropCallMember, DropInvitation, DropMember, DropSanction, InsertMessage, Mutation,
+    PutAudit, PutBlock, PutCall, PutCallMember, PutCallSettings, PutInvitation, PutMember, PutOutbox, PutSanction,
+    SetConvHead, SetConvOwner, SetReaction, SetDeliveredSeq, SetReadSeq, UpdateConv, UpdateMessage,
 )
 
 _record_encode = msgspec.msgpack.Encoder().encode
@@ -23,7 +28,7 @@ _record_encode = msgspec.msgpack.Encoder().encode
 _INSERT_CONV = f"INSERT INTO convs ({CONV_COLS}) VALUES ({marks(N_CONV)})"
 _INSERT_SANCTION = f"INSERT OR REPLACE INTO sanctions ({SANCTION_COLS}) VALUES ({marks(7)})"
 _INSERT_MEMBER = f"INSERT OR REPLACE INTO members ({MEMBER_COLS}) VALUES ({marks(7)})"
-_INSERT_MESSAGE = f"INSERT INTO messages ({MSG_COLS}) VALUES ({marks(11)})"
+_INSERT_MESSAGE = f"INSERT INTO messages ({MSG_COLS}) VALUES ({marks(12)})"
 _INSERT_INVITATION = f"INSERT OR REPLACE INTO invitations ({INVITATION_COLS}) VALUES ({marks(4)})"
 
 
@@ -64,7 +69,8 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
             return (_INSERT_MESSAGE,
                     (x.conv, x.seq, x.sender, x.ts, x.cmid, x.text, x.reply_to,
                      json_encode(x.attachments) if x.attachments else None,
-                     json_encode(x.mentions) if x.mentions else None, x.edited_at, int(x.deleted)))
+                     json_encode(x.mentions) if x.mentions else None, x.edited_at, int(x.deleted),
+                     call_record(x.call)))
         case UpdateMessage():
             return ("UPDATE messages SET text = ?, edited_at = ?, deleted = ?, "
                     "attachments = CASE WHEN ? THEN NULL ELSE attachments END, "
@@ -84,5 +90,13 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
             return "INSERT INTO outbox (record, shard) VALUES (?, ?)", (_record_encode(m.record), m.shard)
         case PutAudit():
             return AUDIT_INSERT, audit_params(m.entry)
+        case PutCall():
+            return PUT_CALL, put_call(m)
+        case PutCallSettings():
+            return PUT_CALL_SETTINGS, put_call_settings(m)
+        case PutCallMember():
+            return PUT_CALL_MEMBER, put_call_member(m)
+        case DropCallMember():
+            return DROP_CALL_MEMBER, drop_call_member(m)
         case _:
             assert_never(m)

@@ -36,7 +36,7 @@ CREATE INDEX IF NOT EXISTS members_by_user ON members (user, conv);
 CREATE TABLE IF NOT EXISTS messages (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, sender TEXT NOT NULL, ts INTEGER NOT NULL,
     cmid TEXT NOT NULL, text TEXT, reply_to INTEGER, attachments BLOB, mentions BLOB,
-    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, edits INTEGER NOT NULL DEFAULT 0,
+    edited_at INTEGER, deleted INTEGER NOT NULL DEFAULT 0, edits INTEGER NOT NULL DEFAULT 0, call BLOB,
     PRIMARY KEY (conv, seq)) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_idempotency ON messages (conv, sender, cmid);
 CREATE TABLE IF NOT EXISTS reactions (
@@ -84,3 +84,17 @@ CREATE TABLE IF NOT EXISTS revocations (
     id TEXT PRIMARY KEY, at INTEGER NOT NULL, user_id TEXT NOT NULL, family TEXT, token_gen INTEGER,
     reason TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS revocations_by_time ON revocations (at, id);
+-- Calls (0012): every call by id, its state as chat_core stores it (msgpack); at most one live call
+-- per conversation; `ringing_until` is the ring deadline of a call whose devices ring now.
+CREATE TABLE IF NOT EXISTS calls (
+    id TEXT PRIMARY KEY, conv TEXT NOT NULL, live INTEGER NOT NULL, ringing_until INTEGER,
+    body BLOB NOT NULL) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS calls_live_by_conv ON calls (conv) WHERE live = 1;
+CREATE INDEX IF NOT EXISTS calls_ringing ON calls (ringing_until) WHERE ringing_until IS NOT NULL;
+CREATE TABLE IF NOT EXISTS call_settings (
+    conv TEXT PRIMARY KEY, enabled INTEGER NOT NULL, max_participants INTEGER,
+    max_video_subscriptions INTEGER) WITHOUT ROWID;
+-- Who takes part in a live call, across conversations: a callee found here is busy.
+CREATE TABLE IF NOT EXISTS call_members (
+    user TEXT NOT NULL, call TEXT NOT NULL, conv TEXT NOT NULL,
+    PRIMARY KEY (user, call)) WITHOUT ROWID;
