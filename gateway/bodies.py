@@ -14,6 +14,7 @@ import msgspec
 from msgspec import Meta
 
 from parley.auth import PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE
+from parley.events import CallView
 from parley.profiles import MAX_DIRECTORY_PREFIX, MAX_DIRECTORY_RESULTS, MIN_DIRECTORY_PREFIX, Profile
 from parley.records import AttachmentRow
 from parley.session_families import MAX_DEVICE_NAME_CHARS, SessionView
@@ -153,3 +154,18 @@ class Readiness(msgspec.Struct, kw_only=True):
     #: Each dependency: whether it answered the probe.
     checks: dict[str, bool]
     id: str | None = None
+
+
+class CallAnswer(msgspec.Struct, kw_only=True):
+    """A call operation's answer through REST: the call as it now is."""
+
+    call: CallView
+
+
+class CallSettingsAnswer(msgspec.Struct, kw_only=True):
+    """PATCH .../calls/settings: the conversation's call settings (null: the instance's default)."""
+
+    conv: str
+    enabled: bool
+    max_participants: int | None
+    max_video_subscriptions: int | None

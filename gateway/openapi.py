@@ -32,7 +32,9 @@ from typing import Any
 
 from aiohttp import web
 
+from calls.join import CallJoinResult
 from gateway import bodies as G
+from gateway.calls import JoinBody, SettingsBody, StartBody
 from gateway.privacy_settings import PrivacyBody
 from gateway.session_routes import Ended, NoBody, PasswordBody, RefreshBody
 from gateway.uploads import UploadBody
@@ -123,6 +125,16 @@ ROUTES: tuple[Operation, ...] = (
     route("GET", "/v1/attachments/{id}", "An attachment and a short-lived URL for its bytes", "attachments",
           Answer(200, G.Download), errors=(404,)),
     # the instance
+    route("POST", "/v1/convs/{conv}/calls", "Start a call in a conversation (or get the live one), with a join",
+          "calls", Answer(201, CallJoinResult), body=StartBody, errors=(400, 404, 409, 413, 422, 429)),
+    route("PATCH", "/v1/convs/{conv}/calls/settings", "A conversation's call settings (switch, caps)", "calls",
+          Answer(200, G.CallSettingsAnswer), body=SettingsBody, errors=(400, 404, 413, 422, 429)),
+    route("POST", "/v1/calls/{call}/join", "Answer or join a call, with a join", "calls", Answer(200, CallJoinResult),
+          body=JoinBody, errors=(400, 404, 409, 413, 422, 429)),
+    *(route("POST", f"/v1/calls/{{call}}/{op}", summary, "calls", Answer(200, G.CallAnswer),
+            errors=(400, 404, 409, 429))
+      for op, summary in (("decline", "Decline a ringing call on every device"), ("leave", "Leave a call"),
+                          ("end", "End a call for everyone"))),
     route("GET", "/v1/client/capabilities", "Limits, rate limits, upload rules and features of this server",
           "instance", Answer(200, G.Capabilities), secured=False),
     route("GET", PATH, "This document", "instance", Answer(200, dict[str, Any]), secured=False),
