@@ -43,6 +43,11 @@ class DeadLetter(msgspec.Struct, frozen=True):
     reason: str
     attempts: int
 
+    @property
+    def conv(self) -> str:
+        """The key of `parley.push.dead` (a conversation-keyed log, like the others)."""
+        return self.request.conv
+
 
 @dataclass
 class Delivery:

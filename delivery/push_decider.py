@@ -1,0 +1,173 @@
+"""The push decision: a stage beside delivery that reads the same stored events and writes a
+push request to `parley.push` (keyed by user) for each device of each member who should hear of
+a new message and is not looking (the rules: push/decision.py). A read on any device sends the
+reader's other devices a clearing update (the badge, and removal of what was shown).
+
+It keeps two things in memory, both per conversation and so safe with a partitioned log (one
+consumer sees all of a conversation's events): when each member last read each conversation
+(whether they are looking), and which (member, conversation) got a push not yet cleared. After
+a restart the first is empty (a member who is reading may get one push) and the second too (a
+read then clears nothing: the next message's push carries the right badge).
+
+Calls: parley/events.py has no call events yet (`call.ringing`, `call.ended`). The hook is
+`PushDecider._for_record`: a `call.ringing` event becomes a `call` PushRequest to each callee's
+devices (apns_voip included; `call_id`, `call_media`), `call.ended` a `call_cancel` with the
+same call id. The payload builders and providers handle both kinds already.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import msgspec
+
+from parley.accounts import family_alive
+from parley.events import MessageNew, ReadReceipt
+from parley.frames import Message
+from parley.ports import AccountStore, DeviceStore, LogProducer, MessageStore, Presence, SessionStore
+from parley.records import Device, EventRecord
+from push.decision import Recipient, live_devices, push_recipients, settings_for, unread_total
+from push.notification import Platform, PushKind, PushRequest
+
+log = logging.getLogger(__name__)
+
+#: (member, conversation) pairs remembered for "last read" and "pushed, not cleared".
+TRACKED_MAX = 200_000
+#: Which platforms take which pushes: a PushKit (VoIP) token takes calls only.
+MESSAGE_PLATFORMS: frozenset[str] = frozenset({"fcm", "apns"})
+
+
+class PushStore(MessageStore, AccountStore, SessionStore, DeviceStore, Protocol):
+    """The store concerns a decision reads."""
+
+
+class _Head(msgspec.Struct):
+    """The type of an event frame, read before decoding the events the decision takes."""
+
+    type: str
+
+
+_head = msgspec.json.Decoder(_Head)
+_message_new = msgspec.json.Decoder(MessageNew)
+_read = msgspec.json.Decoder(ReadReceipt)
+
+
+class _Bounded(OrderedDict[tuple[str, str], int]):
+    """Least recently set entries go first past TRACKED_MAX."""
+
+    def put(self, key: tuple[str, str], value: int) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > TRACKED_MAX:
+            self.popitem(last=False)
+
+
+class PushDecider:
+    def __init__(self, store: PushStore, presence: Presence, out: LogProducer[PushRequest], *,
+                 window_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._presence = presence
+        self._out = out
+        self._window_s = window_s
+        self._clock = clock
+        self._last_read = _Bounded()
+        self._pushed = _Bounded()
+
+    async def decide(self, records: Sequence[EventRecord]) -> None:
+        """The push requests for a batch of stored events, in log order, written to the log.
+        A failure of one event costs only that event's pushes (logged)."""
+        requests: list[PushRequest] = []
+        for record in records:
+            try:
+                requests += await self._for_record(record)
+            except Exception:
+                log.exception("push decision for an event of %s failed", record.conv)
+        if requests:
+            await self._out.publish_many(requests)
+
+    async def _for_record(self, record: EventRecord) -> list[PushRequest]:
+        kind = _head.decode(record.frame).type
+        if kind == "message.new":
+            return await self.message_pushes(_message_new.decode(record.frame).message)
+        if kind == "read":
+            read = _read.decode(record.frame)
+            return await self.clear_pushes(read.user, read.conv)
+        return []
+
+    async def message_pushes(self, message: Message) -> list[PushRequest]:
+        found = await self._store.conv_members(message.conv)
+        if found is None or message.deleted:
+            return []
+        conv, members = found
+        now_ms = int(self._clock() * 1000)
+        candidates = [m.user for m in members if m.user != message.sender]
+        if not candidates:
+            return []
+        blocked, stored, located = await asyncio.gather(
+            self._store.block_peers(message.sender),
+            asyncio.gather(*(self._store.notify_settings(u) for u in candidates)),
+            self._presence.locate(candidates))
+        online = {u for users in located.values() for u in users}
+        chosen = push_recipients(
+            (Recipient(u, settings_for(s, conv.id), u in online, self._last_read.get((u, conv.id)))
+             for u, s in zip(candidates, stored)),
+            sender=message.sender, mentions=message.mentions, direct=conv.kind == "direct",
+            blocked=frozenset(blocked), now_ms=now_ms, window_s=self._window_s)
+        if not chosen:
+            return []
+        title = await self._title(message.sender, conv.title)
+        requests: list[PushRequest] = []
+        for recipient, (devices, badge) in zip(chosen, await asyncio.gather(*(self._reach(r.user) for r in chosen))):
+            for device in devices:
+                if device.platform in MESSAGE_PLATFORMS:
+                    requests.append(_request(device, conv.id, message.seq, "message", badge=badge, title=title,
+                                             body=message.text, previews=recipient.settings.previews,
+                                             stored_ms=message.ts, decided_ms=now_ms))
+            if devices:
+                self._pushed.put((recipient.user, conv.id), message.seq)
+        return requests
+
+    async def clear_pushes(self, user: str, conv: str) -> list[PushRequest]:
+        """After `user` read `conv`: remember it (they are looking), and clear what was pushed."""
+        self._last_read.put((user, conv), int(self._clock() * 1000))
+        seq = self._pushed.pop((user, conv), None)
+        if seq is None:
+            return []
+        devices, badge = await self._reach(user)
+        now_ms = int(self._clock() * 1000)
+        return [_request(d, conv, seq, "clear", badge=badge, decided_ms=now_ms)
+                for d in devices if d.platform in MESSAGE_PLATFORMS]
+
+    async def _reach(self, user: str) -> tuple[list[Device], int]:
+        """The user's devices of logins still alive (deleting the others) and their badge."""
+        devices, families, account, convs = await asyncio.gather(
+            self._store.devices(user), self._store.session_families(user), self._store.account(user),
+            self._store.conv_list(user))
+        if not devices:
+            return [], 0
+        now_ms = int(self._clock() * 1000)
+        alive = frozenset(f.id for f in families if family_alive(f, account, now_ms))
+        keep, ended = live_devices(devices, alive)
+        for device in ended:  # the login ended (logout, revocation, expiry): so did the device
+            await self._store.delete_device(user, device.id)
+        return keep, unread_total((c, m) for c, m, _ in convs)
+
+    async def _title(self, sender: str, conv_title: str | None) -> str:
+        accounts = await self._store.accounts([sender])
+        name = (accounts[0].display_name or accounts[0].username) if accounts else sender
+        return f"{name} in {conv_title}" if conv_title else name
+
+
+def _request(device: Device, conv: str, seq: int, kind: PushKind, *, badge: int, title: str | None = None,
+             body: str | None = None, previews: bool = True, stored_ms: int | None = None,
+             decided_ms: int) -> PushRequest:
+    platform: Platform = "apns" if device.platform == "apns" else "fcm"
+    return PushRequest(user=device.user_id, device_id=device.id, platform=platform, token=device.token,
+                       app_id=device.app_id, conv=conv, seq=seq, kind=kind,
+                       title=title, body=body, badge=badge, previews=previews,
+                       priority="normal" if kind == "clear" else "high", stored_ms=stored_ms, decided_ms=decided_ms)
