@@ -132,11 +132,15 @@ class PushWorker:
         for pruned in delivery.pruned:
             await self._devices.delete_device(pruned.request.user, pruned.request.device_id)
             PRUNED.labels(PROVIDERS[pruned.request.platform], pruned.reason).inc()
+        RETRIED.inc(delivery.retried)
+        # Settled now: all but the dead letters, including what was collapsed or rate limited
+        # away. Marked before the dead letters are written, so a dead-letter log that is away
+        # (the batch comes again) costs a second try of the dead letters only.
+        dead = {d.request.dedup_key() for d in delivery.dead}
+        await self._marks.mark([k for k in (r.dedup_key() for r in fresh) if k not in dead])
         if delivery.dead:
             await self._dead.publish_many(delivery.dead)
-            for dead in delivery.dead:
-                DEAD_LETTERED.labels(PROVIDERS[dead.request.platform]).inc()
-        RETRIED.inc(delivery.retried)
-        # Everything consumed is settled now, including what was collapsed or rate limited away.
-        await self._marks.mark([r.dedup_key() for r in fresh])
+            await self._marks.mark(list(dead))
+            for letter in delivery.dead:
+                DEAD_LETTERED.labels(PROVIDERS[letter.request.platform]).inc()
         return delivery
