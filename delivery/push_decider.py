@@ -29,7 +29,9 @@ import msgspec
 from parley.accounts import family_alive
 from parley.events import MessageNew, ReadReceipt
 from parley.frames import Message
-from parley.ports import AccountStore, DeviceStore, LogProducer, MessageStore, Presence, SessionStore
+from parley.backoff import wait_out
+from parley.errors import Unavailable
+from parley.ports import AccountStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence, SessionStore
 from parley.records import Device, EventRecord
 from push.decision import Recipient, live_devices, push_recipients, settings_for, unread_total
 from push.notification import Platform, PushKind, PushRequest
@@ -78,6 +80,16 @@ class PushDecider:
         self._last_read = _Bounded()
         self._pushed = _Bounded()
 
+    async def run(self, source: LogConsumer[EventRecord], batch_max: int = 1024) -> None:
+        """Decides each batch of the event log, then commits it: what was not committed is
+        decided again after a crash (a push request written twice is sent once: push/marks.py)."""
+        while True:
+            try:
+                await self.decide(await source.next_batch(batch_max))
+                await source.commit()
+            except Unavailable as err:
+                await wait_out(err, log, "push decision")
+
     async def decide(self, records: Sequence[EventRecord]) -> None:
         """The push requests for a batch of stored events, in log order, written to the log.
         A failure of one event costs only that event's pushes (logged)."""
@@ -85,6 +97,8 @@ class PushDecider:
         for record in records:
             try:
                 requests += await self._for_record(record)
+            except Unavailable:
+                raise  # the store or presence is away: the batch is decided again
             except Exception:
                 log.exception("push decision for an event of %s failed", record.conv)
         if requests:

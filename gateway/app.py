@@ -12,6 +12,7 @@ from limits.aio.storage import Storage
 from delivery.fanout import Fanout
 from gateway import client_faults
 from gateway.contacts import Contacts
+from gateway.devices import DeviceRoutes
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
@@ -43,7 +44,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                 commands: LogProducer[Command], fanout: Fanout, bus: GatewayBus, attachments: Attachments,
                 limits: Limits, sessions: SessionLifetimes, ready: Ready,
                 presence: GatewayPresence | None = None, limits_storage: Storage | None = None,
-                routes: Sequence[Callable[[web.Application], None]] = ()) -> web.Application:
+                routes: Sequence[Callable[[web.Application], None]] = (), push_enabled: bool = False) -> web.Application:
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
     this gateway is the only one: it answers `locate` itself and counts rate limits in memory.
     `routes` mount what an adapter serves through the gateway (the local object store's URLs).
@@ -72,8 +73,9 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     members = MemberRoutes(store, authenticator, runner, revoker, passwords, password_attempts,
                            Limiter("report", limits.report_burst, limits.report_window_s, limits_storage),
                            Limiter("export", limits.export_burst, limits.export_window_s, limits_storage))
-    add_routes(app, auth, members, limits, ready, hub.gateway_id)
+    add_routes(app, auth, members, limits, ready, hub.gateway_id, push_enabled)
     SessionRoutes(logins, authenticator, store, passwords, password_attempts, per_ip).mount(app)
+    DeviceRoutes(store, store, authenticator, fanout, push_enabled=push_enabled).mount(app)
     register_admin(app, AdminService(store, runner, revoker), authenticator, openapi.document)
     follower = RevocationFollower(store, hub, sessions.revocation_poll_s)
     UploadRoutes(store, attachments, authenticator, limits,

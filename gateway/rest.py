@@ -224,7 +224,8 @@ class MemberRoutes:
                                                           self._passwords, who, body.password))
 
 
-def capabilities(limits: Limits) -> dict[str, Any]:
+def capabilities(limits: Limits, push: bool = False) -> dict[str, Any]:
+    """`push`: a push provider is configured (devices may register)."""
     return {
         "version": __version__,
         "protocol": 1,
@@ -239,7 +240,7 @@ def capabilities(limits: Limits) -> dict[str, Any]:
             "room_passwords": True, "edit": True, "delete": True, "reactions": True,
             "read_receipts": True, "typing": True, "sync": True,
             # Presence events are sent by every gateway (gateway/contacts.py), so this is true.
-            "attachments": True, "presence": True, "calls": False, "push": False,
+            "attachments": True, "presence": True, "calls": False, "push": push,
             "reports": True, "data_export": True, "account_deletion": True,
             "profiles": True, "directory": True, "thumbnails": True, "delivered_receipts": True,
         },
@@ -250,8 +251,8 @@ def capabilities(limits: Limits) -> dict[str, Any]:
 
 
 def add_routes(app: web.Application, auth: AuthRoutes, members: MemberRoutes, limits: Limits, ready: Ready,
-               gateway_id: str) -> None:
-    caps = capabilities(limits)
+               gateway_id: str, push: bool = False) -> None:
+    caps = capabilities(limits, push)
 
     async def get_capabilities(_: web.Request) -> web.Response:
         return web.json_response(caps)

@@ -213,6 +213,10 @@ class Settings:
     apns_topic: str | None = None
     #: Apple's development environment (apps signed for development) instead of production.
     apns_sandbox: bool = False
+    #: Where to send instead of the providers' own hosts (an egress proxy, or the test stand-ins):
+    #: FCM's base URL, and APNs' host:port. None: Google's and Apple's.
+    fcm_endpoint: str | None = None
+    apns_endpoint: str | None = None
     #: The longest wait for a provider's answer to one send (an APNs send can wait forever).
     push_send_timeout_s: float = 10.0
     #: Sends of one push in all, the first included, before it is dead-lettered.
@@ -358,6 +362,8 @@ class Settings:
             "apns_team_id": apns["PARLEY_APNS_TEAM_ID"],
             "apns_topic": apns["PARLEY_APNS_TOPIC"],
             "apns_sandbox": _env_bool("PARLEY_APNS_SANDBOX", cls.apns_sandbox),
+            "fcm_endpoint": os.environ.get("PARLEY_FCM_ENDPOINT") or None,
+            "apns_endpoint": os.environ.get("PARLEY_APNS_ENDPOINT") or None,
             "push_send_timeout_s": push_send_timeout_s,
             "push_retry_attempts": push_retry_attempts,
             "push_looking_window_s": push_looking_window_s,

@@ -17,6 +17,7 @@ import msgspec
 
 from parley.frames import ConvView, Message, encode
 from parley.profiles import Profile
+from parley.records import NotifySettings
 
 # ---- events --------------------------------------------------------------------------------
 
@@ -175,10 +176,19 @@ class Resync(Event, tag="resync", omit_defaults=True):
     conv: str | None = None
 
 
+class NotifySettingsChanged(Event, tag="notify.settings"):
+    """The user changed a notification setting (on any device; sent to all of their sessions):
+    `conv` null is the account default; `settings` null: the conversation follows it again."""
+
+    conv: str | None
+    settings: NotifySettings | None
+
+
 AnyEvent = Union[
     MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, DeliveredReceipt, UserTyping,
     MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
     ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated,
+    NotifySettingsChanged,
 ]
 
 #: `{"type":...}` becomes `{"op":"event","type":...}`: msgspec writes a tag before any field.

@@ -11,6 +11,9 @@ PUSH_DEAD = "parley.push.dead"
 
 CHAT_CORE_GROUP = "parley.chat-core"
 DELIVERY_GROUP = "parley.delivery"
+#: The push role's two consumers: the decision reads the events, the sender the push requests.
+PUSH_DECISION_GROUP = "parley.push-decision"
+PUSH_GROUP = "parley.push-sender"
 
 # ---- NATS ----------------------------------------------------------------------------------
 GATEWAY_SUBJECT_PREFIX = "parley.gw."

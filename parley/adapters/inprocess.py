@@ -52,6 +52,21 @@ class InProcessLog(Generic[T]):
         """Nothing to do: the batch's effects are in the store before this is called."""
 
 
+class Tee(Generic[T]):
+    """One producer that publishes to several in-process logs: the event log for delivery and
+    for the push decision, each with its own consumer (Kafka gives each its consumer group)."""
+
+    def __init__(self, *logs: InProcessLog[T]) -> None:
+        self._logs = logs
+
+    async def publish(self, item: T) -> None:
+        await self.publish_many((item,))
+
+    async def publish_many(self, items: Sequence[T]) -> None:
+        for log in self._logs:
+            await log.publish_many(items)
+
+
 Handler = Callable[[GatewayMessage], None]
 
 
