@@ -44,10 +44,6 @@ TRACKED_MAX = 200_000
 MESSAGE_PLATFORMS: frozenset[str] = frozenset({"fcm", "apns"})
 
 
-class PushStore(MessageStore, AccountStore, SessionStore, DeviceStore, Protocol):
-    """The store concerns a decision reads."""
-
-
 class _Head(msgspec.Struct):
     """The type of an event frame, read before decoding the events the decision takes."""
 
@@ -67,6 +63,27 @@ class _Bounded(OrderedDict[tuple[str, str], int]):
         self.move_to_end(key)
         if len(self) > TRACKED_MAX:
             self.popitem(last=False)
+
+
+class DevicesAndLogins(AccountStore, SessionStore, DeviceStore, Protocol):
+    """The store concerns that tell which devices are still reachable."""
+
+
+class PushStore(MessageStore, DevicesAndLogins, Protocol):
+    """The store concerns a decision reads."""
+
+
+async def reachable_devices(store: DevicesAndLogins, user: str, now_ms: int) -> list[Device]:
+    """The user's devices whose login is still alive; the others are deleted on the way (the
+    login ended by logout, revocation or expiry, and a device ends with it)."""
+    devices = await store.devices(user)
+    if not devices:
+        return []
+    families, account = await asyncio.gather(store.session_families(user), store.account(user))
+    keep, ended = live_devices(devices, frozenset(f.id for f in families if family_alive(f, account, now_ms)))
+    for device in ended:
+        await store.delete_device(user, device.id)
+    return keep
 
 
 class PushDecider:
@@ -158,18 +175,10 @@ class PushDecider:
                 for d in devices if d.platform in MESSAGE_PLATFORMS]
 
     async def _reach(self, user: str) -> tuple[list[Device], int]:
-        """The user's devices of logins still alive (deleting the others) and their badge."""
-        devices, families, account, convs = await asyncio.gather(
-            self._store.devices(user), self._store.session_families(user), self._store.account(user),
-            self._store.conv_list(user))
-        if not devices:
-            return [], 0
-        now_ms = int(self._clock() * 1000)
-        alive = frozenset(f.id for f in families if family_alive(f, account, now_ms))
-        keep, ended = live_devices(devices, alive)
-        for device in ended:  # the login ended (logout, revocation, expiry): so did the device
-            await self._store.delete_device(user, device.id)
-        return keep, unread_total((c, m) for c, m, _ in convs)
+        """The user's devices of logins still alive and their badge."""
+        devices, convs = await asyncio.gather(reachable_devices(self._store, user, int(self._clock() * 1000)),
+                                              self._store.conv_list(user))
+        return devices, unread_total((c, m) for c, m, _ in convs) if devices else 0
 
     async def _title(self, sender: str, conv_title: str | None) -> str:
         accounts = await self._store.accounts([sender])

@@ -13,6 +13,7 @@ from aiohttp import web
 from msgspec import Meta
 
 from delivery.fanout import Fanout
+from delivery.push_decider import DevicesAndLogins, reachable_devices
 from moderation.admin.routes import bearer_token, decode_body, json_response
 from parley.accounts import Authenticator, Principal, now_ms
 from parley.errors import Forbidden, NotFound
@@ -59,9 +60,10 @@ def _view(device: Device, who: Principal) -> DeviceView:
 
 
 class DeviceRoutes:
-    def __init__(self, devices: DeviceStore, messages: MessageStore, auth: Authenticator, fanout: Fanout, *,
+    def __init__(self, store: DevicesAndLogins, messages: MessageStore, auth: Authenticator, fanout: Fanout, *,
                  push_enabled: bool) -> None:
-        self._devices = devices
+        self._store = store
+        self._devices: DeviceStore = store
         self._messages = messages
         self._auth = auth
         self._fanout = fanout
@@ -86,7 +88,8 @@ class DeviceRoutes:
 
     async def list(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))
-        return json_response({"devices": [_view(d, who) for d in await self._devices.devices(who.user_id)]})
+        found = await reachable_devices(self._store, who.user_id, now_ms())
+        return json_response({"devices": [_view(d, who) for d in found]})
 
     async def delete(self, request: web.Request) -> web.Response:
         who = await self._auth.principal(bearer_token(request))

@@ -89,6 +89,18 @@ class DeviceRateLimit:
         return admitted
 
 
+class LoggedDeadLetters:
+    """The dead letters of `parley dev`, which has no log to keep them: logged, one line each."""
+
+    async def publish(self, item: DeadLetter) -> None:
+        await self.publish_many((item,))
+
+    async def publish_many(self, items: Sequence[DeadLetter]) -> None:
+        for letter in items:
+            log.warning("push to device %s of %s dead after %d attempts: %s", letter.request.device_id,
+                        letter.request.user, letter.attempts, letter.reason)
+
+
 class PushWorker:
     def __init__(self, source: LogConsumer[PushRequest], pushkins: Mapping[Provider, Pushkin], policy: RetryPolicy,
                  devices: DeviceStore, dead: LogProducer[DeadLetter], marks: SentMarks, limit: DeviceRateLimit, *,
