@@ -1,7 +1,7 @@
 """`parley up`: the scale-out topology on one machine, for people who want the real thing.
 
 It starts the brokers from installed packages (tansu for Kafka, nats-server, redis-server),
-then 2 chat-core and 2 delivery workers, then 2 gateways sharing one port (SO_REUSEPORT, so
+then 2 chat-core and 2 delivery workers (and a push worker when push is configured), then 2 gateways sharing one port (SO_REUSEPORT, so
 clients land on either), each a `parley run ROLE` child process. `/healthz` on the port answers
 once every role is ready. A child that dies is started again (as Kubernetes would); SIGTERM or
 Ctrl-C stops the gateways first (clients are told 4009), then the workers, then the brokers.
@@ -32,8 +32,10 @@ from parley.app.stores import open_store
 
 log = logging.getLogger("parley.app.up")
 
-#: Processes per role; the gateways share the public port.
-REPLICAS = {"chat-core": 2, "delivery": 2, "gateway": 2}
+#: Processes per role; the gateways share the public port. The push role runs only when a push
+#: provider is configured (PARLEY_FCM_CREDENTIALS or PARLEY_APNS_*).
+REPLICAS = {"chat-core": 2, "delivery": 2, "push": 1, "gateway": 2}
+WORKER_ROLES = ("chat-core", "delivery", "push")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RESTART_BACKOFF_S = 1.0
@@ -82,7 +84,8 @@ class Topology:
             "PARLEY_NATS_URL": self.brokers["nats"].url,
             "PARLEY_REDIS_URL": self.brokers["redis"].url + "/0",
         }
-        for role in ("chat-core", "delivery"):
+        workers = WORKER_ROLES if Settings.from_env().push_configured else ("chat-core", "delivery")
+        for role in workers:
             for n in range(1, REPLICAS[role] + 1):
                 self.children.append(self._child(f"{role}-{n}", role, free_port(), env))
         for n in range(1, REPLICAS["gateway"] + 1):
@@ -187,7 +190,7 @@ class Topology:
         self.stopping = True
         # Gateways first (clients hear 4009 and reconnect elsewhere), then the workers finish
         # what they took and leave their groups, then the brokers.
-        for role in ("gateway", "chat-core", "delivery"):
+        for role in ("gateway", *WORKER_ROLES):
             group = [c for c in self.children if c.role == role]
             for child in group:
                 child.process.send_signal(signal.SIGTERM)
