@@ -27,7 +27,7 @@ from parley.app.embedded import build_app
 from parley.config import Settings
 from parley.limits import Limits
 from parley.sdk import AppTransport, Client, register
-from push.worker import SENT, STORED_TO_PROVIDER
+from push.worker import DUPLICATES, RATE_LIMITED, RETRIED, SENT, STORED_TO_PROVIDER
 
 BASE_URL = "http://parley.in-process"
 
@@ -86,6 +86,8 @@ async def bench(where: dict[str, Any], standin: psutil.Process, *, members: int,
                 sent = SENT.labels("fcm")._value.get() - sent0
                 return {"asked_pushes_per_s": rate, "members": members, "messages": messages,
                         "pushes_sent": int(sent), "pushes_per_s": round(sent / elapsed),
+                        "retried": RETRIED._value.get(), "rate_limited": RATE_LIMITED._value.get(),
+                        "duplicates_skipped": DUPLICATES._value.get(),
                         "p50_s": quantile(0.5, before), "p99_s": quantile(0.99, before),
                         "process_cpu": f"{100 * (sum(me.cpu_times()[:2]) - cpu0) / elapsed:.0f}%",
                         "standin_cpu": f"{100 * (sum(standin.cpu_times()[:2]) - standin0) / elapsed:.0f}%"}
