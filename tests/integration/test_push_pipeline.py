@@ -105,7 +105,11 @@ async def test_mentions_only_muted_and_previews_off(start: Start, fcm_standin: F
     async with await Client.connect(BASE_URL, alice, transport=app) as a:
         loud = (await a.request("conv.create", kind="group", title="Loud", members=[bob.user_id]))["conv"]["id"]
         muted = (await a.request("conv.create", kind="group", title="Muted", members=[bob.user_id]))["conv"]["id"]
-        assert (await call(app, "PUT", "/v1/me/notifications", bob, {"level": "mentions", "previews": False}))[0] == 200
+        async with await Client.connect(BASE_URL, bob, transport=app) as laptop:  # settings sync to every session
+            assert (await call(app, "PUT", "/v1/me/notifications", bob,
+                               {"level": "mentions", "previews": False}))[0] == 200
+            synced = await laptop.next_event("notify.settings")
+            assert synced["conv"] is None and synced["settings"]["level"] == "mentions"
         status, _ = await call(app, "PUT", f"/v1/convs/{muted}/notifications", bob,
                                {"level": "all", "mute_until": 2**62})
         assert status == 200
