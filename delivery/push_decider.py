@@ -22,7 +22,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 
@@ -32,7 +32,7 @@ from parley.frames import Message
 from parley.backoff import wait_out
 from parley.errors import Unavailable
 from parley.ports import AccountStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence, SessionStore
-from parley.records import Device, EventRecord
+from parley.records import Device, EventRecord, NotifySettings
 from push.decision import Recipient, live_devices, push_recipients, settings_for, unread_total
 from push.notification import Platform, PushKind, PushRequest
 
@@ -40,6 +40,10 @@ log = logging.getLogger(__name__)
 
 #: (member, conversation) pairs remembered for "last read" and "pushed, not cleared".
 TRACKED_MAX = 200_000
+#: How long the decision keeps a member's settings and reachable devices: a busy conversation
+#: asks for the same members' many times a second. A change (a new device, a mute, a logout)
+#: applies within this time.
+MEMBER_CACHE_S = 2.0
 #: Which platforms take which pushes: a PushKit (VoIP) token takes calls only.
 MESSAGE_PLATFORMS: frozenset[str] = frozenset({"fcm", "apns"})
 
@@ -96,6 +100,8 @@ class PushDecider:
         self._clock = clock
         self._last_read = _Bounded()
         self._pushed = _Bounded()
+        self._settings: dict[str, tuple[float, dict[str, NotifySettings]]] = {}
+        self._devices: dict[str, tuple[float, list[Device]]] = {}
 
     async def run(self, source: LogConsumer[EventRecord], batch_max: int = 1024) -> None:
         """Decides each batch of the event log, then commits it: what was not committed is
@@ -141,7 +147,7 @@ class PushDecider:
             return []
         blocked, stored, located = await asyncio.gather(
             self._store.block_peers(message.sender),
-            asyncio.gather(*(self._store.notify_settings(u) for u in candidates)),
+            asyncio.gather(*(self._member_settings(u) for u in candidates)),
             self._presence.locate(candidates))
         online = {u for users in located.values() for u in users}
         chosen = push_recipients(
@@ -176,14 +182,40 @@ class PushDecider:
 
     async def _reach(self, user: str) -> tuple[list[Device], int]:
         """The user's devices of logins still alive and their badge."""
-        devices, convs = await asyncio.gather(reachable_devices(self._store, user, int(self._clock() * 1000)),
-                                              self._store.conv_list(user))
-        return devices, unread_total((c, m) for c, m, _ in convs) if devices else 0
+        devices = await self._member_devices(user)
+        if not devices:
+            return [], 0
+        return devices, unread_total((c, m) for c, m, _ in await self._store.conv_list(user))
+
+    async def _member_settings(self, user: str) -> dict[str, NotifySettings]:
+        now = self._clock()
+        cached = self._settings.get(user)
+        if cached is None or cached[0] < now:
+            cached = (now + MEMBER_CACHE_S, await self._store.notify_settings(user))
+            self._settings[user] = cached
+            _forget_expired(self._settings, now)
+        return cached[1]
+
+    async def _member_devices(self, user: str) -> list[Device]:
+        now = self._clock()
+        cached = self._devices.get(user)
+        if cached is None or cached[0] < now:
+            cached = (now + MEMBER_CACHE_S, await reachable_devices(self._store, user, int(now * 1000)))
+            self._devices[user] = cached
+            _forget_expired(self._devices, now)
+        return cached[1]
 
     async def _title(self, sender: str, conv_title: str | None) -> str:
         accounts = await self._store.accounts([sender])
         name = (accounts[0].display_name or accounts[0].username) if accounts else sender
         return f"{name} in {conv_title}" if conv_title else name
+
+
+def _forget_expired(cache: dict[str, tuple[float, Any]], now: float) -> None:
+    """Drops expired entries once the cache is past TRACKED_MAX, so it stays bounded."""
+    if len(cache) > TRACKED_MAX:
+        for key in [k for k, (until, _) in cache.items() if until < now]:
+            del cache[key]
 
 
 def _request(device: Device, conv: str, seq: int, kind: PushKind, *, badge: int, title: str | None = None,
