@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
 
 from parley.records import ConvRow, Device, MemberRow, NotifySettings
 
-Level = Literal["all", "mentions", "none"]
-LEVELS: tuple[Level, ...] = ("all", "mentions", "none")
 #: The account-wide scope of `DeviceStore.notify_settings`.
 ACCOUNT_SCOPE = ""
 DEFAULT_SETTINGS = NotifySettings()

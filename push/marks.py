@@ -15,8 +15,8 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-#: Redis keys of sent pushes: this prefix + the dedup key.
-SENT_KEY_PREFIX = "parley:push:sent:"
+from parley.topics import PUSH_SENT_PREFIX
+
 #: The in-memory marks kept at most (oldest dropped first).
 MEMORY_MARKS_MAX = 1_000_000
 
@@ -53,7 +53,7 @@ class RedisSentMarks:
     async def sent(self, keys: Sequence[str]) -> list[bool]:
         if not keys:
             return []
-        found = await self._redis.mget([SENT_KEY_PREFIX + k for k in keys])
+        found = await self._redis.mget([PUSH_SENT_PREFIX + k for k in keys])
         return [v is not None for v in found]
 
     async def mark(self, keys: Sequence[str]) -> None:
@@ -61,5 +61,5 @@ class RedisSentMarks:
             return
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.set(SENT_KEY_PREFIX + key, b"1", ex=self._ttl_s)
+                pipe.set(PUSH_SENT_PREFIX + key, b"1", ex=self._ttl_s)
             await pipe.execute()
