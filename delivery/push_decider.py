@@ -9,10 +9,13 @@ consumer sees all of a conversation's events): when each member last read each c
 a restart the first is empty (a member who is reading may get one push) and the second too (a
 read then clears nothing: the next message's push carries the right badge).
 
-Calls: parley/events.py has no call events yet (`call.ringing`, `call.ended`). The hook is
-`PushDecider._for_record`: a `call.ringing` event becomes a `call` PushRequest to each callee's
-devices (apns_voip included; `call_id`, `call_media`), `call.ended` a `call_cancel` with the
-same call id. The payload builders and providers handle both kinds already.
+Calls: `call.ringing` rings each callee's phones whether or not they are looking (FCM: a
+high-priority data message; iOS: the PushKit token, or the ordinary one when the user has none);
+the callee answering or declining (`call.accepted`, `call.declined`) stops their phones, and the
+ring ending (`call.ringing` with nobody left ringing, `call.ended`) stops everyone's still
+ringing, with a `call_cancel` push of the same call. The call events are decoded here from the
+wire (only the fields used), so this works with parley/events.py's call events where they
+exist (the calls branch) and is inert where they do not. Missed calls are not pushed.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from parley.errors import Unavailable
 from parley.ports import AccountStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence, SessionStore
 from parley.records import Device, EventRecord, NotifySettings
 from push.decision import Recipient, live_devices, push_recipients, settings_for, unread_total
-from push.notification import Platform, PushKind, PushRequest
+from push.notification import CallMedia, Platform, PushKind, PushRequest
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,21 @@ class _Head(msgspec.Struct):
 _head = msgspec.json.Decoder(_Head)
 _message_new = msgspec.json.Decoder(MessageNew)
 _read = msgspec.json.Decoder(ReadReceipt)
+
+
+class _CallEvent(msgspec.Struct):
+    """The fields of the call events (`call.*`, calls/state.py) the decision reads."""
+
+    call: str
+    conv: str
+    type: str
+    media: str | None = None
+    initiator: str | None = None
+    ringing: list[str] = []
+    user: str | None = None
+
+
+_call_event = msgspec.json.Decoder(_CallEvent)
 
 
 class _Bounded(OrderedDict[tuple[str, str], int]):
@@ -101,6 +119,8 @@ class PushDecider:
         self._last_read = _Bounded()
         self._pushed = _Bounded()
         self._settings: dict[str, tuple[float, dict[str, NotifySettings]]] = {}
+        #: Calls ringing by push: call id -> the users whose phones were rung.
+        self._ringing: OrderedDict[str, set[str]] = OrderedDict()
         self._devices: dict[str, tuple[float, list[Device]]] = {}
 
     async def run(self, source: LogConsumer[EventRecord], batch_max: int = 1024) -> None:
@@ -134,7 +154,35 @@ class PushDecider:
         if kind == "read":
             read = _read.decode(record.frame)
             return await self.clear_pushes(read.user, read.conv)
+        if kind.startswith("call."):
+            return await self.call_pushes(_call_event.decode(record.frame))
         return []
+
+    async def call_pushes(self, event: _CallEvent) -> list[PushRequest]:
+        """A ring for the callees' phones, or its cancel for those no longer ringing."""
+        if event.type == "call.ringing" and event.ringing:
+            callees = [u for u in event.ringing if u != event.initiator]
+            self._ringing[event.call] = set(callees)
+            while len(self._ringing) > TRACKED_MAX:
+                self._ringing.popitem(last=False)
+            title = await self._title(event.initiator or "", None)
+            media: CallMedia = "video" if event.media == "video" else "audio"
+            return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
+                                conv=event.conv, seq=0, kind="call", title=title, call_id=event.call,
+                                call_media=media, decided_ms=int(self._clock() * 1000))
+                    for user in callees for d in _ringable(await self._member_devices(user))]
+        if event.type in ("call.accepted", "call.declined") and event.user is not None:
+            rung = self._ringing.get(event.call, set())
+            stop = {event.user} & rung
+            rung -= stop
+        elif event.type in ("call.ringing", "call.ended"):  # nobody rings any more
+            stop = self._ringing.pop(event.call, set())
+        else:
+            return []
+        now_ms = int(self._clock() * 1000)
+        return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
+                            conv=event.conv, seq=0, kind="call_cancel", call_id=event.call, decided_ms=now_ms)
+                for user in sorted(stop) for d in _ringable(await self._member_devices(user))]
 
     async def message_pushes(self, message: Message) -> list[PushRequest]:
         found = await self._store.conv_members(message.conv)
@@ -211,6 +259,17 @@ class PushDecider:
         return f"{name} in {conv_title}" if conv_title else name
 
 
+def _platform(device: Device) -> Platform:
+    return "apns_voip" if device.platform == "apns_voip" else "apns" if device.platform == "apns" else "fcm"
+
+
+def _ringable(devices: list[Device]) -> list[Device]:
+    """The devices a call rings: Android's, and an iPhone's PushKit token (its ordinary token
+    only when it registered none: iOS then shows an alert instead of the call screen)."""
+    voip = any(d.platform == "apns_voip" for d in devices)
+    return [d for d in devices if d.platform != "apns" or not voip]
+
+
 def _forget_expired(cache: dict[str, tuple[float, Any]], now: float) -> None:
     """Drops expired entries once the cache is past TRACKED_MAX, so it stays bounded."""
     if len(cache) > TRACKED_MAX:
@@ -221,8 +280,7 @@ def _forget_expired(cache: dict[str, tuple[float, Any]], now: float) -> None:
 def _request(device: Device, conv: str, seq: int, kind: PushKind, *, badge: int, title: str | None = None,
              body: str | None = None, previews: bool = True, stored_ms: int | None = None,
              decided_ms: int) -> PushRequest:
-    platform: Platform = "apns" if device.platform == "apns" else "fcm"
-    return PushRequest(user=device.user_id, device_id=device.id, platform=platform, token=device.token,
+    return PushRequest(user=device.user_id, device_id=device.id, platform=_platform(device), token=device.token,
                        app_id=device.app_id, conv=conv, seq=seq, kind=kind,
                        title=title, body=body, badge=badge, previews=previews,
                        priority="normal" if kind == "clear" else "high", stored_ms=stored_ms, decided_ms=decided_ms)

@@ -55,8 +55,9 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True):
     decided_ms: int | None = None
 
     def dedup_key(self) -> str:
-        """One push per device, conversation, seq and kind: a redelivered request is not sent twice."""
-        return f"{self.device_id}:{self.conv}:{self.seq}:{self.kind}"
+        """One push per device, conversation, seq, kind and call: a redelivered request is not
+        sent twice."""
+        return f"{self.device_id}:{self.conv}:{self.seq}:{self.kind}:{self.call_id or ''}"
 
 
 class Sent(msgspec.Struct, frozen=True):

@@ -53,10 +53,10 @@ UNLIMITED_KINDS = frozenset({"call", "call_cancel", "clear"})
 
 
 def collapse(requests: Sequence[PushRequest]) -> list[PushRequest]:
-    """One request per device, conversation and kind: the one with the highest seq."""
-    newest: dict[tuple[str, str, str], PushRequest] = {}
+    """One request per device, conversation, kind (and call): the one with the highest seq."""
+    newest: dict[tuple[str, str, str, str | None], PushRequest] = {}
     for request in requests:
-        key = (request.device_id, request.conv, request.kind)
+        key = (request.device_id, request.conv, request.kind, request.call_id)
         if key not in newest or request.seq > newest[key].seq:
             newest[key] = request
     return list(newest.values())
