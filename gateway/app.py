@@ -15,6 +15,7 @@ from gateway import client_faults
 from gateway import openapi as client_openapi
 from gateway.calls import CallJoins, CallRoutes
 from gateway.contacts import Contacts
+from gateway.devices import DeviceRoutes
 from gateway.commands import CommandRunner
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
@@ -51,7 +52,7 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
                 limits: Limits, sessions: SessionLifetimes, ready: Ready,
                 presence: GatewayPresence | None = None, limits_storage: Storage | None = None,
                 calls: JoinMinter | None = None,
-                routes: Sequence[Callable[[web.Application], None]] = ()) -> web.Application:
+                routes: Sequence[Callable[[web.Application], None]] = (), push_enabled: bool = False) -> web.Application:
     """`presence` and `limits_storage` are the shared (Redis) ones when scaled out; without them
     this gateway is the only one: it answers `locate` itself and counts rate limits in memory.
     `calls`: LiveKit's join minter (None: calls off). `routes` mount what an adapter or another
@@ -89,8 +90,10 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     call_routes = CallRoutes(authenticator, runner, hub.call_joins)
     call_routes.mount(app)
     add_routes(app, auth, members, limits, ready, hub.gateway_id,
-               CallCapabilities(calls=False) if calls is None else calls.capabilities(), call_routes.ice_servers)
+               CallCapabilities(calls=False) if calls is None else calls.capabilities(), call_routes.ice_servers,
+               push_enabled)
     SessionRoutes(logins, authenticator, store, passwords, password_attempts, per_ip).mount(app)
+    DeviceRoutes(store, store, authenticator, fanout, push_enabled=push_enabled).mount(app)
     register_admin(app, AdminService(store, runner, revoker), authenticator, openapi.document)
     follower = RevocationFollower(store, hub, sessions.revocation_poll_s)
     PrivacyRoutes(store, authenticator, Limiter("privacy", *limits.rate("settings"), limits_storage)).mount(app)

@@ -225,7 +225,8 @@ class MemberRoutes:
                                                           self._passwords, who, body.password))
 
 
-def capabilities(limits: Limits, calls: CallCapabilities) -> dict[str, Any]:
+def capabilities(limits: Limits, calls: CallCapabilities, push: bool = False) -> dict[str, Any]:
+    """`push`: a push provider is configured (devices may register)."""
     return {
         "version": __version__,
         "protocol": 1,
@@ -241,7 +242,7 @@ def capabilities(limits: Limits, calls: CallCapabilities) -> dict[str, Any]:
             "room_passwords": True, "edit": True, "delete": True, "reactions": True,
             "read_receipts": True, "typing": True, "sync": True,
             # Presence events are sent by every gateway (gateway/contacts.py), so this is true.
-            "attachments": True, "presence": True, "calls": calls.calls, "push": False,
+            "attachments": True, "presence": True, "calls": calls.calls, "push": push,
             "reports": True, "data_export": True, "account_deletion": True,
             "profiles": True, "directory": True, "thumbnails": True, "delivered_receipts": True,
         },
@@ -254,10 +255,10 @@ def capabilities(limits: Limits, calls: CallCapabilities) -> dict[str, Any]:
 
 def add_routes(app: web.Application, auth: AuthRoutes, members: MemberRoutes, limits: Limits, ready: Ready,
                gateway_id: str, calls: CallCapabilities,
-               ice_servers: Callable[[web.Request], Awaitable[list[Any] | None]]) -> None:
+               ice_servers: Callable[[web.Request], Awaitable[list[Any] | None]], push: bool = False) -> None:
     """`ice_servers`: the caller's, for a capabilities request with a token (TURN credentials are
-    per user); None without."""
-    caps = capabilities(limits, calls)
+    per user); None without. `push`: a push provider is configured."""
+    caps = capabilities(limits, calls, push)
 
     async def get_capabilities(request: web.Request) -> web.Response:
         personal = await ice_servers(request)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,24 @@ async def bench(args: argparse.Namespace, where: dict[str, Any], standin: psutil
                       timeout_s=args.timeout) for provider in args.provider]
 
 
+@contextlib.contextmanager
+def standins() -> Iterator[tuple[dict[str, Any], psutil.Process]]:
+    """Both stand-ins in a process of their own: where they are, and the process (for its CPU)."""
+    with tempfile.TemporaryDirectory() as directory:
+        child = subprocess.Popen([sys.executable, "-m", "tests.push_standins", directory], cwd=ROOT,
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None
+            where = json.loads(child.stdout.readline())
+            # firebase-admin's HTTP client takes no CA of its own: httpx reads SSL_CERT_FILE.
+            os.environ["SSL_CERT_FILE"] = where["ca"]
+            yield where, psutil.Process(child.pid)
+        finally:
+            assert child.stdin is not None
+            child.stdin.close()
+            child.wait(10)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(prog="python -m loadtests.push_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,20 +128,9 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=4, help="send calls at once (default 4)")
     p.add_argument("--timeout", type=float, default=10.0, help="the pushkins' send timeout, s (default 10)")
     args = p.parse_args()
-    with tempfile.TemporaryDirectory() as directory:
-        child = subprocess.Popen([sys.executable, "-m", "tests.push_standins", directory], cwd=ROOT,
-                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert child.stdout is not None
-            where = json.loads(child.stdout.readline())
-            # firebase-admin's HTTP client takes no CA of its own: httpx reads SSL_CERT_FILE.
-            os.environ["SSL_CERT_FILE"] = where["ca"]
-            import uvloop
-            results = uvloop.run(bench(args, where, psutil.Process(child.pid)))
-        finally:
-            assert child.stdin is not None
-            child.stdin.close()
-            child.wait(10)
+    with standins() as (where, standin):
+        import uvloop
+        results = uvloop.run(bench(args, where, standin))
     print(f"push bench: {args.count} message pushes per provider, batches of {args.batch}, "
           f"{args.concurrency} at once, stand-ins in their own process")
     print("| provider | pushes | pushes/s | client CPU | stand-in CPU | outcomes |")

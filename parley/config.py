@@ -216,6 +216,10 @@ class Settings:
     apns_topic: str | None = None
     #: Apple's development environment (apps signed for development) instead of production.
     apns_sandbox: bool = False
+    #: Where to send instead of the providers' own hosts (an egress proxy, or the test stand-ins):
+    #: FCM's base URL, and APNs' host:port. None: Google's and Apple's.
+    fcm_endpoint: str | None = None
+    apns_endpoint: str | None = None
     #: The longest wait for a provider's answer to one send (an APNs send can wait forever).
     push_send_timeout_s: float = 10.0
     #: Sends of one push in all, the first included, before it is dead-lettered.
@@ -223,6 +227,15 @@ class Settings:
     #: `parley admin loadtest-users` may create accounts in bulk (PARLEY_ALLOW_LOADTEST_USERS=1):
     #: off by default, for load-test instances only (docs/loadtesting.md).
     allow_loadtest_users: bool = False
+    #: A member with a live session that read the conversation this recently is looking at it:
+    #: no push (issue 14; Mattermost uses the same idea).
+    push_looking_window_s: float = 20.0
+    #: Message pushes per device per minute at most; more in a minute are dropped (a later push
+    #: of the conversation replaces them on the phone anyway). Calls and clears are never dropped.
+    push_device_per_minute: int = 30
+    #: How long a sent push is remembered by (device, conversation, seq, kind), so that a worker
+    #: that restarts mid-batch does not send it again.
+    push_dedup_ttl_s: int = 86400
 
     @property
     def push_configured(self) -> bool:
@@ -337,6 +350,12 @@ class Settings:
         fcm_credentials = os.environ.get("PARLEY_FCM_CREDENTIALS")
         push_send_timeout_s = _env_float("PARLEY_PUSH_SEND_TIMEOUT_S", cls.push_send_timeout_s)
         push_retry_attempts = _env_int("PARLEY_PUSH_RETRY_ATTEMPTS", cls.push_retry_attempts)
+        push_looking_window_s = _env_float("PARLEY_PUSH_LOOKING_WINDOW_S", cls.push_looking_window_s)
+        push_device_per_minute = _env_int("PARLEY_PUSH_DEVICE_PER_MINUTE", cls.push_device_per_minute)
+        push_dedup_ttl_s = _env_int("PARLEY_PUSH_DEDUP_TTL_S", cls.push_dedup_ttl_s)
+        if push_looking_window_s < 0 or push_device_per_minute < 1 or push_dedup_ttl_s < 1:
+            raise ValueError("PARLEY_PUSH_LOOKING_WINDOW_S must be 0 or more, PARLEY_PUSH_DEVICE_PER_MINUTE and "
+                             "PARLEY_PUSH_DEDUP_TTL_S at least 1")
         if push_send_timeout_s <= 0 or push_retry_attempts < 1:
             raise ValueError("PARLEY_PUSH_SEND_TIMEOUT_S must be above 0 and PARLEY_PUSH_RETRY_ATTEMPTS at least 1")
         base: dict[str, object] = {
@@ -384,9 +403,14 @@ class Settings:
             "apns_team_id": apns["PARLEY_APNS_TEAM_ID"],
             "apns_topic": apns["PARLEY_APNS_TOPIC"],
             "apns_sandbox": _env_bool("PARLEY_APNS_SANDBOX", cls.apns_sandbox),
+            "fcm_endpoint": os.environ.get("PARLEY_FCM_ENDPOINT") or None,
+            "apns_endpoint": os.environ.get("PARLEY_APNS_ENDPOINT") or None,
             "push_send_timeout_s": push_send_timeout_s,
             "push_retry_attempts": push_retry_attempts,
             "allow_loadtest_users": _env_bool("PARLEY_ALLOW_LOADTEST_USERS", cls.allow_loadtest_users),
+            "push_looking_window_s": push_looking_window_s,
+            "push_device_per_minute": push_device_per_minute,
+            "push_dedup_ttl_s": push_dedup_ttl_s,
         }
         hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
         base.update(cassandra_hosts=hosts, cassandra_port=port)

@@ -17,6 +17,7 @@ import msgspec
 
 from parley.frames import CallState, ConvView, EndReason, Media, Message, encode
 from parley.profiles import Profile
+from parley.records import NotifySettings
 
 # ---- events --------------------------------------------------------------------------------
 
@@ -248,12 +249,21 @@ class CallEnded(CallEvent, tag="call.ended", kw_only=True):
 
 AnyCallEvent = CallRinging | CallAccepted | CallDeclined | CallJoined | CallLeft | CallEnded
 
+class NotifySettingsChanged(Event, tag="notify.settings"):
+    """The user changed a notification setting (on any device; sent to all of their sessions):
+    `conv` null is the account default; `settings` null: the conversation follows it again."""
+
+    conv: str | None
+    settings: NotifySettings | None
+
+
 AnyEvent = Union[
     MessageNew, MessageEdited, MessageDeleted, Reaction, ReadReceipt, DeliveredReceipt, UserTyping,
     MemberJoined, MemberLeft, MemberUpdated, MemberMuted, MemberUnmuted, MemberBanned, MemberUnbanned,
     ConvUpdated, PinChanged, UserBlocked, UserUnblocked, PresenceChanged, Resync, UserUpdated, InviteNew,
     InviteRemoved,
     CallRinging, CallAccepted, CallDeclined, CallJoined, CallLeft, CallEnded,
+    NotifySettingsChanged,
 ]
 
 #: `{"type":...}` becomes `{"op":"event","type":...}`: msgspec writes a tag before any field.

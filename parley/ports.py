@@ -11,8 +11,9 @@ import msgspec
 
 from parley.frames import Message
 from parley.records import (
-    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, EventRecord, Facts,
-    InvitationRow, Invite, MemberRow, Mutation, Needs, RefreshToken, Report, ReportQuery, Revocation, SessionFamily,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, Device, EventRecord, Facts,
+    InvitationRow, Invite, MemberRow, Mutation, Needs, NotifySettings, RefreshToken, Report, ReportQuery, Revocation,
+    SessionFamily,
 )
 
 
@@ -262,7 +263,21 @@ class CallStore(Protocol):
         ...
 
 
-class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, SessionStore, CallStore, Protocol):
+class DeviceStore(Protocol):
+    """Push devices by user, and each user's notification settings (issue 14). A token belongs
+    to one device: registering it again replaces the device that had it, whoever owned it."""
+
+    async def register_device(self, device: Device) -> None: ...
+    async def devices(self, user_id: str) -> list[Device]: ...  # oldest first
+    async def delete_device(self, user_id: str, device_id: str) -> bool: ...  # False: the user has no such device
+    #: Scope "" is the account-wide default; any other scope is a conversation id.
+    async def notify_settings(self, user_id: str) -> dict[str, NotifySettings]: ...
+    async def put_notify_settings(self, user_id: str, scope: str, settings: NotifySettings | None) -> None:
+        """None removes the scope's settings (a conversation then follows the default)."""
+
+
+class Store(MessageStore, AccountStore, ModerationStore, AttachmentStore, SessionStore, CallStore, DeviceStore,
+            Protocol):
     """The whole store, as the composition roots open it: every concern on one database, and
     the readiness probe. A caller that needs one concern takes its port."""
 

@@ -643,3 +643,33 @@ def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -
         allow_guests=row.allow_guests,
         permissions=dict(row.permissions), pinned=list(row.pinned),
     )
+
+
+# ---- push: devices and notification settings ----------------------------------------------
+
+
+class Device(msgspec.Struct, kw_only=True, frozen=True):
+    """A phone's push token, registered by one login (session family) of one user: the login
+    ending ends the device. A token is one device: registered again by another user, it moves."""
+
+    id: str
+    user_id: str
+    family_id: str
+    #: push.notification.Platform: fcm, apns or apns_voip.
+    platform: str
+    token: str
+    #: The iOS bundle id or the Android package the token belongs to.
+    app_id: str
+    locale: str
+    created_at: int
+
+
+class NotifySettings(msgspec.Struct, kw_only=True, frozen=True):
+    """What a user wants pushed: account-wide, or for one conversation (which then wins)."""
+
+    #: all | mentions | none; in a direct conversation every message counts as a mention.
+    level: str = "all"
+    #: No pushes until this time (ms since the epoch); None: not muted.
+    mute_until: int | None = None
+    #: Off: a push says "New message" and nothing else.
+    previews: bool = True

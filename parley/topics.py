@@ -13,6 +13,9 @@ CHAT_CORE_GROUP = "parley.chat-core"
 DELIVERY_GROUP = "parley.delivery"
 #: The calls role reads `parley.events` too: ring timers and the work in LiveKit's rooms.
 CALLS_GROUP = "parley.calls"
+#: The push role's two consumers: the decision reads the events, the sender the push requests.
+PUSH_DECISION_GROUP = "parley.push-decision"
+PUSH_GROUP = "parley.push-sender"
 
 # ---- NATS ----------------------------------------------------------------------------------
 GATEWAY_SUBJECT_PREFIX = "parley.gw."
@@ -34,3 +37,4 @@ PRESENCE_KEY_PREFIX = "parley:presence:"   # + user id -> set of gateway ids
 GATEWAY_ALIVE_PREFIX = "parley:gw:"        # + gateway id -> heartbeat key with TTL
 MEMBERS_KEY_PREFIX = "parley:members:"     # + conv id -> cached member list
 RATE_LIMIT_PREFIX = "parley:rl"            # prefix handed to the `limits` Redis storage
+PUSH_SENT_PREFIX = "parley:push:sent:"     # + PushRequest.dedup_key() -> a settled push, with a TTL

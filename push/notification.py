@@ -49,6 +49,17 @@ class PushRequest(msgspec.Struct, frozen=True, kw_only=True):
     previews: bool = True
     call_id: str | None = None
     call_media: CallMedia | None = None
+    #: When the message was stored and when the push was decided (ms since the epoch): the
+    #: worker measures both to the provider's answer.
+    stored_ms: int | None = None
+    decided_ms: int | None = None
+    #: W3C traceparent of the message's trace (parley.tracing); the Kafka record carries it too.
+    trace: str | None = None
+
+    def dedup_key(self) -> str:
+        """One push per device, conversation, seq, kind and call: a redelivered request is not
+        sent twice."""
+        return f"{self.device_id}:{self.conv}:{self.seq}:{self.kind}:{self.call_id or ''}"
 
 
 class Sent(msgspec.Struct, frozen=True):

@@ -43,6 +43,15 @@ class DeadLetter(msgspec.Struct, frozen=True):
     reason: str
     attempts: int
 
+    @property
+    def conv(self) -> str:
+        """The key of `parley.push.dead` (a conversation-keyed log, like the others)."""
+        return self.request.conv
+
+    @property
+    def trace(self) -> str | None:
+        return self.request.trace
+
 
 @dataclass
 class Delivery:

@@ -13,7 +13,7 @@ from parley.config import Settings
 from push.notification import Failed, Platform, PushRequest
 from push.providers import Pushkin
 from push.providers.apns import ApnsPushkin, apns_client
-from push.providers.fcm import FcmPushkin, fcm_app
+from push.providers.fcm import FCM_ENDPOINT, FcmPushkin, fcm_app
 from push.retry import Delivery, RetryPolicy, send_with_retries
 
 Provider = Literal["fcm", "apns"]
@@ -26,11 +26,13 @@ def configured_pushkins(settings: Settings) -> dict[Provider, Pushkin]:
     inside the event loop that will send (aioapns binds to it)."""
     pushkins: dict[Provider, Pushkin] = {}
     if settings.fcm_credentials is not None:
-        pushkins["fcm"] = FcmPushkin(fcm_app(settings.fcm_credentials), timeout_s=settings.push_send_timeout_s)
+        pushkins["fcm"] = FcmPushkin(fcm_app(settings.fcm_credentials), timeout_s=settings.push_send_timeout_s,
+                                     endpoint=settings.fcm_endpoint or FCM_ENDPOINT)
     if settings.apns_key is not None:
         assert settings.apns_key_id and settings.apns_team_id and settings.apns_topic  # all four: from_env
         client = apns_client(key_path=settings.apns_key, key_id=settings.apns_key_id,
-                             team_id=settings.apns_team_id, topic=settings.apns_topic, sandbox=settings.apns_sandbox)
+                             team_id=settings.apns_team_id, topic=settings.apns_topic, sandbox=settings.apns_sandbox,
+                             endpoint=settings.apns_endpoint)
         pushkins["apns"] = ApnsPushkin(client, timeout_s=settings.push_send_timeout_s)
     return pushkins
 

@@ -55,24 +55,27 @@ class InProcessLog(Generic[T]):
 
 
 class LogTee(Generic[T]):
-    """One producer for two in-process consumers: every item to `main`, and the items `wanted`
-    picks to `side` too (the calls role's share of the events, in `parley dev`). A full side log
-    drops what it cannot take rather than stop the main one: its consumer is the one behind."""
+    """One producer for several in-process consumers: every item to `main`, and to each side log
+    the items its filter picks (every item without one): in `parley dev`, the calls role's share
+    of the events and the push decision's copy, each consumer with its own log as Kafka gives each
+    its consumer group. A full side log drops what it cannot take rather than stop the main one:
+    its consumer is the one behind."""
 
-    def __init__(self, main: InProcessLog[T], side: InProcessLog[T], wanted: Callable[[T], bool]) -> None:
-        self._main, self._side, self._wanted = main, side, wanted
+    def __init__(self, main: InProcessLog[T], *sides: tuple[InProcessLog[T], Callable[[T], bool] | None]) -> None:
+        self._main, self._sides = main, sides
 
     async def publish(self, item: T) -> None:
         await self.publish_many((item,))
 
     async def publish_many(self, items: Sequence[T]) -> None:
         await self._main.publish_many(items)
-        picked = [item for item in items if self._wanted(item)]
-        if picked:
-            try:
-                await self._side.publish_many(picked)
-            except Unavailable:
-                log.error("the side log is full: %d items not passed on", len(picked))
+        for side, wanted in self._sides:
+            picked = list(items) if wanted is None else [item for item in items if wanted(item)]
+            if picked:
+                try:
+                    await side.publish_many(picked)
+                except Unavailable:
+                    log.error("a side log is full: %d items not passed on", len(picked))
 
 
 Handler = Callable[[GatewayMessage], None]

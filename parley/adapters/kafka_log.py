@@ -53,15 +53,22 @@ def trace_headers(traceparent: str | None) -> list[tuple[str, bytes]] | None:
     return [("traceparent", traceparent.encode())] if traceparent is not None else None
 
 
+def conv_key(item: Keyed) -> str:
+    return item.conv
+
+
 class KafkaLogProducer(Generic[K]):
-    """Publishes items to one topic, keyed by `item.conv`; a publish returns once the broker
+    """Publishes items to one topic, keyed by `item.conv` (or by what `key_of` says: push
+    requests are keyed by user); a publish returns once the broker
     has acknowledged it (acks=all) or raises Unavailable within `timeout_ms`.
 
     Create it inside the running event loop (as aiokafka's clients), then `start()`."""
 
     def __init__(self, bootstrap_servers: str, topic: str, *, client_id: str, enable_idempotence: bool,
-                 timeout_ms: int = 5000, max_batch_size: int = 256 * 1024) -> None:
+                 timeout_ms: int = 5000, max_batch_size: int = 256 * 1024,
+                 key_of: Callable[[K], str] = conv_key) -> None:
         self._topic = topic
+        self._key_of = key_of
         self._timeout_s = timeout_ms / 1000
         self._healthy = True
         self._encode = msgspec.msgpack.Encoder().encode
@@ -102,7 +109,8 @@ class KafkaLogProducer(Generic[K]):
                 # its future waits for the ack. Queue all, then wait: the records share batches
                 # and round trips instead of taking one each.
                 send, topic, encode = self._producer.send, self._topic, self._encode
-                acks = [await send(topic, encode(item), key=item.conv.encode(), headers=trace_headers(item.trace))
+                key_of = self._key_of
+                acks = [await send(topic, encode(item), key=key_of(item).encode(), headers=trace_headers(item.trace))
                         for item in items]
                 for failed in await asyncio.gather(*acks, return_exceptions=True):
                     if isinstance(failed, BaseException):

@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--trace", metavar="FILE", help="trace every request and message: each span as a JSON line "
                                                      "in FILE (no collector needed; OTEL_* variables otherwise)")
     run = sub.add_parser("run", help="run one role of the scale-out topology (configured by PARLEY_* variables)")
-    run.add_argument("role", choices=["gateway", "chat-core", "delivery", "calls"])
+    run.add_argument("role", choices=["gateway", "chat-core", "delivery", "calls", "push"])
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8080, help="clients (gateway) or /healthz and /readyz (workers)")
     run.add_argument("--data-dir", type=Path, default=Path(".parley"))

@@ -27,11 +27,19 @@ from parley.ports import LogProducer
 from parley.records import Command, EventRecord
 from parley.app.roles import calls_service, chat_core_service
 from parley.app.stores import attachment_routes, attachments_for, open_store
+from delivery.push_decider import PushDecider
+from push.marks import MemorySentMarks
+from push.notification import PushRequest
+from push.retry import RetryPolicy
+from push.sender import configured_pushkins
+from push.worker import DeviceRateLimit, LoggedDeadLetters, PushWorker
 
 #: Commands waiting for chat_core before the gateway answers `unavailable`.
 COMMAND_BACKLOG = 50_000
 #: Stored events waiting for delivery (they are durable; this only bounds memory).
 EVENT_BACKLOG = 200_000
+#: Push requests waiting for the push worker (a stored event is decided again after a crash).
+PUSH_BACKLOG = 100_000
 
 
 async def build_app(settings: Settings) -> web.Application:
@@ -48,13 +56,19 @@ async def build_app(settings: Settings) -> web.Application:
     fanout = Fanout(MemberCache(store), hub, bus, min_members=settings.conv_subject_min_members)
     if settings.conv_subject_min_members:
         hub.follower = ConvFollower(inbox, fanout.members, store, hub, settings.conv_subject_min_members)
-    # The calls role's share of the events goes to a log of its own, beside delivery's.
+    # Side logs of the stored events, beside delivery's: the calls role's share, and the push
+    # decision's copy (which writes push requests to an in-process log the push worker consumes).
     call_records: InProcessLog[EventRecord] = InProcessLog(EVENT_BACKLOG)
     calls = calls_service(settings, store, commands, call_records, "calls-" + hub.gateway_id)
-    relayed: LogProducer[EventRecord] = events if calls is None else LogTee(events, call_records, wants)
+    decided: InProcessLog[EventRecord] = InProcessLog(EVENT_BACKLOG)
+    push_log: InProcessLog[PushRequest] = InProcessLog(PUSH_BACKLOG)
+    push_on = settings.push_configured
+    sides = [*([] if calls is None else [(call_records, wants)]), *([(decided, None)] if push_on else [])]
+    relayed: LogProducer[EventRecord] = LogTee(events, *sides) if sides else events
     chat_core = chat_core_service(settings, store, commands, relayed, bus)
     delivery = DeliveryWorker(events, fanout)
     delivery_task: list[asyncio.Task[None]] = []
+    push_tasks: list[asyncio.Task[None]] = []
 
     async def ready() -> dict[str, bool]:
         checks = {"chat_core": chat_core.running(), "delivery": bool(delivery_task) and not delivery_task[0].done(),
@@ -65,21 +79,33 @@ async def build_app(settings: Settings) -> web.Application:
     app = gateway_app(hub=hub, store=store, tokens=tokens, passwords=passwords, commands=commands,
                       fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
                       sessions=settings.sessions, ready=ready, calls=JoinMinter.from_settings(settings),
-                      routes=[*attachment_routes(attachments), *([] if calls is None else [calls.mount])])
+                      routes=[*attachment_routes(attachments), *([] if calls is None else [calls.mount])],
+                      push_enabled=push_on)
 
     async def pipeline(_: web.Application) -> AsyncIterator[None]:
         await chat_core.start()
         delivery_task.append(pipeline_task(delivery.run(), "delivery"))
         if calls is not None:
             await calls.start()
+        pushkins = configured_pushkins(settings)  # inside the loop: aioapns binds to it
+        if push_on:
+            decider = PushDecider(store, hub, push_log, window_s=settings.push_looking_window_s)
+            worker = PushWorker(push_log, pushkins, RetryPolicy(attempts=settings.push_retry_attempts), store,
+                                LoggedDeadLetters(), MemorySentMarks(settings.push_dedup_ttl_s),
+                                DeviceRateLimit(settings.push_device_per_minute))
+            push_tasks.extend([pipeline_task(decider.run(decided), "push decision"),
+                               pipeline_task(worker.run(), "push")])
         yield
         # Sessions are gone (the gateway's on_shutdown); chat_core finishes what it took.
         await drain(lambda: len(commands) > 0, settings.limits.drain_timeout_s)
         if calls is not None:
             await calls.stop()
         await chat_core.stop()
-        delivery_task[0].cancel()
-        await asyncio.gather(*delivery_task, return_exceptions=True)
+        for task in (*delivery_task, *push_tasks):
+            task.cancel()
+        await asyncio.gather(*delivery_task, *push_tasks, return_exceptions=True)
+        for pushkin in pushkins.values():
+            await pushkin.close()
         await store.close()
 
     app.cleanup_ctx.append(pipeline)

@@ -23,6 +23,7 @@ from calls.webhooks import WebhookIntake
 from chat_core.ops.calls import CallDefaults
 from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
+from delivery.push_decider import PushDecider
 from delivery.worker import DeliveryWorker
 from gateway.app import gateway_app
 from gateway.hub import Hub
@@ -40,6 +41,11 @@ from parley.health import Ready, add_health_routes, answers, pipeline_task
 from parley.ports import GatewayBus, LogConsumer, LogProducer, Store
 from parley.records import Command, EventRecord
 from parley.app.stores import attachment_routes, attachments_for, open_store
+from push.marks import RedisSentMarks
+from push.notification import PushRequest
+from push.retry import DeadLetter, RetryPolicy
+from push.sender import configured_pushkins
+from push.worker import DeviceRateLimit, PushWorker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,14 +64,15 @@ async def _store(settings: Settings, stack: AsyncExitStack) -> Store:
 
 async def ensure_log_topics(settings: Settings, bootstrap: str) -> None:
     """The command, event and push topics, as the settings say (see `ensure_topics`)."""
-    await ensure_topics(bootstrap, [topics.COMMANDS, topics.EVENTS, topics.PUSH], settings.kafka_partitions,
+    await ensure_topics(bootstrap, [topics.COMMANDS, topics.EVENTS, topics.PUSH, topics.PUSH_DEAD],
+                        settings.kafka_partitions,
                         replication_factor=settings.kafka_replication_factor,
                         min_insync_replicas=settings.kafka_min_insync_replicas)
 
 
-def _producer(settings: Settings, topic: str, client_id: str) -> KafkaLogProducer[Any]:
+def _producer(settings: Settings, topic: str, client_id: str, **kw: Any) -> KafkaLogProducer[Any]:
     return KafkaLogProducer(settings.kafka_bootstrap, topic, client_id=client_id,
-                            enable_idempotence=settings.kafka_idempotence)
+                            enable_idempotence=settings.kafka_idempotence, **kw)
 
 
 def _consumer(settings: Settings, topic: str, group: str, item_type: type[T], client_id: str) -> KafkaLogConsumer[T]:
@@ -109,7 +116,8 @@ async def _gateway(settings: Settings, stack: AsyncExitStack) -> web.Application
                        fanout=fanout, bus=bus, attachments=attachments, limits=settings.limits,
                        sessions=settings.sessions, ready=ready, presence=presence,
                        limits_storage=rate_limit_storage(settings.redis_url, redis),
-                       calls=JoinMinter.from_settings(settings), routes=attachment_routes(attachments))
+                       calls=JoinMinter.from_settings(settings), routes=attachment_routes(attachments),
+                       push_enabled=settings.push_configured)
 
 
 # ---- chat_core ----------------------------------------------------------------------------
@@ -218,6 +226,51 @@ async def _calls(settings: Settings, stack: AsyncExitStack) -> web.Application:
     return app
 
 
+# ---- push ---------------------------------------------------------------------------------
+
+def _user_key(request: PushRequest) -> str:
+    return request.user
+
+
+async def _push(settings: Settings, stack: AsyncExitStack) -> web.Application:
+    """The push decision (its own consumer group on the event log, partitioned by conversation
+    like delivery) and the push worker (`parley.push`, keyed by user), in one process."""
+    name = "push-" + secrets.token_hex(3)
+    hops.register_process("push", name)
+    store = await _store(settings, stack)
+    redis = connect_redis(settings.redis_url)
+    stack.push_async_callback(redis.aclose)
+    requests: KafkaLogProducer[PushRequest] = _producer(settings, topics.PUSH, name, key_of=_user_key)
+    dead: KafkaLogProducer[DeadLetter] = _producer(settings, topics.PUSH_DEAD, name)
+    events = _consumer(settings, topics.EVENTS, topics.PUSH_DECISION_GROUP, EventRecord, name)
+    source = _consumer(settings, topics.PUSH, topics.PUSH_GROUP, PushRequest, name)
+    for client in (requests, dead, events, source):
+        await client.start()
+        stack.push_async_callback(client.stop)
+    pushkins = configured_pushkins(settings)
+    for pushkin in pushkins.values():
+        stack.push_async_callback(pushkin.close)
+    decider = PushDecider(store, RedisPresence(redis), requests, window_s=settings.push_looking_window_s)
+    worker = PushWorker(source, pushkins, RetryPolicy(attempts=settings.push_retry_attempts), store, dead,
+                        RedisSentMarks(redis, settings.push_dedup_ttl_s), DeviceRateLimit(settings.push_device_per_minute))
+    tasks = [pipeline_task(decider.run(events), "push decision"), pipeline_task(worker.run(), "push")]
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    stack.push_async_callback(stop)
+
+    def alive() -> bool:
+        return not any(task.done() for task in tasks)
+
+    async def ready() -> dict[str, bool]:
+        return {"worker": alive(), "providers": bool(pushkins), "kafka": all(
+            c.healthy for c in (requests, dead, events, source)),
+            "redis": await answers(redis.ping, REDIS_PROBE_S), "store": await answers(store.ping)}
+    return _health_app(ready, name, alive)
+
+
 def _health_app(ready: Ready, name: str, alive: Callable[[], bool]) -> web.Application:
     app = web.Application()
     add_health_routes(app, ready, name, alive)
@@ -225,7 +278,7 @@ def _health_app(ready: Ready, name: str, alive: Callable[[], bool]) -> web.Appli
 
 
 ROLES: dict[str, Callable[[Settings, AsyncExitStack], Awaitable[web.Application]]] = {
-    "gateway": _gateway, "chat-core": _chat_core, "delivery": _delivery, "calls": _calls,
+    "gateway": _gateway, "chat-core": _chat_core, "delivery": _delivery, "calls": _calls, "push": _push,
 }
 
 

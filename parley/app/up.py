@@ -1,9 +1,9 @@
 """`parley up`: the scale-out topology on one machine, for people who want the real thing.
 
 It starts the brokers from installed packages (tansu for Kafka, nats-server, redis-server),
-then 2 chat-core and 2 delivery workers (and, when a LiveKit is configured, the calls role), then
-2 gateways sharing one port (SO_REUSEPORT, so clients land on either), each a `parley run ROLE`
-child process. `/healthz` on the port answers
+then 2 chat-core and 2 delivery workers (and, when a LiveKit is configured, the calls role, and
+a push worker when push is configured), then 2 gateways sharing one port (SO_REUSEPORT, so
+clients land on either), each a `parley run ROLE` child process. `/healthz` on the port answers
 once every role is ready. A child that dies is started again (as Kubernetes would); SIGTERM or
 Ctrl-C stops the gateways first (clients are told 4009), then the workers, then the brokers.
 Children are also told to stop if this process is killed outright.
@@ -34,9 +34,11 @@ from parley.app.stores import open_store
 
 log = logging.getLogger("parley.app.up")
 
-#: Processes per role; the gateways share the public port. The calls role runs only with a LiveKit.
-REPLICAS = {"chat-core": 2, "delivery": 2, "calls": 1, "gateway": 2}
-WORKERS = ("chat-core", "delivery", "calls")
+#: Processes per role; the gateways share the public port. The calls role runs only with a
+#: LiveKit, the push role only when a push provider is configured (PARLEY_FCM_CREDENTIALS or
+#: PARLEY_APNS_*).
+REPLICAS = {"chat-core": 2, "delivery": 2, "calls": 1, "push": 1, "gateway": 2}
+WORKERS = ("chat-core", "delivery", "calls", "push")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 RESTART_BACKOFF_S = 1.0
@@ -87,8 +89,10 @@ class Topology:
             "PARLEY_NATS_URL": self.brokers["nats"].url,
             "PARLEY_REDIS_URL": self.brokers["redis"].url + "/0",
         }
-        calls = JoinMinter.from_settings(Settings.from_env()) is not None
-        for role in WORKERS if calls else WORKERS[:2]:
+        settings = Settings.from_env()
+        wanted = {"chat-core": True, "delivery": True, "calls": JoinMinter.from_settings(settings) is not None,
+                  "push": settings.push_configured}
+        for role in (role for role in WORKERS if wanted[role]):
             for n in range(1, REPLICAS[role] + 1):
                 self.children.append(self._child(f"{role}-{n}", role, free_port(), env))
         for n in range(1, REPLICAS["gateway"] + 1):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from aioapns import APNs, NotificationRequest, PushType
 from aioapns.common import NotificationResult
+from aioapns.connection import APNsTLSClientProtocol
 
 from push.notification import Outcome, PushRequest
 from push.payloads import apns_payload
@@ -31,13 +32,23 @@ async def _ignore_failure(request: NotificationRequest, result: NotificationResu
 
 
 def apns_client(*, key_path: Path, key_id: str, team_id: str, topic: str, sandbox: bool,
-                ssl_context: ssl.SSLContext | None = None) -> APNs:
-    """An aioapns client with token authentication (the .p8 key at `key_path`). Call it inside
-    the event loop that will send: aioapns binds its pool to the running loop."""
-    return APNs(key=key_path.read_text(), key_id=key_id, team_id=team_id, topic=topic, use_sandbox=sandbox,
-                # aioapns tries again after a failed connect, a second apart; one more try
-                # survives a connection Apple closed while idle, push/retry.py does the rest.
-                max_connection_attempts=2, ssl_context=ssl_context, err_func=_ignore_failure)
+                ssl_context: ssl.SSLContext | None = None, endpoint: str | None = None) -> APNs:
+    """An aioapns client with token authentication (the .p8 key at `key_path`), sending to
+    Apple or to `endpoint` (host:port). Call it inside the event loop that will send: aioapns
+    binds its pool to the running loop."""
+    client = APNs(key=key_path.read_text(), key_id=key_id, team_id=team_id, topic=topic, use_sandbox=sandbox,
+                  # aioapns tries again after a failed connect, a second apart; one more try
+                  # survives a connection Apple closed while idle, push/retry.py does the rest.
+                  max_connection_attempts=2, ssl_context=ssl_context, err_func=_ignore_failure)
+    if endpoint is not None:
+        host, _, port = endpoint.rpartition(":")
+
+        class ElsewhereProtocol(APNsTLSClientProtocol):
+            # aioapns reads where to connect from its protocol class (Apple's host, port 443).
+            APNS_SERVER = host
+            APNS_PORT = int(port)
+        client.pool.protocol_class = ElsewhereProtocol
+    return client
 
 
 class ApnsPushkin:

@@ -19,7 +19,6 @@ from typing import Any
 
 import jwt
 from aioapns import APNs
-from aioapns.connection import APNsDevelopmentClientProtocol
 
 from push.providers.apns import apns_client
 from tests.push_standins.h2server import H2Standin, Response
@@ -33,16 +32,8 @@ MAX_VOIP_PAYLOAD_BYTES = 5120
 
 def standin_client(port: int, key_path: Path, client_tls: ssl.SSLContext, *, topic: str = APNS_TOPIC) -> APNs:
     """The product's aioapns client (token auth), its connections sent to the stand-in on `port`."""
-
-    class StandinProtocol(APNsDevelopmentClientProtocol):
-        # aioapns reads where to connect from its protocol class: Apple's host, port 443.
-        APNS_SERVER = "127.0.0.1"
-        APNS_PORT = port
-
-    client = apns_client(key_path=key_path, key_id=APNS_KEY_ID, team_id=APNS_TEAM_ID, topic=topic, sandbox=True,
-                         ssl_context=client_tls)
-    client.pool.protocol_class = StandinProtocol
-    return client
+    return apns_client(key_path=key_path, key_id=APNS_KEY_ID, team_id=APNS_TEAM_ID, topic=topic, sandbox=True,
+                       ssl_context=client_tls, endpoint=f"127.0.0.1:{port}")
 
 
 @dataclass

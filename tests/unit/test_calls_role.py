@@ -207,7 +207,7 @@ async def test_a_verified_webhook_becomes_a_command_on_the_calls_conversation_an
 async def test_the_side_log_gets_only_what_the_calls_role_wants_and_never_holds_up_the_main_one():
     main: InProcessLog[EventRecord] = InProcessLog(10)
     side: InProcessLog[EventRecord] = InProcessLog(2)
-    tee = LogTee(main, side, wants)
+    tee = LogTee(main, (side, wants))
     text = EventRecord("c1", b'{"op":"event","type":"message.new"}')
     await tee.publish_many([text, work(), event(ringing()), text])
     await tee.publish(work(close=True))  # the side log is full: dropped there, not in the main one

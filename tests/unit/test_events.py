@@ -13,6 +13,7 @@ import pytest
 from parley import events as E
 from parley.frames import ConvView, EndReason, Media, Message, encode
 from parley.profiles import Profile
+from parley.records import NotifySettings
 
 MSG = Message(conv="c1", seq=3, sender="a", ts=10, cmid="m3", text="hi")
 PROFILE = Profile(id="b", username="bob", display_name="Bob", avatar=None, status_text="away")
@@ -81,6 +82,9 @@ SAMPLES: list[tuple[E.Event, dict[str, Any]]] = [
                                                                     "removed": True}),
     (E.CallEnded(call="c1-k1", conv="c1", reason=EndReason.HANGUP, duration=60_000),
      {"call": "c1-k1", "conv": "c1", "reason": "hangup", "duration": 60_000}),
+    (E.NotifySettingsChanged(conv=None, settings=NotifySettings(level="mentions", mute_until=9, previews=False)),
+     {"conv": None, "settings": {"level": "mentions", "mute_until": 9, "previews": False}}),
+    (E.NotifySettingsChanged(conv="c1", settings=None), {"conv": "c1", "settings": None}),
 ]
 
 

@@ -321,7 +321,7 @@ def test_autoscalers_target_deployments_that_leave_replicas_to_them() -> None:
 
 def test_consumer_groups_never_outnumber_the_partitions() -> None:
     roles = _consumer_roles()
-    assert roles == {"chat-core", "delivery", "calls"}  # the derivation still sees what it should
+    assert roles == {"chat-core", "delivery", "calls", "push"}  # the derivation still sees what it should
     partitions = _partitions()
     hpas = {h["spec"]["scaleTargetRef"]["name"]: h for h in _of_kind("HorizontalPodAutoscaler")}
     for role in roles:

@@ -221,6 +221,18 @@ STATEMENTS: dict[str, Stmt] = _stmts(
                        "VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?"),
     ("revocations_in", "SELECT at, id, user_id, family_id, token_gen, reason FROM revocations "
                        "WHERE bucket = ? AND at >= ?"),
+    # push devices (0011): a device row per user, and the current holder of each token
+    ("device_put", "INSERT INTO devices (user_id, id, family_id, platform, push_token, app_id, locale, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    ("devices_of", "SELECT user_id, id, family_id, platform, push_token, app_id, locale, created_at FROM devices "
+                   "WHERE user_id = ?"),
+    ("device_drop", "DELETE FROM devices WHERE user_id = ? AND id = ?"),
+    ("device_token_put", "INSERT INTO device_tokens (push_token, user_id, device_id) VALUES (?, ?, ?)"),
+    ("device_token_get", "SELECT user_id, device_id FROM device_tokens WHERE push_token = ?"),
+    ("device_token_drop", "DELETE FROM device_tokens WHERE push_token = ?"),
+    ("notify_put", "INSERT INTO notify_settings (user_id, scope, level, mute_until, previews) VALUES (?, ?, ?, ?, ?)"),
+    ("notify_of", "SELECT scope, level, mute_until, previews FROM notify_settings WHERE user_id = ?"),
+    ("notify_drop", "DELETE FROM notify_settings WHERE user_id = ? AND scope = ?"),
     # readiness: a node of the local datacenter answers (any one: the node's own table, no quorum)
     ("store_ping", "SELECT release_version FROM system.local WHERE key = 'local'", "LOCAL_ONE"),
     # the migration runner's own tables (created by the runner, not by a migration; prepared on

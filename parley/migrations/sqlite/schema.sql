@@ -98,3 +98,10 @@ CREATE TABLE IF NOT EXISTS call_settings (
 CREATE TABLE IF NOT EXISTS call_members (
     user TEXT NOT NULL, call TEXT NOT NULL, conv TEXT NOT NULL,
     PRIMARY KEY (user, call)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY, user_id TEXT NOT NULL, family_id TEXT NOT NULL, platform TEXT NOT NULL,
+    token TEXT NOT NULL UNIQUE, app_id TEXT NOT NULL, locale TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS devices_by_user ON devices (user_id, created_at);
+CREATE TABLE IF NOT EXISTS notify_settings (
+    user_id TEXT NOT NULL, scope TEXT NOT NULL, level TEXT NOT NULL, mute_until INTEGER, previews INTEGER NOT NULL,
+    PRIMARY KEY (user_id, scope)) WITHOUT ROWID;

@@ -1,0 +1,286 @@
+"""The push decision: a stage beside delivery that reads the same stored events and writes a
+push request to `parley.push` (keyed by user) for each device of each member who should hear of
+a new message and is not looking (the rules: push/decision.py). A read on any device sends the
+reader's other devices a clearing update (the badge, and removal of what was shown).
+
+It keeps two things in memory, both per conversation and so safe with a partitioned log (one
+consumer sees all of a conversation's events): when each member last read each conversation
+(whether they are looking), and which (member, conversation) got a push not yet cleared. After
+a restart the first is empty (a member who is reading may get one push) and the second too (a
+read then clears nothing: the next message's push carries the right badge).
+
+Calls: `call.ringing` rings each callee's phones whether or not they are looking (FCM: a
+high-priority data message; iOS: the PushKit token, or the ordinary one when the user has none);
+the callee answering or declining (`call.accepted`, `call.declined`) stops their phones, and the
+ring ending (`call.ringing` with nobody left ringing, `call.ended`) stops everyone's still
+ringing, with a `call_cancel` push of the same call. The call events are decoded here from the
+wire (only the fields used), so this works with parley/events.py's call events where they
+exist (the calls branch) and is inert where they do not. Missed calls are not pushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+from parley.accounts import family_alive
+from parley.events import MessageNew, ReadReceipt
+from parley.frames import Message
+from parley.backoff import wait_out
+from parley.errors import Unavailable
+from parley.ports import AccountStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence, SessionStore
+from parley.records import Device, EventRecord, NotifySettings
+from push.decision import Recipient, live_devices, push_recipients, settings_for, unread_total
+from push.notification import CallMedia, Platform, PushKind, PushRequest
+
+log = logging.getLogger(__name__)
+
+#: (member, conversation) pairs remembered for "last read" and "pushed, not cleared".
+TRACKED_MAX = 200_000
+#: How long the decision keeps a member's settings and reachable devices: a busy conversation
+#: asks for the same members' many times a second. A change (a new device, a mute, a logout)
+#: applies within this time.
+MEMBER_CACHE_S = 2.0
+#: Which platforms take which pushes: a PushKit (VoIP) token takes calls only.
+MESSAGE_PLATFORMS: frozenset[str] = frozenset({"fcm", "apns"})
+
+
+class _Head(msgspec.Struct):
+    """The type of an event frame, read before decoding the events the decision takes."""
+
+    type: str
+
+
+_head = msgspec.json.Decoder(_Head)
+_message_new = msgspec.json.Decoder(MessageNew)
+_read = msgspec.json.Decoder(ReadReceipt)
+
+
+class _CallEvent(msgspec.Struct):
+    """The fields of the call events (`call.*`, calls/state.py) the decision reads."""
+
+    call: str
+    conv: str
+    type: str
+    media: str | None = None
+    initiator: str | None = None
+    ringing: list[str] = []
+    user: str | None = None
+
+
+_call_event = msgspec.json.Decoder(_CallEvent)
+
+
+class _Bounded(OrderedDict[tuple[str, str], int]):
+    """Least recently set entries go first past TRACKED_MAX."""
+
+    def put(self, key: tuple[str, str], value: int) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        if len(self) > TRACKED_MAX:
+            self.popitem(last=False)
+
+
+class DevicesAndLogins(AccountStore, SessionStore, DeviceStore, Protocol):
+    """The store concerns that tell which devices are still reachable."""
+
+
+class PushStore(MessageStore, DevicesAndLogins, Protocol):
+    """The store concerns a decision reads."""
+
+
+async def reachable_devices(store: DevicesAndLogins, user: str, now_ms: int) -> list[Device]:
+    """The user's devices whose login is still alive; the others are deleted on the way (the
+    login ended by logout, revocation or expiry, and a device ends with it)."""
+    devices = await store.devices(user)
+    if not devices:
+        return []
+    families, account = await asyncio.gather(store.session_families(user), store.account(user))
+    keep, ended = live_devices(devices, frozenset(f.id for f in families if family_alive(f, account, now_ms)))
+    for device in ended:
+        await store.delete_device(user, device.id)
+    return keep
+
+
+class PushDecider:
+    def __init__(self, store: PushStore, presence: Presence, out: LogProducer[PushRequest], *,
+                 window_s: float, clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._presence = presence
+        self._out = out
+        self._window_s = window_s
+        self._clock = clock
+        self._last_read = _Bounded()
+        self._pushed = _Bounded()
+        self._settings: dict[str, tuple[float, dict[str, NotifySettings]]] = {}
+        #: Calls ringing by push: call id -> the users whose phones were rung.
+        self._ringing: OrderedDict[str, set[str]] = OrderedDict()
+        self._devices: dict[str, tuple[float, list[Device]]] = {}
+
+    async def run(self, source: LogConsumer[EventRecord], batch_max: int = 1024) -> None:
+        """Decides each batch of the event log, then commits it: what was not committed is
+        decided again after a crash (a push request written twice is sent once: push/marks.py)."""
+        while True:
+            try:
+                await self.decide(await source.next_batch(batch_max))
+                await source.commit()
+            except Unavailable as err:
+                await wait_out(err, log, "push decision")
+
+    async def decide(self, records: Sequence[EventRecord]) -> None:
+        """The push requests for a batch of stored events, in log order, written to the log.
+        A failure of one event costs only that event's pushes (logged)."""
+        requests: list[PushRequest] = []
+        for record in records:
+            try:
+                requests += await self._for_record(record)
+            except Unavailable:
+                raise  # the store or presence is away: the batch is decided again
+            except Exception:
+                log.exception("push decision for an event of %s failed", record.conv)
+        if requests:
+            await self._out.publish_many(requests)
+
+    async def _for_record(self, record: EventRecord) -> list[PushRequest]:
+        kind = _head.decode(record.frame).type
+        if kind == "message.new":
+            return await self.message_pushes(_message_new.decode(record.frame).message)
+        if kind == "read":
+            read = _read.decode(record.frame)
+            return await self.clear_pushes(read.user, read.conv)
+        if kind.startswith("call."):
+            return await self.call_pushes(_call_event.decode(record.frame))
+        return []
+
+    async def call_pushes(self, event: _CallEvent) -> list[PushRequest]:
+        """A ring for the callees' phones, or its cancel for those no longer ringing."""
+        if event.type == "call.ringing" and event.ringing:
+            callees = [u for u in event.ringing if u != event.initiator]
+            self._ringing[event.call] = set(callees)
+            while len(self._ringing) > TRACKED_MAX:
+                self._ringing.popitem(last=False)
+            title = await self._title(event.initiator or "", None)
+            media: CallMedia = "video" if event.media == "video" else "audio"
+            return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
+                                conv=event.conv, seq=0, kind="call", title=title, call_id=event.call,
+                                call_media=media, decided_ms=int(self._clock() * 1000))
+                    for user in callees for d in _ringable(await self._member_devices(user))]
+        if event.type in ("call.accepted", "call.declined") and event.user is not None:
+            rung = self._ringing.get(event.call, set())
+            stop = {event.user} & rung
+            rung -= stop
+        elif event.type in ("call.ringing", "call.ended"):  # nobody rings any more
+            stop = self._ringing.pop(event.call, set())
+        else:
+            return []
+        now_ms = int(self._clock() * 1000)
+        return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
+                            conv=event.conv, seq=0, kind="call_cancel", call_id=event.call, decided_ms=now_ms)
+                for user in sorted(stop) for d in _ringable(await self._member_devices(user))]
+
+    async def message_pushes(self, message: Message) -> list[PushRequest]:
+        found = await self._store.conv_members(message.conv)
+        if found is None or message.deleted:
+            return []
+        conv, members = found
+        now_ms = int(self._clock() * 1000)
+        candidates = [m.user for m in members if m.user != message.sender]
+        if not candidates:
+            return []
+        blocked, stored, located = await asyncio.gather(
+            self._store.block_peers(message.sender),
+            asyncio.gather(*(self._member_settings(u) for u in candidates)),
+            self._presence.locate(candidates))
+        online = {u for users in located.values() for u in users}
+        chosen = push_recipients(
+            (Recipient(u, settings_for(s, conv.id), u in online, self._last_read.get((u, conv.id)))
+             for u, s in zip(candidates, stored)),
+            sender=message.sender, mentions=message.mentions, direct=conv.kind == "direct",
+            blocked=frozenset(blocked), now_ms=now_ms, window_s=self._window_s)
+        if not chosen:
+            return []
+        title = await self._title(message.sender, conv.title)
+        requests: list[PushRequest] = []
+        for recipient, (devices, badge) in zip(chosen, await asyncio.gather(*(self._reach(r.user) for r in chosen))):
+            for device in devices:
+                if device.platform in MESSAGE_PLATFORMS:
+                    requests.append(_request(device, conv.id, message.seq, "message", badge=badge, title=title,
+                                             body=message.text, previews=recipient.settings.previews,
+                                             stored_ms=message.ts, decided_ms=now_ms))
+            if devices:
+                self._pushed.put((recipient.user, conv.id), message.seq)
+        return requests
+
+    async def clear_pushes(self, user: str, conv: str) -> list[PushRequest]:
+        """After `user` read `conv`: remember it (they are looking), and clear what was pushed."""
+        self._last_read.put((user, conv), int(self._clock() * 1000))
+        seq = self._pushed.pop((user, conv), None)
+        if seq is None:
+            return []
+        devices, badge = await self._reach(user)
+        now_ms = int(self._clock() * 1000)
+        return [_request(d, conv, seq, "clear", badge=badge, decided_ms=now_ms)
+                for d in devices if d.platform in MESSAGE_PLATFORMS]
+
+    async def _reach(self, user: str) -> tuple[list[Device], int]:
+        """The user's devices of logins still alive and their badge."""
+        devices = await self._member_devices(user)
+        if not devices:
+            return [], 0
+        return devices, unread_total((c, m) for c, m, _ in await self._store.conv_list(user))
+
+    async def _member_settings(self, user: str) -> dict[str, NotifySettings]:
+        now = self._clock()
+        cached = self._settings.get(user)
+        if cached is None or cached[0] < now:
+            cached = (now + MEMBER_CACHE_S, await self._store.notify_settings(user))
+            self._settings[user] = cached
+            _forget_expired(self._settings, now)
+        return cached[1]
+
+    async def _member_devices(self, user: str) -> list[Device]:
+        now = self._clock()
+        cached = self._devices.get(user)
+        if cached is None or cached[0] < now:
+            cached = (now + MEMBER_CACHE_S, await reachable_devices(self._store, user, int(now * 1000)))
+            self._devices[user] = cached
+            _forget_expired(self._devices, now)
+        return cached[1]
+
+    async def _title(self, sender: str, conv_title: str | None) -> str:
+        accounts = await self._store.accounts([sender])
+        name = (accounts[0].display_name or accounts[0].username) if accounts else sender
+        return f"{name} in {conv_title}" if conv_title else name
+
+
+def _platform(device: Device) -> Platform:
+    return "apns_voip" if device.platform == "apns_voip" else "apns" if device.platform == "apns" else "fcm"
+
+
+def _ringable(devices: list[Device]) -> list[Device]:
+    """The devices a call rings: Android's, and an iPhone's PushKit token (its ordinary token
+    only when it registered none: iOS then shows an alert instead of the call screen)."""
+    voip = any(d.platform == "apns_voip" for d in devices)
+    return [d for d in devices if d.platform != "apns" or not voip]
+
+
+def _forget_expired(cache: dict[str, tuple[float, Any]], now: float) -> None:
+    """Drops expired entries once the cache is past TRACKED_MAX, so it stays bounded."""
+    if len(cache) > TRACKED_MAX:
+        for key in [k for k, (until, _) in cache.items() if until < now]:
+            del cache[key]
+
+
+def _request(device: Device, conv: str, seq: int, kind: PushKind, *, badge: int, title: str | None = None,
+             body: str | None = None, previews: bool = True, stored_ms: int | None = None,
+             decided_ms: int) -> PushRequest:
+    return PushRequest(user=device.user_id, device_id=device.id, platform=_platform(device), token=device.token,
+                       app_id=device.app_id, conv=conv, seq=seq, kind=kind,
+                       title=title, body=body, badge=badge, previews=previews,
+                       priority="normal" if kind == "clear" else "high", stored_ms=stored_ms, decided_ms=decided_ms)

@@ -1,0 +1,1 @@
+-- Version 13 only adds the push tables (devices, notify_settings), which schema.sql creates.
