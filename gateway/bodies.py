@@ -14,9 +14,10 @@ import msgspec
 from msgspec import Meta
 
 from parley.auth import PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE
+from gateway.devices import DeviceView
 from parley.events import CallView
 from parley.profiles import MAX_DIRECTORY_PREFIX, MAX_DIRECTORY_RESULTS, MIN_DIRECTORY_PREFIX, Profile
-from parley.records import AttachmentRow
+from parley.records import AttachmentRow, NotifySettings
 from parley.session_families import MAX_DEVICE_NAME_CHARS, SessionView
 
 # ---- accounts -----------------------------------------------------------------------------
@@ -169,3 +170,16 @@ class CallSettingsAnswer(msgspec.Struct, kw_only=True):
     enabled: bool
     max_participants: int | None
     max_video_subscriptions: int | None
+
+
+class DeviceList(msgspec.Struct, kw_only=True):
+    """GET /v1/devices: the caller's devices that can still be reached (their login lives)."""
+
+    devices: list[DeviceView]
+
+
+class NotifySettingsAnswer(msgspec.Struct, kw_only=True):
+    """GET /v1/me/notifications: the account default and each conversation's own settings."""
+
+    default: NotifySettings
+    convs: dict[str, NotifySettings]

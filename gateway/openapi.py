@@ -35,11 +35,14 @@ from aiohttp import web
 from calls.join import CallJoinResult
 from gateway import bodies as G
 from gateway.calls import JoinBody, SettingsBody, StartBody
+from gateway.devices import DeviceBody, DeviceView
+from gateway.devices import SettingsBody as NotifyBody
 from gateway.privacy_settings import PrivacyBody
 from gateway.session_routes import Ended, NoBody, PasswordBody, RefreshBody
 from gateway.uploads import UploadBody
 from moderation.admin import bodies as B
 from parley import openapi
+from parley.events import NotifySettingsChanged
 from parley.openapi import Answer, Operation
 from parley.profiles import MyProfile, Profile, ProfileBody
 from parley.records import AttachmentRow
@@ -135,6 +138,18 @@ ROUTES: tuple[Operation, ...] = (
             errors=(400, 404, 409, 429))
       for op, summary in (("decline", "Decline a ringing call on every device"), ("leave", "Leave a call"),
                           ("end", "End a call for everyone"))),
+    route("POST", "/v1/devices", "Register this device for push (a token registered again moves to the caller)",
+          "push", Answer(201, DeviceView), Answer(200, DeviceView), body=DeviceBody, errors=(400, 413, 422)),
+    route("GET", "/v1/devices", "The caller's devices that can still be reached", "push", Answer(200, G.DeviceList)),
+    route("DELETE", "/v1/devices/{id}", "Remove one of the caller's devices", "push", Answer(204, None), errors=(404,)),
+    route("GET", "/v1/me/notifications", "The caller's notification settings", "push",
+          Answer(200, G.NotifySettingsAnswer)),
+    route("PUT", "/v1/me/notifications", "The caller's default notification settings (sent to every session)",
+          "push", Answer(200, NotifySettingsChanged), body=NotifyBody, errors=(400, 413, 422)),
+    route("PUT", "/v1/convs/{id}/notifications", "A conversation's notification settings", "push",
+          Answer(200, NotifySettingsChanged), body=NotifyBody, errors=(400, 404, 413, 422)),
+    route("DELETE", "/v1/convs/{id}/notifications", "The conversation follows the default again", "push",
+          Answer(200, NotifySettingsChanged), errors=(404,)),
     route("GET", "/v1/client/capabilities", "Limits, rate limits, upload rules and features of this server",
           "instance", Answer(200, G.Capabilities), secured=False),
     route("GET", PATH, "This document", "instance", Answer(200, dict[str, Any]), secured=False),
