@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from parley.auth import PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE
 from gateway.devices import DeviceView
+from parley.auth import PASSWORD_MAX, PASSWORD_MIN, USERNAME_RE
 from parley.events import CallView
 from parley.profiles import MAX_DIRECTORY_PREFIX, MAX_DIRECTORY_RESULTS, MIN_DIRECTORY_PREFIX, Profile
 from parley.records import AttachmentRow, NotifySettings
