@@ -10,32 +10,14 @@ from typing import Any
 import msgspec
 
 from gateway.hub import REST_SESSION, Hub
+from gateway.routing import route
 from parley import frames as F
 from parley import hops
-from parley.errors import BadRequest, NotFound, error_for_code
-from parley.ids import conv_of_call, direct_conv_id, new_conv_id
+from parley.errors import BadRequest, error_for_code
 from parley.ports import LogProducer
 from parley.records import Command, EdgeFacts
 
 _reply = msgspec.json.Decoder(dict[str, Any])
-
-
-def route(user: str, req: F.WriteRequest) -> str:
-    """The conversation a write belongs to, i.e. its log key and single writer. A new direct chat
-    and a block are about a pair: both go to the pair's derived direct conversation; a call's
-    request goes to the conversation its id carries."""
-    if isinstance(req, F.ConvCreate):
-        return direct_conv_id(user, req.members[0]) if req.kind == "direct" else new_conv_id()
-    if isinstance(req, (F.UserBlock, F.UserUnblock)):
-        return direct_conv_id(user, req.user)
-    if isinstance(req, (F.CallJoin, F.CallDecline, F.CallLeave, F.CallEnd)):
-        conv = conv_of_call(req.call)
-        if not conv:
-            raise NotFound("no such call")
-        return conv
-    if isinstance(req, (F.CallRingTimeout, F.CallReconcile)):
-        raise BadRequest("only the calls role sends this")
-    return req.conv
 
 
 class CommandRunner:

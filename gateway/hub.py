@@ -1,4 +1,8 @@
-"""The sessions one gateway holds, by id and by user, and what arrives for them on the bus."""
+"""This gateway's switchboard: the sessions it holds (by id and by user) and the router of
+everything that arrives for them on the bus: chat_core's replies (to a session, or to a REST
+request's waiting future), deliveries and conversation broadcasts (written to each member's
+sessions), and revocations (the sessions they end). It also sweeps sessions that went silent,
+expired or stopped reading."""
 
 from __future__ import annotations
 

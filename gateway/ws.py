@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from delivery.fanout import Fanout
 from gateway.calls import calls_on
-from gateway.commands import route
+from gateway.routing import route
 from gateway.contacts import Contacts
 from gateway.hub import Hub
 from gateway.presence import GatewayPresence
