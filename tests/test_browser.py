@@ -248,7 +248,7 @@ def chat(server: ParleyProcess, alice: Person, bob: Person) -> None:
 
 
 def test_a_call_rings_is_answered_and_declined_in_the_web_client(server: ParleyProcess, tmp_path: Path) -> None:
-    """The web client signals calls (it carries no media: see app.js): an incoming call rings with
+    """The web client signals calls (it carries no media: see calls.js): an incoming call rings with
     Accept and Decline, the caller sees "Calling…" then the call, hanging up ends it on both
     pages, and each call leaves its record in the conversation."""
     with_two_people(server, tmp_path, call)
@@ -261,15 +261,15 @@ def call(server: ParleyProcess, alice: Person, bob: Person) -> None:
     bob.register(server.base_url)
     a, b = alice.page, bob.page
     a.click("#new-direct")
-    a.fill("#direct-peer", bob.user_id)
+    a.fill("#direct-peer", bob.name)
     a.click("#direct-create")
     expect(a.locator("#call-audio")).to_be_enabled(timeout=WAIT_MS)
 
     a.click("#call-audio")
-    expect(a.locator("#call-text")).to_have_text(f"Calling… (Direct: {bob.user_id})", timeout=WAIT_MS)
+    expect(a.locator("#call-text")).to_have_text(f"Calling… ({bob.name})", timeout=WAIT_MS)
     expect(a.locator("#call-hangup")).to_have_text("Cancel", timeout=WAIT_MS)
     expect(b.locator("#call-bar")).to_be_visible(timeout=WAIT_MS)
-    expect(b.locator("#call-text")).to_contain_text(f"Incoming audio call from {alice.user_id}", timeout=WAIT_MS)
+    expect(b.locator("#call-text")).to_contain_text(f"Incoming audio call from {alice.name}", timeout=WAIT_MS)
     b.click("#call-accept")
     for page in (a, b):
         expect(page.locator("#call-text")).to_have_text(re.compile(r"^In audio call"), timeout=WAIT_MS)

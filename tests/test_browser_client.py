@@ -305,6 +305,36 @@ def test_three_people_in_a_group_and_a_direct_chat(server: ParleyProcess, shots:
             assert not [e for e in person.errors if "Content Security Policy" in e], person.errors
 
 
+def test_a_missed_call_stands_out_for_the_one_who_missed_it(server: ParleyProcess, shots: Path) -> None:
+    """Dark mode: the ringing bar and the call records pass axe; the record of a call the
+    caller gave up on is marked missed on the callee's page only (the caller just sees it noted)."""
+    from playwright.sync_api import expect
+
+    with people(shots, ["m", "n"], color_scheme="dark") as (mia, noah):
+        mia.register(server.base_url)
+        noah.register(server.base_url)
+        m, n = mia.page, noah.page
+        m.click("#new-direct")
+        search_and_pick(mia, "#direct-peer", noah.name, noah.name)
+        m.click("#call-video")
+        expect(n.locator("#call-text")).to_have_text(f"Incoming video call from {mia.name}")
+        expect(n.locator("#call-accept")).to_be_focused()
+        snap(noah, shots, "noah-ringing")
+        assert not axe_violations(noah), axe_violations(noah)
+        m.click("#call-hangup")                          # the caller gives up: a missed call
+        expect(n.locator("#call-bar")).to_be_hidden()
+        n.locator("#conv-list .conv").first.click()
+        for page in (m, n):
+            expect(page.locator("#messages .msg.call .msg-text")).to_have_text("Missed video call")
+        expect(n.locator("#messages .msg.call.missed")).to_have_count(1)
+        expect(m.locator("#messages .msg.call.missed")).to_have_count(0)
+        color = n.evaluate("getComputedStyle(document.querySelector('.msg.call .msg-text')).color")
+        assert color == "rgb(255, 138, 128)", color      # the dark palette's --danger
+        snap(noah, shots, "noah-missed")
+        assert not axe_violations(noah), axe_violations(noah)
+        assert not axe_violations(mia), axe_violations(mia)
+
+
 @pytest.mark.parametrize("server", ["dev"], indirect=True)
 def test_a_phone_in_dark_mode(server: ParleyProcess, shots: Path) -> None:
     from playwright.sync_api import expect

@@ -1,6 +1,7 @@
 // Parley web client, its entry module: wires the page's controls and starts the session.
 // Plain ES modules, no build step, nothing loaded from the internet (why: docs/adr/0005-web-client.md).
 // Wire contract: docs/protocol.md (REST /v1/*, WebSocket /v1/ws, JSON frames).
+import { answerCall, declineCall, hangUp, startCall } from './calls.js';
 import { createConv, loadMembers, renderAll, renderMembers, selectConv, upsertConv } from './conversations.js';
 import { $, api, button, el, explain, setStatus, showError, state } from './core.js';
 import { attachFiles, closePicker, insertMention, loadOlder, markRead, onComposerInput, renderReplyBar, sendComposer } from './messages.js';
@@ -180,6 +181,12 @@ function wire() {
   };
   $('toggle-members').addEventListener('click', () => panel($('members-panel').hidden));
   $('members-close').addEventListener('click', () => panel(false));
+
+  $('call-audio').addEventListener('click', () => startCall('audio'));
+  $('call-video').addEventListener('click', () => startCall('video'));
+  $('call-accept').addEventListener('click', answerCall);
+  $('call-decline').addEventListener('click', declineCall);
+  $('call-hangup').addEventListener('click', hangUp);
 
   $('conv-list').addEventListener('click', (e) => {
     const li = e.target.closest('.conv');

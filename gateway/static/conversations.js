@@ -1,4 +1,5 @@
 // The conversation list, the conversation header and the members panel.
+import { renderCallActions, renderCallBar } from './calls.js';
 import { $, button, el, explain, fmtListTime, NEEDS, ROLE_RANK, scrollToBottom, setStatus, showError, state, STORE, toMs } from './core.js';
 import { renderTyping } from './events.js';
 import { addMessage, loadHistory, markRead, maxSeq, renderMessages, renderOlderButton, renderReplyBar, renderUploads } from './messages.js';
@@ -164,6 +165,7 @@ export function renderHeader() {
   }
   $('conv-subtitle').textContent = sub;
   $('toggle-members').hidden = !c;
+  renderCallActions();
 }
 
 export function renderMe() {
@@ -177,6 +179,7 @@ export function renderAll() {
   renderConvList();
   if (state.selected) { renderMessages(); renderMembers(); }
   renderTyping();
+  renderCallBar();
 }
 
 // Drafts outlive a reload: kept per account in localStorage (only text; files are not kept).

@@ -41,7 +41,9 @@ export const state = {
   uploads: [],           // [{id, name, done}] files attached to the next message
   outbox: new Map(),     // cmid -> {conv, text, el, ...}: sends not yet acknowledged, retried after reconnect
   typers: new Map(),     // conv id -> Map(user -> timeout id)
-  lastTypingSent: 0, readTimer: null, staff: false, capabilities: null,
+  lastTypingSent: 0, readTimer: null, staff: false,
+  capabilities: null,    // GET /v1/client/capabilities (features.calls: the server has a LiveKit)
+  call: null,            // the call in #call-bar: {id, conv, media, initiator, mine: incoming|outgoing|in}
 };
 
 // ---------- small helpers ----------

@@ -1,5 +1,6 @@
 // Server events: what each one changes on screen.
 import { catchUp, convLabel, loadMembers, noteLast, refreshConvs, renderAll, renderConvList, resync, selectConv, upsertConv } from './conversations.js';
+import { onCallEvent } from './calls.js';
 import { $, setStatus, state, TYPING_SHOW_MS } from './core.js';
 import { addMessage, cursorsOf, markRead, maxSeq, renderMessages } from './messages.js';
 import { displayName, learnProfiles } from './people.js';
@@ -39,7 +40,9 @@ export function handleEvent(ev) {
       if (ev.conv === state.selected) loadMembers(ev.conv);
       return;
     case 'resync': return resync();
-    default: return;   // calls and pins: not shown by this client
+    case 'call.ringing': case 'call.accepted': case 'call.declined': case 'call.left': case 'call.ended':
+      return onCallEvent(ev);
+    default: return;   // pins and call.joined: not shown by this client
   }
 }
 

@@ -1,4 +1,5 @@
 // Messages: rendering, attachments, history, read state, sending, editing, reacting, mentions.
+import { renderCallRecord } from './calls.js';
 import { catchUp, keepDraft, may, noteLast, renderConvList } from './conversations.js';
 import { $, api, button, el, EMOJI, explain, FILE_URL_KEEP_MS, fmtDay, fmtFull, fmtSize, fmtTime, nearBottom, newId, PAGE, scrollToBottom, setStatus, showError, state, TYPING_SEND_MS } from './core.js';
 import { avatar, displayName, profile, wantProfile } from './people.js';
@@ -55,7 +56,7 @@ export function renderMessages() {
   let day = '';
   let prev = null;
   const msgs = sortedMessages(convId);
-  const lastMine = [...msgs].reverse().find((m) => m.sender === state.me && !m.deleted);
+  const lastMine = [...msgs].reverse().find((m) => m.sender === state.me && !m.deleted && m.kind !== 'call');
   for (const m of msgs) {
     const d = new Date(m.ts).toDateString();
     if (d !== day) {
@@ -67,7 +68,8 @@ export function renderMessages() {
       nodes.push(divider);
       prev = null;
     }
-    const grouped = prev && prev.sender === m.sender && m.ts - prev.ts < 5 * 60000;
+    // A call record stands alone: it neither joins nor starts a run of one sender's messages.
+    const grouped = prev && prev.kind !== 'call' && m.kind !== 'call' && prev.sender === m.sender && m.ts - prev.ts < 5 * 60000;
     nodes.push(renderMessage(m, grouped, m === lastMine));
     prev = m;
   }
@@ -95,6 +97,7 @@ export function reconcile(box, nodes) {
 }
 
 export function renderMessage(m, grouped, showReceipt) {
+  if (m.kind === 'call') return renderCallRecord(m);
   const mine = m.sender === state.me;
   const div = el('article', 'msg' + (mine ? ' mine' : '') + (m.deleted ? ' deleted' : '') + (grouped ? ' grouped' : ''));
   div.dataset.seq = m.seq;

@@ -1,4 +1,5 @@
 // The login: sign-in and register, keeping the tokens fresh, and the WebSocket session.
+import { loadCapabilities, renderCallBar } from './calls.js';
 import { askPresence, draftsKey, loadDrafts, refreshConvs, renderMe, resync, selectConv } from './conversations.js';
 import { $, api, explain, newId, REFRESH_AHEAD_MAX_S, setStatus, showError, state, STORE } from './core.js';
 import { handleEvent } from './events.js';
@@ -129,6 +130,7 @@ export function startSession() {
   $('my-user-id').textContent = state.me || '';
   showView('chat');
   renderMe();
+  loadCapabilities();
   connect();
   api('GET', '/v1/me/profile').then((p) => { learnProfiles([p]); renderMe(); }, () => {});
   state.staff = tokenRoles().some((r) => r === 'admin' || r === 'moderator');
@@ -165,7 +167,8 @@ export function closeSession(message) {
   clearTimeout(state.reconnectTimer);
   stopHeartbeat();
   state.pending.clear();
-  Object.assign(state, { token: null, me: null, selected: null, everConnected: false, backoff: 0, live: false });
+  Object.assign(state, { token: null, me: null, selected: null, everConnected: false, backoff: 0, live: false, call: null });
+  renderCallBar();
   for (const k of ['convs', 'msgs', 'loaded', 'loading', 'noOlder', 'outbox', 'typers', 'drafts', 'profiles',
     'presence', 'members', 'cursors', 'files', 'fileUrls']) state[k].clear();
   $('conv-list').replaceChildren();
