@@ -27,10 +27,11 @@ class ChatCoreService:
                  bus: GatewayBus, partitions: int = 1, *,
                  instance: InstancePolicy = DEFAULT_INSTANCE, content_filter: ContentFilter | None = None,
                  limits: Limits = DEFAULT_LIMITS, policy_refresh_s: float = 10.0,
-                 calls: CallDefaults = CallDefaults()) -> None:
-        """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer."""
+                 calls: CallDefaults = CallDefaults(), relay_checkpoint_s: float = 0.5) -> None:
+        """`policy_refresh_s`: how soon a conversation default an admin changed reaches the writer.
+        `relay_checkpoint_s`: how often the outbox relay records its progress."""
         core = ChatCore(instance=instance, content_filter=content_filter, limits=limits, calls=calls)
-        self.relay = OutboxRelay(store, events)
+        self.relay = OutboxRelay(store, events, checkpoint_every_s=relay_checkpoint_s)
         self.worker = CommandWorker(core, commands, store, bus, self.relay, partitions=partitions)
         self._store = store
         self._core = core

@@ -182,6 +182,9 @@ class Settings:
     policy_json: str | None = None
     #: How often chat_core re-reads the conversation defaults admins change at run time.
     policy_refresh_s: float = 10.0
+    #: How often the outbox relay records what it published (and, on SQLite, drops those rows):
+    #: longer means more replay after a crash, never a lost event.
+    relay_checkpoint_s: float = 0.5
     #: `module:attr` of a content filter (moderation/filters.py); None: the word list, if any.
     content_filter: str | None = None
     #: The built-in word-list filter's words and what it does with a match.
@@ -394,6 +397,7 @@ class Settings:
             "cassandra_outbox_ttl_s": _env_int("PARLEY_CASSANDRA_OUTBOX_TTL_S", cls.cassandra_outbox_ttl_s),
             "policy_json": os.environ.get("PARLEY_POLICY") or None,
             "policy_refresh_s": _env_float("PARLEY_POLICY_REFRESH_S", cls.policy_refresh_s),
+            "relay_checkpoint_s": _env_float("PARLEY_RELAY_CHECKPOINT_S", cls.relay_checkpoint_s),
             "content_filter": os.environ.get("PARLEY_CONTENT_FILTER") or None,
             "filter_words": tuple(w.strip() for w in os.environ.get("PARLEY_FILTER_WORDS", "").split(",") if w.strip()),
             "filter_action": filter_action,

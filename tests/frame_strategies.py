@@ -72,6 +72,8 @@ def value(t: mi.Type, ids: SearchStrategy[str]) -> SearchStrategy[Any]:
         return st.integers(low, high)
     if isinstance(t, mi.LiteralType):
         return st.sampled_from(t.values)
+    if isinstance(t, mi.EnumType):  # on the wire, a member's value (calls' `media`, ...)
+        return st.sampled_from([member.value for member in t.cls])
     if isinstance(t, mi.ListType):
         return st.lists(value(t.item_type, ids), min_size=t.min_length or 0,
                         max_size=min(t.max_length or MAX_ITEMS, MAX_ITEMS))

@@ -132,7 +132,8 @@ def chat_core_service(settings: Settings, store: Store, commands: LogConsumer[Co
                          max_video_subscriptions=settings.call_max_video_subscriptions)
     return ChatCoreService(store, commands, events, bus, partitions, instance=instance,
                            content_filter=filters.configured(settings), limits=settings.limits,
-                           policy_refresh_s=settings.policy_refresh_s, calls=calls)
+                           policy_refresh_s=settings.policy_refresh_s, calls=calls,
+                           relay_checkpoint_s=settings.relay_checkpoint_s)
 
 
 def calls_service(settings: Settings, store: Store, commands: LogProducer[Command],
