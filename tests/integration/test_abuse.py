@@ -87,6 +87,9 @@ SAMPLES: dict[str, dict[str, object]] = {
     "conv.members": {"conv": "c-nope"},
     "receipts": {"conv": "c-nope", "seq": 1},
     "auth": {"token": "not-a-token"},
+    "call.start": {"conv": "c-nope", "media": "audio"},
+    **{op: {"call": "c-nope-k1"} for op in ("call.join", "call.decline", "call.leave", "call.end")},
+    "call.settings": {"conv": "c-nope", "enabled": False},
 }
 
 
