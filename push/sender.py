@@ -12,8 +12,6 @@ from parley import metrics
 from parley.config import Settings
 from push.notification import Failed, Platform, PushRequest
 from push.providers import Pushkin
-from push.providers.apns import ApnsPushkin, apns_client
-from push.providers.fcm import FCM_ENDPOINT, FcmPushkin, fcm_app
 from push.retry import Delivery, RetryPolicy, send_with_retries
 
 Provider = Literal["fcm", "apns"]
@@ -25,10 +23,16 @@ def configured_pushkins(settings: Settings) -> dict[Provider, Pushkin]:
     """A pushkin per provider with credentials in `settings` (none: push is off). Call it
     inside the event loop that will send (aioapns binds to it)."""
     pushkins: dict[Provider, Pushkin] = {}
+    # The provider clients are imported only where credentials exist: firebase-admin and aioapns
+    # weigh about 60 MiB, which every process of every role would otherwise carry for nothing.
     if settings.fcm_credentials is not None:
+        from push.providers.fcm import FCM_ENDPOINT, FcmPushkin, fcm_app
+
         pushkins["fcm"] = FcmPushkin(fcm_app(settings.fcm_credentials), timeout_s=settings.push_send_timeout_s,
                                      endpoint=settings.fcm_endpoint or FCM_ENDPOINT)
     if settings.apns_key is not None:
+        from push.providers.apns import ApnsPushkin, apns_client
+
         assert settings.apns_key_id and settings.apns_team_id and settings.apns_topic  # all four: from_env
         client = apns_client(key_path=settings.apns_key, key_id=settings.apns_key_id,
                              team_id=settings.apns_team_id, topic=settings.apns_topic, sandbox=settings.apns_sandbox,
