@@ -263,9 +263,9 @@ async def http_to_another_gateway(server: ParleyProcess, not_this: str) -> aioht
     raise AssertionError("every connection reached the same gateway")
 
 
+# Two gateways are `parley up`'s: the shared server of that mode only (`parley dev` has one).
+@pytest.mark.parametrize("server", ["up"], indirect=True)
 async def test_a_revocation_through_one_gateway_closes_a_session_held_on_the_other(server: ParleyProcess):
-    if server.mode != "up":
-        pytest.skip("`parley dev` has one gateway")
     name = f"rv{time.monotonic_ns() % 10**9}"
     await register(server.base_url, name, PASSWORD)
     target, revoker = [await login(server.base_url, name, PASSWORD) for _ in range(2)]
