@@ -55,7 +55,7 @@ bench: install-test
 # running server's URL (then ACCOUNTS=tokens file), runs a headless distributed Locust, and leaves
 # report.html and summary.json in loadtests/results/<date>-<scenario>/.
 #   make loadtest USERS=2000 SPAWN=200 DURATION=60 [SCENARIO=chat|hold|channel|biggroup|storm|rolling]
-#                 [TARGET=https://chat.example.org ACCOUNTS=tokens.json] [WORKERS=n] [LOADTEST_ARGS=...]
+#                 [TARGET=https://chat.example.org ACCOUNTS=tokens.json] [WORKERS=n] [GATEWAYS=n] [LOADTEST_ARGS=...]
 USERS    ?= 100
 SPAWN    ?= 50
 DURATION ?= 30
@@ -67,7 +67,8 @@ install-loadtest: $(VENV)/bin/activate
 loadtest: install-loadtest
 	$(PY) -m loadtests.locust.run --scenario $(SCENARIO) --users $(USERS) --spawn-rate $(SPAWN) \
 	  --duration $(DURATION) --system $(SYSTEM) $(if $(TARGET),--target $(TARGET)) \
-	  $(if $(ACCOUNTS),--accounts $(ACCOUNTS)) $(if $(WORKERS),--workers $(WORKERS)) $(LOADTEST_ARGS)
+	  $(if $(ACCOUNTS),--accounts $(ACCOUNTS)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(GATEWAYS),--gateways $(GATEWAYS)) $(LOADTEST_ARGS)
 
 # In-process: the policy decision's cost and the send decision loop, full policy vs allow-all.
 bench-policy: install

@@ -105,8 +105,9 @@ class ServerUnderTest(Protocol):
     async def stop(self) -> None: ...
 
 
-async def start_server(topology: str, data_dir: Path, env: dict[str, str]) -> ServerUnderTest:
-    """`parley dev` or `parley up` on a free port, on `data_dir`, logging into it."""
+async def start_server(topology: str, data_dir: Path, env: dict[str, str], gateways: int | None = None) -> ServerUnderTest:
+    """`parley dev` or `parley up` (with `gateways` gateway processes, else its default) on a free
+    port, on `data_dir`, logging into it."""
     if topology == "up":
-        return await Topology.start(data_dir, env, data_dir / "up.log")
+        return await Topology.start(data_dir, env, data_dir / "up.log", gateways)
     return await Server.start(data_dir, env, data_dir / "server.log")

@@ -40,7 +40,8 @@ class Topology:
     label = "parley up"
     rss_label = "gateway RSS"
 
-    def __init__(self, port: int, data_dir: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, port: int, data_dir: Path, env: dict[str, str], log_path: Path,
+                 gateways: int | None = None) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.data_dir = data_dir
         self._healthz = http_ok(self.url + "/healthz")
@@ -49,7 +50,7 @@ class Topology:
         # inherited by every child).
         self._process = ChildProcess(
             self.label, [sys.executable, "-m", "parley", "up", "--host", "127.0.0.1", "--port", str(port),
-                         "--data-dir", str(data_dir)],
+                         "--data-dir", str(data_dir), *(["--gateways", str(gateways)] if gateways else [])],
             log_path, ready=self._ready, env=env, own_session=True, ready_timeout_s=READY_TIMEOUT_S,
             stop_timeout_s=STOP_TIMEOUT_S, poll_s=0.2)
         #: `parley up`'s pid, which is also its process group's id (set once started).
@@ -62,9 +63,9 @@ class Topology:
         self.leftovers: list[str] = []
 
     @classmethod
-    async def start(cls, data_dir: Path, env: dict[str, str], log_path: Path) -> Topology:
+    async def start(cls, data_dir: Path, env: dict[str, str], log_path: Path, gateways: int | None = None) -> Topology:
         (data_dir / TOPOLOGY_FILE).unlink(missing_ok=True)  # the one of a previous start is stale
-        topology = cls(free_port(), data_dir, env, log_path)
+        topology = cls(free_port(), data_dir, env, log_path, gateways)
         # Spawned on this (the main) thread: the death signal follows the thread that forked.
         topology._process.spawn()
         topology.pid = topology._process.pid

@@ -106,6 +106,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--target", default="", help="a running server's URL (then --accounts is needed)")
     ap.add_argument("--accounts", type=Path, default=None, help="tokens from `parley admin loadtest-users`")
     ap.add_argument("--system", choices=("up", "dev"), default="up", help="what to start without --target")
+    ap.add_argument("--gateways", type=int, default=0,
+                    help="gateway processes of the `parley up` started here (default: its own, 2); each holds "
+                         "at most its open-files limit of sessions")
     ap.add_argument("--workers", type=int, default=0, help=f"default: one per {USERS_PER_WORKER} users")
     ap.add_argument("--chat-fraction", type=float, default=0.01)
     ap.add_argument("--group-size", type=int, default=50)
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             url, accounts_file = args.target, args.accounts
         else:
             (results / "sut").mkdir(exist_ok=True)
-            sut = asyncio.run(start_server(args.system, results / "sut", {}))
+            sut = asyncio.run(start_server(args.system, results / "sut", {}, args.gateways or None))
             url, accounts_file = sut.url, results / "accounts.json"
             _make_accounts(results / "sut", max(args.users, plan_of.layout.needs()), accounts_file)
         accounts = read_accounts(accounts_file)[:max(args.users, plan_of.layout.needs())]
@@ -155,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     report["meta"] = {"command": shlex.join([sys.executable, "-m", "loadtests.locust.run", *(argv or sys.argv[1:])]),
                       "started_utc": stamp.isoformat(timespec="seconds"), "machine": _machine(),
                       "target": args.target or f"parley {args.system} (started here)", "workers": workers,
+                      "gateways": args.gateways or None,
                       "leftovers": leftovers}
     (results / "summary.json").write_text(json.dumps(report, indent=2))
     print(f"results: {results}")

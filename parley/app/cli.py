@@ -47,10 +47,21 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--port", type=int, default=8080)
     up.add_argument("--data-dir", type=Path, default=Path(".parley-up"))
     up.add_argument("--log-level", default=LOG_LEVEL)
+    up.add_argument("--gateways", type=_positive, default=None,
+                    help="gateway processes on the shared port (default 2): each holds at most its open-files limit of sessions")
     _add_migrate(sub)
     _add_admin_parser(sub)
     return parser
 
+
+
+
+def _positive(text: str) -> int:
+    """argparse type: a count of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 #: `parley migrate`'s exit codes (2 is argparse's, for a bad command line).
 EXIT_OK = 0
@@ -143,7 +154,7 @@ def _add_admin_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                         help="only if they hold this role")
     bulk = acts.add_parser("loadtest-users", help="create N load-test accounts without passwords and write their "
                                                   "tokens to FILE (only with PARLEY_ALLOW_LOADTEST_USERS=1)")
-    bulk.add_argument("--count", type=int, required=True)
+    bulk.add_argument("--count", type=_positive, required=True)
     bulk.add_argument("--out", type=Path, required=True,
                       help="JSON list of {user_id, username, token, refresh_token}")
     bulk.add_argument("--prefix", default="lt", help="usernames are PREFIX-<run>-<n>")
@@ -245,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_admin(settings, args.admin_command, args.username, args.role))
     if args.command == "up":
         from parley.app.up import up
-        up(args.host, args.port, args.data_dir)
+        up(args.host, args.port, args.data_dir, args.gateways)
         return 0
     settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
     tracing.configure(role, instance, getattr(args, "trace", None))

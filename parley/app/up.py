@@ -2,8 +2,8 @@
 
 It starts the brokers from installed packages (tansu for Kafka, nats-server, redis-server),
 then 2 chat-core and 2 delivery workers (and, when a LiveKit is configured, the calls role, and
-a push worker when push is configured), then 2 gateways sharing one port (SO_REUSEPORT, so
-clients land on either), each a `parley run ROLE` child process. `/healthz` on the port answers
+a push worker when push is configured), then 2 gateways (`--gateways N` for more) sharing one
+port (SO_REUSEPORT, so clients land on any), each a `parley run ROLE` child process. `/healthz` on the port answers
 once every role is ready. A child that dies is started again (as Kubernetes would); SIGTERM or
 Ctrl-C stops the gateways first (clients are told 4009), then the workers, then the brokers.
 Children are also told to stop if this process is killed outright.
@@ -62,8 +62,10 @@ class Child:
 
 
 class Topology:
-    def __init__(self, host: str, port: int, data_dir: Path) -> None:
+    def __init__(self, host: str, port: int, data_dir: Path, gateways: int = REPLICAS["gateway"]) -> None:
         self.host, self.port, self.data_dir = host, port, data_dir.resolve()
+        #: More than 2 when one machine must hold more sessions than 2 processes' open files allow.
+        self.gateways = gateways
         self.logs = self.data_dir / "logs"
         self.brokers: dict[str, ServerProcess] = {}
         self.children: list[Child] = []
@@ -95,7 +97,7 @@ class Topology:
         for role in (role for role in WORKERS if wanted[role]):
             for n in range(1, REPLICAS[role] + 1):
                 self.children.append(self._child(f"{role}-{n}", role, free_port(), env))
-        for n in range(1, REPLICAS["gateway"] + 1):
+        for n in range(1, self.gateways + 1):
             metrics_port = free_port()
             gateway = self._child(f"gateway-{n}", "gateway", self.port, {
                 **env, "PARLEY_REUSE_PORT": "true", "PARLEY_GATEWAY_ID": f"gw-{n}",
@@ -213,8 +215,8 @@ class Topology:
         log.info("stopped")
 
 
-def up(host: str, port: int, data_dir: Path) -> None:
-    topology = Topology(host, port, data_dir)
+def up(host: str, port: int, data_dir: Path, gateways: int | None = None) -> None:
+    topology = Topology(host, port, data_dir, gateways or REPLICAS["gateway"])
 
     def on_signal(signum: int, _: object) -> None:
         topology.stopping = True
