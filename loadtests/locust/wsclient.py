@@ -1,5 +1,6 @@
 """One protocol session for a Locust user, on gevent and websocket-client (no asyncio): hello,
-requests by rid, heartbeats, a `sync` on every gap or `resync`, and, when the socket drops,
+requests by rid, heartbeats, a `sync` on a gap or `resync` (one at a time, as the SDK's), and,
+when the socket drops (or the first connect fails),
 reconnecting with jittered backoff, re-sending unacknowledged sends (same cmid: the server
 de-duplicates) and catching up with `sync`. Frames are built and read by `parley.sdk.wire`, the
 watermark and de-duplication are `parley.sdk.catchup`'s: the asyncio SDK's own code.
@@ -15,7 +16,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -38,8 +39,6 @@ OnMessage = Callable[[Frame], None]
 BACKOFF_START_S = 0.2
 BACKOFF_CAP_S = 5.0
 HELLO_TIMEOUT_S = 15.0
-#: Gaps within this window share one sync, so a burst of out-of-order events asks once.
-GAP_SYNC_EVERY_S = 1.0
 #: Closes that are part of running a cluster (a drain tells clients to reconnect), not failures.
 EXPECTED_CLOSES = frozenset({CloseCode.GOING_AWAY})
 
@@ -88,7 +87,10 @@ class ProtocolSession:
         self._ws: websocket.WebSocket | None = None
         self._online = Event()
         self._closing = False
-        self._last_gap_sync = 0.0
+        #: One sync at a time: a gap seen while one runs asks for one more after it, so a slow
+        #: server is not sent a new sync per event (at 10,000 subscribers that melted it).
+        self._syncing = False
+        self._sync_wanted = False
         self._greenlets: list[gevent.Greenlet] = []
         self.user_id = ""
         self.heartbeat_s = 30.0
@@ -97,18 +99,22 @@ class ProtocolSession:
     # ---- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect and say hello (recorded as `connect`), then read, beat and catch up in the
-        background. Raises if the first connection fails (the user then has no session)."""
-        started = time.perf_counter()
-        try:
-            self._ws = self._open()
-        except Exception as exc:
-            self._record("connect", _ms_since(started), exc)
-            raise
-        self._record("connect", _ms_since(started), None)
+        """Connect and say hello (each attempt recorded as `connect`; a failed one is retried
+        with the reconnect's backoff, as an app does), then read, beat and catch up in the
+        background."""
+        for delay in _backoff():
+            started = time.perf_counter()
+            try:
+                self._ws = self._open()
+            except (OSError, websocket.WebSocketException, ParleyError) as exc:
+                self._record("connect", _ms_since(started), exc)
+                gevent.sleep(delay)
+                continue
+            self._record("connect", _ms_since(started), None)
+            break
         self._online.set()
         self._greenlets = [gevent.spawn(self._read_loop), gevent.spawn(self._beat)]
-        gevent.spawn(self._sync)  # what was sent before this session (none on a fresh account)
+        self._want_sync()  # what was sent before this session (none on a fresh account)
 
     def close(self) -> None:
         self._closing = True
@@ -178,7 +184,7 @@ class ProtocolSession:
             self._record("reconnect", _ms_since(dropped), None)
             self._online.set()
             self._resend()
-            gevent.spawn(self._sync)
+            self._want_sync()
 
     def _read_until_closed(self, ws: websocket.WebSocket) -> int | None:
         """Handle frames until the socket closes; the close code (None when it just dropped)."""
@@ -208,7 +214,7 @@ class ProtocolSession:
         if op == "error":  # an error nobody asked for
             self._record("error frame", 0.0, error_from_frame(frame))
         elif op == "event" and kind == "resync":
-            gevent.spawn(self._sync)
+            self._want_sync()
         elif op == "event" and kind == "message.new":
             self._deliver(frame)
 
@@ -218,19 +224,30 @@ class ProtocolSession:
         message = event["message"]
         conv, seq = message.get("conv"), message.get("seq")
         if isinstance(conv, str) and isinstance(seq, int) and seq > self._catchup.last_seq.get(conv, 0):
-            self._gap_sync()  # a hole below this one: ask for what is missing
+            self._want_sync()  # a hole below this one: ask for what is missing
         self._on_message(event)
 
     # ---- catching up ----------------------------------------------------------------------
 
-    def _gap_sync(self) -> None:
-        now = time.monotonic()
-        if now - self._last_gap_sync >= GAP_SYNC_EVERY_S:
-            self._last_gap_sync = now
-            gevent.spawn(self._sync)
+    def _want_sync(self) -> None:
+        if self._syncing:
+            self._sync_wanted = True
+        else:
+            self._syncing = True
+            gevent.spawn(self._sync_while_wanted)
 
-    def _sync(self) -> None:
-        """`sync` from the watermark; its messages are delivered like live ones (once each)."""
+    def _sync_while_wanted(self) -> None:
+        try:
+            while True:
+                self._sync_wanted = False
+                if not self._sync() or not self._sync_wanted:
+                    return  # a failed sync is not retried at once: the next gap asks again
+        finally:
+            self._syncing = False
+
+    def _sync(self) -> bool:
+        """`sync` from the watermark; its messages are delivered like live ones (once each).
+        Whether it succeeded."""
         started = time.perf_counter()
         try:
             while True:
@@ -245,8 +262,9 @@ class ProtocolSession:
         except (ParleyError, Unexpected, gevent.Timeout) as exc:
             if self._counts(exc):
                 self._record("sync", _ms_since(started), exc)
-            return
+            return False
         self._record("sync", _ms_since(started), None)
+        return True
 
     # ---- heartbeat ------------------------------------------------------------------------
 
@@ -301,13 +319,13 @@ class ProtocolSession:
     def _reconnect(self) -> websocket.WebSocket:
         """Until a hello succeeds: jittered exponential backoff, so a crowd dropped at once
         (a gateway killed) does not come back at once."""
-        delay = BACKOFF_START_S
+        delays = _backoff()
         while True:
-            gevent.sleep(random.uniform(delay / 2, delay))
+            gevent.sleep(next(delays))
             try:
                 return self._open()
             except (OSError, websocket.WebSocketException, ParleyError):
-                delay = min(delay * 2, BACKOFF_CAP_S)
+                pass
 
     def _fail_unsendable(self, code: int | None) -> None:
         """Requests other than sends die with their socket; sends wait to be written again."""
@@ -327,3 +345,11 @@ class ProtocolSession:
 
 def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
+
+
+def _backoff() -> Iterator[float]:
+    """Jittered exponential delays, doubling from BACKOFF_START_S up to BACKOFF_CAP_S, forever."""
+    delay = BACKOFF_START_S
+    while True:
+        yield random.uniform(delay / 2, delay)
+        delay = min(delay * 2, BACKOFF_CAP_S)
