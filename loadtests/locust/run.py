@@ -97,6 +97,15 @@ def source_ips(url: str, workers: int) -> list[str | None]:
     return [str(hosts[w]) for w in range(workers)]
 
 
+def locust_users(users: int, workers: int) -> int:
+    """The user count Locust is given: a multiple of the workers. Locust spreads users evenly
+    over its workers in an order of its own, not the plan's worker index, so with 10,001 users on
+    5 workers the plan's 2,001-account worker could get 2,000 users and one account never ran.
+    Each worker now gets ceil(users / workers); a worker with fewer accounts stops the extra
+    users at once (the plan deals accounts to within one)."""
+    return workers * math.ceil(users / workers)
+
+
 def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenario", choices=SCENARIOS, default="chat")
@@ -182,7 +191,7 @@ def _run_locust(args: argparse.Namespace, url: str, results: Path, workers: int,
     ramp_s = math.ceil(args.users / args.spawn_rate)
     master = ChildProcess("locust master", [
         sys.executable, "-m", "locust", *common, "--master", "--headless", "--master-bind-host", "127.0.0.1",
-        "--master-bind-port", str(port), "--expect-workers", str(workers), "--users", str(args.users),
+        "--master-bind-port", str(port), "--expect-workers", str(workers), "--users", str(locust_users(args.users, workers)),
         "--spawn-rate", str(args.spawn_rate), "--run-time", f"{ramp_s + args.duration}s", "--stop-timeout", "10",
         "--html", str(results / "report.html"), "--csv", str(results / "locust"),
         "--json-file", str(results / "locust"), "--parley-summary", str(results / "parley-summary.json"),

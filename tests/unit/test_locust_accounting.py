@@ -14,7 +14,7 @@ from loadtests.locust.fanout_tally import FanoutTally, percentile
 from loadtests.locust.latency import Stamp, read_stamp, stamp_text
 from loadtests.locust.ledger import DeliveryLedger
 from loadtests.locust.plan import Account, Conv, Layout, Plan, deal, roles, units_of
-from loadtests.locust.run import scenario, source_ips, _args
+from loadtests.locust.run import locust_users, scenario, source_ips, _args
 
 
 def test_a_stamp_reads_back_and_other_text_is_not_one():
@@ -107,3 +107,12 @@ def test_the_shared_frame_module_and_the_catchup_load_no_asyncio():
             "print(sorted(m for m in ('asyncio', 'aiohttp') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("users, workers", [(10_001, 5), (10_000, 5), (7, 3), (1, 1), (100_000, 34)])
+def test_every_worker_gets_at_least_as_many_locust_users_as_the_plan_gives_it_accounts(users: int, workers: int):
+    dealt = deal([[i] for i in range(users)], workers)
+    total = locust_users(users, workers)
+    assert total % workers == 0  # Locust's even split: each worker total / workers users
+    assert all(len(accounts) <= total // workers for accounts in dealt)
+    assert total - users < workers
