@@ -301,6 +301,12 @@ class ConvMembers(Request, tag="conv.members", frozen=True):
     limit: Annotated[int, Meta(ge=1, le=L.MEMBERS_PAGE_MAX)] = L.MEMBERS_PAGE_MAX
 
 
+class ConvSanctions(Request, tag="conv.sanctions", frozen=True):
+    """The mutes and bans in force, for those who may lift them (with the profiles to name them)."""
+
+    conv: Id
+
+
 class Received(Request, tag="received", frozen=True):
     """One of the caller's devices holds every message of `conv` up to `seq` (delivered)."""
 
@@ -378,7 +384,7 @@ AnyRequest = Union[
     Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
-    ConvMembers, Received, Receipts, InviteAccept, InviteDecline, InviteList,
+    ConvMembers, ConvSanctions, Received, Receipts, InviteAccept, InviteDecline, InviteList,
     CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
 ]
 

@@ -92,7 +92,7 @@ RATES: dict[str, str] = {
     "call.settings": "settings",
     # reads: each costs the store a query (typing only when it is not dropped: a membership check)
     "history": "fetch", "sync": "fetch", "conv.list": "fetch", "invite.list": "fetch", "presence": "fetch",
-    "typing": "fetch", "conv.members": "fetch", "receipts": "fetch",
+    "typing": "fetch", "conv.members": "fetch", "receipts": "fetch", "conv.sanctions": "fetch",
     # a live session's new access token: a signature check and a read of the login
     "auth": "fetch",
 }

@@ -1,14 +1,16 @@
-"""A conversation's topic (conv.update's `topic`) as the writer decides it,. Pure: no loop, no store."""
+"""A conversation's topic (conv.update's `topic`) as the writer decides it, and the list of mutes
+and bans the gateway shows to those who may lift them (`conv.sanctions`). Pure: no loop, no store."""
 
 from __future__ import annotations
 
 import pytest
 
+from gateway.reads import in_force
 from moderation.filters import WordList
-from moderation.policy import InstancePolicy
+from moderation.policy import FOREVER, InstancePolicy
 from parley import frames as F
 from parley.limits import MAX_TOPIC_CHARS
-from parley.records import Facts, UpdateConv
+from parley.records import Facts, SanctionRow, UpdateConv
 from tests.unit.test_core_moderation import NOW, cmd, conv, core_with, denied, run
 
 
@@ -65,3 +67,15 @@ def test_a_topic_longer_than_the_limit_is_malformed():
         F.decode_request(frame % ("x" * (MAX_TOPIC_CHARS + 1)), 100)
     assert (refused.value.error.code, refused.value.rid) == ("bad_request", "1")
 
+
+def sanction(user: str, kind: str, until: int) -> SanctionRow:
+    return SanctionRow(conv="c1", user=user, kind=kind, until=until, by="o", at=NOW - 1, reason=None)
+
+
+def test_the_sanctions_shown_are_those_in_force_of_the_kinds_the_caller_may_lift():
+    rows = [sanction("a", "mute", NOW + 1), sanction("b", "mute", NOW), sanction("c", "ban", FOREVER),
+            sanction("d", "ban", NOW + 5)]
+    mutes, bans = in_force(rows, {"mute", "ban"}, NOW)
+    assert [(s.user, s.until) for s in mutes] == [("a", NOW + 1)]  # b's mute ended at NOW
+    assert [(s.user, s.until) for s in bans] == [("c", None), ("d", NOW + 5)]  # no end: null
+    assert in_force(rows, {"mute"}, NOW)[1] == []  # a moderator who may not ban sees no bans

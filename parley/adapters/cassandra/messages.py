@@ -333,6 +333,10 @@ class CassandraMessages(CassandraAttachments, CassandraCalls):
         blocks, blockers = await asyncio.gather(self._all("blocks_by", [user]), self._all("blockers_of", [user]))
         return {r[0] for r in blocks} | {r[0] for r in blockers}
 
+    async def sanctions(self, conv: str) -> list[SanctionRow]:
+        found = [_sanction(conv, r) for r in await self._all("sanctions_of", [conv])]
+        return sorted(found, key=lambda s: (s.at, s.user, s.kind))
+
     # ---- admin inspection -----------------------------------------------------------------
 
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None:
