@@ -1,6 +1,6 @@
 """The read path, served by the gateway straight from the store: conv.list (with each
-conversation's newest message and the profiles to show it), conv.members, receipts, history,
-sync, invite.list."""
+conversation's newest message and the profiles to show it), conv.members, conv.sanctions,
+receipts, history, sync, invite.list."""
 
 from __future__ import annotations
 
@@ -9,19 +9,22 @@ from collections import OrderedDict
 
 import msgspec
 
+from chat_core.decide import shown_until
 from moderation import policy
 from moderation.policy import Action
 from parley import events as E
-from parley.errors import NotFound
+from parley.errors import Forbidden, NotFound
 from parley.events import ConvListItem, ConvSync, Invitation, LastMessage
-from parley.frames import ConvMembers, ConvView, History, Message
+from parley.frames import ConvMembers, ConvSanctions, ConvView, History, Message
 from parley.limits import CONV_LIST_PROFILES_MAX, SYNC_PAGE
 from parley.ports import MessageStore, Store
 from parley.previews import preview
 from parley.profiles import Profile, public_profile
-from parley.records import ConvRow, MemberRow, conv_view
+from parley.records import ConvRow, MemberRow, SanctionRow, conv_view
 
 _END = 2**62  # an exclusive upper bound above any seq
+#: What a sanction kind needs of whoever lifts it (and so may see it).
+_LIFTS = {"mute": Action.MUTE, "ban": Action.BAN}
 
 
 class Reads:
@@ -64,6 +67,17 @@ class Reads:
         page = rows[:req.limit]
         return E.MembersResult(rid=req.rid, members=[E.MemberInfo(m.user, m.role, m.joined_at) for m in page],
                                profiles=await self.profiles([m.user for m in page]), more=len(rows) > req.limit)
+
+    async def sanctions(self, user: str, req: ConvSanctions, now: int) -> E.SanctionsResult:
+        """The mutes and bans in force at `now` that `user` may lift: mutes for those who may mute,
+        bans for those who may ban; Forbidden for a member who may do neither."""
+        row, member = await self.readable(req.conv, user)
+        kinds = {kind for kind, action in _LIFTS.items() if policy.may(row, member, action)}
+        if not kinds:
+            raise Forbidden("only those who may mute or ban members see the mutes and bans", rule="role")
+        mutes, bans = in_force(await self._store.sanctions(req.conv), kinds, now)
+        return E.SanctionsResult(rid=req.rid, mutes=mutes, bans=bans,
+                                 profiles=await self.profiles(sorted({s.user for s in mutes + bans})))
 
     async def receipts(self, user: str, rid: str, conv: str, seq: int) -> E.ReceiptsResult:
         row, _ = await self.readable(conv, user)
@@ -112,6 +126,17 @@ def tally_receipts(rid: str, conv: str, seq: int, members: list[MemberRow], name
     return E.ReceiptsResult(rid=rid, conv=conv, seq=seq, members=len(members), delivered_count=len(delivered),
                             read_count=len(read), delivered=delivered if named else None,
                             read=read if named else None)
+
+
+def in_force(sanctions: list[SanctionRow], kinds: set[str], now: int) -> tuple[list[E.SanctionInfo],
+                                                                              list[E.SanctionInfo]]:
+    """(mutes, bans) of `kinds` that have not ended by `now`, in the order given. Pure."""
+    shown: dict[str, list[E.SanctionInfo]] = {"mute": [], "ban": []}
+    for s in sanctions:
+        if s.kind in kinds and s.until > now:
+            shown[s.kind].append(E.SanctionInfo(user=s.user, until=shown_until(s.until), by=s.by, at=s.at,
+                                                reason=s.reason))
+    return shown["mute"], shown["ban"]
 
 
 def _last_message(msg: Message) -> LastMessage:

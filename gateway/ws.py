@@ -237,6 +237,8 @@ class WsEndpoint:
             return encode(E.ConvListResult(rid=req.rid, convs=convs, profiles=profiles))
         if isinstance(req, F.ConvMembers):
             return encode(await self._reads.members(session.user, req))
+        if isinstance(req, F.ConvSanctions):
+            return encode(await self._reads.sanctions(session.user, req, now_ms()))
         if isinstance(req, F.Receipts):
             return encode(await self._reads.receipts(session.user, req.rid, req.conv, req.seq))
         if isinstance(req, F.InviteList):

@@ -370,6 +370,26 @@ class MembersResult(Ok):
     more: bool
 
 
+class SanctionInfo(msgspec.Struct):
+    """A mute or ban in force, as `conv.sanctions` lists it."""
+
+    user: str
+    #: ms since the epoch; null: until lifted.
+    until: int | None
+    by: str
+    at: int
+    reason: str | None
+
+
+class SanctionsResult(Ok):
+    """`conv.sanctions`: the mutes (for those who may mute) and the bans (for those who may ban)
+    in force, oldest first, and the profiles of the users they name."""
+
+    mutes: list[SanctionInfo]
+    bans: list[SanctionInfo]
+    profiles: dict[str, Profile]
+
+
 class ReceiptsResult(Ok):
     conv: str
     seq: int

@@ -180,10 +180,12 @@ class InviteList(Request, tag="invite.list", frozen=True):
 
 
 class ConvUpdate(Request, tag="conv.update", frozen=True):
-    """Change settings; an absent field stays as it is (`title`/`password` null clears them)."""
+    """Change settings; an absent field stays as it is (`title`/`password` null clears them, and
+    `topic` null or empty)."""
 
     conv: Id
     title: Annotated[str, Meta(max_length=L.MAX_TITLE_CHARS)] | None | Unset = UNSET
+    topic: Annotated[str, Meta(max_length=L.MAX_TOPIC_CHARS)] | None | Unset = UNSET
     visibility: Visibility | Unset = UNSET
     history: HistoryMode | Unset = UNSET
     password: Annotated[str, Meta(min_length=1, max_length=L.ROOM_PASSWORD_MAX_CHARS)] | None | Unset = UNSET
@@ -299,6 +301,12 @@ class ConvMembers(Request, tag="conv.members", frozen=True):
     limit: Annotated[int, Meta(ge=1, le=L.MEMBERS_PAGE_MAX)] = L.MEMBERS_PAGE_MAX
 
 
+class ConvSanctions(Request, tag="conv.sanctions", frozen=True):
+    """The mutes and bans in force, for those who may lift them (with the profiles to name them)."""
+
+    conv: Id
+
+
 class Received(Request, tag="received", frozen=True):
     """One of the caller's devices holds every message of `conv` up to `seq` (delivered)."""
 
@@ -376,7 +384,7 @@ AnyRequest = Union[
     Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
     MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin, UserBlock, UserUnblock,
-    ConvMembers, Received, Receipts, InviteAccept, InviteDecline, InviteList,
+    ConvMembers, ConvSanctions, Received, Receipts, InviteAccept, InviteDecline, InviteList,
     CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
 ]
 
@@ -511,6 +519,8 @@ class ConvView(msgspec.Struct, kw_only=True):
     role: str | None
     #: `direct` only: the other participant (so a client can name the conversation).
     peer: str | None = None
+    #: Groups and channels: one line about the conversation, shown under its title (null: none).
+    topic: str | None = None
     slow_mode_s: int = 0
     read_only: bool = False
     allow_guests: bool = False

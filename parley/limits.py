@@ -15,6 +15,8 @@ MAX_CMID_CHARS = 64
 MAX_DEVICE_ID_CHARS = 64
 MAX_EMOJI_CHARS = 32
 MAX_TITLE_CHARS = 256
+#: A group's or channel's topic (`conv.update`): one line shown under its title.
+MAX_TOPIC_CHARS = 250
 MAX_MEMBERS_PER_REQUEST = 1000
 #: Users one `presence` request may ask about.
 PRESENCE_QUERY_MAX = 200
@@ -90,7 +92,7 @@ RATES: dict[str, str] = {
     "call.settings": "settings",
     # reads: each costs the store a query (typing only when it is not dropped: a membership check)
     "history": "fetch", "sync": "fetch", "conv.list": "fetch", "invite.list": "fetch", "presence": "fetch",
-    "typing": "fetch", "conv.members": "fetch", "receipts": "fetch",
+    "typing": "fetch", "conv.members": "fetch", "receipts": "fetch", "conv.sanctions": "fetch",
     # a live session's new access token: a signature check and a read of the login
     "auth": "fetch",
 }

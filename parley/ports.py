@@ -13,7 +13,7 @@ from parley.frames import Message
 from parley.records import (
     Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, Device, EventRecord, Facts,
     InvitationRow, Invite, MemberRow, Mutation, Needs, NotifySettings, RefreshToken, Report, ReportQuery, Revocation,
-    SessionFamily,
+    SanctionRow, SessionFamily,
 )
 
 
@@ -157,6 +157,8 @@ class MessageStore(Protocol):
     async def member_ids(self, conv: str) -> list[str]: ...
     async def block_peers(self, user: str) -> set[str]: ...  # users `user` blocks or is blocked by
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None: ...  # admin inspection
+    #: The mutes and bans kept for `conv`, ended ones too, oldest first (`conv.sanctions`).
+    async def sanctions(self, conv: str) -> list[SanctionRow]: ...
     #: The messages `user` sent in `conv` with seq > after_seq, ascending (privacy export/delete).
     async def sent_messages(self, user: str, conv: str, after_seq: int, limit: int) -> list[Message]: ...
     #: `user`'s pending invitations with their conversations, oldest first (`invite.list`).

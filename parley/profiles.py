@@ -62,8 +62,8 @@ def my_profile(account: Account) -> MyProfile:
                      avatar=account.avatar, status_text=account.status_text, discoverable=account.discoverable)
 
 
-def _clean_text(value: str | None, what: str) -> str | None:
-    """Trimmed, inner runs of white space (tabs and line breaks too) as one space, no other
+def one_line_text(value: str | None, what: str) -> str | None:
+    """A short text others read (a display name, a status, a conversation's topic): trimmed, inner runs of white space (tabs and line breaks too) as one space, no other
     control or format characters (a bidi override would disguise a name); empty -> None."""
     if value is None:
         return None
@@ -77,9 +77,9 @@ def profile_patch(body: ProfileBody) -> AccountPatch:
     """The account change a profile body asks for; BadRequest if it changes nothing."""
     changes: dict[str, object] = {}
     if not isinstance(body.display_name, msgspec.UnsetType):
-        changes["display_name"] = _clean_text(body.display_name, "display_name")
+        changes["display_name"] = one_line_text(body.display_name, "display_name")
     if not isinstance(body.status_text, msgspec.UnsetType):
-        changes["status_text"] = _clean_text(body.status_text, "status_text")
+        changes["status_text"] = one_line_text(body.status_text, "status_text")
     if not isinstance(body.discoverable, msgspec.UnsetType):
         changes["discoverable"] = body.discoverable
     if body.avatar is None:

@@ -82,6 +82,8 @@ class ConvRow(msgspec.Struct, kw_only=True):
     owner: str
     created_at: int
     last_seq: int = 0
+    #: One line about a group or channel (conv.update); None: none.
+    topic: str | None = None
     #: Moderation settings (conv.update) and pins.
     slow_mode_s: int = 0
     read_only: bool = False
@@ -329,7 +331,7 @@ class SetReaction(msgspec.Struct, tag=True):
 
 
 class UpdateConv(msgspec.Struct, tag=True):
-    """The settings of `row` (title, visibility, password, history, slow mode, read-only,
+    """The settings of `row` (title, topic, visibility, password, history, slow mode, read-only,
     permissions, pins); not its head or owner, which have their own mutations."""
 
     row: ConvRow
@@ -639,7 +641,7 @@ def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -
         has_password=row.password_hash is not None, history=row.history, owner=row.owner,
         created_at=row.created_at, last_seq=row.last_seq, read_seq=read_seq,
         unread=max(0, row.last_seq - read_seq) if member else 0,
-        role=member.role if member else None, peer=peer, slow_mode_s=row.slow_mode_s, read_only=row.read_only,
+        role=member.role if member else None, peer=peer, topic=row.topic, slow_mode_s=row.slow_mode_s, read_only=row.read_only,
         allow_guests=row.allow_guests,
         permissions=dict(row.permissions), pinned=list(row.pinned),
     )

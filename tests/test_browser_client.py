@@ -514,3 +514,92 @@ def test_files_arrive_by_paste_and_by_drag_and_drop(server: ParleyProcess, shots
         expect(q.locator("#conv-list .conv .conv-preview")).to_have_text("1 attachment")
         expect(q.locator('#messages .msg[data-seq="2"] .download')).to_contain_text("again.png")
         snap(quin, shots, "quin-files")
+
+
+@pytest.mark.parametrize("server", ["dev"], indirect=True)
+def test_a_topic_and_every_moderation_step_reach_the_people_they_concern(server: ParleyProcess, shots: Path) -> None:
+    """The rest of the members panel: a topic set in one browser shows live in the others; mute
+    then unmute, promote then demote, ban then unban, each seen by the person it is about."""
+    from playwright.sync_api import expect
+
+    with people(shots, ["o", "r", "s"]) as (olga, rui, sam):
+        for person in (olga, rui, sam):
+            person.register(server.base_url)
+        o, r, s = olga.page, rui.page, sam.page
+        o.click("#new-group")
+        o.fill("#group-title", "Crew")
+        search_and_pick(olga, "#group-members", rui.name, rui.name)
+        search_and_pick(olga, "#group-members", sam.name, sam.name)
+        o.click("#group-create")
+        expect(o.locator("#conv-title")).to_have_text("Crew")
+        for person in (rui, sam):
+            expect(person.page.locator("#conv-list .conv", has_text="Crew")).to_have_count(1)
+            open_conv(person, "Crew")
+        o.click("#toggle-members")
+        rui_row = o.locator(f'#member-list .member[data-user-id="{rui.user_id}"]')
+        button = lambda page, name: page.get_by_role("button", name=name, exact=True)  # noqa: E731
+
+        # A topic, set by the owner, shows under the title in the other browsers at once.
+        o.fill("#topic-text", "Pour the foundations on Monday")
+        o.click("#topic-form button")
+        expect(o.locator("#status")).to_have_text("Topic saved.")
+        for page in (o, r, s):
+            expect(page.locator("#conv-topic")).to_have_text("Pour the foundations on Monday")
+        r.click("#toggle-members")
+        expect(r.locator("#topic-form")).to_be_hidden()     # a member may not set it
+        expect(r.locator("#member-list .member")).to_have_count(3)
+
+        # Mute, then unmute: Rui's composer says so and comes back; Olga's panel shows it.
+        button(o, f"Mute {rui.name}").click()
+        expect(r.locator("#status")).to_have_text("You were muted in “Crew”.")
+        expect(r.locator("#composer")).to_be_disabled()
+        expect(r.locator("#composer")).to_have_attribute("placeholder", "You are muted here")
+        expect(rui_row.locator(".hint")).to_contain_text("muted until lifted")
+        snap(olga, shots, "olga-rui-muted")
+        snap(rui, shots, "rui-muted")
+        button(o, f"Unmute {rui.name}").click()
+        expect(r.locator("#status")).to_have_text("You may write in “Crew” again.")
+        expect(r.locator("#composer")).to_be_enabled()
+        expect(button(o, f"Mute {rui.name}")).to_be_visible()
+        rui.send("back again", enter=True)
+        expect(s.locator('#messages .msg[data-seq="1"] .msg-text')).to_have_text("back again")
+
+        # Promote twice, then demote twice: Rui is told each time and his panel follows his role.
+        button(o, f"Promote {rui.name} to moderator").click()
+        expect(r.locator("#status")).to_have_text("You are now a moderator in “Crew”.")
+        expect(button(r, f"Mute {sam.name}")).to_be_visible()
+        expect(button(r, f"Promote {sam.name} to moderator")).to_have_count(0)   # roles need admin
+        button(o, f"Promote {rui.name} to admin").click()
+        expect(r.locator("#status")).to_have_text("You are now an admin in “Crew”.")
+        expect(r.locator("#topic-form")).to_be_visible()    # admins may set the topic
+        expect(button(r, f"Promote {sam.name} to moderator")).to_be_visible()
+        expect(button(o, f"Promote {rui.name} to owner")).to_have_count(0)   # no handover from here
+        expect(rui_row.locator(".hint")).to_contain_text("admin")
+        snap(rui, shots, "rui-admin")
+        assert not axe_violations(rui), axe_violations(rui)
+        button(o, f"Demote {rui.name} to moderator").click()
+        expect(r.locator("#status")).to_have_text("You are now a moderator in “Crew”.")
+        expect(r.locator("#topic-form")).to_be_hidden()
+        button(o, f"Demote {rui.name} to member").click()
+        expect(r.locator("#status")).to_have_text("You are now a member in “Crew”.")
+        expect(button(r, f"Mute {sam.name}")).to_have_count(0)
+
+        # Ban, then unban: Sam loses the group and is told; the owner lists the ban and lifts it.
+        o.once("dialog", lambda d: d.accept())
+        button(o, f"Ban {sam.name}").click()
+        expect(s.locator("#conv-list .conv", has_text="Crew")).to_have_count(0)
+        expect(s.locator("#status")).to_have_text("You were banned from “Crew”.")
+        banned = o.locator(f'#banned-list .member[data-user-id="{sam.user_id}"]')
+        expect(banned.locator(".hint")).to_have_text("banned until lifted")
+        expect(o.locator("#member-list .member")).to_have_count(2)
+        snap(olga, shots, "olga-sam-banned")
+        assert not axe_violations(olga), axe_violations(olga)
+        button(o, f"Unban {sam.name}").click()
+        expect(s.locator("#status")).to_have_text("Your ban from “Crew” was lifted.")
+        expect(o.locator("#banned")).to_be_hidden()
+        search_and_pick(olga, "#invite-name", sam.name, sam.name)   # refused while banned (target_banned)
+        expect(s.locator("#conv-list .conv", has_text="Crew")).to_have_count(1)
+        open_conv(sam, "Crew")
+        expect(s.locator("#conv-topic")).to_have_text("Pour the foundations on Monday")
+        for person in (olga, rui, sam):
+            assert not person.errors, f"{person.name}: {person.errors}"

@@ -1,5 +1,8 @@
-"""conv.update: a conversation's settings (title, visibility, history, password, slow mode,
-read-only, guests, permission overrides), announced to every member in their own view and audited."""
+"""conv.update: a conversation's settings (title, topic, visibility, history, password, slow mode,
+read-only, guests, permission overrides), announced to every member in their own view and audited.
+
+The topic rides on conv.update rather than an op of its own: it is one more setting of the same
+conversation, needing the same permission (`set_info`) and announced the same way (`conv.updated`)."""
 
 from __future__ import annotations
 
@@ -15,14 +18,18 @@ from parley import events as E
 from parley import frames as F
 from parley.errors import BadRequest
 from parley.frames import UNSET
+from parley.profiles import one_line_text
 from parley.records import Command, Needs, PutMember, UpdateConv
 
 if TYPE_CHECKING:
     from chat_core.core import ChatCore
 
 
-#: The settings a conversation's row takes as given (permissions and password are converted).
-_PLAIN = ("title", "visibility", "history", "slow_mode_s", "read_only", "allow_guests")
+#: The settings a conversation's row takes as given (permissions and password are converted, and
+#: the topic is made one line).
+_PLAIN = ("title", "topic", "visibility", "history", "slow_mode_s", "read_only", "allow_guests")
+#: The settings that are text every member (and every invitee) reads: screened like messages.
+_READ_BY_ALL = ("title", "topic")
 
 
 def _update(d: Decision, body: F.ConvUpdate) -> Result:
@@ -31,6 +38,8 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
     row = state.row
     s = d.subject(state)
     given = {name: value for name in _PLAIN if (value := getattr(body, name)) is not UNSET}
+    if "topic" in given:  # white space runs as one space; empty (or only white space) clears it
+        given["topic"] = one_line_text(body.topic or None, "topic")
     if isinstance(body.password, str):  # hashed at the gateway: a plaintext here was not (an older gateway)
         raise BadRequest("the password could not be set; retry")
     # A new password arrives as its hash (the gateway hashed it), a cleared one as null.
@@ -56,10 +65,12 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
         new.password_hash = None
     if new.visibility != "public" and new.password_hash is not None:
         new.password_hash = None  # a private conversation is reached by invitation only
-    if isinstance(body.title, str) and body.title != row.title:  # text every member reads
-        flag = d.check_text(s, Action.SET_INFO, body.title, "conv")
-        if flag is not None:
-            d.audit(SYSTEM, "conv.flag", row.id, flag, sender=cmd.user)
+    for name in _READ_BY_ALL:
+        text = getattr(new, name)
+        if isinstance(text, str) and text != getattr(row, name):
+            flag = d.check_text(s, Action.SET_INFO, text, "conv")
+            if flag is not None:
+                d.audit(SYSTEM, "conv.flag", row.id, flag, sender=cmd.user)
     for name in _PLAIN:
         if getattr(new, name) != getattr(row, name):
             changed[name] = getattr(new, name)
@@ -84,8 +95,10 @@ def _update(d: Decision, body: F.ConvUpdate) -> Result:
 
 
 def _update_needs(core: ChatCore, cmd: Command, body: F.ConvUpdate, needs: Needs) -> None:
-    if isinstance(body.title, str):
-        needs_age_for_links(core, cmd, body.title, needs)
+    for name in _READ_BY_ALL:
+        text = getattr(body, name)
+        if isinstance(text, str):
+            needs_age_for_links(core, cmd, text, needs)
 
 
 UPDATE = Operation(F.ConvUpdate, _update, _update_needs)

@@ -2,7 +2,7 @@
 // Plain ES modules, no build step, nothing loaded from the internet (why: docs/adr/0005-web-client.md).
 // Wire contract: docs/protocol.md (REST /v1/*, WebSocket /v1/ws, JSON frames).
 import { answerCall, declineCall, hangUp, startCall } from './calls.js';
-import { createConv, loadMembers, renderAll, renderMembers, selectConv, upsertConv } from './conversations.js';
+import { createConv, loadMembers, renderAll, renderMembers, selectConv, updateConv } from './conversations.js';
 import { $, api, button, el, explain, setStatus, showError, state } from './core.js';
 import { attachFiles, closePicker, insertMention, loadOlder, markRead, onComposerInput, renderReplyBar, sendComposer } from './messages.js';
 import { learnProfiles, peoplePicker, profile } from './people.js';
@@ -153,15 +153,14 @@ function wire() {
     } catch (err) { showError('members-error', explain(err)); }
   });
   $('invite-form').addEventListener('submit', (e) => e.preventDefault());
-  $('rename-form').addEventListener('submit', async (e) => {
+  $('rename-form').addEventListener('submit', (e) => {
     e.preventDefault();
-    showError('members-error', '');
-    const title = $('rename-title').value.trim();
-    try {
-      const res = await request('conv.update', { conv: state.selected, title: title || null });
-      upsertConv(res.conv);
-      renderAll();
-    } catch (err) { showError('members-error', explain(err)); }
+    updateConv({ title: $('rename-title').value.trim() || null });
+  });
+  $('topic-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const topic = $('topic-text').value.trim();   // empty clears it
+    updateConv({ topic }, topic ? 'Topic saved.' : 'Topic cleared.');
   });
   $('leave-conv').addEventListener('click', async () => {
     const convId = state.selected;

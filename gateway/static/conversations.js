@@ -1,6 +1,6 @@
 // The conversation list, the conversation header and the members panel.
 import { renderCallActions, renderCallBar } from './calls.js';
-import { $, button, el, explain, fmtListTime, NEEDS, ROLE_RANK, scrollToBottom, setStatus, showError, state, STORE, toMs } from './core.js';
+import { $, aRole, button, el, explain, fmtListTime, fmtUntil, NEEDS, ROLE_RANK, ROLES, scrollToBottom, setStatus, showError, state, STORE, toMs, untilSuffix } from './core.js';
 import { renderTyping } from './events.js';
 import { addMessage, loadHistory, markRead, maxSeq, renderMessages, renderOlderButton, renderReplyBar, renderUploads } from './messages.js';
 import { avatar, displayName, learnProfiles, profile, wantProfile } from './people.js';
@@ -152,6 +152,9 @@ export function renderTitle() {
 export function renderHeader() {
   const c = state.selected && state.convs.get(state.selected);
   $('conv-title').textContent = c ? convLabel(c) : (state.selected ? 'Conversation' : 'No conversation selected');
+  const topic = (c && c.kind !== 'direct' && c.topic) || '';
+  $('conv-topic').textContent = topic;
+  $('conv-topic').hidden = !topic;
   const slot = $('conv-avatar');
   slot.replaceChildren(...(c ? [c.kind === 'direct' && c.peer ? avatar(c.peer) : groupAvatar(c)] : []));
   let sub = '';
@@ -180,6 +183,7 @@ export function renderAll() {
   if (state.selected) { renderMessages(); renderMembers(); }
   renderTyping();
   renderCallBar();
+  renderComposer();
 }
 
 // Drafts outlive a reload: kept per account in localStorage (only text; files are not kept).
@@ -209,11 +213,7 @@ export function selectConv(convId) {
   $('messages').replaceChildren();
   $('pending').replaceChildren();
   $('empty-hint').hidden = !!convId;
-  // Channel subscribers read only: their composer says so instead of failing on send.
-  const c = convId && state.convs.get(convId);
-  const readOnly = !!c && c.kind === 'channel' && (ROLE_RANK[myRole(convId)] || 0) < ROLE_RANK.admin;
-  $('composer').disabled = $('send').disabled = $('attach').disabled = !convId || readOnly;
-  $('composer').placeholder = readOnly ? 'Only admins post in this channel' : 'Write a message';
+  renderComposer();
   $('composer').value = (convId && state.drafts.get(convId)) || '';
   renderTyping();
   renderConvList();
@@ -226,10 +226,24 @@ export function selectConv(convId) {
   loadMembers(convId);
 }
 
-// A conversation's members with their profiles (for names, roles, presence and the panel).
+// The composer says why it is off: channel subscribers read only, a muted member waits (a mute
+// that ends by time sends no event: renderComposer runs again when it ends).
+export function renderComposer() {
+  const convId = state.selected;
+  const c = convId && state.convs.get(convId);
+  const readOnly = !!c && c.kind === 'channel' && (ROLE_RANK[myRole(convId)] || 0) < ROLE_RANK.admin;
+  const muted = !!c && !!c.muted && (c.muted.until == null || c.muted.until > Date.now());
+  $('composer').disabled = $('send').disabled = $('attach').disabled = !convId || readOnly || muted;
+  $('composer').placeholder = readOnly ? 'Only admins post in this channel'
+    : muted ? `You are muted here${untilSuffix(c.muted.until)}` : 'Write a message';
+}
+
+// A conversation's members with their profiles (for names, roles, presence and the panel), and
+// its mutes and bans when my role may lift them.
 export async function loadMembers(convId) {
   const members = new Map();
   let after;
+  let sanctions = null;
   try {
     for (;;) {
       const res = await request('conv.members', { conv: convId, ...(after ? { after } : {}) });
@@ -238,9 +252,17 @@ export async function loadMembers(convId) {
       if (!res.more || !res.members.length) break;
       after = res.members[res.members.length - 1].user;
     }
+    if (may(convId, 'mute') || may(convId, 'ban')) {
+      const res = await request('conv.sanctions', { conv: convId });
+      learnProfiles(res.profiles);
+      const byUser = (list) => new Map(list.map((s) => [s.user, s]));
+      sanctions = { mutes: byUser(res.mutes), bans: byUser(res.bans) };
+    }
   } catch { return; }
   state.members.clear();   // only the conversation on screen is kept
   state.members.set(convId, members);
+  state.sanctions.clear();
+  if (sanctions) state.sanctions.set(convId, sanctions);
   if (state.selected === convId) { renderAll(); askPresence(); }
 }
 
@@ -261,37 +283,89 @@ export function renderMembers() {
   const convId = state.selected;
   const c = state.convs.get(convId);
   const members = state.members.get(convId) || new Map();
-  $('rename-form').hidden = !c || !may(convId, 'set_info');
+  const { mutes, bans } = state.sanctions.get(convId) || { mutes: new Map(), bans: new Map() };
+  $('rename-form').hidden = $('topic-form').hidden = !c || !may(convId, 'set_info');
   $('invite-form').hidden = !c || !may(convId, 'invite');
   $('leave-conv').hidden = !c || c.kind === 'direct';
   if (c && document.activeElement !== $('rename-title')) $('rename-title').value = c.title || '';
+  if (c && document.activeElement !== $('topic-text')) $('topic-text').value = c.topic || '';
   const rows = [...members.values()].sort((a, b) => (ROLE_RANK[b.role] - ROLE_RANK[a.role]) || displayName(a.user).localeCompare(displayName(b.user)));
   $('member-list').replaceChildren(...rows.map((m) => {
-    const li = el('li', 'member');
-    li.dataset.userId = m.user;
-    const names = el('span', 'person-names');
-    names.append(el('span', 'person-name', displayName(m.user) + (m.user === state.me ? ' (you)' : '')),
-      el('span', 'hint', [m.role !== 'member' ? m.role : '', state.presence.get(m.user) || ''].filter(Boolean).join(' · ')));
-    li.append(avatar(m.user), names);
+    const mute = mutes.get(m.user);
+    const li = personRow(m.user, [m.role !== 'member' ? m.role : '', mute ? `muted ${fmtUntil(mute.until)}` : '',
+      state.presence.get(m.user) || '']);
     if (m.user !== state.me) {
       const acts = el('span', 'member-actions');
       const name = displayName(m.user);
-      if (may(convId, 'mute', m.role)) acts.append(button('Mute', `Mute ${name}`, () => moderate('member.mute', m.user, `${name} is muted.`)));
+      if (may(convId, 'mute', m.role)) {
+        acts.append(mute ? button('Unmute', `Unmute ${name}`, () => moderate('member.unmute', m.user, `${name} may write again.`))
+          : button('Mute', `Mute ${name}`, () => moderate('member.mute', m.user, `${name} is muted.`)));
+      }
+      acts.append(...roleButtons(convId, m, name));
       if (may(convId, 'kick', m.role)) acts.append(button('Remove', `Remove ${name}`, () => confirm(`Remove ${name} from the conversation?`) && moderate('member.kick', m.user, `${name} was removed.`)));
       if (may(convId, 'ban', m.role)) acts.append(button('Ban', `Ban ${name}`, () => confirm(`Ban ${name} from the conversation?`) && moderate('member.ban', m.user, `${name} is banned.`)));
       li.append(acts);
     }
     return li;
   }));
+  // Banned people are not members: listed apart, for those who may lift a ban.
+  $('banned').hidden = !bans.size;
+  $('banned-list').replaceChildren(...[...bans.values()].map((b) => {
+    const name = displayName(b.user);
+    const li = personRow(b.user, [`banned ${fmtUntil(b.until)}`, b.reason || '']);
+    const acts = el('span', 'member-actions');
+    acts.append(button('Unban', `Unban ${name}`, () => moderate('member.unban', b.user, `${name} may come back.`)));
+    li.append(acts);
+    return li;
+  }));
 }
 
-export async function moderate(op, user, done) {
+// One person in the panel: picture, name and a line of facts about them.
+function personRow(user, facts) {
+  const li = el('li', 'member');
+  li.dataset.userId = user;
+  const names = el('span', 'person-names');
+  names.append(el('span', 'person-name', displayName(user) + (user === state.me ? ' (you)' : '')),
+    el('span', 'hint', facts.filter(Boolean).join(' · ')));
+  li.append(avatar(user), names);
+  return li;
+}
+
+// One step up or down the roles: up only below my own (the server refuses more: role_too_high);
+// handing ownership over is not offered here.
+function roleButtons(convId, m, name) {
+  if (!may(convId, 'manage_roles', m.role)) return [];
+  const rank = ROLE_RANK[m.role] || 0;
+  const out = [];
+  const up = ROLES[rank + 1];
+  if (rank + 1 < ROLE_RANK[myRole(convId)]) {
+    out.push(button('Promote', `Promote ${name} to ${up}`, () => moderate('member.role', m.user, `${name} is now ${aRole(up)}.`, { role: up })));
+  }
+  if (rank > 0) {
+    const down = ROLES[rank - 1];
+    out.push(button('Demote', `Demote ${name} to ${down}`, () => moderate('member.role', m.user, `${name} is now ${aRole(down)}.`, { role: down })));
+  }
+  return out;
+}
+
+export async function moderate(op, user, done, fields) {
   const convId = state.selected;
   showError('members-error', '');
   try {
-    await request(op, { conv: convId, user });
+    await request(op, { conv: convId, user, ...fields });
     setStatus(done);
     loadMembers(convId);
+  } catch (err) { showError('members-error', explain(err)); }
+}
+
+// A settings change from the panel (name, topic): the answer's conv object is shown at once.
+export async function updateConv(fields, done) {
+  showError('members-error', '');
+  try {
+    const res = await request('conv.update', { conv: state.selected, ...fields });
+    upsertConv(res.conv);
+    renderAll();
+    if (done) setStatus(done);
   } catch (err) { showError('members-error', explain(err)); }
 }
 

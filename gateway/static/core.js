@@ -14,8 +14,10 @@ export const SEARCH_DELAY_MS = 250;    // directory searches wait for a pause in
 export const FILE_URL_KEEP_MS = 45000; // attachment URLs live 60 s on the server: re-ask a little before
 export const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀', '✅', '🔥', '👏', '🤔'];
 export const ROLE_RANK = { member: 0, moderator: 1, admin: 2, owner: 3 };
+export const ROLES = Object.keys(ROLE_RANK);   // lowest first
 // What each moderation action needs in a group or channel (docs/protocol.md "Who may do what").
-export const NEEDS = { kick: 'moderator', mute: 'moderator', ban: 'admin', invite: 'admin', set_info: 'admin' };
+export const NEEDS = { kick: 'moderator', mute: 'moderator', ban: 'admin', invite: 'admin', set_info: 'admin',
+                       manage_roles: 'admin' };
 
 export const state = {
   token: null, me: null, refreshTimer: null, live: false,   // live: hello answered on the socket
@@ -30,6 +32,8 @@ export const state = {
   wantProfiles: new Set(), profileTimer: null,
   presence: new Map(),   // user id -> 'online' | 'offline'
   members: new Map(),    // conv id -> Map(user -> {role, ...}) for the conversation on screen
+  sanctions: new Map(),  // conv id -> {mutes, bans: Map(user -> {until, by, ...})} on screen, if my role may lift them
+  leftConvs: new Map(),  // conv id -> its name, for news about a conversation I am no longer in (a ban lifted)
   cursors: new Map(),    // conv id -> {read: Map(user -> seq), delivered: Map(user -> seq)}
   loaded: new Set(),     // conv ids whose newest history page has been fetched
   loading: new Set(),    // conv ids with that first page in flight (avoids double requests)
@@ -122,6 +126,20 @@ export function fmtDay(ts) {
   if (d.toDateString() === yesterday.toDateString()) return 'Yesterday';
   return d.toLocaleDateString([], { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
 }
+
+// When a mute or ban ends ("until 14:05", "until 8 Dec, 14:05"); null: until lifted.
+export function fmtUntil(ts) {
+  if (ts == null) return 'until lifted';
+  const d = new Date(ts);
+  return 'until ' + (d.toDateString() === new Date().toDateString() ? fmtTime(ts)
+    : d.toLocaleString([], { day: 'numeric', month: 'short', hour: '2-digit', minute: '2-digit' }));
+}
+
+// The end of a sentence about a mute or ban: " until 14:05", or nothing when it has no end.
+export function untilSuffix(ts) { return ts == null ? '' : ` ${fmtUntil(ts)}`; }
+
+// "a moderator", "an admin": a role in a sentence.
+export function aRole(role) { return `${/^[aeiou]/.test(role) ? 'an' : 'a'} ${role}`; }
 
 export function fmtListTime(ts) {
   if (!ts) return '';

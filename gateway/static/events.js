@@ -1,7 +1,7 @@
 // Server events: what each one changes on screen.
-import { catchUp, convLabel, loadMembers, noteLast, refreshConvs, renderAll, renderConvList, resync, selectConv, upsertConv } from './conversations.js';
+import { catchUp, convLabel, loadMembers, noteLast, refreshConvs, renderAll, renderComposer, renderConvList, resync, selectConv, upsertConv } from './conversations.js';
 import { onCallEvent } from './calls.js';
-import { $, setStatus, state, TYPING_SHOW_MS } from './core.js';
+import { $, aRole, setStatus, state, TYPING_SHOW_MS, untilSuffix } from './core.js';
 import { addMessage, cursorsOf, markRead, maxSeq, renderMessages } from './messages.js';
 import { displayName, learnProfiles } from './people.js';
 import { request } from './session.js';
@@ -25,11 +25,14 @@ export function handleEvent(ev) {
     case 'typing': return onTyping(ev);
     case 'presence': state.presence.set(ev.user, ev.status); return renderAll();
     case 'user.updated': learnProfiles([ev.user]); return renderAll();
-    case 'member.joined': case 'member.updated': case 'member.banned': case 'member.muted': case 'member.unmuted':
+    case 'member.joined': case 'member.updated': case 'member.banned': case 'member.unbanned':
+    case 'member.muted': case 'member.unmuted':
+      if (ev.user === state.me && ev.by) onModeratedMe(ev);
       if (ev.conv === state.selected) loadMembers(ev.conv);
       return renderConvList();
     case 'member.left':
       if (ev.user === state.me) {
+        if (state.convs.has(ev.conv)) state.leftConvs.set(ev.conv, convLabel(state.convs.get(ev.conv)));
         state.convs.delete(ev.conv);
         if (state.selected === ev.conv) {
           selectConv(null);
@@ -44,6 +47,27 @@ export function handleEvent(ev) {
       return onCallEvent(ev);
     default: return;   // pins and call.joined: not shown by this client
   }
+}
+
+// What someone did to me: said in the status line; a mute also turns my composer off until it ends.
+const TOLD = {
+  'member.muted': (name, ev) => `You were muted in “${name}”${untilSuffix(ev.until)}.`,
+  'member.unmuted': (name) => `You may write in “${name}” again.`,
+  'member.banned': (name, ev) => `You were banned from “${name}”${untilSuffix(ev.until)}.`,
+  'member.unbanned': (name) => `Your ban from “${name}” was lifted.`,
+  'member.updated': (name, ev) => `You are now ${aRole(ev.role)} in “${name}”.`,
+};
+
+export function onModeratedMe(ev) {
+  const c = state.convs.get(ev.conv);
+  if (!TOLD[ev.type]) return;
+  if (c && ev.type === 'member.muted') {
+    c.muted = { until: ev.until };
+    if (ev.until != null) setTimeout(renderComposer, Math.min(Math.max(0, ev.until - Date.now()), 2 ** 31 - 1));
+  }
+  if (c && ev.type === 'member.unmuted') delete c.muted;
+  renderComposer();
+  setStatus(TOLD[ev.type](c ? convLabel(c) : (state.leftConvs.get(ev.conv) || 'a conversation'), ev));
 }
 
 export function refreshView(convId) {

@@ -65,6 +65,7 @@ class ConvInfo(msgspec.Struct, kw_only=True):
     id: str
     kind: str
     title: str | None
+    topic: str | None
     visibility: str
     has_password: bool
     history: str

@@ -130,7 +130,7 @@ class AdminService:
         row, members = found
         await self.audit(actor, "conv.view", conv, conv=conv,
                          details={"visibility": row.visibility, "members": len(members)})
-        info = B.ConvInfo(id=row.id, kind=row.kind, title=row.title, visibility=row.visibility,
+        info = B.ConvInfo(id=row.id, kind=row.kind, title=row.title, topic=row.topic, visibility=row.visibility,
                           has_password=row.password_hash is not None, history=row.history, owner=row.owner,
                           created_at=row.created_at, last_seq=row.last_seq)
         return B.ConvInspection(conv=info, members=members)

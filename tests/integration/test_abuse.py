@@ -85,6 +85,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "presence": {"users": ["u-nobody"]},
     "typing": {"conv": "c-nope"},
     "conv.members": {"conv": "c-nope"},
+    "conv.sanctions": {"conv": "c-nope"},
     "receipts": {"conv": "c-nope", "seq": 1},
     "auth": {"token": "not-a-token"},
     "call.start": {"conv": "c-nope", "media": "audio"},

@@ -103,7 +103,8 @@ def test_an_update_writes_the_settings_whole_and_never_the_owner_or_head():
     changed.password_hash, changed.permissions, changed.last_seq = "h", {"pin": "member"}, 9
     p = plan(UpdateConv(row()), UpdateConv(changed))
     assert p.logged == [("conv_update", ["t", "private", "h", "full", "c1"]),
-                        ("settings_put", ["c1", 0, False, False, {"pin": "member"}, None])]
+                        ("settings_put", ["c1", 0, False, False, {"pin": "member"}, None]),
+                        ("topic_put", ["c1", None])]  # no topic: a null cell, one per conversation
     assert p.heads == []
 
 

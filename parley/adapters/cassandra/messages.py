@@ -41,11 +41,11 @@ def _message(r: Row, conv: str) -> Message:
                    attachments=list(r[8] or []), mentions=list(r[9] or []), edited_at=r[10], deleted=bool(r[11]))
 
 
-def _conv(r: Row, last_seq: int, settings: Row | None) -> ConvRow:
-    """A `convs` row with its head and its `conv_settings` row (conv_id, slow_mode_s, read_only,
-    allow_guests, permissions, pinned), if any: none is the defaults."""
+def _conv(r: Row, last_seq: int, settings: Row | None, topic: Row | None) -> ConvRow:
+    """A `convs` row with its head, its `conv_settings` row (conv_id, slow_mode_s, read_only,
+    allow_guests, permissions, pinned), if any: none is the defaults; and its `conv_topics` row."""
     row = ConvRow(id=r[0], kind=r[1], title=r[2], visibility=r[3], password_hash=r[4], history=r[5], owner=r[6],
-                  created_at=r[7], last_seq=last_seq)
+                  created_at=r[7], last_seq=last_seq, topic=topic[0] if topic is not None else None)
     if settings is not None:
         row.slow_mode_s, row.read_only, row.allow_guests = int(settings[1] or 0), bool(settings[2]), bool(settings[3])
         row.permissions = {str(k): str(v) for k, v in (settings[4] or {}).items()}
@@ -102,15 +102,15 @@ class CassandraMessages(CassandraAttachments, CassandraCalls):
             if row is None:
                 return
             # Gathers in one: asyncio.gather is typed for at most six awaitables.
-            (((stored, newest), members, cursors, got, settings, sanctions), invitations,
+            (((stored, newest), members, cursors, got, settings, sanctions), (invitations, topic),
              (call, call_settings)) = await asyncio.gather(
                 asyncio.gather(
                     self._head(conv_id), self._all("members_of", [conv_id]), self._all("cursors_of", [conv_id]),
                     self._all("delivered_of", [conv_id]), self._one("settings_get", [conv_id]),
                     self._all("sanctions_of", [conv_id])),
-                self._all("invitations_of", [conv_id]),
+                asyncio.gather(self._all("invitations_of", [conv_id]), self._one("topic_get", [conv_id])),
                 asyncio.gather(self._live_call(conv_id), self._call_settings(conv_id)))
-            state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings), {
+            state = facts.convs[conv_id] = ConvState(_conv(row, newest, settings, topic), {
                 m.user: m for m in _members(conv_id, members, cursors, got)}, call=call, call_settings=call_settings)
             for r in sanctions:
                 sanction = _sanction(conv_id, r)
@@ -261,10 +261,11 @@ class CassandraMessages(CassandraAttachments, CassandraCalls):
                          read_seq=int(cur[0]) if cur and cur[0] is not None else 0, joined_at=mrow[3])
 
     async def _conv_row(self, conv: str) -> ConvRow | None:
-        """The conversation with its stored head and its settings."""
-        row, head, settings = await asyncio.gather(self._one("conv_get", [conv]), self._stored_head(conv),
-                                                   self._one("settings_get", [conv]))
-        return None if row is None else _conv(row, head, settings)
+        """The conversation with its stored head, its settings and its topic."""
+        row, head, settings, topic = await asyncio.gather(
+            self._one("conv_get", [conv]), self._stored_head(conv), self._one("settings_get", [conv]),
+            self._one("topic_get", [conv]))
+        return None if row is None else _conv(row, head, settings, topic)
 
     async def membership(self, conv: str, user: str) -> tuple[ConvRow, MemberRow | None] | None:
         row, member = await asyncio.gather(self._conv_row(conv), self._member(conv, user))
@@ -331,6 +332,10 @@ class CassandraMessages(CassandraAttachments, CassandraCalls):
         """The users `user` blocks (`blocks`) and those who block `user` (`blocked_by`)."""
         blocks, blockers = await asyncio.gather(self._all("blocks_by", [user]), self._all("blockers_of", [user]))
         return {r[0] for r in blocks} | {r[0] for r in blockers}
+
+    async def sanctions(self, conv: str) -> list[SanctionRow]:
+        found = [_sanction(conv, r) for r in await self._all("sanctions_of", [conv])]
+        return sorted(found, key=lambda s: (s.at, s.user, s.kind))
 
     # ---- admin inspection -----------------------------------------------------------------
 

@@ -108,6 +108,9 @@ STATEMENTS: dict[str, Stmt] = _stmts(
     # conversation settings (0004): one row per conversation, written whole; no row = the defaults
     ("settings_put", f"INSERT INTO conv_settings ({_SETTINGS_COLS}) VALUES (?, ?, ?, ?, ?, ?)"),
     ("settings_get", f"SELECT {_SETTINGS_COLS} FROM conv_settings WHERE conv_id = ?"),
+    # a conversation's topic (0012): no row = none
+    ("topic_put", "INSERT INTO conv_topics (conv_id, topic) VALUES (?, ?)"),
+    ("topic_get", "SELECT topic FROM conv_topics WHERE conv_id = ?"),
     # mutes and bans (0004), read whole with their conversation
     ("sanction_put", f"INSERT INTO sanctions ({_SANCTION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)"),
     ("sanction_drop", "DELETE FROM sanctions WHERE conv_id = ? AND user_id = ? AND kind = ?"),

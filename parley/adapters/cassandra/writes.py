@@ -215,9 +215,11 @@ def plan_writes(mutations: Sequence[Mutation], next_outbox_id: Callable[[int], i
                                             row.history, row.owner, row.created_at]))
         if _has_settings(row):  # no row reads as the defaults
             plan.logged.append(("settings_put", _settings_params(row)))
+        if row.topic is not None:  # no row reads as no topic
+            plan.logged.append(("topic_put", [row.id, row.topic]))
     for row in settings.values():  # written whole: the settings after this batch
         plan.logged += [("conv_update", [row.title, row.visibility, row.password_hash, row.history, row.id]),
-                        ("settings_put", _settings_params(row))]
+                        ("settings_put", _settings_params(row)), ("topic_put", [row.id, row.topic])]
     for (conv, user, kind), srow in sanctions.items():
         if srow is None:
             plan.logged.append(("sanction_drop", [conv, user, kind]))
@@ -279,7 +281,7 @@ def _call_statements(calls: dict[str, Call], live: dict[str, Call | None], setti
     return out
 
 
-_SETTINGS = ("title", "visibility", "password_hash", "history", "slow_mode_s", "read_only", "allow_guests",
+_SETTINGS = ("title", "topic", "visibility", "password_hash", "history", "slow_mode_s", "read_only", "allow_guests",
              "permissions", "pinned")
 
 

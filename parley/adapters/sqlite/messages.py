@@ -25,7 +25,7 @@ from parley.adapters.sqlite.writes import write
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
-    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, PutOutbox,
+    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, PutOutbox, SanctionRow,
 )
 
 _record_decode = msgspec.msgpack.Decoder(EventRecord).decode
@@ -233,6 +233,12 @@ class SqliteMessages(SqliteDatabase):
     async def member_ids(self, conv: str) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             return [r[0] for r in conn.execute("SELECT user FROM members WHERE conv = ?", (conv,))]
+        return await self._read(run)
+
+    async def sanctions(self, conv: str) -> list[SanctionRow]:
+        def run(conn: sqlite3.Connection) -> list[SanctionRow]:
+            return [sanction_row(r) for r in conn.execute(
+                f"SELECT {SANCTION_COLS} FROM sanctions WHERE conv = ? ORDER BY at, user, kind", (conv,))]
         return await self._read(run)
 
     # ---- admin reads ----------------------------------------------------------------------

@@ -13,8 +13,8 @@ from parley.records import ConvRow, InvitationRow, MemberRow, SanctionRow
 
 MSG_COLS = "conv, seq, sender, ts, cmid, text, reply_to, attachments, mentions, edited_at, deleted, call"
 CONV_COLS = ("id, kind, title, visibility, password_hash, history, owner, created_at, last_seq, slow_mode_s, "
-             "read_only, permissions, pinned, allow_guests")
-N_CONV = 14
+             "read_only, permissions, pinned, allow_guests, topic")
+N_CONV = 15
 SANCTION_COLS = "conv, user, kind, until, by, at, reason"
 MEMBER_COLS = "conv, user, role, visible_from, read_seq, joined_at, delivered_seq"
 INVITATION_COLS = "conv, user, by, at"
@@ -43,14 +43,15 @@ def conv_row(row: Sequence[Any]) -> ConvRow:
     return ConvRow(id=row[0], kind=row[1], title=row[2], visibility=row[3], password_hash=row[4],
                    history=row[5], owner=row[6], created_at=row[7], last_seq=row[8], slow_mode_s=row[9],
                    read_only=bool(row[10]), permissions=_perms_decode.decode(row[11]) if row[11] else {},
-                   pinned=_seqs_decode.decode(row[12]) if row[12] else [], allow_guests=bool(row[13]))
+                   pinned=_seqs_decode.decode(row[12]) if row[12] else [], allow_guests=bool(row[13]),
+                   topic=row[14])
 
 
 def conv_settings(r: ConvRow) -> tuple[Any, ...]:
     """The columns UpdateConv writes: the settings, not the head or the owner."""
     return (r.title, r.visibility, r.password_hash, r.history, r.slow_mode_s, int(r.read_only),
             json_encode(r.permissions) if r.permissions else None, json_encode(r.pinned) if r.pinned else None,
-            int(r.allow_guests))
+            int(r.allow_guests), r.topic)
 
 
 def sanction_row(row: Sequence[Any]) -> SanctionRow:

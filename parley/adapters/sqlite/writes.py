@@ -41,7 +41,7 @@ def write(m: Mutation) -> tuple[str, tuple[Any, ...]]:
                                   r.created_at, r.last_seq, *conv_settings(r)[4:])
         case UpdateConv(row=r):
             return ("UPDATE convs SET title = ?, visibility = ?, password_hash = ?, history = ?, slow_mode_s = ?, "
-                    "read_only = ?, permissions = ?, pinned = ?, allow_guests = ? WHERE id = ?",
+                    "read_only = ?, permissions = ?, pinned = ?, allow_guests = ?, topic = ? WHERE id = ?",
                     (*conv_settings(r), r.id))
         case SetConvHead():
             return "UPDATE convs SET last_seq = ? WHERE id = ?", (m.last_seq, m.conv)

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS convs (
     id TEXT PRIMARY KEY, kind TEXT NOT NULL, title TEXT, visibility TEXT NOT NULL,
     password_hash TEXT, history TEXT NOT NULL, owner TEXT NOT NULL, created_at INTEGER NOT NULL,
     last_seq INTEGER NOT NULL DEFAULT 0, slow_mode_s INTEGER NOT NULL DEFAULT 0,
-    read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB, allow_guests INTEGER NOT NULL DEFAULT 0);
+    read_only INTEGER NOT NULL DEFAULT 0, permissions BLOB, pinned BLOB, allow_guests INTEGER NOT NULL DEFAULT 0,
+    topic TEXT);
 CREATE TABLE IF NOT EXISTS members (
     conv TEXT NOT NULL, user TEXT NOT NULL, role TEXT NOT NULL, visible_from INTEGER NOT NULL,
     read_seq INTEGER NOT NULL, joined_at INTEGER NOT NULL, delivered_seq INTEGER NOT NULL DEFAULT 0,
