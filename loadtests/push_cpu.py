@@ -1,0 +1,130 @@
+"""CPU time per push of one push worker: run `python -m loadtests.push_cpu` from a checkout.
+
+Throughput and latency need a quiet machine; CPU time per push does not (a busy machine makes
+it a little worse, not meaningless). This runs the product's PushWorker as `parley run push`
+does, one batch after another: each push request decoded from its JSON record (what the Kafka
+consumer does), checked against and added to the sent marks (in memory, or in a Redis with
+`--redis`, as the scale-out worker does), collapsed, rate limited, sent through the FCM pushkin
+(firebase-admin) to the FCM stand-in in a process of its own, and settled. It reports this
+process's CPU time (user + system) per push, and with `--profile FILE` where it went (cProfile:
+the stats file, and the top functions printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import pstats
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from loadtests.push_bench import requests_for, standins
+from parley.adapters.redis_state import connect_redis
+from parley.app import localservers
+from push.marks import MemorySentMarks, RedisSentMarks, SentMarks
+from push.notification import PushRequest
+from push.providers.fcm import FcmPushkin, fcm_app
+from push.retry import RetryPolicy
+from push.worker import DeviceRateLimit, LoggedDeadLetters, PushWorker
+
+
+class NoDevices:
+    """The device store of a run whose tokens are all alive: nothing is pruned."""
+
+    async def delete_device(self, user_id: str, device_id: str) -> bool:
+        raise AssertionError(f"the stand-in called {device_id} dead")
+
+
+class Records:
+    """The batches as the log hands them to the worker: JSON records, decoded one by one."""
+
+    def __init__(self, records: list[bytes], batch: int) -> None:
+        self._batches = [records[i:i + batch] for i in range(0, len(records), batch)]
+        self._decode = msgspec.json.Decoder(PushRequest).decode
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def next_batch(self) -> list[PushRequest]:
+        return [self._decode(record) for record in self._batches.pop(0)]
+
+
+async def measure(where: dict[str, Any], marks: SentMarks, *, count: int, batch: int,
+                  profile: cProfile.Profile | None) -> float:
+    """CPU seconds of this process for `count` distinct pushes, after a warm-up batch."""
+    pushkin = FcmPushkin(fcm_app(Path(where["service_account"])), timeout_s=10.0, endpoint=where["fcm_url"])
+    worker = PushWorker(None, {"fcm": pushkin}, RetryPolicy(attempts=3), NoDevices(),  # type: ignore[arg-type]
+                        LoggedDeadLetters(), marks, DeviceRateLimit(10**9), batch_max=batch)
+    try:
+        encode = msgspec.json.Encoder().encode
+        warm, measured = requests_for("fcm", batch), requests_for("fcm", batch + count)[batch:]
+        await settle_all(worker, Records([encode(r) for r in warm], batch))  # OAuth token, connections
+        records = Records([encode(r) for r in measured], batch)
+        if profile is not None:
+            profile.enable()
+        cpu0 = time.process_time()
+        await settle_all(worker, records)
+        cpu = time.process_time() - cpu0
+        if profile is not None:
+            profile.disable()
+        return cpu
+    finally:
+        await pushkin.close()
+
+
+async def settle_all(worker: PushWorker, records: Records) -> None:
+    while len(records):
+        delivery = await worker.settle(records.next_batch())
+        assert not (delivery.failed or delivery.dead or delivery.pruned), delivery
+
+
+async def run(where: dict[str, Any], args: argparse.Namespace, profile: cProfile.Profile | None) -> float:
+    if not args.redis:
+        return await measure(where, MemorySentMarks(3600), count=args.count, batch=args.batch, profile=profile)
+    with tempfile.TemporaryDirectory() as directory:
+        server = localservers.redis_server(Path(directory))
+        server.start()
+        redis = connect_redis(server.url)
+        try:
+            return await measure(where, RedisSentMarks(redis, 3600), count=args.count, batch=args.batch,
+                                 profile=profile)
+        finally:
+            await redis.aclose()
+            server.stop()
+
+
+def top(profile: cProfile.Profile, n: int) -> str:
+    out = io.StringIO()
+    pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(n)
+    return out.getvalue()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m loadtests.push_cpu", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--count", type=int, default=10_000, help="distinct pushes measured (default 10000)")
+    p.add_argument("--batch", type=int, default=500, help="pushes per batch the worker takes (default 500)")
+    p.add_argument("--redis", action="store_true", help="sent marks in a Redis of its own (the scale-out worker's)")
+    p.add_argument("--profile", metavar="FILE", help="cProfile the measured part into FILE and print its top")
+    args = p.parse_args(argv)
+    profile = cProfile.Profile() if args.profile else None
+    with standins() as (where, _):
+        import uvloop
+        cpu = uvloop.run(run(where, args, profile))
+    marks = "Redis" if args.redis else "in-memory"
+    print(f"push worker CPU: {1e6 * cpu / args.count:,.0f} us per push ({args.count} distinct FCM pushes in "
+          f"batches of {args.batch}, {marks} sent marks; {cpu:.2f} s CPU)")
+    if profile is not None:
+        profile.dump_stats(args.profile)
+        print(top(profile, 30))
+
+
+if __name__ == "__main__":
+    main()
