@@ -5,7 +5,8 @@ it a little worse, not meaningless). This runs the product's PushWorker as `parl
 does, one batch after another: each push request decoded from its JSON record (what the Kafka
 consumer does), checked against and added to the sent marks (in memory, or in a Redis with
 `--redis`, as the scale-out worker does), collapsed, rate limited, sent through the FCM pushkin
-(firebase-admin) to the FCM stand-in in a process of its own, and settled. It reports this
+(firebase-admin) or with `--provider apns` the APNs one (aioapns) to the stand-in in a process
+of its own, and settled. It reports this
 process's CPU time (user + system) per push, and with `--profile FILE` where it went (cProfile:
 the stats file, and the top functions printed).
 """
@@ -26,12 +27,12 @@ from typing import Any
 
 import msgspec
 
-from loadtests.push_bench import requests_for, standins
+from loadtests.push_bench import pushkin_for, requests_for, standins
 from parley.adapters.redis_state import connect_redis
 from parley.app import localservers
 from push.marks import MemorySentMarks, RedisSentMarks, SentMarks
 from push.notification import PushRequest
-from push.providers.fcm import FcmPushkin, fcm_app
+from push.sender import Provider
 from push.retry import RetryPolicy
 from push.worker import DeviceRateLimit, LoggedDeadLetters, PushWorker
 
@@ -57,16 +58,16 @@ class Records:
         return [self._decode(record) for record in self._batches.pop(0)]
 
 
-async def measure(where: dict[str, Any], marks: SentMarks, *, count: int, batch: int,
+async def measure(where: dict[str, Any], marks: SentMarks, *, provider: Provider, count: int, batch: int,
                   profile: cProfile.Profile | None) -> tuple[float, float]:
     """CPU seconds of this process (user, system) for `count` distinct pushes, after a warm-up
     batch."""
-    pushkin = FcmPushkin(fcm_app(Path(where["service_account"])), timeout_s=10.0, endpoint=where["fcm_url"])
-    worker = PushWorker(None, {"fcm": pushkin}, RetryPolicy(attempts=3), NoDevices(),  # type: ignore[arg-type]
+    pushkin = pushkin_for(provider, where, 10.0)
+    worker = PushWorker(None, {provider: pushkin}, RetryPolicy(attempts=3), NoDevices(),  # type: ignore[arg-type]
                         LoggedDeadLetters(), marks, DeviceRateLimit(10**9), batch_max=batch)
     try:
         encode = msgspec.json.Encoder().encode
-        warm, measured = requests_for("fcm", batch), requests_for("fcm", batch + count)[batch:]
+        warm, measured = requests_for(provider, batch), requests_for(provider, batch + count)[batch:]
         await settle_all(worker, Records([encode(r) for r in warm], batch))  # OAuth token, connections
         records = Records([encode(r) for r in measured], batch)
         if profile is not None:
@@ -90,14 +91,15 @@ async def settle_all(worker: PushWorker, records: Records) -> None:
 async def run(where: dict[str, Any], args: argparse.Namespace,
               profile: cProfile.Profile | None) -> tuple[float, float]:
     if not args.redis:
-        return await measure(where, MemorySentMarks(3600), count=args.count, batch=args.batch, profile=profile)
+        return await measure(where, MemorySentMarks(3600), provider=args.provider, count=args.count,
+                             batch=args.batch, profile=profile)
     with tempfile.TemporaryDirectory() as directory:
         server = localservers.redis_server(Path(directory))
         server.start()
         redis = connect_redis(server.url)
         try:
-            return await measure(where, RedisSentMarks(redis, 3600), count=args.count, batch=args.batch,
-                                 profile=profile)
+            return await measure(where, RedisSentMarks(redis, 3600), provider=args.provider, count=args.count,
+                                 batch=args.batch, profile=profile)
         finally:
             await redis.aclose()
             server.stop()
@@ -112,6 +114,7 @@ def top(profile: cProfile.Profile, n: int) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m loadtests.push_cpu", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--provider", choices=["fcm", "apns"], default="fcm", help="the stand-in sent to (default fcm)")
     p.add_argument("--count", type=int, default=10_000, help="distinct pushes measured (default 10000)")
     p.add_argument("--batch", type=int, default=500, help="pushes per batch the worker takes (default 500)")
     p.add_argument("--redis", action="store_true", help="sent marks in a Redis of its own (the scale-out worker's)")
@@ -125,8 +128,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         user, system = uvloop.run(run(where, args, profile))
     marks = "Redis" if args.redis else "in-memory"
     print(f"push worker CPU: {1e6 * (user + system) / args.count:,.0f} us per push (user "
-          f"{1e6 * user / args.count:,.0f}, system {1e6 * system / args.count:,.0f}; {args.count} distinct FCM "
-          f"pushes in batches of {args.batch}, {marks} sent marks)")
+          f"{1e6 * user / args.count:,.0f}, system {1e6 * system / args.count:,.0f}; {args.count} distinct "
+          f"{args.provider} pushes in batches of {args.batch}, {marks} sent marks)")
     if profile is not None:
         profile.dump_stats(args.profile)
         print(top(profile, 30))
