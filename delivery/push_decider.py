@@ -13,9 +13,14 @@ Calls: `call.ringing` rings each callee's phones whether or not they are looking
 high-priority data message; iOS: the PushKit token, or the ordinary one when the user has none);
 the callee answering or declining (`call.accepted`, `call.declined`) stops their phones, and the
 ring ending (`call.ringing` with nobody left ringing, `call.ended`) stops everyone's still
-ringing, with a `call_cancel` push of the same call. The call events are decoded here from the
-wire (only the fields used), so this works with parley/events.py's call events where they
-exist (the calls branch) and is inert where they do not. Missed calls are not pushed.
+ringing, with a `call_cancel` push of the same call; a callee moderation took out of the
+ringing call (`call.left`, removed) stops too. A callee whose ring ended without an answer (the
+ring timed out, or the call ended first: the caller hung up, everyone else left) missed the call
+and gets a push like a message's ("Missed call from NAME", kind `message` with the call's id),
+under the same rules as a message that mentions them: their settings (level, mute, previews), not
+when they are looking, collapsing per conversation. The call's record (a message of kind `call`)
+pushes nothing itself: the callees who missed the call heard of it so, and to the others it is no
+news. The call events are decoded here from the wire (only the fields used).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
@@ -35,7 +41,7 @@ from parley.frames import Message
 from parley.backoff import wait_out
 from parley.errors import Unavailable
 from parley.ports import AccountStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence, SessionStore
-from parley.records import Device, EventRecord, NotifySettings
+from parley.records import ConvRow, Device, EventRecord, NotifySettings
 from push.decision import Recipient, live_devices, push_recipients, settings_for, unread_total
 from push.notification import CallMedia, Platform, PushKind, PushRequest
 
@@ -75,6 +81,18 @@ class _CallEvent(msgspec.Struct):
 
 
 _call_event = msgspec.json.Decoder(_CallEvent)
+
+
+@dataclass(slots=True)
+class _Ring:
+    """A call ringing by push: who calls, and the callees still ringing."""
+
+    initiator: str
+    rung: set[str] = field(default_factory=set)
+
+
+#: (title, body) of a message push, from the sender's display name.
+PushText = Callable[[str], tuple[str | None, str | None]]
 
 
 class _Bounded(OrderedDict[tuple[str, str], int]):
@@ -119,8 +137,8 @@ class PushDecider:
         self._last_read = _Bounded()
         self._pushed = _Bounded()
         self._settings: dict[str, tuple[float, dict[str, NotifySettings]]] = {}
-        #: Calls ringing by push: call id -> the users whose phones were rung.
-        self._ringing: OrderedDict[str, set[str]] = OrderedDict()
+        #: Calls ringing by push, by call id.
+        self._ringing: OrderedDict[str, _Ring] = OrderedDict()
         self._devices: dict[str, tuple[float, list[Device]]] = {}
 
     async def run(self, source: LogConsumer[EventRecord], batch_max: int = 1024) -> None:
@@ -159,62 +177,92 @@ class PushDecider:
         return []
 
     async def call_pushes(self, event: _CallEvent) -> list[PushRequest]:
-        """A ring for the callees' phones, or its cancel for those no longer ringing."""
+        """A ring for the callees' phones; its cancel for those no longer ringing; a missed-call
+        push for those whose ring ended unanswered."""
         if event.type == "call.ringing" and event.ringing:
             callees = [u for u in event.ringing if u != event.initiator]
-            self._ringing[event.call] = set(callees)
+            self._ringing[event.call] = _Ring(event.initiator or "", set(callees))
             while len(self._ringing) > TRACKED_MAX:
                 self._ringing.popitem(last=False)
-            title = await self._title(event.initiator or "", None)
+            title = await self._name(event.initiator or "")
             media: CallMedia = "video" if event.media == "video" else "audio"
             return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
                                 conv=event.conv, seq=0, kind="call", title=title, call_id=event.call,
                                 call_media=media, decided_ms=int(self._clock() * 1000))
                     for user in callees for d in _ringable(await self._member_devices(user))]
-        if event.type in ("call.accepted", "call.declined") and event.user is not None:
-            rung = self._ringing.get(event.call, set())
-            stop = {event.user} & rung
-            rung -= stop
-        elif event.type in ("call.ringing", "call.ended"):  # nobody rings any more
-            stop = self._ringing.pop(event.call, set())
+        ring = self._ringing.get(event.call)
+        if ring is None:
+            return []
+        missed: set[str] = set()
+        if event.type in ("call.accepted", "call.declined", "call.left") and event.user is not None:
+            # Answered, declined (or busy), or taken out by moderation: not missed.
+            stop = {event.user} & ring.rung
+            ring.rung -= stop
+        elif event.type in ("call.ringing", "call.ended"):  # nobody rings any more: who still rang missed it
+            del self._ringing[event.call]
+            stop = missed = ring.rung
         else:
             return []
         now_ms = int(self._clock() * 1000)
-        return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
-                            conv=event.conv, seq=0, kind="call_cancel", call_id=event.call, decided_ms=now_ms)
-                for user in sorted(stop) for d in _ringable(await self._member_devices(user))]
+        cancels = [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
+                               conv=event.conv, seq=0, kind="call_cancel", call_id=event.call, decided_ms=now_ms)
+                   for user in sorted(stop) for d in _ringable(await self._member_devices(user))]
+        return cancels + await self.missed_call_pushes(event.conv, event.call, ring.initiator, missed)
 
-    async def message_pushes(self, message: Message) -> list[PushRequest]:
-        found = await self._store.conv_members(message.conv)
-        if found is None or message.deleted:
+    async def missed_call_pushes(self, conv_id: str, call: str, initiator: str,
+                                 missed: set[str]) -> list[PushRequest]:
+        """Pushes like a message's, to the members of `missed` (rung, never answered) who should
+        hear of it: the call was meant for each of them, so it counts as a mention. Its seq is the
+        conversation's latest (the call's record, when the call ended unanswered)."""
+        found = await self._store.conv_members(conv_id) if missed else None
+        if found is None:
             return []
         conv, members = found
-        now_ms = int(self._clock() * 1000)
-        candidates = [m.user for m in members if m.user != message.sender]
+        still = [m.user for m in members if m.user in missed]  # who left the conversation since: none
+        return await self._notify(conv, still, sender=initiator, mentions=still, seq=conv.last_seq,
+                                  text=lambda name: (conv.title, f"Missed call from {name}"), call_id=call)
+
+    async def message_pushes(self, message: Message) -> list[PushRequest]:
+        if message.deleted or message.kind == "call":  # a call's record: see the module
+            return []
+        found = await self._store.conv_members(message.conv)
+        if found is None:
+            return []
+        conv, members = found
+        return await self._notify(conv, [m.user for m in members if m.user != message.sender], sender=message.sender,
+                                  mentions=message.mentions, seq=message.seq,
+                                  text=lambda name: (f"{name} in {conv.title}" if conv.title else name, message.text),
+                                  stored_ms=message.ts)
+
+    async def _notify(self, conv: ConvRow, candidates: list[str], *, sender: str, mentions: Iterable[str], seq: int,
+                      text: PushText, stored_ms: int | None = None, call_id: str | None = None) -> list[PushRequest]:
+        """Message pushes about `seq` of `conv` from `sender` to the devices of those of
+        `candidates` the rules choose (push/decision.py)."""
         if not candidates:
             return []
+        now_ms = int(self._clock() * 1000)
         blocked, stored, located = await asyncio.gather(
-            self._store.block_peers(message.sender),
+            self._store.block_peers(sender),
             asyncio.gather(*(self._member_settings(u) for u in candidates)),
             self._presence.locate(candidates))
         online = {u for users in located.values() for u in users}
         chosen = push_recipients(
             (Recipient(u, settings_for(s, conv.id), u in online, self._last_read.get((u, conv.id)))
              for u, s in zip(candidates, stored)),
-            sender=message.sender, mentions=message.mentions, direct=conv.kind == "direct",
+            sender=sender, mentions=mentions, direct=conv.kind == "direct",
             blocked=frozenset(blocked), now_ms=now_ms, window_s=self._window_s)
         if not chosen:
             return []
-        title = await self._title(message.sender, conv.title)
+        title, body = text(await self._name(sender))
         requests: list[PushRequest] = []
         for recipient, (devices, badge) in zip(chosen, await asyncio.gather(*(self._reach(r.user) for r in chosen))):
             for device in devices:
                 if device.platform in MESSAGE_PLATFORMS:
-                    requests.append(_request(device, conv.id, message.seq, "message", badge=badge, title=title,
-                                             body=message.text, previews=recipient.settings.previews,
-                                             stored_ms=message.ts, decided_ms=now_ms))
+                    requests.append(_request(device, conv.id, seq, "message", badge=badge, title=title, body=body,
+                                             previews=recipient.settings.previews, stored_ms=stored_ms,
+                                             decided_ms=now_ms, call_id=call_id))
             if devices:
-                self._pushed.put((recipient.user, conv.id), message.seq)
+                self._pushed.put((recipient.user, conv.id), seq)
         return requests
 
     async def clear_pushes(self, user: str, conv: str) -> list[PushRequest]:
@@ -253,10 +301,10 @@ class PushDecider:
             _forget_expired(self._devices, now)
         return cached[1]
 
-    async def _title(self, sender: str, conv_title: str | None) -> str:
-        accounts = await self._store.accounts([sender])
-        name = (accounts[0].display_name or accounts[0].username) if accounts else sender
-        return f"{name} in {conv_title}" if conv_title else name
+    async def _name(self, user: str) -> str:
+        """What a push calls `user`: their display name, else their username."""
+        accounts = await self._store.accounts([user])
+        return (accounts[0].display_name or accounts[0].username) if accounts else user
 
 
 def _platform(device: Device) -> Platform:
@@ -279,8 +327,8 @@ def _forget_expired(cache: dict[str, tuple[float, Any]], now: float) -> None:
 
 def _request(device: Device, conv: str, seq: int, kind: PushKind, *, badge: int, title: str | None = None,
              body: str | None = None, previews: bool = True, stored_ms: int | None = None,
-             decided_ms: int) -> PushRequest:
+             decided_ms: int, call_id: str | None = None) -> PushRequest:
     return PushRequest(user=device.user_id, device_id=device.id, platform=_platform(device), token=device.token,
                        app_id=device.app_id, conv=conv, seq=seq, kind=kind,
-                       title=title, body=body, badge=badge, previews=previews,
+                       title=title, body=body, badge=badge, previews=previews, call_id=call_id,
                        priority="normal" if kind == "clear" else "high", stored_ms=stored_ms, decided_ms=decided_ms)

@@ -7,6 +7,7 @@ protocol through it.
     transport.py   the seam: HTTP requests and WebSockets (aiohttp by default, or an app in-process)
     rest.py        register, login, refresh, logout, my sessions, password, upload, attachment, calls
                    for bots (start_call, call_action)
+    devices.py     push: the caller's devices and notification settings
     connection.py  one WebSocket: hello, frames out and in
     session.py     Client: requests by rid, reconnect with backoff, resend, recovery sync
     catchup.py     the watermark a sync asks from, and delivering each message once
@@ -25,6 +26,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from parley.sdk.devices import (
+        AllNotificationSettings, NotificationSettings, PushDevice, delete_device, follow_account_settings,
+        list_devices, notification_settings, register_device, set_notification_settings,
+    )
     from parley.sdk.events import EventHook
     from parley.sdk.rest import (
         Account, attachment, call_action, change_password, list_sessions, login, logout, logout_everywhere,
@@ -39,6 +44,9 @@ _HOMES = {
     "Account": "rest", "attachment": "rest", "change_password": "rest", "list_sessions": "rest", "login": "rest",
     "logout": "rest", "logout_everywhere": "rest", "refresh": "rest", "register": "rest", "revoke_session": "rest",
     "upload": "rest", "start_call": "rest", "call_action": "rest",
+    "AllNotificationSettings": "devices", "NotificationSettings": "devices", "PushDevice": "devices",
+    "delete_device": "devices", "follow_account_settings": "devices", "list_devices": "devices",
+    "notification_settings": "devices", "register_device": "devices", "set_notification_settings": "devices",
     "AiohttpTransport": "transport", "AppTransport": "transport", "HttpResponse": "transport",
     "Transport": "transport", "WebSocket": "transport",
     "Client": "session", "EventHook": "events", "Frame": "wire",

@@ -165,6 +165,14 @@ async def call_action(
         return await _rest(via, "POST", f"{base_url.rstrip('/')}/v1/calls/{call}/{action}", body, token)
 
 
+async def rest_call(base_url: str, method: str, path: str, token: str, body: Frame | None = None,
+                    *, transport: Transport | None = None) -> Frame:
+    """One authenticated JSON REST call (the SDK's other modules make theirs so): the answer's
+    JSON object, {} for 204 No Content; a refusal raises its ParleyError."""
+    async with _borrowed(transport) as via:
+        return await _rest(via, method, base_url.rstrip("/") + path, body, token)
+
+
 @contextlib.asynccontextmanager
 async def _borrowed(transport: Transport | None) -> AsyncIterator[Transport]:
     """The caller's transport, left open; or the default one, for this call only."""
@@ -186,6 +194,8 @@ async def _rest(
     resp = await transport.request(method, url, payload, headers)
     if resp.status >= 300:
         raise _error(resp)
+    if resp.status == 204:
+        return {}
     decoded = json_object(resp.body)
     if decoded is None:
         raise _answered(Internal(f"{method} {url} answered no JSON object"), resp.status)

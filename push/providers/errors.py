@@ -3,7 +3,7 @@ dead (prune), a send may work later (retry, after Retry-After when given), or it
 
 | provider | prune | retry | anything else |
 |---|---|---|---|
-| FCM | UNREGISTERED, SENDER_ID_MISMATCH | QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL, any 429 or 5xx, a deadline or transport error | failed |
+| FCM | UNREGISTERED, SENDER_ID_MISMATCH | QUOTA_EXCEEDED, UNAVAILABLE, INTERNAL, UNAUTHENTICATED (a new token first), any 429 or 5xx, a deadline or transport error | failed |
 | APNs | 410 (Unregistered), 400 BadDeviceToken, 400 DeviceTokenNotForTopic | 429, 5xx | failed |
 | both | | a send that timed out or lost its connection | |
 """
@@ -33,6 +33,9 @@ FCM_PRUNE = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 #: QUOTA_EXCEEDED arrives as RESOURCE_EXHAUSTED; DEADLINE_EXCEEDED is firebase-admin's name
 #: for a request that timed out.
 FCM_RETRY = frozenset({"QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED", "UNAVAILABLE", "INTERNAL", "DEADLINE_EXCEEDED"})
+#: FCM refused the access token (expired early, or revoked): the pushkin fetches a new one
+#: before the next attempt, as firebase-admin's own client did on a 401.
+FCM_TOKEN_REFUSED = "UNAUTHENTICATED"
 
 APNS_PRUNE_REASONS = frozenset({"BadDeviceToken", "DeviceTokenNotForTopic"})
 
@@ -52,7 +55,7 @@ def fcm_outcome(request: PushRequest, error: fcm_errors.FirebaseError | None) ->
     if response is None:
         # No HTTP answer at all: the connection broke (UNKNOWN) or the time ran out.
         return Retry(request, code) if code in FCM_RETRY or code == fcm_errors.UNKNOWN else Failed(request, code)
-    if code in FCM_RETRY or _temporary(response.status_code):
+    if code in FCM_RETRY or code == FCM_TOKEN_REFUSED or _temporary(response.status_code):
         return Retry(request, code, retry_after_s(response.headers.get("Retry-After")))
     return Failed(request, code)
 

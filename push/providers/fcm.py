@@ -2,9 +2,13 @@
 
 `messaging.send_each_async` takes at most 500 messages a call and answers each on its own;
 this client cuts a larger list into such calls and classifies each answer (errors.py).
-firebase-admin's own retries (500 and 503, up to four times, Retry-After ignored) are turned
-off, so that retrying is decided in one place (push/retry.py) and a throttled send comes back
-as `Retry` at once instead of holding its whole call.
+firebase-admin's own retries (500 and 503, up to four times, Retry-After ignored) are left out,
+so that retrying is decided in one place (push/retry.py) and a throttled send comes back as
+`Retry` at once instead of holding its whole call.
+
+Each message is one HTTP/2 request (FCM's v1 API has no batch call), so what a request costs
+besides its bytes is paid per push: firebase-admin's messages go through `FcmHttp`, which sends
+them with the access token set once per refresh instead of firebase-admin's own httpx client.
 """
 
 from __future__ import annotations
@@ -14,17 +18,19 @@ import secrets
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import firebase_admin
+import httpx
+import msgspec
 from firebase_admin import credentials, messaging
-from firebase_admin._http_client import HttpxAsyncClient
-from firebase_admin._retry import HttpxRetry
+from firebase_admin._http_client import METRICS_HEADERS
 from google.auth.credentials import TokenState
 from google.auth.transport.requests import Request as GoogleAuthRequest
 
-from push.notification import Outcome, PushRequest
+from push.notification import Outcome, PushRequest, Retry
 from push.payloads import FcmPayload, PayloadError, fcm_payload
-from push.providers.errors import fcm_outcome, unanswered_outcome
+from push.providers.errors import FCM_TOKEN_REFUSED, fcm_outcome, unanswered_outcome
 
 FCM_ENDPOINT = "https://fcm.googleapis.com"
 #: `send_each_async` refuses more in one call.
@@ -41,6 +47,49 @@ def fcm_app(service_account_json: Path) -> firebase_admin.App:
                                          name=f"parley-push-{secrets.token_hex(4)}")
 
 
+class FcmHttp:
+    """The HTTP client firebase-admin's messaging service sends each message through (in place of
+    its `HttpxAsyncClient`, of which it calls `request` only): straight to httpx's HTTP/2
+    transport, with the access token the pushkin set, the URL parsed once and the JSON encoded
+    by msgspec.
+
+    firebase-admin's client cost about a fifth of the CPU of a push (loadtests/push_cpu.py) in
+    things FCM sends do not need: an auth flow that builds a requests.Session per request to
+    check the token, a retry wrapper that deep-copies its configuration with retries off, cookie
+    jars, the URL parsed twice. What it did that matters is kept: the token is fetched before it
+    expires (FcmPushkin._fresh_token), and a token FCM refuses is fetched again (FCM_TOKEN_REFUSED).
+    """
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self._url = httpx.URL(url)
+        self._transport = httpx.AsyncHTTPTransport(http2=True)
+        self._timeout = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
+        self._headers = {**METRICS_HEADERS, "Content-Type": "application/json"}
+
+    def authorize(self, access_token: str) -> None:
+        self._headers["Authorization"] = "Bearer " + access_token
+
+    async def request(self, method: str, url: str, *, headers: dict[str, str], json: Any) -> httpx.Response:
+        """firebase-admin's call for one message (to the one URL this client was made for):
+        the answer, or httpx.HTTPStatusError for a refusal, as HttpxAsyncClient raises it."""
+        request = httpx.Request(method, self._url, headers={**self._headers, **headers}, content=_encode(json),
+                                extensions={"timeout": self._timeout})
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response.raise_for_status()
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+_encode = msgspec.json.Encoder().encode
+
+
 class FcmPushkin:
     """Sends to FCM tokens; owns `app` and deletes it on close."""
 
@@ -49,13 +98,13 @@ class FcmPushkin:
         self._timeout_s = timeout_s
         self._calls = asyncio.Semaphore(FCM_CALLS_IN_FLIGHT)
         self._credential = app.credential.get_credential()
-        self._http = HttpxAsyncClient(credential=self._credential, timeout=timeout_s,
-                                      retry_config=HttpxRetry(max_retries=0))
+        self._token_refused = False
+        self._http = FcmHttp(f"{endpoint.rstrip('/')}/v1/projects/{app.project_id}/messages:send", timeout_s)
         # firebase-admin has no setting for either: its messaging service is created once per
         # app, and these are the attributes it reads on every send.
         service = messaging._get_messaging_service(app)
         service._async_client = self._http
-        service._fcm_url = f"{endpoint.rstrip('/')}/v1/projects/{app.project_id}/messages:send"
+        service._fcm_url = self._http.url
 
     async def send(self, requests: Sequence[PushRequest]) -> list[Outcome]:
         outcomes: dict[int, Outcome] = {}
@@ -82,13 +131,18 @@ class FcmPushkin:
                                                   2 * self._timeout_s)
         except Exception as error:
             return [unanswered_outcome(request, error) for request in requests]
-        return [fcm_outcome(request, r.exception) for request, r in zip(requests, response.responses)]
+        outcomes = [fcm_outcome(request, r.exception) for request, r in zip(requests, response.responses)]
+        if any(isinstance(o, Retry) and o.reason == FCM_TOKEN_REFUSED for o in outcomes):
+            self._token_refused = True
+        return outcomes
 
     async def _fresh_token(self) -> None:
-        """Fetches the OAuth token in a thread when it is missing or about to expire:
+        """Fetches the OAuth token in a thread when it is missing, about to expire or was refused:
         google-auth would otherwise fetch it with blocking I/O on the event loop."""
-        if self._credential.token_state is not TokenState.FRESH:
+        if self._token_refused or self._credential.token_state is not TokenState.FRESH:
+            self._token_refused = False
             await asyncio.to_thread(self._credential.refresh, GoogleAuthRequest())
+        self._http.authorize(self._credential.token)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -91,6 +91,16 @@ async def test_fcm_pushes_refused_until_the_last_attempt_are_dead_letters(
     assert len(fcm_standin.received) == RETRIES.attempts
 
 
+async def test_a_refused_access_token_is_fetched_again_and_the_push_retried(
+        fcm_pushkin: FcmPushkin, fcm_standin: FcmStandin) -> None:
+    assert await fcm_pushkin.send([fcm(1)]) == [Sent(fcm(1))]
+    fcm_standin.revoke_tokens()
+    delivery = await send_with_retries(fcm_pushkin, [fcm(2)], RETRIES, sleep=Sleeps())
+    assert [s.request for s in delivery.sent] == [fcm(2)] and delivery.retried == 1
+    assert [r.status for r in fcm_standin.received] == [200, 401, 200]
+    assert fcm_standin.tokens_issued == 2
+
+
 async def test_an_fcm_send_that_hangs_times_out_and_is_retried(
         fcm_standin: FcmStandin, tmp_path: Path) -> None:
     pushkin = standin_fcm_pushkin(fcm_standin, tmp_path, timeout_s=0.3)

@@ -91,6 +91,10 @@ class FcmStandin(H2Standin[Received]):
             "token_uri": self.token_uri}))
         return path
 
+    def revoke_tokens(self) -> None:
+        """Every access token issued so far is refused from now on (401, as Google answers)."""
+        self._access_tokens.clear()
+
     async def _token(self, request: web.Request) -> web.Response:
         form = await request.post()
         try:
