@@ -15,14 +15,13 @@ import asyncio
 import itertools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
-from calls.livekit import LiveKitRooms
 from calls.ringing import RingTimers
 from calls.tokens import identity, room_name
-from calls.webhooks import WebhookIntake
 from parley import frames as F
 from parley.backoff import wait_out
 from parley.errors import ParleyError, Unavailable, error_body
@@ -31,6 +30,10 @@ from parley.health import PipelineTasks
 from parley.ids import conv_of_call
 from parley.ports import CallStore, LogConsumer, LogProducer
 from parley.records import Command, EventRecord, RoomWork
+
+if TYPE_CHECKING:  # both import livekit-api, which only a process with a LiveKit loads (parley.app.roles)
+    from calls.livekit import LiveKitRooms
+    from calls.webhooks import WebhookIntake
 
 log = logging.getLogger(__name__)
 

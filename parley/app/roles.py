@@ -17,9 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from calls.join import JoinMinter
-from calls.livekit import LiveKitRoomService
 from calls.service import CallsService
-from calls.webhooks import WebhookIntake
 from chat_core.ops.calls import CallDefaults
 from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
@@ -141,6 +139,10 @@ def calls_service(settings: Settings, store: Store, commands: LogProducer[Comman
     """The calls role's work, on the LiveKit the settings name; None when none is (calls off)."""
     if not (settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret):
         return None
+    # livekit-api (~37 MiB) is imported only where a LiveKit is configured, not by every process of every role.
+    from calls.livekit import LiveKitRoomService
+    from calls.webhooks import WebhookIntake
+
     return CallsService(rooms=LiveKitRoomService(settings.livekit_url, settings.livekit_api_key,
                                                  settings.livekit_api_secret),
                         intake=WebhookIntake(settings.livekit_api_key, settings.livekit_api_secret),
