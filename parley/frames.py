@@ -117,7 +117,18 @@ class RoomFinished(msgspec.Struct, frozen=True, kw_only=True, tag="room_finished
     failed: bool = False
 
 
-RoomEvent = ParticipantJoined | ParticipantLeft | RoomFinished
+class RoomListed(msgspec.Struct, frozen=True, kw_only=True, tag="room_listed"):
+    """Not a webhook: what the calls role's sweep found in the room of a call live for a while
+    (RoomService ListRooms and ListParticipants), for the webhooks LiveKit lost."""
+
+    call: str
+    #: LiveKit has the room (ListRooms lists it).
+    exists: bool
+    #: The sids of the Parley participants in the room.
+    sids: tuple[str, ...] = ()
+
+
+RoomEvent = ParticipantJoined | ParticipantLeft | RoomFinished | RoomListed
 
 
 class Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):

@@ -147,7 +147,8 @@ def calls_service(settings: Settings, store: Store, commands: LogProducer[Comman
                                                  settings.livekit_api_secret),
                         intake=WebhookIntake(settings.livekit_api_key, settings.livekit_api_secret),
                         commands=commands, records=records, store=store, name=name,
-                        ring_timeout_s=settings.call_ring_timeout_s)
+                        ring_timeout_s=settings.call_ring_timeout_s, sweep_interval_s=settings.call_sweep_interval_s,
+                        sweep_grace_s=settings.call_sweep_grace_s)
 
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:

@@ -19,7 +19,7 @@ from parley.errors import ParleyError
 from parley.sdk import Account, Client, call_action, register, start_call
 from tests.conftest import RING_TIMEOUT_S, ParleyProcess
 from tests.integration.test_access import event_where
-from tests.livekit_standin import StandInThread
+from tests.livekit_standin import LiveKitStandIn, StandInThread
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +278,51 @@ async def test_without_a_livekit_calls_are_off_and_say_so(fresh_server):
     assert caps["features"]["calls"] is False and caps["calls"] == {
         "calls": False, "media": [], "max_participants": 0, "max_video_subscriptions": 0}
     await a.close()
+
+
+async def test_the_sweep_takes_out_who_left_without_a_webhook_and_ends_a_call_whose_room_vanished(fresh_server):
+    """LiveKit's webhooks lost: a participant gone from the room leaves the call after two sweeps,
+    a room gone ends its call (with its record), and a call whose room has everyone is untouched."""
+    livekit = StandInThread(LiveKitStandIn("APIsweepstandin", "a-sweep-stand-in-secret-of-32-chars"))
+    livekit.start()
+    try:
+        srv = fresh_server(**livekit.env, PARLEY_CALL_SWEEP_INTERVAL_S="1", PARLEY_CALL_SWEEP_GRACE_S="1")
+        owner, bob, cid, ann, dan = [await register(srv.base_url, f"sweep_{n}", "correct horse")
+                                     for n in ("owner", "bob", "cid", "ann", "dan")]
+        o, b, c, a, d = [await Client.connect(srv.base_url, u.token, device_id="d1")
+                         for u in (owner, bob, cid, ann, dan)]
+        conv = (await o.request("conv.create", kind="group", members=[bob.user_id, cid.user_id]))["conv"]["id"]
+        started = await o.call_start(conv)
+        call, room = started["call"]["id"], started["join"]["room"]
+        await b.call_join(call)
+        await c.call_join(call)
+        for user in (owner, bob, cid):
+            await deliver(srv, livekit.connect(room, f"{user.user_id}:d1", user.username))
+        healthy_start = await a.call_start(await direct(a, dan))
+        healthy, healthy_room = healthy_start["call"]["id"], healthy_start["join"]["room"]
+        await d.call_join(healthy)
+        for user in (ann, dan):
+            await deliver(srv, livekit.connect(healthy_room, f"{user.user_id}:d1", user.username))
+        await event_where(a, "call.joined", call=healthy, user=dan.user_id)
+
+        livekit.disconnect(room, f"{bob.user_id}:d1")  # its participant_left never arrives
+        left = await event_where(o, "call.left", call=call, user=bob.user_id, timeout=15)
+        assert left["device"] == "d1" and not left.get("removed")
+        assert (await c.call_join(call))["call"]["participants"] == sorted([owner.user_id, cid.user_id])
+
+        livekit.call(lambda s: s.rooms.pop(room))  # the room is gone, and so is its room_finished
+        ended = await event_where(o, "call.ended", call=call, timeout=15)
+        assert ended["reason"] == "hangup"
+        record = (await c.next_event("message.new", conv=conv))["message"]
+        assert record["kind"] == "call" and record["call"]["participants"] == sorted(
+            [owner.user_id, bob.user_id, cid.user_id])
+        # Swept all along, the call whose room has everyone goes on.
+        again = await d.call_join(healthy)
+        assert again["call"]["state"] == "active" and again["call"]["in_room"] == sorted([ann.user_id, dan.user_id])
+        for kind in ("call.left", "call.ended"):  # ann is in that call only
+            with pytest.raises(TimeoutError):
+                await a.next_event(kind, timeout=0.2)
+        for client in (o, b, c, a, d):
+            await client.close()
+    finally:
+        livekit.stop()
