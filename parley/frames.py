@@ -383,6 +383,14 @@ class CallReconcile(Request, tag="call.reconcile", frozen=True):
     event: RoomEvent
 
 
+class CallRemove(Request, tag="call.remove", frozen=True):
+    """Instance staff's: `user`'s account was suspended, so it is taken out of `call` (never sent
+    by clients: the admin API sends it for each live call of the user it suspends)."""
+
+    call: Id
+    user: Id
+
+
 AnyRequest = Union[
     Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
@@ -398,7 +406,7 @@ WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Se
                      MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
                      UserBlock, UserUnblock, Received, InviteAccept, InviteDecline,
                      CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
-                     CallRingTimeout, CallReconcile]
+                     CallRingTimeout, CallReconcile, CallRemove]
 _WRITE_TYPES = get_args(WriteRequest)
 
 
