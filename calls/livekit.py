@@ -1,12 +1,13 @@
 """What Parley asks of LiveKit's RoomService, as a port, and its adapter over livekit-api.
 
 Parley never creates rooms (the first join does, from the configuration in its token); it lists
-the rooms and who is in a call's room (the sweep for lost webhooks), removes a participant (a member kicked or banned mid-call: LiveKit
-refreshes a connected client's token by itself, so only the server can put someone out), and
-deletes the room of a call that ended. Each operation is idempotent: what is already gone is
-not an error. Every request is bounded by a timeout, and LiveKit's failures become parley
-errors: Unavailable for what a retry may cure (timeouts, transport, 5xx, overload), Internal
-for the rest (refused credentials, malformed requests: a deployment or code defect).
+the rooms and who is in a call's room (the sweep for lost webhooks), removes a participant (a
+member kicked, banned or suspended mid-call: LiveKit refreshes a connected client's token by
+itself, so only the server can put someone out), and deletes the room of a call that ended.
+Each operation is idempotent: what is already gone is not an error. Every request is bounded by
+a timeout, and LiveKit's failures become parley errors: Unavailable for what a retry may cure
+(timeouts, transport, 5xx, overload), Internal for the rest (refused credentials, malformed
+requests: a deployment or code defect).
 """
 
 from __future__ import annotations

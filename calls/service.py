@@ -1,9 +1,9 @@
 """The calls role (docs/adr/0004-calls.md): it takes LiveKit's webhooks and turns them into
 `call.reconcile` commands on the call's conversation, fires the ring timers as `call.ring_timeout`
 commands, sweeps the rooms of calls live for a while for the webhooks LiveKit lost (what it finds
-goes to the writer as `call.reconcile` too), and carries out in LiveKit's rooms what the conversations' writers decided (the
-`RoomWork` records of the outbox: put sessions out, close a room). It decides nothing about a
-call: every transition is its writer's.
+goes to the writer as `call.reconcile` too), and carries out in LiveKit's rooms what the
+conversations' writers decided (the `RoomWork` records of the outbox: put sessions out, close a
+room). It decides nothing about a call: every transition is its writer's.
 
 It follows the outbox's stream (its own consumer group when scaled out; a side log of the
 in-process one in `parley dev`), so what it must do survives its own restart: the stream is read

@@ -20,7 +20,8 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_importing_every_role_and_parley_dev_does_not_load_livekit():
-    assert _loaded_after("import parley.app.embedded, parley.app.roles, parley.app.up, gateway.app, calls.service") == []
+    roles = "import parley.app.embedded, parley.app.roles, parley.app.up, gateway.app, calls.service"
+    assert _loaded_after(roles) == []
 
 
 def test_calls_off_builds_no_calls_role_and_no_join_minter_without_loading_livekit():
