@@ -1,12 +1,13 @@
 """What Parley asks of LiveKit's RoomService, as a port, and its adapter over livekit-api.
 
 Parley never creates rooms (the first join does, from the configuration in its token); it lists
-who is in a call's room, removes a participant (a member kicked or banned mid-call: LiveKit
-refreshes a connected client's token by itself, so only the server can put someone out), and
-deletes the room of a call that ended. Each operation is idempotent: what is already gone is
-not an error. Every request is bounded by a timeout, and LiveKit's failures become parley
-errors: Unavailable for what a retry may cure (timeouts, transport, 5xx, overload), Internal
-for the rest (refused credentials, malformed requests: a deployment or code defect).
+the rooms and who is in a call's room (the sweep for lost webhooks), removes a participant (a
+member kicked, banned or suspended mid-call: LiveKit refreshes a connected client's token by
+itself, so only the server can put someone out), and deletes the room of a call that ended.
+Each operation is idempotent: what is already gone is not an error. Every request is bounded by
+a timeout, and LiveKit's failures become parley errors: Unavailable for what a retry may cure
+(timeouts, transport, 5xx, overload), Internal for the rest (refused credentials, malformed
+requests: a deployment or code defect).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Protocol, TypeVar
 import aiohttp
 import msgspec
 from livekit.api import LiveKitAPI, TwirpError, TwirpErrorCode
-from livekit.protocol.room import DeleteRoomRequest, ListParticipantsRequest, RoomParticipantIdentity
+from livekit.protocol.room import DeleteRoomRequest, ListParticipantsRequest, ListRoomsRequest, RoomParticipantIdentity
 
 from parley.errors import Internal, ParleyError, Unavailable
 
@@ -39,6 +40,10 @@ class RoomParticipant(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LiveKitRooms(Protocol):
+    async def list_rooms(self) -> list[str]:
+        """The names of the rooms the server has now (every room, not only Parley's)."""
+        ...
+
     async def list_participants(self, room: str) -> list[RoomParticipant]:
         """Who is in the room now; [] for a room that does not exist (nobody joined, or it closed)."""
         ...
@@ -69,6 +74,10 @@ class LiveKitRoomService:
             self._api = LiveKitAPI(self._url, self._key, self._secret,
                                    timeout=aiohttp.ClientTimeout(total=self._timeout_s))
         return self._api
+
+    async def list_rooms(self) -> list[str]:
+        reply = await self._ask("listing the rooms", self._rooms().room.list_rooms(ListRoomsRequest()))
+        return [] if reply is None else [room.name for room in reply.rooms]
 
     async def list_participants(self, room: str) -> list[RoomParticipant]:
         reply = await self._ask(f"listing the participants of {room}",

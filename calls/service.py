@@ -1,8 +1,9 @@
 """The calls role (docs/adr/0004-calls.md): it takes LiveKit's webhooks and turns them into
 `call.reconcile` commands on the call's conversation, fires the ring timers as `call.ring_timeout`
-commands, and carries out in LiveKit's rooms what the conversations' writers decided (the
-`RoomWork` records of the outbox: put sessions out, close a room). It decides nothing about a
-call: every transition is its writer's.
+commands, sweeps the rooms of calls live for a while for the webhooks LiveKit lost (what it finds
+goes to the writer as `call.reconcile` too), and carries out in LiveKit's rooms what the
+conversations' writers decided (the `RoomWork` records of the outbox: put sessions out, close a
+room). It decides nothing about a call: every transition is its writer's.
 
 It follows the outbox's stream (its own consumer group when scaled out; a side log of the
 in-process one in `parley dev`), so what it must do survives its own restart: the stream is read
@@ -15,14 +16,14 @@ import asyncio
 import itertools
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import msgspec
 from aiohttp import web
 
-from calls.livekit import LiveKitRooms
 from calls.ringing import RingTimers
-from calls.tokens import identity, room_name
-from calls.webhooks import WebhookIntake
+from calls.sweep import SweptCalls
+from calls.tokens import identity, parse_identity, room_name
 from parley import frames as F
 from parley.backoff import wait_out
 from parley.errors import ParleyError, Unavailable, error_body
@@ -31,6 +32,10 @@ from parley.health import PipelineTasks
 from parley.ids import conv_of_call
 from parley.ports import CallStore, LogConsumer, LogProducer
 from parley.records import Command, EventRecord, RoomWork
+
+if TYPE_CHECKING:  # both import livekit-api, which only a process with a LiveKit loads (parley.app.roles)
+    from calls.livekit import LiveKitRooms
+    from calls.webhooks import WebhookIntake
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +67,10 @@ def _now_ms() -> int:
 
 class CallsService:
     def __init__(self, *, rooms: LiveKitRooms, intake: WebhookIntake, commands: LogProducer[Command],
-                 records: LogConsumer[EventRecord], store: CallStore, name: str, ring_timeout_s: int) -> None:
-        """`name`: this process on the bus (the writers' replies to it go nowhere)."""
+                 records: LogConsumer[EventRecord], store: CallStore, name: str, ring_timeout_s: int,
+                 sweep_interval_s: float, sweep_grace_s: float) -> None:
+        """`name`: this process on the bus (the writers' replies to it go nowhere). Every
+        `sweep_interval_s`, the rooms of the calls active for `sweep_grace_s` are swept."""
         self._rooms = rooms
         self._intake = intake
         self._commands = commands
@@ -72,6 +79,9 @@ class CallsService:
         self._name = name
         self._ring_timeout_ms = ring_timeout_s * 1000
         self._timers = RingTimers()
+        self._swept = SweptCalls()
+        self._sweep_interval_s = sweep_interval_s
+        self._sweep_grace_ms = int(sweep_grace_s * 1000)
         self._armed = asyncio.Event()
         self._rids = itertools.count(1)
         self._tasks = PipelineTasks()
@@ -79,6 +89,7 @@ class CallsService:
     async def start(self) -> None:
         self._tasks.add(self._follow(), "calls: records")
         self._tasks.add(self._ring(), "calls: timers")
+        self._tasks.add(self._sweep(), "calls: sweep")
 
     def running(self) -> bool:
         return self._tasks.running()
@@ -111,10 +122,12 @@ class CallsService:
         while True:
             try:
                 records = await self._records.next_batch(BATCH_MAX)
-                work = []
+                now, work = _now_ms(), []
                 for record in records:
                     if record.frame.startswith(_CALL_EVENT):
-                        self._timers.observe(_decode_event(record.frame))
+                        event = _decode_event(record.frame)
+                        self._timers.observe(event)
+                        self._swept.observe(event, now)
                     elif record.frame.startswith(_ROOM_WORK):
                         work.append(_decode_work(record.frame))
                 self._armed.set()
@@ -181,6 +194,36 @@ class CallsService:
                 self._timers.arm(found.call, found.conv, found.deadline)
             log.info("%d ring timers armed from the store", len(ringing))
             return
+
+    # ---- the sweep for lost webhooks --------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._sweep_interval_s)
+            try:
+                await self.sweep()
+            except Unavailable as err:  # LiveKit or the log is away: the next sweep tries again
+                log.warning("the sweep of the calls' rooms stopped: %s", err.message)
+            except ParleyError as err:  # LiveKit refused: a deployment or code defect
+                log.error("LiveKit refused the sweep of the calls' rooms: %s", err.message)
+
+    async def sweep(self) -> None:
+        """Tell the writer of each call active for the grace what LiveKit has of its room. A
+        room read as gone is not swept again (the writer ends its call, or it had ended)."""
+        rooms = set(await self._rooms.list_rooms())
+        for call in self._swept.due(rooms, _now_ms(), self._sweep_grace_ms):
+            conv = conv_of_call(call)
+            room = room_name(call)
+            exists = room in rooms
+            sids: tuple[str, ...] = ()
+            if exists:
+                sids = tuple(sorted(p.sid for p in await self._rooms.list_participants(room)
+                                    if parse_identity(p.identity) is not None))
+            else:
+                self._swept.forget(call)
+            if conv:
+                await self._publish(conv, F.CallReconcile(rid=self._rid(), event=F.RoomListed(
+                    call=call, exists=exists, sids=sids)))
 
     # ---- commands -------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from parley.errors import Conflict, Forbidden
 from parley.events import (AnyCallEvent, CallAccepted, CallDeclined, CallEnded, CallJoined, CallLeft,
                            CallRinging)
 from parley.frames import (CallRecord, CallState, EndReason, Media, ParticipantJoined, ParticipantLeft,
-                           RoomEvent, RoomFinished)
+                           RoomEvent, RoomFinished, RoomListed)
 from parley.records import Call, RoomSession
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +178,15 @@ def ring_timeout(call: Call, now: int) -> Outcome:
 
 
 def reconcile(call: Call, event: RoomEvent, now: int) -> Outcome:
-    """Apply what LiveKit reported (a verified webhook). Duplicates and out-of-order deliveries
-    are harmless: a session is known by its sid, and a session that left never comes back."""
+    """Apply what LiveKit reported (a verified webhook, or the calls role's sweep of the room).
+    Duplicates and out-of-order deliveries are harmless: a session is known by its sid, and a
+    session that left never comes back."""
     if isinstance(event, ParticipantJoined):
         return _participant_joined(call, RoomSession(event.user, event.device, event.sid), now)
     if isinstance(event, ParticipantLeft):
         return _participant_left(call, RoomSession(event.user, event.device, event.sid), event.replaced, now)
+    if isinstance(event, RoomListed):
+        return _room_listed(call, event, now)
     if call.state is CallState.ENDED:
         return _unchanged(call, "the call has ended")
     return _finish(call, now, EndReason.FAILED if event.failed else _over(call))
@@ -229,6 +232,32 @@ def _participant_left(call: Call, session: RoomSession, replaced: bool, now: int
         return Outcome(out)
     return _after_leaving(replace(out, left=out.left | {session.user}, in_room=out.in_room - {session.user}), now,
                           CallLeft(call=call.id, conv=call.conv, user=session.user, device=session.device), ())
+
+
+def _room_listed(call: Call, listed: RoomListed, now: int) -> Outcome:
+    """The sweep's listing, for webhooks LiveKit lost: a room that is gone ends the call; a
+    session missing from two listings in a row left (as its lost `participant_left` would have
+    said). Once is not enough: a session may have joined between the listing and this decision."""
+    if call.state is CallState.ENDED:
+        return _unchanged(call, "the call has ended")
+    if call.state is CallState.RINGING:
+        return _unchanged(call, "nobody has answered yet")
+    if not listed.exists:
+        return _finish(call, now, _over(call))
+    found = frozenset(listed.sids)
+    missing = sorted(s for s in call.present if s.sid not in found)
+    left = [s for s in missing if s.sid in call.unseen]
+    unseen = frozenset(s.sid for s in missing) - {s.sid for s in left}
+    if not left and unseen == call.unseen:
+        return _unchanged(call, "the room has everyone the call has")
+    out = Outcome(replace(call, unseen=unseen))
+    events: list[AnyCallEvent] = []
+    for session in left:
+        out = _participant_left(out.call, session, False, now)
+        events.extend(out.events)
+        if out.call.state is CallState.ENDED:
+            break
+    return Outcome(out.call, tuple(events), record=out.record, close_room=out.close_room)
 
 
 def _answered(call: Call, user: str, now: int) -> Call:

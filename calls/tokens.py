@@ -18,12 +18,12 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
-
-from livekit.api import AccessToken, VideoGrants
-from livekit.protocol.room import RoomConfiguration
+from typing import TYPE_CHECKING, Protocol
 
 from parley.frames import Media
+
+if TYPE_CHECKING:
+    from livekit.api import VideoGrants
 
 #: A LiveKit server may serve more than Parley: its rooms carry this prefix, and webhooks for
 #: other rooms are none of Parley's business.
@@ -85,6 +85,10 @@ def parse_identity(value: str) -> tuple[str, str] | None:
 
 
 def video_grants(room: str, media: Media, role: Role) -> VideoGrants:
+    # livekit-api is imported where a token is made, not with this module (~5.5 MiB of RSS): the
+    # room and identity names here are in every process of every role, LiveKit configured or not.
+    from livekit.api import VideoGrants
+
     speaker = role is Role.SPEAKER
     return VideoGrants(
         room_join=True, room=room,
@@ -114,6 +118,9 @@ class TokenMinter:
         """A token to enter `call`'s room for `ttl_s`. LiveKit refreshes the token of a connected
         client by itself, so a short TTL bounds only how late a token can be first used: removing
         someone from a call is RoomService's job (calls/livekit.py), not the token's."""
+        from livekit.api import AccessToken
+        from livekit.protocol.room import RoomConfiguration
+
         room = room_name(call.id)
         config = RoomConfiguration(name=room, max_participants=call.max_participants,
                                    empty_timeout=self.empty_timeout_s, departure_timeout=DEPARTURE_TIMEOUT_S)

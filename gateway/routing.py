@@ -16,7 +16,7 @@ def route(user: str, req: F.WriteRequest) -> str:
         return direct_conv_id(user, req.members[0]) if req.kind == "direct" else new_conv_id()
     if isinstance(req, (F.UserBlock, F.UserUnblock)):
         return direct_conv_id(user, req.user)
-    if isinstance(req, (F.CallJoin, F.CallDecline, F.CallLeave, F.CallEnd)):
+    if isinstance(req, (F.CallJoin, F.CallDecline, F.CallLeave, F.CallEnd, F.CallRemove)):
         conv = conv_of_call(req.call)
         if not conv:
             raise NotFound("no such call")

@@ -208,6 +208,12 @@ class Settings:
     call_max_participants: int = 32
     #: Video tracks a client subscribes to at most in a call, unless the conversation says otherwise.
     call_max_video_subscriptions: int = 9
+    #: How often the calls role sweeps the rooms of calls active for `call_sweep_grace_s`, for the
+    #: webhooks LiveKit lost (a call would stay live, its members busy): one ListRooms per sweep,
+    #: one ListParticipants and one command per such call. A session missing from two sweeps in
+    #: a row has left; a room gone ends its call.
+    call_sweep_interval_s: int = 60
+    call_sweep_grace_s: int = 120
     # ---- push (push/) -----------------------------------------------------------------------
     #: FCM: the Firebase service account's JSON key file; None: no FCM.
     fcm_credentials: Path | None = None
@@ -340,9 +346,12 @@ class Settings:
             "call_max_participants": _env_int("PARLEY_CALL_MAX_PARTICIPANTS", cls.call_max_participants),
             "call_max_video_subscriptions": _env_int("PARLEY_CALL_MAX_VIDEO_SUBSCRIPTIONS",
                                                      cls.call_max_video_subscriptions),
+            "call_sweep_interval_s": _env_int("PARLEY_CALL_SWEEP_INTERVAL_S", cls.call_sweep_interval_s),
+            "call_sweep_grace_s": _env_int("PARLEY_CALL_SWEEP_GRACE_S", cls.call_sweep_grace_s),
         }
         for name, least in (("turn_ttl_s", 60), ("call_ring_timeout_s", 1), ("call_token_ttl_s", 60),
-                            ("call_max_participants", 2), ("call_max_video_subscriptions", 0)):
+                            ("call_max_participants", 2), ("call_max_video_subscriptions", 0),
+                            ("call_sweep_interval_s", 1), ("call_sweep_grace_s", 1)):
             if calls[name] < least:
                 raise ValueError(f"PARLEY_{name.upper()} must be at least {least}, not {calls[name]}")
         apns = {name: os.environ.get(name) or None

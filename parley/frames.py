@@ -117,7 +117,18 @@ class RoomFinished(msgspec.Struct, frozen=True, kw_only=True, tag="room_finished
     failed: bool = False
 
 
-RoomEvent = ParticipantJoined | ParticipantLeft | RoomFinished
+class RoomListed(msgspec.Struct, frozen=True, kw_only=True, tag="room_listed"):
+    """Not a webhook: what the calls role's sweep found in the room of a call live for a while
+    (RoomService ListRooms and ListParticipants), for the webhooks LiveKit lost."""
+
+    call: str
+    #: LiveKit has the room (ListRooms lists it).
+    exists: bool
+    #: The sids of the Parley participants in the room.
+    sids: tuple[str, ...] = ()
+
+
+RoomEvent = ParticipantJoined | ParticipantLeft | RoomFinished | RoomListed
 
 
 class Request(msgspec.Struct, tag_field="op", kw_only=True, frozen=True):
@@ -380,6 +391,14 @@ class CallReconcile(Request, tag="call.reconcile", frozen=True):
     event: RoomEvent
 
 
+class CallRemove(Request, tag="call.remove", frozen=True):
+    """Instance staff's: `user`'s account was suspended, so it is taken out of `call` (never sent
+    by clients: the admin API sends it for each live call of the user it suspends)."""
+
+    call: Id
+    user: Id
+
+
 AnyRequest = Union[
     Hello, Ping, Auth, ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvList, ConvUpdate,
     Send, Edit, Delete, React, Read, Typing, PresenceGet, History, Sync,
@@ -395,7 +414,7 @@ WriteRequest = Union[ConvCreate, ConvJoin, ConvLeave, ConvInvite, ConvUpdate, Se
                      MemberRole, MemberMute, MemberUnmute, MemberKick, MemberBan, MemberUnban, Pin,
                      UserBlock, UserUnblock, Received, InviteAccept, InviteDecline,
                      CallStart, CallJoin, CallDecline, CallLeave, CallEnd, CallSettingsUpdate,
-                     CallRingTimeout, CallReconcile]
+                     CallRingTimeout, CallReconcile, CallRemove]
 _WRITE_TYPES = get_args(WriteRequest)
 
 

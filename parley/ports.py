@@ -264,6 +264,11 @@ class CallStore(Protocol):
         a caller that asks from well before now to the longest ring timeout from now gets all."""
         ...
 
+    async def live_calls_of(self, user: str) -> list[str]:
+        """The ids of the live calls `user` takes part in (`call_members`), in id order: the
+        calls to take a suspended user out of."""
+        ...
+
 
 class DeviceStore(Protocol):
     """Push devices by user, and each user's notification settings (issue 14). A token belongs

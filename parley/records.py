@@ -179,6 +179,9 @@ class Call(msgspec.Struct, frozen=True, kw_only=True):
     in_room: frozenset[str] = frozenset()
     #: Sessions that have left the room: a join webhook for one of them arrives late, ignore it.
     gone: frozenset[str] = frozenset()
+    #: Present sessions the last sweep of the room did not find (RoomListed): the next one that
+    #: does not find them either takes them out. Twice, because a listing may predate a join.
+    unseen: frozenset[str] = frozenset()
     answered_at: int | None = None
     ended_at: int | None = None
     end_reason: EndReason | None = None

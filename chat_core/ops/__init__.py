@@ -20,4 +20,5 @@ OPERATIONS: dict[type, Operation[Any]] = {op.request: op for op in (
     member_actions.UNBAN,
     blocks.BLOCK, blocks.UNBLOCK,
     calls.START, calls.JOIN, calls.DECLINE, calls.LEAVE, calls.END, calls.SETTINGS, calls.RING_TIMEOUT, calls.RECONCILE,
+    calls.REMOVE,
 )}

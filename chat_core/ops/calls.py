@@ -1,6 +1,7 @@
 """Calls, decided by the conversation's writer (docs/adr/0004-calls.md): call.start, call.join,
 call.decline, call.leave, call.end and call.settings from members; call.ring_timeout and
-call.reconcile (what LiveKit reported) from the calls role; and taking a member out of the live
+call.reconcile (what LiveKit reported, or the calls role's sweep found) from the calls role;
+call.remove from instance staff (a user suspended mid-call); and taking a member out of the live
 call when it leaves the conversation or is kicked or banned.
 
 Every transition is calls/state.py's. This module checks the policy first (moderation's engine:
@@ -51,7 +52,7 @@ class CallDefaults:
 
 
 def _call_needs(core: ChatCore, cmd: Command, body: F.CallJoin | F.CallDecline | F.CallLeave | F.CallEnd
-                | F.CallRingTimeout, needs: Needs) -> None:
+                | F.CallRingTimeout | F.CallRemove, needs: Needs) -> None:
     _needs_call(core, cmd.conv, body.call, needs)
 
 
@@ -291,6 +292,18 @@ def _reconcile(d: Decision, body: F.CallReconcile) -> Result:
     return None
 
 
+def _remove(d: Decision, body: F.CallRemove) -> Result:
+    """Instance staff take a suspended user out of a call (its sessions out of the room), as
+    a kick does, though it stays a member of the conversation."""
+    if d.cmd.instance_role not in policy.STAFF_ROLES:
+        raise Forbidden("only instance staff take someone out of a call", rule="call_remove")
+    state = d.conv()
+    call = _the_call(d, state, body.call)
+    out = S.remove(call, body.user, d.now)
+    _apply(d, state, call, out)
+    return E.CallResult(rid=d.rid, call=call_view(out.call))
+
+
 def take_out_of_call(d: Decision, state: ConvState, user: str) -> None:
     """`user` leaves the conversation, or moderation removes it: it leaves the live call (its
     devices are put out of the room) and may not come back into it."""
@@ -307,3 +320,4 @@ END = Operation(F.CallEnd, _end, _call_needs)
 SETTINGS = Operation(F.CallSettingsUpdate, _settings)
 RING_TIMEOUT = Operation(F.CallRingTimeout, _ring_timeout, _call_needs)
 RECONCILE = Operation(F.CallReconcile, _reconcile, _reconcile_needs)
+REMOVE = Operation(F.CallRemove, _remove, _call_needs)

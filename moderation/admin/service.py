@@ -98,6 +98,11 @@ class AdminService:
             raise NotFound("no such user")
         await self.audit(actor, "user.suspend", user_id, reason=body.reason,
                          details={"until": until, "duration_s": body.duration_s})
+        # Its connections to calls' media outlive its sessions (LiveKit renews a connected client's
+        # token by itself): each call's writer takes it out, and the calls role puts it out of the room.
+        for call in await self._store.live_calls_of(user_id):
+            await self._commands.run_op(actor.user_id, "call.remove", {"call": call, "user": user_id},
+                                        instance_role=actor.role)
         return account
 
     async def unsuspend(self, actor: Principal, user_id: str, body: B.ReasonBody) -> Account:

@@ -17,9 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from calls.join import JoinMinter
-from calls.livekit import LiveKitRoomService
 from calls.service import CallsService
-from calls.webhooks import WebhookIntake
 from chat_core.ops.calls import CallDefaults
 from chat_core.service import ChatCoreService
 from delivery.fanout import Fanout, MemberCache
@@ -141,11 +139,16 @@ def calls_service(settings: Settings, store: Store, commands: LogProducer[Comman
     """The calls role's work, on the LiveKit the settings name; None when none is (calls off)."""
     if not (settings.livekit_url and settings.livekit_api_key and settings.livekit_api_secret):
         return None
+    # livekit-api (~5.5 MiB of RSS) is imported only where a LiveKit is configured, not by every process.
+    from calls.livekit import LiveKitRoomService
+    from calls.webhooks import WebhookIntake
+
     return CallsService(rooms=LiveKitRoomService(settings.livekit_url, settings.livekit_api_key,
                                                  settings.livekit_api_secret),
                         intake=WebhookIntake(settings.livekit_api_key, settings.livekit_api_secret),
                         commands=commands, records=records, store=store, name=name,
-                        ring_timeout_s=settings.call_ring_timeout_s)
+                        ring_timeout_s=settings.call_ring_timeout_s, sweep_interval_s=settings.call_sweep_interval_s,
+                        sweep_grace_s=settings.call_sweep_grace_s)
 
 
 async def _chat_core(settings: Settings, stack: AsyncExitStack) -> web.Application:

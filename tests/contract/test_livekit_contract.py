@@ -138,6 +138,15 @@ async def test_deleting_a_room_disconnects_everyone_and_is_harmless_twice(harnes
     assert await rooms.delete_room(room) is False
 
 
+async def test_rooms_are_listed_while_they_exist(harness: Harness, rooms: LiveKitRoomService) -> None:
+    room, never = fresh_room(), fresh_room()
+    await harness.join(room, "uann:phone", "Ann")
+    listed = await rooms.list_rooms()
+    assert room in listed and never not in listed
+    await rooms.delete_room(room)
+    assert room not in await rooms.list_rooms()
+
+
 async def test_a_wrong_secret_is_refused_as_an_internal_error(harness: Harness) -> None:
     wrong = LiveKitRoomService(harness.url, harness.api_key, "not-the-secret-" * 3, timeout_s=5)
     try:

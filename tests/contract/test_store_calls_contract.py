@@ -77,6 +77,16 @@ async def test_the_live_calls_of_a_conversations_members_are_found_in_any_conver
     assert (await store.prefetch(Needs(call_members={"c1", "c2"}))).in_calls == {"x": {"c2-k1"}}
 
 
+async def test_a_users_live_calls_are_listed_until_it_leaves_them(reopen):
+    store = await seeded(reopen)
+    await store.apply([PutCallMember("b", "c9-k3", "c9"), PutCallMember("b", "c2-k1", "c2"),
+                       PutCallMember("x", "c2-k1", "c2")])
+    store = await reopen()
+    assert await store.live_calls_of("b") == ["c2-k1", "c9-k3"] and await store.live_calls_of("a") == []
+    await store.apply([DropCallMember("b", "c2-k1")])
+    assert await store.live_calls_of("b") == ["c9-k3"]
+
+
 async def test_ringing_calls_are_listed_by_deadline_until_they_stop_ringing(reopen):
     store = await seeded(reopen)
     early, late = ringing("c1-k1", deadline=T0 + 10_000), ringing("c2-k1", conv="c2", deadline=T0 + 7_200_000)

@@ -9,17 +9,20 @@ from __future__ import annotations
 import asyncio
 import datetime
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from livekit.api import TokenVerifier
 
+from moderation.admin.routes import PREFIX
 from parley.errors import ParleyError
 from parley.sdk import Account, Client, call_action, register, start_call
 from tests.conftest import RING_TIMEOUT_S, ParleyProcess
 from tests.integration.test_access import event_where
-from tests.livekit_standin import StandInThread
+from tests.integration.test_admin import staff
+from tests.livekit_standin import LiveKitStandIn, StandInThread
 
 pytestmark = pytest.mark.integration
 
@@ -278,3 +281,84 @@ async def test_without_a_livekit_calls_are_off_and_say_so(fresh_server):
     assert caps["features"]["calls"] is False and caps["calls"] == {
         "calls": False, "media": [], "max_participants": 0, "max_video_subscriptions": 0}
     await a.close()
+
+
+@pytest.fixture
+def own_livekit() -> Iterator[StandInThread]:
+    """A stand-in of the test's own, for a server of its own (fresh_server) with other settings."""
+    livekit = StandInThread(LiveKitStandIn("APIownstandin", "a-test-own-stand-in-secret-of-32-chars"))
+    livekit.start()
+    yield livekit
+    livekit.stop()
+
+
+async def group_call_in_the_room(srv: ParleyProcess, livekit: StandInThread, owner: Account, *others: Account
+                                 ) -> tuple[list[Client], str, str, str]:
+    """The owner's group with `others`, a call everyone answered and whose room everyone entered
+    (the webhooks delivered): the clients (device d1), the conversation, the call and its room."""
+    clients = [await Client.connect(srv.base_url, u.token, device_id="d1") for u in (owner, *others)]
+    conv = (await clients[0].request("conv.create", kind="group", members=[u.user_id for u in others]))["conv"]["id"]
+    started = await clients[0].call_start(conv)
+    call, room = started["call"]["id"], started["join"]["room"]
+    for client in clients[1:]:
+        await client.call_join(call)
+    for user in (owner, *others):
+        await deliver(srv, livekit.connect(room, f"{user.user_id}:d1", user.username))
+    for user in others:
+        await event_where(clients[0], "call.joined", call=call, user=user.user_id)
+    return clients, conv, call, room
+
+
+async def test_the_sweep_takes_out_who_left_without_a_webhook_and_ends_a_call_whose_room_vanished(
+        fresh_server, own_livekit):
+    """LiveKit's webhooks lost: a participant gone from the room leaves the call after two sweeps,
+    a room gone ends its call (with its record), and a call whose room has everyone is untouched."""
+    livekit = own_livekit
+    srv = fresh_server(**livekit.env, PARLEY_CALL_SWEEP_INTERVAL_S="1", PARLEY_CALL_SWEEP_GRACE_S="1")
+    owner, bob, cid, ann, dan = [await register(srv.base_url, f"sweep_{n}", "correct horse")
+                                 for n in ("owner", "bob", "cid", "ann", "dan")]
+    (o, b, c), conv, call, room = await group_call_in_the_room(srv, livekit, owner, bob, cid)
+    (a, d), _, healthy, _ = await group_call_in_the_room(srv, livekit, ann, dan)
+
+    livekit.disconnect(room, f"{bob.user_id}:d1")  # its participant_left never arrives
+    left = await event_where(o, "call.left", call=call, user=bob.user_id, timeout=15)
+    assert left["device"] == "d1" and not left.get("removed")
+    assert (await c.call_join(call))["call"]["participants"] == sorted([owner.user_id, cid.user_id])
+
+    livekit.call(lambda s: s.rooms.pop(room))  # the room is gone, and so is its room_finished
+    ended = await event_where(o, "call.ended", call=call, timeout=15)
+    assert ended["reason"] == "hangup"
+    record = (await c.next_event("message.new", conv=conv))["message"]
+    assert record["kind"] == "call" and record["call"]["participants"] == sorted(
+        [owner.user_id, bob.user_id, cid.user_id])
+    # Swept all along, the call whose room has everyone goes on.
+    again = await d.call_join(healthy)
+    assert again["call"]["state"] == "active" and again["call"]["in_room"] == sorted([ann.user_id, dan.user_id])
+    for kind in ("call.left", "call.ended"):  # ann is in that call only
+        with pytest.raises(TimeoutError):
+            await a.next_event(kind, timeout=0.2)
+    for client in (o, b, c, a, d):
+        await client.close()
+
+
+async def test_a_user_suspended_mid_call_is_taken_out_of_it_and_put_out_of_the_room(fresh_server, own_livekit):
+    livekit = own_livekit
+    srv = fresh_server(**livekit.env)
+    owner, bob, cid = [await register(srv.base_url, f"suspend_{n}", "correct horse") for n in ("owner", "bob", "cid")]
+    mod = await staff(srv, "moderator")
+    (o, b, c), conv, call, room = await group_call_in_the_room(srv, livekit, owner, bob, cid)
+    asked = len(livekit.asked())
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{srv.base_url}{PREFIX}/users/{bob.user_id}/suspend", json={"reason": "abuse"},
+                             headers={"Authorization": f"Bearer {mod.token}"}) as r:
+            assert r.status == 200, await r.text()
+    left = await event_where(o, "call.left", call=call, user=bob.user_id)
+    assert left["removed"] is True
+    await asked_for(livekit, "RemoveParticipant", {"room": room, "identity": f"{bob.user_id}:d1"}, since=asked)
+    await deliver(srv, livekit.take_webhooks())  # its participant_left: already out
+    assert await b.wait_closed() == 4003  # and its sessions are over
+    after = await c.call_join(call)
+    assert after["call"]["state"] == "active" and after["call"]["participants"] == sorted(
+        [owner.user_id, cid.user_id]) and after["call"]["in_room"] == sorted([owner.user_id, cid.user_id])
+    for client in (o, c):
+        await client.close()

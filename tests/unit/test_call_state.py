@@ -14,7 +14,7 @@ from calls import state as S
 from calls.state import Outcome
 from parley.errors import Conflict, Forbidden
 from parley.events import CallAccepted, CallDeclined, CallEnded, CallJoined, CallLeft, CallRinging
-from parley.frames import CallState, EndReason, Media, ParticipantJoined, ParticipantLeft, RoomFinished
+from parley.frames import CallState, EndReason, Media, ParticipantJoined, ParticipantLeft, RoomFinished, RoomListed
 from parley.records import Call, RoomSession
 
 T0 = 1_700_000_000_000
@@ -377,6 +377,55 @@ def test_the_room_finishing_ends_the_call_as_failed_only_when_its_server_shut_do
     assert S.reconcile(started().call, RoomFinished(call="k1"), T0 + 8000).call.end_reason is EndReason.MISSED
 
 
+def listed(call: Call, *sids: str, exists: bool = True, now: int = T0 + 120_000) -> Outcome:
+    return S.reconcile(call, RoomListed(call=call.id, exists=exists, sids=sids), now)
+
+
+def test_a_sweep_that_finds_everyone_in_the_room_changes_nothing() -> None:
+    call = answered_direct_call()
+    out = listed(call, "PB1", "PA1", "PX9")  # PX9: someone the call does not know (a late join webhook)
+    assert out.call is call and out.noop is not None and out.events == () and not out.close_room
+
+
+def test_a_session_missing_from_two_sweeps_in_a_row_has_left() -> None:
+    call = S.join(S.join(started(["bob", "cid"], direct=False).call, "bob", "bob-phone", T0 + 1000).call,
+                  "cid", "cid-phone", T0 + 1000).call
+    for user, sid in (("ann", "PA1"), ("bob", "PB1"), ("cid", "PC1")):
+        call = joined(call, user, f"{user}-phone", sid).call
+    first = listed(call, "PA1", "PC1")  # bob's participant_left never came
+    assert first.events == () and first.record is None and first.call.unseen == {"PB1"}
+    assert first.call.present == call.present  # once is not enough: bob may have joined after the listing
+    second = listed(first.call, "PA1", "PC1", now=T0 + 180_000)
+    assert second.events == (CallLeft(call="k1", conv="c1", user="bob", device="bob-phone"),)
+    assert second.call.in_call == {"ann", "cid"} and second.call.state is CallState.ACTIVE
+    assert "PB1" in second.call.gone and second.call.unseen == frozenset()
+    # A late webhook for the session changes nothing more.
+    assert left(second.call, "bob", "bob-phone", "PB1").noop is not None
+
+
+def test_a_session_found_again_by_the_next_sweep_stays() -> None:
+    call = answered_direct_call()
+    missed = listed(call, "PA1").call
+    assert missed.unseen == {"PB1"}
+    back = listed(missed, "PA1", "PB1")
+    assert back.events == () and back.call.unseen == frozenset() and back.call.present == call.present
+
+
+def test_the_last_sessions_missing_twice_end_the_call_with_its_record() -> None:
+    call = listed(answered_direct_call()).call
+    out = listed(call, now=T0 + 180_000)
+    assert types(out) == ["CallLeft", "CallEnded"] and out.call.end_reason is EndReason.HANGUP
+    assert out.record is not None and out.close_room and out.call.ended_at == T0 + 180_000
+
+
+def test_a_sweep_that_finds_no_room_ends_the_call_and_not_a_ringing_one() -> None:
+    out = listed(answered_direct_call(), exists=False)
+    assert types(out) == ["CallEnded"] and out.call.end_reason is EndReason.HANGUP and out.record is not None
+    ringing = started().call
+    assert listed(ringing, exists=False).call is ringing
+    assert listed(out.call, exists=False).call is out.call
+
+
 def test_a_stored_call_decodes_to_the_same_call() -> None:
     call = answered_direct_call()
     assert msgspec.json.decode(msgspec.json.encode(call), type=Call) == call
@@ -412,6 +461,7 @@ steps = st.one_of(
     st.tuples(st.just("joined"), users, devices, CONNECTIONS),
     st.tuples(st.just("left"), users, devices, CONNECTIONS, st.booleans()),
     st.tuples(st.just("finished"), st.booleans()),
+    st.tuples(st.just("listed"), st.booleans(), st.sets(st.tuples(users, devices, CONNECTIONS), max_size=4)),
 )
 
 
@@ -442,6 +492,10 @@ def apply(call: Call, step: tuple[object, ...], now: int) -> Outcome:
     if kind == "left":
         return S.reconcile(call, ParticipantLeft(call=call.id, user=u, device=d, sid=f"{u}/{d}/{args[2]}",
                                                  replaced=bool(args[3])), now)
+    if kind == "listed":
+        found: list[tuple[str, str, int]] = sorted(args[1])  # type: ignore[call-overload]
+        return S.reconcile(call, RoomListed(call=call.id, exists=bool(args[0]),
+                                            sids=tuple(f"{u}/{d}/{c}" for u, d, c in found)), now)
     assert kind == "finished"
     return S.reconcile(call, RoomFinished(call=call.id, failed=bool(args[0])), now)
 
@@ -507,6 +561,8 @@ def test_no_sequence_of_transitions_breaks_the_invariants(callees: set[str], bus
             assert call is before and out.events == () and out.record is None
         if before.state is CallState.ENDED:
             assert call is before  # an ended call stays ended, exactly as it ended
+        if step[0] == "listed":
+            continue  # a sweep's listing is a new look each time: a second miss is what takes a session out
         # the same step again, at once: nothing more to announce
         try:
             again = apply(call, step, now)

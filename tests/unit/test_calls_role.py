@@ -21,6 +21,7 @@ from calls.join import JoinMinter
 from calls.livekit import RoomParticipant
 from calls.ringing import REFIRE_MS, RingTimers
 from calls.service import WEBHOOK_PATH, CallsService, wants
+from calls.sweep import SweptCalls
 from calls.tokens import room_name
 from calls.webhooks import WebhookIntake
 from gateway.calls import CallJoins
@@ -79,6 +80,27 @@ def test_a_timer_armed_from_the_store_knows_no_callees_and_waits_for_the_end():
     assert timers.next_at() is None
 
 
+# ---- which calls the sweep looks at -------------------------------------------------------
+
+
+def test_the_sweep_looks_at_calls_active_for_the_grace_and_forgets_ended_ones():
+    swept = SweptCalls()
+    swept.observe(ringing("c1-k1"), T0)  # rings: not active yet
+    swept.observe(E.CallAccepted(call="c1-k1", conv="c1", user="b", device="p"), T0 + 5000)
+    swept.observe(ringing("c1-k2", users=()), T0)  # nobody rung for it: active at once
+    swept.observe(E.CallJoined(call="c1-k3", conv="c1", user="b", device="p"), T0)
+    swept.observe(E.CallEnded(call="c1-k3", conv="c1", reason=EndReason.HANGUP, duration=0), T0 + 1)
+    swept.observe(E.CallDeclined(call="c1-k4", conv="c1", user="c"), T0)
+    assert swept.due([], T0 + 10_000, grace=10_000) == ["c1-k2"]
+    assert swept.due([], T0 + 15_000, grace=10_000) == ["c1-k1", "c1-k2"]
+    # After a restart: LiveKit's Parley rooms are calls too, from when they were first listed.
+    rooms = [room_name("c2-k1"), "someone-elses-room"]
+    assert swept.due(rooms, T0 + 15_000, grace=10_000) == ["c1-k1", "c1-k2"]
+    assert swept.due(rooms, T0 + 25_000, grace=10_000) == ["c1-k1", "c1-k2", "c2-k1"]
+    swept.forget("c1-k1")
+    assert len(swept) == 2 and "c1-k1" not in swept.due([], T0 + 99_000, grace=10_000)
+
+
 # ---- the role -----------------------------------------------------------------------------
 
 
@@ -94,6 +116,10 @@ class Rooms:
         if self.down:
             self.down -= 1
             raise Unavailable("LiveKit is away", retry_after_ms=1)
+
+    async def list_rooms(self) -> list[str]:
+        self._fail()
+        return list(self.present)
 
     async def list_participants(self, room: str) -> list[RoomParticipant]:
         self._fail()
@@ -135,7 +161,7 @@ async def role():
     commands: InProcessLog[Command] = InProcessLog(100)
     records: InProcessLog[EventRecord] = InProcessLog(100)
     service = CallsService(rooms=rooms, intake=WebhookIntake(KEY, SECRET), commands=commands, records=records,
-                           store=store, name="calls-t", ring_timeout_s=45)
+                           store=store, name="calls-t", ring_timeout_s=45, sweep_interval_s=3600, sweep_grace_s=0.2)
     yield service, rooms, store, commands, records
     await service.stop()
 
@@ -178,6 +204,27 @@ async def test_ring_timers_come_from_the_store_at_start_and_from_the_events_and_
     await records.publish(event(E.CallEnded(call="c1-k2", conv="c1", reason=EndReason.MISSED, duration=0)))
     await asyncio.sleep(REFIRE_MS[0] / 1000 + 0.5)
     assert len(commands) == 0  # ended: no refire
+
+
+async def test_the_sweep_tells_each_writer_what_livekit_has_of_its_calls_room_and_forgets_a_gone_one(role):
+    service, rooms, _, commands, records = role
+    rooms.present[room_name("c1-k1")] = [RoomParticipant(identity="b:phone", sid="PA_1", name="b", joined_at=1),
+                                         RoomParticipant(identity="EG_recorder", sid="PA_9", name="", joined_at=1)]
+    await service.start()
+    await records.publish_many([event(E.CallAccepted(call="c1-k1", conv="c1", user="b", device="phone")),
+                                event(E.CallAccepted(call="c1-k2", conv="c1", user="b", device="phone"))])
+    async with asyncio.timeout(5):
+        while len(records):
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # the grace
+    await service.sweep()
+    listed = [await next_command(commands), await next_command(commands)]
+    assert [(c.conv, c.user, c.body.event) for c in listed if isinstance(c.body, F.CallReconcile)] == [
+        ("c1", "calls", F.RoomListed(call="c1-k1", exists=True, sids=("PA_1",))),  # not the recorder: not Parley's
+        ("c1", "calls", F.RoomListed(call="c1-k2", exists=False))]
+    await service.sweep()
+    again = await next_command(commands)
+    assert isinstance(again.body, F.CallReconcile) and again.body.event.call == "c1-k1" and len(commands) == 0
 
 
 async def webhook(service: CallsService, body: bytes, authorization: str) -> tuple[int, dict]:

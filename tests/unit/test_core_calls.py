@@ -233,6 +233,41 @@ def test_a_member_kicked_mid_call_leaves_it_hears_it_and_cannot_come_back():
         {"type": "call.room", "call": call_id, "remove": [["b", "phone", "PA_9"]], "close": False}]
 
 
+def in_the_room(core: ChatCore, call_id: str, *users: str) -> None:
+    for n, user in enumerate(users):
+        run(core, cmd("system", F.CallReconcile(rid=f"w{n}", event=ParticipantJoined(
+            call=call_id, user=user, device="phone", sid=f"PA_{user}"))))
+
+
+def test_a_member_banned_mid_call_is_taken_out_of_it_and_its_device_out_of_the_room():
+    core = calls_core(("o", "owner"), ("b", "member"), ("c", "member"))
+    _, call_id = started(core, "o")
+    run(core, cmd("b", F.CallJoin(rid="j", call=call_id)), cmd("c", F.CallJoin(rid="j2", call=call_id)))
+    in_the_room(core, call_id, "o", "b", "c")
+    r = run(core, cmd("o", F.MemberBan(rid="k", conv="c1", user="b")))
+    assert [(e["user"], e["removed"], rec.also) for e, rec in r.events if e["type"] == "call.left"] == [
+        ("b", True, ["b"])]
+    assert room_work(r) == [{"type": "call.room", "call": call_id, "remove": [["b", "phone", "PA_b"]], "close": False}]
+    assert r.of(DropCallMember) == [DropCallMember("b", call_id)] and stored(r).in_call == {"o", "c"}
+
+
+def test_staff_take_a_suspended_user_out_of_a_call_and_nobody_else_may():
+    core = calls_core(("o", "owner"), ("b", "member"), ("c", "member"))
+    _, call_id = started(core, "o")
+    run(core, cmd("b", F.CallJoin(rid="j", call=call_id)), cmd("c", F.CallJoin(rid="j2", call=call_id)))
+    in_the_room(core, call_id, "o", "b", "c")
+    remove = F.CallRemove(rid="r", call=call_id, user="b")
+    denied(run(core, cmd("o", remove)), "call_remove")  # the conversation's owner is not instance staff
+    r = run(core, cmd("mod", remove, instance_role="moderator"))
+    assert r.reply["call"]["participants"] == ["c", "o"]
+    assert [(e["user"], e["removed"], rec.also) for e, rec in r.events if e["type"] == "call.left"] == [
+        ("b", True, ["b"])]
+    assert room_work(r) == [{"type": "call.room", "call": call_id, "remove": [["b", "phone", "PA_b"]], "close": False}]
+    assert r.of(DropCallMember) == [DropCallMember("b", call_id)] and "b" in core.convs["c1"].members
+    again = run(core, cmd("mod", remove, instance_role="moderator"))  # a retried suspension: nothing more
+    assert again.reply["call"]["participants"] == ["c", "o"] and again.events == [] and again.mutations == []
+
+
 def test_a_join_to_an_ended_calls_room_closes_it_again():
     core = calls_core(("a", "member"), ("b", "member"), kind="direct")
     _, call_id = started(core)

@@ -35,6 +35,9 @@ class CassandraCalls(CassandraDatabase):
                  if ringing and since <= int(deadline) < until]
         return sorted(found, key=lambda r: (r.deadline, r.call))
 
+    async def live_calls_of(self, user: str) -> list[str]:
+        return sorted(str(row[0]) for row in await self._all("calls_of_user", [user]))
+
     async def _live_call(self, conv: str) -> Call | None:
         row = await self._one("live_call_get", [conv])
         return _call_decode(row[1]) if row is not None and row[0] else None

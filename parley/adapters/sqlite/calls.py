@@ -79,3 +79,9 @@ class SqliteCalls(SqliteDatabase):
                                 "AND ringing_until < ? ORDER BY ringing_until", (since, until))
             return [RingingCall(conv, call, deadline) for conv, call, deadline in rows]
         return await self._read(run)
+
+    async def live_calls_of(self, user: str) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            return [call for (call,) in conn.execute("SELECT call FROM call_members WHERE user = ? ORDER BY call",
+                                                     (user,))]
+        return await self._read(run)
