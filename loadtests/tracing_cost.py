@@ -64,13 +64,12 @@ def one_message(command: Command, record: EventRecord) -> bool:
             frame.update_name("ws Send")
         with tracing.active(publish := tracing.inner("command.publish", tracing.SpanKind.PRODUCER)):
             sent = command if publish is None else msgspec_replace(command, tracing.carried(publish))
-    span = tracing.follow("chat_core.command", sent.trace, tracing.SpanKind.CONSUMER)
-    with tracing.active(tracing.child("chat_core.decide", span)):
-        stored = msgspec_replace(record, tracing.carried(span))
+    step = tracing.follow("chat_core.command", sent.trace, tracing.SpanKind.CONSUMER)
+    with tracing.active(tracing.child("chat_core.decide", step)):
+        stored = msgspec_replace(record, tracing.carried(step))
     now = time.time_ns()
-    tracing.child("store.write", span, start_time=now, end_time=now)
-    if span is not None:
-        span.end()
+    tracing.record("store.write", step, now, now)
+    tracing.end_all([step] if step is not None else [])
     relayed, spans = tracing.hop([stored], "relay.publish", tracing.SpanKind.PRODUCER)
     tracing.end_all(spans)
     delivered, spans = tracing.hop(relayed, "delivery.fanout", tracing.SpanKind.CONSUMER)
