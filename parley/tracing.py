@@ -32,7 +32,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerPr
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from parley.ports import Broadcast, Deliver
 from parley.records import Command, EventRecord
@@ -48,6 +48,8 @@ _tracer: trace.Tracer | None = None
 _provider: TracerProvider | None = None
 #: Where the provider's spans go; `Step`s are handed to it directly.
 _processor: SpanProcessor | None = None
+#: True if the sampler is parent-based with its default delegates (see `_step`).
+_parent_decides = False
 #: The `_tracer`'s scope, which `Step`s share (the OTLP encoder groups spans by it).
 _SCOPE = InstrumentationScope("parley")
 
@@ -76,6 +78,17 @@ def _sampler(local: bool) -> Sampler | None:
     if os.environ.get("OTEL_TRACES_SAMPLER"):
         return None
     return ParentBased(TraceIdRatioBased(float(os.environ.get("OTEL_TRACES_SAMPLER_ARG") or 0.01)))
+
+
+def _defaults_to_parent(sampler: Sampler) -> bool:
+    """Whether `sampler` keeps a child exactly when its parent is sampled (ParentBased with
+    its default delegates for sampled and unsampled parents, local or remote)."""
+    if not isinstance(sampler, ParentBased):
+        return False
+    defaults = ParentBased(ALWAYS_ON)
+    return all(getattr(sampler, name) is getattr(defaults, name) for name in
+               ("_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+                "_local_parent_not_sampled"))
 
 
 class JsonLinesExporter(SpanExporter):
@@ -111,7 +124,7 @@ def configure(role: str, instance: str, trace_file: str | None = None) -> bool:
     """Set up this process's tracing if the environment (or `trace_file`) asks for it; True if
     it did. Call once, before the role's applications are built (the aiohttp instrumentations
     hook application and session creation)."""
-    global _tracer, _provider, _processor
+    global _tracer, _provider, _processor, _parent_decides
     if not _wanted(trace_file):
         return False
     resource = _HashedOnce(Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"parley-{role}",
@@ -131,6 +144,7 @@ def configure(role: str, instance: str, trace_file: str | None = None) -> bool:
     AioHttpServerInstrumentor().instrument(tracer_provider=provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     _provider, _processor = provider, processor
+    _parent_decides = _defaults_to_parent(provider.sampler)
     _tracer = provider.get_tracer("parley")
     return True
 
@@ -269,16 +283,26 @@ class Step:
 
 
 def _step(name: str, parent: SpanContext, kind: SpanKind, start_ns: int | None = None) -> Step | None:
-    """A `Step` under `parent`, if the provider's sampler keeps it (as it would an SDK span)."""
+    """A `Step` under `parent`, if the provider's sampler keeps it (as it would an SDK span).
+    A parent-based sampler with its default delegates (Parley's default, and every
+    `parentbased_*` of `OTEL_TRACES_SAMPLER`) keeps exactly the children of sampled parents,
+    with their trace state: decided here without its call (a context built per step)."""
     if _provider is None:
         return None
-    sampling = _provider.sampler.should_sample(trace.set_span_in_context(NonRecordingSpan(parent)),
-                                               parent.trace_id, name, kind)
-    if not sampling.decision.is_sampled():
-        return None
+    trace_state: TraceState | None
+    if _parent_decides:
+        if not parent.trace_flags.sampled:
+            return None
+        trace_state = parent.trace_state
+    else:
+        sampling = _provider.sampler.should_sample(trace.set_span_in_context(NonRecordingSpan(parent)),
+                                                   parent.trace_id, name, kind)
+        if not sampling.decision.is_sampled():
+            return None
+        trace_state = sampling.trace_state
     flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & TraceFlags.RANDOM_TRACE_ID))
     context = SpanContext(parent.trace_id, _provider.id_generator.generate_span_id(), is_remote=False,
-                          trace_flags=flags, trace_state=sampling.trace_state)
+                          trace_flags=flags, trace_state=trace_state)
     return Step(name, kind, context, parent, time.time_ns() if start_ns is None else start_ns)
 
 
