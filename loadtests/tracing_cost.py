@@ -8,6 +8,13 @@ SDK is configured once per process) and prints CPU microseconds per message: the
 a send, to set against the server's CPU per send measured by `make bench` (docs/benchmarks.md).
 It measures CPU, not wall time, so other processes on a shared machine disturb it far less than
 they disturb `make bench`.
+
+`--system dev` or `--system up` measures the whole server instead: `loadtests.bench groups` on
+`parley dev` or `parley up` once per ratio and round, alternating, each exporting to a sink in
+this process, and prints the server's CPU per acked send (every process of the topology) and
+how much more each ratio costs than off. It is a wall-clock load test: run it on a quiet machine.
+Bench options go after `--`, e.g.
+`python -m loadtests.tracing_cost --system up --rounds 2 -- -c 1000 -g 50 -r 500 -d 30 --seed-dir D`.
 """
 
 from __future__ import annotations
@@ -15,10 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from threading import Thread
 
 import msgspec
@@ -118,10 +128,52 @@ def measure(messages: int) -> float:
     return (time.process_time() - started) / messages * 1e6
 
 
+def tracing_env(ratio: float | None, endpoint: str) -> dict[str, str]:
+    """This environment without its OTEL_* variables, then tracing at `ratio` to `endpoint`
+    (None: tracing off)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    if ratio is None:
+        return env | {"OTEL_SDK_DISABLED": "true"}
+    return env | {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
+
+
+def system_runs(topology: str, rounds: int, bench_args: list[str], endpoint: str, out_dir: Path) -> int:
+    """`loadtests.bench groups` per round and ratio on `topology`; the server's CPU per send."""
+    per_send: dict[str, list[float]] = {label: [] for label in RATIOS}
+    print(f"{'round':>5} {'sampling':>8} {'acked/s':>8} {'server CPU':>10} {'ms CPU/send':>11} "
+          f"{'spans got':>10} {'other':>6}")  # spans: the whole run's, setup included
+    for rnd in range(1, rounds + 1):
+        for label, ratio in RATIOS.items():
+            report = out_dir / f"round{rnd}-{label.rstrip('%')}.json"
+            _Sink.received = 0
+            subprocess.run([sys.executable, "-m", "loadtests.bench", "groups", "--topology", topology,
+                            "--json", str(report), *bench_args], env=tracing_env(ratio, endpoint), check=True)
+            step = json.loads(report.read_text())["steps"][0]
+            acked, cpu_pct = step["sends_acked_per_s"], step["server_cpu_pct"]
+            ms = 10 * cpu_pct / acked if acked and cpu_pct is not None else float("nan")
+            per_send[label].append(ms)
+            other = step.get("other_cpu_pct")
+            print(f"{rnd:>5} {label:>8} {acked:>8.1f} {cpu_pct or float('nan'):>9.0f}% {ms:>11.3f} "
+                  f"{_Sink.received:>10} {'-' if other is None else f'{other:.0f}%':>6}")
+    off = statistics.median(per_send["off"])
+    for label in list(RATIOS)[1:]:
+        mid = statistics.median(per_send[label])
+        print(f"{label:>5}: median {mid:.3f} ms CPU per send, {100 * (mid / off - 1):+.1f}% against off "
+              f"(runs {', '.join(f'{v:.3f}' for v in per_send[label])}; off {', '.join(f'{v:.3f}' for v in per_send['off'])})")
+    print(f"reports: {out_dir}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--system", choices=("dev", "up"),
+                        help="measure a whole server under `loadtests.bench groups` instead (a wall-clock load: "
+                             "quiet machine only); bench options after `--`")
+    parser.add_argument("--rounds", type=int, default=2, help="--system: rounds of off, 1%%, 100%% (default 2)")
+    parser.add_argument("--out", type=Path, help="--system: where the bench's JSON reports go (default: a temp dir)")
+    parser.add_argument("bench_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--sink", type=int, metavar="PORT",
                         help="only serve a discarding OTLP/HTTP sink on this port (for `make bench` runs with tracing on)")
@@ -134,15 +186,20 @@ def main() -> int:
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     Thread(target=sink.serve_forever, daemon=True).start()
     endpoint = f"http://127.0.0.1:{sink.server_address[1]}"
+    if args.system is not None:
+        bench_args = [a for a in args.bench_args if a != "--"]
+        out_dir = args.out or Path(tempfile.mkdtemp(prefix="parley-tracing-cost-"))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return system_runs(args.system, args.rounds, bench_args, endpoint, out_dir)
+        finally:
+            sink.shutdown()
     for rep in range(args.repeat):
         for label, ratio in RATIOS.items():
-            env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-            if ratio is not None:
-                env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER_ARG": str(ratio)}
             _Sink.received = 0
             out = subprocess.run([sys.executable, "-m", "loadtests.tracing_cost", "--child", label,
-                                  "--messages", str(args.messages)], env=env, capture_output=True, text=True,
-                                 check=True)
+                                  "--messages", str(args.messages)], env=tracing_env(ratio, endpoint),
+                                 capture_output=True, text=True, check=True)
             exported = _Sink.received / (WARMUP + args.messages)
             print(f"run {rep + 1} {label:>5}: {float(out.stdout):7.1f} us of CPU per message, "
                   f"{exported:.2f} spans exported per message")

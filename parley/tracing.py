@@ -300,7 +300,7 @@ def _step(name: str, parent: SpanContext, kind: SpanKind, start_ns: int | None =
         if not sampling.decision.is_sampled():
             return None
         trace_state = sampling.trace_state
-    flags = TraceFlags(TraceFlags.SAMPLED | (parent.trace_flags & TraceFlags.RANDOM_TRACE_ID))
+    flags = TraceFlags(parent.trace_flags | TraceFlags.SAMPLED)  # and the parent's random-id flag, if set
     context = SpanContext(parent.trace_id, _provider.id_generator.generate_span_id(), is_remote=False,
                           trace_flags=flags, trace_state=trace_state)
     return Step(name, kind, context, parent, time.time_ns() if start_ns is None else start_ns)
