@@ -135,6 +135,9 @@ def configure(role: str, instance: str, trace_file: str | None = None) -> bool:
         processor = SimpleSpanProcessor(JsonLinesExporter(open(trace_file, "a", encoding="utf-8")))
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        from parley import tracing_otlp
+        tracing_otlp.install()
         processor = BatchSpanProcessor(OTLPSpanExporter())
     provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
