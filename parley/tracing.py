@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Sequence
-from types import TracebackType
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, TracebackType
 from typing import IO, TypeVar
 
 import msgspec
@@ -32,6 +32,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerPr
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.util.types import AttributeValue
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from parley.ports import Broadcast, Deliver
@@ -248,6 +249,7 @@ def record(name: str, parent: Step | None, start_ns: int, end_ns: int) -> None:
 
 
 _UNSET = Status(StatusCode.UNSET)
+_NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})  # as an SDK span without any shows it
 
 
 class Step:
@@ -280,7 +282,7 @@ class Step:
         if _processor is None or _provider is None:
             return
         _processor.on_end(ReadableSpan(
-            self.name, self.context, self.parent, _provider.resource, events=self.events, kind=self.kind,
+            self.name, self.context, self.parent, _provider.resource, _NO_ATTRIBUTES, self.events, kind=self.kind,
             status=self.status, start_time=self.start_ns, end_time=time.time_ns() if end_time is None else end_time,
             instrumentation_scope=_SCOPE))
 
