@@ -6,6 +6,11 @@ A write's trace context travels with it as a W3C `traceparent` string (`trace` o
 after a crash continues the trace of what it replays) and NATS messages. The Kafka and NATS
 adapters also write it as a `traceparent` header, the standard carrier other tools read.
 
+The gateway's frame span is the SDK's (the sampler decides there); every hop after it is a
+`Step`, a span without the SDK span's machinery, exported through the same processor (~7 times
+cheaper: docs/benchmarks.md, "Tracing cost"), and the OTLP exporter encodes with
+`parley.tracing_otlp`.
+
 Off unless configured (`configure`): then every function here is a constant-time no-op and
 records carry `trace=None`. Configured by the standard variables: an OTLP/HTTP exporter when
 `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) or `OTEL_TRACES_EXPORTER=otlp` is set,
@@ -32,8 +37,9 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerPr
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags,
+                                 TraceState)
 from opentelemetry.util.types import AttributeValue
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
 from parley.ports import Broadcast, Deliver
 from parley.records import Command, EventRecord
@@ -87,7 +93,10 @@ def _defaults_to_parent(sampler: Sampler) -> bool:
     if not isinstance(sampler, ParentBased):
         return False
     defaults = ParentBased(ALWAYS_ON)
-    return all(getattr(sampler, name) is getattr(defaults, name) for name in
+    # The SDK keeps the delegates in private attributes: if a version renames them, the answer
+    # is False and every step asks the sampler (slower, never wrong).
+    missing = object()
+    return all(getattr(sampler, name, missing) is getattr(defaults, name, None) for name in
                ("_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
                 "_local_parent_not_sampled"))
 

@@ -112,3 +112,11 @@ def test_a_sampler_that_is_not_parent_based_decides_each_step(monkeypatch: pytes
     sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     assert tracing.follow("chat_core.command", sampled, SpanKind.CONSUMER) is None
     assert exported.get_finished_spans() == ()
+
+
+def test_a_parent_based_sampler_with_its_own_delegates_decides_each_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    exported = _configure(monkeypatch, ParentBased(ALWAYS_ON, remote_parent_sampled=StaticSampler(Decision.DROP)))
+    assert not tracing._parent_decides
+    sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    assert tracing.follow("chat_core.command", sampled, SpanKind.CONSUMER) is None
+    assert exported.get_finished_spans() == ()
