@@ -115,7 +115,7 @@ class CommandWorker:
             tracing.end_all([span for span in spans if span is not None])
 
     async def _write(self, cmds: list[Command], batch: Batch, replies: list[bytes],
-                     spans: list[tracing.Span | None]) -> None:
+                     spans: list[tracing.Step | None]) -> None:
         """The batch's one durable write, then the relay's share and the replies."""
         core = self._core
         mutations = batch.finish(core.convs, self._partitions)
@@ -135,7 +135,7 @@ class CommandWorker:
             core.committed(batch)
             stored_ns = time.time_ns()
             for span in spans:  # the batch's write, in the trace of each of its commands
-                tracing.child("store.write", span, start_time=write_ns, end_time=stored_ns)
+                tracing.record("store.write", span, write_ns, stored_ns)
             self._relay.enqueue([(row.shard, outbox_id, hops.restamp(row.record, hops.Stage.STORED, stored_ns))
                                  for outbox_id, row in zip(outbox_ids, batch.outbox)])
         for cmd, frame in zip(cmds, replies):

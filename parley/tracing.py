@@ -6,6 +6,11 @@ A write's trace context travels with it as a W3C `traceparent` string (`trace` o
 after a crash continues the trace of what it replays) and NATS messages. The Kafka and NATS
 adapters also write it as a `traceparent` header, the standard carrier other tools read.
 
+The gateway's frame span is the SDK's (the sampler decides there); every hop after it is a
+`Step`, a span without the SDK span's machinery, exported through the same processor (~7 times
+cheaper: docs/benchmarks.md, "Tracing cost"), and the OTLP exporter encodes with
+`parley.tracing_otlp`.
+
 Off unless configured (`configure`): then every function here is a constant-time no-op and
 records carry `trace=None`. Configured by the standard variables: an OTLP/HTTP exporter when
 `OTEL_EXPORTER_OTLP_ENDPOINT` (or `..._TRACES_ENDPOINT`) or `OTEL_TRACES_EXPORTER=otlp` is set,
@@ -19,17 +24,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType, TracebackType
 from typing import IO, TypeVar
 
 import msgspec
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
-from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import (Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags,
+                                 TraceState)
+from opentelemetry.util.types import AttributeValue
 
 from parley.ports import Broadcast, Deliver
 from parley.records import Command, EventRecord
@@ -43,6 +53,12 @@ UNTRACED_URLS = "/v1/ws,/metrics,/healthz,/readyz"
 
 _tracer: trace.Tracer | None = None
 _provider: TracerProvider | None = None
+#: Where the provider's spans go; `Step`s are handed to it directly.
+_processor: SpanProcessor | None = None
+#: True if the sampler is parent-based with its default delegates (see `_step`).
+_parent_decides = False
+#: The `_tracer`'s scope, which `Step`s share (the OTLP encoder groups spans by it).
+_SCOPE = InstrumentationScope("parley")
 
 
 def enabled() -> bool:
@@ -71,6 +87,20 @@ def _sampler(local: bool) -> Sampler | None:
     return ParentBased(TraceIdRatioBased(float(os.environ.get("OTEL_TRACES_SAMPLER_ARG") or 0.01)))
 
 
+def _defaults_to_parent(sampler: Sampler) -> bool:
+    """Whether `sampler` keeps a child exactly when its parent is sampled (ParentBased with
+    its default delegates for sampled and unsampled parents, local or remote)."""
+    if not isinstance(sampler, ParentBased):
+        return False
+    defaults = ParentBased(ALWAYS_ON)
+    # The SDK keeps the delegates in private attributes: if a version renames them, the answer
+    # is False and every step asks the sampler (slower, never wrong).
+    missing = object()
+    return all(getattr(sampler, name, missing) is getattr(defaults, name, None) for name in
+               ("_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+                "_local_parent_not_sampled"))
+
+
 class JsonLinesExporter(SpanExporter):
     """Each finished span as one JSON line (the SDK's own `to_json`), for `parley dev --trace`."""
 
@@ -87,28 +117,47 @@ class JsonLinesExporter(SpanExporter):
         self._out.close()
 
 
+class _HashedOnce(Resource):
+    """A resource that hashes once: the OTLP encoder groups every span it exports by its
+    resource, and the SDK's `Resource.__hash__` serialises the attributes to JSON each time
+    (~3 µs a span, a tenth of what a span costs to export). A resource never changes."""
+
+    def __init__(self, resource: Resource) -> None:
+        super().__init__(resource.attributes, resource.schema_url)
+        self._hash = super().__hash__()
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 def configure(role: str, instance: str, trace_file: str | None = None) -> bool:
     """Set up this process's tracing if the environment (or `trace_file`) asks for it; True if
     it did. Call once, before the role's applications are built (the aiohttp instrumentations
     hook application and session creation)."""
-    global _tracer, _provider
+    global _tracer, _provider, _processor, _parent_decides
     if not _wanted(trace_file):
         return False
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"parley-{role}",
-                                "service.instance.id": instance, "parley.role": role})
+    resource = _HashedOnce(Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or f"parley-{role}",
+                                            "service.instance.id": instance, "parley.role": role}))
     provider = TracerProvider(resource=resource, sampler=_sampler(trace_file is not None))
+    processor: SpanProcessor
     if trace_file:
-        provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(open(trace_file, "a", encoding="utf-8"))))
+        processor = SimpleSpanProcessor(JsonLinesExporter(open(trace_file, "a", encoding="utf-8")))
     else:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+
+        from parley import tracing_otlp
+        tracing_otlp.install()
+        processor = BatchSpanProcessor(OTLPSpanExporter())
+    provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     os.environ.setdefault("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", UNTRACED_URLS)
     from opentelemetry.instrumentation.aiohttp_client import AioHttpClientInstrumentor
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
     AioHttpServerInstrumentor().instrument(tracer_provider=provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
-    _provider = provider
+    _provider, _processor = provider, processor
+    _parent_decides = _defaults_to_parent(provider.sampler)
     _tracer = provider.get_tracer("parley")
     return True
 
@@ -179,67 +228,156 @@ def start(name: str, parent: str | None, kind: SpanKind = SpanKind.INTERNAL, *,
     return span if span.is_recording() else None
 
 
-def follow(name: str, parent: str | None, kind: SpanKind) -> Span | None:
-    """A span continuing the trace a record carries; None if it carries none (tracing was off
+def follow(name: str, parent: str | None, kind: SpanKind) -> Step | None:
+    """A step continuing the trace a record carries; None if it carries none (tracing was off
     where it came from, its trace is not sampled, or it is an ephemeral signal: typing,
     presence)."""
-    return start(name, parent, kind) if parent is not None else None
+    remote = parse(parent) if _tracer is not None else None
+    return _step(name, remote, kind) if remote is not None else None
 
 
-def inner(name: str, kind: SpanKind = SpanKind.INTERNAL) -> Span | None:
-    """A span under the current one (make it current with `active`); None unless the current
-    one is recording (an unsampled request would otherwise start a trace of its own here)."""
-    if _tracer is None or not trace.get_current_span().is_recording():
+def inner(name: str, kind: SpanKind = SpanKind.INTERNAL) -> Step | None:
+    """A step under the current span (make it current with `active`); None unless that one is
+    sampled (an unsampled request would otherwise start a trace of its own here)."""
+    if _tracer is None:
         return None
-    return _tracer.start_span(name, kind=kind)
+    ctx = trace.get_current_span().get_span_context()
+    return _step(name, ctx, kind) if ctx.is_valid and ctx.trace_flags.sampled else None
 
 
-def child(name: str, parent: Span | None, *, start_time: int | None = None,
-          end_time: int | None = None) -> Span | None:
-    """A span under a local `parent`; with `end_time` it is ended at once (a shared step, such
-    as a batch's store write, shown in each of its messages' traces with its real times)."""
-    if _tracer is None or parent is None:
+def child(name: str, parent: Step | None) -> Step | None:
+    """A step under a step of this process."""
+    return _step(name, parent.context, SpanKind.INTERNAL) if parent is not None else None
+
+
+def record(name: str, parent: Step | None, start_ns: int, end_ns: int) -> None:
+    """A finished step under `parent` with its real times: a shared step, such as a batch's
+    store write, shown in each of its messages' traces."""
+    if parent is not None and (done := _step(name, parent.context, SpanKind.INTERNAL, start_ns)) is not None:
+        done.end(end_ns)
+
+
+_UNSET = Status(StatusCode.UNSET)
+_NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})  # as an SDK span without any shows it
+
+
+class Step:
+    """A span over one step of a message's way (every hop after the gateway's frame span):
+    its ids, start and outcome until it ends, then handed to the span processor as the SDK's
+    `ReadableSpan` and exported like any other span. An SDK span costs about 7 times more CPU
+    to make and end (a lock, attribute, event and link containers, the processors' start hook,
+    a copy at the end: docs/benchmarks.md), none of which these spans use: Parley sets no
+    attributes on them. Made current with `active`, its context is what logs and other
+    instrumentations see, as a span's would be."""
+
+    __slots__ = ("name", "kind", "context", "parent", "start_ns", "status", "events")
+
+    def __init__(self, name: str, kind: SpanKind, context: SpanContext, parent: SpanContext,
+                 start_ns: int) -> None:
+        self.name, self.kind, self.context, self.parent, self.start_ns = name, kind, context, parent, start_ns
+        self.status = _UNSET
+        self.events: tuple[Event, ...] = ()
+
+    def get_span_context(self) -> SpanContext:
+        return self.context
+
+    def failed(self, exc: BaseException) -> None:
+        """As the SDK marks a span an exception left: error status, an `exception` event."""
+        kind = type(exc).__name__
+        self.status = Status(StatusCode.ERROR, f"{kind}: {exc}")
+        self.events = (Event("exception", {"exception.type": kind, "exception.message": str(exc)}),)
+
+    def end(self, end_time: int | None = None) -> None:
+        if _processor is None or _provider is None:
+            return
+        _processor.on_end(ReadableSpan(
+            self.name, self.context, self.parent, _provider.resource, _NO_ATTRIBUTES, self.events, kind=self.kind,
+            status=self.status, start_time=self.start_ns, end_time=time.time_ns() if end_time is None else end_time,
+            instrumentation_scope=_SCOPE))
+
+
+def _step(name: str, parent: SpanContext, kind: SpanKind, start_ns: int | None = None) -> Step | None:
+    """A `Step` under `parent`, if the provider's sampler keeps it (as it would an SDK span).
+    A parent-based sampler with its default delegates (Parley's default, and every
+    `parentbased_*` of `OTEL_TRACES_SAMPLER`) keeps exactly the children of sampled parents,
+    with their trace state: decided here without its call (a context built per step)."""
+    if _provider is None:
         return None
-    span = _tracer.start_span(name, trace.set_span_in_context(parent), start_time=start_time)
-    if end_time is not None:
-        span.end(end_time)
-    return span
+    trace_state: TraceState | None
+    if _parent_decides:
+        if not parent.trace_flags.sampled:
+            return None
+        trace_state = parent.trace_state
+    else:
+        sampling = _provider.sampler.should_sample(trace.set_span_in_context(NonRecordingSpan(parent)),
+                                                   parent.trace_id, name, kind)
+        if not sampling.decision.is_sampled():
+            return None
+        trace_state = sampling.trace_state
+    flags = TraceFlags(parent.trace_flags | TraceFlags.SAMPLED)  # and the parent's random-id flag, if set
+    context = SpanContext(parent.trace_id, _provider.id_generator.generate_span_id(), is_remote=False,
+                          trace_flags=flags, trace_state=trace_state)
+    return Step(name, kind, context, parent, time.time_ns() if start_ns is None else start_ns)
 
 
-def active(span: Span | None) -> contextlib.AbstractContextManager[object]:
+class _Current:
+    """`active` for a `Step`: its context is current inside, an exception leaving marks it
+    failed, and it ends on the way out (a class: no generator per use on the hot path)."""
+
+    __slots__ = ("_step", "_token")
+
+    def __init__(self, step: Step) -> None:
+        self._step = step
+
+    def __enter__(self) -> Step:
+        self._token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(self._step.context)))
+        return self._step
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        otel_context.detach(self._token)
+        if exc is not None:
+            self._step.failed(exc)
+        self._step.end()
+
+
+def active(span: Span | Step | None) -> contextlib.AbstractContextManager[object]:
     """`span` is the current span inside (so `current()`, logs and child spans see it), then ends.
     Without a span, a shared no-op: the common case (tracing off, or not sampled) on the hot path."""
     if span is None:
         return _NOTHING
+    if isinstance(span, Step):
+        return _Current(span)
     return trace.use_span(span, end_on_exit=True, record_exception=True, set_status_on_exception=True)
 
 
 _NOTHING = contextlib.nullcontext()
 
 
-def carried(span: Span | None) -> str | None:
+def carried(span: Span | Step | None) -> str | None:
     """The `traceparent` a record leaving with `span` as its parent carries."""
     return traceparent(span.get_span_context()) if span is not None else None
 
 
-def hop(items: Sequence[Traced], name: str, kind: SpanKind) -> tuple[list[Traced], list[Span]]:
-    """One span per traced item (a child of what it carries), and the items carrying their new
-    span: a worker's step over a batch (the relay's publish, delivery's fan-out). End the spans
+def hop(items: Sequence[Traced], name: str, kind: SpanKind) -> tuple[list[Traced], list[Step]]:
+    """A `Step` per traced item (a child of what it carries), and the items carrying their new
+    step: a worker's step over a batch (the relay's publish, delivery's fan-out). End the steps
     with `end_all` when the step is done."""
     if _tracer is None:
         return list(items), []
-    spans: list[Span] = []
+    steps: list[Step] = []
     out: list[Traced] = []
     for item in items:
-        span = follow(name, item.trace, kind)
-        if span is None:
+        made = follow(name, item.trace, kind)
+        if made is None:
             out.append(item)
             continue
-        spans.append(span)
-        out.append(msgspec.structs.replace(item, trace=carried(span)))
-    return out, spans
+        steps.append(made)
+        out.append(msgspec.structs.replace(item, trace=traceparent(made.context)))
+    return out, steps
 
 
-def end_all(spans: Sequence[Span]) -> None:
-    for span in spans:
-        span.end()
+def end_all(steps: Sequence[Step]) -> None:
+    end = time.time_ns()  # they end together
+    for made in steps:
+        made.end(end)
