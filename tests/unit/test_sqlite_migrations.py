@@ -193,3 +193,13 @@ async def test_a_version_6_user_gains_a_profile_and_is_found_in_the_directory_by
         assert [a.id for a in await store.search_directory("al", 10)] == ["u1"]
     finally:
         await store.close()
+
+
+async def test_replacing_a_users_search_terms_reads_an_index_not_every_users_terms(tmp_path: Path):
+    path = tmp_path / "p.db"
+    store = SqliteStore(path, synchronous="NORMAL")
+    await store.open()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        plan = conn.execute("EXPLAIN QUERY PLAN DELETE FROM user_search_terms WHERE user = ?", ("u1",)).fetchall()
+    assert "user_search_terms_by_user" in " ".join(str(row[-1]) for row in plan)

@@ -12,6 +12,7 @@ CREATE TABLE IF NOT EXISTS users (
 CREATE TABLE IF NOT EXISTS user_search_terms (
     term TEXT NOT NULL, user TEXT NOT NULL,
     PRIMARY KEY (term, user)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS user_search_terms_by_user ON user_search_terms (user);
 CREATE INDEX IF NOT EXISTS users_by_status ON users (status, username);
 CREATE TABLE IF NOT EXISTS invites (
     code TEXT PRIMARY KEY, created_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER,
