@@ -18,8 +18,9 @@ from parley.errors import ParleyError
 
 #: How long a holding user's task sleeps: it has nothing to do in the foreground.
 HOLD_STEP_S = 5.0
-#: The longest a poster waits for every user to start before it posts anyway.
-WAIT_FOR_ALL_S = 120.0
+#: The longest a sender waits for every user to start before it sends anyway (a worker that
+#: never hears spawning complete); a ramp of 100,000 users at 150/s lasts 11 minutes.
+WAIT_FOR_ALL_S = 3600.0
 
 
 class Behaviour(Protocol):
@@ -32,22 +33,22 @@ class Hold:
 
 
 class Sender:
-    """Sends every `conv.send_every_s`, from a random phase so senders do not move in step.
-    Closed loop per user, as Locust is: a send waits for its ack, and a sender that falls
-    behind skips ahead rather than bursting."""
+    """Sends every `conv.send_every_s`, from a random phase so senders do not move in step,
+    once every user has started: chat runs while the sessions are held (a channel post is
+    measured against every subscriber online), not on top of the ramp's connects. Closed loop
+    per user, as Locust is: a send waits for its ack, and a sender that falls behind skips
+    ahead rather than bursting."""
 
-    def __init__(self, ctx: WorkerContext, session: ProtocolSession, conv: Conv, *, wait_for_all: bool) -> None:
+    def __init__(self, ctx: WorkerContext, session: ProtocolSession, conv: Conv) -> None:
         self._ctx = ctx
         self._session = session
         self._conv = conv
-        self._wait_for_all = wait_for_all
         self._due: float | None = None
 
     def step(self) -> None:
         every = self._conv.send_every_s
         if self._due is None:
-            if self._wait_for_all:  # a channel post is measured against every subscriber online
-                self._ctx.all_started.wait(WAIT_FOR_ALL_S)
+            self._ctx.all_started.wait(WAIT_FOR_ALL_S)
             self._due = time.monotonic() + random.uniform(0, every)
         gevent.sleep(max(0.0, self._due - time.monotonic()))
         self._due = max(self._due + every, time.monotonic())

@@ -156,5 +156,5 @@ class _Stopped:
 
 def _behaviour(ctx: WorkerContext, session: ProtocolSession, role: str, conv: Conv | None) -> Behaviour:
     if conv is not None and role in ("chat", "post"):
-        return Sender(ctx, session, conv, wait_for_all=role == "post")
+        return Sender(ctx, session, conv)
     return Hold()
