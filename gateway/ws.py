@@ -73,9 +73,11 @@ class WsEndpoint:
         admission = self._admission
         if admission.draining:
             # Only a request that was already being read when the listener closed gets here.
+            metrics.CONNECTS.labels("http_503").inc()
             raise Unavailable("this gateway is shutting down: connect again", retry_after_ms=1000)
         ip = client_ip(request)
         if not admission.admit(ip):
+            metrics.CONNECTS.labels("http_429").inc()
             raise RateLimited(f"too many connections from this address before hello: at most "
                               f"{self._limits.max_handshakes_per_ip}", retry_after_ms=1000)
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,

@@ -14,6 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import REGISTRY
 
 from gateway.admission import Admission
 from parley.app.embedded import build_app
@@ -33,6 +34,10 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient]:
     await client.close()
 
 
+def refused_connects(status: int) -> float:
+    return REGISTRY.get_sample_value("parley_gateway_connects_total", {"result": f"http_{status}"}) or 0.0
+
+
 async def refused_upgrade(client: TestClient) -> tuple[int, dict[str, str], dict]:
     """An upgrade request answered without an upgrade: its status, headers and JSON body."""
     key = base64.b64encode(os.urandom(16)).decode()
@@ -50,8 +55,10 @@ async def hello(ws: aiohttp.ClientWebSocketResponse, token: str) -> dict:
 async def test_an_address_over_the_cap_of_websockets_before_hello_is_refused_429(client: TestClient):
     user = await register(str(client.make_url("")), "walker", "correct horse")
     first, second = await client.ws_connect("/v1/ws"), await client.ws_connect("/v1/ws")
+    refused_before = refused_connects(429)
     status, headers, body = await refused_upgrade(client)
     assert status == 429 and body["error"]["code"] == "rate_limited" and int(headers["Retry-After"]) >= 1
+    assert refused_connects(429) == refused_before + 1
     # Only handshakes count: once one says hello, its address may open another.
     assert (await hello(first, user.token))["op"] == "ok"
     third = await client.ws_connect("/v1/ws")
