@@ -13,6 +13,7 @@ from calls.join import CallCapabilities, JoinMinter
 from delivery.fanout import Fanout
 from gateway import client_faults
 from gateway import openapi as client_openapi
+from gateway.admission import Admission
 from gateway.calls import CallJoins, CallRoutes
 from gateway.contacts import Contacts
 from gateway.devices import DeviceRoutes
@@ -72,9 +73,10 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         store, passwords, Limiter("room password", *limits.rate("room_password"), limits_storage),
         Limiter("room password per room", *limits.rate("room_password_room"), limits_storage),
         threads=limits.password_threads, queue_max=limits.password_queue_max)
+    admission = Admission(limits.max_handshakes_per_ip)
     ws = WsEndpoint(hub, reads, authenticator, commands, fanout, contacts, limits,
                     RequestLimits(limits, limits_storage), WriteFacts(room_passwords, store, contacts), presence,
-                    received=received)
+                    received=received, admission=admission)
     app.router.add_get("/v1/ws", ws.handle)
     app.router.add_get(client_openapi.PATH, client_openapi.serve)
     per_ip = (Limiter("per-IP auth", limits.ip_auth_burst, limits.ip_auth_window_s, limits_storage)
@@ -89,7 +91,14 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
     hub.call_joins = None if calls is None else CallJoins(calls)
     call_routes = CallRoutes(authenticator, runner, hub.call_joins)
     call_routes.mount(app)
-    add_routes(app, auth, members, limits, ready, hub.gateway_id,
+
+    async def ready_unless_draining() -> dict[str, bool]:
+        """A draining gateway is not ready, whatever its dependencies say (the check appears
+        only then: an orchestrator reads the status, an operator the reason)."""
+        checks = await ready()
+        return {**checks, "accepting": False} if admission.draining else checks
+
+    add_routes(app, auth, members, limits, ready_unless_draining, hub.gateway_id,
                CallCapabilities(calls=False) if calls is None else calls.capabilities(), call_routes.ice_servers,
                push_enabled)
     SessionRoutes(logins, authenticator, store, passwords, password_attempts, per_ip).mount(app)
@@ -123,9 +132,13 @@ def gateway_app(*, hub: Hub, store: Store, tokens: Tokens, passwords: Passwords,
         room_passwords.close()
 
     async def going_away(_: web.Application) -> None:
-        """SIGTERM: every session is told 4009 and flushed before the server closes sockets."""
+        """SIGTERM: every session is told 4009 and flushed before the server closes sockets.
+        The listener is closed already (aiohttp stops its sites first, so the kernel sends new
+        connections to the gateways still listening on a shared port); upgrades already read
+        are refused, and WebSockets before hello are told 4009."""
+        admission.drain()
         hub.going_away()
-        await drain(lambda: bool(hub.sessions), limits.drain_timeout_s)
+        await drain(lambda: bool(hub.sessions) or admission.pending, limits.drain_timeout_s)
 
     app.cleanup_ctx.append(housekeeping)
     app.on_shutdown.append(going_away)

@@ -11,6 +11,7 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from gateway.admission import GOING_AWAY_REASON
 from gateway.interest import ConvFollower
 from gateway.session import Session, wire_frame
 from parley import hops, metrics, tracing
@@ -182,4 +183,4 @@ class Hub:
 
     def going_away(self) -> None:
         for session in list(self.sessions.values()):
-            session.close_after_flush(CloseCode.GOING_AWAY, b"server going away: reconnect")
+            session.close_after_flush(CloseCode.GOING_AWAY, GOING_AWAY_REASON)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from aiohttp import WSMsgType, web
 
 from delivery.fanout import Fanout
+from gateway.admission import GOING_AWAY_REASON, Admission
 from gateway.calls import calls_on
 from gateway.routing import route
 from gateway.contacts import Contacts
@@ -23,6 +24,7 @@ from gateway.presence import GatewayPresence
 from gateway.reads import Reads
 from gateway.received import ReceivedAcks
 from gateway.request_limits import RequestLimits
+from gateway.rest import client_ip
 from gateway.session import Session
 from gateway.write_facts import EDGE_CHECKED, WriteFacts
 from parley import events as E
@@ -52,7 +54,7 @@ class WsEndpoint:
     def __init__(self, hub: Hub, reads: Reads, auth: Authenticator, commands: LogProducer[Command],
                  fanout: Fanout, contacts: Contacts, limits: Limits, request_limits: RequestLimits,
                  write_facts: WriteFacts, presence: GatewayPresence | None = None, *,
-                 received: ReceivedAcks | None = None) -> None:
+                 received: ReceivedAcks | None = None, admission: Admission | None = None) -> None:
         self._hub = hub
         self._presence = presence
         self._contacts = contacts
@@ -64,8 +66,20 @@ class WsEndpoint:
         self._request_limits = request_limits
         self._write_facts = write_facts
         self._received = received if received is not None else ReceivedAcks(commands, hub.gateway_id)
+        self._admission = admission if admission is not None else Admission(limits.max_handshakes_per_ip)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        # Refused before the upgrade, as HTTP errors (JSON, Retry-After): no WebSocket is made.
+        admission = self._admission
+        if admission.draining:
+            # Only a request that was already being read when the listener closed gets here.
+            metrics.CONNECTS.labels("http_503").inc()
+            raise Unavailable("this gateway is shutting down: connect again", retry_after_ms=1000)
+        ip = client_ip(request)
+        if not admission.admit(ip):
+            metrics.CONNECTS.labels("http_429").inc()
+            raise RateLimited(f"too many connections from this address before hello: at most "
+                              f"{self._limits.max_handshakes_per_ip}", retry_after_ms=1000)
         ws = web.WebSocketResponse(max_msg_size=self._limits.max_frame_bytes, compress=False,
                                    protocols=SUBPROTOCOLS)
         # The handshake's span ends once hello is answered; each frame's span links to it (a
@@ -75,6 +89,7 @@ class WsEndpoint:
             await ws.prepare(request)
             hello = await self._hello(request, ws)
         finally:
+            admission.release(ip)
             if connect is not None:
                 connect.end()
         if hello is None:
@@ -129,9 +144,14 @@ class WsEndpoint:
     async def _hello(self, request: web.Request, ws: web.WebSocketResponse) -> tuple[Session, bytes] | None:
         """The session and its `ok` frame, or None once the socket is closed with the reason."""
         try:
-            msg = await ws.receive(timeout=self._limits.hello_timeout_s)
-        except asyncio.TimeoutError:
-            await ws.close(code=CloseCode.NO_HELLO, message=b"no hello in time")
+            async with asyncio.timeout(self._limits.hello_timeout_s) as deadline:
+                with self._admission.hello_wait(deadline):
+                    msg = await ws.receive()
+        except TimeoutError:
+            if self._admission.draining:  # the drain ended the wait: reconnect elsewhere
+                await ws.close(code=CloseCode.GOING_AWAY, message=GOING_AWAY_REASON)
+            else:
+                await ws.close(code=CloseCode.NO_HELLO, message=b"no hello in time")
             return None
         if msg.type is not WSMsgType.TEXT:
             if not ws.closed:
@@ -163,6 +183,11 @@ class WsEndpoint:
             return None
         transport = request.transport
         if transport is None:  # the peer left during the handshake
+            return None
+        if self._admission.draining:
+            # Began to drain while the token was checked: the drain told the sessions it had
+            # 4009, so this one is told here (nothing awaits between here and the hub.add).
+            await ws.close(code=CloseCode.GOING_AWAY, message=GOING_AWAY_REASON)
             return None
         session = Session(new_session_id(), who.user_id, req.device_id, ws, transport,
                           self._limits.send_queue_max, max_queue_bytes=self._limits.send_queue_max_bytes,

@@ -260,6 +260,7 @@ class Settings:
             max_text_chars=_env_int("PARLEY_MAX_TEXT_CHARS", d.max_text_chars),
             heartbeat_s=_env_int("PARLEY_HEARTBEAT_S", d.heartbeat_s),
             hello_timeout_s=_env_float("PARLEY_HELLO_TIMEOUT_S", d.hello_timeout_s),
+            max_handshakes_per_ip=_env_int("PARLEY_MAX_HANDSHAKES_PER_IP", d.max_handshakes_per_ip),
             send_queue_max=_env_int("PARLEY_SEND_QUEUE_MAX", d.send_queue_max),
             send_queue_max_bytes=_env_int("PARLEY_SEND_QUEUE_MAX_BYTES", d.send_queue_max_bytes),
             max_sessions_per_user=_env_int("PARLEY_MAX_SESSIONS_PER_USER", d.max_sessions_per_user),

@@ -58,6 +58,10 @@ REVOCATION_LOG_KEEP_S = 3600
 SEND_QUEUE_MAX_BYTES = 1024 * 1024
 #: Live sessions of one user on one gateway; another `hello` is refused (close 4029).
 MAX_SESSIONS_PER_USER = 10
+#: WebSockets of one client address that have not said hello yet, on one gateway; more are
+#: refused before the upgrade (HTTP 429). Only handshakes count, not live sessions: a proxy or a
+#: load generator's worker holds thousands of sessions from one address, and connects them fast.
+MAX_HANDSHAKES_PER_IP = 256
 #: A session told to close whose peer has not taken the close frame within this time (it stopped
 #: reading) has its connection cut, and its buffers freed.
 CLOSE_GRACE_S = 10.0
@@ -105,7 +109,10 @@ class Limits(msgspec.Struct, frozen=True):
     max_text_chars: int = 16384
     history_max: int = HISTORY_MAX
     heartbeat_s: int = 30
+    #: A WebSocket that has not sent hello within this many seconds is closed 4001.
     hello_timeout_s: float = 10.0
+    #: WebSockets before hello per client address on one gateway (0: no cap).
+    max_handshakes_per_ip: int = MAX_HANDSHAKES_PER_IP
     #: Events queued for one session before it gets `resync` and close 4008; and their bytes.
     send_queue_max: int = 2048
     send_queue_max_bytes: int = SEND_QUEUE_MAX_BYTES

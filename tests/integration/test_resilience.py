@@ -14,9 +14,10 @@ import sys
 import time
 import urllib.request
 
+import aiohttp
 import pytest
 
-from parley.errors import ParleyError
+from parley.errors import ParleyError, Unavailable
 from parley.sdk import Client, register
 from tests.conftest import ROOT, ParleyProcess
 
@@ -113,6 +114,25 @@ async def test_sigterm_tells_clients_4009_and_exits_cleanly(fresh_server):
     assert await client.wait_closed(timeout=10) == 4009
     assert srv.stop(timeout=15) == 0
     await client.close()
+
+
+@pytest.mark.slow
+async def test_a_websocket_still_before_hello_at_sigterm_is_told_4009_and_new_ones_go_elsewhere(fresh_server):
+    srv = fresh_server()
+    user = await register(srv.base_url, "latecomer", "correct horse")
+    live = await Client.connect(srv.base_url, user.token)
+    async with aiohttp.ClientSession() as http:
+        waiting = await http.ws_connect(srv.base_url.replace("http", "ws") + "/v1/ws")  # no hello yet
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        msg = await waiting.receive(timeout=10)
+        assert (msg.type, msg.data) == (aiohttp.WSMsgType.CLOSE, 4009)
+    assert await live.wait_closed(timeout=10) == 4009
+    # The listener closed before the drain began: a client trying now is sent elsewhere.
+    with pytest.raises(Unavailable):
+        await Client.connect(srv.base_url, user.token)
+    assert srv.stop(timeout=15) == 0
+    await live.close()
 
 
 async def test_sends_over_the_rate_limit_get_rate_limited_with_retry_after(fresh_server):

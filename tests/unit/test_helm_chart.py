@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from observability import k8s as monitoring
+from tests.kustomize_config import generated_configmaps, read_kustomization
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s"
@@ -27,8 +28,9 @@ def render(values: dict[str, Any] | None = None) -> list[Obj]:
 
 def kustomize_objects(directory: str) -> list[Obj]:
     root = CHART / directory
-    files = yaml.safe_load((root / "kustomization.yaml").read_text())["resources"]
-    return [doc for name in files for doc in yaml.safe_load_all((root / name).read_text()) if doc]
+    files = read_kustomization(root)["resources"]
+    return [doc for name in files for doc in yaml.safe_load_all((root / name).read_text()) if doc] \
+        + generated_configmaps(root)
 
 
 def ids(objects: list[Obj]) -> set[tuple[str, str]]:
@@ -69,6 +71,13 @@ def test_the_values_reach_the_objects() -> None:
     assert config["data"]["PARLEY_KAFKA_PARTITIONS"] == "16", "the base's settings stay"
     hpa = next(o for o in objects if o["kind"] == "HorizontalPodAutoscaler" and o["metadata"]["name"] == "gateway")
     assert (hpa["spec"]["maxReplicas"], hpa["spec"]["minReplicas"]) == (40, 2)
+
+
+def test_the_chart_makes_the_configmaps_the_kustomization_generates_with_their_settings() -> None:
+    rendered = {o["metadata"]["name"]: o for o in render() if o["kind"] == "ConfigMap"}
+    for generated in generated_configmaps(CHART / "base"):
+        made = rendered[generated["metadata"]["name"]]  # the plain name: the checksum rolls the pods
+        assert (made["data"], made["metadata"]["labels"]) == (generated["data"], generated["metadata"]["labels"])
 
 
 def test_a_settings_change_rolls_every_pod() -> None:

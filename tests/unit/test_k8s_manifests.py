@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,13 +22,13 @@ from parley.health import add_health_routes
 from parley.app.roles import ROLES
 from parley.app.stores import cluster_settings
 from tests.k8s_schema import K8S_VERSIONS, assert_valid
+from tests.kustomize_config import KUSTOMIZATION, generated_configmaps, read_kustomization
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "k8s" / "base"
 README = ROOT / "k8s" / "README.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
 CODE_DIRS = ("parley", "gateway", "chat_core", "delivery", "moderation")
-KUSTOMIZATION = "kustomization.yaml"
 
 Obj = dict[str, Any]
 
@@ -37,8 +39,13 @@ def _load(path: Path) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def _objects() -> list[tuple[str, Obj]]:
+def _resources() -> list[tuple[str, Obj]]:
     return [(p.name, doc) for p in sorted(BASE.glob("*.y*ml")) if p.name != KUSTOMIZATION for doc in _load(p)]
+
+
+def _objects() -> list[tuple[str, Obj]]:
+    """The resources and the ConfigMaps the kustomization generates (names without their hash)."""
+    return _resources() + [(f"{KUSTOMIZATION}:configMapGenerator", o) for o in generated_configmaps(BASE)]
 
 
 OBJECTS = _objects()
@@ -231,6 +238,54 @@ def test_kafka_topics_survive_a_brokers_loss(monkeypatch: pytest.MonkeyPatch) ->
     settings = _settings_of_config(monkeypatch)
     assert settings.kafka_min_insync_replicas is not None and settings.kafka_min_insync_replicas >= 2
     assert settings.kafka_replication_factor > settings.kafka_min_insync_replicas
+
+
+def _configmaps_read(obj: Obj) -> set[str]:
+    """The ConfigMaps a workload's pods read: as variables (envFrom, env) or as volumes."""
+    names = {v["configMap"]["name"] for v in _pod_spec(obj).get("volumes", []) if "configMap" in v}
+    for container in _containers(obj):
+        names |= {s["configMapRef"]["name"] for s in container.get("envFrom", []) if "configMapRef" in s}
+        names |= {e["valueFrom"]["configMapKeyRef"]["name"] for e in container.get("env", [])
+                  if "configMapKeyRef" in e.get("valueFrom", {})}
+    return names
+
+
+def test_every_configmap_the_pods_read_is_generated_so_a_change_rolls_them() -> None:
+    """A plain ConfigMap changes under running pods, which read it once, at start; a generated
+    one gets a new name, so the pod templates that name it change and the pods roll."""
+    spec = read_kustomization(BASE)
+    generated = {o["metadata"]["name"] for o in generated_configmaps(BASE)}
+    assert not spec.get("generatorOptions", {}).get("disableNameSuffixHash")
+    assert not any(g.get("options", {}).get("disableNameSuffixHash") for g in spec["configMapGenerator"])
+    read = set().union(*(_configmaps_read(w) for w in _workloads()))
+    assert "parley-config" in read and read <= generated, f"not generated: {sorted(read - generated)}"
+
+
+def _kustomize_build(base: Path) -> list[Obj]:
+    out = subprocess.run(["kubectl", "kustomize", str(base)], capture_output=True, text=True, check=True).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl (its built-in kustomize)")
+def test_kustomize_names_the_settings_by_their_hash_in_every_pod_template(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(BASE, base)
+
+    def templates_and_names() -> tuple[dict[str, Obj], dict[str, str]]:
+        built = _kustomize_build(base)
+        names = {o["metadata"]["name"].rsplit("-", 1)[0]: o["metadata"]["name"]
+                 for o in built if o["kind"] == "ConfigMap"}
+        return {_id(o): o["spec"]["template"] for o in built if o["kind"] in ("Deployment", "Job")}, names
+
+    before, names = templates_and_names()
+    assert names["parley-config"] != "parley-config", "the name carries a hash of the settings"
+    for workload, template in before.items():
+        read = _configmaps_read({"spec": {"template": template}})
+        assert read and read <= set(names.values()), f"{workload} reads {sorted(read)}, not the generated ones"
+    with (base / "config.env").open("a") as env:
+        env.write("PARLEY_HEARTBEAT_S=20\n")
+    after, _ = templates_and_names()
+    assert all(after[w] != before[w] for w in before), "a changed setting changes every pod template"
 
 
 def test_every_configmap_and_secret_referenced_exists_or_is_documented() -> None:
