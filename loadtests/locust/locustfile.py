@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from gevent.event import Event
+import locust.runners
 from locust import User, constant, events, task
 from locust.env import Environment
-from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadtests.locust.behaviours import Behaviour, Hold, Sender
@@ -34,6 +34,11 @@ from loadtests.locust.worker import REPORT_MESSAGE, MasterTally, Report, WorkerC
 from loadtests.locust.wsclient import ProtocolSession
 
 log = logging.getLogger("parley.locust")
+
+#: Heartbeats (one a second) a worker may miss before the master calls it missing and deals its
+#: users to the others: Locust's 3 was exceeded by 25 workers starting at once on 2 cores, and
+#: the users dealt on top of a worker's planned accounts then had no account to run.
+locust.runners.HEARTBEAT_LIVENESS = 60
 
 _state: dict[str, Any] = {}  # "context": this process's WorkerContext, "tally": the MasterTally
 #: Set by spawning_complete, which may come before the first user has made the context.
@@ -117,13 +122,15 @@ class ParleyUser(User):
     wait_time = constant(0)  # the behaviour paces itself
 
     def on_start(self) -> None:
-        # A user without a session stops at its first task: StopUser from on_start is logged by
-        # Locust as an error with a traceback, from a task it is the documented way out.
-        self._behaviour: Behaviour = _Stopped()
+        # A user without an account (a worker dealt more users than it has accounts) idles: one
+        # that stopped was started again by the master at once, a million times a minute.
+        self._behaviour: Behaviour = Hold()
         ctx = _context(self.environment)
         index = ctx.take_account()
         if index is None:
-            log.warning("more users than this worker has accounts in the plan: a user stops")
+            if not _state.get("warned_idle"):
+                _state["warned_idle"] = True
+                log.warning("more users than this worker has accounts in the plan: the extra users idle")
             return
         account = ctx.plan.accounts[index]
         role, conv = ctx.role(index)
@@ -147,11 +154,6 @@ class ParleyUser(User):
         if session is not None:
             self._ctx.went_offline(self._conv, session.user_id)
             session.close()
-
-
-class _Stopped:
-    def step(self) -> None:
-        raise StopUser()
 
 
 def _behaviour(ctx: WorkerContext, session: ProtocolSession, role: str, conv: Conv | None) -> Behaviour:
