@@ -15,6 +15,7 @@ The master writes what only it can add up (a channel post's deliveries on every 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 from functools import partial
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gevent.event import Event
+import locust.argument_parser
 import locust.runners
 from locust import User, constant, events, task
 from locust.env import Environment
@@ -39,6 +41,11 @@ log = logging.getLogger("parley.locust")
 #: users to the others: Locust's 3 was exceeded by 25 workers starting at once on 2 cores, and
 #: the users dealt on top of a worker's planned accounts then had no account to run.
 locust.runners.HEARTBEAT_LIVENESS = 60
+
+#: A worker handling a spawn message builds Locust's whole argument parser once per option the
+#: master sent (~60 x 2 ms): with the master sending every worker one each second of the ramp,
+#: 25 workers spent 3 cores on it and connected nobody. The defaults never change: built once.
+locust.argument_parser.default_args_dict = functools.cache(locust.argument_parser.default_args_dict)
 
 _state: dict[str, Any] = {}  # "context": this process's WorkerContext, "tally": the MasterTally
 #: Set by spawning_complete, which may come before the first user has made the context.

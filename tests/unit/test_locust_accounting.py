@@ -116,3 +116,13 @@ def test_every_worker_gets_at_least_as_many_locust_users_as_the_plan_gives_it_ac
     assert total % workers == 0  # Locust's even split: each worker total / workers users
     assert all(len(accounts) <= total // workers for accounts in dealt)
     assert total - users < workers
+
+
+def test_the_locustfile_tunes_locust_for_many_workers_on_few_cores():
+    """Locust's own costs that broke a 25-worker run: missing after 3 s of a busy start, and the
+    argument parser built ~60 times per spawn message (a subprocess: importing Locust patches
+    the interpreter for gevent)."""
+    code = ("import loadtests.locust.locustfile, locust.argument_parser as a, locust.runners as r\n"
+            "assert a.default_args_dict() is a.default_args_dict()\n"
+            "assert r.HEARTBEAT_LIVENESS >= 60\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
