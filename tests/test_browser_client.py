@@ -95,6 +95,23 @@ def search_and_pick(person: Person, field: str, text: str, username: str) -> Non
     page.locator(f'.people-results .person[data-user-id]', has_text=username).first.click()
 
 
+def group_of_three(server: ParleyProcess, owner: Person, others: list[Person], title: str) -> None:
+    """Everyone registers; `owner` makes a group named `title` with `others`, who open it."""
+    from playwright.sync_api import expect
+
+    for person in (owner, *others):
+        person.register(server.base_url)
+    owner.page.click("#new-group")
+    owner.page.fill("#group-title", title)
+    for person in others:
+        search_and_pick(owner, "#group-members", person.name, person.name)
+    owner.page.click("#group-create")
+    expect(owner.page.locator("#conv-title")).to_have_text(title)
+    for person in others:
+        expect(person.page.locator("#conv-list .conv", has_text=title)).to_have_count(1)
+        open_conv(person, title)
+
+
 def wait_until(person: Person, check: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + WAIT_MS / 1000
     while not check():
@@ -523,18 +540,8 @@ def test_a_topic_and_every_moderation_step_reach_the_people_they_concern(server:
     from playwright.sync_api import expect
 
     with people(shots, ["o", "r", "s"]) as (olga, rui, sam):
-        for person in (olga, rui, sam):
-            person.register(server.base_url)
+        group_of_three(server, olga, [rui, sam], "Crew")
         o, r, s = olga.page, rui.page, sam.page
-        o.click("#new-group")
-        o.fill("#group-title", "Crew")
-        search_and_pick(olga, "#group-members", rui.name, rui.name)
-        search_and_pick(olga, "#group-members", sam.name, sam.name)
-        o.click("#group-create")
-        expect(o.locator("#conv-title")).to_have_text("Crew")
-        for person in (rui, sam):
-            expect(person.page.locator("#conv-list .conv", has_text="Crew")).to_have_count(1)
-            open_conv(person, "Crew")
         o.click("#toggle-members")
         rui_row = o.locator(f'#member-list .member[data-user-id="{rui.user_id}"]')
         button = lambda page, name: page.get_by_role("button", name=name, exact=True)  # noqa: E731
@@ -629,26 +636,20 @@ def test_a_timed_mute_outlives_a_reload_and_ownership_changes_hands(server: Parl
     from playwright.sync_api import expect
 
     with people(shots, ["p", "q", "t"]) as (pia, quy, tom):
-        for person in (pia, quy, tom):
-            person.register(server.base_url)
+        group_of_three(server, pia, [quy, tom], "Deck")
         p, q, t = pia.page, quy.page, tom.page
-        p.click("#new-group")
-        p.fill("#group-title", "Deck")
-        search_and_pick(pia, "#group-members", quy.name, quy.name)
-        search_and_pick(pia, "#group-members", tom.name, tom.name)
-        p.click("#group-create")
-        expect(p.locator("#conv-title")).to_have_text("Deck")
         conv = p.locator("#conv-list .conv", has_text="Deck").get_attribute("data-conv-id")
-        for person in (quy, tom):
-            expect(person.page.locator("#conv-list .conv", has_text="Deck")).to_have_count(1)
-            open_conv(person, "Deck")
         p.click("#toggle-members")
         t.click("#toggle-members")
         button = lambda page, name: page.get_by_role("button", name=name, exact=True)  # noqa: E731
         hint = lambda page, person: page.locator(f'#member-list .member[data-user-id="{person.user_id}"] .hint')  # noqa: E731
         muted_until = re.compile(r"^You are muted until \d")
 
-        # Mute for an hour, with a reason: the dialog offers the durations.
+        # The dialog cancels without muting; then a mute for an hour, with a reason.
+        button(p, f"Mute {quy.name}").click()
+        p.click("#mute-cancel")
+        expect(p.locator("#mute-dialog")).to_be_hidden()
+        expect(button(p, f"Mute {quy.name}")).to_be_focused()   # the dialog gives the focus back
         button(p, f"Mute {quy.name}").click()
         expect(p.locator("#mute-dialog")).to_be_visible()
         expect(p.locator("#mute-title")).to_have_text(f"Mute {quy.name}")
