@@ -58,14 +58,20 @@ class Reads:
     async def profiles(self, users: list[str]) -> dict[str, Profile]:
         return {a.id: public_profile(a) for a in await self._store.accounts(users)} if users else {}
 
-    async def members(self, user: str, req: ConvMembers) -> E.MembersResult:
+    async def members(self, user: str, req: ConvMembers, now: int) -> E.MembersResult:
+        """A page of the members; the caller's own entry says until when they are muted (at `now`)."""
         await self.readable(req.conv, user)
         found = await self._store.conv_members(req.conv)
         if found is None:
             raise NotFound("no such conversation")
         rows = sorted((m for m in found[1] if req.after is None or m.user > req.after), key=lambda m: m.user)
         page = rows[:req.limit]
-        return E.MembersResult(rid=req.rid, members=[E.MemberInfo(m.user, m.role, m.joined_at) for m in page],
+        infos = [E.MemberInfo(m.user, m.role, m.joined_at) for m in page]
+        for info in infos:
+            if info.user == user:  # the sanctions are read only for the page that holds the caller
+                mutes, _ = in_force(await self._store.sanctions(req.conv), {"mute"}, now)
+                info.muted_until = next((s.until for s in mutes if s.user == user), msgspec.UNSET)
+        return E.MembersResult(rid=req.rid, members=infos,
                                profiles=await self.profiles([m.user for m in page]), more=len(rows) > req.limit)
 
     async def sanctions(self, user: str, req: ConvSanctions, now: int) -> E.SanctionsResult:

@@ -261,7 +261,7 @@ class WsEndpoint:
             convs, profiles = await self._reads.conv_list(session.user)
             return encode(E.ConvListResult(rid=req.rid, convs=convs, profiles=profiles))
         if isinstance(req, F.ConvMembers):
-            return encode(await self._reads.members(session.user, req))
+            return encode(await self._reads.members(session.user, req, now_ms()))
         if isinstance(req, F.ConvSanctions):
             return encode(await self._reads.sanctions(session.user, req, now_ms()))
         if isinstance(req, F.Receipts):

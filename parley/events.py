@@ -361,6 +361,9 @@ class MemberInfo(msgspec.Struct):
     user: str
     role: str
     joined_at: int
+    #: Only in the caller's own entry, and only while the caller is muted there: when the mute
+    #: ends (ms; null: until unmuted). So a client that (re)loads knows to keep its composer off.
+    muted_until: int | None | msgspec.UnsetType = msgspec.UNSET
 
 
 class MembersResult(Ok):

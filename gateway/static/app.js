@@ -2,7 +2,7 @@
 // Plain ES modules, no build step, nothing loaded from the internet (why: docs/adr/0005-web-client.md).
 // Wire contract: docs/protocol.md (REST /v1/*, WebSocket /v1/ws, JSON frames).
 import { answerCall, declineCall, hangUp, startCall } from './calls.js';
-import { createConv, loadMembers, renderAll, renderMembers, selectConv, updateConv } from './conversations.js';
+import { createConv, loadMembers, renderAll, renderMembers, selectConv, submitMute, updateConv } from './conversations.js';
 import { $, api, button, el, explain, setStatus, showError, state } from './core.js';
 import { attachFiles, closePicker, insertMention, loadOlder, markRead, onComposerInput, renderReplyBar, sendComposer } from './messages.js';
 import { learnProfiles, peoplePicker, profile } from './people.js';
@@ -162,6 +162,10 @@ function wire() {
     const topic = $('topic-text').value.trim();   // empty clears it
     updateConv({ topic }, topic ? 'Topic saved.' : 'Topic cleared.');
   });
+  // method="dialog": submitting closes the dialog, and Escape or Cancel closes it without muting.
+  $('mute-form').addEventListener('submit', submitMute);
+  $('mute-cancel').addEventListener('click', () => $('mute-dialog').close());
+  $('mute-dialog').addEventListener('close', () => { state.muting = null; });
   $('leave-conv').addEventListener('click', async () => {
     const convId = state.selected;
     if (!convId || !confirm('Leave this conversation?')) return;

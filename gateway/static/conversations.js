@@ -1,6 +1,6 @@
 // The conversation list, the conversation header and the members panel.
 import { renderCallActions, renderCallBar } from './calls.js';
-import { $, aRole, button, el, explain, fmtListTime, fmtUntil, NEEDS, ROLE_RANK, ROLES, scrollToBottom, setStatus, showError, state, STORE, toMs, untilSuffix } from './core.js';
+import { $, aRole, button, el, explain, fmtListTime, fmtUntil, MUTE_END_SLACK_MS, NEEDS, ROLE_RANK, ROLES, scrollToBottom, setStatus, showError, state, STORE, toMs, untilSuffix } from './core.js';
 import { renderTyping } from './events.js';
 import { addMessage, loadHistory, markRead, maxSeq, renderMessages, renderOlderButton, renderReplyBar, renderUploads } from './messages.js';
 import { avatar, displayName, learnProfiles, profile, wantProfile } from './people.js';
@@ -226,8 +226,7 @@ export function selectConv(convId) {
   loadMembers(convId);
 }
 
-// The composer says why it is off: channel subscribers read only, a muted member waits (a mute
-// that ends by time sends no event: renderComposer runs again when it ends).
+// The composer says why it is off: channel subscribers read only, a muted member waits.
 export function renderComposer() {
   const convId = state.selected;
   const c = convId && state.convs.get(convId);
@@ -235,7 +234,21 @@ export function renderComposer() {
   const muted = !!c && !!c.muted && (c.muted.until == null || c.muted.until > Date.now());
   $('composer').disabled = $('send').disabled = $('attach').disabled = !convId || readOnly || muted;
   $('composer').placeholder = readOnly ? 'Only admins post in this channel'
-    : muted ? `You are muted here${untilSuffix(c.muted.until)}` : 'Write a message';
+    : muted ? `You are muted ${fmtUntil(c.muted.until)}` : 'Write a message';
+}
+
+// My own mute in a conversation, from a live event or (after a reload) from my entry in
+// conv.members; undefined: not muted. A mute that ends by time sends no event, so a timer draws
+// the composer again then (a little after: the server lets a send through from `until` on).
+export function setMyMute(convId, until) {
+  const c = state.convs.get(convId);
+  if (!c) return;
+  if (until === undefined) delete c.muted;
+  else {
+    c.muted = { until };
+    if (until != null) setTimeout(renderComposer, Math.min(Math.max(0, until - Date.now()) + MUTE_END_SLACK_MS, 2 ** 31 - 1));
+  }
+  renderComposer();
 }
 
 // A conversation's members with their profiles (for names, roles, presence and the panel), and
@@ -261,6 +274,8 @@ export async function loadMembers(convId) {
   } catch { return; }
   state.members.clear();   // only the conversation on screen is kept
   state.members.set(convId, members);
+  const mine = members.get(state.me);
+  if (mine) setMyMute(convId, 'muted_until' in mine ? mine.muted_until : undefined);
   state.sanctions.clear();
   if (sanctions) state.sanctions.set(convId, sanctions);
   if (state.selected === convId) { renderAll(); askPresence(); }
@@ -299,7 +314,7 @@ export function renderMembers() {
       const name = displayName(m.user);
       if (may(convId, 'mute', m.role)) {
         acts.append(mute ? button('Unmute', `Unmute ${name}`, () => moderate('member.unmute', m.user, `${name} may write again.`))
-          : button('Mute', `Mute ${name}`, () => moderate('member.mute', m.user, `${name} is muted.`)));
+          : button('Mute', `Mute ${name}`, () => askMute(m.user, name)));
       }
       acts.append(...roleButtons(convId, m, name));
       if (may(convId, 'kick', m.role)) acts.append(button('Remove', `Remove ${name}`, () => confirm(`Remove ${name} from the conversation?`) && moderate('member.kick', m.user, `${name} was removed.`)));
@@ -331,12 +346,17 @@ function personRow(user, facts) {
   return li;
 }
 
-// One step up or down the roles: up only below my own (the server refuses more: role_too_high);
-// handing ownership over is not offered here.
+// One step up or down the roles: up only below my own (the server refuses more: role_too_high).
+// The owner may also hand ownership over (member.role "owner"; they stay on as an admin).
 function roleButtons(convId, m, name) {
   if (!may(convId, 'manage_roles', m.role)) return [];
   const rank = ROLE_RANK[m.role] || 0;
   const out = [];
+  if (myRole(convId) === 'owner') {
+    out.push(button('Hand over', `Hand over ownership to ${name}`, () => confirm(
+      `Hand ownership of “${convLabel(state.convs.get(convId))}” to ${name}? You will stay on as an admin and cannot take it back yourself.`)
+      && moderate('member.role', m.user, `${name} is now the owner; you are an admin.`, { role: 'owner' })));
+  }
   const up = ROLES[rank + 1];
   if (rank + 1 < ROLE_RANK[myRole(convId)]) {
     out.push(button('Promote', `Promote ${name} to ${up}`, () => moderate('member.role', m.user, `${name} is now ${aRole(up)}.`, { role: up })));
@@ -348,12 +368,31 @@ function roleButtons(convId, m, name) {
   return out;
 }
 
+// Mute asks for how long first (the dialog's choices are member.mute's duration_s; none: until
+// unmuted) and for an optional reason shown to the members.
+function askMute(user, name) {
+  state.muting = { user, name };
+  $('mute-title').textContent = `Mute ${name}`;
+  $('mute-form').reset();
+  $('mute-dialog').showModal();
+}
+
+export function submitMute() {
+  const target = state.muting;
+  if (!target) return;
+  const seconds = Number($('mute-duration').value);
+  const reason = $('mute-reason').value.trim();
+  moderate('member.mute', target.user, (res) => `${target.name} is muted${untilSuffix(res.until)}.`,
+    { ...(seconds ? { duration_s: seconds } : {}), ...(reason ? { reason } : {}) });
+}
+
+// One action on a member; `done` is the status line after it (or makes it from the answer).
 export async function moderate(op, user, done, fields) {
   const convId = state.selected;
   showError('members-error', '');
   try {
-    await request(op, { conv: convId, user, ...fields });
-    setStatus(done);
+    const res = await request(op, { conv: convId, user, ...fields });
+    setStatus(typeof done === 'function' ? done(res) : done);
     loadMembers(convId);
   } catch (err) { showError('members-error', explain(err)); }
 }

@@ -11,6 +11,7 @@ export const TYPING_SHOW_MS = 3000;    // how long "X is typing…" stays after 
 export const TYPING_SEND_MS = 2000;    // at most one typing request per this interval
 export const PAGE = 50;                // history page size
 export const SEARCH_DELAY_MS = 250;    // directory searches wait for a pause in typing (the server limits them)
+export const MUTE_END_SLACK_MS = 250; // redraw the composer this long after a timed mute's end
 export const FILE_URL_KEEP_MS = 45000; // attachment URLs live 60 s on the server: re-ask a little before
 export const EMOJI = ['👍', '❤️', '😂', '🎉', '😮', '😢', '🙏', '👀', '✅', '🔥', '👏', '🤔'];
 export const ROLE_RANK = { member: 0, moderator: 1, admin: 2, owner: 3 };
@@ -42,6 +43,7 @@ export const state = {
   drafts: new Map(),     // conv id -> composer text not sent yet
   replyTo: null,         // seq the next message answers
   editing: null,         // seq being edited in the composer
+  muting: null,          // {user, name}: the member the mute dialog is about
   uploads: [],           // [{id, name, done}] files attached to the next message
   outbox: new Map(),     // cmid -> {conv, text, el, ...}: sends not yet acknowledged, retried after reconnect
   typers: new Map(),     // conv id -> Map(user -> timeout id)

@@ -1,5 +1,5 @@
 // Server events: what each one changes on screen.
-import { catchUp, convLabel, loadMembers, noteLast, refreshConvs, renderAll, renderComposer, renderConvList, resync, selectConv, upsertConv } from './conversations.js';
+import { catchUp, convLabel, loadMembers, noteLast, refreshConvs, renderAll, renderConvList, resync, selectConv, setMyMute, upsertConv } from './conversations.js';
 import { onCallEvent } from './calls.js';
 import { $, aRole, setStatus, state, TYPING_SHOW_MS, untilSuffix } from './core.js';
 import { addMessage, cursorsOf, markRead, maxSeq, renderMessages } from './messages.js';
@@ -27,7 +27,8 @@ export function handleEvent(ev) {
     case 'user.updated': learnProfiles([ev.user]); return renderAll();
     case 'member.joined': case 'member.updated': case 'member.banned': case 'member.unbanned':
     case 'member.muted': case 'member.unmuted':
-      if (ev.user === state.me && ev.by) onModeratedMe(ev);
+      // by me: only a handover (moderation never acts on oneself), told by its own button
+      if (ev.user === state.me && ev.by && ev.by !== state.me) onModeratedMe(ev);
       if (ev.conv === state.selected) loadMembers(ev.conv);
       return renderConvList();
     case 'member.left':
@@ -61,12 +62,8 @@ const TOLD = {
 export function onModeratedMe(ev) {
   const c = state.convs.get(ev.conv);
   if (!TOLD[ev.type]) return;
-  if (c && ev.type === 'member.muted') {
-    c.muted = { until: ev.until };
-    if (ev.until != null) setTimeout(renderComposer, Math.min(Math.max(0, ev.until - Date.now()), 2 ** 31 - 1));
-  }
-  if (c && ev.type === 'member.unmuted') delete c.muted;
-  renderComposer();
+  if (ev.type === 'member.muted') setMyMute(ev.conv, ev.until);
+  if (ev.type === 'member.unmuted') setMyMute(ev.conv, undefined);
   setStatus(TOLD[ev.type](c ? convLabel(c) : (state.leftConvs.get(ev.conv) || 'a conversation'), ev));
 }
 
