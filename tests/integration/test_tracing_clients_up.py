@@ -6,16 +6,14 @@ lookups, the relay's publishes, a delivery's fan-out) starts a trace of its own.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from parley.sdk import Account, register
 from tests.conftest import ParleyProcess
 from tests.integration.test_messaging import MakeUser, close_all
-from tests.integration.test_tracing_up import PRODUCER, one, receiver, traced_send  # noqa: F401
+from tests.integration.test_tracing_up import (PRODUCER, make_traced_user, one, receiver,  # noqa: F401
+                                               traced_parley_up, traced_send)
 from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -27,28 +25,14 @@ ROOT_SCOPES = {"parley", "opentelemetry.instrumentation.aiohttp_server"}
 
 
 @pytest.fixture(scope="module")
-def clients_up(receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:  # noqa: F811
-    proc = ParleyProcess(tmp_path_factory.mktemp("clients-up") / "data", mode="up", env={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLER_ARG": "1",
-        "OTEL_BSP_SCHEDULE_DELAY": "100", "PARLEY_TRACE_CLIENTS": "1"})
-    proc.start()
-    yield proc
-    proc.stop()
-
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def make_user(clients_up: ParleyProcess) -> MakeUser:
-    async def make() -> Account:
-        return await register(clients_up.base_url, f"c{os.getpid()}_{next(_names)}", "correct horse")
-    return make
+def traced_up(receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:  # noqa: F811
+    """What `make_traced_user` registers on: `parley up` with client spans."""
+    yield from traced_parley_up(receiver, tmp_path_factory.mktemp("clients-up") / "data", PARLEY_TRACE_CLIENTS="1")
 
 
 async def test_a_message_s_trace_holds_its_client_calls_under_their_hops_and_no_client_call_starts_a_trace(
-        clients_up: ParleyProcess, receiver: OtlpReceiver, make_user: MakeUser) -> None:  # noqa: F811
-    clients, trace_id = await traced_send(clients_up, receiver, make_user, "traced with its clients")
+        traced_up: ParleyProcess, receiver: OtlpReceiver, make_traced_user: MakeUser) -> None:  # noqa: F811
+    clients, trace_id = await traced_send(traced_up, receiver, make_traced_user, "traced with its clients")
     await asyncio.sleep(1.5)  # the relay's and delivery's Redis and Kafka calls, had they made spans
     await close_all(*clients)
     spans = receiver.trace(trace_id)
