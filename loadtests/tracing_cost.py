@@ -15,6 +15,11 @@ this process, and prints the server's CPU per acked send (every process of the t
 how much more each ratio costs than off. It is a wall-clock load test: run it on a quiet machine.
 Bench options go after `--`, e.g.
 `python -m loadtests.tracing_cost --system up --rounds 2 -- -c 1000 -g 50 -r 500 -d 30 --seed-dir D`.
+
+`--redis URL` measures what PARLEY_TRACE_CLIENTS costs a client call instead: CPU microseconds
+per Redis GET against the server at URL, tracing on at 100%, without the client
+instrumentations, with them outside any request (no span: most calls, and every call of an
+unsampled request) and with them inside a sampled request (a span exported per call).
 """
 
 from __future__ import annotations
@@ -128,6 +133,38 @@ def measure(messages: int) -> float:
     return (time.process_time() - started) / messages * 1e6
 
 
+#: --redis: how the calls are made -> whether the client instrumentations are on.
+CLIENT_MODES = {"uninstrumented": False, "outside a request": True, "in a sampled request": True}
+
+
+async def redis_calls(url: str, calls: int, in_request: bool) -> None:
+    """`calls` GETs, one at a time; inside one sampled frame span if `in_request` (each GET a
+    child span of it), exporting in this thread after every full batch as `run` does."""
+    from redis.asyncio import Redis
+
+    from parley.adapters.redis_state import connect_redis
+    client: Redis = connect_redis(url)
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    with tracing.active(tracing.start("ws.frame", None, tracing.SpanKind.SERVER) if in_request else None):
+        for n in range(1, calls + 1):
+            await client.get("tracing-cost")
+            if in_request and flush is not None and n % (FLUSH_EVERY * 8) == 0:
+                flush()
+    await client.aclose()
+
+
+def measure_redis(url: str, calls: int, mode: str) -> float:
+    """CPU microseconds per Redis call in this process, tracing on, as `mode` says."""
+    import asyncio
+    tracing.configure("gateway", f"bench-{os.getpid()}", clients=CLIENT_MODES[mode])
+    in_request = mode == "in a sampled request"
+    asyncio.run(redis_calls(url, WARMUP, in_request))
+    started = time.process_time()
+    asyncio.run(redis_calls(url, calls, in_request))
+    tracing.shutdown()
+    return (time.process_time() - started) / calls * 1e6
+
+
 def tracing_env(ratio: float | None, endpoint: str) -> dict[str, str]:
     """This environment without its OTEL_* variables, then tracing at `ratio` to `endpoint`
     (None: tracing off)."""
@@ -174,6 +211,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2, help="--system: rounds of off, 1%%, 100%% (default 2)")
     parser.add_argument("--out", type=Path, help="--system: where the bench's JSON reports go (default: a temp dir)")
     parser.add_argument("bench_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--redis", metavar="URL", help="measure CPU per Redis call with and without the client "
+                                                          "instrumentations (PARLEY_TRACE_CLIENTS) instead")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--sink", type=int, metavar="PORT",
                         help="only serve a discarding OTLP/HTTP sink on this port (for `make bench` runs with tracing on)")
@@ -181,7 +220,7 @@ def main() -> int:
     if args.sink is not None:
         ThreadingHTTPServer(("127.0.0.1", args.sink), _Sink).serve_forever()
     if args.child is not None:
-        print(json.dumps(measure(args.messages)))
+        print(json.dumps(measure_redis(args.redis, args.messages, args.child) if args.redis else measure(args.messages)))
         return 0
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     Thread(target=sink.serve_forever, daemon=True).start()
@@ -194,6 +233,17 @@ def main() -> int:
             return system_runs(args.system, args.rounds, bench_args, endpoint, out_dir)
         finally:
             sink.shutdown()
+    if args.redis is not None:
+        for rep in range(args.repeat):
+            for mode in CLIENT_MODES:
+                _Sink.received = 0
+                out = subprocess.run([sys.executable, "-m", "loadtests.tracing_cost", "--child", mode, "--redis",
+                                      args.redis, "--messages", str(args.messages)], env=tracing_env(1.0, endpoint),
+                                     capture_output=True, text=True, check=True)
+                print(f"run {rep + 1} {mode:>20}: {float(out.stdout):7.1f} us of CPU per Redis call, "
+                      f"{_Sink.received} spans exported")
+        sink.shutdown()
+        return 0
     for rep in range(args.repeat):
         for label, ratio in RATIOS.items():
             _Sink.received = 0

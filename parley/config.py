@@ -245,6 +245,10 @@ class Settings:
     #: How long a sent push is remembered by (device, conversation, seq, kind), so that a worker
     #: that restarts mid-batch does not send it again.
     push_dedup_ttl_s: int = 86400
+    #: With tracing on (OTEL_* variables), also trace Redis commands, Kafka sends and CQL queries
+    #: (PARLEY_TRACE_CLIENTS): as children of sampled requests only (parley/tracing.py); off by
+    #: default, since each instrumented call costs CPU, sampled or not (docs/benchmarks.md).
+    trace_clients: bool = False
 
     @property
     def push_configured(self) -> bool:
@@ -425,6 +429,7 @@ class Settings:
             "push_looking_window_s": push_looking_window_s,
             "push_device_per_minute": push_device_per_minute,
             "push_dedup_ttl_s": push_dedup_ttl_s,
+            "trace_clients": _env_bool("PARLEY_TRACE_CLIENTS", cls.trace_clients),
         }
         hosts, port = parse_hosts(os.environ.get("PARLEY_CASSANDRA_HOSTS", ""))
         base.update(cassandra_hosts=hosts, cassandra_port=port)

@@ -35,11 +35,11 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON, ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (Link, NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags,
                                  TraceState)
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.util.types import Attributes, AttributeValue
 
 from parley.ports import Broadcast, Deliver
 from parley.records import Command, EventRecord
@@ -130,10 +130,11 @@ class _HashedOnce(Resource):
         return self._hash
 
 
-def configure(role: str, instance: str, trace_file: str | None = None) -> bool:
+def configure(role: str, instance: str, trace_file: str | None = None, *, clients: bool = False) -> bool:
     """Set up this process's tracing if the environment (or `trace_file`) asks for it; True if
-    it did. Call once, before the role's applications are built (the aiohttp instrumentations
-    hook application and session creation)."""
+    it did; with `clients` (PARLEY_TRACE_CLIENTS), Redis, Kafka sends and CQL too (`_trace_clients`).
+    Call once, before the role's applications are built (the aiohttp instrumentations hook
+    application and session creation)."""
     global _tracer, _provider, _processor, _parent_decides
     if not _wanted(trace_file):
         return False
@@ -156,10 +157,58 @@ def configure(role: str, instance: str, trace_file: str | None = None) -> bool:
     from opentelemetry.instrumentation.aiohttp_server import AioHttpServerInstrumentor
     AioHttpServerInstrumentor().instrument(tracer_provider=provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
+    if clients:
+        _trace_clients(provider, processor)
     _provider, _processor = provider, processor
     _parent_decides = _defaults_to_parent(provider.sampler)
     _tracer = provider.get_tracer("parley")
     return True
+
+
+class ChildrenOnly(Sampler):
+    """Samples like `sampler`, except that a span without a parent is dropped: a client call (a
+    Redis command, a Kafka send, a CQL query) made outside a traced request starts no trace of
+    its own. Given to the client instrumentations only, on a provider of their own
+    (`_trace_clients`): they set `db.system` or `messaging.system` after their spans start, so a
+    sampler sees no attribute to know them by, and their kinds (CLIENT, PRODUCER) are also those
+    of aiohttp's client spans, which may start traces (a push sent outside any request)."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self._sampler = sampler
+
+    def should_sample(self, parent_context: otel_context.Context | None, trace_id: int, name: str,
+                      kind: SpanKind | None = None, attributes: Attributes = None, links: Sequence[Link] | None = None,
+                      trace_state: TraceState | None = None) -> SamplingResult:
+        if not trace.get_current_span(parent_context).get_span_context().is_valid:
+            return SamplingResult(Decision.DROP)
+        return self._sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"ChildrenOnly{{{self._sampler.get_description()}}}"
+
+
+def _trace_clients(provider: TracerProvider, processor: SpanProcessor) -> None:
+    """The maintained instrumentations of redis-py, aiokafka's producer and cassandra-driver,
+    on a provider of their own that shares the process's resource, ids and exporter and keeps
+    only children (`ChildrenOnly`). aiokafka's consumer side is left out: per fetched record it
+    extracts the header's context and makes a `receive` span that ends before the record is
+    processed (Parley's `chat_core.command` and `delivery.fanout` steps cover that), plus a poll
+    span per fetch that would be a root; that work on every record, sampled or not, shows
+    nothing the steps do not (docs/operations.md, "Tracing")."""
+    from aiokafka import AIOKafkaConsumer
+    from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+    from opentelemetry.instrumentation.cassandra import CassandraInstrumentor
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+    from opentelemetry.instrumentation.utils import unwrap
+
+    tracers = TracerProvider(sampler=ChildrenOnly(provider.sampler), resource=provider.resource,
+                             id_generator=provider.id_generator, shutdown_on_exit=False)  # `provider` shuts `processor`
+    tracers.add_span_processor(processor)
+    RedisInstrumentor().instrument(tracer_provider=tracers)
+    CassandraInstrumentor().instrument(tracer_provider=tracers)
+    AIOKafkaInstrumentor().instrument(tracer_provider=tracers)
+    unwrap(AIOKafkaConsumer, "getone")
+    unwrap(AIOKafkaConsumer, "getmany")
 
 
 def shutdown() -> None:

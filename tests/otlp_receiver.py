@@ -30,6 +30,7 @@ class ReceivedSpan:
     links: tuple[str, ...]  # span ids
     start_ns: int
     end_ns: int
+    scope: str = ""  # the name of the instrumentation scope that made it ("parley" for Parley's own)
 
 
 class OtlpReceiver:
@@ -86,7 +87,7 @@ class OtlpReceiver:
                         span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex(), span.name, span.kind,
                         attrs.get("service.name", ""), attrs.get("service.instance.id", ""),
                         tuple(link.span_id.hex() for link in span.links), span.start_time_unix_nano,
-                        span.end_time_unix_nano))
+                        span.end_time_unix_nano, scope_spans.scope.name))
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         return [s for s in list(self.spans) if s.trace_id == trace_id]

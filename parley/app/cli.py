@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         up(args.host, args.port, args.data_dir, args.gateways)
         return 0
     settings = Settings.from_env(host=args.host, port=args.port, data_dir=args.data_dir)
-    tracing.configure(role, instance, getattr(args, "trace", None))
+    tracing.configure(role, instance, getattr(args, "trace", None), clients=settings.trace_clients)
     try:
         _run(_serve(settings, args.role if args.command == "run" else None))
     finally:

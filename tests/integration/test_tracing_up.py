@@ -35,18 +35,23 @@ def receiver() -> Iterator[OtlpReceiver]:
     found.stop()
 
 
-@pytest.fixture(scope="module")
-def traced_up(receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
-    proc = ParleyProcess(tmp_path_factory.mktemp("traced-up") / "data", mode="up", env={
+def traced_parley_up(receiver: OtlpReceiver, data_dir: Path, **env: str) -> Iterator[ParleyProcess]:
+    """`parley up` tracing every message to `receiver`, with `env` besides, until the module ends."""
+    proc = ParleyProcess(data_dir, mode="up", env={
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_TRACES_SAMPLER_ARG": "1",
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        # The relay records no checkpoint while the module runs, so a relayed event's outbox row
-        # stays (SQLite drops rows at a checkpoint) and a chat-core killed at any time after
-        # the relay has published it leaves that row for its successor to replay.
-        "PARLEY_RELAY_CHECKPOINT_S": "3600"})
+        "OTEL_BSP_SCHEDULE_DELAY": "100", **env})
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="module")
+def traced_up(receiver: OtlpReceiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ParleyProcess]:
+    # The relay records no checkpoint while the module runs, so a relayed event's outbox row
+    # stays (SQLite drops rows at a checkpoint) and a chat-core killed at any time after
+    # the relay has published it leaves that row for its successor to replay.
+    yield from traced_parley_up(receiver, tmp_path_factory.mktemp("traced-up") / "data",
+                                PARLEY_RELAY_CHECKPOINT_S="3600")
 
 
 _names = itertools.count()
