@@ -85,6 +85,7 @@ class Holder:
             while self.counts.connected < len(self.tokens):
                 await asyncio.sleep(1)  # the last connects (retries included)
             self.queue.put(("ramped", self.index, time.monotonic()))
+            self.queue.put(("counts", self.index, self.counts.report()))  # the held figure at its peak
             await asyncio.sleep(self.duration_s)
             self.stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -245,11 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         elif kind == "counts":
             ping_ms += data.pop("ping_ms")
             latest[index] = data
+            peak_held = max(peak_held, _sum(latest.values())["held"])
         now = time.monotonic()
         if now >= next_line:
             next_line = now + REPORT_EVERY_S
             total = _sum(latest.values())
-            peak_held = max(peak_held, total["held"])
             line = {"t_s": round(now - started), **total, "ping_p99_ms": _percentile(ping_ms, 0.99),
                     "server": _server(args.topology, server_before, now - started)}
             ping_ms = []
