@@ -28,13 +28,14 @@ import queue as queue_module
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from loadtests import usage
+from loadtests.locust.fanout_tally import percentile
 from loadtests.locust.plan import read_accounts
 from loadtests.runtime import raise_nofile, run_loop
 from parley.sdk.wire import decode_frame, encode_frame, hello_frame, ws_url
@@ -171,13 +172,6 @@ def _process(index: int, url: str, tokens: list[str], source_ip: str, rate: floa
     run_loop(Holder(index, url, tokens, source_ip, rate, duration_s, queue).run())
 
 
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * len(values)))], 1)
-
-
 def _server(topology: Path | None, before: dict[int, usage.ProcSample], wall_s: float) -> dict[str, Any]:
     """CPU (% of a core since the start) and RSS (MiB) per role of the `parley up` in `topology`."""
     if topology is None or usage.psutil is None:
@@ -199,8 +193,7 @@ def _server(topology: Path | None, before: dict[int, usage.ProcSample], wall_s: 
 
 
 def _sum(counts: Any) -> dict[str, int]:
-    total = {key: 0 for key in ("held", "connected", "connect_failures", "unexpected_closes", "pings",
-                                "ping_failures")}
+    total = {f.name: 0 for f in fields(Counts) if f.name != "ping_ms"}
     for one in counts:
         for key, value in one.items():
             total[key] = total.get(key, 0) + value
@@ -251,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         if now >= next_line:
             next_line = now + REPORT_EVERY_S
             total = _sum(latest.values())
-            line = {"t_s": round(now - started), **total, "ping_p99_ms": _percentile(ping_ms, 0.99),
+            line = {"t_s": round(now - started), **total, "ping_p99_ms": round(percentile(ping_ms, 99), 1) if ping_ms else None,
                     "server": _server(args.topology, server_before, now - started)}
             ping_ms = []
             lines.append(line)
