@@ -15,32 +15,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import psutil
+from prometheus_client import Histogram
 
 from loadtests.push_bench import standins
 from parley.app.embedded import build_app
 from parley.config import Settings
 from parley.limits import Limits
 from parley.sdk import AppTransport, Client, register
-from push.worker import DUPLICATES, RATE_LIMITED, RETRIED, SENT, STORED_TO_PROVIDER
+from push.worker import DECISION_TO_PROVIDER, DUPLICATES, RATE_LIMITED, RETRIED, SENT, STORED_TO_PROVIDER
 
 BASE_URL = "http://parley.in-process"
 
 
-def buckets() -> list[tuple[float, float]]:
-    """The stored -> provider histogram's cumulative buckets: (upper bound, count)."""
-    return [(float(s.labels["le"]), s.value) for metric in STORED_TO_PROVIDER.collect() for s in metric.samples
+def buckets(histogram: Histogram = STORED_TO_PROVIDER) -> list[tuple[float, float]]:
+    """A histogram's cumulative buckets: (upper bound, count)."""
+    return [(float(s.labels["le"]), s.value) for metric in histogram.collect() for s in metric.samples
             if s.name.endswith("_bucket")]
 
 
-def quantile(q: float, before: list[tuple[float, float]]) -> float:
+def _main_thread_cpu(me: psutil.Process) -> float:
+    """CPU seconds of the event loop's thread (the store's reads and writes run in others)."""
+    return next(t.user_time + t.system_time for t in me.threads() if t.id == threading.get_native_id())
+
+
+def quantile(q: float, before: list[tuple[float, float]], histogram: Histogram = STORED_TO_PROVIDER) -> float:
     """The upper bound of the bucket holding quantile `q` of what was observed since `before`."""
-    since = [(bound, count - earlier) for (bound, count), (_, earlier) in zip(buckets(), before)]
+    since = [(bound, count - earlier) for (bound, count), (_, earlier) in zip(buckets(histogram), before)]
     total = since[-1][1]
     return next(bound for bound, count in since if count >= q * total)
 
@@ -68,9 +75,10 @@ async def bench(where: dict[str, Any], standin: psutil.Process, *, members: int,
                 while SENT.labels("fcm")._value.get() < members:
                     await asyncio.sleep(0.05)
                 sent0 = SENT.labels("fcm")._value.get()
-                before = buckets()
+                before, decided_before = buckets(), buckets(DECISION_TO_PROVIDER)
                 me = psutil.Process()
                 cpu0, standin0 = sum(me.cpu_times()[:2]), sum(standin.cpu_times()[:2])
+                main0 = _main_thread_cpu(me)
                 started = time.monotonic()
                 every = members / rate
                 messages = int(seconds / every)
@@ -93,7 +101,10 @@ async def bench(where: dict[str, Any], standin: psutil.Process, *, members: int,
                         "retried": RETRIED._value.get(), "rate_limited": RATE_LIMITED._value.get(),
                         "duplicates_skipped": DUPLICATES._value.get(),
                         "p50_s": quantile(0.5, before), "p99_s": quantile(0.99, before),
+                        "decided_p50_s": quantile(0.5, decided_before, DECISION_TO_PROVIDER),
+                        "decided_p99_s": quantile(0.99, decided_before, DECISION_TO_PROVIDER),
                         "process_cpu": f"{100 * (sum(me.cpu_times()[:2]) - cpu0) / elapsed:.0f}%",
+                        "event_loop_cpu": f"{100 * (_main_thread_cpu(me) - main0) / elapsed:.0f}%",
                         "standin_cpu": f"{100 * (sum(standin.cpu_times()[:2]) - standin0) / elapsed:.0f}%"}
         finally:
             await app.aclose()

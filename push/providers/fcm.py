@@ -14,6 +14,8 @@ them with the access token set once per refresh instead of firebase-admin's own 
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 import secrets
 import warnings
 from collections.abc import Sequence
@@ -23,6 +25,7 @@ from typing import Any
 import firebase_admin
 import httpx
 import msgspec
+from curl_cffi import AsyncCurl, Curl, CurlECode, CurlError, CurlHttpVersion, CurlInfo, CurlOpt
 from firebase_admin import credentials, messaging
 from firebase_admin._http_client import METRICS_HEADERS
 from google.auth.credentials import TokenState
@@ -35,10 +38,10 @@ from push.providers.errors import FCM_TOKEN_REFUSED, fcm_outcome, unanswered_out
 FCM_ENDPOINT = "https://fcm.googleapis.com"
 #: `send_each_async` refuses more in one call.
 FCM_BATCH_MAX = 500
-#: Calls of up to 500 at once. httpcore's pool walks every request in flight whenever one
-#: starts or ends, so its cost per request grows with their number: measured against the
-#: stand-in, 1 or 2 calls at once sent ~1,000 pushes/s, 4 at once 790 (loadtests/push_bench.py).
+#: Calls of up to 500 at once.
 FCM_CALLS_IN_FLIGHT = 2
+#: Requests in flight at once (curl handles): a call's 500 at once, multiplexed over HTTP/2.
+FCM_REQUESTS_IN_FLIGHT = FCM_CALLS_IN_FLIGHT * FCM_BATCH_MAX
 
 
 def fcm_app(service_account_json: Path) -> firebase_admin.App:
@@ -49,42 +52,103 @@ def fcm_app(service_account_json: Path) -> firebase_admin.App:
 
 class FcmHttp:
     """The HTTP client firebase-admin's messaging service sends each message through (in place of
-    its `HttpxAsyncClient`, of which it calls `request` only): straight to httpx's HTTP/2
-    transport, with the access token the pushkin set, the URL parsed once and the JSON encoded
-    by msgspec.
+    its `HttpxAsyncClient`, of which it calls `request` only): libcurl's HTTP/2 through curl_cffi's
+    `AsyncCurl`, on handles made once for FCM's one URL, with the access token the pushkin set and
+    the JSON encoded by msgspec. It answers and fails as `HttpxAsyncClient` does (an
+    `httpx.Response`, `httpx.HTTPStatusError` for a refusal, httpx's timeout and connection
+    errors), which is what firebase-admin turns into its errors.
 
-    firebase-admin's client cost about a fifth of the CPU of a push (loadtests/push_cpu.py) in
-    things FCM sends do not need: an auth flow that builds a requests.Session per request to
-    check the token, a retry wrapper that deep-copies its configuration with retries off, cookie
-    jars, the URL parsed twice. What it did that matters is kept: the token is fetched before it
-    expires (FcmPushkin._fresh_token), and a token FCM refuses is fetched again (FCM_TOKEN_REFUSED).
+    Why not httpx: its HTTP/2 (httpcore over anyio: cancel scopes, locks and TLS in Python per
+    request and per read) cost ~650 us of CPU per push, two thirds of a push worker's CPU;
+    libcurl does that work in C. Why not curl_cffi's `AsyncSession`: it sets some twenty options
+    and parses every header of every request in Python, which a client of one URL does once.
+    What firebase-admin's client did that matters is kept: the token is fetched before it
+    expires (FcmPushkin._fresh_token), a token FCM refuses is fetched again (FCM_TOKEN_REFUSED),
+    proxies from the environment are honoured (libcurl reads `https_proxy`), and the CA bundle is
+    `SSL_CERT_FILE` when set (as httpx read it), else curl_cffi's own (certifi's).
     """
 
-    def __init__(self, url: str, timeout_s: float) -> None:
+    def __init__(self, url: str, timeout_s: float, *, in_flight: int = FCM_REQUESTS_IN_FLIGHT) -> None:
         self.url = url
-        self._url = httpx.URL(url)
-        self._transport = httpx.AsyncHTTPTransport(http2=True)
-        self._timeout = {"connect": timeout_s, "read": timeout_s, "write": timeout_s, "pool": timeout_s}
-        self._headers = {**METRICS_HEADERS, "Content-Type": "application/json"}
+        #: What an answer or a failure names as its request (firebase-admin reads only its URL).
+        self._request = httpx.Request("POST", url)
+        self._timeout_ms = max(1, round(timeout_s * 1000))
+        self._in_flight = asyncio.Semaphore(in_flight)
+        self._multi: AsyncCurl | None = None
+        self._idle: list[Curl] = []
+        self._fixed = [f"{k}: {v}".encode() for k, v in {**METRICS_HEADERS, "Content-Type": "application/json"}.items()]
+        self._authorization = b""
 
     def authorize(self, access_token: str) -> None:
-        self._headers["Authorization"] = "Bearer " + access_token
+        self._authorization = b"Authorization: Bearer " + access_token.encode()
 
     async def request(self, method: str, url: str, *, headers: dict[str, str], json: Any) -> httpx.Response:
         """firebase-admin's call for one message (to the one URL this client was made for):
         the answer, or httpx.HTTPStatusError for a refusal, as HttpxAsyncClient raises it."""
-        request = httpx.Request(method, self._url, headers={**self._headers, **headers}, content=_encode(json),
-                                extensions={"timeout": self._timeout})
-        response = await self._transport.handle_async_request(request)
-        response.request = request
-        try:
-            await response.aread()
-        finally:
-            await response.aclose()
+        body = _encode(json)  # referenced until the transfer ends: libcurl reads it in place
+        lines = [*self._fixed, self._authorization, *(f"{k}: {v}".encode() for k, v in headers.items())]
+        content, head = io.BytesIO(), io.BytesIO()
+        async with self._in_flight:
+            if self._multi is None:  # made in the loop that sends: it binds to it
+                self._multi = AsyncCurl()
+            curl = self._idle.pop() if self._idle else self._handle()
+            curl.setopt(CurlOpt.WRITEDATA, content)
+            curl.setopt(CurlOpt.HEADERDATA, head)
+            curl.setopt(CurlOpt.POSTFIELDS, body)
+            curl.setopt(CurlOpt.POSTFIELDSIZE, len(body))
+            curl.setopt(CurlOpt.HTTPHEADER, lines)
+            try:
+                await self._multi.add_handle(curl)
+            except CurlError as error:
+                raise _httpx_error(error, self._request) from error
+            finally:
+                curl.clean_handles_and_buffers()
+                self._multi.remove_handle(curl)  # a cancelled transfer must leave the multi too
+            status = curl.getinfo(CurlInfo.RESPONSE_CODE)
+            assert isinstance(status, int)  # a long option: getinfo's union covers every kind
+            self._idle.append(curl)
+        # The headers are parsed only for a refusal: firebase-admin reads none of an acceptance's.
+        response = httpx.Response(status, headers=_header_lines(head.getvalue()) if status >= 300 else None,
+                                  content=content.getvalue(), request=self._request)
         return response.raise_for_status()
 
+    def _handle(self) -> Curl:
+        curl = Curl(cacert=os.environ.get("SSL_CERT_FILE", ""))
+        curl.setopt(CurlOpt.URL, self.url.encode())
+        curl.setopt(CurlOpt.HTTP_VERSION, CurlHttpVersion.V2TLS)
+        # Wait for the connection in use to multiplex the request, rather than open another.
+        curl.setopt(CurlOpt.PIPEWAIT, 1)
+        curl.setopt(CurlOpt.TIMEOUT_MS, self._timeout_ms)
+        curl.setopt(CurlOpt.NOSIGNAL, 1)
+        return curl
+
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        for curl in self._idle:
+            curl.close()
+        self._idle.clear()
+        multi, self._multi = self._multi, None
+        if multi is not None:
+            await multi.close()
+
+
+def _header_lines(raw: bytes) -> list[tuple[str, str]]:
+    """The headers of the last response in `raw` (a 100 Continue comes before it)."""
+    block = raw.decode("latin-1").rstrip("\r\n").rsplit("\r\n\r\n", 1)[-1]
+    return [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in block.split("\r\n")[1:]) if k]
+
+
+def _httpx_error(error: CurlError, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error firebase-admin maps a failed transfer from: a timeout, a connection that
+    could not be made, or another transport failure (all three are retried: errors.py)."""
+    if error.code == CurlECode.OPERATION_TIMEDOUT:
+        return httpx.TimeoutException(str(error), request=request)
+    if error.code in _CONNECT_FAILURES:
+        return httpx.ConnectError(str(error), request=request)
+    return httpx.TransportError(str(error))
+
+
+_CONNECT_FAILURES = frozenset({CurlECode.COULDNT_RESOLVE_HOST, CurlECode.COULDNT_CONNECT, CurlECode.SSL_CONNECT_ERROR,
+                               CurlECode.PEER_FAILED_VERIFICATION})
 
 
 _encode = msgspec.json.Encoder().encode

@@ -4,6 +4,7 @@ how each refusal is classified, retries, dead letters, timeouts and batching."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from firebase_admin import messaging
 
 from push.notification import Failed, Prune, PushRequest, Retry, Sent
 from push.providers.apns import ApnsPushkin
-from push.providers.fcm import FcmPushkin
+from parley.app.processes import free_port
+from push.providers.fcm import FcmPushkin, fcm_app
 from parley.config import Settings
 from push.retry import DeadLetter, RetryPolicy, send_with_retries
 from push.sender import configured_pushkins, send_all
@@ -112,6 +114,27 @@ async def test_an_fcm_send_that_hangs_times_out_and_is_retried(
         assert [s.request for s in delivery.sent] == [fcm(1)] and delivery.retried == 1
     finally:
         await pushkin.close()
+
+
+async def test_an_fcm_endpoint_refusing_connections_is_retried(fcm_standin: FcmStandin, tmp_path: Path) -> None:
+    app = fcm_app(fcm_standin.write_service_account(tmp_path / "service-account.json"))
+    pushkin = FcmPushkin(app, timeout_s=2.0, endpoint=f"https://127.0.0.1:{free_port()}")  # nobody listens
+    try:
+        assert await pushkin.send([fcm(1), fcm(2)]) == [Retry(fcm(1), "UNAVAILABLE"), Retry(fcm(2), "UNAVAILABLE")]
+    finally:
+        await pushkin.close()
+
+
+async def test_a_cancelled_fcm_send_leaves_the_client_able_to_send(fcm_pushkin: FcmPushkin,
+                                                                   fcm_standin: FcmStandin) -> None:
+    fcm_standin.script.hang(fcm_token(1), times=1)
+    hanging = asyncio.create_task(fcm_pushkin.send([fcm(1)]))
+    while fcm_standin.script.planned(fcm_token(1)):  # until the request reached the stand-in
+        await asyncio.sleep(0.01)
+    hanging.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await hanging
+    assert await fcm_pushkin.send([fcm(2), fcm(3)]) == [Sent(fcm(2)), Sent(fcm(3))]
 
 
 async def test_a_call_on_fcm_is_a_high_priority_data_message_and_its_cancel_too(

@@ -31,6 +31,11 @@ class Script:
         """Never answer sends to `token` (`times` sends, or every one)."""
         self._plans[token].append(Planned(None, times=times))
 
+    def planned(self, token: str) -> int:
+        """How many plans for `token` are still to be used (a plan of `times` sends is used up
+        by its last)."""
+        return len(self._plans.get(token, ()))
+
     def next(self, token: str) -> Planned | None:
         """The answer planned for the next send to `token`; None: accept it."""
         plans = self._plans.get(token)
