@@ -42,7 +42,7 @@ from parley.backoff import wait_out
 from parley.errors import Unavailable
 from parley.ports import AccountStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence, SessionStore
 from parley.records import ConvRow, Device, EventRecord, NotifySettings
-from push.decision import Recipient, live_devices, push_recipients, settings_for, unread_total
+from push.decision import Recipient, live_devices, push_recipients, settings_for
 from push.notification import CallMedia, Platform, PushKind, PushRequest
 
 log = logging.getLogger(__name__)
@@ -255,7 +255,7 @@ class PushDecider:
             return []
         title, body = text(await self._name(sender))
         requests: list[PushRequest] = []
-        for recipient, (devices, badge) in zip(chosen, await asyncio.gather(*(self._reach(r.user) for r in chosen))):
+        for recipient, (devices, badge) in zip(chosen, await self._reach([r.user for r in chosen])):
             for device in devices:
                 if device.platform in MESSAGE_PLATFORMS:
                     requests.append(_request(device, conv.id, seq, "message", badge=badge, title=title, body=body,
@@ -271,17 +271,17 @@ class PushDecider:
         seq = self._pushed.pop((user, conv), None)
         if seq is None:
             return []
-        devices, badge = await self._reach(user)
+        [(devices, badge)] = await self._reach([user])
         now_ms = int(self._clock() * 1000)
         return [_request(d, conv, seq, "clear", badge=badge, decided_ms=now_ms)
                 for d in devices if d.platform in MESSAGE_PLATFORMS]
 
-    async def _reach(self, user: str) -> tuple[list[Device], int]:
-        """The user's devices of logins still alive and their badge."""
-        devices = await self._member_devices(user)
-        if not devices:
-            return [], 0
-        return devices, unread_total((c, m) for c, m, _ in await self._store.conv_list(user))
+    async def _reach(self, users: Sequence[str]) -> list[tuple[list[Device], int]]:
+        """Each user's devices of logins still alive and, for those who have any, their badge
+        (one store read for them all)."""
+        devices = await asyncio.gather(*(self._member_devices(u) for u in users))
+        badges = iter(await self._store.unread_counts([u for u, d in zip(users, devices) if d]))
+        return [(d, next(badges) if d else 0) for d in devices]
 
     async def _member_settings(self, user: str) -> dict[str, NotifySettings]:
         now = self._clock()

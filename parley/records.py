@@ -635,6 +635,13 @@ class Facts:
     in_calls: dict[str, set[str]] = field(default_factory=dict)
 
 
+def unread_count(last_seq: int, read_seq: int, visible_from: int) -> int:
+    """What a member has not read of a conversation whose newest seq is `last_seq`: what came
+    after their read cursor, history before `visible_from` not being theirs to read. A push's
+    badge is its sum over the member's conversations."""
+    return max(0, last_seq - max(read_seq, visible_from - 1))
+
+
 def conv_view(row: ConvRow, member: MemberRow | None, peer: str | None = None) -> ConvView:
     """The `conv` object for one user. Sending moves the sender's cursor, so every message after
     `read_seq` is someone else's and `unread` is a difference, not a count."""

@@ -5,7 +5,8 @@ sender, their settings let it through (the conversation's settings win over the 
 direct conversation counts every message as a mention; a mute until a time in the future
 silences it), and they are not looking: no live session, or none that read this conversation
 in the last `looking_window_s` (Mattermost's rule too: someone reading the conversation sees
-the message arrive). The badge is the total of the member's unread counts.
+the message arrive). The badge is the total of the member's unread counts (the stores'
+`unread_counts`, by records.unread_count).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from parley.records import ConvRow, Device, MemberRow, NotifySettings
+from parley.records import Device, NotifySettings
 
 #: The account-wide scope of `DeviceStore.notify_settings`.
 ACCOUNT_SCOPE = ""
@@ -38,11 +39,6 @@ def looking(online: bool, last_read_ms: int | None, now_ms: int, window_s: float
     """A member is looking when a session of theirs is live and one read the conversation
     within the window."""
     return online and last_read_ms is not None and now_ms - last_read_ms <= window_s * 1000
-
-
-def unread_total(convs: Iterable[tuple[ConvRow, MemberRow]]) -> int:
-    """The badge: what the member has not read, over all their conversations."""
-    return sum(max(0, conv.last_seq - max(member.read_seq, member.visible_from - 1)) for conv, member in convs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import pytest
 
 from parley.errors import Conflict
 from parley.records import (
-    ConvRow, CreateConv, DropBlock, DropInvitation, DropMember, DropSanction, InsertMessage, InvitationRow, Needs,
+    ConvRow, CreateConv, DropBlock, DropInvitation, DropMember, DropSanction, InsertMessage, InvitationRow, MemberRow, Needs,
     PutBlock, PutInvitation, PutMember, PutOutbox, PutSanction, SanctionRow, SetConvHead, SetDeliveredSeq,
     SetReaction, SetReadSeq, UpdateConv, UpdateMessage,
 )
@@ -243,3 +243,17 @@ async def test_a_delivered_cursor_only_moves_forward_and_is_read_with_the_member
     assert (state.members["b"].delivered_seq, state.members["a"].delivered_seq) == (2, 0)
     _, members = await store.conv_members("c1")  # type: ignore[misc]
     assert {m.user: m.delivered_seq for m in members} == {"a": 0, "b": 2}
+
+
+async def test_unread_counts_sum_each_members_conversations(reopen):
+    store = await seeded(reopen)  # c1: a (owner) and b
+    await store.apply([InsertMessage(message(1)), InsertMessage(message(2)), InsertMessage(message(3)),
+                       SetConvHead("c1", 3), SetReadSeq("c1", "a", 3), SetReadSeq("c1", "b", 1),
+                       CreateConv(conv_row("c2")), PutMember(member("b", conv="c2")),
+                       PutMember(MemberRow(conv="c2", user="c", role="member", visible_from=5, read_seq=0, joined_at=1)),
+                       InsertMessage(message(1, conv="c2")), InsertMessage(message(6, conv="c2")),
+                       SetConvHead("c2", 6)])
+    store = await reopen()
+    # b: 2 in c1 and 6 in c2; c joined c2 at seq 5, so only 5 and 6 are theirs; nobody: none.
+    assert await store.unread_counts(["a", "b", "c", "nobody", "b"]) == [0, 8, 2, 0, 8]
+    assert await store.unread_counts([]) == []

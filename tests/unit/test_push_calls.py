@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from parley.records import Account, ConvRow, Device, EventRecord, MemberRow, NotifySettings, SessionFamily
+from parley.records import Account, ConvRow, Device, EventRecord, MemberRow, NotifySettings, SessionFamily, unread_count
 from push.notification import PushRequest
 from delivery.push_decider import PushDecider
 
@@ -44,8 +44,9 @@ class Store:
     async def notify_settings(self, user_id: str) -> dict[str, NotifySettings]:
         return self.settings.get(user_id, {})
 
-    async def conv_list(self, user: str) -> list[tuple[ConvRow, MemberRow, str | None]]:
-        return [(self.conv, m, None) for m in self.members if m.user == user]
+    async def unread_counts(self, users: Sequence[str]) -> list[int]:
+        return [sum(unread_count(self.conv.last_seq, m.read_seq, m.visible_from) for m in self.members if m.user == u)
+                for u in users]
 
     async def devices(self, user_id: str) -> list[Device]:
         return [d for d in self._devices if d.user_id == user_id]

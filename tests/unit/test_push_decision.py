@@ -3,8 +3,8 @@ looking, and the badge."""
 
 from __future__ import annotations
 
-from parley.records import ConvRow, Device, MemberRow, NotifySettings
-from push.decision import Recipient, allows, live_devices, looking, push_recipients, settings_for, unread_total
+from parley.records import Device, NotifySettings, unread_count
+from push.decision import Recipient, allows, live_devices, looking, push_recipients, settings_for
 
 NOW = 1_000_000
 
@@ -55,16 +55,10 @@ def test_the_sender_the_blocked_the_silenced_and_the_looking_get_no_push() -> No
     assert "quiet" in chosen(members, mentions=("quiet",))
 
 
-def test_the_badge_counts_unread_over_all_conversations() -> None:
-    def conv(last: int) -> ConvRow:
-        return ConvRow(id="c", kind="group", title=None, visibility="private", password_hash=None, history="all",
-                       owner="o", created_at=0, last_seq=last)
-
-    def member(read: int, visible_from: int = 1) -> MemberRow:
-        return MemberRow(conv="c", user="u", role="member", visible_from=visible_from, read_seq=read, joined_at=0)
-
-    # 3 unread, 0 unread, and 2 of a conversation joined at seq 9 (history before it is not theirs).
-    assert unread_total([(conv(10), member(7)), (conv(4), member(4)), (conv(10), member(0, visible_from=9))]) == 5
+def test_a_conversation_counts_what_came_after_the_cursor_and_the_members_history() -> None:
+    assert unread_count(10, 7, 1) == 3
+    assert unread_count(4, 4, 1) == 0 and unread_count(4, 6, 1) == 0  # never negative
+    assert unread_count(10, 0, 9) == 2  # joined at seq 9: history before it is not theirs
 
 
 def test_devices_of_ended_logins_are_set_apart() -> None:

@@ -28,7 +28,7 @@ from parley.adapters.cassandra.writes import Statement, pack, plan_writes
 from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
-    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, SanctionRow,
+    ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, SanctionRow, unread_count,
 )
 
 log = logging.getLogger(__name__)
@@ -283,6 +283,23 @@ class CassandraMessages(CassandraAttachments, CassandraCalls):
 
         found = await self._gather(one(r[0]) for r in await self._all("user_convs", [user]))
         return sorted((f for f in found if f is not None), key=lambda f: (f[0].created_at, f[0].id))
+
+    async def unread_counts(self, users: Sequence[str]) -> list[int]:
+        """The users' conversations, then of each its head and each user's member row and cursor
+        (three single-row reads, not conv_list's seven); a head shared by several of `users` (the
+        conversation a push is about, for all of them) is read once."""
+        distinct = list(dict.fromkeys(users))
+        listed = await self._gather(self._all("user_convs", [u]) for u in distinct)
+        pairs = [(user, row[0]) for user, rows in zip(distinct, listed) for row in rows]
+        convs = list(dict.fromkeys(conv for _, conv in pairs))
+        heads, members = await asyncio.gather(self._gather(self._stored_head(c) for c in convs),
+                                              self._gather(self._member(c, u) for u, c in pairs))
+        head_of = dict(zip(convs, heads))
+        totals = dict.fromkeys(users, 0)
+        for (user, conv), member in zip(pairs, members):
+            if member is not None:
+                totals[user] += unread_count(head_of[conv], member.read_seq, member.visible_from)
+        return [totals[u] for u in users]
 
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:
         return await self._gather(self._page(*p) for p in pages)

@@ -26,6 +26,7 @@ from parley.errors import Conflict, Unavailable
 from parley.frames import Message
 from parley.records import (
     ConvRow, ConvState, EventRecord, Facts, InvitationRow, MemberRow, Mutation, Needs, PutOutbox, SanctionRow,
+    unread_count,
 )
 
 _record_decode = msgspec.msgpack.Decoder(EventRecord).decode
@@ -182,6 +183,17 @@ class SqliteMessages(SqliteDatabase):
             n = N_CONV
             m = n + len(MEMBER_COLS.split(","))
             return [(conv_row(r[:n]), member_row(r[n:m]), r[m]) for r in rows]
+        return await self._read(run)
+
+    async def unread_counts(self, users: Sequence[str]) -> list[int]:
+        def run(conn: sqlite3.Connection) -> list[int]:
+            unread = dict.fromkeys(users, 0)
+            for part in chunks(sorted(unread)):
+                for user, last_seq, read_seq, visible_from in conn.execute(
+                        f"SELECT m.user, c.last_seq, m.read_seq, m.visible_from FROM members m "
+                        f"JOIN convs c ON c.id = m.conv WHERE m.user IN ({marks(len(part))})", part):
+                    unread[user] += unread_count(last_seq, read_seq, visible_from)
+            return [unread[u] for u in users]
         return await self._read(run)
 
     async def message_pages(self, pages: Sequence[tuple[str, int, int, int, bool]]) -> list[list[Message]]:
