@@ -6,8 +6,9 @@ stand-in, at a given push rate. Run `python -m loadtests.push_pipeline_bench` fr
 offline members, each with an Android device, gets messages from one sender at
 `--rate / --members` messages a second, so the worker is asked for `--rate` pushes a second.
 Reports the pushes the stand-in accepted per second, and the worker's histogram of stored
-message -> provider answer (p50, p99: the upper bound of the bucket they fall in), with the CPU
-of this process and of the stand-in.
+message -> provider answer (p50, p99: the upper bound of the bucket they fall in) and of decision
+-> provider answer, with the CPU of this process, of its event loop's thread alone (the store's
+SQLite work runs in others) and of the stand-in.
 """
 
 from __future__ import annotations
