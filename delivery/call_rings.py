@@ -7,7 +7,7 @@ again from its last commit, so a call that started before that commit arrives wi
 (as it also does to the decision a partition moved to): `recovered` rebuilds its ring from the
 call as the store has it now. Events read again may also be older than the store (a `call.ringing`
 for a call answered since, a `call.ended` for a call whose ring had timed out before): who still
-rings comes from the store too (`still_ringing`, `ringing_at_end`). Values in, values out: the
+rings comes from the store too (`still_ringing`, `ring_end`). Values in, values out: the
 decision does the reads and the pushes.
 """
 
@@ -26,7 +26,7 @@ class Ring:
     initiator: str
     rung: set[str] = field(default_factory=set)
     #: Rebuilt from the store (`recovered`), not seen to start: whether its ring outlived an
-    #: earlier timeout is then the store's to tell (`ringing_at_end`).
+    #: earlier timeout is then the store's to tell (`ring_end`).
     recovered: bool = False
 
 
@@ -56,23 +56,34 @@ def recovered(call: Call | None) -> Ring | None:
     return Ring(call.initiator, set(call.invited), recovered=True)
 
 
-def ringing_at_end(ring: Ring, call: Call | None, *, ended: bool) -> set[str]:
-    """Who was still ringing when the ring ended, by `call.ended` if `ended`, else by
-    `call.ringing` with nobody left (the timeout of a call that goes on): they get the cancel and
-    the missed-call push. `call` is the call as stored now; nobody who answered, declined or was
-    taken out by then is among them, whatever the ring remembered. None (not in the store, never
-    in practice): the ring as remembered."""
+@dataclass(frozen=True, slots=True)
+class RingEnd:
+    """What the end of a ring owes: a `call_cancel` to the callees it may still ring, and a
+    missed-call push to those of them who never answered."""
+
+    cancel: frozenset[str]
+    missed: frozenset[str]
+
+
+def ring_end(ring: Ring, call: Call | None, *, ended: bool) -> RingEnd:
+    """The end of `ring`, by `call.ended` if `ended`, else by `call.ringing` with nobody left (the
+    timeout of a call that goes on). `call` is the call as stored now: nobody who answered,
+    declined or was taken out by then missed the call, whatever the ring remembered (one who
+    joined after the ring ended is still cancelled: their phones rang until then). None (not in
+    the store, never in practice): the ring as remembered."""
+    rung = frozenset(ring.rung)
     if call is None:
-        return set(ring.rung)
+        return RingEnd(rung, rung)
     if ring.recovered and ended and not _rang_until_ended(call):
-        return set()
-    return ring.rung & unanswered(call)
+        return RingEnd(frozenset(), frozenset())
+    return RingEnd(rung, rung & unanswered(call))
 
 
 def _rang_until_ended(call: Call) -> bool:
     """Whether the ring of an ended call lasted until its end: it was never answered (its end is
     its ring's), or it ended before its ring timeout. Otherwise the timeout ended the ring first,
     with a `call.ringing` the decision handled before its last commit (it would have seen it
-    since). A timer late past the deadline that the end overtook is taken for such a timeout:
-    the phones stop by their own timeout then, and the missed-call push is not sent."""
+    since): its callees were cancelled then. A timer late past the deadline that the end overtook
+    is taken for such a timeout: the phones stop by their own timeout then, and the missed-call
+    push is not sent."""
     return call.answered_at is None or (call.ended_at is not None and call.ended_at < call.ring_deadline)

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from delivery.call_rings import Ring, recovered, ringing_at_end, still_ringing
+from delivery.call_rings import Ring, recovered, ring_end, still_ringing
 from parley.accounts import family_alive
 from parley.events import MessageNew, ReadReceipt
 from parley.frames import Message
@@ -194,14 +194,15 @@ class PushDecider:
         ring = await self._ring_of(event.call) if event.type in _RING_STOPS else None
         if ring is None:
             return []
-        missed: set[str] = set()
+        missed: frozenset[str] = frozenset()
         if event.type in ("call.accepted", "call.declined", "call.left") and event.user is not None:
             # Answered, declined (or busy), or taken out by moderation: not missed.
-            stop = {event.user} & ring.rung
+            stop = frozenset({event.user} & ring.rung)
             ring.rung -= stop
         elif event.type in ("call.ringing", "call.ended"):  # nobody rings any more: who still rang missed it
             self._rings[event.call] = None
-            stop = missed = ringing_at_end(ring, await self._store.call(event.call), ended=event.type == "call.ended")
+            end = ring_end(ring, await self._store.call(event.call), ended=event.type == "call.ended")
+            stop, missed = end.cancel, end.missed
         else:
             return []
         now_ms = int(self._clock() * 1000)
@@ -226,7 +227,7 @@ class PushDecider:
             self._rings.popitem(last=False)
 
     async def missed_call_pushes(self, conv_id: str, call: str, initiator: str,
-                                 missed: set[str]) -> list[PushRequest]:
+                                 missed: frozenset[str]) -> list[PushRequest]:
         """Pushes like a message's, to the members of `missed` (rung, never answered) who should
         hear of it: the call was meant for each of them, so it counts as a mention. Its seq is the
         conversation's latest (the call's record, when the call ended unanswered)."""
