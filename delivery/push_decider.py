@@ -89,8 +89,9 @@ class _CallEvent(msgspec.Struct):
 
 
 _call_event = msgspec.json.Decoder(_CallEvent)
-#: The call events that stop a callee's ring or end the ring (`call.ringing` with nobody left).
-_RING_STOPS = frozenset({"call.accepted", "call.declined", "call.left", "call.ringing", "call.ended"})
+#: The call events that ring, stop a callee's ring or end the ring: the others (`call.joined`, and
+#: the calls role's room work `call.room`, which shares the log) push nothing.
+_CALL_PUSH_EVENTS = frozenset({"call.ringing", "call.accepted", "call.declined", "call.left", "call.ended"})
 
 
 #: (title, body) of a message push, from the sender's display name.
@@ -174,7 +175,7 @@ class PushDecider:
         if kind == "read":
             read = _read.decode(record.frame)
             return await self.clear_pushes(read.user, read.conv)
-        if kind.startswith("call."):
+        if kind in _CALL_PUSH_EVENTS:
             return await self.call_pushes(_call_event.decode(record.frame))
         return []
 
@@ -191,7 +192,7 @@ class PushDecider:
                                 call_media=media, decided_ms=int(self._clock() * 1000))
                     for user in still_ringing(callees, await self._store.call(event.call))
                     for d in _ringable(await self._member_devices(user))]
-        ring = await self._ring_of(event.call) if event.type in _RING_STOPS else None
+        ring = await self._ring_of(event.call)
         if ring is None:
             return []
         missed: frozenset[str] = frozenset()

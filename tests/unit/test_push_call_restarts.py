@@ -6,13 +6,17 @@ push sent again has the dedup key of the first (push/marks.py skips it)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+
+import msgspec
+import pytest
 
 from calls import state
 from delivery.push_decider import PushDecider
 from parley.events import encode_event
 from parley.frames import Media
-from parley.records import Call, EventRecord
+from parley.records import Call, EventRecord, RoomWork
 from push.notification import PushRequest
 from tests.unit.test_push_calls import Out, Presence, Store, device
 
@@ -145,3 +149,12 @@ async def test_a_call_that_rang_nobody_or_whose_ring_ended_is_not_read_from_the_
     assert store.call_reads == 1  # who still rang at the end
     await restarted.decide(writer.log[1:])  # read again: the ring is over
     assert pushes(out.requests) == [("bob", "call"), ("bob", "call_cancel")] and store.call_reads == 1
+
+
+async def test_the_calls_roles_room_work_in_the_log_pushes_nothing_and_reads_nothing(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store, out = CountingStore(), Out()
+    work = EventRecord("c1", msgspec.json.encode(RoomWork(call="c1-k1", close=True)), to=[])
+    await decider(store, out).decide([work])
+    assert out.requests == [] and store.call_reads == 0
+    assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
