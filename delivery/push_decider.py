@@ -21,6 +21,13 @@ under the same rules as a message that mentions them: their settings (level, mut
 when they are looking, collapsing per conversation. The call's record (a message of kind `call`)
 pushes nothing itself: the callees who missed the call heard of it so, and to the others it is no
 news. The call events are decoded here from the wire (only the fields used).
+
+Which callees still ring is kept in memory, by call (delivery/call_rings.py), and survives a
+restart through the store: the ring of a call this decision did not see start (it restarted, or
+the call's partition moved to it) is rebuilt from the stored call at its first event, and the
+store says who still rings when a ring starts or ends, so that events read again after a restart
+(older than the store) ring nobody who answered since and tell nobody who answered they missed
+the call. A cancel sent again is skipped by the push worker (the same dedup key).
 """
 
 from __future__ import annotations
@@ -30,17 +37,18 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
+from delivery.call_rings import Ring, recovered, ring_end, still_ringing
 from parley.accounts import family_alive
 from parley.events import MessageNew, ReadReceipt
 from parley.frames import Message
 from parley.backoff import wait_out
 from parley.errors import Unavailable
-from parley.ports import AccountStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence, SessionStore
+from parley.ports import (AccountStore, CallStore, DeviceStore, LogConsumer, LogProducer, MessageStore, Presence,
+                          SessionStore)
 from parley.records import ConvRow, Device, EventRecord, NotifySettings
 from push.decision import Recipient, live_devices, push_recipients, settings_for
 from push.notification import CallMedia, Platform, PushKind, PushRequest
@@ -81,14 +89,9 @@ class _CallEvent(msgspec.Struct):
 
 
 _call_event = msgspec.json.Decoder(_CallEvent)
-
-
-@dataclass(slots=True)
-class _Ring:
-    """A call ringing by push: who calls, and the callees still ringing."""
-
-    initiator: str
-    rung: set[str] = field(default_factory=set)
+#: The call events that ring, stop a callee's ring or end the ring: the others (`call.joined`, and
+#: the calls role's room work `call.room`, which shares the log) push nothing.
+_CALL_PUSH_EVENTS = frozenset({"call.ringing", "call.accepted", "call.declined", "call.left", "call.ended"})
 
 
 #: (title, body) of a message push, from the sender's display name.
@@ -109,7 +112,7 @@ class DevicesAndLogins(AccountStore, SessionStore, DeviceStore, Protocol):
     """The store concerns that tell which devices are still reachable."""
 
 
-class PushStore(MessageStore, DevicesAndLogins, Protocol):
+class PushStore(MessageStore, DevicesAndLogins, CallStore, Protocol):
     """The store concerns a decision reads."""
 
 
@@ -137,8 +140,8 @@ class PushDecider:
         self._last_read = _Bounded()
         self._pushed = _Bounded()
         self._settings: dict[str, tuple[float, dict[str, NotifySettings]]] = {}
-        #: Calls ringing by push, by call id.
-        self._ringing: OrderedDict[str, _Ring] = OrderedDict()
+        #: Calls by id: their ring by push, or None once nothing of it rings (delivery/call_rings.py).
+        self._rings: OrderedDict[str, Ring | None] = OrderedDict()
         self._devices: dict[str, tuple[float, list[Device]]] = {}
 
     async def run(self, source: LogConsumer[EventRecord], batch_max: int = 1024) -> None:
@@ -172,7 +175,7 @@ class PushDecider:
         if kind == "read":
             read = _read.decode(record.frame)
             return await self.clear_pushes(read.user, read.conv)
-        if kind.startswith("call."):
+        if kind in _CALL_PUSH_EVENTS:
             return await self.call_pushes(_call_event.decode(record.frame))
         return []
 
@@ -181,26 +184,26 @@ class PushDecider:
         push for those whose ring ended unanswered."""
         if event.type == "call.ringing" and event.ringing:
             callees = [u for u in event.ringing if u != event.initiator]
-            self._ringing[event.call] = _Ring(event.initiator or "", set(callees))
-            while len(self._ringing) > TRACKED_MAX:
-                self._ringing.popitem(last=False)
+            self._remember(event.call, Ring(event.initiator or "", set(callees)))
             title = await self._name(event.initiator or "")
             media: CallMedia = "video" if event.media == "video" else "audio"
             return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
                                 conv=event.conv, seq=0, kind="call", title=title, call_id=event.call,
                                 call_media=media, decided_ms=int(self._clock() * 1000))
-                    for user in callees for d in _ringable(await self._member_devices(user))]
-        ring = self._ringing.get(event.call)
+                    for user in still_ringing(callees, await self._store.call(event.call))
+                    for d in _ringable(await self._member_devices(user))]
+        ring = await self._ring_of(event.call)
         if ring is None:
             return []
-        missed: set[str] = set()
+        missed: frozenset[str] = frozenset()
         if event.type in ("call.accepted", "call.declined", "call.left") and event.user is not None:
             # Answered, declined (or busy), or taken out by moderation: not missed.
-            stop = {event.user} & ring.rung
+            stop = frozenset({event.user} & ring.rung)
             ring.rung -= stop
         elif event.type in ("call.ringing", "call.ended"):  # nobody rings any more: who still rang missed it
-            del self._ringing[event.call]
-            stop = missed = ring.rung
+            self._rings[event.call] = None
+            end = ring_end(ring, await self._store.call(event.call), ended=event.type == "call.ended")
+            stop, missed = end.cancel, end.missed
         else:
             return []
         now_ms = int(self._clock() * 1000)
@@ -209,8 +212,23 @@ class PushDecider:
                    for user in sorted(stop) for d in _ringable(await self._member_devices(user))]
         return cancels + await self.missed_call_pushes(event.conv, event.call, ring.initiator, missed)
 
+    async def _ring_of(self, call: str) -> Ring | None:
+        """The ring of `call`; of a call this decision did not see start (it restarted, or the
+        call's partition moved to it), rebuilt from the store, once."""
+        if call in self._rings:
+            return self._rings[call]
+        ring = recovered(await self._store.call(call))
+        self._remember(call, ring)
+        return ring
+
+    def _remember(self, call: str, ring: Ring | None) -> None:
+        self._rings[call] = ring
+        self._rings.move_to_end(call)
+        while len(self._rings) > TRACKED_MAX:
+            self._rings.popitem(last=False)
+
     async def missed_call_pushes(self, conv_id: str, call: str, initiator: str,
-                                 missed: set[str]) -> list[PushRequest]:
+                                 missed: frozenset[str]) -> list[PushRequest]:
         """Pushes like a message's, to the members of `missed` (rung, never answered) who should
         hear of it: the call was meant for each of them, so it counts as a mention. Its seq is the
         conversation's latest (the call's record, when the call ended unanswered)."""

@@ -11,7 +11,7 @@ import msgspec
 
 from parley.frames import Message
 from parley.records import (
-    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, ConvRow, Device, EventRecord, Facts,
+    Account, AccountPatch, AccountQuery, AttachmentRow, AuditEntry, AuditQuery, Call, ConvRow, Device, EventRecord, Facts,
     InvitationRow, Invite, MemberRow, Mutation, Needs, NotifySettings, RefreshToken, Report, ReportQuery, Revocation,
     SanctionRow, SessionFamily,
 )
@@ -269,6 +269,11 @@ class CallStore(Protocol):
     async def live_calls_of(self, user: str) -> list[str]:
         """The ids of the live calls `user` takes part in (`call_members`), in id order: the
         calls to take a suspended user out of."""
+        ...
+
+    async def call(self, call_id: str) -> Call | None:
+        """The call as its writer last stored it, live or ended (None: no such call): what the
+        push decision reads of a call whose ring it did not see start (delivery/call_rings.py)."""
         ...
 
 

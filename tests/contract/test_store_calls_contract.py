@@ -113,3 +113,13 @@ async def test_a_call_record_is_a_message_of_kind_call_and_a_cmid_alone_makes_no
     assert [(m.kind, m.call) for m in page] == [("text", None), ("call", record), ("text", None)]
     facts = await store.prefetch(Needs(messages={("c1", 2)}))
     assert facts.messages[("c1", 2)] == on_call
+
+
+async def test_a_call_is_read_by_id_as_last_stored_live_or_ended(reopen):
+    store = await seeded(reopen)
+    call = ringing()
+    await store.apply([PutCall(call), PutCall(ringing("c2-k1", conv="c2"))])
+    store = await reopen()
+    assert await store.call("c1-k1") == call and await store.call("c1-nope") is None
+    await store.apply([PutCall(ended(answered(call)))])
+    assert await store.call("c1-k1") == ended(answered(call))

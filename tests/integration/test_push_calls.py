@@ -3,10 +3,11 @@ LiveKit stand-in as its LiveKit and the APNs or FCM stand-in as the provider: a 
 live session is rung on their phone (APNs: a VoIP push to the PushKit token on the `.voip` topic;
 FCM: a high-priority data message), the ring is cancelled when they decline or answer elsewhere,
 and a ring that ends unanswered (the caller hung up first, or the ring timed out) is followed by
-a missed-call push like a message's."""
+a missed-call push like a message's; also when the push decision restarted while the call rang."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,10 @@ async def start(request: pytest.FixtureRequest, tmp_path: Path, push_keys: PushK
                 fcm_standin: FcmStandin, apns_standin: ApnsStandin,  # noqa: F811
                 livekit: StandInThread) -> AsyncIterator[Start]:
     """An embedded app with calls on (the LiveKit stand-in) and one push provider, a stand-in
-    (fcm_standin also points TLS at the stand-ins' CA)."""
-    running: list[AppTransport] = []
+    (fcm_standin also points TLS at the stand-ins' CA). `restarting`: that app is closed first
+    and the new one opens its data, as `parley dev` started again."""
+    running: dict[AppTransport, Path] = {}
+    numbers = itertools.count()
     if request.param == "apns":
         provider: dict[str, Any] = dict(apns_key=push_keys.apns_key, apns_key_id=APNS_KEY_ID,
                                         apns_team_id=APNS_TEAM_ID, apns_topic=APNS_TOPIC, apns_sandbox=True,
@@ -100,13 +103,17 @@ async def start(request: pytest.FixtureRequest, tmp_path: Path, push_keys: PushK
                         fcm_endpoint=fcm_standin.url)
         phone = Phone("fcm", None, fcm_standin)
 
-    async def make(**settings: Any) -> tuple[AppTransport, Phone]:
+    async def make(restarting: AppTransport | None = None, **settings: Any) -> tuple[AppTransport, Phone]:
+        data_dir = tmp_path / f"d{next(numbers)}"
+        if restarting is not None:
+            data_dir = running.pop(restarting)
+            await restarting.aclose()
         app = AppTransport(await build_app(Settings(
-            data_dir=tmp_path / f"d{len(running)}", livekit_url=livekit.standin.url,
+            data_dir=data_dir, livekit_url=livekit.standin.url,
             livekit_api_key=livekit.standin.api_key, livekit_api_secret=livekit.standin.api_secret,
             **provider, **settings)))
         await app.start()
-        running.append(app)
+        running[app] = data_dir
         return app, phone
 
     yield make
@@ -168,3 +175,18 @@ async def test_a_ring_that_ends_unanswered_is_cancelled_and_pushed_as_a_missed_c
     [missed] = phone.pushes("message")  # one: the call's record pushes nothing of its own
     assert (missed.call_id, missed.channel, missed.text) == (call, phone.message_channel(), "Missed call from alice")
     assert missed.collapse == conv  # replaced by the conversation's next message push, as messages are
+
+
+async def test_a_ring_the_push_decision_restarted_during_is_still_cancelled_and_pushed_as_missed(
+        start: Start) -> None:
+    app, phone = await start()
+    alice, _, conv, call = await calling(app, phone)
+    # The decision that rang bob's phone is gone; the one started again never saw the ring start.
+    app, _ = await start(restarting=app)
+    await call_action(BASE_URL, alice.token, call, "leave", device="alice-phone", transport=app)
+    await cancelled(phone, call)
+    await eventually(lambda: len(phone.pushes("message")) == 1)
+    await quiet()
+    [missed] = phone.pushes("message")
+    assert (missed.call_id, missed.channel, missed.text) == (call, phone.message_channel(), "Missed call from alice")
+    assert len(phone.pushes("call")) == 1  # and it was not rung again

@@ -1,6 +1,7 @@
 """The push role on `parley up` (Kafka, NATS, Redis, the push worker a process of its own) with
 the FCM stand-in as the provider (pointed at by environment variables): a kill -9 of the push
-worker in the middle of a batch loses no push, and a push sent again shows once on the phone."""
+worker in the middle of a batch loses no push, and a push sent again shows once on the phone; a
+kill -9 of the push role while a call rings still cancels the ring and pushes the missed call."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from parley.adapters.kafka_log import POLL_MS
 from parley.sdk import Client, register
 from tests.conftest import ParleyProcess
 from tests.integration.test_push_pipeline import eventually
 from tests.push_standins.fcm import FcmStandin
+from tests.integration.test_topology_faults import restarted
+from tests.livekit_standin import StandInThread
 from tests.push_standins.fixtures import PushKeys, fcm_standin, fcm_token, push_keys  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,12 +34,17 @@ async def add_device(base_url: str, token: str, device_token: str) -> None:
             assert r.status == 201, await r.text()
 
 
-async def test_a_kill_9_of_the_push_worker_mid_batch_loses_no_push(tmp_path: Path, fcm_standin: FcmStandin):
+def topology(tmp_path: Path, fcm_standin: FcmStandin, **env: str) -> ParleyProcess:
+    """`parley up` with the FCM stand-in as its push provider."""
     credentials = fcm_standin.write_service_account(tmp_path / "service-account.json")
-    srv = ParleyProcess(tmp_path / "data", mode="up", env={
+    return ParleyProcess(tmp_path / "data", mode="up", env={
         "PARLEY_FCM_CREDENTIALS": str(credentials), "PARLEY_FCM_ENDPOINT": fcm_standin.url,
         "SSL_CERT_FILE": os.environ["SSL_CERT_FILE"], "PARLEY_PUSH_SEND_TIMEOUT_S": "4",
-        "PARLEY_IP_AUTH_BURST": "100000"})
+        "PARLEY_IP_AUTH_BURST": "100000", **env})
+
+
+async def test_a_kill_9_of_the_push_worker_mid_batch_loses_no_push(tmp_path: Path, fcm_standin: FcmStandin):
+    srv = topology(tmp_path, fcm_standin)
     await asyncio.to_thread(srv.start)  # the stand-in answers meanwhile (this loop is free)
     try:
         alice = await register(srv.base_url, "alice", "correct horse")
@@ -70,3 +79,34 @@ async def test_a_kill_9_of_the_push_worker_mid_batch_loses_no_push(tmp_path: Pat
                   if r.message["token"] == token and r.message["data"]["seq"] == str(seq)]
         assert {(c["collapse_key"], c["notification"]["tag"]) for c in copies} == {(conv, conv)}
         assert len(copies) <= 2, "at most the one before the kill, and the one after"
+
+
+async def test_a_kill_9_of_the_push_role_while_a_call_rings_still_cancels_it_and_pushes_the_missed_call(
+        tmp_path: Path, fcm_standin: FcmStandin, livekit: StandInThread):
+    srv = topology(tmp_path, fcm_standin, **livekit.env)
+    await asyncio.to_thread(srv.start)
+
+    def pushes(kind: str) -> list[str | None]:
+        """The call ids of the pushes of `kind` the stand-in accepted for bob's phone."""
+        return [r.message["data"].get("call_id") for r in fcm_standin.received
+                if r.status == 200 and r.message["token"] == fcm_token("bob") and r.message["data"]["kind"] == kind]
+    try:
+        alice, bob = [await register(srv.base_url, n, "correct horse") for n in ("alice", "bob")]
+        await add_device(srv.base_url, bob.token, fcm_token("bob"))
+        async with await Client.connect(srv.base_url, alice) as a:
+            conv = (await a.request("conv.create", kind="direct", members=[bob.user_id]))["conv"]["id"]
+            call = (await a.call_start(conv))["call"]["id"]
+            await eventually(lambda: pushes("call") == [call], timeout=30)
+            # Idle, the decision commits past the ring: the one started again reads on from there.
+            await asyncio.sleep(4 * POLL_MS / 1000)
+            # The decision that rang bob's phone is gone; the one started again did not see it ring.
+            [role] = [p for p in srv.topology()["processes"] if p["role"] == "push"]
+            os.kill(role["pid"], signal.SIGKILL)
+            await restarted(srv, role["name"], role["pid"], timeout=60)
+            await a.call_leave(call)
+            await eventually(lambda: pushes("call_cancel") == [call] and pushes("message") == [call], timeout=60)
+            await asyncio.sleep(2)
+    finally:
+        await asyncio.to_thread(srv.stop)
+    assert pushes("call") == [call], "not rung again"
+    assert pushes("call_cancel") == [call] and pushes("message") == [call], "one cancel, one missed-call push"

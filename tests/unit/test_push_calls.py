@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from parley.records import Account, ConvRow, Device, EventRecord, MemberRow, NotifySettings, SessionFamily, unread_count
+from parley.records import (Account, Call, ConvRow, Device, EventRecord, MemberRow, NotifySettings, SessionFamily,
+                            unread_count)
 from push.notification import PushRequest
 from delivery.push_decider import PushDecider
 
@@ -23,8 +24,9 @@ def device(device_id: str, user: str, platform: str) -> Device:
 
 
 class Store:
-    """The reads a call decision makes: devices, logins, accounts, and for a missed call the
-    conversation, blocks, settings and unread counts."""
+    """The reads a call decision makes: devices, logins, accounts, the calls as stored (none
+    unless a test stores them), and for a missed call the conversation, blocks, settings and
+    unread counts."""
 
     def __init__(self, devices: list[Device], members: Sequence[str] = ("ada", "bob", "carol", "dan"),
                  kind: str = "group", settings: dict[str, dict[str, NotifySettings]] | None = None) -> None:
@@ -34,6 +36,10 @@ class Store:
         self.members = [MemberRow(conv="c1", user=u, role="member", visible_from=1, read_seq=5, joined_at=0)
                         for u in members]
         self.settings = settings or {}
+        self.calls: dict[str, Call] = {}
+
+    async def call(self, call_id: str) -> Call | None:
+        return self.calls.get(call_id)
 
     async def conv_members(self, conv: str) -> tuple[ConvRow, list[MemberRow]] | None:
         return (self.conv, self.members) if conv == self.conv.id else None

@@ -38,6 +38,10 @@ class CassandraCalls(CassandraDatabase):
     async def live_calls_of(self, user: str) -> list[str]:
         return sorted(str(row[0]) for row in await self._all("calls_of_user", [user]))
 
+    async def call(self, call_id: str) -> Call | None:
+        row = await self._one("call_get", [call_id])
+        return None if row is None else _call_decode(row[0])
+
     async def _live_call(self, conv: str) -> Call | None:
         row = await self._one("live_call_get", [conv])
         return _call_decode(row[1]) if row is not None and row[0] else None
@@ -49,9 +53,8 @@ class CassandraCalls(CassandraDatabase):
         return CallSettings(enabled=bool(row[0]), max_participants=row[1], max_video_subscriptions=row[2])
 
     async def _calls(self, call_ids: Sequence[str], facts: Facts) -> None:
-        for row in await self._gather(self._one("call_get", [call_id]) for call_id in call_ids):
-            if row is not None:
-                call = _call_decode(row[0])
+        for call in await self._gather(self.call(call_id) for call_id in call_ids):
+            if call is not None:
                 facts.calls[call.id] = call
 
     async def _in_calls(self, members: Sequence[str], facts: Facts) -> None:

@@ -2,7 +2,7 @@
 a partial unique index enforces), the conversations' call settings (`call_settings`), and who
 takes part in a live call (`call_members`, what makes a callee busy in another conversation).
 chat_core reads them in its prefetch and writes them in its batches; the calls role reads the
-calls that ring."""
+calls that ring, the push decision a call by id."""
 
 from __future__ import annotations
 
@@ -84,4 +84,10 @@ class SqliteCalls(SqliteDatabase):
         def run(conn: sqlite3.Connection) -> list[str]:
             return [call for (call,) in conn.execute("SELECT call FROM call_members WHERE user = ? ORDER BY call",
                                                      (user,))]
+        return await self._read(run)
+
+    async def call(self, call_id: str) -> Call | None:
+        def run(conn: sqlite3.Connection) -> Call | None:
+            row = conn.execute("SELECT body FROM calls WHERE id = ?", (call_id,)).fetchone()
+            return None if row is None else _call_decode(row[0])
         return await self._read(run)
