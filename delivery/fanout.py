@@ -110,10 +110,15 @@ class Fanout:
             return [*members, *(u for u in record.also if u not in members)]
         return members
 
-    async def resolve(self, record: EventRecord) -> Sequence[str]:
-        """A stored event's recipients. Call it in log order: a membership change drops the
-        cached list first, so this event and the ones after it see the new members."""
-        if record.members_changed:
+    async def resolve(self, record: EventRecord, refreshed: set[str]) -> Sequence[str]:
+        """A stored event's recipients. Call it in log order over a batch taken from the log, with
+        one `refreshed` set (conversations) for the batch: the batch's first membership change of
+        a conversation drops its cached list, so this event and the ones after it see the new
+        members. Only the first: each event is stored before it is relayed, so a list read after
+        the batch was taken already has the changes of all its events. Dropping it at each change
+        read a mass invite's whole member list once per invited user."""
+        if record.members_changed and record.conv not in refreshed:
+            refreshed.add(record.conv)
             await self.members.invalidate(record.conv)
         return await self.recipients(record)
 
@@ -122,17 +127,26 @@ class Fanout:
         per gateway. In event order, so a gateway gets a conversation's events in log (seq)
         order (all of a large conversation's messages take its subject)."""
         routes = [(record, users, on_conv_subject(record, len(users), self._min_members)) for record, users in resolved]
-        everyone = list(dict.fromkeys(user for _, users, on_conv in routes if not on_conv for user in users))
+        # The events of a conversation share its cached member list (the same object): each
+        # distinct list is gone through once per batch, not once per event. A mass invite's
+        # member.joined events (one per invited user, each for every member) went through the
+        # whole list each.
+        per_gateway = {id(users): users for _, users, on_conv in routes if not on_conv}
+        everyone = list(dict.fromkeys(user for users in per_gateway.values() for user in users))
         where = gateways_by_user(await self.presence.locate(everyone)) if everyone else {}
+        routed: dict[int, dict[str, list[str]]] = {}
         out: list[Outgoing] = []
         for record, users, on_conv in routes:
             t_ns = hops.stamp(record.t_ns, hops.Stage.BUS_PUBLISH)
             if on_conv:
                 out.append(ToConv(record.conv, Broadcast(record.conv, record.frame, t_ns, record.trace)))
                 continue
+            by_gateway = routed.get(id(users))
+            if by_gateway is None:
+                by_gateway = routed[id(users)] = route(users, where)
             membership = record.conv if record.members_changed else None
             out.extend(ToGateway(gateway, Deliver(here, record.frame, membership, t_ns, record.trace))
-                       for gateway, here in route(users, where).items())
+                       for gateway, here in by_gateway.items())
         return out
 
     async def publish(self, out: Outgoing) -> None:

@@ -62,9 +62,10 @@ class DeliveryWorker:
         while True:
             try:
                 resolved: list[Resolved] = []
+                refreshed: set[str] = set()
                 for record in records:  # in order: a membership change applies to what follows it
                     try:
-                        resolved.append((record, await self._fanout.resolve(record)))
+                        resolved.append((record, await self._fanout.resolve(record, refreshed)))
                     except Unavailable:
                         raise
                     except Exception:

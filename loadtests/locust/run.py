@@ -43,7 +43,9 @@ from loadtests.locust.prepare import build_plan
 from loadtests.locust.worker import SOURCE_IP_ENV
 from loadtests.server import ServerUnderTest, start_server
 from loadtests.topology import Topology
+from parley import limits as L
 from parley.app.processes import ChildProcess, free_port
+from parley.limits import Limits
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -81,6 +83,21 @@ def scenario(args: argparse.Namespace) -> Scenario:
         return Scenario(Layout(chatters=size, group_size=size, chat_rate=args.rate if args.rate is not None else 5.0),
                         None)
     return Scenario(Layout(), None)
+
+
+def server_env(layout: Layout) -> dict[str, str]:
+    """The settings of a server started here for `layout`.
+
+    One loopback address stands for a worker's thousands of clients, which a storm or a rolling
+    restart sends back at once: a per-address cap on handshakes would measure itself, not the
+    reconnect (off here; docs/operations.md). The channel's owner invites its members
+    MAX_MEMBERS_PER_REQUEST at a time: past the default budget of invites (30 per 10 minutes)
+    the next invite is refused, which stopped a 100,000-member channel at 30,001."""
+    env = {"PARLEY_MAX_HANDSHAKES_PER_IP": "0"}
+    invites = math.ceil(layout.subscribers / L.MAX_MEMBERS_PER_REQUEST)
+    if invites > Limits().invite_burst:
+        env["PARLEY_INVITE_BURST"] = str(invites)
+    return env
 
 
 def source_ips(url: str, workers: int) -> list[str | None]:
@@ -152,10 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             url, accounts_file = args.target, args.accounts
         else:
             (results / "sut").mkdir(exist_ok=True)
-            # One loopback address stands for a worker's thousands of clients, which a storm or a
-            # rolling restart sends back at once: a per-address cap on handshakes would measure
-            # itself, not the reconnect (off here; docs/operations.md).
-            sut = asyncio.run(start_server(args.system, results / "sut", {"PARLEY_MAX_HANDSHAKES_PER_IP": "0"},
+            sut = asyncio.run(start_server(args.system, results / "sut", server_env(plan_of.layout),
                                            args.gateways or None))
             url, accounts_file = sut.url, results / "accounts.json"
             _make_accounts(results / "sut", max(args.users, plan_of.layout.needs()), accounts_file)

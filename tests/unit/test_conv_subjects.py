@@ -71,7 +71,8 @@ async def test_a_batch_plans_large_conversations_once_and_looks_up_only_the_rest
     fanout = Fanout(MemberCache(store), presence, LocalBus(), min_members=MIN)  # type: ignore[arg-type]
     records = [ev("big", "m1"), ev("small", "s1"), ev("big", "read", to=["c"]),
                ev("big", "joined", members_changed=True), ev("big", "m2")]
-    planned = await fanout.plan([(r, await fanout.resolve(r)) for r in records])
+    refreshed: set[str] = set()
+    planned = await fanout.plan([(r, await fanout.resolve(r, refreshed)) for r in records])
     assert planned == [
         ToConv("big", Broadcast("big", b"m1")),
         ToGateway("gw1", Deliver(["a"], b"s1")), ToGateway("gw2", Deliver(["b"], b"s1")),

@@ -3,11 +3,13 @@ gateway, membership changes applied from the event that makes them, failures con
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 
+import delivery.fanout
 from delivery.fanout import Fanout, MemberCache
+from delivery.plan import route
 from delivery.worker import DeliveryWorker
 from parley.errors import Unavailable
 from parley.ports import Deliver, GatewayMessage
@@ -19,8 +21,10 @@ class Members:
 
     def __init__(self, lists: dict[str, list[str]]) -> None:
         self.lists = lists
+        self.reads = 0
 
     async def member_ids(self, conv: str) -> list[str]:
+        self.reads += 1
         if conv == "broken":
             raise RuntimeError("a bug reading members")
         return list(self.lists[conv])
@@ -95,6 +99,44 @@ async def test_a_member_change_mid_batch_applies_to_the_events_after_it_not_befo
     await worker.deliver([ev("g", "before"), ev("g", "joined", members_changed=True), ev("g", "after")])
     assert bus.to("gw1") == [(b"before", ["a"]), (b"joined", ["a"]), (b"after", ["a"])]
     assert bus.to("gw2") == [(b"joined", ["b"]), (b"after", ["b"])]
+
+
+async def test_a_batch_of_joins_reads_the_member_list_once_and_all_of_them_hear_each_join():
+    worker, fanout, members, _, bus = rig({"g": ["a"]}, WHERE)
+    await fanout.members.get("g")
+    members.lists["g"] = ["a", "b", "c"]  # a mass invite: every join stored before any is relayed
+    await worker.deliver([ev("g", "before"), ev("g", "joined b", members_changed=True),
+                          ev("g", "joined c", members_changed=True), ev("g", "after")])
+    assert members.reads == 2  # before the batch, and once after its first change
+    assert bus.to("gw1") == [(b"before", ["a"]), (b"joined b", ["a", "c"]), (b"joined c", ["a", "c"]),
+                             (b"after", ["a", "c"])]
+    assert bus.to("gw2") == [(b"joined b", ["b", "c"]), (b"joined c", ["b", "c"]), (b"after", ["b", "c"])]
+
+
+async def test_a_change_in_the_next_batch_reads_the_member_list_again():
+    worker, _, members, _, bus = rig({"g": ["a"]}, WHERE)
+    await worker.deliver([ev("g", "joined a", members_changed=True)])
+    members.lists["g"] = ["a", "b"]
+    await worker.deliver([ev("g", "joined b", members_changed=True)])
+    assert members.reads == 2
+    assert bus.to("gw2") == [(b"joined b", ["b"])]
+
+
+async def test_the_events_of_a_batch_sharing_a_member_list_route_it_once(monkeypatch: pytest.MonkeyPatch):
+    routed: list[Sequence[str]] = []
+
+    def counting_route(users: Sequence[str], where: Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+        routed.append(users)
+        return route(users, where)
+
+    monkeypatch.setattr(delivery.fanout, "route", counting_route)
+    worker, _, _, presence, bus = rig({"g": ["a", "b"], "h": ["c"]}, WHERE)
+    await worker.deliver([ev("g", "joined", members_changed=True), ev("h", "h1"), ev("g", "g1"),
+                          ev("g", "to b", to=["b"]), ev("g", "g2")])
+    assert [list(users) for users in routed] == [["a", "b"], ["c"], ["b"]]  # g's list, h's, and the `to` list
+    assert presence.calls == [["a", "b", "c"]]
+    assert bus.to("gw1") == [(b"joined", ["a"]), (b"h1", ["c"]), (b"g1", ["a"]), (b"g2", ["a"])]
+    assert bus.to("gw2") == [(b"joined", ["b"]), (b"h1", ["c"]), (b"g1", ["b"]), (b"to b", ["b"]), (b"g2", ["b"])]
 
 
 async def test_the_leaver_hears_its_own_leave_and_nothing_after():

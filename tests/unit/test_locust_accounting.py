@@ -14,7 +14,7 @@ from loadtests.locust.fanout_tally import FanoutTally, percentile
 from loadtests.locust.latency import Stamp, read_stamp, stamp_text
 from loadtests.locust.ledger import DeliveryLedger
 from loadtests.locust.plan import Account, Conv, Layout, Plan, deal, roles, units_of
-from loadtests.locust.run import locust_users, scenario, source_ips, _args
+from loadtests.locust.run import locust_users, scenario, server_env, source_ips, _args
 
 
 def test_a_stamp_reads_back_and_other_text_is_not_one():
@@ -95,6 +95,15 @@ def test_the_chat_scenario_is_one_percent_in_groups_of_fifty_at_a_fifth_of_a_sen
                               "--channel-members", "100"]))
     assert offline.layout.needs() == 100
     assert Layout(chatters=1000, group_size=1000).groups == [list(range(1000))]
+
+
+def test_a_server_started_for_a_channel_of_100000_may_take_its_owners_100_invites():
+    channel = scenario(_args(["--scenario", "channel", "--users", "10", "--spawn-rate", "9", "--duration", "9",
+                              "--channel-members", "100000"]))
+    assert server_env(channel.layout) == {"PARLEY_MAX_HANDSHAKES_PER_IP": "0", "PARLEY_INVITE_BURST": "100"}
+    small = scenario(_args(["--scenario", "channel", "--users", "10", "--spawn-rate", "9", "--duration", "9",
+                            "--channel-members", "30001"]))
+    assert server_env(small.layout) == {"PARLEY_MAX_HANDSHAKES_PER_IP": "0"}  # within the default 30
 
 
 def test_workers_get_their_own_loopback_source_address_and_none_for_a_remote_target():
