@@ -3,11 +3,12 @@ push rate. Run `python -m loadtests.push_pipeline_bench` from a checkout.
 
 `--system dev` (the default): `parley dev`'s app runs in this process (SQLite, the decision and
 the worker in-process, as in `parley dev`), on uvloop. `--system up`: `parley up` runs as a
-subprocess (the decision in the delivery processes, the push worker a process of its own, Kafka
-(tansu), NATS and Redis between them), registered with and sent to over HTTP and WebSocket. The
-FCM stand-in runs in a process of its own either way. A group of `--members` offline members,
-each with an Android device, gets messages from one sender at `--rate / --members` messages a
-second, so the worker is asked for `--rate` pushes a second.
+subprocess (the push role a process of its own, running the decision and the worker, fed by
+Kafka (tansu) behind the gateways, chat-core and delivery, with NATS and Redis), registered with
+and sent to over HTTP and WebSocket. The FCM stand-in runs in a process of its own either way.
+A group of `--members` offline members, each with an Android device, gets messages from one
+sender at `--rate / --members` messages a second, so the worker is asked for `--rate` pushes a
+second.
 Reports the pushes the stand-in accepted per second, and the worker's histogram of stored
 message -> provider answer (p50, p99: the upper bound of the bucket they fall in) and of decision
 -> provider answer (on `up`, scraped from the push worker's `/metrics` before and after), with

@@ -151,7 +151,7 @@ def _get(url: str) -> str:
 
 
 class ParleyUp:
-    """`parley up`: the decision in the delivery processes, the push worker a process of its own."""
+    """`parley up`: the push role (the decision and the worker) a process of its own, fed by Kafka."""
 
     # Each poll is a scrape the push worker answers, and its CPU counts in the window: not too often.
     poll_s = 0.25
