@@ -114,9 +114,10 @@ def standins() -> Iterator[tuple[dict[str, Any], psutil.Process]]:
             os.environ["SSL_CERT_FILE"] = where["ca"]
             yield where, psutil.Process(child.pid)
         finally:
-            assert child.stdin is not None
+            assert child.stdin is not None and child.stdout is not None
             child.stdin.close()
             child.wait(10)
+            child.stdout.close()
 
 
 def main() -> None:

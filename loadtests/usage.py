@@ -20,7 +20,7 @@ except ImportError:  # the numbers that need it are reported as unknown
     psutil = None
 
 #: Report order: the pipeline's roles, the brokers, the one-process server, then the load.
-ROLE_ORDER = ("gateway", "chat-core", "delivery", "kafka", "nats", "redis", "dev")
+ROLE_ORDER = ("gateway", "chat-core", "delivery", "push", "kafka", "nats", "redis", "dev")
 BROKER_ROLES = frozenset({"kafka", "nats", "redis"})
 #: The load generator's own processes: reported, never part of the server's total.
 BENCH_ROLE = "bench"
