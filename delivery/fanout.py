@@ -30,6 +30,7 @@ class SharedMemberLists(Protocol):
     """Member lists shared by processes (scale-out: `RedisMemberCache`)."""
 
     async def get(self, conv: str) -> list[str] | None: ...
+    async def size(self, conv: str) -> int | None: ...  # the length of what `get` would answer
     async def put(self, conv: str, members: Sequence[str]) -> None: ...
     async def invalidate(self, conv: str) -> None: ...
 
@@ -64,6 +65,15 @@ class MemberCache:
             if len(self._lists) > self._capacity:
                 self._lists.popitem(last=False)
         return members
+
+    async def size(self, conv: str) -> int:
+        """How many members `conv` has: from a list kept here or the shared length, else the
+        list is read (and kept, as `get` does)."""
+        members = self._lists.get(conv)
+        if members is not None:
+            return len(members)
+        found = await self._shared.size(conv) if self._shared is not None else None
+        return found if found is not None else len(await self.get(conv))
 
     async def invalidate(self, conv: str) -> None:
         self._lists.pop(conv, None)

@@ -106,6 +106,7 @@ class MemberLists(Protocol):
     """`delivery.fanout.MemberCache`: the lists delivery keeps current."""
 
     async def get(self, conv: str) -> Sequence[str]: ...
+    async def size(self, conv: str) -> int: ...
 
 
 class LocalSessions(Protocol):
@@ -161,7 +162,7 @@ class ConvFollower:
 
     async def _size(self, conv: str) -> int:
         async with self._reading:
-            return len(await self._members.get(conv))
+            return await self._members.size(conv)
 
     async def disconnected(self, user: str) -> None:
         """After the user's last session here."""

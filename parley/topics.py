@@ -36,5 +36,6 @@ def conv_subject(conv_id: str) -> str:
 PRESENCE_KEY_PREFIX = "parley:presence:"   # + user id -> set of gateway ids
 GATEWAY_ALIVE_PREFIX = "parley:gw:"        # + gateway id -> heartbeat key with TTL
 MEMBERS_KEY_PREFIX = "parley:members:"     # + conv id -> cached member list
+MEMBER_COUNT_KEY_PREFIX = "parley:members-n:"  # + conv id -> its length (read without the list)
 RATE_LIMIT_PREFIX = "parley:rl"            # prefix handed to the `limits` Redis storage
 PUSH_SENT_PREFIX = "parley:push:sent:"     # + PushRequest.dedup_key() -> a settled push, with a TTL

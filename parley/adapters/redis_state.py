@@ -167,6 +167,10 @@ class RedisMemberCache:
     """Member lists by conversation, shared by the delivery workers; `invalidate` when
     membership changes. Entries expire after `ttl_s` as a safety net.
 
+    Each list's length is kept beside it, written and invalidated with it, so that a reader
+    needing only the size (a gateway checking whether a conversation is large, at every login)
+    does not fetch a list that may hold 100,000 ids.
+
     `invalidate` leaves a tombstone for `hold_off_s` that `put` cannot overwrite: a worker that
     read the store just before the change cannot put the old list back after it."""
 
@@ -183,10 +187,21 @@ class RedisMemberCache:
         # Always bytes or None: the pool does not decode responses.
         return self._decode(raw) if isinstance(raw, bytes) and raw != _TOMBSTONE else None
 
+    async def size(self, conv: str) -> int | None:
+        with _unavailable():
+            raw = await self._redis.get(topics.MEMBER_COUNT_KEY_PREFIX + conv)
+        return int(raw) if isinstance(raw, bytes) and raw != _TOMBSTONE else None
+
     async def put(self, conv: str, members: Sequence[str]) -> None:
         with _unavailable():
-            await self._redis.set(topics.MEMBERS_KEY_PREFIX + conv, self._encode(members), px=self._ttl_ms, nx=True)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(topics.MEMBERS_KEY_PREFIX + conv, self._encode(members), px=self._ttl_ms, nx=True)
+                pipe.set(topics.MEMBER_COUNT_KEY_PREFIX + conv, len(members), px=self._ttl_ms, nx=True)
+                await pipe.execute()
 
     async def invalidate(self, conv: str) -> None:
         with _unavailable():
-            await self._redis.set(topics.MEMBERS_KEY_PREFIX + conv, _TOMBSTONE, px=self._hold_off_ms)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(topics.MEMBERS_KEY_PREFIX + conv, _TOMBSTONE, px=self._hold_off_ms)
+                pipe.set(topics.MEMBER_COUNT_KEY_PREFIX + conv, _TOMBSTONE, px=self._hold_off_ms)
+                await pipe.execute()

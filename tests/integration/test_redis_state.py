@@ -218,6 +218,19 @@ async def test_a_cached_member_list_is_shared_until_invalidated(connect: Callabl
     assert await worker_1.get(conv) is None
 
 
+async def test_a_member_lists_size_is_read_without_the_list_and_invalidated_with_it(
+        connect: Callable[[], Redis]) -> None:
+    worker_1, worker_2 = RedisMemberCache(connect()), RedisMemberCache(connect())
+    conv = unique("conv")
+    assert await worker_1.size(conv) is None
+    await worker_1.put(conv, [f"u{i}" for i in range(1000)])
+    assert await worker_2.size(conv) == 1000
+    await worker_2.invalidate(conv)
+    assert await worker_1.size(conv) is None
+    await worker_1.put(conv, ["stale"])  # held off with the list: a stale size cannot come back either
+    assert await worker_2.size(conv) is None
+
+
 async def test_a_stale_reader_cannot_put_an_invalidated_member_list_back(connect: Callable[[], Redis]) -> None:
     reader, writer = RedisMemberCache(connect(), hold_off_s=0.3), RedisMemberCache(connect(), hold_off_s=0.3)
     conv = unique("conv")

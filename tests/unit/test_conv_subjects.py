@@ -214,6 +214,9 @@ class GatedLists:
         await self.open.wait()
         return members
 
+    async def size(self, conv: str) -> int:
+        return len(await self.get(conv))
+
 
 async def test_users_connecting_at_once_read_their_conversations_concurrently():
     store = Store({"big1": ["a", "x", "y"], "big2": ["b", "x", "y"]})
@@ -257,3 +260,49 @@ async def test_reads_for_connecting_users_are_bounded():
     lists.open.set()
     await connecting
     assert len(inbox.refs) == READS_AT_ONCE + 10
+
+
+class SharedLists:
+    """The shared lists (Redis on `parley up`) as a gateway sees them: it holds none itself."""
+
+    def __init__(self, lists: dict[str, list[str]]) -> None:
+        self.lists = lists
+        self.fetched: list[str] = []
+
+    async def get(self, conv: str) -> list[str] | None:
+        self.fetched.append(conv)
+        return self.lists.get(conv)
+
+    async def size(self, conv: str) -> int | None:
+        return len(self.lists[conv]) if conv in self.lists else None
+
+    async def put(self, conv: str, members: Sequence[str]) -> None:
+        self.lists[conv] = list(members)
+
+    async def invalidate(self, conv: str) -> None:
+        self.lists.pop(conv, None)
+
+
+async def test_a_login_asks_the_size_of_a_large_conversation_not_its_member_list():
+    members = [f"u{i}" for i in range(10_000)]
+    store = Store({"channel": members})
+    shared = SharedLists({"channel": members})
+    hub = Hub("gw", Limits())
+    inbox = LocalBus().attach("gw", hub.on_message)
+    follower = ConvFollower(inbox, MemberCache(store, shared=shared, hold=False), store, hub, MIN)  # type: ignore[arg-type]
+    for user in members[:50]:  # fifty members of a 10,000-member channel log in
+        connect(hub, user)
+        await follower.connected(user)
+    assert inbox.refs == {"channel": 1} and shared.fetched == []  # followed, and no list was fetched
+
+
+async def test_a_size_not_shared_yet_is_read_with_the_list_once_and_shared():
+    store = Store({"c": ["a", "b", "c", "d"]})
+    shared = SharedLists({})
+    cache = MemberCache(store, shared=shared, hold=False)  # type: ignore[arg-type]
+    assert await cache.size("c") == 4 and shared.fetched == ["c"]
+    assert await cache.size("c") == 4 and shared.fetched == ["c"]  # the shared size answers now
+    held = MemberCache(store)  # type: ignore[arg-type]
+    await held.get("c")
+    store.lists["c"].append("e")
+    assert await held.size("c") == 4  # the list held (delivery's, current by its events) answers
