@@ -62,3 +62,24 @@ async def test_notification_settings_are_kept_per_scope_and_removed(reopen):
     await store.put_notify_settings("u1", "", None)  # removed
     assert await store.notify_settings("u1") == {"c1": NotifySettings()}
     assert await store.notify_settings("nobody") == {}
+
+
+async def test_devices_of_many_users_are_each_users_devices_in_the_order_asked(reopen):
+    store = await reopen()
+    second, first, other = device("d2", token="t2", at=2000), device("d1", token="t1"), device("d3", "u2", "t3")
+    for d in (second, first, other):
+        await store.register_device(d)
+    assert await store.devices_of(["u2", "nobody", "u1", "u2"]) == [[other], [], [first, second], [other]]
+    assert await store.devices_of([]) == []
+
+
+async def test_notification_settings_of_many_users_are_each_users_settings_in_the_order_asked(reopen):
+    store = await reopen()
+    default = NotifySettings(level="mentions", previews=False)
+    muted = NotifySettings(level="all", mute_until=99_000)
+    await store.put_notify_settings("u1", "", default)
+    await store.put_notify_settings("u1", "c1", muted)
+    await store.put_notify_settings("u2", "c1", NotifySettings(level="none"))
+    assert await store.notify_settings_of(["u2", "nobody", "u1", "u2"]) == [
+        {"c1": NotifySettings(level="none")}, {}, {"": default, "c1": muted}, {"c1": NotifySettings(level="none")}]
+    assert await store.notify_settings_of([]) == []
