@@ -36,8 +36,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import msgspec
 
@@ -117,16 +117,71 @@ class PushStore(MessageStore, DevicesAndLogins, CallStore, Protocol):
 
 
 async def reachable_devices(store: DevicesAndLogins, user: str, now_ms: int) -> list[Device]:
-    """The user's devices whose login is still alive; the others are deleted on the way (the
-    login ended by logout, revocation or expiry, and a device ends with it)."""
-    devices = await store.devices(user)
-    if not devices:
-        return []
-    families, account = await asyncio.gather(store.session_families(user), store.account(user))
-    keep, ended = live_devices(devices, frozenset(f.id for f in families if family_alive(f, account, now_ms)))
-    for device in ended:
-        await store.delete_device(user, device.id)
-    return keep
+    """The user's devices whose login is still alive (reachable_devices_of)."""
+    [found] = await reachable_devices_of(store, [user], now_ms)
+    return found
+
+
+async def reachable_devices_of(store: DevicesAndLogins, users: Sequence[str], now_ms: int) -> list[list[Device]]:
+    """Each user's devices whose login is still alive, in the order asked; the others are deleted
+    on the way (the login ended by logout, revocation or expiry, and a device ends with it). Three
+    store reads for any number of users: everyone's devices, then the logins and accounts of
+    those who have any."""
+    devices = await store.devices_of(users)
+    held = {u: found for u, found in zip(users, devices) if found}
+    if not held:
+        return devices
+    holders = list(held)
+    families, accounts = await asyncio.gather(store.session_families_of(holders), store.accounts(holders))
+    account_of = {a.id: a for a in accounts}
+    reachable: dict[str, list[Device]] = {}
+    ended: list[Device] = []
+    for user, found in zip(holders, families):
+        alive = frozenset(f.id for f in found if family_alive(f, account_of.get(user), now_ms))
+        reachable[user], gone = live_devices(held[user], alive)
+        ended += gone
+    await asyncio.gather(*(store.delete_device(d.user_id, d.id) for d in ended))
+    return [reachable.get(u, []) for u in users]
+
+
+T = TypeVar("T")
+
+
+class _MemberCache(Generic[T]):
+    """A value per user read from the store, each kept MEMBER_CACHE_S from its read. The users
+    missing or expired are read together: a message to 500 members whose entries all expire at
+    once costs one batched read, not 500."""
+
+    def __init__(self, clock: Callable[[], float],
+                 read: Callable[[list[str], float], Awaitable[list[T]]]) -> None:
+        self._clock = clock
+        #: (users, now) -> their values, in that order.
+        self._read = read
+        self._entries: dict[str, tuple[float, T]] = {}
+
+    async def get(self, users: Sequence[str]) -> list[T]:
+        """The value of each of `users`, in order."""
+        now = self._clock()
+        found: dict[str, T] = {}
+        missing: list[str] = []
+        for user in dict.fromkeys(users):
+            cached = self._entries.get(user)
+            if cached is None or cached[0] < now:
+                missing.append(user)
+            else:
+                found[user] = cached[1]
+        if missing:
+            for user, value in zip(missing, await self._read(missing, now)):
+                found[user] = value
+                self._entries[user] = (now + MEMBER_CACHE_S, value)
+            self._forget_expired(now)
+        return [found[u] for u in users]
+
+    def _forget_expired(self, now: float) -> None:
+        """Drops expired entries once the cache is past TRACKED_MAX, so it stays bounded."""
+        if len(self._entries) > TRACKED_MAX:
+            for key in [k for k, (until, _) in self._entries.items() if until < now]:
+                del self._entries[key]
 
 
 class PushDecider:
@@ -139,10 +194,12 @@ class PushDecider:
         self._clock = clock
         self._last_read = _Bounded()
         self._pushed = _Bounded()
-        self._settings: dict[str, tuple[float, dict[str, NotifySettings]]] = {}
+        self._settings = _MemberCache[dict[str, NotifySettings]](
+            clock, lambda users, _now: store.notify_settings_of(users))
         #: Calls by id: their ring by push, or None once nothing of it rings (delivery/call_rings.py).
         self._rings: OrderedDict[str, Ring | None] = OrderedDict()
-        self._devices: dict[str, tuple[float, list[Device]]] = {}
+        self._devices = _MemberCache[list[Device]](
+            clock, lambda users, now: reachable_devices_of(store, users, int(now * 1000)))
 
     async def run(self, source: LogConsumer[EventRecord], batch_max: int = 1024) -> None:
         """Decides each batch of the event log, then commits it: what was not committed is
@@ -190,8 +247,8 @@ class PushDecider:
             return [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
                                 conv=event.conv, seq=0, kind="call", title=title, call_id=event.call,
                                 call_media=media, decided_ms=int(self._clock() * 1000))
-                    for user in still_ringing(callees, await self._store.call(event.call))
-                    for d in _ringable(await self._member_devices(user))]
+                    for devices in await self._devices.get(still_ringing(callees, await self._store.call(event.call)))
+                    for d in _ringable(devices)]
         ring = await self._ring_of(event.call)
         if ring is None:
             return []
@@ -209,7 +266,7 @@ class PushDecider:
         now_ms = int(self._clock() * 1000)
         cancels = [PushRequest(user=d.user_id, device_id=d.id, platform=_platform(d), token=d.token, app_id=d.app_id,
                                conv=event.conv, seq=0, kind="call_cancel", call_id=event.call, decided_ms=now_ms)
-                   for user in sorted(stop) for d in _ringable(await self._member_devices(user))]
+                   for devices in await self._devices.get(sorted(stop)) for d in _ringable(devices)]
         return cancels + await self.missed_call_pushes(event.conv, event.call, ring.initiator, missed)
 
     async def _ring_of(self, call: str) -> Ring | None:
@@ -261,7 +318,7 @@ class PushDecider:
         now_ms = int(self._clock() * 1000)
         blocked, stored, located = await asyncio.gather(
             self._store.block_peers(sender),
-            asyncio.gather(*(self._member_settings(u) for u in candidates)),
+            self._settings.get(candidates),
             self._presence.locate(candidates))
         online = {u for users in located.values() for u in users}
         chosen = push_recipients(
@@ -297,27 +354,9 @@ class PushDecider:
     async def _reach(self, users: Sequence[str]) -> list[tuple[list[Device], int]]:
         """Each user's devices of logins still alive and, for those who have any, their badge
         (one store read for them all)."""
-        devices = await asyncio.gather(*(self._member_devices(u) for u in users))
+        devices = await self._devices.get(users)
         badges = iter(await self._store.unread_counts([u for u, d in zip(users, devices) if d]))
         return [(d, next(badges) if d else 0) for d in devices]
-
-    async def _member_settings(self, user: str) -> dict[str, NotifySettings]:
-        now = self._clock()
-        cached = self._settings.get(user)
-        if cached is None or cached[0] < now:
-            cached = (now + MEMBER_CACHE_S, await self._store.notify_settings(user))
-            self._settings[user] = cached
-            _forget_expired(self._settings, now)
-        return cached[1]
-
-    async def _member_devices(self, user: str) -> list[Device]:
-        now = self._clock()
-        cached = self._devices.get(user)
-        if cached is None or cached[0] < now:
-            cached = (now + MEMBER_CACHE_S, await reachable_devices(self._store, user, int(now * 1000)))
-            self._devices[user] = cached
-            _forget_expired(self._devices, now)
-        return cached[1]
 
     async def _name(self, user: str) -> str:
         """What a push calls `user`: their display name, else their username."""
@@ -334,13 +373,6 @@ def _ringable(devices: list[Device]) -> list[Device]:
     only when it registered none: iOS then shows an alert instead of the call screen)."""
     voip = any(d.platform == "apns_voip" for d in devices)
     return [d for d in devices if d.platform != "apns" or not voip]
-
-
-def _forget_expired(cache: dict[str, tuple[float, Any]], now: float) -> None:
-    """Drops expired entries once the cache is past TRACKED_MAX, so it stays bounded."""
-    if len(cache) > TRACKED_MAX:
-        for key in [k for k, (until, _) in cache.items() if until < now]:
-            del cache[key]
 
 
 def _request(device: Device, conv: str, seq: int, kind: PushKind, *, badge: int, title: str | None = None,

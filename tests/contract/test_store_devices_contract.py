@@ -49,16 +49,41 @@ async def test_a_device_is_deleted_by_its_user_only(reopen):
     assert [d.id for d in await store.devices("u2")] == ["d2"]
 
 
+DEFAULT = NotifySettings(level="mentions", previews=False)
+MUTED = NotifySettings(level="all", mute_until=99_000)
+SILENT = NotifySettings(level="none")
+
+
+async def put_settings(store):
+    """u1: an account-wide default and a muted conversation c1; u2: c1 silenced."""
+    await store.put_notify_settings("u1", "", DEFAULT)
+    await store.put_notify_settings("u1", "c1", MUTED)
+    await store.put_notify_settings("u2", "c1", SILENT)
+
+
 async def test_notification_settings_are_kept_per_scope_and_removed(reopen):
     store = await reopen()
-    default = NotifySettings(level="mentions", previews=False)
-    muted = NotifySettings(level="all", mute_until=99_000)
-    await store.put_notify_settings("u1", "", default)
-    await store.put_notify_settings("u1", "c1", muted)
-    await store.put_notify_settings("u2", "c1", NotifySettings(level="none"))
+    await put_settings(store)
     store = await reopen()
-    assert await store.notify_settings("u1") == {"": default, "c1": muted}
+    assert await store.notify_settings("u1") == {"": DEFAULT, "c1": MUTED}
     await store.put_notify_settings("u1", "c1", NotifySettings())  # replaced
     await store.put_notify_settings("u1", "", None)  # removed
     assert await store.notify_settings("u1") == {"c1": NotifySettings()}
     assert await store.notify_settings("nobody") == {}
+
+
+async def test_devices_of_many_users_are_each_users_devices_in_the_order_asked(reopen):
+    store = await reopen()
+    second, first, other = device("d2", token="t2", at=2000), device("d1", token="t1"), device("d3", "u2", "t3")
+    for d in (second, first, other):
+        await store.register_device(d)
+    assert await store.devices_of(["u2", "nobody", "u1", "u2"]) == [[other], [], [first, second], [other]]
+    assert await store.devices_of([]) == []
+
+
+async def test_notification_settings_of_many_users_are_each_users_settings_in_the_order_asked(reopen):
+    store = await reopen()
+    await put_settings(store)
+    assert await store.notify_settings_of(["u2", "nobody", "u1", "u2"]) == [
+        {"c1": SILENT}, {}, {"": DEFAULT, "c1": MUTED}, {"c1": SILENT}]
+    assert await store.notify_settings_of([]) == []

@@ -42,6 +42,15 @@ async def test_a_family_is_stored_with_its_first_refresh_token_and_listed_by_use
     assert await store.refresh_token("unknown") is None
 
 
+async def test_session_families_of_many_users_are_each_users_families_in_the_order_asked(reopen):
+    store = await reopen()
+    first, second, other = family("f1"), family("f2", at=now_ms() + 5), family("f3", user="u2")
+    for fam, token_hash in ((second, "h2"), (first, "h1"), (other, "h3")):
+        await store.create_session_family(fam, token(token_hash, fam))
+    assert await store.session_families_of(["u2", "nobody", "u1", "u2"]) == [[other], [], [first, second], [other]]
+    assert await store.session_families_of([]) == []
+
+
 async def test_a_refresh_token_is_used_once_and_its_successor_moves_the_family_on(reopen):
     store = await reopen()
     fam = family("f1")

@@ -47,22 +47,19 @@ class Store:
     async def block_peers(self, user: str) -> set[str]:
         return set()
 
-    async def notify_settings(self, user_id: str) -> dict[str, NotifySettings]:
-        return self.settings.get(user_id, {})
+    async def notify_settings_of(self, user_ids: Sequence[str]) -> list[dict[str, NotifySettings]]:
+        return [self.settings.get(u, {}) for u in user_ids]
 
     async def unread_counts(self, users: Sequence[str]) -> list[int]:
         return [sum(unread_count(self.conv.last_seq, m.read_seq, m.visible_from) for m in self.members if m.user == u)
                 for u in users]
 
-    async def devices(self, user_id: str) -> list[Device]:
-        return [d for d in self._devices if d.user_id == user_id]
+    async def devices_of(self, user_ids: Sequence[str]) -> list[list[Device]]:
+        return [[d for d in self._devices if d.user_id == u] for u in user_ids]
 
-    async def session_families(self, user_id: str) -> list[SessionFamily]:
-        return [SessionFamily(id="f-" + user_id, user_id=user_id, created_at=0, last_used_at=0, expires_at=FAR,
-                              label="phone", token_gen=0)]
-
-    async def account(self, user_id: str) -> Account | None:
-        return Account(id=user_id, username=user_id, created_at=0)
+    async def session_families_of(self, user_ids: Sequence[str]) -> list[list[SessionFamily]]:
+        return [[SessionFamily(id="f-" + u, user_id=u, created_at=0, last_used_at=0, expires_at=FAR, label="phone",
+                               token_gen=0)] for u in user_ids]
 
     async def accounts(self, user_ids: Sequence[str]) -> list[Account]:
         return [Account(id=u, username=u, created_at=0, display_name="Ada") for u in user_ids]

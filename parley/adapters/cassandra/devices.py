@@ -3,6 +3,8 @@ current device, and notify_settings by user."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from parley.adapters.cassandra.database import CassandraDatabase
 from parley.records import Device, NotifySettings
 
@@ -26,6 +28,9 @@ class CassandraDevices(CassandraDatabase):
                         created_at=r[7]) for r in await self._all("devices_of", [user_id])]
         return sorted(found, key=lambda d: (d.created_at, d.id))
 
+    async def devices_of(self, user_ids: Sequence[str]) -> list[list[Device]]:
+        return await self._gather(self.devices(u) for u in user_ids)  # a partition each, concurrently
+
     async def delete_device(self, user_id: str, device_id: str) -> bool:
         device = next((d for d in await self.devices(user_id) if d.id == device_id), None)
         if device is None:
@@ -39,6 +44,9 @@ class CassandraDevices(CassandraDatabase):
     async def notify_settings(self, user_id: str) -> dict[str, NotifySettings]:
         return {r[0]: NotifySettings(level=r[1], mute_until=r[2], previews=bool(r[3]))
                 for r in await self._all("notify_of", [user_id])}
+
+    async def notify_settings_of(self, user_ids: Sequence[str]) -> list[dict[str, NotifySettings]]:
+        return await self._gather(self.notify_settings(u) for u in user_ids)
 
     async def put_notify_settings(self, user_id: str, scope: str, settings: NotifySettings | None) -> None:
         if settings is None:

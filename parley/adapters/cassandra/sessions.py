@@ -6,6 +6,7 @@ REVOCATION_LOG_KEEP_S."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from parley.adapters.cassandra.database import CassandraDatabase
 from parley.adapters.cassandra.session import Row
@@ -57,6 +58,9 @@ class CassandraSessions(CassandraDatabase):
     async def session_families(self, user_id: str) -> list[SessionFamily]:
         found = [f for r in await self._all("families_of", [user_id]) if (f := _family(r)) is not None]
         return sorted(found, key=lambda f: (f.created_at, f.id))
+
+    async def session_families_of(self, user_ids: Sequence[str]) -> list[list[SessionFamily]]:
+        return await self._gather(self.session_families(u) for u in user_ids)  # a partition each, concurrently
 
     async def refresh_token(self, token_hash: str) -> RefreshToken | None:
         row = await self._one("refresh_get", [token_hash])

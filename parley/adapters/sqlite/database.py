@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from parley.adapters.sqlite.migrations import migrate
 from parley.errors import Unavailable
@@ -44,6 +44,17 @@ def chunks(items: Sequence[T], size: int = CHUNK) -> Iterable[Sequence[T]]:
 
 def marks(n: int) -> str:
     return ",".join("?" * n)
+
+
+def rows_by_key(conn: sqlite3.Connection, select: str, keys: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+    """The rows of `select` for many keys at once: its first column is the key, `{keys}` stands
+    where the `IN (...)` list goes. Each key's rows without it, in the order read; one statement
+    per CHUNK distinct keys (so a key's rows all come from one statement, in its ORDER BY)."""
+    found: dict[str, list[tuple[Any, ...]]] = {}
+    for part in chunks(list(dict.fromkeys(keys))):
+        for row in conn.execute(select.format(keys=marks(len(part))), part):
+            found.setdefault(row[0], []).append(row[1:])
+    return found
 
 
 class SqliteDatabase:

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from parley.adapters.sqlite.database import SqliteDatabase, marks, transaction
+from parley.adapters.sqlite.database import SqliteDatabase, marks, rows_by_key, transaction
 from parley.records import Device, NotifySettings
 
 _DEVICE_COLS = "id, user_id, family_id, platform, token, app_id, locale, created_at"
@@ -32,9 +32,14 @@ class SqliteDevices(SqliteDatabase):
         await self._write(run)
 
     async def devices(self, user_id: str) -> list[Device]:
-        def run(conn: sqlite3.Connection) -> list[Device]:
-            return [_device(r) for r in conn.execute(
-                f"SELECT {_DEVICE_COLS} FROM devices WHERE user_id = ? ORDER BY created_at, id", (user_id,))]
+        [found] = await self.devices_of([user_id])
+        return found
+
+    async def devices_of(self, user_ids: Sequence[str]) -> list[list[Device]]:
+        def run(conn: sqlite3.Connection) -> list[list[Device]]:
+            found = rows_by_key(conn, f"SELECT user_id, {_DEVICE_COLS} FROM devices WHERE user_id IN ({{keys}}) "
+                                      "ORDER BY created_at, id", user_ids)
+            return [[_device(r) for r in found.get(u, ())] for u in user_ids]
         return await self._read(run)
 
     async def delete_device(self, user_id: str, device_id: str) -> bool:
@@ -45,9 +50,15 @@ class SqliteDevices(SqliteDatabase):
         return await self._write(run)
 
     async def notify_settings(self, user_id: str) -> dict[str, NotifySettings]:
-        def run(conn: sqlite3.Connection) -> dict[str, NotifySettings]:
-            return {r[0]: NotifySettings(level=r[1], mute_until=r[2], previews=bool(r[3])) for r in conn.execute(
-                "SELECT scope, level, mute_until, previews FROM notify_settings WHERE user_id = ?", (user_id,))}
+        [found] = await self.notify_settings_of([user_id])
+        return found
+
+    async def notify_settings_of(self, user_ids: Sequence[str]) -> list[dict[str, NotifySettings]]:
+        def run(conn: sqlite3.Connection) -> list[dict[str, NotifySettings]]:
+            found = rows_by_key(conn, "SELECT user_id, scope, level, mute_until, previews FROM notify_settings "
+                                      "WHERE user_id IN ({keys})", user_ids)
+            return [{r[0]: NotifySettings(level=r[1], mute_until=r[2], previews=bool(r[3])) for r in found.get(u, ())}
+                    for u in user_ids]
         return await self._read(run)
 
     async def put_notify_settings(self, user_id: str, scope: str, settings: NotifySettings | None) -> None:

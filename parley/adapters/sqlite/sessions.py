@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from parley.adapters.sqlite.database import SqliteDatabase, marks, transaction
+from parley.adapters.sqlite.database import SqliteDatabase, marks, rows_by_key, transaction
 from parley.limits import REVOCATION_LOG_KEEP_S
 from parley.records import RefreshToken, Revocation, SessionFamily
 
@@ -56,9 +56,14 @@ class SqliteSessions(SqliteDatabase):
         return await self._read(run)
 
     async def session_families(self, user_id: str) -> list[SessionFamily]:
-        def run(conn: sqlite3.Connection) -> list[SessionFamily]:
-            return [_family(r) for r in conn.execute(
-                f"SELECT {_FAMILY_COLS} FROM session_families WHERE user_id = ? ORDER BY created_at, id", (user_id,))]
+        [found] = await self.session_families_of([user_id])
+        return found
+
+    async def session_families_of(self, user_ids: Sequence[str]) -> list[list[SessionFamily]]:
+        def run(conn: sqlite3.Connection) -> list[list[SessionFamily]]:
+            found = rows_by_key(conn, f"SELECT user_id, {_FAMILY_COLS} FROM session_families "
+                                      "WHERE user_id IN ({keys}) ORDER BY created_at, id", user_ids)
+            return [[_family(r) for r in found.get(u, ())] for u in user_ids]
         return await self._read(run)
 
     async def refresh_token(self, token_hash: str) -> RefreshToken | None:
